@@ -1,0 +1,143 @@
+"""Stateless signed challenges and single-use tickets (docs/protocol/access.md).
+
+Both are `base64url(payload || tag)` where tag = HMAC-SHA256(key, payload)[:16] and the
+payload starts with a type byte, so a challenge can never be presented as a ticket.
+The keys live in the server's RAM (or a key file shared by the nodes); a key id byte lets
+the previous key verify tokens for one lifetime after a rotation.
+
+A ticket's id is derived from the challenge it was minted from, so one solved challenge
+yields at most one usable ticket even though challenges themselves are stateless.
+"""
+
+from __future__ import annotations
+
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import struct
+
+from atopos.crypto.base64url import b64url_encode
+
+__all__ = [
+    "Challenge",
+    "InvalidToken",
+    "KEY_BYTES",
+    "SECRET_ID_BYTES",
+    "Ticket",
+    "TokenKeys",
+    "ticket_id_for",
+]
+
+KEY_BYTES = 32
+SECRET_ID_BYTES = 16
+_TAG_BYTES = 16
+_TYPE_CHALLENGE = 1
+_TYPE_TICKET = 2
+# type, key id, secret id, expires_at, bits, salt
+_CHALLENGE = struct.Struct(">BB16sQB8s")
+# type, key id, secret id, ticket id, expires_at
+_TICKET = struct.Struct(">BB16s16sQ")
+_CHALLENGE_CHARS = ((_CHALLENGE.size + _TAG_BYTES) * 4 + 2) // 3  # unpadded base64 length
+_TICKET_CHARS = ((_TICKET.size + _TAG_BYTES) * 4 + 2) // 3
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _canonical_last_chars(token_bytes: int) -> frozenset[str]:
+    """Final characters whose unused low bits are zero, so each value has one spelling."""
+    unused_bits = (-token_bytes * 8) % 6
+    return frozenset(c for i, c in enumerate(_ALPHABET) if i % (1 << unused_bits) == 0)
+
+
+_CHALLENGE_LAST = _canonical_last_chars(_CHALLENGE.size + _TAG_BYTES)
+_TICKET_LAST = _canonical_last_chars(_TICKET.size + _TAG_BYTES)
+_digest = hmac.digest
+_compare = hmac.compare_digest
+
+
+class InvalidToken(Exception):
+    """A challenge or ticket that is malformed, forged, expired or for another secret."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Challenge:
+    secret_id: bytes
+    expires_at: int
+    bits: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ticket:
+    secret_id: bytes
+    ticket_id: bytes
+    expires_at: int
+
+
+def ticket_id_for(challenge: str) -> bytes:
+    return hashlib.sha256(b"atopos/ticket-id\x00" + challenge.encode("ascii")).digest()[:16]
+
+
+def _decode(token: str, expected_chars: int, last_chars: frozenset[str]) -> bytes:
+    # Fixed length, strict alphabet, canonical last character; then the MAC decides.
+    if len(token) != expected_chars or token[-1] not in last_chars:
+        raise InvalidToken
+    try:
+        raw = token.encode("ascii").translate(_FROM_URLSAFE)
+        return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4), strict_mode=True)
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise InvalidToken from exc
+
+
+class TokenKeys:
+    """Signs with the current key; verifies with the current or the previous one."""
+
+    def __init__(self, current: bytes, previous: bytes | None = None) -> None:
+        if len(current) != KEY_BYTES or (previous is not None and len(previous) != KEY_BYTES):
+            raise ValueError("token keys are 32 bytes")
+        self._current_id = _key_id(current)
+        self._keys = {self._current_id: current}
+        if previous is not None and _key_id(previous) != self._current_id:
+            self._keys[_key_id(previous)] = previous
+
+    def _sign(self, payload: bytes) -> str:
+        tag = _digest(self._keys[self._current_id], payload, "sha256")[:_TAG_BYTES]
+        return b64url_encode(payload + tag)
+
+    def _open(self, token: str, expected_chars: int, last: frozenset[str], size: int) -> bytes:
+        raw = _decode(token, expected_chars, last)
+        payload, tag = raw[:size], raw[size:]
+        key = self._keys.get(payload[1])
+        if key is None or not _compare(_digest(key, payload, "sha256")[:_TAG_BYTES], tag):
+            raise InvalidToken
+        return payload
+
+    def issue_challenge(self, secret_id: bytes, expires_at: int, bits: int, salt: bytes) -> str:
+        """A challenge bound to one secret; `salt` (8 random bytes) makes each one unique."""
+        payload = _CHALLENGE.pack(
+            _TYPE_CHALLENGE, self._current_id, secret_id, expires_at, bits, salt
+        )
+        return self._sign(payload)
+
+    def open_challenge(self, token: str, secret_id: bytes, now: int) -> Challenge:
+        payload = self._open(token, _CHALLENGE_CHARS, _CHALLENGE_LAST, _CHALLENGE.size)
+        kind, _, bound_id, expires_at, bits, _salt = _CHALLENGE.unpack(payload)
+        if kind != _TYPE_CHALLENGE or not _compare(bound_id, secret_id) or expires_at <= now:
+            raise InvalidToken
+        return Challenge(bound_id, expires_at, bits)
+
+    def issue_ticket(self, secret_id: bytes, ticket_id: bytes, expires_at: int) -> str:
+        payload = _TICKET.pack(_TYPE_TICKET, self._current_id, secret_id, ticket_id, expires_at)
+        return self._sign(payload)
+
+    def open_ticket(self, token: str, secret_id: bytes, now: int) -> Ticket:
+        payload = self._open(token, _TICKET_CHARS, _TICKET_LAST, _TICKET.size)
+        kind, _, bound_id, ticket_id, expires_at = _TICKET.unpack(payload)
+        if kind != _TYPE_TICKET or not _compare(bound_id, secret_id) or expires_at <= now:
+            raise InvalidToken
+        return Ticket(bound_id, ticket_id, expires_at)
+
+
+def _key_id(key: bytes) -> int:
+    # Public and derived from the key, so every node holding a key file agrees on it.
+    return hashlib.sha256(b"atopos/key-id\x00" + key).digest()[0]

@@ -1,0 +1,64 @@
+"""The one error hierarchy of Atopos.
+
+Every layer raises these; the server maps them once to HTTP statuses
+(`server/errors.py`) and the CLI once to exit codes (`cli/exits.py`).
+Messages are one sentence meant for a person and never carry secret material.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AtoposError",
+    "Gone",
+    "InvalidInput",
+    "NetworkError",
+    "RateLimited",
+    "Refused",
+    "StorageFull",
+    "TooLarge",
+    "Unavailable",
+]
+
+
+class AtoposError(Exception):
+    """Base of every error Atopos raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Gone(AtoposError):
+    """Unknown, expired, already viewed or deleted: the thing no longer exists."""
+
+
+class Refused(AtoposError):
+    """The request was understood and denied (bad ticket, wrong passphrase, wrong device)."""
+
+
+class RateLimited(Refused):
+    """Too many requests from one ephemeral identifier; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidInput(AtoposError):
+    """The input does not match the schema or the rules (a 4xx, never a 500)."""
+
+
+class TooLarge(InvalidInput):
+    """The body or file is over the configured limit."""
+
+
+class Unavailable(AtoposError):
+    """A dependency (storage) is down for now; the caller may retry later."""
+
+
+class StorageFull(Unavailable):
+    """The storage has no room left; nothing was written."""
+
+
+class NetworkError(AtoposError):
+    """The client could not talk to the server (connection, TLS, pin mismatch)."""

@@ -1,0 +1,1 @@
+"""The ASGI server: secrets API, access control (challenge, ticket, rate limits), logging."""

@@ -1,0 +1,85 @@
+"""The access path: challenge -> proof of work -> single-use ticket (docs/protocol/access.md).
+
+Challenges are stateless: signed, bound to one secret, short-lived, each with a random salt.
+The ticket minted from a challenge has an id derived from that challenge, and the storage
+records every redeemed ticket id until it expires, so one proof of work buys one view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from atopos.crypto import pow as proof_of_work
+from atopos.crypto.tokens import InvalidToken, Ticket, TokenKeys, ticket_id_for
+from atopos.errors import Refused
+from atopos.server.ratelimit import RateLimits
+
+__all__ = ["AccessControl", "IssuedChallenge", "IssuedTicket"]
+
+_MAX_BITS = 40
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IssuedChallenge:
+    challenge: str
+    bits: int
+    expires_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IssuedTicket:
+    ticket: str
+    expires_at: int
+
+
+class AccessControl:
+    def __init__(
+        self,
+        keys: TokenKeys,
+        limits: RateLimits,
+        *,
+        pow_bits: int,
+        challenge_ttl: int,
+        ticket_ttl: int,
+    ) -> None:
+        self._keys = keys
+        self._limits = limits
+        self._pow_bits = pow_bits
+        self._challenge_ttl = challenge_ttl
+        self._ticket_ttl = ticket_ttl
+
+    async def challenge(self, secret_id: bytes, ident: str, now: int) -> IssuedChallenge:
+        bits = self._pow_bits
+        if bits:
+            # Difficulty rises for identifiers that recently failed; at 0 bits (tests,
+            # benchmarks) the work is switched off entirely.
+            bits = min(_MAX_BITS, bits + await self._limits.extra_bits(ident))
+        expires_at = now + self._challenge_ttl
+        token = self._keys.issue_challenge(secret_id, expires_at, bits, os.urandom(8))
+        return IssuedChallenge(token, bits, expires_at)
+
+    async def ticket(
+        self, secret_id: bytes, challenge: str, nonce: int, ident: str, now: int
+    ) -> IssuedTicket:
+        try:
+            opened = self._keys.open_challenge(challenge, secret_id, now)
+        except InvalidToken:
+            await self._limits.record_failure(ident)
+            raise Refused("The challenge is invalid or expired; ask for a new one.") from None
+        if not proof_of_work.verify(challenge.encode("ascii"), nonce, opened.bits):
+            await self._limits.record_failure(ident)
+            raise Refused("The proof of work is wrong.")
+        expires_at = min(now + self._ticket_ttl, opened.expires_at + self._ticket_ttl)
+        ticket = self._keys.issue_ticket(secret_id, ticket_id_for(challenge), expires_at)
+        return IssuedTicket(ticket, expires_at)
+
+    async def open_ticket(self, secret_id: bytes, ticket: str, ident: str, now: int) -> Ticket:
+        try:
+            return self._keys.open_ticket(ticket, secret_id, now)
+        except InvalidToken:
+            await self._limits.record_failure(ident)
+            raise Refused("The ticket is invalid or expired; start the reveal again.") from None
+
+    async def record_failure(self, ident: str) -> None:
+        await self._limits.record_failure(ident)

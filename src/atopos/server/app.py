@@ -1,0 +1,128 @@
+"""Assemble the ASGI application: routes, storage, access control, background sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from atopos.crypto.tokens import TokenKeys
+from atopos.errors import AtoposError, Unavailable
+from atopos.server.access import AccessControl
+from atopos.server.clock import Clock, SystemClock
+from atopos.server.config import ServerConfig
+from atopos.server.errors import error_response, response_for
+from atopos.server.middleware import EdgeMiddleware
+from atopos.server.openapi import openapi_document
+from atopos.server.ratelimit import RateLimits
+from atopos.server.secrets_api import SecretsApi
+from atopos.server.sizes import max_envelope_bytes
+from atopos.storage.factory import open_store
+from atopos.storage.port import SecretStore
+
+__all__ = ["create_app"]
+
+_log = logging.getLogger("atopos.server")
+_HEALTHY = msgspec.json.encode({"status": "ok", "storage": "up"})
+_UNHEALTHY = msgspec.json.encode({"status": "unavailable", "storage": "down"})
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    clock: Clock | None = None,
+    store: SecretStore | None = None,
+    token_keys: TokenKeys | None = None,
+) -> ASGIApp:
+    clock = clock or SystemClock()
+    store = store or open_store(config.resolved_storage_url())
+    limits = RateLimits(
+        {
+            "create": config.rate_create,
+            "challenge": config.rate_challenge,
+            "ticket": config.rate_ticket,
+            "reveal": config.rate_reveal,
+            "manage": config.rate_manage,
+        }
+    )
+    access = AccessControl(
+        # Held in RAM only: a restart invalidates every outstanding challenge and ticket.
+        token_keys or TokenKeys(os.urandom(32)),
+        limits,
+        pow_bits=config.pow_bits,
+        challenge_ttl=config.challenge_ttl,
+        ticket_ttl=config.ticket_ttl,
+    )
+    api = SecretsApi(config, store, access, limits, clock)
+    openapi = openapi_document(
+        max_envelope_bytes(config.max_content_bytes), config.max_ttl, config.max_views
+    )
+
+    async def health(_: Request) -> Response:
+        try:
+            await store.check()
+        except Unavailable:
+            return Response(_UNHEALTHY, status_code=503, media_type="application/json")
+        return Response(_HEALTHY, media_type="application/json")
+
+    async def openapi_json(_: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(config.sweep_interval)
+            try:
+                await store.sweep(int(clock.now()))
+            except AtoposError:
+                _log.warning("sweep failed; will retry")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await store.start(int(clock.now()))
+        sweeper = asyncio.create_task(sweep_forever())
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await store.aclose()
+
+    async def atopos_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AtoposError)
+        return response_for(exc)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        response = error_response(exc.status_code, code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    routes = [
+        Route("/api/v1/secrets", api.create, methods=["POST"]),
+        Route("/api/v1/secrets/{id}/challenge", api.challenge, methods=["POST"]),
+        Route("/api/v1/secrets/{id}/ticket", api.ticket, methods=["POST"]),
+        Route("/api/v1/secrets/{id}/reveal", api.reveal, methods=["POST"]),
+        Route("/api/v1/secrets/{id}/status", api.status, methods=["GET"]),
+        Route("/api/v1/secrets/{id}", api.delete, methods=["DELETE"]),
+        Route("/healthz", health, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={AtoposError: atopos_error, HTTPException: http_error},
+    )
+    return EdgeMiddleware(app)

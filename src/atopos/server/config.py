@@ -1,0 +1,70 @@
+"""Server settings with their defaults, read from CLI flags or environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+__all__ = ["DEFAULT_POW_BITS", "ServerConfig", "rate_limits"]
+
+# A laptop browser hashing with WebCrypto in a worker needs about half a second for 2**16
+# attempts; the CLI needs a few hundredths. See docs/protocol/access.md.
+DEFAULT_POW_BITS = 16
+MiB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    # sqlite:///path/to/atopos.db (default: <data_dir>/atopos.db) or redis://...
+    storage_url: str | None = None
+    pow_bits: int = DEFAULT_POW_BITS
+    # Content limit of one secret; the envelope's overhead (header, tags, padding) is added.
+    max_content_bytes: int = 100 * MiB
+    max_json_bytes: int = 4096
+    default_ttl: int = 24 * 3600
+    max_ttl: int = 30 * 24 * 3600
+    max_views: int = 100
+    challenge_ttl: int = 120
+    ticket_ttl: int = 60
+    # Requests per minute per ephemeral client identifier and route class; 0 turns a limit off.
+    rate_create: int = 60
+    rate_challenge: int = 120
+    rate_ticket: int = 60
+    rate_reveal: int = 60
+    rate_manage: int = 60
+    sweep_interval: float = 30.0
+    log_level: str = "info"
+    # Honour X-Forwarded-For from these proxy addresses only (deploy/ behind Caddy).
+    trusted_proxies: tuple[str, ...] = ()
+
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"sqlite:///{(self.data_dir / 'atopos.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> ServerConfig:
+        """Defaults, then ATOPOS_* variables, then explicit overrides (CLI flags) that are not None."""
+        values: dict[str, object] = {}
+        if data := os.environ.get("ATOPOS_DATA"):
+            values["data_dir"] = Path(data)
+        if storage := os.environ.get("ATOPOS_STORAGE"):
+            values["storage_url"] = storage
+        if bits := os.environ.get("ATOPOS_POW_BITS"):
+            values["pow_bits"] = int(bits)
+        if level := os.environ.get("ATOPOS_LOG_LEVEL"):
+            values["log_level"] = level
+        if (rate := os.environ.get("ATOPOS_RATE_LIMIT")) is not None:
+            values.update(rate_limits(int(rate)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def rate_limits(per_minute: int) -> dict[str, int]:
+    """One per-minute limit for every route class (0 turns rate limiting off)."""
+    return {
+        name: per_minute
+        for name in ("rate_create", "rate_challenge", "rate_ticket", "rate_reveal", "rate_manage")
+    }

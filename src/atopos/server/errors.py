@@ -1,0 +1,58 @@
+"""The one place where errors become HTTP responses: a status, a code and one sentence."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.responses import Response
+
+from atopos.errors import (
+    AtoposError,
+    Gone,
+    InvalidInput,
+    RateLimited,
+    Refused,
+    StorageFull,
+    TooLarge,
+    Unavailable,
+)
+from atopos.server.schemas import ErrorResponse
+
+__all__ = ["error_response", "response_for", "status_of"]
+
+# Most specific first.
+_STATUSES: tuple[tuple[type[AtoposError], int, str], ...] = (
+    (RateLimited, 429, "rate_limited"),
+    (Refused, 403, "refused"),
+    (Gone, 404, "gone"),
+    (TooLarge, 413, "too_large"),
+    (InvalidInput, 422, "invalid_input"),
+    (StorageFull, 507, "storage_full"),
+    (Unavailable, 503, "unavailable"),
+)
+_encode = msgspec.json.encode
+
+
+def status_of(error: AtoposError) -> tuple[int, str]:
+    for kind, status, code in _STATUSES:
+        if isinstance(error, kind):
+            return status, code
+    return 500, "internal"
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        _encode(ErrorResponse(code, message)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def response_for(error: AtoposError) -> Response:
+    status, code = status_of(error)
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    elif isinstance(error, Unavailable):
+        headers["Retry-After"] = "5"
+    return error_response(status, code, error.message, headers)

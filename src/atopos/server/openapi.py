@@ -1,0 +1,189 @@
+"""The OpenAPI 3.1 description of the API, served at /openapi.json.
+
+Written out by hand around the msgspec schemas, so the document states exactly what the
+server enforces (schemathesis checks it against the running server in the tests).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+
+from atopos import __version__
+from atopos.server.schemas import (
+    ChallengeResponse,
+    CreateResponse,
+    ErrorResponse,
+    RevealRequest,
+    StatusResponse,
+    TicketRequest,
+    TicketResponse,
+)
+
+__all__ = ["openapi_document"]
+
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "Secret id: 16 bytes, unpadded base64url.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"},
+}
+_BEARER = [{"manageToken": []}]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _json_response(description: str, name: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        403: "Refused: bad, used or expired ticket or challenge, wrong proof, wrong token.",
+        404: "Gone: unknown, expired, already viewed or deleted.",
+        413: "Body too large.",
+        415: "Wrong content type.",
+        422: "Input does not match the schema.",
+        429: "Rate-limited; see Retry-After.",
+        503: "Storage unavailable; see Retry-After.",
+        507: "Storage full.",
+    }
+    return {str(status): _json_response(text[status], "ErrorResponse") for status in statuses}
+
+
+@functools.cache
+def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> bytes:
+    _, components = msgspec.json.schema_components(
+        [
+            ChallengeResponse,
+            CreateResponse,
+            ErrorResponse,
+            RevealRequest,
+            StatusResponse,
+            TicketRequest,
+            TicketResponse,
+        ],
+        ref_template="#/components/schemas/{name}",
+    )
+    envelope = {
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary", "maxLength": max_envelope_bytes}
+        }
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Atopos",
+            "version": __version__,
+            "description": "One-time secrets: the server stores ciphertext only.",
+        },
+        "paths": {
+            "/api/v1/secrets": {
+                "post": {
+                    "operationId": "createSecret",
+                    "summary": "Store an envelope (encrypted on the client).",
+                    "parameters": [
+                        {
+                            "name": "expires_in",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 60, "maximum": max_ttl},
+                        },
+                        {
+                            "name": "views",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": max_views},
+                        },
+                        {"name": "kind", "in": "query", "schema": {"enum": ["text", "file"]}},
+                    ],
+                    "requestBody": {"required": True, "content": envelope},
+                    "responses": {
+                        "201": _json_response("Stored durably.", "CreateResponse"),
+                        **_errors(413, 415, 422, 429, 503, 507),
+                    },
+                }
+            },
+            "/api/v1/secrets/{id}/challenge": {
+                "post": {
+                    "operationId": "getChallenge",
+                    "summary": "A signed proof-of-work challenge bound to this secret.",
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": _json_response("Challenge.", "ChallengeResponse"),
+                        **_errors(404, 429, 503),
+                    },
+                }
+            },
+            "/api/v1/secrets/{id}/ticket": {
+                "post": {
+                    "operationId": "getTicket",
+                    "summary": "Trade a solved challenge for a single-use ticket.",
+                    "parameters": [_ID],
+                    "requestBody": _json_body("TicketRequest"),
+                    "responses": {
+                        "200": _json_response("Ticket.", "TicketResponse"),
+                        **_errors(403, 404, 413, 422, 429, 503),
+                    },
+                }
+            },
+            "/api/v1/secrets/{id}/reveal": {
+                "post": {
+                    "operationId": "revealSecret",
+                    "summary": "Redeem a ticket: the envelope, once per view.",
+                    "parameters": [_ID],
+                    "requestBody": _json_body("RevealRequest"),
+                    "responses": {
+                        "200": {"description": "The envelope.", "content": envelope},
+                        **_errors(403, 404, 413, 422, 429, 503),
+                    },
+                }
+            },
+            "/api/v1/secrets/{id}/status": {
+                "get": {
+                    "operationId": "secretStatus",
+                    "summary": "Views left and expiry, for the holder of the manage token.",
+                    "parameters": [_ID],
+                    "security": _BEARER,
+                    "responses": {
+                        "200": _json_response("Status.", "StatusResponse"),
+                        **_errors(403, 404, 429, 503),
+                    },
+                }
+            },
+            "/api/v1/secrets/{id}": {
+                "delete": {
+                    "operationId": "deleteSecret",
+                    "summary": "Burn the secret now.",
+                    "parameters": [_ID],
+                    "security": _BEARER,
+                    "responses": {
+                        "204": {"description": "Burned."},
+                        **_errors(403, 404, 429, 503, 507),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness and storage health.",
+                    "responses": {
+                        "200": {"description": "Serving."},
+                        "503": {"description": "Storage down."},
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"manageToken": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    return msgspec.json.encode(document)

@@ -1,0 +1,39 @@
+"""Run the server on uvicorn (`atopos serve`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import uvicorn
+
+from atopos.server.app import create_app
+from atopos.server.config import ServerConfig
+from atopos.server.logs import configure_logging
+
+__all__ = ["serve"]
+
+
+def serve(config: ServerConfig) -> None:
+    configure_logging(config.log_level)
+    if config.storage_url is None:
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(config.data_dir, 0o700)
+    logging.getLogger("atopos.server").info(
+        "starting", extra={"storage": config.resolved_storage_url().split(":", 1)[0]}
+    )
+    uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            loop="auto",
+            http="auto",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+        )
+    ).run()

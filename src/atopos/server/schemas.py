@@ -1,0 +1,65 @@
+"""Strict wire schemas of the secrets API (msgspec: unknown fields and wrong types are 422)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = [
+    "ChallengeResponse",
+    "CreateResponse",
+    "ErrorResponse",
+    "RevealRequest",
+    "StatusResponse",
+    "TicketRequest",
+    "TicketResponse",
+]
+
+_Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+_Nonce = Annotated[int, msgspec.Meta(ge=0, le=2**64 - 1)]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class TicketRequest(_Strict):
+    challenge: _Token
+    nonce: _Nonce
+    device_proof: _Token | None = None
+
+
+class RevealRequest(_Strict):
+    ticket: _Token
+
+
+class CreateResponse(_Strict):
+    id: str
+    manage_token: str
+    expires_at: int
+
+
+class ChallengeResponse(_Strict):
+    challenge: str
+    bits: int
+    expires_at: int
+
+
+class TicketResponse(_Strict):
+    ticket: str
+    expires_at: int
+
+
+class StatusResponse(_Strict):
+    views_left: int
+    expires_at: int
+    created_at: int
+    kind: Literal["text", "file"]
+    size: int
+    is_bound: bool
+
+
+class ErrorResponse(_Strict):
+    error: str
+    message: str

@@ -1,0 +1,247 @@
+"""Endpoints of the secrets API under /api/v1 (routes fixed in DESIGN.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from atopos.crypto.base64url import b64url_decode, b64url_encode
+from atopos.crypto.envelope import parse_header
+from atopos.crypto.errors import CryptoError
+from atopos.errors import Gone, InvalidInput, Refused
+from atopos.server.access import AccessControl
+from atopos.server.bodies import limited_stream, read_json
+from atopos.server.clock import Clock
+from atopos.server.config import ServerConfig
+from atopos.server.identity import EphemeralIdentifiers
+from atopos.server.sizes import max_envelope_bytes, min_envelope_bytes
+from atopos.server.ratelimit import RateLimits
+from atopos.server.schemas import (
+    ChallengeResponse,
+    CreateResponse,
+    RevealRequest,
+    StatusResponse,
+    TicketRequest,
+    TicketResponse,
+)
+from atopos.storage.port import KIND_FILE, KIND_TEXT, NewSecret, SecretInfo, SecretStore, TicketUsed
+
+__all__ = ["SecretsApi"]
+
+_GONE = "This secret does not exist, has expired or was already viewed."
+_ID_CHARS = 22  # 16 bytes, base64url
+_CREATE_PARAMS = frozenset({"expires_in", "views", "kind"})
+_encode = msgspec.json.encode
+# Bodies up to this size are sent as one response (cheaper than a streaming response).
+_BUFFERED_REVEAL_BYTES = 1024 * 1024
+
+
+def _json(payload: msgspec.Struct, status: int = 200) -> Response:
+    return Response(_encode(payload), status_code=status, media_type="application/json")
+
+
+def _hash_token(token: bytes) -> bytes:
+    return hashlib.sha256(b"atopos/manage-token\x00" + token).digest()
+
+
+class SecretsApi:
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: SecretStore,
+        access: AccessControl,
+        limits: RateLimits,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._access = access
+        self._limits = limits
+        self._clock = clock
+        self._idents = EphemeralIdentifiers(clock.now())
+        self._max_envelope = max_envelope_bytes(config.max_content_bytes)
+        self._trusted_proxies = frozenset(config.trusted_proxies)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self._clock.now())
+
+    def _ident(self, request: Request) -> str:
+        client = request.scope.get("client")
+        address = client[0] if client else "unknown"
+        if address in self._trusted_proxies:
+            forwarded = request.headers.get("x-forwarded-for", "")
+            if forwarded:
+                address = forwarded.rsplit(",", 1)[-1].strip()
+        return self._idents.for_address(address, self._clock.now())
+
+    async def _limited(self, request: Request, route: str) -> str:
+        ident = self._ident(request)
+        await self._limits.hit(route, ident)
+        return ident
+
+    @staticmethod
+    def _secret_id(request: Request) -> bytes:
+        text = request.path_params["id"]
+        if len(text) != _ID_CHARS:
+            raise Gone(_GONE)
+        try:
+            return b64url_decode(text)
+        except ValueError:
+            raise Gone(_GONE) from None
+
+    async def _authorized(self, request: Request) -> SecretInfo:
+        secret_id = self._secret_id(request)
+        scheme, _, token_text = request.headers.get("authorization", "").partition(" ")
+        try:
+            token = b64url_decode(token_text.strip())
+        except ValueError:
+            token = b""
+        info = await self._store.info(secret_id, self._now())
+        if info is None:
+            raise Gone(_GONE)
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            _hash_token(token), info.manage_token_hash
+        ):
+            raise Refused("The manage token is missing or wrong.")
+        return info
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def create(self, request: Request) -> Response:
+        await self._limited(request, "create")
+        expires_in, views, kind = self._create_params(request)
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/octet-stream":
+            raise InvalidInput("The body must be the envelope as application/octet-stream.")
+        now = self._now()
+        secret_id = os.urandom(16)
+        manage_token = os.urandom(32)
+        secret = NewSecret(
+            secret_id=secret_id,
+            manage_token_hash=_hash_token(manage_token),
+            kind=kind,
+            views=views,
+            created_at=now,
+            expires_at=now + expires_in,
+        )
+        body = self._checked_envelope(limited_stream(request, self._max_envelope))
+        await self._store.create(secret, body)
+        return _json(
+            CreateResponse(b64url_encode(secret_id), b64url_encode(manage_token), now + expires_in),
+            status=201,
+        )
+
+    def _create_params(self, request: Request) -> tuple[int, int, str]:
+        params = request.query_params
+        unknown = set(params.keys()) - _CREATE_PARAMS
+        if unknown or any(len(params.getlist(name)) > 1 for name in params.keys()):
+            raise InvalidInput("Only expires_in, views and kind may be given, once each.")
+        config = self._config
+        expires_in = _int_param(params.get("expires_in"), config.default_ttl, "expires_in")
+        if not 60 <= expires_in <= config.max_ttl:
+            raise InvalidInput(f"expires_in must be between 60 and {config.max_ttl} seconds.")
+        views = _int_param(params.get("views"), 1, "views")
+        if not 1 <= views <= config.max_views:
+            raise InvalidInput(f"views must be between 1 and {config.max_views}.")
+        kind = params.get("kind", KIND_TEXT)
+        if kind not in (KIND_TEXT, KIND_FILE):
+            raise InvalidInput("kind must be text or file.")
+        return expires_in, views, kind
+
+    async def _checked_envelope(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Pass the body through once its header parses and before the end proves it long
+        enough to hold one sealed record: garbage never reaches the store."""
+        head = bytearray()
+        size = 0
+        checked = False
+        async for piece in body:
+            size += len(piece)
+            if not checked:
+                head += piece
+                try:
+                    header = parse_header(bytes(head))
+                except CryptoError:
+                    raise InvalidInput("The body is not an Atopos envelope.") from None
+                if header is None:
+                    continue
+                checked = True
+                piece, head = bytes(head), bytearray()
+            yield piece
+        if not checked or size < min_envelope_bytes():
+            raise InvalidInput("The body is not an Atopos envelope.")
+
+    async def challenge(self, request: Request) -> Response:
+        ident = await self._limited(request, "challenge")
+        secret_id = self._secret_id(request)
+        now = self._now()
+        if await self._store.info(secret_id, now) is None:
+            await self._access.record_failure(ident)
+            raise Gone(_GONE)
+        issued = await self._access.challenge(secret_id, ident, now)
+        return _json(ChallengeResponse(issued.challenge, issued.bits, issued.expires_at))
+
+    async def ticket(self, request: Request) -> Response:
+        ident = await self._limited(request, "ticket")
+        secret_id = self._secret_id(request)
+        body = await read_json(request, TicketRequest, self._config.max_json_bytes)
+        now = self._now()
+        issued = await self._access.ticket(secret_id, body.challenge, body.nonce, ident, now)
+        if await self._store.info(secret_id, now) is None:
+            raise Gone(_GONE)
+        return _json(TicketResponse(issued.ticket, issued.expires_at))
+
+    async def reveal(self, request: Request) -> Response:
+        ident = await self._limited(request, "reveal")
+        secret_id = self._secret_id(request)
+        body = await read_json(request, RevealRequest, self._config.max_json_bytes)
+        now = self._now()
+        ticket = await self._access.open_ticket(secret_id, body.ticket, ident, now)
+        try:
+            revealed = await self._store.consume(secret_id, ticket.ticket_id, ticket.expires_at, now)
+        except TicketUsed:
+            await self._access.record_failure(ident)
+            raise
+        headers = {"content-length": str(revealed.size)}
+        if revealed.size <= _BUFFERED_REVEAL_BYTES:
+            data = b"".join([piece async for piece in revealed.chunks])
+            return Response(data, media_type="application/octet-stream", headers=headers)
+        return StreamingResponse(
+            revealed.chunks, media_type="application/octet-stream", headers=headers
+        )
+
+    async def status(self, request: Request) -> Response:
+        await self._limited(request, "manage")
+        info = await self._authorized(request)
+        return _json(
+            StatusResponse(
+                views_left=info.views_left,
+                expires_at=info.expires_at,
+                created_at=info.created_at,
+                kind=KIND_FILE if info.kind == KIND_FILE else KIND_TEXT,
+                size=info.size,
+                is_bound=info.is_bound,
+            )
+        )
+
+    async def delete(self, request: Request) -> Response:
+        await self._limited(request, "manage")
+        info = await self._authorized(request)
+        if not await self._store.delete(info.secret_id):
+            raise Gone(_GONE)
+        return Response(status_code=204)
+
+
+def _int_param(text: str | None, default: int, name: str) -> int:
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise InvalidInput(f"{name} must be a whole number.")
+    return int(text)

@@ -1,0 +1,1 @@
+"""The storage port (`SecretStore`) and its adapters: SQLite (embedded default), Redis."""

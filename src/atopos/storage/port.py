@@ -1,0 +1,115 @@
+"""The storage port every adapter implements, and the records that cross it.
+
+Adapters hold ciphertext and the metadata that enforces a secret's life, nothing else:
+no client address, no user agent, no plaintext, no link key. Each operation that decides
+who gets a view (`consume`) is one atomic operation in the backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from atopos.errors import Refused
+
+__all__ = [
+    "KIND_FILE",
+    "KIND_TEXT",
+    "NewSecret",
+    "Revealed",
+    "SecretInfo",
+    "SecretStore",
+    "TicketUsed",
+]
+
+KIND_TEXT = "text"
+KIND_FILE = "file"
+
+
+class TicketUsed(Refused):
+    """The ticket was already redeemed: tickets are single-use."""
+
+    def __init__(self) -> None:
+        super().__init__("This ticket was already used.")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSecret:
+    secret_id: bytes
+    manage_token_hash: bytes
+    kind: str
+    views: int
+    created_at: int
+    expires_at: int
+    device_key: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SecretInfo:
+    secret_id: bytes
+    manage_token_hash: bytes
+    kind: str
+    size: int
+    views_left: int
+    created_at: int
+    expires_at: int
+    device_key: bytes | None
+
+    @property
+    def is_bound(self) -> bool:
+        return self.device_key is not None
+
+
+@dataclasses.dataclass(slots=True)
+class Revealed:
+    """One consumed view: the ciphertext's size and its bytes, streamed in order.
+
+    `chunks` must be iterated to the end or closed (`aclose`), so that an adapter holding
+    a read snapshot for a large body can let it go.
+    """
+
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+class SecretStore(Protocol):
+    async def start(self, now: int) -> None:
+        """Connect, prepare the schema and sweep what a crash left behind."""
+        ...
+
+    async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
+        """Store the secret and its ciphertext; return its size once durable.
+
+        Nothing is visible before the whole body is stored. If `body` raises, nothing of
+        this secret remains and the error propagates.
+        """
+        ...
+
+    async def info(self, secret_id: bytes, now: int) -> SecretInfo | None:
+        """The live secret's metadata, or None when unknown or expired."""
+        ...
+
+    async def consume(
+        self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
+    ) -> Revealed:
+        """Atomically redeem the ticket and take one view; the last view burns the secret.
+
+        Raises TicketUsed when the ticket was redeemed before, Gone when the secret is
+        unknown, expired or has no views left. A failed call consumes nothing.
+        """
+        ...
+
+    async def delete(self, secret_id: bytes) -> bool:
+        """Burn the secret now; False when there was nothing to burn."""
+        ...
+
+    async def sweep(self, now: int) -> int:
+        """Burn expired secrets and forget expired tickets; return how many secrets."""
+        ...
+
+    async def check(self) -> None:
+        """Raise Unavailable when the backend cannot serve requests."""
+        ...
+
+    async def aclose(self) -> None: ...

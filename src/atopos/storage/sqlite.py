@@ -1,0 +1,352 @@
+"""SQLite adapter of the storage port: the embedded default, one process, one file.
+
+Durability: WAL with `synchronous=FULL` behind a group-commit writer, so a returned
+`create` survives `kill -9` and power loss. Forgetting: `secure_delete=ON` zeroes freed
+pages, and a burn triggers a TRUNCATE checkpoint so no ciphertext lingers in the WAL.
+Small bodies (up to one chunk) live inline in their row and are returned by the same
+statement that burns them; larger bodies are stored as 1 MiB chunks, streamed from a read
+snapshot that was opened before the consuming transaction deleted them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from atopos.errors import Gone
+from atopos.storage.port import NewSecret, Revealed, SecretInfo, TicketUsed
+from atopos.storage.sqlite_writer import GroupCommitWriter, storage_error
+
+__all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
+
+CHUNK_BYTES = 1024 * 1024
+_SCHEMA_VERSION = 1
+T = TypeVar("T")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS secrets (
+    id BLOB PRIMARY KEY NOT NULL,
+    manage_hash BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    views_left INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    device_key BLOB,
+    body BLOB
+);
+CREATE INDEX IF NOT EXISTS secrets_by_expiry ON secrets (expires_at);
+CREATE TABLE IF NOT EXISTS chunks (
+    owner BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (owner, seq)
+);
+CREATE TABLE IF NOT EXISTS used_tickets (
+    id BLOB PRIMARY KEY NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS used_tickets_by_expiry ON used_tickets (expires_at);
+"""
+_GONE = "This secret does not exist, has expired or was already viewed."
+_INFO = (
+    "SELECT id, manage_hash, kind, size, views_left, created_at, expires_at, device_key "
+    "FROM secrets WHERE id = ? AND expires_at > ?"
+)
+
+
+def _open(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class SqliteSecretStore:
+    """`SecretStore` on one SQLite file (see module docstring for the guarantees)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._writer = GroupCommitWriter(self._connect_writer)
+        self._reader: sqlite3.Connection | None = None
+        # Secrets whose chunks are being uploaded: the sweeper must not take them for orphans.
+        self._uploading: set[bytes] = set()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteSecretStore:
+        if not url.startswith("sqlite:///"):
+            raise ValueError("an SQLite storage URL looks like sqlite:///path/to/atopos.db")
+        return cls(Path(url.removeprefix("sqlite://")))
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        old_umask = os.umask(0o077)  # the database, its WAL and -shm are for us only
+        try:
+            conn = _open(self._path, busy_timeout_ms=5000)
+            conn.execute("PRAGMA journal_mode = WAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise RuntimeError("the database was written by a newer Atopos")
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        finally:
+            os.umask(old_umask)
+        os.chmod(self._path, stat.S_IRUSR | stat.S_IWUSR)
+        return conn
+
+    async def start(self, now: int) -> None:
+        self._writer.start()
+        self._reader = _open(self._path, busy_timeout_ms=200)
+        await self.sweep(now)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._writer.stop)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    async def check(self) -> None:
+        try:
+            self._reader_conn().execute("SELECT 1 FROM secrets LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise RuntimeError("store not started")
+        return self._reader
+
+    async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
+        pending = bytearray()
+        async for piece in body:
+            pending += piece
+            if len(pending) > CHUNK_BYTES:
+                return await self._create_chunked(secret, pending, body)
+        inline = bytes(pending)
+
+        def insert(conn: sqlite3.Connection) -> int:
+            _insert_row(conn, secret, len(inline), inline)
+            return len(inline)
+
+        return await self._write(insert)
+
+    async def _create_chunked(
+        self, secret: NewSecret, pending: bytearray, rest: AsyncIterator[bytes]
+    ) -> int:
+        owner = secret.secret_id
+        self._uploading.add(owner)
+        size = 0
+        seq = 0
+        try:
+            while True:
+                while len(pending) >= CHUNK_BYTES:
+                    size += await self._write(_chunk_inserter(owner, seq, bytes(pending[:CHUNK_BYTES])))
+                    del pending[:CHUNK_BYTES]
+                    seq += 1
+                piece = await anext(rest, None)
+                if piece is None:
+                    break
+                pending += piece
+            if pending:
+                size += await self._write(_chunk_inserter(owner, seq, bytes(pending)))
+            total = size
+
+            def publish(conn: sqlite3.Connection) -> int:
+                _insert_row(conn, secret, total, None)
+                return total
+
+            return await self._write(publish)
+        except BaseException:
+            await asyncio.shield(self._write(_chunk_remover(owner)))
+            raise
+        finally:
+            self._uploading.discard(owner)
+
+    async def info(self, secret_id: bytes, now: int) -> SecretInfo | None:
+        # A primary-key lookup on the event loop thread: microseconds, cheaper than a hop
+        # to a worker thread; readers never wait for the writer in WAL mode.
+        try:
+            row = self._reader_conn().execute(_INFO, (secret_id, now)).fetchone()
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+        return None if row is None else SecretInfo(*row)
+
+    async def consume(
+        self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
+    ) -> Revealed:
+        info = await self.info(secret_id, now)
+        if info is None:
+            raise Gone(_GONE)
+        if info.size <= CHUNK_BYTES:
+            size, body = await self._write(
+                self._consumer(secret_id, ticket_id, ticket_expires_at, now)
+            )
+            return Revealed(size, _once(body))
+        # Open the snapshot first: the consuming transaction may delete the chunks, and
+        # this reader must still see them.
+        snapshot = await asyncio.to_thread(_Snapshot.open, self._path, secret_id)
+        try:
+            size, _ = await self._write(
+                self._consumer(secret_id, ticket_id, ticket_expires_at, now)
+            )
+        except BaseException:
+            await asyncio.to_thread(snapshot.close)
+            raise
+        return Revealed(size, snapshot.stream())
+
+    def _consumer(
+        self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
+    ) -> Callable[[sqlite3.Connection], tuple[int, bytes | None]]:
+        request_checkpoint = self._writer.request_checkpoint
+
+        def consume(conn: sqlite3.Connection) -> tuple[int, bytes | None]:
+            try:
+                conn.execute(
+                    "INSERT INTO used_tickets (id, expires_at) VALUES (?, ?)",
+                    (ticket_id, ticket_expires_at),
+                )
+            except sqlite3.IntegrityError:
+                raise TicketUsed() from None
+            row = conn.execute(
+                "UPDATE secrets SET views_left = views_left - 1 "
+                "WHERE id = ? AND expires_at > ? AND views_left > 0 "
+                "RETURNING views_left, size, body",
+                (secret_id, now),
+            ).fetchone()
+            if row is None:
+                raise Gone(_GONE)
+            views_left, size, body = row
+            if views_left == 0:
+                conn.execute("DELETE FROM secrets WHERE id = ?", (secret_id,))
+                if body is None:
+                    conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
+                request_checkpoint()
+            return size, body
+
+        return consume
+
+    async def delete(self, secret_id: bytes) -> bool:
+        request_checkpoint = self._writer.request_checkpoint
+
+        def delete(conn: sqlite3.Connection) -> bool:
+            deleted = conn.execute("DELETE FROM secrets WHERE id = ?", (secret_id,)).rowcount
+            conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
+            if deleted:
+                request_checkpoint()
+            return bool(deleted)
+
+        return await self._write(delete)
+
+    async def sweep(self, now: int) -> int:
+        uploading = frozenset(self._uploading)
+        request_checkpoint = self._writer.request_checkpoint
+
+        def sweep(conn: sqlite3.Connection) -> int:
+            expired = conn.execute(
+                "DELETE FROM secrets WHERE expires_at <= ? RETURNING id", (now,)
+            ).fetchall()
+            conn.executemany("DELETE FROM chunks WHERE owner = ?", expired)
+            orphans = conn.execute(
+                "SELECT DISTINCT owner FROM chunks WHERE owner NOT IN (SELECT id FROM secrets)"
+            ).fetchall()
+            conn.executemany(
+                "DELETE FROM chunks WHERE owner = ?",
+                [row for row in orphans if row[0] not in uploading],
+            )
+            conn.execute("DELETE FROM used_tickets WHERE expires_at <= ?", (now,))
+            if expired or orphans:
+                request_checkpoint()
+            return len(expired)
+
+        return await self._write(sweep)
+
+    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._writer.submit(operation)
+
+
+def _insert_row(conn: sqlite3.Connection, secret: NewSecret, size: int, body: bytes | None) -> None:
+    conn.execute(
+        "INSERT INTO secrets (id, manage_hash, kind, size, views_left, created_at, expires_at,"
+        " device_key, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            secret.secret_id,
+            secret.manage_token_hash,
+            secret.kind,
+            size,
+            secret.views,
+            secret.created_at,
+            secret.expires_at,
+            secret.device_key,
+            body,
+        ),
+    )
+
+
+def _chunk_inserter(owner: bytes, seq: int, data: bytes) -> Callable[[sqlite3.Connection], int]:
+    def insert(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO chunks (owner, seq, data) VALUES (?, ?, ?)", (owner, seq, data))
+        return len(data)
+
+    return insert
+
+
+def _chunk_remover(owner: bytes) -> Callable[[sqlite3.Connection], None]:
+    def remove(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM chunks WHERE owner = ?", (owner,))
+
+    return remove
+
+
+async def _once(body: bytes | None) -> AsyncIterator[bytes]:
+    if body:
+        yield body
+
+
+class _Snapshot:
+    """A read transaction on its own connection that pins one secret's chunks."""
+
+    def __init__(self, conn: sqlite3.Connection, owner: bytes, count: int) -> None:
+        self._conn = conn
+        self._owner = owner
+        self._count = count
+
+    @classmethod
+    def open(cls, path: Path, owner: bytes) -> _Snapshot:
+        conn = _open(path, busy_timeout_ms=5000)
+        try:
+            conn.execute("BEGIN")
+            # The first read fixes the snapshot.
+            (count,) = conn.execute(
+                "SELECT count(*) FROM chunks WHERE owner = ?", (owner,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise storage_error(exc) from exc
+        return cls(conn, owner, count)
+
+    def _read(self, seq: int) -> bytes:
+        row = self._conn.execute(
+            "SELECT data FROM chunks WHERE owner = ? AND seq = ?", (self._owner, seq)
+        ).fetchone()
+        if row is None:
+            raise storage_error(sqlite3.DatabaseError("chunk missing"))
+        data: bytes = row[0]
+        return data
+
+    def close(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        finally:
+            self._conn.close()
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        try:
+            for seq in range(self._count):
+                yield await asyncio.to_thread(self._read, seq)
+        finally:
+            await asyncio.to_thread(self.close)

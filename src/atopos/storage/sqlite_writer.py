@@ -1,0 +1,169 @@
+"""Group commit for SQLite: one writer thread, many callers, one fsync per batch.
+
+Every write is a small function run on the writer's connection inside its own SAVEPOINT,
+so one failing operation never spoils its neighbours. The thread takes all operations that
+queued up while the previous batch was committing, commits them in one transaction
+(`synchronous=FULL`: the WAL is fsynced before COMMIT returns) and only then resolves the
+callers' futures. A caller that got a result therefore holds a durable answer, and many
+concurrent callers share the cost of one fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from atopos.errors import StorageFull, Unavailable
+
+__all__ = ["GroupCommitWriter", "storage_error"]
+
+T = TypeVar("T")
+Operation = Callable[[sqlite3.Connection], Any]
+_MAX_BATCH = 512
+# A burn asks for a TRUNCATE checkpoint so the ciphertext leaves the WAL file; under
+# continuous load it runs at least this often (seconds) even when the queue never drains.
+_CHECKPOINT_EVERY = 0.5
+_STOP = object()
+_log = logging.getLogger("atopos.storage")
+
+
+def storage_error(exc: sqlite3.Error) -> Unavailable:
+    """Translate an SQLite failure into the error the API reports (507 or 503)."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return StorageFull("The server's storage is full; nothing was stored.")
+    return Unavailable("The server's storage is unavailable; try again shortly.")
+
+
+class GroupCommitWriter:
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._checkpoint_wanted = False
+        self._last_checkpoint = 0.0
+        self._thread = threading.Thread(target=self._run, name="atopos-sqlite-writer", daemon=True)
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def request_checkpoint(self) -> None:
+        """Called from inside an operation that burned ciphertext."""
+        self._checkpoint_wanted = True
+
+    def submit(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((operation, future, loop))
+        return future
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                timeout = 0.2 if self._checkpoint_wanted else None
+                try:
+                    first = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    self._checkpoint(conn)
+                    continue
+                if first is _STOP:
+                    break
+                batch = [first]
+                stop = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._commit(conn, batch)
+                if self._checkpoint_wanted and (
+                    self._queue.empty() or time.monotonic() - self._last_checkpoint > _CHECKPOINT_EVERY
+                ):
+                    self._checkpoint(conn)
+                if stop:
+                    break
+            if self._checkpoint_wanted:
+                self._checkpoint(conn)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for operation, future, _loop in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = operation(conn)
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, None, storage_error(exc)))
+                except Exception as exc:  # noqa: BLE001 - handed to the caller's future
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, None, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # The transaction as a whole failed (disk full at commit, I/O error): nothing
+            # of the batch is durable, so every caller hears so.
+            _log.error("sqlite commit failed", extra={"error": type(exc).__name__})
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = storage_error(exc)
+            outcomes = [(future, None, failure) for _op, future, _loop in batch]
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for (_op, _future, loop), outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append(outcome)
+        for loop, resolved in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, resolved)
+            except RuntimeError:  # the loop closed while we committed; nobody is waiting
+                pass
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            busy = 1
+        self._last_checkpoint = time.monotonic()
+        # A reader still inside an old snapshot blocks the truncate; try again later.
+        self._checkpoint_wanted = bool(busy)
+
+
+def _resolve_all(resolved: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in resolved:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

@@ -1,0 +1,238 @@
+"""The storage port's contract, run against every real adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from atopos.errors import Gone
+from atopos.storage.port import NewSecret, SecretStore, TicketUsed
+from atopos.storage.sqlite import CHUNK_BYTES, SqliteSecretStore
+
+NOW = 1_800_000_000
+
+
+@pytest.fixture(params=["sqlite"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[type[object]]:
+    del request
+    yield lambda: SqliteSecretStore(tmp_path / "atopos.db")  # type: ignore[misc]
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def body(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+def secret(views: int = 1, ttl: int = 600) -> NewSecret:
+    return NewSecret(
+        secret_id=os.urandom(16),
+        manage_token_hash=os.urandom(32),
+        kind="text",
+        views=views,
+        created_at=NOW,
+        expires_at=NOW + ttl,
+    )
+
+
+async def read_all(store: SecretStore, sid: bytes, ticket: bytes) -> bytes:
+    revealed = await store.consume(sid, ticket, NOW + 60, NOW)
+    data = b"".join([piece async for piece in revealed.chunks])
+    assert len(data) == revealed.size
+    return data
+
+
+async def started(factory: object) -> SecretStore:
+    store: SecretStore = factory()  # type: ignore[operator]
+    await store.start(NOW)
+    return store
+
+
+def test_create_info_consume_burn(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret()
+            assert await store.create(record, body(b"abc", b"def")) == 6
+            info = await store.info(record.secret_id, NOW)
+            assert info is not None
+            assert (info.views_left, info.size, info.kind) == (1, 6, "text")
+            assert info.manage_token_hash == record.manage_token_hash
+            assert await read_all(store, record.secret_id, b"t1" * 8) == b"abcdef"
+            assert await store.info(record.secret_id, NOW) is None
+            with pytest.raises(Gone):
+                await read_all(store, record.secret_id, b"t2" * 8)
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_views_count_down_exactly(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret(views=3)
+            await store.create(record, body(b"x" * 100))
+            for n in range(3):
+                assert await read_all(store, record.secret_id, bytes([n]) * 16) == b"x" * 100
+            with pytest.raises(Gone):
+                await read_all(store, record.secret_id, b"\x09" * 16)
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_ticket_is_single_use_and_failure_consumes_nothing(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret(views=2)
+            await store.create(record, body(b"y"))
+            await read_all(store, record.secret_id, b"T" * 16)
+            with pytest.raises(TicketUsed):
+                await read_all(store, record.secret_id, b"T" * 16)
+            info = await store.info(record.secret_id, NOW)
+            assert info is not None
+            assert info.views_left == 1
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_expired_is_gone_and_swept(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret(ttl=60)
+            await store.create(record, body(b"z"))
+            assert await store.info(record.secret_id, NOW + 60) is None
+            with pytest.raises(Gone):
+                await store.consume(record.secret_id, b"e" * 16, NOW + 120, NOW + 60)
+            assert await store.sweep(NOW + 60) == 1
+            assert await store.sweep(NOW + 60) == 0
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_delete(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret()
+            await store.create(record, body(b"d"))
+            assert await store.delete(record.secret_id) is True
+            assert await store.delete(record.secret_id) is False
+            assert await store.info(record.secret_id, NOW) is None
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_large_body_streams_in_chunks(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret(views=2)
+            data = os.urandom(CHUNK_BYTES * 2 + 12345)
+            pieces = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+            assert await store.create(record, body(*pieces)) == len(data)
+            revealed = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
+            chunks = [piece async for piece in revealed.chunks]
+            assert len(chunks) == 3
+            assert b"".join(chunks) == data
+            assert await read_all(store, record.secret_id, b"b" * 16) == data
+            assert await store.info(record.secret_id, NOW) is None
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_snapshot_outlives_concurrent_burn(store_factory: object) -> None:
+    """A view that started streaming keeps its bytes when the last view burns meanwhile."""
+
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret(views=2)
+            data = os.urandom(CHUNK_BYTES * 2 + 1)
+            await store.create(record, body(data))
+            first = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
+            got_first = [await anext(first.chunks)]
+            assert await read_all(store, record.secret_id, b"b" * 16) == data
+            got_first += [piece async for piece in first.chunks]
+            assert b"".join(got_first) == data
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_failed_upload_leaves_nothing(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+
+        async def failing() -> AsyncIterator[bytes]:
+            yield b"q" * (CHUNK_BYTES + 10)
+            yield b"q" * CHUNK_BYTES
+            raise ValueError("client went away")
+
+        try:
+            record = secret()
+            with pytest.raises(ValueError, match="went away"):
+                await store.create(record, failing())
+            assert await store.info(record.secret_id, NOW) is None
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_concurrent_consumers_get_exactly_the_views(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret(views=5)
+            await store.create(record, body(b"c" * 10))
+
+            async def attempt(n: int) -> bool:
+                try:
+                    await read_all(store, record.secret_id, n.to_bytes(16, "big"))
+                except Gone:
+                    return False
+                return True
+
+            results = await asyncio.gather(*(attempt(n) for n in range(200)))
+            assert sum(results) == 5
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_durable_across_reopen(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        record = secret()
+        await store.create(record, body(b"persist"))
+        await store.aclose()
+        store = await started(store_factory)
+        try:
+            assert await read_all(store, record.secret_id, b"r" * 16) == b"persist"
+        finally:
+            await store.aclose()
+
+    run(scenario())

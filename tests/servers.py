@@ -1,0 +1,144 @@
+"""Start real Atopos servers for tests: a subprocess on a loopback port, or in-process
+uvicorn with an injected clock. Readiness is polled on /healthz, never slept for."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from atopos.server.app import create_app
+from atopos.server.config import ServerConfig
+
+ATOPOS = str(Path(sys.executable).with_name("atopos"))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before it was ready")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.02)  # polling interval, not a wait for readiness
+    raise TimeoutError(f"{url} did not become healthy")
+
+
+@dataclasses.dataclass
+class ServerProcess:
+    """`atopos serve` as a child process; its stdout+stderr go to `log_path`."""
+
+    data_dir: Path
+    log_path: Path
+    host: str = "127.0.0.1"
+    pow_bits: int = 0
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> ServerProcess:
+        self.port = self.port or free_port(self.host)
+        env = {
+            **os.environ,
+            "ATOPOS_RATE_LIMIT": "0",
+            "ATOPOS_LOG_LEVEL": "debug",
+            **self.env,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                ATOPOS,
+                "serve",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--data",
+                str(self.data_dir),
+                "--pow-bits",
+                str(self.pow_bits),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        wait_healthy(self.url, self.process)
+        return self
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class ManualClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+
+@contextlib.contextmanager
+def in_process_server(config: ServerConfig, clock: ManualClock) -> Iterator[str]:
+    """uvicorn in a thread of the test process, on a loopback port, with an injected clock."""
+    port = free_port(config.host)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, clock=clock),
+            host=config.host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://{config.host}:{port}"
+    try:
+        wait_healthy(url)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

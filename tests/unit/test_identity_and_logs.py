@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+import logging
+
+from atopos.server.identity import EphemeralIdentifiers, network_of
+from atopos.server.logs import RedactingJsonFormatter, redact
+
+
+def test_ipv6_counts_by_64() -> None:
+    assert network_of("2001:db8:1:2::1") == network_of("2001:db8:1:2:ffff::9")
+    assert network_of("2001:db8:1:2::1") != network_of("2001:db8:1:3::1")
+    assert network_of("::ffff:192.0.2.1") == network_of("192.0.2.1")
+
+
+def test_identifiers_are_stable_then_rotate() -> None:
+    idents = EphemeralIdentifiers(now=0, rotate_after=100)
+    first = idents.for_address("192.0.2.1", 1)
+    assert idents.for_address("192.0.2.1", 50) == first
+    assert idents.for_address("192.0.2.2", 50) != first
+    assert idents.for_address("192.0.2.1", 101) != first
+    assert "192" not in first
+
+
+def test_redact_scrubs_addresses_and_tokens() -> None:
+    text = "from 203.0.113.9 and 2001:db8::1 id AbCdEfGhIjKlMnOpQrStUv key 0123456789abcdef0123"
+    scrubbed = redact(text)
+    for leak in ("203.0.113.9", "2001:db8::1", "AbCdEfGhIjKlMnOpQrStUv", "0123456789abcdef0123"):
+        assert leak not in scrubbed
+    assert redact("request ok") == "request ok"
+
+
+def test_formatter_writes_json_without_exception_text() -> None:
+    try:
+        raise ValueError("secret AbCdEfGhIjKlMnOpQrStUv")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "boom %s", ("x",), sys.exc_info())
+    record.route = "/api/v1/secrets/{id}"
+    line = RedactingJsonFormatter().format(record)
+    entry = json.loads(line)
+    assert entry["msg"] == "boom x"
+    assert entry["exception"] == "ValueError"
+    assert entry["route"] == "/api/v1/secrets/{id}"
+    assert "AbCdEfGhIjKlMnOpQrStUv" not in line
+    assert "Traceback" not in line
