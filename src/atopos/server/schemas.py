@@ -17,7 +17,8 @@ __all__ = [
 ]
 
 _Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-_Nonce = Annotated[int, msgspec.Meta(ge=0, le=2**64 - 1)]
+# The upper bound 2**64 - 1 does not fit msgspec's int64 constraints; TicketRequest checks it.
+_Nonce = Annotated[int, msgspec.Meta(ge=0, description="0 <= nonce < 2**64")]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -28,6 +29,10 @@ class TicketRequest(_Strict):
     challenge: _Token
     nonce: _Nonce
     device_proof: _Token | None = None
+
+    def __post_init__(self) -> None:
+        if self.nonce > 2**64 - 1:
+            raise ValueError("nonce must be below 2**64")
 
 
 class RevealRequest(_Strict):
