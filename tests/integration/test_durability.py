@@ -35,7 +35,9 @@ def test_race_on_a_one_view_secret_gives_exactly_one_200(server: ServerProcess) 
         limits = httpx.Limits(max_connections=attempts, max_keepalive_connections=attempts)
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             body, _ = envelope(b"only once")
-            response = await client.post(f"{server.url}/api/v1/secrets", content=body, headers=OCTETS)
+            response = await client.post(
+                f"{server.url}/api/v1/secrets", content=body, headers=OCTETS
+            )
             sid = response.json()["id"]
             tickets = await _tickets(client, server.url, sid, attempts)
             start = asyncio.Event()

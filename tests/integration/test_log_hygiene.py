@@ -43,15 +43,32 @@ def test_no_secret_material_or_address_in_server_output(tmp_path: Path) -> None:
                 json={"challenge": challenge["challenge"], "nonce": 2**64 - 1},
             )
             assert wrong_nonce.status_code in (200, 403)
-            assert client.post(f"{server.url}/api/v1/secrets/{sid}/ticket", content=b"{").status_code == 422
+            assert (
+                client.post(f"{server.url}/api/v1/secrets/{sid}/ticket", content=b"{").status_code
+                == 422
+            )
             other = b64url_encode(os.urandom(16))
             assert client.post(f"{server.url}/api/v1/secrets/{other}/challenge").status_code == 404
-            assert client.get(f"{server.url}/api/v1/secrets/{sid}/status", headers=auth).status_code == 200
-            assert client.get(
-                f"{server.url}/api/v1/secrets/{sid}/status", headers={"authorization": "Bearer x"}
-            ).status_code == 403
-            assert client.post(f"{server.url}/api/v1/secrets", content=b"junk", headers=OCTETS).status_code == 422
-            assert client.delete(f"{server.url}/api/v1/secrets/{sid}", headers=auth).status_code == 204
+            assert (
+                client.get(f"{server.url}/api/v1/secrets/{sid}/status", headers=auth).status_code
+                == 200
+            )
+            assert (
+                client.get(
+                    f"{server.url}/api/v1/secrets/{sid}/status",
+                    headers={"authorization": "Bearer x"},
+                ).status_code
+                == 403
+            )
+            assert (
+                client.post(
+                    f"{server.url}/api/v1/secrets", content=b"junk", headers=OCTETS
+                ).status_code
+                == 422
+            )
+            assert (
+                client.delete(f"{server.url}/api/v1/secrets/{sid}", headers=auth).status_code == 204
+            )
             assert client.get(f"{server.url}/healthz").status_code == 200
             sensitive = [
                 sid,

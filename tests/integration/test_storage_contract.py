@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +17,9 @@ NOW = 1_800_000_000
 
 
 @pytest.fixture(params=["sqlite"])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[type[object]]:
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> object:
     del request
-    yield lambda: SqliteSecretStore(tmp_path / "atopos.db")  # type: ignore[misc]
+    return lambda: SqliteSecretStore(tmp_path / "atopos.db")
 
 
 def run(coro: object) -> object:

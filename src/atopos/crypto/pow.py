@@ -21,8 +21,10 @@ def verify(challenge: bytes, nonce: int, bits: int) -> bool:
     if bits <= 0:
         return True
     digest = _sha256(b"%s:%d" % (challenge, nonce)).digest()
-    return int.from_bytes(digest[:8], "big") >> (64 - bits) == 0 if bits <= 64 else (
-        leading_zero_bits(digest) >= bits
+    return (
+        int.from_bytes(digest[:8], "big") >> (64 - bits) == 0
+        if bits <= 64
+        else (leading_zero_bits(digest) >= bits)
     )
 
 

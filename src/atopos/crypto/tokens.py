@@ -20,10 +20,10 @@ import struct
 from atopos.crypto.base64url import b64url_encode
 
 __all__ = [
-    "Challenge",
-    "InvalidToken",
     "KEY_BYTES",
     "SECRET_ID_BYTES",
+    "Challenge",
+    "InvalidToken",
     "Ticket",
     "TokenKeys",
     "ticket_id_for",

@@ -46,7 +46,7 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
-        """Defaults, then ATOPOS_* variables, then explicit overrides (CLI flags) that are not None."""
+        """Defaults, then ATOPOS_* variables, then the overrides (CLI flags) that are not None."""
         values: dict[str, object] = {}
         if data := os.environ.get("ATOPOS_DATA"):
             values["data_dir"] = Path(data)

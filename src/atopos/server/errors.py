@@ -39,7 +39,9 @@ def status_of(error: AtoposError) -> tuple[int, str]:
     return 500, "internal"
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         _encode(ErrorResponse(code, message)),
         status_code=status,

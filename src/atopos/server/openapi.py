@@ -31,7 +31,7 @@ _ID = {
     "description": "Secret id: 16 bytes, unpadded base64url.",
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"},
 }
-_BEARER = [{"manageToken": []}]
+_BEARER: list[dict[str, list[str]]] = [{"manageToken": []}]
 
 
 def _ref(name: str) -> dict[str, str]:

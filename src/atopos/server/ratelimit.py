@@ -48,4 +48,3 @@ class RateLimits:
         stats = await self._limiter.get_window_stats(_FAILURE_WINDOW, "failures", ident)
         failures = _FAILURE_WINDOW.amount - stats.remaining
         return min(MAX_EXTRA_BITS, max(0, failures).bit_length())
-

@@ -21,11 +21,7 @@ _Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 _Nonce = Annotated[int, msgspec.Meta(ge=0, description="0 <= nonce < 2**64")]
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    pass
-
-
-class TicketRequest(_Strict):
+class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     challenge: _Token
     nonce: _Nonce
     device_proof: _Token | None = None
@@ -35,28 +31,28 @@ class TicketRequest(_Strict):
             raise ValueError("nonce must be below 2**64")
 
 
-class RevealRequest(_Strict):
+class RevealRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ticket: _Token
 
 
-class CreateResponse(_Strict):
+class CreateResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     id: str
     manage_token: str
     expires_at: int
 
 
-class ChallengeResponse(_Strict):
+class ChallengeResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     challenge: str
     bits: int
     expires_at: int
 
 
-class TicketResponse(_Strict):
+class TicketResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ticket: str
     expires_at: int
 
 
-class StatusResponse(_Strict):
+class StatusResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     views_left: int
     expires_at: int
     created_at: int
@@ -65,6 +61,6 @@ class StatusResponse(_Strict):
     is_bound: bool
 
 
-class ErrorResponse(_Strict):
+class ErrorResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     error: str
     message: str

@@ -20,7 +20,6 @@ from atopos.server.bodies import limited_stream, read_json
 from atopos.server.clock import Clock
 from atopos.server.config import ServerConfig
 from atopos.server.identity import EphemeralIdentifiers
-from atopos.server.sizes import max_envelope_bytes, min_envelope_bytes
 from atopos.server.ratelimit import RateLimits
 from atopos.server.schemas import (
     ChallengeResponse,
@@ -30,6 +29,7 @@ from atopos.server.schemas import (
     TicketRequest,
     TicketResponse,
 )
+from atopos.server.sizes import max_envelope_bytes, min_envelope_bytes
 from atopos.storage.port import KIND_FILE, KIND_TEXT, NewSecret, SecretInfo, SecretStore, TicketUsed
 
 __all__ = ["SecretsApi"]
@@ -142,7 +142,7 @@ class SecretsApi:
     def _create_params(self, request: Request) -> tuple[int, int, str]:
         params = request.query_params
         unknown = set(params.keys()) - _CREATE_PARAMS
-        if unknown or any(len(params.getlist(name)) > 1 for name in params.keys()):
+        if unknown or any(len(params.getlist(name)) > 1 for name in params):
             raise InvalidInput("Only expires_in, views and kind may be given, once each.")
         config = self._config
         expires_in = _int_param(params.get("expires_in"), config.default_ttl, "expires_in")
@@ -205,7 +205,9 @@ class SecretsApi:
         now = self._now()
         ticket = await self._access.open_ticket(secret_id, body.ticket, ident, now)
         try:
-            revealed = await self._store.consume(secret_id, ticket.ticket_id, ticket.expires_at, now)
+            revealed = await self._store.consume(
+                secret_id, ticket.ticket_id, ticket.expires_at, now
+            )
         except TicketUsed:
             await self._access.record_failure(ident)
             raise
@@ -225,7 +227,7 @@ class SecretsApi:
                 views_left=info.views_left,
                 expires_at=info.expires_at,
                 created_at=info.created_at,
-                kind=KIND_FILE if info.kind == KIND_FILE else KIND_TEXT,
+                kind="file" if info.kind == KIND_FILE else "text",
                 size=info.size,
                 is_bound=info.is_bound,
             )

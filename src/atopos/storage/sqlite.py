@@ -145,7 +145,9 @@ class SqliteSecretStore:
         try:
             while True:
                 while len(pending) >= CHUNK_BYTES:
-                    size += await self._write(_chunk_inserter(owner, seq, bytes(pending[:CHUNK_BYTES])))
+                    size += await self._write(
+                        _chunk_inserter(owner, seq, bytes(pending[:CHUNK_BYTES]))
+                    )
                     del pending[:CHUNK_BYTES]
                     seq += 1
                 piece = await anext(rest, None)

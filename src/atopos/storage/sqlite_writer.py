@@ -11,6 +11,7 @@ concurrent callers share the cost of one fsync.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -102,7 +103,8 @@ class GroupCommitWriter:
                     batch.append(item)
                 self._commit(conn, batch)
                 if self._checkpoint_wanted and (
-                    self._queue.empty() or time.monotonic() - self._last_checkpoint > _CHECKPOINT_EVERY
+                    self._queue.empty()
+                    or time.monotonic() - self._last_checkpoint > _CHECKPOINT_EVERY
                 ):
                     self._checkpoint(conn)
                 if stop:
@@ -124,7 +126,7 @@ class GroupCommitWriter:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     outcomes.append((future, None, storage_error(exc)))
-                except Exception as exc:  # noqa: BLE001 - handed to the caller's future
+                except Exception as exc:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     outcomes.append((future, None, exc))
@@ -144,10 +146,9 @@ class GroupCommitWriter:
         for (_op, _future, loop), outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append(outcome)
         for loop, resolved in by_loop.items():
-            try:
+            # RuntimeError: the loop closed while we committed; nobody is waiting.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, resolved)
-            except RuntimeError:  # the loop closed while we committed; nobody is waiting
-                pass
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:

@@ -1,0 +1,672 @@
+"""The secret envelope, format version 1 (specified in docs/protocol/envelope.md).
+
+A 40- or 68-byte header, authenticated as AAD of every chunk, then the padded plaintext
+stream `u32(len(meta)) || meta || content || zeros` cut into fixed-size chunks, each sealed
+with AES-256-GCM under a nonce that carries the chunk counter and a last-chunk flag (the
+STREAM construction of Hoang, Reyhanitabar, Rogaway and Vizár, CRYPTO 2015). Reordering,
+dropping, truncating or extending the stream breaks a tag.
+
+`Sealer` and `Opener` stream in memory bounded by about two chunks; `seal` and
+`open_envelope` are the one-shot forms. Nothing here draws randomness on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from atopos.crypto.errors import DecryptionFailed, PassphraseRequired, UnsupportedEnvelope
+from atopos.crypto.kdf import (
+    ARGON2_SALT_BYTES,
+    ENVELOPE_SALT_BYTES,
+    Argon2Params,
+    derive_envelope_keys,
+    derive_passphrase_key,
+)
+from atopos.crypto.padding import padded_size
+
+__all__ = [
+    "DEFAULT_ARGON2",
+    "DEFAULT_CHUNK_SIZE_LOG2",
+    "HEADER_BYTES_WITHOUT_PASSPHRASE",
+    "HEADER_BYTES_WITH_PASSPHRASE",
+    "KDF_LINK_KEY",
+    "KDF_LINK_KEY_AND_ARGON2ID",
+    "LINK_KEY_BYTES",
+    "MAGIC",
+    "MAX_CHUNKS",
+    "MAX_CHUNK_SIZE_LOG2",
+    "MAX_METADATA_BYTES",
+    "MIN_CHUNK_SIZE_LOG2",
+    "SUITE_AES256GCM_HKDFSHA256_STREAM",
+    "TAG_BYTES",
+    "VERSION",
+    "Argon2Params",
+    "Header",
+    "Metadata",
+    "Opener",
+    "Sealer",
+    "open_envelope",
+    "parse_header",
+    "seal",
+    "sealed_size",
+]
+
+MAGIC = b"ATPS"
+VERSION = 1
+SUITE_AES256GCM_HKDFSHA256_STREAM = 1
+KDF_LINK_KEY = 0
+KDF_LINK_KEY_AND_ARGON2ID = 1
+
+LINK_KEY_BYTES = 32
+DEFAULT_CHUNK_SIZE_LOG2 = 16
+MIN_CHUNK_SIZE_LOG2 = 10
+MAX_CHUNK_SIZE_LOG2 = 24
+MAX_METADATA_BYTES = 4096
+TAG_BYTES = 16
+# The chunk counter is a u32 in the nonce; one more chunk would reuse a nonce.
+MAX_CHUNKS = 1 << 32
+
+DEFAULT_ARGON2 = Argon2Params()
+
+_BASE_HEADER = struct.Struct(">4sBBBB32s")
+_ARGON2_FIELDS = struct.Struct(">III16s")
+HEADER_BYTES_WITHOUT_PASSPHRASE = _BASE_HEADER.size
+HEADER_BYTES_WITH_PASSPHRASE = _BASE_HEADER.size + _ARGON2_FIELDS.size
+_META_LENGTH = struct.Struct(">I")
+_NONCE_SUFFIX = struct.Struct(">IB")
+_METADATA_KEYS = frozenset({"kind", "name", "size", "type"})
+
+
+# -- metadata ------------------------------------------------------------------------------
+
+
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """What the envelope says about its content. It travels inside the ciphertext."""
+
+    kind: Literal["text", "file"]
+    size: int
+    name: str | None = None
+    media_type: str | None = None  # the JSON key is "type"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("text", "file"):
+            raise ValueError("kind must be 'text' or 'file'")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
+            raise ValueError("size must be a non-negative int")
+        for value in (self.name, self.media_type):
+            # Lone surrogates have no UTF-8 form; refusing them keeps the JSON identical to
+            # what a browser's JSON.stringify + TextEncoder would write.
+            if value is not None and not (isinstance(value, str) and _is_utf8_encodable(value)):
+                raise ValueError("name and media_type must be valid Unicode strings")
+
+
+def _encode_metadata(metadata: Metadata) -> bytes:
+    record: dict[str, str | int] = {"kind": metadata.kind}
+    if metadata.name is not None:
+        record["name"] = metadata.name
+    record["size"] = metadata.size
+    if metadata.media_type is not None:
+        record["type"] = metadata.media_type
+    # Compact, raw non-ASCII, keys in this order: byte-identical to JSON.stringify.
+    encoded = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise ValueError(f"the metadata record is longer than {MAX_METADATA_BYTES} bytes")
+    return encoded
+
+
+def _decode_metadata(raw: bytes) -> Metadata:
+    try:
+        # Decode first: json.loads(bytes) would also guess UTF-16 and UTF-32. Duplicate keys
+        # are left to json's rule (the last wins), which is also JSON.parse's.
+        record = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise DecryptionFailed from None
+    if not isinstance(record, dict) or not _METADATA_KEYS.issuperset(record):
+        raise DecryptionFailed
+    if "kind" not in record or "size" not in record:
+        raise DecryptionFailed
+    # Optional keys are absent or strings: an explicit null is not the same as absent.
+    if any(key in record and not isinstance(record[key], str) for key in ("name", "type")):
+        raise DecryptionFailed
+    try:
+        # Metadata checks the rest: kind, and size an int (not a float, not a bool) >= 0.
+        return Metadata(
+            kind=record["kind"],
+            size=record["size"],
+            name=record.get("name"),
+            media_type=record.get("type"),
+        )
+    except ValueError:
+        raise DecryptionFailed from None
+
+
+# -- header --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The parsed envelope header; `raw` is the exact bytes, used as AAD of every chunk."""
+
+    chunk_size_log2: int
+    salt: bytes
+    argon2: Argon2Params | None
+    argon2_salt: bytes | None
+    raw: bytes
+
+    @property
+    def has_passphrase(self) -> bool:
+        return self.argon2 is not None
+
+    @property
+    def chunk_size(self) -> int:
+        return 1 << self.chunk_size_log2
+
+
+def _encode_header(
+    chunk_size_log2: int, salt: bytes, argon2: Argon2Params | None, argon2_salt: bytes | None
+) -> bytes:
+    kdf = KDF_LINK_KEY if argon2 is None else KDF_LINK_KEY_AND_ARGON2ID
+    raw = _BASE_HEADER.pack(
+        MAGIC, VERSION, SUITE_AES256GCM_HKDFSHA256_STREAM, chunk_size_log2, kdf, salt
+    )
+    if argon2 is not None:
+        assert argon2_salt is not None
+        raw += _ARGON2_FIELDS.pack(argon2.memory_kib, argon2.iterations, argon2.lanes, argon2_salt)
+    return raw
+
+
+def parse_header(data: bytes) -> Header | None:
+    """Parse the header at the start of `data` (bytes after it are ignored).
+
+    Returns None while `data` is too short to decide. Fails as early as the bytes allow:
+    UnsupportedEnvelope for an unknown version, suite or kdf; DecryptionFailed for anything
+    else malformed (not an envelope, chunk size or Argon2 cost out of range).
+    """
+    seen = len(data)
+    if data[: min(seen, len(MAGIC))] != MAGIC[: min(seen, len(MAGIC))]:
+        raise DecryptionFailed
+    if seen > 4 and data[4] != VERSION:
+        raise UnsupportedEnvelope
+    if seen > 5 and data[5] != SUITE_AES256GCM_HKDFSHA256_STREAM:
+        raise UnsupportedEnvelope
+    if seen > 6 and not MIN_CHUNK_SIZE_LOG2 <= data[6] <= MAX_CHUNK_SIZE_LOG2:
+        raise DecryptionFailed
+    if seen > 7 and data[7] not in (KDF_LINK_KEY, KDF_LINK_KEY_AND_ARGON2ID):
+        # A new kdf would come with a new reader, like a new suite: tell the user to upgrade.
+        raise UnsupportedEnvelope
+    if seen < HEADER_BYTES_WITHOUT_PASSPHRASE:
+        return None
+    _, _, _, chunk_size_log2, kdf, salt = _BASE_HEADER.unpack_from(data)
+    if kdf == KDF_LINK_KEY:
+        return Header(
+            chunk_size_log2, salt, None, None, bytes(data[:HEADER_BYTES_WITHOUT_PASSPHRASE])
+        )
+    if seen < HEADER_BYTES_WITH_PASSPHRASE:
+        return None
+    memory_kib, iterations, lanes, argon2_salt = _ARGON2_FIELDS.unpack_from(
+        data, HEADER_BYTES_WITHOUT_PASSPHRASE
+    )
+    try:
+        argon2 = Argon2Params(memory_kib=memory_kib, iterations=iterations, lanes=lanes)
+    except ValueError:
+        raise DecryptionFailed from None
+    return Header(
+        chunk_size_log2, salt, argon2, argon2_salt, bytes(data[:HEADER_BYTES_WITH_PASSPHRASE])
+    )
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+
+def _check_chunk_size_log2(chunk_size_log2: int) -> None:
+    if not (
+        isinstance(chunk_size_log2, int)
+        and MIN_CHUNK_SIZE_LOG2 <= chunk_size_log2 <= MAX_CHUNK_SIZE_LOG2
+    ):
+        raise ValueError(
+            f"chunk_size_log2 must be between {MIN_CHUNK_SIZE_LOG2} and {MAX_CHUNK_SIZE_LOG2}"
+        )
+
+
+def _chunk_count(plaintext_size: int, chunk_size_log2: int) -> int:
+    count = (plaintext_size + (1 << chunk_size_log2) - 1) >> chunk_size_log2
+    if count > MAX_CHUNKS:
+        raise ValueError("the content is too large for this chunk size")
+    return count
+
+
+def _plaintext_size(metadata_length: int, content_size: int) -> int:
+    return padded_size(_META_LENGTH.size + metadata_length + content_size)
+
+
+def sealed_size(
+    metadata: Metadata,
+    *,
+    has_passphrase: bool = False,
+    chunk_size_log2: int = DEFAULT_CHUNK_SIZE_LOG2,
+) -> int:
+    """The exact byte length of the envelope `seal` makes for this metadata.
+
+    ValueError when no envelope can be made (metadata record over 4096 bytes, chunk size out
+    of range, more than 2**32 chunks).
+    """
+    _check_chunk_size_log2(chunk_size_log2)
+    plaintext_size = _plaintext_size(len(_encode_metadata(metadata)), metadata.size)
+    header_size = (
+        HEADER_BYTES_WITH_PASSPHRASE if has_passphrase else HEADER_BYTES_WITHOUT_PASSPHRASE
+    )
+    return header_size + plaintext_size + _chunk_count(plaintext_size, chunk_size_log2) * TAG_BYTES
+
+
+# -- sealing -------------------------------------------------------------------------------
+
+
+def _check_link_key(link_key: bytes) -> None:
+    if len(link_key) != LINK_KEY_BYTES:
+        raise ValueError(f"the link key must be {LINK_KEY_BYTES} bytes")
+
+
+def _draw(random_bytes: Callable[[int], bytes], size: int) -> bytes:
+    drawn = random_bytes(size)
+    if len(drawn) != size:
+        raise ValueError(f"random_bytes({size}) returned {len(drawn)} bytes")
+    return bytes(drawn)
+
+
+def _nonce(prefix: bytes, index: int, is_last: bool) -> bytes:
+    return prefix + _NONCE_SUFFIX.pack(index, 1 if is_last else 0)
+
+
+class Sealer:
+    """Encrypt one envelope incrementally: `update()` with content, then `finalize()`.
+
+    The content's size is fixed up front by `metadata.size`, so the total envelope size
+    (`size`) is known before the first byte and the last chunk needs no look-ahead.
+    """
+
+    __slots__ = (
+        "_aead",
+        "_chunk_count",
+        "_chunk_index",
+        "_chunk_size",
+        "_content_left",
+        "_header",
+        "_is_finalized",
+        "_nonce_prefix",
+        "_pending",
+        "_plaintext_size",
+        "_unsent_header",
+        "size",
+    )
+
+    size: int
+
+    def __init__(
+        self,
+        link_key: bytes,
+        metadata: Metadata,
+        *,
+        random_bytes: Callable[[int], bytes],
+        passphrase: str | None = None,
+        argon2: Argon2Params = DEFAULT_ARGON2,
+        chunk_size_log2: int = DEFAULT_CHUNK_SIZE_LOG2,
+    ) -> None:
+        _check_link_key(link_key)
+        _check_chunk_size_log2(chunk_size_log2)
+        if passphrase is not None and not passphrase:
+            # An empty passphrase is almost surely a mistake (an empty file, a stray Enter),
+            # and would give a false sense of a second factor.
+            raise ValueError("the passphrase must not be empty")
+        encoded_metadata = _encode_metadata(metadata)
+        self.size = sealed_size(
+            metadata, has_passphrase=passphrase is not None, chunk_size_log2=chunk_size_log2
+        )
+        self._plaintext_size = _plaintext_size(len(encoded_metadata), metadata.size)
+        self._chunk_size = 1 << chunk_size_log2
+        self._chunk_count = _chunk_count(self._plaintext_size, chunk_size_log2)
+
+        # Order of draws is part of the test vectors: salt, then the Argon2 salt.
+        salt = _draw(random_bytes, ENVELOPE_SALT_BYTES)
+        passphrase_key = None
+        argon2_salt = None
+        if passphrase is not None:
+            argon2_salt = _draw(random_bytes, ARGON2_SALT_BYTES)
+            passphrase_key = derive_passphrase_key(passphrase, argon2_salt, argon2)
+        self._header = _encode_header(
+            chunk_size_log2, salt, argon2 if passphrase is not None else None, argon2_salt
+        )
+        keys = derive_envelope_keys(bytes(link_key), salt, passphrase_key)
+        self._aead: AESGCM | None = AESGCM(keys.key)
+        self._nonce_prefix = keys.nonce_prefix
+
+        self._unsent_header = True
+        self._pending = bytearray(_META_LENGTH.pack(len(encoded_metadata)) + encoded_metadata)
+        self._content_left = metadata.size
+        self._chunk_index = 0
+        self._is_finalized = False
+
+    def _take_header(self) -> bytes:
+        if self._unsent_header:
+            self._unsent_header = False
+            return self._header
+        return b""
+
+    def _seal_chunk(self, plaintext: bytes | bytearray | memoryview, is_last: bool) -> bytes:
+        assert self._aead is not None
+        nonce = _nonce(self._nonce_prefix, self._chunk_index, is_last)
+        self._chunk_index += 1
+        return self._aead.encrypt(nonce, plaintext, self._header)
+
+    def update(self, content: bytes) -> bytes:
+        """Add content; return the ciphertext ready so far (the first output starts with
+        the header). ValueError if the content would exceed `metadata.size`."""
+        if self._is_finalized:
+            raise ValueError("the envelope is already finalized")
+        if len(content) > self._content_left:
+            raise ValueError("more content than metadata.size")
+        self._content_left -= len(content)
+        self._pending += content
+        output = bytearray(self._take_header())
+        last_index = self._chunk_count - 1
+        offset = 0
+        # The last chunk is left for finalize(): it is the one sealed with the flag.
+        with memoryview(self._pending) as pending:
+            while len(pending) - offset >= self._chunk_size and self._chunk_index < last_index:
+                output += self._seal_chunk(pending[offset : offset + self._chunk_size], False)
+                offset += self._chunk_size
+        del self._pending[:offset]
+        return bytes(output)
+
+    def finalize_iter(self) -> Iterator[bytes]:
+        """Like `finalize`, but yield the rest chunk by chunk, so that the padding of a
+        large file (up to about 6% of it) never sits in memory at once."""
+        if self._is_finalized:
+            raise ValueError("the envelope is already finalized")
+        if self._content_left:
+            raise ValueError("less content than metadata.size")
+        self._is_finalized = True
+        return self._remaining_chunks()
+
+    def _remaining_chunks(self) -> Iterator[bytes]:
+        header = self._take_header()
+        pending = self._pending
+        last_index = self._chunk_count - 1
+        while self._chunk_index < last_index:
+            pending += bytes(self._chunk_size - len(pending))
+            yield header + self._seal_chunk(pending, False)
+            header = b""
+            pending.clear()
+        last_size = self._plaintext_size - last_index * self._chunk_size
+        pending += bytes(last_size - len(pending))
+        yield header + self._seal_chunk(pending, True)
+        pending.clear()
+        self._aead = None  # the key is of no further use; let it go now
+
+    def finalize(self) -> bytes:
+        """Seal the padding and the last chunk; ValueError unless exactly
+        `metadata.size` bytes of content were fed."""
+        return b"".join(self.finalize_iter())
+
+
+def seal(
+    content: bytes,
+    metadata: Metadata,
+    link_key: bytes,
+    *,
+    random_bytes: Callable[[int], bytes],
+    passphrase: str | None = None,
+    argon2: Argon2Params = DEFAULT_ARGON2,
+    chunk_size_log2: int = DEFAULT_CHUNK_SIZE_LOG2,
+) -> bytes:
+    """Encrypt `content` (whose length must equal `metadata.size`) into one envelope."""
+    sealer = Sealer(
+        link_key,
+        metadata,
+        random_bytes=random_bytes,
+        passphrase=passphrase,
+        argon2=argon2,
+        chunk_size_log2=chunk_size_log2,
+    )
+    return sealer.update(content) + sealer.finalize()
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+class Opener:
+    """Decrypt one envelope fed in arbitrary slices.
+
+    `feed()` returns content (metadata and padding stripped) only from chunks whose tag
+    verified, but the envelope as a whole is proven only when `finish()` returns: until then
+    the output may be a truncated prefix, so write it somewhere provisional. Any failure is
+    final: the opener then refuses every call with DecryptionFailed.
+    """
+
+    __slots__ = (
+        "_aead",
+        "_buffer",
+        "_chunk_index",
+        "_content_left",
+        "_has_failed",
+        "_header",
+        "_is_finished",
+        "_link_key",
+        "_metadata",
+        "_metadata_buffer",
+        "_metadata_length",
+        "_nonce_prefix",
+        "_passphrase",
+        "_plaintext_seen",
+        "_plaintext_size",
+    )
+
+    def __init__(self, link_key: bytes, passphrase: str | None = None) -> None:
+        _check_link_key(link_key)
+        self._link_key: bytes | None = bytes(link_key)
+        self._passphrase = passphrase
+        self._header: Header | None = None
+        self._metadata: Metadata | None = None
+        self._aead: AESGCM | None = None
+        self._nonce_prefix = b""
+        self._buffer = bytearray()
+        self._chunk_index = 0
+        self._metadata_buffer = bytearray()
+        self._metadata_length = 0
+        self._plaintext_seen = 0
+        self._plaintext_size = 0
+        self._content_left = 0
+        self._has_failed = False
+        self._is_finished = False
+
+    @property
+    def header(self) -> Header | None:
+        """The header, once enough bytes arrived to parse it."""
+        return self._header
+
+    @property
+    def metadata(self) -> Metadata | None:
+        """The metadata, once the chunk(s) holding it decrypted."""
+        return self._metadata
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the next bytes of the envelope; return the content now available."""
+        self._check_usable()
+        try:
+            return self._feed(data)
+        except DecryptionFailed:
+            self._fail()
+            raise
+
+    def finish(self) -> bytes:
+        """Declare the end of the envelope; return the last content and prove the whole.
+
+        DecryptionFailed if the envelope is truncated, extended or corrupt.
+        """
+        self._check_usable()
+        try:
+            if self._aead is None and not self._start():
+                raise DecryptionFailed
+            # What is held back is the last chunk; a tag alone (or nothing) means the
+            # envelope stopped at a chunk boundary before its flagged last chunk.
+            if len(self._buffer) <= TAG_BYTES:
+                raise DecryptionFailed
+            content = self._open_chunk(self._buffer, is_last=True)
+        except DecryptionFailed:
+            self._fail()
+            raise
+        self._is_finished = True
+        self._forget()
+        return content
+
+    def _check_usable(self) -> None:
+        if self._has_failed:
+            raise DecryptionFailed
+        if self._is_finished:
+            raise ValueError("the envelope is already finished")
+
+    def _fail(self) -> None:
+        self._has_failed = True
+        self._forget()
+
+    def _forget(self) -> None:
+        self._aead = None
+        self._link_key = None
+        self._passphrase = None
+        self._buffer = bytearray()
+        self._metadata_buffer = bytearray()
+
+    def _feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        if self._aead is None and not self._start():
+            return b""
+        assert self._header is not None
+        sealed_chunk_size = self._header.chunk_size + TAG_BYTES
+        output = bytearray()
+        offset = 0
+        # Strictly more than one chunk: only then is the first one known not to be the last.
+        with memoryview(self._buffer) as buffered:
+            while len(buffered) - offset > sealed_chunk_size:
+                # No name for the slice: a live export would block the `del` below.
+                output += self._open_chunk(
+                    buffered[offset : offset + sealed_chunk_size], is_last=False
+                )
+                offset += sealed_chunk_size
+        del self._buffer[:offset]
+        return bytes(output)
+
+    def _start(self) -> bool:
+        """Parse the header and derive the keys; False while the header is incomplete."""
+        header = self._header
+        if header is None:
+            header = parse_header(bytes(self._buffer[:HEADER_BYTES_WITH_PASSPHRASE]))
+            if header is None:
+                return False
+            self._header = header
+        assert self._link_key is not None
+        passphrase_key = None
+        if header.argon2 is not None:
+            if self._passphrase is None:
+                # Not a failure: the caller may ask for the passphrase and start again.
+                raise PassphraseRequired
+            assert header.argon2_salt is not None
+            try:
+                passphrase_key = derive_passphrase_key(
+                    self._passphrase, header.argon2_salt, header.argon2
+                )
+            except ValueError:  # a passphrase with no UTF-8 form cannot be the right one
+                raise DecryptionFailed from None
+        keys = derive_envelope_keys(self._link_key, header.salt, passphrase_key)
+        self._aead = AESGCM(keys.key)
+        self._nonce_prefix = keys.nonce_prefix
+        self._link_key = None
+        self._passphrase = None
+        del self._buffer[: len(header.raw)]
+        return True
+
+    def _open_chunk(self, sealed: bytes | bytearray | memoryview, *, is_last: bool) -> bytes:
+        assert self._aead is not None
+        assert self._header is not None
+        if self._chunk_index >= MAX_CHUNKS:
+            raise DecryptionFailed
+        nonce = _nonce(self._nonce_prefix, self._chunk_index, is_last)
+        try:
+            plaintext = self._aead.decrypt(nonce, sealed, self._header.raw)
+        except InvalidTag:
+            raise DecryptionFailed from None
+        self._chunk_index += 1
+        return self._absorb(plaintext, is_last=is_last)
+
+    def _absorb(self, plaintext: bytes, *, is_last: bool) -> bytes:
+        """Strip the metadata record and the padding from one authenticated chunk."""
+        self._plaintext_seen += len(plaintext)
+        offset = 0
+        if self._metadata is None:
+            offset = self._absorb_metadata(plaintext)
+            if self._metadata is None:
+                if is_last:
+                    raise DecryptionFailed
+                return b""
+        # The padded length is a function of the metadata, so exactly one length is valid:
+        # this catches a size that disagrees with the content and any extra chunks.
+        if self._plaintext_seen > self._plaintext_size or (
+            is_last and self._plaintext_seen != self._plaintext_size
+        ):
+            raise DecryptionFailed
+        content = plaintext[offset : offset + self._content_left]
+        self._content_left -= len(content)
+        padding = plaintext[offset + len(content) :]
+        if padding.count(0) != len(padding):
+            raise DecryptionFailed
+        return content
+
+    def _absorb_metadata(self, plaintext: bytes) -> int:
+        """Collect the length-prefixed metadata record (it may span chunks); return how many
+        bytes of `plaintext` it took."""
+        collected = self._metadata_buffer
+        offset = 0
+        if len(collected) < _META_LENGTH.size:
+            offset = min(_META_LENGTH.size - len(collected), len(plaintext))
+            collected += plaintext[:offset]
+            if len(collected) < _META_LENGTH.size:
+                return offset
+            (self._metadata_length,) = _META_LENGTH.unpack_from(collected)
+            if self._metadata_length > MAX_METADATA_BYTES:
+                raise DecryptionFailed
+        record_end = _META_LENGTH.size + self._metadata_length
+        taken = min(record_end - len(collected), len(plaintext) - offset)
+        collected += plaintext[offset : offset + taken]
+        offset += taken
+        if len(collected) == record_end:
+            metadata = _decode_metadata(bytes(collected[_META_LENGTH.size :]))
+            self._plaintext_size = _plaintext_size(self._metadata_length, metadata.size)
+            self._content_left = metadata.size
+            self._metadata = metadata
+            self._metadata_buffer = bytearray()
+        return offset
+
+
+def open_envelope(
+    envelope: bytes, link_key: bytes, passphrase: str | None = None
+) -> tuple[Metadata, bytes]:
+    """Decrypt a whole envelope; DecryptionFailed (or a subclass) on any problem,
+    PassphraseRequired when it is locked with a passphrase and none was given."""
+    opener = Opener(link_key, passphrase)
+    content = opener.feed(envelope) + opener.finish()
+    assert opener.metadata is not None  # finish() succeeds only once the metadata decoded
+    return opener.metadata, content

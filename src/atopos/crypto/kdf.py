@@ -1,0 +1,116 @@
+"""Key derivation for envelopes: Argon2id stretches a passphrase, HKDF-SHA256 makes the
+content key and nonce prefix. The format is fixed in docs/protocol/envelope.md."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = [
+    "ARGON2_ITERATIONS_MAX",
+    "ARGON2_LANES_MAX",
+    "ARGON2_MEMORY_KIB_MAX",
+    "ARGON2_SALT_BYTES",
+    "CONTENT_KEY_BYTES",
+    "ENVELOPE_INFO",
+    "ENVELOPE_SALT_BYTES",
+    "NONCE_PREFIX_BYTES",
+    "PASSPHRASE_KEY_BYTES",
+    "Argon2Params",
+    "EnvelopeKeys",
+    "derive_envelope_keys",
+    "derive_passphrase_key",
+    "normalize_passphrase",
+]
+
+# Upper bounds a reader accepts from a header: they cap what a hostile envelope can make a
+# reader's device spend (1 GiB of memory, 16 passes) before the first tag is checked.
+ARGON2_MEMORY_KIB_MAX = 1 << 20
+ARGON2_ITERATIONS_MAX = 16
+ARGON2_LANES_MAX = 16
+ARGON2_SALT_BYTES = 16
+PASSPHRASE_KEY_BYTES = 32
+
+ENVELOPE_SALT_BYTES = 32
+ENVELOPE_INFO = b"atopos/envelope/v1"
+CONTENT_KEY_BYTES = 32
+NONCE_PREFIX_BYTES = 7
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Params:
+    """Argon2id cost; the defaults are RFC 9106's second recommendation (64 MiB, t=3, p=4)."""
+
+    memory_kib: int = 65536
+    iterations: int = 3
+    lanes: int = 4
+
+    def __post_init__(self) -> None:
+        if not (_is_int(self.lanes) and 1 <= self.lanes <= ARGON2_LANES_MAX):
+            raise ValueError(f"Argon2 lanes must be between 1 and {ARGON2_LANES_MAX}")
+        if not (_is_int(self.iterations) and 1 <= self.iterations <= ARGON2_ITERATIONS_MAX):
+            raise ValueError(f"Argon2 iterations must be between 1 and {ARGON2_ITERATIONS_MAX}")
+        # Argon2 itself needs at least 8 KiB per lane.
+        if not (
+            _is_int(self.memory_kib) and 8 * self.lanes <= self.memory_kib <= ARGON2_MEMORY_KIB_MAX
+        ):
+            raise ValueError(
+                f"Argon2 memory must be between 8 KiB per lane and {ARGON2_MEMORY_KIB_MAX} KiB"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeKeys:
+    """The AES-256-GCM key and the 7-byte nonce prefix of one envelope."""
+
+    # repr=False: a stray log line or traceback must not print key material.
+    key: bytes = field(repr=False)
+    nonce_prefix: bytes = field(repr=False)
+
+
+def normalize_passphrase(passphrase: str) -> bytes:
+    """UTF-8 of the NFC form, so the same passphrase typed on any keyboard or OS matches.
+
+    Raises ValueError (UnicodeEncodeError) for strings UTF-8 cannot encode (lone surrogates).
+    """
+    return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+
+
+def derive_passphrase_key(passphrase: str, salt: bytes, params: Argon2Params) -> bytes:
+    """Argon2id (version 0x13) of the normalised passphrase: 32 bytes, no secret, no AD."""
+    if len(salt) != ARGON2_SALT_BYTES:
+        raise ValueError(f"the Argon2 salt must be {ARGON2_SALT_BYTES} bytes")
+    kdf = Argon2id(
+        salt=bytes(salt),
+        length=PASSPHRASE_KEY_BYTES,
+        iterations=params.iterations,
+        lanes=params.lanes,
+        memory_cost=params.memory_kib,
+    )
+    return kdf.derive(normalize_passphrase(passphrase))
+
+
+def derive_envelope_keys(
+    link_key: bytes, salt: bytes, passphrase_key: bytes | None = None
+) -> EnvelopeKeys:
+    """HKDF-SHA256(ikm = link_key [|| passphrase_key], salt, info "atopos/envelope/v1")."""
+    if len(salt) != ENVELOPE_SALT_BYTES:
+        raise ValueError(f"the envelope salt must be {ENVELOPE_SALT_BYTES} bytes")
+    if passphrase_key is not None and len(passphrase_key) != PASSPHRASE_KEY_BYTES:
+        raise ValueError(f"the passphrase key must be {PASSPHRASE_KEY_BYTES} bytes")
+    ikm = bytes(link_key) + (b"" if passphrase_key is None else bytes(passphrase_key))
+    okm = HKDF(
+        algorithm=hashes.SHA256(),
+        length=CONTENT_KEY_BYTES + NONCE_PREFIX_BYTES,
+        salt=bytes(salt),
+        info=ENVELOPE_INFO,
+    ).derive(ikm)
+    return EnvelopeKeys(key=okm[:CONTENT_KEY_BYTES], nonce_prefix=okm[CONTENT_KEY_BYTES:])
