@@ -1,0 +1,72 @@
+"""The one mapping from errors to exit codes and to the sentence shown on stderr.
+
+Exit codes (DESIGN.md): 0 ok, 2 usage, 3 gone, 4 refused, 5 network. Sentences for crypto
+failures are our own: `DecryptionFailed` deliberately says nothing about why.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from atopos.crypto.errors import (
+    CryptoError,
+    DecryptionFailed,
+    PassphraseRequired,
+    UnsupportedEnvelope,
+)
+from atopos.errors import AtoposError, Gone, InvalidInput, NetworkError, Refused, Unavailable
+
+__all__ = ["ExitCode", "describe", "exit_code_for"]
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILURE = 1  # a bug or a local I/O problem: none of the cases below
+    USAGE = 2
+    GONE = 3
+    REFUSED = 4
+    NETWORK = 5
+    INTERRUPTED = 130  # 128 + SIGINT, what shells expect after Ctrl-C
+
+
+# First match wins; TooLarge is an InvalidInput, RateLimited a Refused, StorageFull an
+# Unavailable, UnsupportedEnvelope a DecryptionFailed.
+_EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
+    (InvalidInput, ExitCode.USAGE),
+    (Gone, ExitCode.GONE),
+    (Refused, ExitCode.REFUSED),
+    (Unavailable, ExitCode.NETWORK),
+    (NetworkError, ExitCode.NETWORK),
+    (CryptoError, ExitCode.REFUSED),
+    (KeyboardInterrupt, ExitCode.INTERRUPTED),
+)
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    for kind, code in _EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return ExitCode.FAILURE
+
+
+def describe(error: BaseException) -> str:
+    """One sentence for a person; never a traceback, never secret material."""
+    if isinstance(error, AtoposError):
+        return error.message
+    if isinstance(error, PassphraseRequired):
+        return "This secret needs a passphrase; pass --passphrase-file."
+    if isinstance(error, UnsupportedEnvelope):
+        return "This secret uses a newer envelope format; upgrade Atopos to open it."
+    if isinstance(error, DecryptionFailed):
+        return (
+            "The secret could not be decrypted: the link or the passphrase is wrong, "
+            "or the data was altered."
+        )
+    if isinstance(error, CryptoError):
+        return "A cryptographic operation failed."
+    if isinstance(error, OSError):
+        reason = error.strerror or "input/output error"
+        if error.filename is not None:
+            return f"Could not use {error.filename}: {reason}."
+        return f"A file operation failed: {reason}."
+    return f"Unexpected error ({type(error).__name__}); please report it."

@@ -1,0 +1,36 @@
+"""Where a passphrase comes from: a file (`--passphrase-file`) or a hidden prompt."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+from atopos.crypto.errors import PassphraseRequired
+from atopos.errors import InvalidInput
+
+__all__ = ["prompt_passphrase", "read_passphrase_file"]
+
+
+def read_passphrase_file(path: Path) -> str:
+    """The file's text minus one trailing newline (as editors and `echo` add one)."""
+    data = path.read_bytes()
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    try:
+        passphrase = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("The passphrase file is not UTF-8 text.") from None
+    if not passphrase:
+        raise InvalidInput("The passphrase file is empty.")
+    return passphrase
+
+
+def prompt_passphrase(attempt: int) -> str:
+    """Ask on the terminal without echo; `attempt` > 0 means the previous one was wrong."""
+    prompt = "Passphrase: " if attempt == 0 else "Wrong passphrase, try again: "
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise PassphraseRequired from None

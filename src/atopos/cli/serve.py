@@ -1,0 +1,72 @@
+"""`atopos serve`: run the server with settings from flags, then ATOPOS_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from atopos.errors import InvalidInput
+
+__all__ = ["serve"]
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on.  [default: 127.0.0.1]")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on.  [default: 8080]")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            file_okay=False,
+            help="Data directory (SQLite database).  [env: ATOPOS_DATA; default: ./data]",
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="sqlite:///path or redis://...  [env: ATOPOS_STORAGE; default: SQLite in --data]",
+        ),
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            dir_okay=False,
+            help="Signing key shared by all nodes (mode 0600; see docs/storage-redis.md).  "
+            "[env: ATOPOS_KEY_FILE; default: a random key in RAM]",
+        ),
+    ] = None,
+    pow_bits: Annotated[
+        int | None,
+        typer.Option(
+            "--pow-bits",
+            min=0,
+            max=40,
+            help="Base proof-of-work difficulty; 0 for tests only.  [env: ATOPOS_POW_BITS]",
+        ),
+    ] = None,
+) -> None:
+    """Run the Atopos server (secrets API and web pages)."""
+    # Imported here: uvicorn and the app are heavy and only this command needs them.
+    from atopos.server.config import ServerConfig
+    from atopos.server.runner import serve as run_server
+
+    try:
+        config = ServerConfig.from_env(
+            host=host,
+            port=port,
+            data_dir=data,
+            storage_url=storage,
+            key_file=key_file,
+            pow_bits=pow_bits,
+        )
+    except ValueError:
+        raise InvalidInput("A server setting from the environment is not valid.") from None
+    run_server(config)
