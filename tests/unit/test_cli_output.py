@@ -85,9 +85,13 @@ def test_provisional_file_is_private_and_renamed_on_commit(tmp_path: Path) -> No
 
 
 def test_failure_leaves_nothing_behind(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), ProvisionalFile(tmp_path) as provisional:
-        provisional.write(b"partial plaintext")
-        raise RuntimeError
+    def reveal_that_fails() -> None:
+        with ProvisionalFile(tmp_path) as provisional:
+            provisional.write(b"partial plaintext")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        reveal_that_fails()
     assert list(tmp_path.iterdir()) == []
 
 

@@ -58,7 +58,8 @@ def test_share_link_parts() -> None:
 
 def test_keys_and_tokens_stay_out_of_reprs() -> None:
     share, manage = parse_share_link(SHARE), parse_manage_link(MANAGE)
-    assert KEY_TEXT not in repr(share) and repr(KEY) not in repr(share)
+    assert KEY_TEXT not in repr(share)
+    assert repr(KEY) not in repr(share)
     assert TOKEN not in repr(manage)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -316,6 +317,10 @@ class _Snapshot:
         self._conn = conn
         self._owner = owner
         self._count = count
+        # Reads and the close run on worker threads; a reader cancelled mid-read (client
+        # gone) must not have its connection closed under the read still running.
+        self._lock = threading.Lock()
+        self._is_closed = False
 
     @classmethod
     def open(cls, path: Path, owner: bytes) -> _Snapshot:
@@ -332,23 +337,32 @@ class _Snapshot:
         return cls(conn, owner, count)
 
     def _read(self, seq: int) -> bytes:
-        row = self._conn.execute(
-            "SELECT data FROM chunks WHERE owner = ? AND seq = ?", (self._owner, seq)
-        ).fetchone()
+        with self._lock:
+            if self._is_closed:
+                raise storage_error(sqlite3.DatabaseError("snapshot closed"))
+            row = self._conn.execute(
+                "SELECT data FROM chunks WHERE owner = ? AND seq = ?", (self._owner, seq)
+            ).fetchone()
         if row is None:
             raise storage_error(sqlite3.DatabaseError("chunk missing"))
         data: bytes = row[0]
         return data
 
     def close(self) -> None:
-        try:
-            self._conn.execute("ROLLBACK")
-        finally:
-            self._conn.close()
+        with self._lock:
+            if self._is_closed:
+                return
+            self._is_closed = True
+            try:
+                self._conn.execute("ROLLBACK")
+            finally:
+                self._conn.close()
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
             for seq in range(self._count):
                 yield await asyncio.to_thread(self._read, seq)
         finally:
-            await asyncio.to_thread(self.close)
+            # Synchronous on purpose: this also runs when the stream is cancelled or
+            # finalized, where awaiting is not reliable; it waits for one read at most.
+            self.close()

@@ -151,10 +151,17 @@ class GroupCommitWriter:
                 loop.call_soon_threadsafe(_resolve_all, resolved)
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        # A TRUNCATE checkpoint waits (busy handler) for readers of older snapshots, such as
+        # a slow download of a large secret; the writer must never stall behind one, so it
+        # does not wait at all and tries again a moment later.
+        (busy_timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        conn.execute("PRAGMA busy_timeout = 0")
         try:
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error:
             busy = 1
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
         self._last_checkpoint = time.monotonic()
         # A reader still inside an old snapshot blocks the truncate; try again later.
         self._checkpoint_wanted = bool(busy)
