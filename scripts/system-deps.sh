@@ -3,6 +3,8 @@
 # Each line of the table: a command the tests run, and the Debian package that brings it.
 set -euo pipefail
 table=(
+  "redis-server:redis-server"
+  "chromium:chromium"
 )
 need=()
 for row in "${table[@]}"; do

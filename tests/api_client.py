@@ -14,7 +14,9 @@ OCTETS = {"content-type": "application/octet-stream"}
 
 def envelope(content: bytes, key: bytes | None = None) -> tuple[bytes, bytes]:
     key = key or os.urandom(32)
-    return seal(content, Metadata(kind="text", size=len(content)), key, random_bytes=os.urandom), key
+    return seal(
+        content, Metadata(kind="text", size=len(content)), key, random_bytes=os.urandom
+    ), key
 
 
 def create(

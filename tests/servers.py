@@ -30,7 +30,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:

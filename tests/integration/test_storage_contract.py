@@ -1,9 +1,13 @@
-"""The storage port's contract, run against every real adapter."""
+"""The storage port's contract, run against every real adapter: SQLite, one Redis, and a
+3-master Redis Cluster (real servers on loopback, see tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import os
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,15 +15,21 @@ import pytest
 
 from atopos.errors import Gone
 from atopos.storage.port import NewSecret, SecretStore, TicketUsed
+from atopos.storage.redis import RedisSecretStore
 from atopos.storage.sqlite import CHUNK_BYTES, SqliteSecretStore
 
 NOW = 1_800_000_000
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> object:
-    del request
-    return lambda: SqliteSecretStore(tmp_path / "atopos.db")
+    """Makes a new store (in the test's event loop) on the same backing data each time."""
+    if request.param == "sqlite":
+        return lambda: SqliteSecretStore(tmp_path / "atopos.db")
+    # Looked up lazily, so a run of the SQLite cases alone starts no Redis.
+    fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    url = request.getfixturevalue(fixture)
+    return lambda: RedisSecretStore.from_url(url)
 
 
 def run(coro: object) -> object:
@@ -75,6 +85,28 @@ def test_create_info_consume_burn(store_factory: object) -> None:
     run(scenario())
 
 
+def test_a_bound_secret_keeps_its_device_key(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            device_key = os.urandom(32)
+            record = dataclasses.replace(secret(), device_key=device_key)
+            await store.create(record, body(b"bound"))
+            info = await store.info(record.secret_id, NOW)
+            assert info is not None
+            assert info.is_bound
+            assert info.device_key == device_key
+            unbound = secret()
+            await store.create(unbound, body(b"free"))
+            info = await store.info(unbound.secret_id, NOW)
+            assert info is not None
+            assert not info.is_bound
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
 def test_views_count_down_exactly(store_factory: object) -> None:
     async def scenario() -> None:
         store = await started(store_factory)
@@ -109,7 +141,34 @@ def test_ticket_is_single_use_and_failure_consumes_nothing(store_factory: object
     run(scenario())
 
 
-def test_expired_is_gone_and_swept(store_factory: object) -> None:
+@pytest.mark.parametrize("size", [10, 2 * CHUNK_BYTES + 3], ids=["inline", "chunked"])
+def test_a_ticket_replayed_after_the_burn_is_refused_as_replayed(
+    store_factory: object, size: int
+) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret()
+            await store.create(record, body(os.urandom(size)))
+            assert len(await read_all(store, record.secret_id, b"B" * 16)) == size
+            with pytest.raises(TicketUsed):
+                await read_all(store, record.secret_id, b"B" * 16)
+            with pytest.raises(Gone):
+                await read_all(store, record.secret_id, b"C" * 16)
+            # A refused call recorded nothing: the unused ticket is still "gone", not "used".
+            with pytest.raises(Gone):
+                await read_all(store, record.secret_id, b"C" * 16)
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_expired_is_gone_and_swept(store_factory: object, request: pytest.FixtureRequest) -> None:
+    # SQLite burns the row in the sweep; Redis expires its keys itself (native TTL, checked
+    # in test_redis_store.py), so its sweep has nothing to do.
+    swept = 1 if request.node.callspec.params["store_factory"] == "sqlite" else 0
+
     async def scenario() -> None:
         store = await started(store_factory)
         try:
@@ -118,8 +177,9 @@ def test_expired_is_gone_and_swept(store_factory: object) -> None:
             assert await store.info(record.secret_id, NOW + 60) is None
             with pytest.raises(Gone):
                 await store.consume(record.secret_id, b"e" * 16, NOW + 120, NOW + 60)
-            assert await store.sweep(NOW + 60) == 1
+            assert await store.sweep(NOW + 60) == swept
             assert await store.sweep(NOW + 60) == 0
+            assert await store.info(record.secret_id, NOW + 60) is None
         finally:
             await store.aclose()
 
@@ -161,6 +221,45 @@ def test_large_body_streams_in_chunks(store_factory: object) -> None:
     run(scenario())
 
 
+def test_a_large_body_never_sits_whole_in_memory(store_factory: object) -> None:
+    """Upload and reveal stream chunk by chunk: the peak of Python allocations stays a few
+    chunks, far below the body's size."""
+    size = 24 * CHUNK_BYTES + 77
+    piece = os.urandom(64 * 1024)
+
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(size // len(piece)):
+            yield piece
+        yield piece[: size % len(piece)]
+
+    async def scenario() -> tuple[int, int]:
+        store = await started(store_factory)
+        try:
+            record = secret()
+            expected = hashlib.sha256()
+            async for part in upload():
+                expected.update(part)
+            tracemalloc.start()
+            try:
+                assert await store.create(record, upload()) == size
+                revealed = await store.consume(record.secret_id, b"m" * 16, NOW + 60, NOW)
+                got, received = hashlib.sha256(), 0
+                async for chunk in revealed.chunks:
+                    got.update(chunk)
+                    received += len(chunk)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert got.digest() == expected.digest()
+            return received, peak
+        finally:
+            await store.aclose()
+
+    received, peak = run(scenario())  # type: ignore[misc]
+    assert received == size
+    assert peak < 8 * CHUNK_BYTES, f"peak {peak / CHUNK_BYTES:.1f} MiB"
+
+
 def test_snapshot_outlives_concurrent_burn(store_factory: object) -> None:
     """A view that started streaming keeps its bytes when the last view burns meanwhile."""
 
@@ -175,6 +274,27 @@ def test_snapshot_outlives_concurrent_burn(store_factory: object) -> None:
             assert await read_all(store, record.secret_id, b"b" * 16) == data
             got_first += [piece async for piece in first.chunks]
             assert b"".join(got_first) == data
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_delete_during_a_stream_lets_the_stream_finish(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            record = secret(views=2)
+            data = os.urandom(CHUNK_BYTES * 2 + 1)
+            await store.create(record, body(data))
+            streaming = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
+            got = [await anext(streaming.chunks)]
+            assert await store.delete(record.secret_id) is True
+            assert await store.info(record.secret_id, NOW) is None
+            with pytest.raises(Gone):
+                await read_all(store, record.secret_id, b"b" * 16)
+            got += [piece async for piece in streaming.chunks]
+            assert b"".join(got) == data
         finally:
             await store.aclose()
 

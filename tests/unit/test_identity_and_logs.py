@@ -36,7 +36,9 @@ def test_formatter_writes_json_without_exception_text() -> None:
     except ValueError:
         import sys
 
-        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "boom %s", ("x",), sys.exc_info())
+        record = logging.LogRecord(
+            "t", logging.ERROR, __file__, 1, "boom %s", ("x",), sys.exc_info()
+        )
     record.route = "/api/v1/secrets/{id}"
     line = RedactingJsonFormatter().format(record)
     entry = json.loads(line)

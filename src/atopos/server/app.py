@@ -22,13 +22,17 @@ from atopos.server.access import AccessControl
 from atopos.server.clock import Clock, SystemClock
 from atopos.server.config import ServerConfig
 from atopos.server.errors import error_response, response_for
+from atopos.server.identity import EphemeralIdentifiers
+from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.middleware import EdgeMiddleware
 from atopos.server.openapi import openapi_document
-from atopos.server.ratelimit import RateLimits
+from atopos.server.pages import page_routes
+from atopos.server.ratelimit import RateLimits, rate_limit_storage
 from atopos.server.secrets_api import SecretsApi
 from atopos.server.sizes import max_envelope_bytes
 from atopos.storage.factory import open_store
 from atopos.storage.port import SecretStore
+from atopos.storage.urls import is_redis_url
 
 __all__ = ["create_app"]
 
@@ -45,6 +49,20 @@ def create_app(
     token_keys: TokenKeys | None = None,
 ) -> ASGIApp:
     clock = clock or SystemClock()
+    # Read before anything else, so a bad key file stops the start with one sentence.
+    node_keys = load_key_file(config.key_file) if config.key_file is not None else None
+    if node_keys is None:
+        # Held in RAM only: a restart invalidates every outstanding challenge and ticket.
+        node_keys = NodeKeys(os.urandom(32))
+        identifiers = EphemeralIdentifiers(clock.now())
+        if config.storage_url is not None and is_redis_url(config.storage_url):
+            _log.warning(
+                "shared storage without --key-file: other nodes will refuse this node's "
+                "challenges and tickets, and rate limits will count per node"
+            )
+    else:
+        # Every node derives the same identifier key, so shared rate limits see one client.
+        identifiers = EphemeralIdentifiers(clock.now(), node_key=node_keys.current)
     store = store or open_store(config.resolved_storage_url())
     limits = RateLimits(
         {
@@ -53,17 +71,17 @@ def create_app(
             "ticket": config.rate_ticket,
             "reveal": config.rate_reveal,
             "manage": config.rate_manage,
-        }
+        },
+        rate_limit_storage(config.resolved_rate_limit_storage_url()),
     )
     access = AccessControl(
-        # Held in RAM only: a restart invalidates every outstanding challenge and ticket.
-        token_keys or TokenKeys(os.urandom(32)),
+        token_keys or node_keys.token_keys(),
         limits,
         pow_bits=config.pow_bits,
         challenge_ttl=config.challenge_ttl,
         ticket_ttl=config.ticket_ttl,
     )
-    api = SecretsApi(config, store, access, limits, clock)
+    api = SecretsApi(config, store, access, limits, clock, identifiers)
     openapi = openapi_document(
         max_envelope_bytes(config.max_content_bytes), config.max_ttl, config.max_views
     )
@@ -119,6 +137,7 @@ def create_app(
         Route("/api/v1/secrets/{id}", api.delete, methods=["DELETE"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        *page_routes(),
     ]
     app = Starlette(
         routes=routes,

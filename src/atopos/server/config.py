@@ -6,6 +6,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+from atopos.storage.urls import is_redis_url
+
 __all__ = ["DEFAULT_POW_BITS", "ServerConfig", "rate_limits"]
 
 # A laptop browser hashing with WebCrypto in a worker needs about half a second for 2**16
@@ -19,8 +21,14 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("data")
-    # sqlite:///path/to/atopos.db (default: <data_dir>/atopos.db) or redis://...
+    # sqlite:///path/to/atopos.db (default: <data_dir>/atopos.db), redis://host:port/0 or
+    # redis+cluster://host:port[,host:port] (docs/storage-redis.md)
     storage_url: str | None = None
+    # The signing key shared by nodes (server/keyfile.py); None: a random key in RAM.
+    key_file: Path | None = None
+    # Where rate-limit counters live: memory:// or a Redis URL. Default: the storage's Redis
+    # when the storage is Redis (limits hold across nodes), else this process's memory.
+    rate_limit_storage_url: str | None = None
     pow_bits: int = DEFAULT_POW_BITS
     # Content limit of one secret; the envelope's overhead (header, tags, padding) is added.
     max_content_bytes: int = 100 * MiB
@@ -44,6 +52,13 @@ class ServerConfig:
     def resolved_storage_url(self) -> str:
         return self.storage_url or f"sqlite:///{(self.data_dir / 'atopos.db').resolve()}"
 
+    def resolved_rate_limit_storage_url(self) -> str | None:
+        """None for this process's memory; otherwise the Redis that counts for all nodes."""
+        url = self.rate_limit_storage_url
+        if url is None and self.storage_url is not None and is_redis_url(self.storage_url):
+            url = self.storage_url
+        return None if url is None or url.startswith("memory://") else url
+
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
         """Defaults, then ATOPOS_* variables, then the overrides (CLI flags) that are not None."""
@@ -52,6 +67,10 @@ class ServerConfig:
             values["data_dir"] = Path(data)
         if storage := os.environ.get("ATOPOS_STORAGE"):
             values["storage_url"] = storage
+        if key_file := os.environ.get("ATOPOS_KEY_FILE"):
+            values["key_file"] = Path(key_file)
+        if rate_storage := os.environ.get("ATOPOS_RATE_LIMIT_STORAGE"):
+            values["rate_limit_storage_url"] = rate_storage
         if bits := os.environ.get("ATOPOS_POW_BITS"):
             values["pow_bits"] = int(bits)
         if level := os.environ.get("ATOPOS_LOG_LEVEL"):

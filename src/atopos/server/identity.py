@@ -2,8 +2,14 @@
 
 An identifier is HMAC-SHA256 over the client's address (an IPv6 address by its /64, so one
 host cannot rotate through its own prefix) under a key that lives in RAM only and is replaced
-every `rotate_after` seconds. Identifiers are never written to disk or to logs; after a
-rotation, yesterday's identifiers cannot be linked to today's or to an address.
+every `rotate_after` seconds. Identifiers are never written to logs.
+
+One node makes its key at random: after a rotation, yesterday's identifiers cannot be linked
+to today's or to an address. Nodes that share a Redis must agree on every client's
+identifier, so each derives the key of the current period (the number of whole periods since
+the epoch) from the shared node key with HKDF: the key still changes every period, on every
+node at once, and is never stored anywhere; but whoever holds the node key can recompute any
+period's key (docs/storage-redis.md weighs this).
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from atopos.crypto.base64url import b64url_encode
 
@@ -31,14 +40,37 @@ def network_of(address: str) -> bytes:
     return ip.packed
 
 
+_IDENTIFIER_INFO = b"atopos/rate-limit-identifier/v1\x00"
+
+
+def period_key(node_key: bytes, period: int) -> bytes:
+    """The identifier key of one period, derived from the node key shared by all nodes."""
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=_IDENTIFIER_INFO + period.to_bytes(8, "big"),
+    ).derive(node_key)
+
+
 class EphemeralIdentifiers:
-    def __init__(self, now: float, rotate_after: float = 24 * 3600) -> None:
+    def __init__(
+        self, now: float, rotate_after: float = 24 * 3600, *, node_key: bytes | None = None
+    ) -> None:
+        """A random key per process, or, given `node_key`, the same key on every node."""
         self._rotate_after = rotate_after
+        self._node_key = node_key
         self._rotate(now)
 
     def _rotate(self, now: float) -> None:
-        self._key = os.urandom(32)
-        self._born = now
+        if self._node_key is None:
+            self._key = os.urandom(32)
+            self._born = now
+        else:
+            period = int(now // self._rotate_after)
+            self._key = period_key(self._node_key, period)
+            # Periods start at multiples of rotate_after, on every node alike.
+            self._born = period * self._rotate_after
 
     def for_address(self, address: str, now: float) -> str:
         if now - self._born >= self._rotate_after:

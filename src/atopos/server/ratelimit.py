@@ -1,50 +1,158 @@
 """Per-identifier rate limits and failure counts on the `limits` library.
 
 The storage is `limits`' in-memory one for a single node, its Redis storage when nodes
-share a Redis, so limits hold across nodes.
+share a Redis, so limits hold across nodes (`rate_limit_storage`). A storage that cannot be
+reached makes the request fail with Unavailable (503): limits fail closed.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from typing import Any
 
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import ConfigurationError, StorageError
 
-from atopos.errors import RateLimited
+from atopos.errors import InvalidInput, RateLimited, Unavailable
+from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
 
-__all__ = ["RateLimits"]
+__all__ = ["KEY_PREFIX", "RateLimits", "rate_limit_storage"]
 
 # Failures (bad proof of work, bad or replayed ticket) are counted over this window; each
 # doubling of the count adds one bit of proof-of-work difficulty, up to MAX_EXTRA_BITS.
 _FAILURE_WINDOW = RateLimitItemPerMinute(1_000_000, 10)
 MAX_EXTRA_BITS = 8
+KEY_PREFIX = "atopos-limits"
+_UNAVAILABLE = "The server's rate-limit storage is unavailable; try again shortly."
+_log = logging.getLogger("atopos.server")
+
+
+def rate_limit_storage(url: str | None) -> Storage:
+    """`limits`' storage for a URL: None or memory:// in this process; redis://, rediss://,
+    unix:// or redis+cluster:// (rediss+cluster://) on Redis, shared by every node."""
+    if url is None or url.startswith("memory://"):
+        return MemoryStorage()
+    try:
+        if url.startswith(REDIS_CLUSTER_SCHEMES):
+            return _cluster_storage(url)
+        if url.startswith(REDIS_SCHEMES):
+            return _redis_storage(url)
+    except (ValueError, ConfigurationError):
+        pass
+    raise InvalidInput(
+        "The rate-limit storage URL must be memory://, redis://host:port/0 or "
+        "redis+cluster://host:port."
+    )
+
+
+_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 2.0,
+    "client_name": "atopos-limits",
+}
+
+
+def _cluster_storage(url: str) -> Storage:
+    options = {**_OPTIONS, "ssl": url.startswith("rediss+")}
+    uri = "async+redis+cluster://" + url.split("://", 1)[1]
+    return RedisClusterStorage(
+        uri, implementation="redispy", key_prefix=KEY_PREFIX, wrap_exceptions=True, **options
+    )
+
+
+def _redis_storage(url: str) -> Storage:
+    from redis.asyncio import BlockingConnectionPool
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # A blocking pool: a burst waits for a connection instead of failing for want of one.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=64,
+        timeout=5,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        **_OPTIONS,
+    )
+    if url.startswith("unix://"):
+        uri = "async+redis+unix://" + url.removeprefix("unix://")
+    else:
+        uri = "async+" + url
+    return RedisStorage(
+        uri,
+        implementation="redispy",
+        key_prefix=KEY_PREFIX,
+        wrap_exceptions=True,
+        connection_pool=pool,  # type: ignore[arg-type]
+    )
+
+
+def _storage_errors(storage: Storage) -> tuple[type[Exception], ...]:
+    """What a storage raises when it cannot answer. `limits` wraps the client's RedisError in
+    StorageError, but not the Cluster client's RedisClusterException (no node reachable)."""
+    if isinstance(storage, MemoryStorage):
+        return (StorageError,)
+    # Imported here: a node that keeps its counters in memory never loads the Redis client.
+    from redis.exceptions import RedisClusterException, RedisError
+
+    return (StorageError, RedisError, RedisClusterException, OSError)
 
 
 class RateLimits:
     def __init__(self, per_minute: dict[str, int], storage: Storage | None = None) -> None:
-        self._limiter = SlidingWindowCounterRateLimiter(storage or MemoryStorage())
+        storage = MemoryStorage() if storage is None else storage
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._storage_errors = _storage_errors(storage)
         self._items = {
             route: RateLimitItemPerMinute(amount) for route, amount in per_minute.items() if amount
         }
+        self._is_down = False
 
     async def hit(self, route: str, ident: str) -> None:
         """Count one request; raise RateLimited (with seconds to wait) when over the limit."""
         item = self._items.get(route)
         if item is None:
             return
-        if not await self._limiter.hit(item, route, ident):
+        try:
+            if await self._limiter.hit(item, route, ident):
+                self._up()
+                return
             stats = await self._limiter.get_window_stats(item, route, ident)
-            # `limits` reports reset times on its own wall clock.
-            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-            raise RateLimited("Too many requests; slow down and try again later.", retry_after)
+        except self._storage_errors as exc:
+            raise self._unavailable(exc) from None
+        self._up()
+        # `limits` reports reset times on its own wall clock.
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited("Too many requests; slow down and try again later.", retry_after)
 
     async def record_failure(self, ident: str) -> None:
-        await self._limiter.hit(_FAILURE_WINDOW, "failures", ident)
+        try:
+            await self._limiter.hit(_FAILURE_WINDOW, "failures", ident)
+        except self._storage_errors as exc:
+            raise self._unavailable(exc) from None
+        self._up()
 
     async def extra_bits(self, ident: str) -> int:
-        stats = await self._limiter.get_window_stats(_FAILURE_WINDOW, "failures", ident)
+        try:
+            stats = await self._limiter.get_window_stats(_FAILURE_WINDOW, "failures", ident)
+        except self._storage_errors as exc:
+            raise self._unavailable(exc) from None
+        self._up()
         failures = _FAILURE_WINDOW.amount - stats.remaining
         return min(MAX_EXTRA_BITS, max(0, failures).bit_length())
+
+    def _unavailable(self, exc: Exception) -> Unavailable:
+        if not self._is_down:
+            self._is_down = True
+            cause = exc.storage_error if isinstance(exc, StorageError) else exc
+            _log.warning("rate-limit storage unreachable", extra={"error": type(cause).__name__})
+        return Unavailable(_UNAVAILABLE)
+
+    def _up(self) -> None:
+        if self._is_down:
+            self._is_down = False
+            _log.warning("rate-limit storage reachable again")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from atopos.errors import InvalidInput
 from atopos.storage.port import SecretStore
+from atopos.storage.urls import is_redis_url
 
 __all__ = ["open_store"]
 
@@ -13,4 +14,12 @@ def open_store(url: str) -> SecretStore:
         from atopos.storage.sqlite import SqliteSecretStore
 
         return SqliteSecretStore.from_url(url)
-    raise InvalidInput("Unsupported storage URL; use sqlite:///path/to/atopos.db.")
+    if is_redis_url(url):
+        # Imported on demand: a node on SQLite never loads the Redis client.
+        from atopos.storage.redis import RedisSecretStore
+
+        return RedisSecretStore.from_url(url)
+    raise InvalidInput(
+        "Unsupported storage URL; use sqlite:///path/to/atopos.db, redis://host:port/0 "
+        "or redis+cluster://host:port."
+    )

@@ -1,0 +1,412 @@
+"""Redis adapter of the storage port: the shared store of several stateless nodes.
+
+URLs: `redis://[user:password@]host:port[/db]` and `rediss://…` (TLS) for one Redis;
+`redis+cluster://[user:password@]host:port[,host:port…]` (or `rediss+cluster://`) for a
+Redis Cluster, given one or more of its nodes.
+
+Every key of one secret shares the hash tag `{<tag>}` (tag = a digest of the secret id),
+so the Lua scripts of `storage/redis_scripts.py` can read and write them atomically on one
+Cluster node. Keys carry native TTLs: a secret's keys expire with it, a used ticket's marker
+with the ticket, the chunks of an unfinished upload after a short lease. Durability is the
+Redis server's: with `appendonly yes` and `appendfsync always` Redis fsyncs its AOF before it
+answers, and this adapter answers only after Redis did. docs/storage-redis.md has the design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+)
+
+from atopos.crypto.base64url import b64url_encode
+from atopos.errors import Gone, InvalidInput, StorageFull, Unavailable
+from atopos.storage.port import NewSecret, Revealed, SecretInfo, TicketUsed
+from atopos.storage.redis_scripts import (
+    CONSUME,
+    DELETE,
+    PUBLISH,
+    PUT_CHUNK,
+    RELEASE,
+    LuaScript,
+    RedisClient,
+)
+from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
+
+__all__ = [
+    "CHUNK_BYTES",
+    "KEY_PREFIX",
+    "STREAM_GRACE",
+    "UPLOAD_LEASE",
+    "RedisSecretStore",
+    "SecretKeys",
+]
+
+CHUNK_BYTES = 1024 * 1024
+KEY_PREFIX = b"atopos:"
+# How long the chunks of a burned secret may outlive the burn for a reader still streaming
+# them (and how long they stay when that reader's node dies mid-stream).
+STREAM_GRACE = 15 * 60
+# How long the chunks of an unpublished upload live after the last chunk arrived.
+UPLOAD_LEASE = 10 * 60
+SOCKET_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+# Redis calls in flight per node process; more wait their turn. The clients' pools (100
+# connections, per Cluster node) then never run out, which they report as an error.
+MAX_IN_FLIGHT = 64
+_GONE = "This secret does not exist, has expired or was already viewed."
+_UNAVAILABLE = "The server's storage is unavailable; try again shortly."
+_FULL = "The server's storage is full; nothing was stored."
+_INFO_FIELDS = (
+    b"manage_hash",
+    b"kind",
+    b"size",
+    b"views_left",
+    b"created_at",
+    b"expires_at",
+    b"device_key",
+)
+_log = logging.getLogger("atopos.storage")
+T = TypeVar("T")
+
+
+class SecretKeys:
+    """The names of one secret's keys. The tag is a digest of the id, not the id: what
+    Redis (and its AOF) shows an operator cannot be turned back into a share link."""
+
+    __slots__ = ("meta", "prefix", "readers")
+
+    def __init__(self, secret_id: bytes) -> None:
+        tag = b64url_encode(hashlib.sha256(b"atopos/redis-tag\x00" + secret_id).digest()[:16])
+        self.prefix = KEY_PREFIX + b"{" + tag.encode("ascii") + b"}:"
+        self.meta = self.prefix + b"meta"
+        self.readers = self.prefix + b"readers"
+
+    def chunk(self, seq: int) -> bytes:
+        return self.prefix + b"chunk:%d" % seq
+
+    def chunks(self, count: int) -> list[bytes]:
+        return [self.chunk(seq) for seq in range(count)]
+
+    def ticket(self, ticket_id: bytes) -> bytes:
+        return self.prefix + b"ticket:" + b64url_encode(ticket_id).encode("ascii")
+
+
+class RedisSecretStore:
+    """`SecretStore` on Redis or Redis Cluster (see the module docstring)."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+        self._is_down = False
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisSecretStore:
+        try:
+            if url.startswith(REDIS_CLUSTER_SCHEMES):
+                return cls(_cluster_client(url))
+            if url.startswith(REDIS_SCHEMES):
+                return cls(
+                    Redis.from_url(
+                        url,
+                        socket_timeout=SOCKET_TIMEOUT,
+                        socket_connect_timeout=CONNECT_TIMEOUT,
+                        # One immediate retry on a connection error: mostly a pooled
+                        # connection that died with a restarted Redis. Not on a timeout,
+                        # after which the command may well have run.
+                        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                        client_name="atopos",
+                    )
+                )
+        except (ValueError, TypeError, RedisClusterException):
+            pass
+        raise InvalidInput(
+            "A Redis storage URL looks like redis://host:port/0 or redis+cluster://host:port."
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, now: int) -> None:
+        del now  # Redis expires keys itself; there is nothing left behind to sweep.
+        # A node may start before Redis: it then answers 503 until Redis is reachable.
+        await self._warn_if_not_durable()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(RedisError, RedisClusterException, OSError):
+            await self._client.aclose()
+
+    async def check(self) -> None:
+        await self._run(self._client.ping())
+
+    async def _warn_if_not_durable(self) -> None:
+        """Say so in the log when Redis would lose or evict acknowledged secrets."""
+        try:
+            async with self._in_flight:
+                config: Any = await self._client.config_get("*")
+        except (RedisError, RedisClusterException, OSError):
+            # Unreachable (the first request will say so) or CONFIG is renamed or denied,
+            # as on managed Redis services: then we cannot tell.
+            return
+        # A Redis Cluster client asks one node; the others are configured alike (deploy/).
+        values = {_text(k): _text(v) for k, v in dict(config).items()}
+        if values.get("appendonly") != "yes" or values.get("appendfsync") != "always":
+            _log.warning(
+                "redis is not set to appendonly yes + appendfsync always; "
+                "an acknowledged secret may not survive a Redis crash"
+            )
+        if values.get("maxmemory-policy", "noeviction") != "noeviction":
+            _log.warning(
+                "redis maxmemory-policy is not noeviction; Redis may drop secrets "
+                "before they expire"
+            )
+
+    # -- the port ---------------------------------------------------------------------------
+
+    async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
+        started = time.monotonic()
+        keys = SecretKeys(secret.secret_id)
+        pending = bytearray()
+        async for piece in body:
+            pending += piece
+            if len(pending) > CHUNK_BYTES:
+                return await self._create_chunked(secret, keys, pending, body, started)
+        inline = bytes(pending)
+        await self._publish(secret, keys, [], len(inline), inline, started)
+        return len(inline)
+
+    async def _create_chunked(
+        self,
+        secret: NewSecret,
+        keys: SecretKeys,
+        pending: bytearray,
+        rest: AsyncIterator[bytes],
+        started: float,
+    ) -> int:
+        written: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                while len(pending) >= CHUNK_BYTES:
+                    size += await self._put_chunk(keys, written, bytes(pending[:CHUNK_BYTES]))
+                    del pending[:CHUNK_BYTES]
+                piece = await anext(rest, None)
+                if piece is None:
+                    break
+                pending += piece
+            if pending:
+                size += await self._put_chunk(keys, written, bytes(pending))
+            await self._publish(secret, keys, written, size, None, started)
+            return size
+        except BaseException:
+            await asyncio.shield(self._discard(written))
+            raise
+
+    async def _put_chunk(self, keys: SecretKeys, written: list[bytes], data: bytes) -> int:
+        key = keys.chunk(len(written))
+        earlier = list(written)
+        written.append(key)  # before the call: a chunk that did land must be discarded too
+        await self._script(PUT_CHUNK, [key, *earlier], [data, UPLOAD_LEASE])
+        return len(data)
+
+    async def _discard(self, chunk_keys: list[bytes]) -> None:
+        # Best effort: the upload lease removes what this cannot.
+        if chunk_keys:
+            with contextlib.suppress(Unavailable, StorageFull):
+                await self._run(self._client.unlink(*chunk_keys))
+
+    async def _publish(
+        self,
+        secret: NewSecret,
+        keys: SecretKeys,
+        chunk_keys: list[bytes],
+        size: int,
+        inline: bytes | None,
+        started: float,
+    ) -> None:
+        # Relative TTL on the caller's clock: the time the upload took is already spent.
+        lifetime = secret.expires_at - secret.created_at - int(time.monotonic() - started)
+        fields: list[bytes | int] = [
+            b"manage_hash",
+            secret.manage_token_hash,
+            b"kind",
+            secret.kind.encode("ascii"),
+            b"size",
+            size,
+            b"views_left",
+            secret.views,
+            b"created_at",
+            secret.created_at,
+            b"expires_at",
+            secret.expires_at,
+            b"chunks",
+            len(chunk_keys),
+        ]
+        if inline is not None:
+            fields += [b"body", inline]
+        if secret.device_key is not None:
+            fields += [b"device_key", secret.device_key]
+        published = await self._script(
+            PUBLISH, [keys.meta, *chunk_keys], [max(1, lifetime), *fields]
+        )
+        if published != 1:
+            # A chunk outlived its upload lease (or Redis lost it): store nothing.
+            raise Unavailable(_UNAVAILABLE)
+
+    async def info(self, secret_id: bytes, now: int) -> SecretInfo | None:
+        values: list[Any] = await self._run(
+            self._client.hmget(SecretKeys(secret_id).meta, _INFO_FIELDS)
+        )
+        manage_hash, kind, size, views_left, created_at, expires_at, device_key = values
+        if manage_hash is None or int(expires_at) <= now:
+            return None
+        return SecretInfo(
+            secret_id=secret_id,
+            manage_token_hash=manage_hash,
+            kind=kind.decode("ascii"),
+            size=int(size),
+            views_left=int(views_left),
+            created_at=int(created_at),
+            expires_at=int(expires_at),
+            device_key=device_key,
+        )
+
+    async def consume(
+        self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
+    ) -> Revealed:
+        keys = SecretKeys(secret_id)
+        base = [keys.meta, keys.ticket(ticket_id), keys.readers]
+        args = [now, max(1, ticket_expires_at - now), STREAM_GRACE]
+        chunk_keys: list[bytes] = []
+        answer = await self._script(CONSUME, base, args)
+        if answer[0] == b"chunks":
+            # A file secret: ask again, naming its chunks (they are keys the script touches).
+            chunk_keys = keys.chunks(int(answer[1]))
+            answer = await self._script(CONSUME, base + chunk_keys, args)
+        outcome = answer[0]
+        if outcome == b"used":
+            raise TicketUsed()
+        if outcome == b"gone":
+            raise Gone(_GONE)
+        if outcome != b"ok" or int(answer[3]) != len(chunk_keys):
+            _log.error("redis consume answered unexpectedly")
+            raise Unavailable(_UNAVAILABLE)
+        size = int(answer[1])
+        if not chunk_keys:
+            return Revealed(size, _once(answer[2]))
+        return Revealed(size, self._stream(keys, chunk_keys))
+
+    async def _stream(self, keys: SecretKeys, chunk_keys: list[bytes]) -> AsyncIterator[bytes]:
+        try:
+            for key in chunk_keys:
+                data: Any = await self._run(self._client.get(key))
+                if data is None:
+                    # Past the stream grace: the burned chunks are gone. The reader gets a
+                    # truncated envelope, which fails closed.
+                    _log.warning("a streamed secret lost its chunks mid-stream")
+                    raise Unavailable(_UNAVAILABLE)
+                yield data
+        finally:
+            with contextlib.suppress(Unavailable, StorageFull):
+                await asyncio.shield(
+                    self._script(RELEASE, [keys.meta, keys.readers, *chunk_keys], [])
+                )
+
+    async def delete(self, secret_id: bytes) -> bool:
+        keys = SecretKeys(secret_id)
+        base = [keys.meta, keys.readers]
+        answer = await self._script(DELETE, base, [STREAM_GRACE])
+        if answer[0] == b"chunks":
+            answer = await self._script(DELETE, base + keys.chunks(int(answer[1])), [STREAM_GRACE])
+        return bool(answer[0] == b"ok")
+
+    async def sweep(self, now: int) -> int:
+        """Nothing to do: Redis expires every key itself (native TTL)."""
+        del now
+        return 0
+
+    # -- calling Redis ----------------------------------------------------------------------
+
+    async def _script(
+        self, script: LuaScript, keys: Sequence[bytes], args: Sequence[bytes | int]
+    ) -> Any:
+        return await self._run(script(self._client, keys, args))
+
+    async def _run(self, call: Awaitable[T]) -> T:
+        """Await one Redis call; every Redis failure becomes Unavailable (a 503), logged as
+        one line when Redis goes away and one when it is back, never with keys or values."""
+        try:
+            async with self._in_flight:
+                result = await call
+        except OutOfMemoryError:
+            _log.error("redis is out of memory (maxmemory); refusing writes")
+            raise StorageFull(_FULL) from None
+        except (ClusterDownError, ReadOnlyError, TryAgainError) as exc:
+            # Answers, but of a Redis that cannot serve right now (failover, resharding).
+            raise self._down(exc) from None
+        except ResponseError as exc:
+            # A script or command error is a bug or a misconfiguration, not a client error.
+            _log.error("redis refused a command", extra={"error": type(exc).__name__})
+            raise Unavailable(_UNAVAILABLE) from None
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise self._down(exc) from None
+        if self._is_down:
+            self._is_down = False
+            _log.warning("redis reachable again")
+        return result
+
+    def _down(self, exc: Exception) -> Unavailable:
+        if not self._is_down:
+            self._is_down = True
+            _log.warning("redis unreachable", extra={"error": type(exc).__name__})
+        return Unavailable(_UNAVAILABLE)
+
+
+def _cluster_client(url: str) -> RedisCluster:
+    parts = urlsplit(url)
+    nodes = []
+    for location in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = location.rpartition(":")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    if not nodes:
+        raise ValueError("no cluster node")
+    return RedisCluster(
+        startup_nodes=nodes,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=url.startswith("rediss+"),
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        # A few quick retries: they follow a failover or a resharding to the new owner.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        client_name="atopos",
+    )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    if body:
+        yield body

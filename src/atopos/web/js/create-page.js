@@ -1,0 +1,268 @@
+// The create page (`/`): seal text or a file in this browser, upload the envelope, and show
+// the share link (with its QR code) and the manage link. The link key is drawn here with
+// crypto.getRandomValues and only ever written into the share link.
+
+import { ApiError, createSecret } from "./api.js";
+import { encodeMetadata, LINK_KEY_BYTES, Sealer } from "./envelope.js";
+import { manageLink, shareLink } from "./links.js";
+import { qrSvg } from "./qr.js";
+import {
+  bindCopy,
+  byId,
+  count,
+  formatBytes,
+  formatWhen,
+  hasWebCrypto,
+  setProgress,
+  showState,
+} from "./ui.js";
+
+const READ_BYTES = 1 << 20;
+const MAX_VIEWS = 100;
+
+const form = byId("create-form");
+const kindText = byId("kind-text");
+const kindFile = byId("kind-file");
+const textPanel = byId("text-panel");
+const filePanel = byId("file-panel");
+const textInput = byId("secret-text");
+const fileInput = byId("secret-file");
+const dropZone = byId("drop-zone");
+const fileChosen = byId("file-chosen");
+const expiresInput = byId("expires");
+const viewsInput = byId("views");
+const passphraseInput = byId("passphrase");
+const formError = byId("form-error");
+const createButton = byId("create-button");
+const workingStep = byId("working-step");
+const workingProgress = byId("working-progress");
+const workingDetail = byId("working-detail");
+
+let chosenFile = null;
+
+/** A problem the person can fix, with the sentence that says how. */
+class FormError extends Error {}
+let links = { share: "", manage: "" };
+
+// -- composing -------------------------------------------------------------------------------
+
+function selectedKind() {
+  return kindFile.checked ? "file" : "text";
+}
+
+function syncKind() {
+  textPanel.hidden = selectedKind() !== "text";
+  filePanel.hidden = selectedKind() !== "file";
+}
+
+function chooseFile(file) {
+  chosenFile = file ?? null;
+  fileChosen.hidden = chosenFile === null;
+  fileChosen.textContent = chosenFile ? `${chosenFile.name} · ${formatBytes(chosenFile.size)}` : "";
+  if (chosenFile !== null) {
+    kindFile.checked = true;
+    syncKind();
+    hideError();
+  }
+}
+
+function showError(message) {
+  formError.textContent = message;
+  formError.hidden = false;
+}
+
+function hideError() {
+  formError.hidden = true;
+  formError.textContent = "";
+}
+
+/** What the form asks for, or a sentence saying what is missing. */
+function readForm() {
+  const kind = selectedKind();
+  const views = Number(viewsInput.value);
+  if (kind === "text" && textInput.value.trim() === "") {
+    return { error: "Type or paste the secret first.", focus: textInput };
+  }
+  if (kind === "file" && chosenFile === null) {
+    return { error: "Choose a file first, or drop one on the page.", focus: fileInput };
+  }
+  if (!Number.isInteger(views) || views < 1 || views > MAX_VIEWS) {
+    return { error: `Views must be a whole number from 1 to ${MAX_VIEWS}.`, focus: viewsInput };
+  }
+  return {
+    kind,
+    views,
+    expiresIn: Number(expiresInput.value),
+    passphrase: passphraseInput.value === "" ? null : passphraseInput.value,
+    file: chosenFile,
+    text: textInput.value,
+  };
+}
+
+// -- sealing and sending ----------------------------------------------------------------------
+
+function report(step, fraction, detail = "") {
+  workingStep.textContent = step;
+  setProgress(workingProgress, fraction, detail || step);
+  workingDetail.textContent = detail;
+}
+
+/** Seal the text (already UTF-8) or the file, 1 MiB at a time; returns the envelope. */
+async function sealAll(sealer, text, file) {
+  const parts = [];
+  if (text !== null) {
+    parts.push(...(await sealer.update(text)));
+  } else {
+    for (let offset = 0; offset < file.size; offset += READ_BYTES) {
+      const end = Math.min(offset + READ_BYTES, file.size);
+      const piece = new Uint8Array(await file.slice(offset, end).arrayBuffer());
+      if (piece.length !== end - offset) {
+        throw new FormError("The file changed while it was being read. Choose it again.");
+      }
+      parts.push(...(await sealer.update(piece)));
+      report("Encrypting…", end / file.size, `${formatBytes(end)} of ${formatBytes(file.size)}`);
+    }
+  }
+  parts.push(...(await sealer.finalize()));
+  return new Blob(parts, { type: "application/octet-stream" });
+}
+
+async function createFrom(request) {
+  const linkKey = crypto.getRandomValues(new Uint8Array(LINK_KEY_BYTES));
+  const text = request.kind === "text" ? new TextEncoder().encode(request.text) : null;
+  const metadata =
+    text !== null
+      ? { kind: "text", size: text.length }
+      : {
+          kind: "file",
+          name: request.file.name.toWellFormed(),
+          size: request.file.size,
+          type: request.file.type || undefined,
+        };
+  try {
+    encodeMetadata(metadata);
+  } catch {
+    throw new FormError("The file name is too long. Rename the file and try again.");
+  }
+  report(
+    request.passphrase === null ? "Encrypting…" : "Strengthening the passphrase…",
+    null,
+    request.passphrase === null ? "" : "This takes a moment on purpose: it slows down guessing.",
+  );
+  const sealer = await Sealer.create(linkKey, metadata, { passphrase: request.passphrase });
+  report("Encrypting…", 0);
+  const envelope = await sealAll(sealer, text, request.file);
+  report("Uploading the encrypted secret…", 0, `0 of ${formatBytes(envelope.size)}`);
+  const created = await createSecret(
+    envelope,
+    { expiresIn: request.expiresIn, views: request.views, kind: request.kind },
+    (sent, total) =>
+      report(
+        "Uploading the encrypted secret…",
+        sent / total,
+        `${formatBytes(sent)} of ${formatBytes(total)}`,
+      ),
+  );
+  return {
+    share: shareLink(created.id, linkKey),
+    manage: manageLink(created.id, created.manage_token),
+    expiresAt: created.expires_at,
+  };
+}
+
+function messageFor(error) {
+  if (error instanceof ApiError || error instanceof FormError) return error.message;
+  if (error instanceof DOMException && error.name === "NotReadableError") {
+    return "The file could not be read. Was it moved or changed? Choose it again.";
+  }
+  return "Something went wrong while encrypting. Nothing was shared. Try again.";
+}
+
+function showResult(request, result) {
+  links = { share: result.share, manage: result.manage };
+  byId("share-link").textContent = result.share;
+  byId("manage-link").textContent = result.manage;
+  byId("share-qr").replaceChildren(qrSvg(result.share, "QR code of the share link"));
+  const opens = request.views === 1 ? "once" : `up to ${count("time", request.views)}`;
+  const passphrase = request.passphrase === null ? "" : " They will also need the passphrase.";
+  byId("done-summary").textContent =
+    `Anyone with this link can open the secret ${opens} until ${formatWhen(result.expiresAt)}.` +
+    ` After that it is deleted from the server.${passphrase}`;
+  showState("done");
+}
+
+function clearForm() {
+  form.reset();
+  chooseFile(null);
+  kindText.checked = true;
+  syncKind();
+  hideError();
+}
+
+async function onSubmit(event) {
+  event.preventDefault();
+  hideError();
+  const request = readForm();
+  if (request.error !== undefined) {
+    showError(request.error);
+    request.focus.focus();
+    return;
+  }
+  createButton.disabled = true;
+  showState("working");
+  try {
+    const result = await createFrom(request);
+    // The plaintext has been sent (encrypted); do not leave it lying in the form.
+    clearForm();
+    showResult(request, result);
+  } catch (error) {
+    showState("compose");
+    showError(messageFor(error));
+  } finally {
+    createButton.disabled = false;
+  }
+}
+
+// -- wiring -------------------------------------------------------------------------------
+
+function startDragging(event) {
+  if (!event.dataTransfer?.types.includes("Files")) return;
+  event.preventDefault();
+  dropZone.classList.add("is-dragging");
+  if (selectedKind() !== "file") {
+    kindFile.checked = true;
+    syncKind();
+  }
+}
+
+function drop(event) {
+  if (!event.dataTransfer?.types.includes("Files")) return;
+  event.preventDefault();
+  dropZone.classList.remove("is-dragging");
+  chooseFile(event.dataTransfer.files[0]);
+}
+
+if (!hasWebCrypto()) {
+  showState("unsupported");
+} else {
+  form.addEventListener("submit", onSubmit);
+  kindText.addEventListener("change", syncKind);
+  kindFile.addEventListener("change", syncKind);
+  fileInput.addEventListener("change", () => chooseFile(fileInput.files[0]));
+  // The whole page accepts a dropped file, so a near miss does not open it in the tab.
+  document.addEventListener("dragover", startDragging);
+  document.addEventListener("dragleave", (event) => {
+    if (event.relatedTarget === null) dropZone.classList.remove("is-dragging");
+  });
+  document.addEventListener("drop", drop);
+  bindCopy(byId("copy-share"), () => links.share, byId("copy-share-status"));
+  bindCopy(byId("copy-manage"), () => links.manage, byId("copy-manage-status"));
+  byId("create-another").addEventListener("click", () => {
+    links = { share: "", manage: "" };
+    byId("share-link").textContent = "";
+    byId("manage-link").textContent = "";
+    byId("share-qr").replaceChildren();
+    showState("compose");
+  });
+  syncKind();
+}

@@ -1,0 +1,40 @@
+// Share and manage links: `{root}s/{id}#{link key}` and `{root}m/{id}#{manage token}`.
+// The part after "#" never reaches a server; the pages read it once and then remove it
+// from the address bar and the history entry.
+
+import { decode, encode } from "./base64url.js";
+
+const SECRET_ID_BYTES = 16;
+
+/** The server's root URL, worked out from where this module was served (`/static/js/`),
+ * so the pages also work behind a reverse proxy that mounts Atopos under a path. */
+export const serverRoot = new URL("../../", import.meta.url);
+
+export function shareLink(secretId, linkKey) {
+  return `${new URL(`s/${secretId}`, serverRoot)}#${encode(linkKey)}`;
+}
+
+export function manageLink(secretId, manageToken) {
+  return `${new URL(`m/${secretId}`, serverRoot)}#${manageToken}`;
+}
+
+/** The secret id in this page's path (`.../s/{id}` or `.../m/{id}`), or null if damaged. */
+export function secretIdFromPath() {
+  const id = location.pathname.split("/").pop();
+  return decode(id)?.length === SECRET_ID_BYTES && id.length === 22 ? id : null;
+}
+
+/** Read the fragment and erase it from the address bar and the current history entry. */
+export function takeFragment() {
+  const fragment = location.hash.slice(1);
+  if (location.hash !== "") {
+    history.replaceState(history.state, "", location.pathname + location.search);
+  }
+  return fragment;
+}
+
+/** The bytes of a fragment that must hold exactly `size` bytes, or null. */
+export function fragmentBytes(fragment, size) {
+  const bytes = decode(fragment);
+  return bytes !== null && bytes.length === size ? bytes : null;
+}

@@ -1,0 +1,83 @@
+// The manage page (`/m/{id}#{manage token}`): the status of one secret, and deleting it.
+// The manage token is read from the fragment, which is then removed from the address bar.
+
+import { ApiError, deleteSecret, SecretGone, secretStatus } from "./api.js";
+import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
+import { byId, count, formatBytes, formatWhen, showState } from "./ui.js";
+
+const MANAGE_TOKEN_BYTES = 32;
+
+const secretId = secretIdFromPath();
+const fragment = takeFragment();
+const manageToken = fragmentBytes(fragment, MANAGE_TOKEN_BYTES) === null ? null : fragment;
+const confirmBox = byId("confirm-delete");
+const manageError = byId("manage-error");
+
+function fail(error) {
+  if (error instanceof SecretGone) {
+    showState("gone");
+    return;
+  }
+  byId("failed-message").textContent =
+    error instanceof ApiError && error.status === 403
+      ? "The token in this manage link is wrong. Copy the whole link and open it again."
+      : error?.message || "Something went wrong.";
+  showState("failed");
+}
+
+function showStatus(status) {
+  byId("status-views").textContent =
+    status.views_left === 0 ? "No views left" : `${count("view", status.views_left)} left`;
+  byId("status-expires").textContent = formatWhen(status.expires_at);
+  byId("status-created").textContent = formatWhen(status.created_at);
+  byId("status-kind").textContent = status.kind === "file" ? "File" : "Text";
+  byId("status-size").textContent = `${formatBytes(status.size)}, encrypted and padded`;
+  byId("status-bound").textContent = status.is_bound
+    ? "Opens only on one device"
+    : "Any device with the link";
+}
+
+async function refresh() {
+  manageError.hidden = true;
+  try {
+    showStatus(await secretStatus(secretId, manageToken));
+    showState("status", { focus: false });
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function confirmDelete() {
+  const button = byId("confirm-delete-button");
+  button.disabled = true;
+  try {
+    await deleteSecret(secretId, manageToken);
+    showState("deleted");
+  } catch (error) {
+    if (error instanceof SecretGone || (error instanceof ApiError && error.status === 403)) {
+      fail(error);
+    } else {
+      manageError.textContent = error?.message || "The secret could not be deleted.";
+      manageError.hidden = false;
+    }
+  } finally {
+    button.disabled = false;
+    confirmBox.hidden = true;
+  }
+}
+
+if (secretId === null || manageToken === null) {
+  showState("broken", { focus: false });
+} else {
+  byId("refresh-button").addEventListener("click", refresh);
+  byId("delete-button").addEventListener("click", () => {
+    confirmBox.hidden = false;
+    byId("cancel-delete-button").focus();
+  });
+  byId("cancel-delete-button").addEventListener("click", () => {
+    confirmBox.hidden = true;
+    byId("delete-button").focus();
+  });
+  byId("confirm-delete-button").addEventListener("click", confirmDelete);
+  refresh();
+}

@@ -1,0 +1,275 @@
+// The reveal page (`/s/{id}#{key}`). Loading it fetches nothing from the API: link previews
+// and scanners that GET the link consume nothing. Only a click on "Reveal" walks
+// challenge -> proof of work (workers) -> ticket -> reveal, streams the envelope in and
+// decrypts it here.
+
+import { ApiError, requestChallenge, requestTicket, reveal, SecretGone } from "./api.js";
+import {
+  DecryptionFailed,
+  LINK_KEY_BYTES,
+  Opener,
+  PassphraseRequired,
+  UnsupportedEnvelope,
+} from "./envelope.js";
+import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
+import { solveChallenge } from "./pow.js";
+import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
+
+const STEPS = ["challenge", "work", "download", "decrypt"];
+const FALLBACK_FILE_NAME = "secret.bin";
+
+const secretId = secretIdFromPath();
+const linkKey = fragmentBytes(takeFragment(), LINK_KEY_BYTES);
+const progress = byId("opening-progress");
+const detail = byId("opening-detail");
+const revealButton = byId("reveal-button");
+const passphraseForm = byId("passphrase-form");
+const passphraseInput = byId("reveal-passphrase");
+const passphraseError = byId("passphrase-error");
+const unlockButton = byId("unlock-button");
+const unlockDetail = byId("unlock-detail");
+
+let isViewSpent = false;
+let heldEnvelope = [];
+let savedFile = null;
+
+// -- progress ---------------------------------------------------------------------------------
+
+function markStep(current) {
+  const reached = STEPS.indexOf(current);
+  for (const item of byId("steps").children) {
+    const index = STEPS.indexOf(item.dataset.step);
+    item.dataset.status = index < reached ? "done" : index === reached ? "active" : "pending";
+  }
+}
+
+function report(fraction, text) {
+  setProgress(progress, fraction, text);
+  detail.textContent = text;
+}
+
+// -- the access path --------------------------------------------------------------------------
+
+async function spendView() {
+  markStep("challenge");
+  report(null, "");
+  const { challenge, bits } = await requestChallenge(secretId);
+  markStep("work");
+  report(0, bits > 0 ? "Starting…" : "");
+  const nonce = await solveChallenge(challenge, bits, (tried, expected) => {
+    report(1 - Math.exp(-tried / expected), `${tried.toLocaleString()} tries so far`);
+  });
+  const { ticket } = await requestTicket(secretId, challenge, nonce);
+  markStep("download");
+  report(0, "");
+  const response = await reveal(secretId, ticket);
+  // From here on one view is used, whatever happens next.
+  isViewSpent = true;
+  return response;
+}
+
+/**
+ * Stream the envelope in and decrypt as it arrives. When the header asks for a passphrase,
+ * keep the ciphertext instead, so that a mistyped passphrase can be tried again.
+ */
+async function receive(response) {
+  const total = Number(response.headers.get("content-length")) || 0;
+  const reader = response.body.getReader();
+  const opener = new Opener(linkKey);
+  const content = [];
+  let held = [];
+  let isLocked = false;
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    received += value.length;
+    report(
+      total ? received / total : null,
+      total ? `${formatBytes(received)} of ${formatBytes(total)}` : formatBytes(received),
+    );
+    if (isLocked || opener.header === null) held.push(value);
+    if (isLocked) continue;
+    try {
+      content.push(...(await opener.feed(value)));
+      if (opener.header !== null) held = [];
+    } catch (error) {
+      if (!(error instanceof PassphraseRequired)) throw error;
+      isLocked = true;
+    }
+  }
+  if (isLocked) return { held };
+  markStep("decrypt");
+  content.push(...(await opener.finish()));
+  return { metadata: opener.metadata, content };
+}
+
+async function run() {
+  revealButton.disabled = true;
+  showState("opening");
+  try {
+    const received = await receive(await spendView());
+    if (received.held !== undefined) {
+      askPassphrase(received.held);
+    } else {
+      present(received.metadata, received.content);
+    }
+  } catch (error) {
+    fail(error);
+  } finally {
+    revealButton.disabled = false;
+  }
+}
+
+// -- passphrase ---------------------------------------------------------------------------------
+
+function warnBeforeLeaving(event) {
+  event.preventDefault();
+}
+
+function askPassphrase(held) {
+  heldEnvelope = held;
+  // The ciphertext exists only in this tab now: closing it would lose the secret.
+  addEventListener("beforeunload", warnBeforeLeaving);
+  showState("passphrase");
+  passphraseInput.focus();
+}
+
+async function unlock(event) {
+  event.preventDefault();
+  const passphrase = passphraseInput.value;
+  passphraseError.hidden = true;
+  if (passphrase === "") {
+    showPassphraseError("Type the passphrase first.");
+    return;
+  }
+  unlockButton.disabled = true;
+  unlockDetail.textContent = "Checking the passphrase. This takes a moment on purpose.";
+  try {
+    const opener = new Opener(linkKey, { passphrase });
+    const content = [];
+    for (const piece of heldEnvelope) content.push(...(await opener.feed(piece)));
+    content.push(...(await opener.finish()));
+    heldEnvelope = [];
+    removeEventListener("beforeunload", warnBeforeLeaving);
+    passphraseInput.value = "";
+    present(opener.metadata, content);
+  } catch (error) {
+    if (error instanceof DecryptionFailed && !(error instanceof UnsupportedEnvelope)) {
+      showPassphraseError("That passphrase does not open this secret. Check it and try again.");
+      passphraseInput.select();
+    } else {
+      removeEventListener("beforeunload", warnBeforeLeaving);
+      fail(error);
+    }
+  } finally {
+    unlockButton.disabled = false;
+    unlockDetail.textContent = "";
+  }
+}
+
+function showPassphraseError(message) {
+  passphraseError.textContent = message;
+  passphraseError.hidden = false;
+  passphraseInput.focus();
+}
+
+// -- showing the result -------------------------------------------------------------------------
+
+/** The sender chose the name: keep its last path component, without control characters. */
+function safeFileName(name) {
+  const base = (name ?? "")
+    .split(/[/\\]/)
+    .pop()
+    .replace(/[\u0000-\u001f\u007f]/g, "")
+    .trim();
+  return base === "" || base === "." || base === ".." ? FALLBACK_FILE_NAME : base.slice(0, 200);
+}
+
+function asText(content) {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  try {
+    return (
+      content.map((piece) => decoder.decode(piece, { stream: true })).join("") + decoder.decode()
+    );
+  } catch {
+    return null;
+  }
+}
+
+function present(metadata, content) {
+  for (const item of byId("steps").children) item.dataset.status = "done";
+  const text = metadata.kind === "text" ? asText(content) : null;
+  if (text !== null) {
+    byId("secret-output").textContent = text;
+    showState("text");
+    return;
+  }
+  // Always application/octet-stream: the sender's media type must not make this origin
+  // render their content (text/html in a blob: URL would run in this page's origin).
+  const blob = new Blob(content, { type: "application/octet-stream" });
+  savedFile = { url: URL.createObjectURL(blob), name: safeFileName(metadata.name) };
+  byId("file-name").textContent = savedFile.name;
+  byId("file-size").textContent = formatBytes(blob.size);
+  byId("file-type").textContent = metadata.type || "Not given";
+  showState("file");
+}
+
+function saveFile() {
+  if (savedFile === null) return;
+  const anchor = document.createElement("a");
+  anchor.href = savedFile.url;
+  anchor.download = savedFile.name;
+  anchor.rel = "noopener";
+  document.body.append(anchor);
+  anchor.click();
+  anchor.remove();
+}
+
+// -- failures -----------------------------------------------------------------------------------
+
+function fail(error) {
+  if (error instanceof SecretGone) {
+    showState("gone");
+    return;
+  }
+  let title = "The secret could not be opened";
+  let message;
+  if (error instanceof UnsupportedEnvelope) {
+    message = "It was made by a newer version of Atopos than this page understands.";
+  } else if (error instanceof DecryptionFailed) {
+    title = "The secret could not be decrypted";
+    message =
+      "The key in the link does not open it, or the data was damaged on the way. " +
+      "Check that the whole link was copied, and ask the sender to share it again.";
+  } else if (error instanceof ApiError) {
+    message = error.message;
+  } else if (isViewSpent) {
+    message = "The download was interrupted.";
+  } else {
+    message = error?.message || "Something went wrong.";
+  }
+  if (isViewSpent) message += " This view has been used.";
+  byId("failed-title").textContent = title;
+  byId("failed-message").textContent = message;
+  byId("retry-actions").hidden = isViewSpent;
+  showState("failed");
+}
+
+// -- start ---------------------------------------------------------------------------------
+
+if (!hasWebCrypto()) {
+  showState("unsupported", { focus: false });
+} else if (secretId === null || linkKey === null) {
+  showState("broken", { focus: false });
+} else {
+  revealButton.addEventListener("click", run);
+  byId("retry-button").addEventListener("click", run);
+  passphraseForm.addEventListener("submit", unlock);
+  byId("save-file").addEventListener("click", saveFile);
+  bindCopy(
+    byId("copy-secret"),
+    () => byId("secret-output").textContent,
+    byId("copy-secret-status"),
+  );
+}

@@ -1,0 +1,83 @@
+"""Fixtures of the browser suite: Debian's Chromium driven by pytest-playwright (one browser
+for the session, a fresh context per test) against a real `atopos serve` on loopback.
+
+Every context made through `new_context` is guarded: at the end of the test it must have
+logged no console error and no uncaught exception, and requested nothing outside the
+server's origin.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from tests.browser.harness import TIMEOUT_MS, Guard
+from tests.servers import ServerProcess
+
+CHROMIUM = os.environ.get("ATOPOS_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking switches Chromium tries to reach Google's services at
+# start, which this machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1100, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+NewContext = Callable[..., tuple[BrowserContext, Guard]]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/system-deps.sh (make test does).")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the session: proof of work off, rate limits off."""
+    root = tmp_path_factory.mktemp("web-server")
+    process = ServerProcess(data_dir=root / "data", log_path=root / "server.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def new_context(browser: Browser, web_server: ServerProcess) -> Iterator[NewContext]:
+    """Make guarded browser contexts (fresh profile: no storage shared with others)."""
+    made: list[tuple[BrowserContext, Guard]] = []
+
+    def make(**options: Any) -> tuple[BrowserContext, Guard]:
+        options.setdefault("viewport", DESKTOP)
+        options.setdefault("accept_downloads", True)
+        context = browser.new_context(**options)
+        context.set_default_timeout(TIMEOUT_MS)
+        guard = Guard(web_server.url)
+        guard.watch(context)
+        made.append((context, guard))
+        return context, guard
+
+    yield make
+    for context, _ in made:
+        context.close()
+    for _, guard in made:
+        guard.check()
+
+
+@pytest.fixture
+def guarded(new_context: NewContext) -> tuple[Page, Guard]:
+    """A page in a fresh guarded context, and its guard."""
+    context, guard = new_context()
+    return context.new_page(), guard
