@@ -19,12 +19,15 @@ def serve(config: ServerConfig) -> None:
     if config.storage_url is None:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(config.data_dir, 0o700)
+    # Built first: a bad key file or storage URL stops the start with one sentence, before
+    # anything is logged.
+    app = create_app(config)
     logging.getLogger("atopos.server").info(
         "starting", extra={"storage": config.resolved_storage_url().split(":", 1)[0]}
     )
     uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            app,
             host=config.host,
             port=config.port,
             loop="auto",
