@@ -85,6 +85,26 @@ def test_create_info_consume_burn(store_factory: object) -> None:
     run(scenario())
 
 
+def test_the_passphrase_hint_is_kept(store_factory: object) -> None:
+    async def scenario() -> None:
+        store = await started(store_factory)
+        try:
+            locked = dataclasses.replace(secret(), has_passphrase=True)
+            await store.create(locked, body(b"locked"))
+            info = await store.info(locked.secret_id, NOW)
+            assert info is not None
+            assert info.has_passphrase
+            plain = secret()
+            await store.create(plain, body(b"x" * (3 * 1024 * 1024)))
+            info = await store.info(plain.secret_id, NOW)
+            assert info is not None
+            assert not info.has_passphrase
+        finally:
+            await store.aclose()
+
+    run(scenario())
+
+
 def test_a_bound_secret_keeps_its_device_key(store_factory: object) -> None:
     async def scenario() -> None:
         store = await started(store_factory)

@@ -43,6 +43,9 @@ class NewSecret:
     created_at: int
     expires_at: int
     device_key: bytes | None = None
+    # From the envelope header (read, not trusted for anything but this hint): lets a
+    # reader's client ask for the passphrase before it spends a view.
+    has_passphrase: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class SecretInfo:
     created_at: int
     expires_at: int
     device_key: bytes | None
+    has_passphrase: bool = False
 
     @property
     def is_bound(self) -> bool:

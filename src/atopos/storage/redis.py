@@ -86,6 +86,7 @@ _INFO_FIELDS = (
     b"created_at",
     b"expires_at",
     b"device_key",
+    b"has_passphrase",
 )
 _log = logging.getLogger("atopos.storage")
 T = TypeVar("T")
@@ -266,6 +267,8 @@ class RedisSecretStore:
             fields += [b"body", inline]
         if secret.device_key is not None:
             fields += [b"device_key", secret.device_key]
+        if secret.has_passphrase:
+            fields += [b"has_passphrase", 1]
         published = await self._script(
             PUBLISH, [keys.meta, *chunk_keys], [max(1, lifetime), *fields]
         )
@@ -277,7 +280,7 @@ class RedisSecretStore:
         values: list[Any] = await self._run(
             self._client.hmget(SecretKeys(secret_id).meta, _INFO_FIELDS)
         )
-        manage_hash, kind, size, views_left, created_at, expires_at, device_key = values
+        manage_hash, kind, size, views_left, created_at, expires_at, device_key, locked = values
         if manage_hash is None or int(expires_at) <= now:
             return None
         return SecretInfo(
@@ -289,6 +292,7 @@ class RedisSecretStore:
             created_at=int(created_at),
             expires_at=int(expires_at),
             device_key=device_key,
+            has_passphrase=locked is not None,
         )
 
     async def consume(

@@ -26,7 +26,7 @@ from atopos.storage.sqlite_writer import GroupCommitWriter, storage_error
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
 
 CHUNK_BYTES = 1024 * 1024
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 T = TypeVar("T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS secrets (
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     device_key BLOB,
-    body BLOB
+    body BLOB,
+    has_passphrase INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS secrets_by_expiry ON secrets (expires_at);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -55,8 +56,8 @@ CREATE INDEX IF NOT EXISTS used_tickets_by_expiry ON used_tickets (expires_at);
 """
 _GONE = "This secret does not exist, has expired or was already viewed."
 _INFO = (
-    "SELECT id, manage_hash, kind, size, views_left, created_at, expires_at, device_key "
-    "FROM secrets WHERE id = ? AND expires_at > ?"
+    "SELECT id, manage_hash, kind, size, views_left, created_at, expires_at, device_key,"
+    " has_passphrase = 1 FROM secrets WHERE id = ? AND expires_at > ?"
 )
 
 
@@ -93,6 +94,10 @@ class SqliteSecretStore:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise RuntimeError("the database was written by a newer Atopos")
+            if version == 1:
+                conn.execute(
+                    "ALTER TABLE secrets ADD COLUMN has_passphrase INTEGER NOT NULL DEFAULT 0"
+                )
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         finally:
@@ -275,7 +280,7 @@ class SqliteSecretStore:
 def _insert_row(conn: sqlite3.Connection, secret: NewSecret, size: int, body: bytes | None) -> None:
     conn.execute(
         "INSERT INTO secrets (id, manage_hash, kind, size, views_left, created_at, expires_at,"
-        " device_key, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " device_key, body, has_passphrase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             secret.secret_id,
             secret.manage_token_hash,
@@ -286,6 +291,7 @@ def _insert_row(conn: sqlite3.Connection, secret: NewSecret, size: int, body: by
             secret.expires_at,
             secret.device_key,
             body,
+            int(secret.has_passphrase),
         ),
     )
 
