@@ -93,12 +93,12 @@ def test_the_passphrase_hint_is_kept(store_factory: object) -> None:
             await store.create(locked, body(b"locked"))
             info = await store.info(locked.secret_id, NOW)
             assert info is not None
-            assert info.has_passphrase
+            assert info.has_passphrase is True
             plain = secret()
             await store.create(plain, body(b"x" * (3 * 1024 * 1024)))
             info = await store.info(plain.secret_id, NOW)
             assert info is not None
-            assert not info.has_passphrase
+            assert info.has_passphrase is False
         finally:
             await store.aclose()
 

@@ -57,7 +57,7 @@ CREATE INDEX IF NOT EXISTS used_tickets_by_expiry ON used_tickets (expires_at);
 _GONE = "This secret does not exist, has expired or was already viewed."
 _INFO = (
     "SELECT id, manage_hash, kind, size, views_left, created_at, expires_at, device_key,"
-    " has_passphrase = 1 FROM secrets WHERE id = ? AND expires_at > ?"
+    " has_passphrase FROM secrets WHERE id = ? AND expires_at > ?"
 )
 
 
@@ -182,7 +182,20 @@ class SqliteSecretStore:
             row = self._reader_conn().execute(_INFO, (secret_id, now)).fetchone()
         except sqlite3.Error as exc:
             raise storage_error(exc) from exc
-        return None if row is None else SecretInfo(*row)
+        if row is None:
+            return None
+        sid, manage_hash, kind, size, views_left, created_at, expires_at, device_key, locked = row
+        return SecretInfo(
+            secret_id=sid,
+            manage_token_hash=manage_hash,
+            kind=kind,
+            size=size,
+            views_left=views_left,
+            created_at=created_at,
+            expires_at=expires_at,
+            device_key=device_key,
+            has_passphrase=bool(locked),
+        )
 
     async def consume(
         self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
