@@ -98,7 +98,7 @@ def test_create_and_reveal_with_the_keyboard_only(
     wait_for_state(page, "compose")
 
     order = []
-    for _ in range(7):
+    for _ in range(8):
         page.keyboard.press("Tab")
         order.append(focused_id(page))
     assert order == [
@@ -108,6 +108,7 @@ def test_create_and_reveal_with_the_keyboard_only(
         "expires",
         "views",
         "passphrase",
+        "device-code",
         "create-button",
     ]
     page.focus("#secret-text")

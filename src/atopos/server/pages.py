@@ -1,4 +1,5 @@
-"""The browser pages (`/`, `/s/{id}`, `/m/{id}`) and their static assets (`/static/...`).
+"""The browser pages (`/`, `/s/{id}`, `/m/{id}`, `/device`) and their static assets
+(`/static/...`).
 
 Pages are static files from the `atopos.web` package: all cryptography runs in the browser,
 so serving a page looks nothing up. A GET of a share link (a link preview, a scanner) can
@@ -38,7 +39,12 @@ ASSET_MEDIA_TYPES = {
     ".webmanifest": "application/manifest+json",
 }
 # Route template -> file under atopos/web/pages/.
-PAGES = {"/": "create.html", "/s/{id}": "reveal.html", "/m/{id}": "manage.html"}
+PAGES = {
+    "/": "create.html",
+    "/s/{id}": "reveal.html",
+    "/m/{id}": "manage.html",
+    "/device": "device.html",
+}
 _HTML = "text/html; charset=utf-8"
 # Share links are not for search engines; robots that honour this also skip the preview.
 _PAGE_HEADERS = {"x-robots-tag": "noindex, nofollow"}

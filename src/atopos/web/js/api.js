@@ -76,9 +76,15 @@ async function send(method, path, { json, token } = {}) {
 /**
  * Upload an envelope (a Blob). XMLHttpRequest, because fetch cannot report upload
  * progress: `onProgress(sent, total)`. Resolves to {id, manage_token, expires_at}.
+ * `deviceKey` (base64url of the device's Ed25519 public key) binds the secret to a device.
  */
-export function createSecret(envelope, { expiresIn, views, kind }, onProgress = () => {}) {
+export function createSecret(
+  envelope,
+  { expiresIn, views, kind, deviceKey = null },
+  onProgress = () => {},
+) {
   const query = new URLSearchParams({ expires_in: String(expiresIn), views: String(views), kind });
+  if (deviceKey !== null) query.set("device_key", deviceKey);
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     request.open("POST", apiUrl(`secrets?${query}`));
@@ -99,14 +105,20 @@ export function createSecret(envelope, { expiresIn, views, kind }, onProgress = 
   });
 }
 
-/** {challenge, bits, expires_at}; SecretGone when the secret does not exist. */
+/** {challenge, bits, expires_at, is_bound}; SecretGone when the secret does not exist. */
 export async function requestChallenge(secretId) {
   return (await send("POST", `secrets/${secretId}/challenge`)).json();
 }
 
-/** {ticket, expires_at} for a solved challenge. */
-export async function requestTicket(secretId, challenge, nonce) {
-  return (await send("POST", `secrets/${secretId}/ticket`, { json: { challenge, nonce } })).json();
+/**
+ * {ticket, expires_at} for a solved challenge. A bound secret also needs `deviceProof`
+ * (docs/protocol/device.md section 7); without a right one the server answers 403 and
+ * consumes nothing.
+ */
+export async function requestTicket(secretId, challenge, nonce, deviceProof = null) {
+  const json = { challenge, nonce };
+  if (deviceProof !== null) json.device_proof = deviceProof;
+  return (await send("POST", `secrets/${secretId}/ticket`, { json })).json();
 }
 
 /** Spend one view: the Response whose body streams the envelope. */

@@ -1,8 +1,15 @@
 // The create page (`/`): seal text or a file in this browser, upload the envelope, and show
 // the share link (with its QR code) and the manage link. The link key is drawn here with
 // crypto.getRandomValues and only ever written into the share link.
+//
+// "Bind to a device" takes a pasted device code (docs/protocol/device.md section 4): the
+// device secret is sealed to its X25519 key in the envelope header, and its Ed25519 key goes
+// to the server as `device_key`, so only that device can take a view and decrypt.
 
 import { ApiError, createSecret } from "./api.js";
+import { encode } from "./base64url.js";
+import { InvalidDeviceCode, parseDeviceCode } from "./device.js";
+import { supportsDeviceKeys } from "./device-store.js";
 import { encodeMetadata, LINK_KEY_BYTES, Sealer } from "./envelope.js";
 import { manageLink, shareLink } from "./links.js";
 import { qrSvg } from "./qr.js";
@@ -32,6 +39,8 @@ const fileChosen = byId("file-chosen");
 const expiresInput = byId("expires");
 const viewsInput = byId("views");
 const passphraseInput = byId("passphrase");
+const deviceCodeInput = byId("device-code");
+const deviceCodeError = byId("device-code-error");
 const formError = byId("form-error");
 const createButton = byId("create-button");
 const workingStep = byId("working-step");
@@ -39,6 +48,8 @@ const workingProgress = byId("working-progress");
 const workingDetail = byId("working-detail");
 
 let chosenFile = null;
+// Set while the device code is checked, so a double click does not submit twice.
+let isBusy = false;
 
 /** A problem the person can fix, with the sentence that says how. */
 class FormError extends Error {}
@@ -74,6 +85,47 @@ function showError(message) {
 function hideError() {
   formError.hidden = true;
   formError.textContent = "";
+}
+
+function showDeviceCodeError(message) {
+  deviceCodeError.textContent = message;
+  deviceCodeError.hidden = false;
+  deviceCodeInput.setAttribute("aria-invalid", "true");
+}
+
+function hideDeviceCodeError() {
+  deviceCodeError.hidden = true;
+  deviceCodeError.textContent = "";
+  deviceCodeInput.removeAttribute("aria-invalid");
+}
+
+/**
+ * The device the secret is to be bound to: null when the field is empty, else the parsed
+ * code, or {error} with the sentence shown under the field.
+ */
+async function readDevice() {
+  const text = deviceCodeInput.value.trim();
+  if (text === "") return null;
+  try {
+    if (!(await supportsDeviceKeys())) {
+      return {
+        error:
+          "This browser cannot bind secrets to a device (its WebCrypto has no X25519)." +
+          " Use a current browser or `atopos secret create --bind-device`.",
+      };
+    }
+    return await parseDeviceCode(text);
+  } catch (error) {
+    if (error instanceof InvalidDeviceCode) return { error: error.message };
+    throw error;
+  }
+}
+
+async function checkDeviceField() {
+  const device = await readDevice();
+  if (device?.error !== undefined) showDeviceCodeError(device.error);
+  else hideDeviceCodeError();
+  return device;
 }
 
 /** What the form asks for, or a sentence saying what is missing. */
@@ -149,13 +201,21 @@ async function createFrom(request) {
     null,
     request.passphrase === null ? "" : "This takes a moment on purpose: it slows down guessing.",
   );
-  const sealer = await Sealer.create(linkKey, metadata, { passphrase: request.passphrase });
+  const sealer = await Sealer.create(linkKey, metadata, {
+    passphrase: request.passphrase,
+    device: request.device,
+  });
   report("Encrypting…", 0);
   const envelope = await sealAll(sealer, text, request.file);
   report("Uploading the encrypted secret…", 0, `0 of ${formatBytes(envelope.size)}`);
   const created = await createSecret(
     envelope,
-    { expiresIn: request.expiresIn, views: request.views, kind: request.kind },
+    {
+      expiresIn: request.expiresIn,
+      views: request.views,
+      kind: request.kind,
+      deviceKey: request.device === null ? null : encode(request.device.signingKey),
+    },
     (sent, total) =>
       report(
         "Uploading the encrypted secret…",
@@ -185,8 +245,12 @@ function showResult(request, result) {
   byId("share-qr").replaceChildren(qrSvg(result.share, "QR code of the share link"));
   const opens = request.views === 1 ? "once" : `up to ${count("time", request.views)}`;
   const passphrase = request.passphrase === null ? "" : " They will also need the passphrase.";
+  const who =
+    request.device === null
+      ? "Anyone with this link"
+      : "Only the device you bound it to, with this link,";
   byId("done-summary").textContent =
-    `Anyone with this link can open the secret ${opens} until ${formatWhen(result.expiresAt)}.` +
+    `${who} can open the secret ${opens} until ${formatWhen(result.expiresAt)}.` +
     ` After that it is deleted from the server.${passphrase}`;
   showState("done");
 }
@@ -197,6 +261,7 @@ function clearForm() {
   kindText.checked = true;
   syncKind();
   hideError();
+  hideDeviceCodeError();
 }
 
 async function onSubmit(event) {
@@ -206,6 +271,17 @@ async function onSubmit(event) {
   if (request.error !== undefined) {
     showError(request.error);
     request.focus.focus();
+    return;
+  }
+  if (isBusy) return;
+  isBusy = true;
+  try {
+    request.device = await checkDeviceField();
+  } finally {
+    isBusy = false;
+  }
+  if (request.device?.error !== undefined) {
+    deviceCodeInput.focus();
     return;
   }
   createButton.disabled = true;
@@ -249,6 +325,9 @@ if (!hasWebCrypto()) {
   kindText.addEventListener("change", syncKind);
   kindFile.addEventListener("change", syncKind);
   fileInput.addEventListener("change", () => chooseFile(fileInput.files[0]));
+  // Checked on submit, before anything is encrypted or sent (checking on "change" would move
+  // the button under a pointer that is clicking it). Typing clears the old complaint.
+  deviceCodeInput.addEventListener("input", hideDeviceCodeError);
   // The whole page accepts a dropped file, so a near miss does not open it in the tab.
   document.addEventListener("dragover", startDragging);
   document.addEventListener("dragleave", (event) => {

@@ -8,6 +8,10 @@
 // `Sealer` and `Opener` work chunk by chunk, so memory stays at about two chunks whatever
 // the size of the content. Randomness comes from crypto.getRandomValues unless a test
 // injects `randomBytes`.
+//
+// The header's flags byte (formerly "kdf") says what the content key needs besides the link
+// key: bit 0 a passphrase (Argon2id fields follow the salt), bit 1 a device (an ephemeral
+// X25519 public key and the device secret sealed to the device follow; docs/protocol/device.md).
 
 import {
   ARGON2_SALT_BYTES,
@@ -15,13 +19,24 @@ import {
   derivePassphraseKey,
   ENVELOPE_SALT_BYTES,
 } from "./kdf.js";
+import {
+  DEVICE_SECRET_BYTES,
+  ephemeralKeyPair,
+  openDeviceSecret,
+  PUBLIC_KEY_BYTES,
+  SEALED_DEVICE_SECRET_BYTES,
+  sealDeviceSecret,
+} from "./device.js";
 import { paddedSize } from "./padding.js";
 
 export const MAGIC = Uint8Array.of(0x41, 0x54, 0x50, 0x53); // "ATPS"
 export const VERSION = 1;
 export const SUITE_AES256GCM_HKDFSHA256_STREAM = 1;
+export const FLAG_PASSPHRASE = 1;
+export const FLAG_DEVICE = 2;
+const KNOWN_FLAGS = FLAG_PASSPHRASE | FLAG_DEVICE;
 export const KDF_LINK_KEY = 0;
-export const KDF_LINK_KEY_AND_ARGON2ID = 1;
+export const KDF_LINK_KEY_AND_ARGON2ID = FLAG_PASSPHRASE;
 export const LINK_KEY_BYTES = 32;
 export const DEFAULT_CHUNK_SIZE_LOG2 = 16;
 export const MIN_CHUNK_SIZE_LOG2 = 10;
@@ -30,6 +45,8 @@ export const MAX_METADATA_BYTES = 4096;
 export const TAG_BYTES = 16;
 export const HEADER_BYTES_WITHOUT_PASSPHRASE = 40;
 export const HEADER_BYTES_WITH_PASSPHRASE = 68;
+export const DEVICE_FIELDS_BYTES = PUBLIC_KEY_BYTES + SEALED_DEVICE_SECRET_BYTES;
+export const HEADER_BYTES_MAX = HEADER_BYTES_WITH_PASSPHRASE + DEVICE_FIELDS_BYTES;
 /** RFC 9106's second recommended option: 64 MiB, 3 passes, 4 lanes. */
 export const DEFAULT_ARGON2 = Object.freeze({ memoryKib: 65536, iterations: 3, lanes: 4 });
 
@@ -67,6 +84,18 @@ export class PassphraseRequired extends Error {
   constructor(header) {
     super("This secret is protected by a passphrase.");
     this.name = "PassphraseRequired";
+    this.header = header;
+  }
+}
+
+/**
+ * The envelope is sealed to a device and none was given; `header` is already parsed. Not a
+ * decryption failure: the caller may load the device and start again.
+ */
+export class DeviceRequired extends Error {
+  constructor(header) {
+    super("This secret is sealed to a device.");
+    this.name = "DeviceRequired";
     this.header = header;
   }
 }
@@ -142,7 +171,8 @@ function isValidArgon2({ memoryKib, iterations, lanes }) {
   );
 }
 
-function encodeHeader(chunkSizeLog2, salt, argon2, argon2Salt) {
+/** The header up to, not including, the device fields (the sealer appends those). */
+function encodeHeader(chunkSizeLog2, salt, argon2, argon2Salt, isDeviceBound) {
   const header = new Uint8Array(
     argon2 === null ? HEADER_BYTES_WITHOUT_PASSPHRASE : HEADER_BYTES_WITH_PASSPHRASE,
   );
@@ -150,7 +180,7 @@ function encodeHeader(chunkSizeLog2, salt, argon2, argon2Salt) {
   header[4] = VERSION;
   header[5] = SUITE_AES256GCM_HKDFSHA256_STREAM;
   header[6] = chunkSizeLog2;
-  header[7] = argon2 === null ? KDF_LINK_KEY : KDF_LINK_KEY_AND_ARGON2ID;
+  header[7] = (argon2 === null ? 0 : FLAG_PASSPHRASE) | (isDeviceBound ? FLAG_DEVICE : 0);
   header.set(salt, 8);
   if (argon2 !== null) {
     const view = new DataView(header.buffer);
@@ -165,7 +195,7 @@ function encodeHeader(chunkSizeLog2, salt, argon2, argon2Salt) {
 /**
  * Parse the header at the start of `data`. Returns null while `data` is too short to
  * decide; throws as early as a byte is wrong (UnsupportedEnvelope for an unknown version,
- * suite or kdf, DecryptionFailed for anything else).
+ * suite or flag, DecryptionFailed for anything else).
  */
 export function parseHeader(data) {
   const seen = data.length;
@@ -177,35 +207,47 @@ export function parseHeader(data) {
   if (seen > 6 && !(data[6] >= MIN_CHUNK_SIZE_LOG2 && data[6] <= MAX_CHUNK_SIZE_LOG2)) {
     throw new DecryptionFailed();
   }
-  if (seen > 7 && data[7] !== KDF_LINK_KEY && data[7] !== KDF_LINK_KEY_AND_ARGON2ID) {
-    throw new UnsupportedEnvelope();
-  }
+  // A new flag would come with a new reader, like a new suite: tell the user to upgrade.
+  if (seen > 7 && (data[7] & ~KNOWN_FLAGS) !== 0) throw new UnsupportedEnvelope();
   if (seen < HEADER_BYTES_WITHOUT_PASSPHRASE) return null;
   const chunkSizeLog2 = data[6];
+  const flags = data[7];
   const salt = data.slice(8, 40);
-  if (data[7] === KDF_LINK_KEY) {
-    return Object.freeze({
-      chunkSizeLog2,
-      salt,
-      argon2: null,
-      argon2Salt: null,
-      raw: data.slice(0, HEADER_BYTES_WITHOUT_PASSPHRASE),
+  let size = HEADER_BYTES_WITHOUT_PASSPHRASE;
+  let argon2 = null;
+  let argon2Salt = null;
+  if ((flags & FLAG_PASSPHRASE) !== 0) {
+    if (seen < HEADER_BYTES_WITH_PASSPHRASE) return null;
+    const view = new DataView(data.buffer, data.byteOffset, HEADER_BYTES_WITH_PASSPHRASE);
+    argon2 = Object.freeze({
+      memoryKib: view.getUint32(40),
+      iterations: view.getUint32(44),
+      lanes: view.getUint32(48),
     });
+    if (!isValidArgon2(argon2)) throw new DecryptionFailed();
+    argon2Salt = data.slice(52, 68);
+    size = HEADER_BYTES_WITH_PASSPHRASE;
   }
-  if (seen < HEADER_BYTES_WITH_PASSPHRASE) return null;
-  const view = new DataView(data.buffer, data.byteOffset, HEADER_BYTES_WITH_PASSPHRASE);
-  const argon2 = Object.freeze({
-    memoryKib: view.getUint32(40),
-    iterations: view.getUint32(44),
-    lanes: view.getUint32(48),
-  });
-  if (!isValidArgon2(argon2)) throw new DecryptionFailed();
+  let ephemeralPublic = null;
+  let sealedDeviceSecret = null;
+  const sealAad = data.slice(0, size);
+  if ((flags & FLAG_DEVICE) !== 0) {
+    if (seen < size + DEVICE_FIELDS_BYTES) return null;
+    ephemeralPublic = data.slice(size, size + PUBLIC_KEY_BYTES);
+    sealedDeviceSecret = data.slice(size + PUBLIC_KEY_BYTES, size + DEVICE_FIELDS_BYTES);
+    size += DEVICE_FIELDS_BYTES;
+  }
   return Object.freeze({
     chunkSizeLog2,
     salt,
     argon2,
-    argon2Salt: data.slice(52, 68),
-    raw: data.slice(0, HEADER_BYTES_WITH_PASSPHRASE),
+    argon2Salt,
+    isDeviceBound: ephemeralPublic !== null,
+    ephemeralPublic,
+    sealedDeviceSecret,
+    // The header bytes before the device fields: the AAD of the sealed device secret.
+    sealAad: ephemeralPublic === null ? null : sealAad,
+    raw: data.slice(0, size),
   });
 }
 
@@ -232,11 +274,13 @@ function chunkCount(plaintextSize, chunkSizeLog2) {
 /** The exact byte length of the envelope a Sealer makes for this metadata. */
 export function sealedSize(
   metadata,
-  { hasPassphrase = false, chunkSizeLog2 = DEFAULT_CHUNK_SIZE_LOG2 } = {},
+  { hasPassphrase = false, isDeviceBound = false, chunkSizeLog2 = DEFAULT_CHUNK_SIZE_LOG2 } = {},
 ) {
   checkChunkSizeLog2(chunkSizeLog2);
   const plaintextSize = paddedSize(4 + encodeMetadata(metadata).length + metadata.size);
-  const headerSize = hasPassphrase ? HEADER_BYTES_WITH_PASSPHRASE : HEADER_BYTES_WITHOUT_PASSPHRASE;
+  const headerSize =
+    (hasPassphrase ? HEADER_BYTES_WITH_PASSPHRASE : HEADER_BYTES_WITHOUT_PASSPHRASE) +
+    (isDeviceBound ? DEVICE_FIELDS_BYTES : 0);
   return headerSize + plaintextSize + chunkCount(plaintextSize, chunkSizeLog2) * TAG_BYTES;
 }
 
@@ -338,9 +382,16 @@ export class Sealer {
       passphrase = null,
       argon2 = DEFAULT_ARGON2,
       chunkSizeLog2 = DEFAULT_CHUNK_SIZE_LOG2,
+      device = null,
     } = {},
   ) {
     checkLinkKey(linkKey);
+    if (device !== null) {
+      const key = device.sealingKey;
+      if (!(key instanceof Uint8Array) || key.length !== PUBLIC_KEY_BYTES) {
+        throw new RangeError("the device needs its 32-byte X25519 public key (sealingKey)");
+      }
+    }
     checkChunkSizeLog2(chunkSizeLog2);
     if (passphrase !== null) {
       if (typeof passphrase !== "string" || passphrase === "") {
@@ -350,10 +401,15 @@ export class Sealer {
       if (!isValidArgon2(argon2)) throw new RangeError("Argon2 parameters out of range");
     }
     const encodedMetadata = encodeMetadata(metadata);
-    const size = sealedSize(metadata, { hasPassphrase: passphrase !== null, chunkSizeLog2 });
+    const size = sealedSize(metadata, {
+      hasPassphrase: passphrase !== null,
+      isDeviceBound: device !== null,
+      chunkSizeLog2,
+    });
     const plaintextSize = paddedSize(4 + encodedMetadata.length + metadata.size);
 
-    // The order of draws is part of the test vectors: salt, then the Argon2 salt.
+    // The order of draws is part of the test vectors: salt, then the Argon2 salt, then the
+    // ephemeral X25519 private key and the device secret.
     const salt = draw(randomBytes, ENVELOPE_SALT_BYTES);
     let passphraseKey = null;
     let argon2Salt = null;
@@ -361,14 +417,32 @@ export class Sealer {
       argon2Salt = draw(randomBytes, ARGON2_SALT_BYTES);
       passphraseKey = await derivePassphraseKey(passphrase, argon2Salt, argon2);
     }
-    const header = encodeHeader(
+    let header = encodeHeader(
       chunkSizeLog2,
       salt,
       passphrase === null ? null : argon2,
       argon2Salt,
+      device !== null,
     );
-    const keys = await deriveEnvelopeKeys(linkKey, salt, passphraseKey);
+    let deviceSecret = null;
+    if (device !== null) {
+      // A real envelope gets its ephemeral key from WebCrypto (the private half never exists
+      // as bytes here); injected randomness (test vectors) is imported instead.
+      const ephemeral = await ephemeralKeyPair(
+        randomBytes === secureRandomBytes ? null : draw(randomBytes, PUBLIC_KEY_BYTES),
+      );
+      deviceSecret = draw(randomBytes, DEVICE_SECRET_BYTES);
+      // The seal's AAD is the header so far: flags, salts and costs are bound to it.
+      const sealed = await sealDeviceSecret(device.sealingKey, deviceSecret, ephemeral, header);
+      const full = new Uint8Array(header.length + DEVICE_FIELDS_BYTES);
+      full.set(header);
+      full.set(ephemeral.publicKey, header.length);
+      full.set(sealed, header.length + PUBLIC_KEY_BYTES);
+      header = full;
+    }
+    const keys = await deriveEnvelopeKeys(linkKey, salt, passphraseKey, deviceSecret);
     passphraseKey?.fill(0);
+    deviceSecret?.fill(0);
     return new Sealer(CONSTRUCTING, {
       keys,
       header,
@@ -474,6 +548,7 @@ export class Opener {
   metadata = null;
   #linkKey;
   #passphrase;
+  #device;
   #headerBytes = new Uint8Array(0);
   #key = null;
   #noncePrefix = null;
@@ -490,10 +565,15 @@ export class Opener {
   #plaintextSeen = 0;
   #contentLeft = 0;
 
-  constructor(linkKey, { passphrase = null } = {}) {
+  /**
+   * `device`, for an envelope sealed to one: {sealingKey (32 bytes, its X25519 public key),
+   * sharedSecret(ephemeralPublic) -> 32 bytes} — see device.js `deviceFromKeys`.
+   */
+  constructor(linkKey, { passphrase = null, device = null } = {}) {
     checkLinkKey(linkKey);
     this.#linkKey = linkKey.slice();
     this.#passphrase = passphrase;
+    this.#device = device;
   }
 
   async feed(data) {
@@ -510,7 +590,13 @@ export class Opener {
       return await step();
     } catch (error) {
       this.#isFailed = true;
-      if (error instanceof DecryptionFailed || error instanceof PassphraseRequired) throw error;
+      if (
+        error instanceof DecryptionFailed ||
+        error instanceof PassphraseRequired ||
+        error instanceof DeviceRequired
+      ) {
+        throw error;
+      }
       throw new DecryptionFailed();
     }
   }
@@ -518,7 +604,7 @@ export class Opener {
   async #feed(data) {
     let offset = 0;
     if (this.header === null) {
-      const wanted = Math.min(data.length, HEADER_BYTES_WITH_PASSPHRASE - this.#headerBytes.length);
+      const wanted = Math.min(data.length, HEADER_BYTES_MAX - this.#headerBytes.length);
       const headerBytes = new Uint8Array(this.#headerBytes.length + wanted);
       headerBytes.set(this.#headerBytes);
       headerBytes.set(data.subarray(0, wanted), this.#headerBytes.length);
@@ -551,6 +637,22 @@ export class Opener {
   }
 
   async #deriveKeys(header) {
+    let deviceSecret = null;
+    if (header.isDeviceBound) {
+      // Before the passphrase: without the device no passphrase can help.
+      if (this.#device === null) throw new DeviceRequired(header);
+      // Before Argon2: a wrong device fails without spending the passphrase's cost.
+      try {
+        deviceSecret = await openDeviceSecret(
+          this.#device,
+          header.ephemeralPublic,
+          header.sealedDeviceSecret,
+          header.sealAad,
+        );
+      } catch {
+        throw new DecryptionFailed();
+      }
+    }
     let passphraseKey = null;
     if (header.argon2 !== null) {
       if (this.#passphrase === null) throw new PassphraseRequired(header);
@@ -559,9 +661,11 @@ export class Opener {
       }
       passphraseKey = await derivePassphraseKey(this.#passphrase, header.argon2Salt, header.argon2);
     }
-    const keys = await deriveEnvelopeKeys(this.#linkKey, header.salt, passphraseKey);
+    const keys = await deriveEnvelopeKeys(this.#linkKey, header.salt, passphraseKey, deviceSecret);
     passphraseKey?.fill(0);
+    deviceSecret?.fill(0);
     this.#linkKey.fill(0);
+    this.#device = null;
     this.#key = keys.key;
     this.#noncePrefix = keys.noncePrefix;
   }
@@ -638,8 +742,8 @@ export async function seal(content, metadata, linkKey, options = {}) {
 }
 
 /** Open a whole envelope: returns {metadata, content}. */
-export async function openEnvelope(envelope, linkKey, { passphrase = null } = {}) {
-  const opener = new Opener(linkKey, { passphrase });
+export async function openEnvelope(envelope, linkKey, { passphrase = null, device = null } = {}) {
+  const opener = new Opener(linkKey, { passphrase, device });
   const pieces = [...(await opener.feed(envelope)), ...(await opener.finish())];
   return { metadata: opener.metadata, content: concat(pieces) };
 }

@@ -39,13 +39,17 @@ export async function derivePassphraseKey(passphrase, salt, { memoryKib, iterati
 }
 
 /**
- * HKDF-SHA256(ikm = link key [|| passphrase key], salt, info "atopos/envelope/v1", 39 bytes).
- * Returns the AES-GCM key (not extractable) and the nonce prefix.
+ * HKDF-SHA256(ikm = link key [|| passphrase key] [|| device secret], salt,
+ * info "atopos/envelope/v1", 39 bytes). Returns the AES-GCM key (not extractable) and the
+ * nonce prefix.
  */
-export async function deriveEnvelopeKeys(linkKey, salt, passphraseKey = null) {
-  const ikm = new Uint8Array(linkKey.length + (passphraseKey?.length ?? 0));
+export async function deriveEnvelopeKeys(linkKey, salt, passphraseKey = null, deviceSecret = null) {
+  const ikm = new Uint8Array(
+    linkKey.length + (passphraseKey?.length ?? 0) + (deviceSecret?.length ?? 0),
+  );
   ikm.set(linkKey);
   if (passphraseKey !== null) ikm.set(passphraseKey, linkKey.length);
+  if (deviceSecret !== null) ikm.set(deviceSecret, linkKey.length + (passphraseKey?.length ?? 0));
   try {
     const hkdf = await crypto.subtle.importKey("raw", ikm, "HKDF", false, ["deriveBits"]);
     const okm = new Uint8Array(

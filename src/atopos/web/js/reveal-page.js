@@ -2,10 +2,17 @@
 // and scanners that GET the link consume nothing. Only a click on "Reveal" walks
 // challenge -> proof of work (workers) -> ticket -> reveal, streams the envelope in and
 // decrypts it here.
+//
+// A secret bound to a device (docs/protocol/device.md section 9): the challenge says
+// `is_bound`; this browser's device (device-store.js) signs the proof for the ticket, and
+// its X25519 key opens the seal in the envelope. Without a device no ticket is asked for;
+// a refused proof (403) spends nothing.
 
 import { ApiError, requestChallenge, requestTicket, reveal, SecretGone } from "./api.js";
+import { loadDevice, supportsDeviceKeys } from "./device-store.js";
 import {
   DecryptionFailed,
+  DeviceRequired,
   LINK_KEY_BYTES,
   Opener,
   PassphraseRequired,
@@ -32,6 +39,29 @@ const unlockDetail = byId("unlock-detail");
 let isViewSpent = false;
 let heldEnvelope = [];
 let savedFile = null;
+// This browser's device, loaded when a secret asks for it.
+let device = null;
+
+/** The secret is bound to a device this browser does not hold; nothing was spent. */
+class BoundElsewhere extends Error {
+  constructor(isRefused) {
+    super("This secret is bound to another device.");
+    this.name = "BoundElsewhere";
+    this.isRefused = isRefused;
+  }
+}
+
+/** This browser's device, or null (none, or a browser without Ed25519/X25519). */
+async function loadBrowserDevice() {
+  if (device !== null) return device;
+  try {
+    if (!(await supportsDeviceKeys())) return null;
+    device = await loadDevice();
+  } catch {
+    device = null;
+  }
+  return device;
+}
 
 // -- progress ---------------------------------------------------------------------------------
 
@@ -53,13 +83,29 @@ function report(fraction, text) {
 async function spendView() {
   markStep("challenge");
   report(null, "");
-  const { challenge, bits } = await requestChallenge(secretId);
+  const { challenge, bits, is_bound: isBound } = await requestChallenge(secretId);
+  let deviceProof = null;
+  if (isBound === true) {
+    // Before the proof of work: without a device there is no point in solving it, and no
+    // ticket is asked for.
+    if ((await loadBrowserDevice()) === null) throw new BoundElsewhere(false);
+    deviceProof = await device.signProof(secretId, challenge);
+  }
   markStep("work");
   report(0, bits > 0 ? "Starting…" : "");
   const nonce = await solveChallenge(challenge, bits, (tried, expected) => {
     report(1 - Math.exp(-tried / expected), `${tried.toLocaleString()} tries so far`);
   });
-  const { ticket } = await requestTicket(secretId, challenge, nonce);
+  let ticket;
+  try {
+    ({ ticket } = await requestTicket(secretId, challenge, nonce, deviceProof));
+  } catch (error) {
+    // The server refused this device's proof: nothing was consumed.
+    if (isBound === true && error instanceof ApiError && error.status === 403) {
+      throw new BoundElsewhere(true);
+    }
+    throw error;
+  }
   markStep("download");
   report(0, "");
   const response = await reveal(secretId, ticket);
@@ -75,7 +121,7 @@ async function spendView() {
 async function receive(response) {
   const total = Number(response.headers.get("content-length")) || 0;
   const reader = response.body.getReader();
-  const opener = new Opener(linkKey);
+  let opener = new Opener(linkKey, { device });
   const content = [];
   let held = [];
   let isLocked = false;
@@ -94,7 +140,21 @@ async function receive(response) {
       content.push(...(await opener.feed(value)));
       if (opener.header !== null) held = [];
     } catch (error) {
-      if (!(error instanceof PassphraseRequired)) throw error;
+      if (error instanceof DeviceRequired && device === null) {
+        // Sealed to a device although the server did not ask for a proof (a third-party
+        // writer): the header is all that was read, so start again with this browser's device.
+        if ((await loadBrowserDevice()) === null) throw error;
+        opener = new Opener(linkKey, { device });
+        try {
+          for (const piece of held) content.push(...(await opener.feed(piece)));
+          if (opener.header !== null) held = [];
+          continue;
+        } catch (retryError) {
+          if (!(retryError instanceof PassphraseRequired)) throw retryError;
+        }
+      } else if (!(error instanceof PassphraseRequired)) {
+        throw error;
+      }
       isLocked = true;
     }
   }
@@ -146,7 +206,7 @@ async function unlock(event) {
   unlockButton.disabled = true;
   unlockDetail.textContent = "Checking the passphrase. This takes a moment on purpose.";
   try {
-    const opener = new Opener(linkKey, { passphrase });
+    const opener = new Opener(linkKey, { passphrase, device });
     const content = [];
     for (const piece of heldEnvelope) content.push(...(await opener.feed(piece)));
     content.push(...(await opener.finish()));
@@ -233,10 +293,24 @@ function fail(error) {
     showState("gone");
     return;
   }
+  if (error instanceof BoundElsewhere) {
+    byId("bound-title").textContent = error.isRefused
+      ? "This device cannot open this secret"
+      : "This secret is bound to another device";
+    byId("bound-message").textContent = error.isRefused
+      ? "This secret is bound to a different device; it was not opened and is still there" +
+        " for the right device."
+      : "Only the device whose code the sender used can open it, and this browser holds no" +
+        " device. It was not opened and is still there for the right device.";
+    showState("bound");
+    return;
+  }
   let title = "The secret could not be opened";
   let message;
   if (error instanceof UnsupportedEnvelope) {
     message = "It was made by a newer version of Atopos than this page understands.";
+  } else if (error instanceof DeviceRequired) {
+    message = "It is sealed to a device, and this browser holds none that opens it.";
   } else if (error instanceof DecryptionFailed) {
     title = "The secret could not be decrypted";
     message =
