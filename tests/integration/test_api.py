@@ -286,3 +286,35 @@ def test_healthz_and_openapi(api: str, client: httpx.Client) -> None:
     document = client.get(f"{api}/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/api/v1/secrets/{id}/reveal" in document["paths"]
+
+
+def test_challenge_says_whether_a_passphrase_is_needed(api: str, client: httpx.Client) -> None:
+    from atopos.crypto.envelope import Argon2Params, Metadata, seal
+
+    key = os.urandom(32)
+    weak = Argon2Params(memory_kib=1024, iterations=1, lanes=1)
+    locked = seal(
+        b"x", Metadata("text", 1), key, random_bytes=os.urandom, passphrase="pw", argon2=weak
+    )
+    plain, _ = envelope(b"x")
+    for body, expected in ((locked, True), (plain, False)):
+        sid = str(create(client, api, body)["id"])
+        challenge = client.post(f"{api}/api/v1/secrets/{sid}/challenge").json()
+        assert challenge["has_passphrase"] is expected
+        assert challenge["is_bound"] is False
+
+
+def test_device_key_must_match_the_envelope(api: str, client: httpx.Client) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from atopos.crypto.base64url import b64url_encode
+
+    public = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    body, _ = envelope(b"not bound")
+    response = client.post(
+        f"{api}/api/v1/secrets",
+        params={"device_key": b64url_encode(public)},
+        content=body,
+        headers=OCTETS,
+    )
+    assert response.status_code == 422

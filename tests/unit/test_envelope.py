@@ -32,6 +32,7 @@ from atopos.crypto.envelope import (
 from atopos.crypto.errors import (
     CryptoError,
     DecryptionFailed,
+    DeviceRequired,
     PassphraseRequired,
     UnsupportedEnvelope,
 )
@@ -538,9 +539,10 @@ def test_any_bit_flip_is_refused(position: int, bit: int) -> None:
     position %= len(_tamper_envelope)
     tampered = bytearray(_tamper_envelope)
     tampered[position] ^= 1 << bit
-    # Flipping the kdf byte to 1 makes a well-formed locked header out of chunk bytes:
-    # the opener then (harmlessly) asks for a passphrase that cannot help.
-    with pytest.raises((DecryptionFailed, PassphraseRequired)):
+    # Flipping the kdf byte to 1 (or 2) makes a well-formed locked (or device-bound) header
+    # out of chunk bytes: the opener then (harmlessly) asks for a passphrase (or a device)
+    # that cannot help.
+    with pytest.raises((DecryptionFailed, PassphraseRequired, DeviceRequired)):
         open_envelope(bytes(tampered), KEY)
 
 
@@ -737,7 +739,7 @@ def test_parse_header_fails_as_soon_as_a_byte_is_wrong() -> None:
     with pytest.raises(DecryptionFailed):
         parse_header(b"ATPS\x01\x01\x09")
     with pytest.raises(UnsupportedEnvelope):
-        parse_header(b"ATPS\x01\x01\x10\x02")
+        parse_header(b"ATPS\x01\x01\x10\x04")  # flags 1 and 2 are known, 4 is not
 
 
 def test_key_material_is_not_in_reprs() -> None:

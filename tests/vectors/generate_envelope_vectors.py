@@ -1,7 +1,11 @@
-"""Rebuild tests/vectors/envelope.json and envelope_invalid.json (docs/protocol/envelope.md).
+"""Rebuild tests/vectors/envelope.json, envelope_invalid.json, envelope_device.json and
+envelope_device_invalid.json (docs/protocol/envelope.md, docs/protocol/device.md).
 
-    .venv/bin/python tests/vectors/generate_envelope_vectors.py          # rewrite both files
+    .venv/bin/python tests/vectors/generate_envelope_vectors.py          # rewrite the files
     .venv/bin/python tests/vectors/generate_envelope_vectors.py --check  # exit 1 if stale
+
+The device-bound vectors live in files of their own so that a reader without device support
+can still run the others unchanged.
 
 The envelopes are built by a second, deliberately naive implementation written from the spec
 (whole buffers, no streaming, nothing imported from `atopos`), so the vectors check the
@@ -12,6 +16,7 @@ labels, so the output is identical on every run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import struct
@@ -20,7 +25,9 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -28,6 +35,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 HERE = Path(__file__).resolve().parent
 POSITIVE_PATH = HERE / "envelope.json"
 NEGATIVE_PATH = HERE / "envelope_invalid.json"
+DEVICE_POSITIVE_PATH = HERE / "envelope_device.json"
+DEVICE_NEGATIVE_PATH = HERE / "envelope_device_invalid.json"
 
 # Small Argon2id cost so that browsers run the vectors quickly.
 TEST_ARGON2 = {"memory_kib": 1024, "iterations": 2, "lanes": 1}
@@ -70,8 +79,12 @@ def ref_header(
     salt: bytes,
     argon2: dict[str, int] | None,
     argon2_salt: bytes | None,
+    *,
+    device: bool = False,
 ) -> bytes:
-    header = b"ATPS" + bytes([1, 1, chunk_size_log2, 0 if argon2 is None else 1]) + salt
+    """The header up to the device fields (all of it when not device-bound)."""
+    flags = (0 if argon2 is None else 1) | (2 if device else 0)
+    header = b"ATPS" + bytes([1, 1, chunk_size_log2, flags]) + salt
     if argon2 is not None:
         assert argon2_salt is not None
         header += struct.pack(">III", argon2["memory_kib"], argon2["iterations"], argon2["lanes"])
@@ -85,6 +98,7 @@ def ref_keys(
     passphrase: str | None,
     argon2: dict[str, int] | None,
     argon2_salt: bytes | None,
+    device_secret: bytes | None = None,
 ) -> tuple[bytes | None, bytes, bytes]:
     passphrase_key = None
     ikm = link_key
@@ -99,6 +113,8 @@ def ref_keys(
             memory_cost=argon2["memory_kib"],
         ).derive(unicodedata.normalize("NFC", passphrase).encode("utf-8"))
         ikm = link_key + passphrase_key
+    if device_secret is not None:
+        ikm += device_secret
     okm = HKDF(algorithm=hashes.SHA256(), length=39, salt=salt, info=b"atopos/envelope/v1").derive(
         ikm
     )
@@ -133,6 +149,77 @@ def ref_encrypt(
     return out
 
 
+class RefDevice:
+    """A device made from a seed as docs/protocol/device.md says (HKDF-SHA256, empty salt)."""
+
+    def __init__(self, label: str) -> None:
+        # The same seeds as device.json's devices, so both files describe one device-a.
+        self.seed = hashlib.sha256(f"atopos device vectors/{label}/seed/0".encode()).digest()
+        okm = {
+            name: HKDF(
+                algorithm=hashes.SHA256(),
+                length=32,
+                salt=None,
+                info=f"atopos/device/v1/{name}".encode(),
+            ).derive(self.seed)
+            for name in ("ed25519", "x25519")
+        }
+        self.signing = Ed25519PrivateKey.from_private_bytes(okm["ed25519"])
+        self.sealing = X25519PrivateKey.from_private_bytes(okm["x25519"])
+        self.x25519_private = okm["x25519"]
+        self.ed25519_public = self.signing.public_key().public_bytes_raw()
+        self.x25519_public = self.sealing.public_key().public_bytes_raw()
+        checksum = hashlib.sha256(
+            b"atopos/device-code/v1\x00" + self.ed25519_public + self.x25519_public
+        ).digest()[:4]
+        self.code = (
+            "atd1-"
+            + base64.urlsafe_b64encode(self.ed25519_public + self.x25519_public + checksum)
+            .rstrip(b"=")
+            .decode()
+        )
+
+    def as_json(self) -> dict[str, str]:
+        pkcs8 = self.sealing.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return {
+            "seed": self.seed.hex(),
+            "x25519_private": self.x25519_private.hex(),
+            "x25519_private_pkcs8": pkcs8.hex(),
+            "x25519_public": self.x25519_public.hex(),
+            "ed25519_public": self.ed25519_public.hex(),
+            "device_code": self.code,
+        }
+
+
+def ref_seal_key(shared: bytes, ephemeral_public: bytes, device_public: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=ephemeral_public + device_public,
+        info=b"atopos/device-seal/v1",
+    ).derive(shared)
+
+
+def ref_device_seal(
+    device_public: bytes, ephemeral_private: bytes, device_secret: bytes, aad: bytes
+) -> dict[str, bytes]:
+    ephemeral = X25519PrivateKey.from_private_bytes(ephemeral_private)
+    ephemeral_public = ephemeral.public_key().public_bytes_raw()
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(device_public))
+    seal_key = ref_seal_key(shared, ephemeral_public, device_public)
+    sealed = AESGCM(seal_key).encrypt(bytes(12), device_secret, aad)
+    return {
+        "ephemeral_public": ephemeral_public,
+        "shared_secret": shared,
+        "seal_key": seal_key,
+        "sealed_device_secret": sealed,
+    }
+
+
 class Case:
     """One positive vector: inputs, derived values and the envelope."""
 
@@ -145,6 +232,7 @@ class Case:
         passphrase: str | None = None,
         chunk_size_log2: int = 16,
         argon2: dict[str, int] | None = None,
+        device: RefDevice | None = None,
     ) -> None:
         assert metadata["size"] == len(content)
         self.name = name
@@ -157,9 +245,27 @@ class Case:
         self.salt = stream(f"{name}/salt", 32)
         self.argon2_salt = stream(f"{name}/argon2 salt", 16) if passphrase is not None else None
         self.random = self.salt + (self.argon2_salt or b"")
-        self.header = ref_header(chunk_size_log2, self.salt, self.argon2, self.argon2_salt)
+        self.header = ref_header(
+            chunk_size_log2, self.salt, self.argon2, self.argon2_salt, device=device is not None
+        )
+        self.device = device
+        self.device_secret = None
+        if device is not None:
+            self.ephemeral_private = stream(f"{name}/ephemeral private", 32)
+            self.device_secret = stream(f"{name}/device secret", 32)
+            self.random += self.ephemeral_private + self.device_secret
+            self.seal_aad = self.header
+            self.seal = ref_device_seal(
+                device.x25519_public, self.ephemeral_private, self.device_secret, self.seal_aad
+            )
+            self.header += self.seal["ephemeral_public"] + self.seal["sealed_device_secret"]
         self.passphrase_key, self.key, self.nonce_prefix = ref_keys(
-            self.link_key, self.salt, passphrase, self.argon2, self.argon2_salt
+            self.link_key,
+            self.salt,
+            passphrase,
+            self.argon2,
+            self.argon2_salt,
+            self.device_secret,
         )
         self.meta = ref_meta(metadata)
         self.plaintext = ref_plaintext(self.meta, content)
@@ -176,6 +282,20 @@ class Case:
         return start, min(start + step, len(self.envelope))
 
     def as_json(self) -> dict[str, Any]:
+        vector = self._as_json()
+        if self.device is not None:
+            assert self.device_secret is not None
+            vector["device"] = self.device.as_json()
+            vector["ephemeral_private"] = self.ephemeral_private.hex()
+            vector["device_secret"] = self.device_secret.hex()
+            vector["seal_aad"] = self.seal_aad.hex()
+            vector.update({name: value.hex() for name, value in self.seal.items()})
+            vector["header"] = self.header.hex()
+            # The envelope last, as in the other vectors.
+            vector["envelope"] = vector.pop("envelope")
+        return vector
+
+    def _as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "link_key": self.link_key.hex(),
@@ -338,8 +458,8 @@ def negative_cases(cases: dict[str, Case]) -> list[dict[str, Any]]:
     add(
         "unsupported-kdf",
         text,
-        with_byte(text.envelope, 7, 2),
-        "kdf 2",
+        with_byte(text.envelope, 7, 4),
+        "kdf flag 4 (unknown; 1 and 2 are passphrase and device)",
         error="UnsupportedEnvelope",
     )
     add(
@@ -553,6 +673,232 @@ def negative_cases(cases: dict[str, Case]) -> list[dict[str, Any]]:
     return negatives
 
 
+DEVICE_A = RefDevice("device-a")
+DEVICE_B = RefDevice("device-b")
+
+
+def device_cases() -> list[Case]:
+    text = b"Only device A may read this: the vault code is 0451.\n"
+    multi = stream("device-multi-chunk/content", 2500)
+    return [
+        Case("device-text", text, {"kind": "text", "size": len(text)}, device=DEVICE_A),
+        Case(
+            "device-passphrase",
+            text,
+            {"kind": "text", "size": len(text)},
+            passphrase="correct horse battery staple",
+            argon2=TEST_ARGON2,
+            device=DEVICE_A,
+        ),
+        Case(
+            "device-multi-chunk",
+            multi,
+            {"kind": "file", "name": "report.pdf", "size": len(multi), "type": "application/pdf"},
+            chunk_size_log2=10,
+            device=DEVICE_A,
+        ),
+    ]
+
+
+def device_negative_cases(cases: dict[str, Case]) -> list[dict[str, Any]]:
+    bound = cases["device-text"]
+    locked = cases["device-passphrase"]
+    negatives: list[dict[str, Any]] = []
+    prefix = len(bound.seal_aad)  # 40: where the device fields start
+
+    def add(
+        name: str,
+        case: Case,
+        envelope: bytes,
+        reason: str,
+        *,
+        error: str = "DecryptionFailed",
+        device: RefDevice | None = DEVICE_A,
+        link_key: bytes | None = None,
+        passphrase: str | None = None,
+    ) -> None:
+        negatives.append(
+            {
+                "name": name,
+                "link_key": (link_key or case.link_key).hex(),
+                "passphrase": passphrase if passphrase is not None else case.passphrase,
+                "device": None if device is None else device.as_json(),
+                "envelope": envelope.hex(),
+                "reason": reason,
+                "error": error,
+            }
+        )
+
+    def flip(data: bytes, index: int, mask: int = 0x01) -> bytes:
+        return data[:index] + bytes([data[index] ^ mask]) + data[index + 1 :]
+
+    def with_byte(data: bytes, index: int, value: int) -> bytes:
+        return data[:index] + bytes([value]) + data[index + 1 :]
+
+    def rebuilt(case: Case, header: bytes, key: bytes, nonce_prefix: bytes) -> bytes:
+        return ref_encrypt(header, key, nonce_prefix, case.chunks)
+
+    add(
+        "no-device",
+        bound,
+        bound.envelope,
+        "opened without a device",
+        error="DeviceRequired",
+        device=None,
+    )
+    add(
+        "no-device-right-passphrase",
+        locked,
+        locked.envelope,
+        "device and passphrase needed; the passphrase given, no device",
+        error="DeviceRequired",
+        device=None,
+    )
+    add(
+        "no-device-no-passphrase",
+        locked,
+        locked.envelope,
+        "device and passphrase needed, neither given: the device is asked for first",
+        error="DeviceRequired",
+        device=None,
+    )
+    negatives[-1]["passphrase"] = None
+    add(
+        "other-device",
+        bound,
+        bound.envelope,
+        "sealed to device A, opened with device B",
+        device=DEVICE_B,
+    )
+    add(
+        "other-device-with-passphrase",
+        locked,
+        locked.envelope,
+        "right passphrase, device B",
+        device=DEVICE_B,
+    )
+    add(
+        "tampered-ephemeral-public",
+        bound,
+        flip(bound.envelope, prefix + 5),
+        "ephemeral key changed",
+    )
+    add(
+        "small-order-ephemeral-public",
+        bound,
+        bound.envelope[:prefix] + bytes(32) + bound.envelope[prefix + 32 :],
+        "ephemeral key replaced by u = 0 (the exchange gives all zeros)",
+    )
+    add(
+        "tampered-sealed-device-secret",
+        bound,
+        flip(bound.envelope, prefix + 32 + 3),
+        "a byte of the sealed device secret changed",
+    )
+    add(
+        "tampered-seal-tag",
+        bound,
+        flip(bound.envelope, prefix + 32 + 47),
+        "a byte of the seal's tag changed",
+    )
+    add(
+        "tampered-salt",
+        bound,
+        flip(bound.envelope, 8),
+        "salt changed (AAD of the seal and the chunks)",
+    )
+    add("tampered-chunk-size", bound, with_byte(bound.envelope, 6, 17), "chunk_size_log2 16 -> 17")
+    add(
+        "tampered-argon2-cost",
+        locked,
+        flip(locked.envelope, 47),
+        "Argon2 iterations changed (part of the seal's AAD)",
+    )
+    add("device-flag-cleared", bound, with_byte(bound.envelope, 7, 0), "flags 2 -> 0")
+    memory_kib = struct.unpack(">I", bound.envelope[prefix : prefix + 4])[0]
+    assert memory_kib > 2**20  # so every reader refuses the header before any Argon2 work
+    add(
+        "passphrase-flag-set",
+        bound,
+        with_byte(bound.envelope, 7, 3),
+        "flags 2 -> 3: the ephemeral key is read as Argon2 fields (memory out of range)",
+        passphrase="correct horse battery staple",
+    )
+    add("passphrase-flag-cleared", locked, with_byte(locked.envelope, 7, 2), "flags 3 -> 2")
+    add(
+        "unknown-flag-4",
+        bound,
+        with_byte(bound.envelope, 7, 6),
+        "flags 2 | 4: an unknown flag",
+        error="UnsupportedEnvelope",
+    )
+    add(
+        "unknown-flag-128",
+        bound,
+        with_byte(bound.envelope, 7, 0x82),
+        "flags 2 | 128: an unknown flag",
+        error="UnsupportedEnvelope",
+    )
+    add(
+        "header-truncated-in-device-fields",
+        bound,
+        bound.envelope[: prefix + 50],
+        "ends inside the sealed device secret",
+    )
+    add(
+        "wrong-link-key-right-device",
+        bound,
+        bound.envelope,
+        "device A, another link key",
+        link_key=bytes(32),
+    )
+    add(
+        "wrong-passphrase-right-device",
+        locked,
+        locked.envelope,
+        "device A, another passphrase",
+        passphrase="Tr0ub4dor&3",
+    )
+    # Sealed by a writer that got the protocol wrong, so only the reader's checks catch it.
+    unflagged_aad = ref_header(bound.chunk_size_log2, bound.salt, None, None)
+    wrong_seal = ref_device_seal(
+        DEVICE_A.x25519_public, bound.ephemeral_private, bound.device_secret or b"", unflagged_aad
+    )
+    header = unflagged_aad[:7] + bytes([2]) + unflagged_aad[8:]
+    header += wrong_seal["ephemeral_public"] + wrong_seal["sealed_device_secret"]
+    add(
+        "seal-aad-without-flags",
+        bound,
+        rebuilt(
+            bound,
+            header,
+            *ref_keys(bound.link_key, bound.salt, None, None, None, bound.device_secret)[1:],
+        ),
+        "the device secret sealed with AAD whose flags byte is 0",
+    )
+    _, key, nonce_prefix = ref_keys(bound.link_key, bound.salt, None, None, None, None)
+    add(
+        "device-secret-not-in-key",
+        bound,
+        rebuilt(bound, bound.header, key, nonce_prefix),
+        "chunks sealed under HKDF(link key) alone although the header is device-bound",
+    )
+    return negatives
+
+
+def build_device() -> tuple[str, str]:
+    """envelope_device.json and envelope_device_invalid.json, exact text."""
+    cases = device_cases()
+    negative = device_negative_cases({case.name: case for case in cases})
+    names = [vector["name"] for vector in negative]
+    assert len(set(names)) == len(names)
+    return _dump([case.as_json() for case in cases]), _dump(negative)
+
+
+def _dump(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
 def build() -> tuple[str, str]:
     """The two files' exact text."""
     cases = positive_cases()
@@ -569,17 +915,24 @@ def build() -> tuple[str, str]:
 
 def main(argv: list[str]) -> int:
     positive, negative = build()
+    device_positive, device_negative = build_device()
+    files = (
+        (POSITIVE_PATH, positive),
+        (NEGATIVE_PATH, negative),
+        (DEVICE_POSITIVE_PATH, device_positive),
+        (DEVICE_NEGATIVE_PATH, device_negative),
+    )
     if "--check" in argv:
         stale = [
             path.name
-            for path, text in ((POSITIVE_PATH, positive), (NEGATIVE_PATH, negative))
+            for path, text in files
             if not path.exists() or path.read_text(encoding="utf-8") != text
         ]
         if stale:
             print("stale:", ", ".join(stale), file=sys.stderr)
             return 1
         return 0
-    for path, text in ((POSITIVE_PATH, positive), (NEGATIVE_PATH, negative)):
+    for path, text in files:
         path.write_text(text, encoding="utf-8")
     return 0
 

@@ -11,6 +11,7 @@ import enum
 from atopos.crypto.errors import (
     CryptoError,
     DecryptionFailed,
+    DeviceRequired,
     PassphraseRequired,
     UnsupportedEnvelope,
 )
@@ -55,6 +56,8 @@ def describe(error: BaseException) -> str:
         return error.message
     if isinstance(error, PassphraseRequired):
         return "This secret needs a passphrase; pass --passphrase-file."
+    if isinstance(error, DeviceRequired):
+        return "This secret is sealed to a device, and this machine has no device to open it."
     if isinstance(error, UnsupportedEnvelope):
         return "This secret uses a newer envelope format; upgrade Atopos to open it."
     if isinstance(error, DecryptionFailed):

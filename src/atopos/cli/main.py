@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from atopos import __version__
-from atopos.cli import secret
+from atopos.cli import device, secret
 from atopos.cli.context import DEFAULT_SERVER, GlobalOptions
 from atopos.cli.exits import ExitCode, describe, exit_code_for
+from atopos.cli.pin import pin
 from atopos.cli.serve import serve
 
 __all__ = ["app", "main", "run"]
@@ -31,6 +33,8 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.add_typer(secret.app, name="secret")
+app.add_typer(device.app, name="device")
+app.command()(pin)
 
 
 def _show_version(value: bool) -> None:
@@ -50,6 +54,27 @@ def _root(
             help="Server for `secret create` (links carry their own server).",
         ),
     ] = DEFAULT_SERVER,
+    pin_spki: Annotated[
+        str | None,
+        typer.Option(
+            "--pin-spki",
+            envvar="ATOPOS_PIN_SPKI",
+            metavar="PIN",
+            help="Talk only to a server holding this key: sha256/<base64> from `atopos pin`; "
+            "several pins separated by commas. Applies to every server, links' included.",
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file",
+            envvar="ATOPOS_CA_FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="Trust only the CAs in this PEM file for https servers.",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -57,7 +82,15 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = GlobalOptions(server=server)
+    pins: tuple[bytes, ...] = ()
+    if pin_spki is not None or ca_file is not None:
+        # Imported here: cryptography and httpx are slow to load and most runs need neither.
+        from atopos.client.http import TlsPolicy, use_tls_policy
+        from atopos.client.pinning import parse_pins
+
+        pins = parse_pins(pin_spki) if pin_spki is not None else ()
+        ctx.with_resource(use_tls_policy(TlsPolicy(ca_file=ca_file, pins=pins)))
+    ctx.obj = GlobalOptions(server=server, ca_file=ca_file, pin_spki=pins)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -62,13 +62,23 @@ def create(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print {link, manage_link, expires_at} as JSON.")
     ] = False,
+    bind_device: Annotated[
+        str | None,
+        typer.Option(
+            "--bind-device",
+            metavar="DEVICE_CODE",
+            help="Only this device (its code from `atopos device show`) can reveal it.",
+        ),
+    ] = None,
 ) -> None:
     """Encrypt text from stdin (or --file) and print its share link."""
     from atopos.client.api import SecretsApi
+    from atopos.client.device import parse_device_code_input
     from atopos.client.duration import parse_duration
     from atopos.client.secrets import create_secret
 
     expires_in = parse_duration(expires)
+    device = parse_device_code_input(bind_device) if bind_device is not None else None
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     # Connect (and so check --server) before the user types a secret that could not be sent.
     with SecretsApi(global_options(ctx).server) as api:
@@ -81,6 +91,7 @@ def create(
                 views=views,
                 passphrase=passphrase,
                 progress=bar.update,
+                device=device,
             )
     if as_json:
         record = {
@@ -107,8 +118,19 @@ def reveal(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    device_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--device-passphrase-file",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="File holding this device's Extra Lock passphrase (for a bound secret).",
+        ),
+    ] = None,
 ) -> None:
     """Spend one view of a secret and print it (or save it with -o)."""
+    from atopos.cli.device import device_loader
     from atopos.client.api import SecretsApi
     from atopos.client.links import parse_share_link
     from atopos.client.secrets import reveal_secret
@@ -127,6 +149,7 @@ def reveal(
                 stdout.write,
                 passphrase=passphrase,
                 ask_passphrase=prompt_passphrase if may_prompt else None,
+                device=device_loader(device_passphrase_file),
             )
             stdout.release()
             return
@@ -146,6 +169,7 @@ def reveal(
                 passphrase=passphrase,
                 ask_passphrase=ask_passphrase if may_prompt else None,
                 progress=bar.update,
+                device=device_loader(device_passphrase_file, paused=bar.paused),
             )
             saved = provisional.commit(
                 target.destination(metadata.kind, metadata.name), overwrite=target.overwrite

@@ -18,6 +18,7 @@ import msgspec
 
 from atopos.client.http import DEFAULT_TIMEOUT, Verify, build_http_client
 from atopos.client.links import is_manage_token, is_secret_id, parse_server_url
+from atopos.crypto.base64url import b64url_encode
 from atopos.errors import (
     Gone,
     InvalidInput,
@@ -63,11 +64,14 @@ class CreatedRecord:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Challenge:
-    """A proof-of-work challenge bound to one secret id."""
+    """A proof-of-work challenge bound to one secret id; `is_bound` when the ticket step
+    will also want a device proof."""
 
     challenge: str
     bits: int
     expires_at: int
+    is_bound: bool = False
+    has_passphrase: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,6 +115,8 @@ class _ChallengeBody(msgspec.Struct, frozen=True):
     challenge: str
     bits: int
     expires_at: int
+    is_bound: bool = False  # servers before device binding do not send it
+    has_passphrase: bool = False  # nor this, before the passphrase hint
 
 
 class _TicketBody(msgspec.Struct, frozen=True):
@@ -158,14 +164,25 @@ class SecretsApi:
         self._client.close()
 
     def create(
-        self, envelope: Iterable[bytes], size: int, *, expires_in: int, views: int, kind: Kind
+        self,
+        envelope: Iterable[bytes],
+        size: int,
+        *,
+        expires_in: int,
+        views: int,
+        kind: Kind,
+        device_key: bytes | None = None,
     ) -> CreatedRecord:
-        """Upload `size` envelope bytes, streamed from `envelope`, as a new secret."""
+        """Upload `size` envelope bytes, streamed from `envelope`, as a new secret; with
+        `device_key` (Ed25519, 32 bytes) the ticket step will demand that device's proof."""
+        params = {"expires_in": str(expires_in), "views": str(views), "kind": kind}
+        if device_key is not None:
+            params["device_key"] = b64url_encode(device_key)
         body = self._call(
             "POST",
             _API,
             refused="The server refused to store this secret.",
-            params={"expires_in": str(expires_in), "views": str(views), "kind": kind},
+            params=params,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             content=envelope,
         )
@@ -181,14 +198,33 @@ class SecretsApi:
             refused="The server refused to hand out a challenge.",
         )
         issued = self._decode(body, _ChallengeBody)
-        return Challenge(issued.challenge, issued.bits, issued.expires_at)
+        return Challenge(
+            issued.challenge,
+            issued.bits,
+            issued.expires_at,
+            is_bound=issued.is_bound,
+            has_passphrase=issued.has_passphrase,
+        )
 
-    def ticket(self, secret_id: str, challenge: str, nonce: int) -> Ticket:
+    def ticket(
+        self,
+        secret_id: str,
+        challenge: str,
+        nonce: int,
+        *,
+        device_proof: bytes | None = None,
+        refused: str = "The server refused the proof of work (the challenge may have expired).",
+    ) -> Ticket:
+        """Trade a solved challenge (and, for a bound secret, the device proof) for a ticket;
+        `refused` is the sentence of the Refused error a 403 becomes."""
+        request: dict[str, object] = {"challenge": challenge, "nonce": nonce}
+        if device_proof is not None:
+            request["device_proof"] = b64url_encode(device_proof)
         body = self._call(
             "POST",
             f"{_API}/{_checked_id(secret_id)}/ticket",
-            refused="The server refused the proof of work (the challenge may have expired).",
-            json={"challenge": challenge, "nonce": nonce},
+            refused=refused,
+            json=request,
         )
         issued = self._decode(body, _TicketBody)
         return Ticket(issued.ticket, issued.expires_at)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from atopos.crypto.device import DeviceUnsealer
 from atopos.crypto.envelope import MAX_CHUNK_SIZE_LOG2, Metadata, Opener
 from atopos.crypto.errors import DecryptionFailed, PassphraseRequired, UnsupportedEnvelope
 
@@ -28,7 +29,7 @@ _MAX_KEPT_BYTES = 2 << MAX_CHUNK_SIZE_LOG2
 class EnvelopeReader:
     """Feed envelope bytes in, get content out; `finish()` proves the whole envelope."""
 
-    __slots__ = ("_ask", "_kept", "_link_key", "_max_attempts", "_opener", "_prompts")
+    __slots__ = ("_ask", "_device", "_kept", "_link_key", "_max_attempts", "_opener", "_prompts")
 
     def __init__(
         self,
@@ -37,9 +38,12 @@ class EnvelopeReader:
         passphrase: str | None = None,
         ask_passphrase: PassphrasePrompt | None = None,
         max_attempts: int = MAX_PASSPHRASE_ATTEMPTS,
+        device: DeviceUnsealer | None = None,
     ) -> None:
         self._link_key = link_key
-        self._opener = Opener(link_key, passphrase)
+        # A device-bound envelope needs it; it is consulted only when the header says so.
+        self._device = device
+        self._opener = Opener(link_key, passphrase, device=device)
         self._ask = ask_passphrase
         self._max_attempts = max_attempts
         self._prompts = 0
@@ -74,6 +78,7 @@ class EnvelopeReader:
             )
         self._kept = None
         self._link_key = b""
+        self._device = None
         return content
 
     def _guarded(self, step: Callable[[Opener], bytes], replay: Callable[[Opener], bytes]) -> bytes:
@@ -93,7 +98,7 @@ class EnvelopeReader:
             assert self._ask is not None
             passphrase = self._ask(self._prompts)
             self._prompts += 1
-            self._opener = Opener(self._link_key, passphrase)
+            self._opener = Opener(self._link_key, passphrase, device=self._device)
             step = replay
 
     def _settle(self) -> None:

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from atopos.client.api import RevealedEnvelope, SecretsApi
+from atopos.client.device import DeviceLoader, LazyDevice
 from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
 from atopos.client.links import ManageLink, ShareLink
 from atopos.crypto import pow as proof_of_work
+from atopos.crypto.base64url import b64url_decode
+from atopos.crypto.device import DevicePublic
 from atopos.crypto.envelope import (
     DEFAULT_ARGON2,
     LINK_KEY_BYTES,
@@ -29,6 +32,7 @@ from atopos.crypto.envelope import (
     Metadata,
     Sealer,
 )
+from atopos.crypto.errors import PassphraseRequired
 from atopos.errors import InvalidInput, RateLimited, Refused
 
 __all__ = [
@@ -46,6 +50,11 @@ ProgressCallback = Callable[[int, int | None], None]
 MAX_POW_BITS = 26
 _READ_BYTES = 256 * 1024
 _T = TypeVar("_T")
+_WRONG_DEVICE = "This secret is bound to another device; it can only be revealed there."
+_NO_DEVICE = (
+    "This secret is bound to a device and this machine has none; "
+    "it can only be revealed on that device."
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,8 +75,13 @@ def create_secret(
     passphrase: str | None = None,
     progress: ProgressCallback | None = None,
     argon2: Argon2Params = DEFAULT_ARGON2,
+    device: DevicePublic | None = None,
 ) -> CreatedSecret:
-    """Seal `content` (bytes: a text secret; a Path: a file, streamed) and upload it."""
+    """Seal `content` (bytes: a text secret; a Path: a file, streamed) and upload it.
+
+    With `device`, the content key also needs a secret sealed to the device's X25519 key,
+    and the server is given its Ed25519 key: only that device can get a ticket and open it.
+    """
     if passphrase == "":
         raise InvalidInput("The passphrase must not be empty.")
     with contextlib.ExitStack() as stack:
@@ -86,7 +100,12 @@ def create_secret(
             pieces = _slices(content)
         link_key = os.urandom(LINK_KEY_BYTES)
         sealer = Sealer(
-            link_key, metadata, random_bytes=os.urandom, passphrase=passphrase, argon2=argon2
+            link_key,
+            metadata,
+            random_bytes=os.urandom,
+            passphrase=passphrase,
+            argon2=argon2,
+            device=device,
         )
         record = api.create(
             _sealed(sealer, pieces, progress),
@@ -94,6 +113,7 @@ def create_secret(
             expires_in=expires_in,
             views=views,
             kind=metadata.kind,
+            device_key=device.signing_key if device is not None else None,
         )
     return CreatedSecret(
         share_link=ShareLink(api.server, record.secret_id, link_key),
@@ -114,6 +134,7 @@ def reveal_secret(
     rate_limit_retries: int = 3,
     max_retry_wait: int = 60,
     max_pow_bits: int = MAX_POW_BITS,
+    device: DeviceLoader | None = None,
 ) -> Metadata:
     """Spend one view of `link`'s secret and pass its content to `write` as it decrypts.
 
@@ -123,11 +144,27 @@ def reveal_secret(
     the one it returned was wrong); without it such an envelope raises PassphraseRequired.
     A 429 is waited out (`Retry-After`, at most `max_retry_wait` seconds) up to
     `rate_limit_retries` times before RateLimited is raised.
+
+    `device` loads this machine's device keys (None when it has none); it is called at most
+    once, only for a secret bound to a device, before the proof of work. A bound secret
+    without the right device is refused at the ticket step (Refused), before any view is
+    spent.
     """
-    reader = EnvelopeReader(link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase)
+    this_device = LazyDevice(device)
+    reader = EnvelopeReader(
+        link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase, device=this_device
+    )
     with contextlib.ExitStack() as stack:
         envelope = _retrying(
-            lambda: stack.enter_context(_spend_view(api, link.secret_id, max_pow_bits)),
+            lambda: stack.enter_context(
+                _spend_view(
+                    api,
+                    link.secret_id,
+                    max_pow_bits,
+                    this_device,
+                    can_unlock=passphrase is not None or ask_passphrase is not None,
+                )
+            ),
             sleep=sleep,
             retries=rate_limit_retries,
             max_wait=max_retry_wait,
@@ -166,12 +203,34 @@ def _sealed(
 
 
 @contextlib.contextmanager
-def _spend_view(api: SecretsApi, secret_id: str, max_pow_bits: int) -> Iterator[RevealedEnvelope]:
+def _spend_view(
+    api: SecretsApi, secret_id: str, max_pow_bits: int, device: LazyDevice, *, can_unlock: bool
+) -> Iterator[RevealedEnvelope]:
     challenge = api.challenge(secret_id)
+    if challenge.has_passphrase and not can_unlock:
+        # Said before any view is spent: without a passphrase the view would be wasted.
+        raise PassphraseRequired
     if challenge.bits > max_pow_bits:
         raise Refused("The server demands more proof of work than this client will do.")
+    proof = None
+    refused = None
+    if challenge.is_bound:
+        # Load (perhaps asking for the Extra Lock passphrase) before the work, so that the
+        # challenge is still fresh when the ticket is asked for.
+        keys = device.get()
+        if keys is None:
+            # Asked anyway: the server's answer, not this machine, decides (and records it).
+            refused = _NO_DEVICE
+        else:
+            proof = keys.sign_proof(b64url_decode(secret_id), challenge.challenge)
+            refused = _WRONG_DEVICE
     nonce = proof_of_work.solve(challenge.challenge.encode("utf-8"), challenge.bits)
-    ticket = api.ticket(secret_id, challenge.challenge, nonce)
+    if refused is None:
+        ticket = api.ticket(secret_id, challenge.challenge, nonce)
+    else:
+        ticket = api.ticket(
+            secret_id, challenge.challenge, nonce, device_proof=proof, refused=refused
+        )
     with api.reveal(secret_id, ticket.ticket) as envelope:
         yield envelope
 

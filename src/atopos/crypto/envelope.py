@@ -1,10 +1,14 @@
 """The secret envelope, format version 1 (specified in docs/protocol/envelope.md).
 
-A 40- or 68-byte header, authenticated as AAD of every chunk, then the padded plaintext
+A header of 40 to 148 bytes, authenticated as AAD of every chunk, then the padded plaintext
 stream `u32(len(meta)) || meta || content || zeros` cut into fixed-size chunks, each sealed
 with AES-256-GCM under a nonce that carries the chunk counter and a last-chunk flag (the
 STREAM construction of Hoang, Reyhanitabar, Rogaway and Vizár, CRYPTO 2015). Reordering,
 dropping, truncating or extending the stream breaks a tag.
+
+The header's flags byte says what besides the link key the content key needs: a
+passphrase (Argon2id) and/or a device (a 32-byte device secret sealed to the device's X25519
+key inside the header, docs/protocol/device.md).
 
 `Sealer` and `Opener` stream in memory bounded by about two chunks; `seal` and
 `open_envelope` are the one-shot forms. Nothing here draws randomness on its own.
@@ -21,9 +25,24 @@ from typing import Literal
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from atopos.crypto.errors import DecryptionFailed, PassphraseRequired, UnsupportedEnvelope
+from atopos.crypto.device import (
+    EPHEMERAL_PRIVATE_BYTES,
+    PUBLIC_KEY_BYTES,
+    SEALED_DEVICE_SECRET_BYTES,
+    DevicePublic,
+    DeviceUnsealer,
+    open_device_secret,
+    seal_device_secret,
+)
+from atopos.crypto.errors import (
+    DecryptionFailed,
+    DeviceRequired,
+    PassphraseRequired,
+    UnsupportedEnvelope,
+)
 from atopos.crypto.kdf import (
     ARGON2_SALT_BYTES,
+    DEVICE_SECRET_BYTES,
     ENVELOPE_SALT_BYTES,
     Argon2Params,
     derive_envelope_keys,
@@ -34,10 +53,16 @@ from atopos.crypto.padding import padded_size
 __all__ = [
     "DEFAULT_ARGON2",
     "DEFAULT_CHUNK_SIZE_LOG2",
+    "DEVICE_FIELDS_BYTES",
+    "FLAG_DEVICE",
+    "FLAG_PASSPHRASE",
+    "HEADER_BYTES_MAX",
     "HEADER_BYTES_WITHOUT_PASSPHRASE",
     "HEADER_BYTES_WITH_PASSPHRASE",
     "KDF_LINK_KEY",
     "KDF_LINK_KEY_AND_ARGON2ID",
+    "KDF_LINK_KEY_AND_DEVICE",
+    "KDF_LINK_KEY_ARGON2ID_AND_DEVICE",
     "LINK_KEY_BYTES",
     "MAGIC",
     "MAX_CHUNKS",
@@ -48,6 +73,8 @@ __all__ = [
     "TAG_BYTES",
     "VERSION",
     "Argon2Params",
+    "DevicePublic",
+    "DeviceUnsealer",
     "Header",
     "Metadata",
     "Opener",
@@ -61,8 +88,14 @@ __all__ = [
 MAGIC = b"ATPS"
 VERSION = 1
 SUITE_AES256GCM_HKDFSHA256_STREAM = 1
+# The header's "kdf" byte is a set of flags: what the content key needs besides the link key.
+FLAG_PASSPHRASE = 1
+FLAG_DEVICE = 2
 KDF_LINK_KEY = 0
-KDF_LINK_KEY_AND_ARGON2ID = 1
+KDF_LINK_KEY_AND_ARGON2ID = FLAG_PASSPHRASE
+KDF_LINK_KEY_AND_DEVICE = FLAG_DEVICE
+KDF_LINK_KEY_ARGON2ID_AND_DEVICE = FLAG_PASSPHRASE | FLAG_DEVICE
+_KNOWN_FLAGS = FLAG_PASSPHRASE | FLAG_DEVICE
 
 LINK_KEY_BYTES = 32
 DEFAULT_CHUNK_SIZE_LOG2 = 16
@@ -77,8 +110,12 @@ DEFAULT_ARGON2 = Argon2Params()
 
 _BASE_HEADER = struct.Struct(">4sBBBB32s")
 _ARGON2_FIELDS = struct.Struct(">III16s")
+# ephemeral X25519 public key, the device secret sealed to the device
+_DEVICE_FIELDS = struct.Struct(f">{PUBLIC_KEY_BYTES}s{SEALED_DEVICE_SECRET_BYTES}s")
 HEADER_BYTES_WITHOUT_PASSPHRASE = _BASE_HEADER.size
 HEADER_BYTES_WITH_PASSPHRASE = _BASE_HEADER.size + _ARGON2_FIELDS.size
+DEVICE_FIELDS_BYTES = _DEVICE_FIELDS.size
+HEADER_BYTES_MAX = HEADER_BYTES_WITH_PASSPHRASE + DEVICE_FIELDS_BYTES
 _META_LENGTH = struct.Struct(">I")
 _NONCE_SUFFIX = struct.Struct(">IB")
 _METADATA_KEYS = frozenset({"kind", "name", "size", "type"})
@@ -168,10 +205,21 @@ class Header:
     argon2: Argon2Params | None
     argon2_salt: bytes | None
     raw: bytes
+    ephemeral_public: bytes | None = None
+    sealed_device_secret: bytes | None = None
 
     @property
     def has_passphrase(self) -> bool:
         return self.argon2 is not None
+
+    @property
+    def is_device_bound(self) -> bool:
+        return self.ephemeral_public is not None
+
+    @property
+    def device_seal_aad(self) -> bytes:
+        """The header bytes before the device fields: the AAD of the sealed device secret."""
+        return self.raw[: len(self.raw) - DEVICE_FIELDS_BYTES] if self.is_device_bound else b""
 
     @property
     def chunk_size(self) -> int:
@@ -179,11 +227,17 @@ class Header:
 
 
 def _encode_header(
-    chunk_size_log2: int, salt: bytes, argon2: Argon2Params | None, argon2_salt: bytes | None
+    chunk_size_log2: int,
+    salt: bytes,
+    argon2: Argon2Params | None,
+    argon2_salt: bytes | None,
+    *,
+    is_device_bound: bool = False,
 ) -> bytes:
-    kdf = KDF_LINK_KEY if argon2 is None else KDF_LINK_KEY_AND_ARGON2ID
+    """The header up to, not including, the device fields (the sealer appends those)."""
+    flags = (FLAG_PASSPHRASE if argon2 is not None else 0) | (FLAG_DEVICE if is_device_bound else 0)
     raw = _BASE_HEADER.pack(
-        MAGIC, VERSION, SUITE_AES256GCM_HKDFSHA256_STREAM, chunk_size_log2, kdf, salt
+        MAGIC, VERSION, SUITE_AES256GCM_HKDFSHA256_STREAM, chunk_size_log2, flags, salt
     )
     if argon2 is not None:
         assert argon2_salt is not None
@@ -195,8 +249,8 @@ def parse_header(data: bytes) -> Header | None:
     """Parse the header at the start of `data` (bytes after it are ignored).
 
     Returns None while `data` is too short to decide. Fails as early as the bytes allow:
-    UnsupportedEnvelope for an unknown version, suite or kdf; DecryptionFailed for anything
-    else malformed (not an envelope, chunk size or Argon2 cost out of range).
+    UnsupportedEnvelope for an unknown version, suite or kdf flag; DecryptionFailed for
+    anything else malformed (not an envelope, chunk size or Argon2 cost out of range).
     """
     seen = len(data)
     if data[: min(seen, len(MAGIC))] != MAGIC[: min(seen, len(MAGIC))]:
@@ -207,27 +261,37 @@ def parse_header(data: bytes) -> Header | None:
         raise UnsupportedEnvelope
     if seen > 6 and not MIN_CHUNK_SIZE_LOG2 <= data[6] <= MAX_CHUNK_SIZE_LOG2:
         raise DecryptionFailed
-    if seen > 7 and data[7] not in (KDF_LINK_KEY, KDF_LINK_KEY_AND_ARGON2ID):
-        # A new kdf would come with a new reader, like a new suite: tell the user to upgrade.
+    if seen > 7 and data[7] & ~_KNOWN_FLAGS:
+        # A new flag would come with a new reader, like a new suite: tell the user to upgrade.
         raise UnsupportedEnvelope
     if seen < HEADER_BYTES_WITHOUT_PASSPHRASE:
         return None
-    _, _, _, chunk_size_log2, kdf, salt = _BASE_HEADER.unpack_from(data)
-    if kdf == KDF_LINK_KEY:
-        return Header(
-            chunk_size_log2, salt, None, None, bytes(data[:HEADER_BYTES_WITHOUT_PASSPHRASE])
-        )
-    if seen < HEADER_BYTES_WITH_PASSPHRASE:
-        return None
-    memory_kib, iterations, lanes, argon2_salt = _ARGON2_FIELDS.unpack_from(
-        data, HEADER_BYTES_WITHOUT_PASSPHRASE
-    )
-    try:
-        argon2 = Argon2Params(memory_kib=memory_kib, iterations=iterations, lanes=lanes)
-    except ValueError:
-        raise DecryptionFailed from None
+    _, _, _, chunk_size_log2, flags, salt = _BASE_HEADER.unpack_from(data)
+    size = HEADER_BYTES_WITHOUT_PASSPHRASE
+    argon2 = argon2_salt = None
+    if flags & FLAG_PASSPHRASE:
+        if seen < size + _ARGON2_FIELDS.size:
+            return None
+        memory_kib, iterations, lanes, argon2_salt = _ARGON2_FIELDS.unpack_from(data, size)
+        try:
+            argon2 = Argon2Params(memory_kib=memory_kib, iterations=iterations, lanes=lanes)
+        except ValueError:
+            raise DecryptionFailed from None
+        size += _ARGON2_FIELDS.size
+    ephemeral_public = sealed_device_secret = None
+    if flags & FLAG_DEVICE:
+        if seen < size + _DEVICE_FIELDS.size:
+            return None
+        ephemeral_public, sealed_device_secret = _DEVICE_FIELDS.unpack_from(data, size)
+        size += _DEVICE_FIELDS.size
     return Header(
-        chunk_size_log2, salt, argon2, argon2_salt, bytes(data[:HEADER_BYTES_WITH_PASSPHRASE])
+        chunk_size_log2,
+        salt,
+        argon2,
+        argon2_salt,
+        bytes(data[:size]),
+        ephemeral_public,
+        sealed_device_secret,
     )
 
 
@@ -260,6 +324,7 @@ def sealed_size(
     *,
     has_passphrase: bool = False,
     chunk_size_log2: int = DEFAULT_CHUNK_SIZE_LOG2,
+    is_device_bound: bool = False,
 ) -> int:
     """The exact byte length of the envelope `seal` makes for this metadata.
 
@@ -270,7 +335,7 @@ def sealed_size(
     plaintext_size = _plaintext_size(len(_encode_metadata(metadata)), metadata.size)
     header_size = (
         HEADER_BYTES_WITH_PASSPHRASE if has_passphrase else HEADER_BYTES_WITHOUT_PASSPHRASE
-    )
+    ) + (DEVICE_FIELDS_BYTES if is_device_bound else 0)
     return header_size + plaintext_size + _chunk_count(plaintext_size, chunk_size_log2) * TAG_BYTES
 
 
@@ -326,6 +391,7 @@ class Sealer:
         passphrase: str | None = None,
         argon2: Argon2Params = DEFAULT_ARGON2,
         chunk_size_log2: int = DEFAULT_CHUNK_SIZE_LOG2,
+        device: DevicePublic | None = None,
     ) -> None:
         _check_link_key(link_key)
         _check_chunk_size_log2(chunk_size_log2)
@@ -335,23 +401,42 @@ class Sealer:
             raise ValueError("the passphrase must not be empty")
         encoded_metadata = _encode_metadata(metadata)
         self.size = sealed_size(
-            metadata, has_passphrase=passphrase is not None, chunk_size_log2=chunk_size_log2
+            metadata,
+            has_passphrase=passphrase is not None,
+            chunk_size_log2=chunk_size_log2,
+            is_device_bound=device is not None,
         )
         self._plaintext_size = _plaintext_size(len(encoded_metadata), metadata.size)
         self._chunk_size = 1 << chunk_size_log2
         self._chunk_count = _chunk_count(self._plaintext_size, chunk_size_log2)
 
-        # Order of draws is part of the test vectors: salt, then the Argon2 salt.
+        # Order of draws is part of the test vectors: salt, the Argon2 salt, the ephemeral
+        # X25519 private key, the device secret.
         salt = _draw(random_bytes, ENVELOPE_SALT_BYTES)
-        passphrase_key = None
         argon2_salt = None
         if passphrase is not None:
             argon2_salt = _draw(random_bytes, ARGON2_SALT_BYTES)
-            passphrase_key = derive_passphrase_key(passphrase, argon2_salt, argon2)
         self._header = _encode_header(
-            chunk_size_log2, salt, argon2 if passphrase is not None else None, argon2_salt
+            chunk_size_log2,
+            salt,
+            argon2 if passphrase is not None else None,
+            argon2_salt,
+            is_device_bound=device is not None,
         )
-        keys = derive_envelope_keys(bytes(link_key), salt, passphrase_key)
+        device_secret = None
+        if device is not None:
+            ephemeral_private = _draw(random_bytes, EPHEMERAL_PRIVATE_BYTES)
+            device_secret = _draw(random_bytes, DEVICE_SECRET_BYTES)
+            # The seal's AAD is the header so far: flags, salts and costs are bound to it.
+            ephemeral_public, sealed = seal_device_secret(
+                device.sealing_key, device_secret, ephemeral_private, self._header
+            )
+            self._header += _DEVICE_FIELDS.pack(ephemeral_public, sealed)
+        passphrase_key = None
+        if passphrase is not None:
+            assert argon2_salt is not None
+            passphrase_key = derive_passphrase_key(passphrase, argon2_salt, argon2)
+        keys = derive_envelope_keys(bytes(link_key), salt, passphrase_key, device_secret)
         self._aead: AESGCM | None = AESGCM(keys.key)
         self._nonce_prefix = keys.nonce_prefix
 
@@ -433,8 +518,10 @@ def seal(
     passphrase: str | None = None,
     argon2: Argon2Params = DEFAULT_ARGON2,
     chunk_size_log2: int = DEFAULT_CHUNK_SIZE_LOG2,
+    device: DevicePublic | None = None,
 ) -> bytes:
-    """Encrypt `content` (whose length must equal `metadata.size`) into one envelope."""
+    """Encrypt `content` (whose length must equal `metadata.size`) into one envelope,
+    sealed to `device` as well when one is given."""
     sealer = Sealer(
         link_key,
         metadata,
@@ -442,6 +529,7 @@ def seal(
         passphrase=passphrase,
         argon2=argon2,
         chunk_size_log2=chunk_size_log2,
+        device=device,
     )
     return sealer.update(content) + sealer.finalize()
 
@@ -456,6 +544,10 @@ class Opener:
     verified, but the envelope as a whole is proven only when `finish()` returns: until then
     the output may be a truncated prefix, so write it somewhere provisional. Any failure is
     final: the opener then refuses every call with DecryptionFailed.
+
+    `device` is consulted only when the header says the envelope is bound to a device; it
+    needs nothing but an X25519 exchange with the device's key (`DeviceUnsealer`).
+    PassphraseRequired and DeviceRequired are not failures: start again with what is missing.
     """
 
     __slots__ = (
@@ -463,6 +555,7 @@ class Opener:
         "_buffer",
         "_chunk_index",
         "_content_left",
+        "_device",
         "_has_failed",
         "_header",
         "_is_finished",
@@ -476,10 +569,17 @@ class Opener:
         "_plaintext_size",
     )
 
-    def __init__(self, link_key: bytes, passphrase: str | None = None) -> None:
+    def __init__(
+        self,
+        link_key: bytes,
+        passphrase: str | None = None,
+        *,
+        device: DeviceUnsealer | None = None,
+    ) -> None:
         _check_link_key(link_key)
         self._link_key: bytes | None = bytes(link_key)
         self._passphrase = passphrase
+        self._device = device
         self._header: Header | None = None
         self._metadata: Metadata | None = None
         self._aead: AESGCM | None = None
@@ -548,6 +648,7 @@ class Opener:
         self._aead = None
         self._link_key = None
         self._passphrase = None
+        self._device = None
         self._buffer = bytearray()
         self._metadata_buffer = bytearray()
 
@@ -574,11 +675,25 @@ class Opener:
         """Parse the header and derive the keys; False while the header is incomplete."""
         header = self._header
         if header is None:
-            header = parse_header(bytes(self._buffer[:HEADER_BYTES_WITH_PASSPHRASE]))
+            header = parse_header(bytes(self._buffer[:HEADER_BYTES_MAX]))
             if header is None:
                 return False
             self._header = header
         assert self._link_key is not None
+        device_secret = None
+        if header.is_device_bound:
+            if self._device is None:
+                # Not a failure either: no passphrase can help, but a device can.
+                raise DeviceRequired
+            assert header.ephemeral_public is not None
+            assert header.sealed_device_secret is not None
+            # Before Argon2: a wrong device fails without spending the passphrase's cost.
+            device_secret = open_device_secret(
+                self._device,
+                header.ephemeral_public,
+                header.sealed_device_secret,
+                header.device_seal_aad,
+            )
         passphrase_key = None
         if header.argon2 is not None:
             if self._passphrase is None:
@@ -591,11 +706,12 @@ class Opener:
                 )
             except ValueError:  # a passphrase with no UTF-8 form cannot be the right one
                 raise DecryptionFailed from None
-        keys = derive_envelope_keys(self._link_key, header.salt, passphrase_key)
+        keys = derive_envelope_keys(self._link_key, header.salt, passphrase_key, device_secret)
         self._aead = AESGCM(keys.key)
         self._nonce_prefix = keys.nonce_prefix
         self._link_key = None
         self._passphrase = None
+        self._device = None
         del self._buffer[: len(header.raw)]
         return True
 
@@ -662,11 +778,16 @@ class Opener:
 
 
 def open_envelope(
-    envelope: bytes, link_key: bytes, passphrase: str | None = None
+    envelope: bytes,
+    link_key: bytes,
+    passphrase: str | None = None,
+    *,
+    device: DeviceUnsealer | None = None,
 ) -> tuple[Metadata, bytes]:
     """Decrypt a whole envelope; DecryptionFailed (or a subclass) on any problem,
-    PassphraseRequired when it is locked with a passphrase and none was given."""
-    opener = Opener(link_key, passphrase)
+    PassphraseRequired when it is locked with a passphrase and none was given,
+    DeviceRequired when it is sealed to a device and none was given."""
+    opener = Opener(link_key, passphrase, device=device)
     content = opener.feed(envelope) + opener.finish()
     assert opener.metadata is not None  # finish() succeeds only once the metadata decoded
     return opener.metadata, content

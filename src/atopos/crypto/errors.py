@@ -6,7 +6,13 @@ client and server map them (a `DecryptionFailed` is a refusal, never a 500).
 
 from __future__ import annotations
 
-__all__ = ["CryptoError", "DecryptionFailed", "PassphraseRequired", "UnsupportedEnvelope"]
+__all__ = [
+    "CryptoError",
+    "DecryptionFailed",
+    "DeviceRequired",
+    "PassphraseRequired",
+    "UnsupportedEnvelope",
+]
 
 
 class CryptoError(Exception):
@@ -37,4 +43,11 @@ class PassphraseRequired(CryptoError):
     """The envelope is locked with a passphrase and none was given."""
 
     def __init__(self, message: str = "This secret needs its passphrase.") -> None:
+        super().__init__(message)
+
+
+class DeviceRequired(CryptoError):
+    """The envelope is sealed to a device and no device was given to open it."""
+
+    def __init__(self, message: str = "This secret can only be opened on its device.") -> None:
         super().__init__(message)

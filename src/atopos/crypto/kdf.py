@@ -1,5 +1,6 @@
 """Key derivation for envelopes: Argon2id stretches a passphrase, HKDF-SHA256 makes the
-content key and nonce prefix. The format is fixed in docs/protocol/envelope.md."""
+content key and nonce prefix from the link key, the passphrase key and the device secret.
+The format is fixed in docs/protocol/envelope.md."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ __all__ = [
     "ARGON2_MEMORY_KIB_MAX",
     "ARGON2_SALT_BYTES",
     "CONTENT_KEY_BYTES",
+    "DEVICE_SECRET_BYTES",
     "ENVELOPE_INFO",
     "ENVELOPE_SALT_BYTES",
     "NONCE_PREFIX_BYTES",
@@ -36,6 +38,7 @@ ARGON2_SALT_BYTES = 16
 PASSPHRASE_KEY_BYTES = 32
 
 ENVELOPE_SALT_BYTES = 32
+DEVICE_SECRET_BYTES = 32
 ENVELOPE_INFO = b"atopos/envelope/v1"
 CONTENT_KEY_BYTES = 32
 NONCE_PREFIX_BYTES = 7
@@ -99,14 +102,24 @@ def derive_passphrase_key(passphrase: str, salt: bytes, params: Argon2Params) ->
 
 
 def derive_envelope_keys(
-    link_key: bytes, salt: bytes, passphrase_key: bytes | None = None
+    link_key: bytes,
+    salt: bytes,
+    passphrase_key: bytes | None = None,
+    device_secret: bytes | None = None,
 ) -> EnvelopeKeys:
-    """HKDF-SHA256(ikm = link_key [|| passphrase_key], salt, info "atopos/envelope/v1")."""
+    """HKDF-SHA256(ikm = link_key [|| passphrase_key] [|| device_secret], salt,
+    info "atopos/envelope/v1"), in that order."""
     if len(salt) != ENVELOPE_SALT_BYTES:
         raise ValueError(f"the envelope salt must be {ENVELOPE_SALT_BYTES} bytes")
     if passphrase_key is not None and len(passphrase_key) != PASSPHRASE_KEY_BYTES:
         raise ValueError(f"the passphrase key must be {PASSPHRASE_KEY_BYTES} bytes")
-    ikm = bytes(link_key) + (b"" if passphrase_key is None else bytes(passphrase_key))
+    if device_secret is not None and len(device_secret) != DEVICE_SECRET_BYTES:
+        raise ValueError(f"the device secret must be {DEVICE_SECRET_BYTES} bytes")
+    ikm = bytes(link_key)
+    if passphrase_key is not None:
+        ikm += bytes(passphrase_key)
+    if device_secret is not None:
+        ikm += bytes(device_secret)
     okm = HKDF(
         algorithm=hashes.SHA256(),
         length=CONTENT_KEY_BYTES + NONCE_PREFIX_BYTES,

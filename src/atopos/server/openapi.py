@@ -48,7 +48,10 @@ def _json_response(description: str, name: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
-        403: "Refused: bad, used or expired ticket or challenge, wrong proof, wrong token.",
+        403: (
+            "Refused: bad, used or expired ticket or challenge, wrong proof of work, missing "
+            "or wrong device proof, wrong token."
+        ),
         404: "Gone: unknown, expired, already viewed or deleted.",
         413: "Body too large.",
         415: "Wrong content type.",
@@ -103,6 +106,16 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
                             "schema": {"type": "integer", "minimum": 1, "maximum": max_views},
                         },
                         {"name": "kind", "in": "query", "schema": {"enum": ["text", "file"]}},
+                        {
+                            "name": "device_key",
+                            "in": "query",
+                            "description": (
+                                "Bind the secret to a device: its Ed25519 public key, 32 bytes "
+                                "as unpadded base64url. The ticket step then requires "
+                                "device_proof. A key that is not a valid Ed25519 point is 422."
+                            ),
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
+                        },
                     ],
                     "requestBody": {"required": True, "content": envelope},
                     "responses": {

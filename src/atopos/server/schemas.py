@@ -24,6 +24,7 @@ _Nonce = Annotated[int, msgspec.Meta(ge=0, description="0 <= nonce < 2**64")]
 class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     challenge: _Token
     nonce: _Nonce
+    # base64url Ed25519 signature (86 characters); required for a bound secret, else ignored.
     device_proof: _Token | None = None
 
     def __post_init__(self) -> None:
@@ -45,6 +46,10 @@ class ChallengeResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     challenge: str
     bits: int
     expires_at: int
+    # True when the ticket step will also want `device_proof` (docs/protocol/device.md).
+    is_bound: bool
+    # True when the envelope's header says it needs a passphrase: ask before the view.
+    has_passphrase: bool
 
 
 class TicketResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
-from atopos.crypto.envelope import parse_header
+from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proof
+from atopos.crypto.envelope import Header, parse_header
 from atopos.crypto.errors import CryptoError
 from atopos.errors import Gone, InvalidInput, Refused
 from atopos.server.access import AccessControl
@@ -30,13 +31,14 @@ from atopos.server.schemas import (
     TicketResponse,
 )
 from atopos.server.sizes import max_envelope_bytes, min_envelope_bytes
+from atopos.server.streaming import EnvelopeStream
 from atopos.storage.port import KIND_FILE, KIND_TEXT, NewSecret, SecretInfo, SecretStore, TicketUsed
 
 __all__ = ["SecretsApi"]
 
 _GONE = "This secret does not exist, has expired or was already viewed."
 _ID_CHARS = 22  # 16 bytes, base64url
-_CREATE_PARAMS = frozenset({"expires_in", "views", "kind"})
+_CREATE_PARAMS = frozenset({"expires_in", "views", "kind", "device_key"})
 _encode = msgspec.json.encode
 # Bodies up to this size are sent as one response (cheaper than a streaming response).
 _BUFFERED_REVEAL_BYTES = 1024 * 1024
@@ -58,13 +60,14 @@ class SecretsApi:
         access: AccessControl,
         limits: RateLimits,
         clock: Clock,
+        identifiers: EphemeralIdentifiers | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._access = access
         self._limits = limits
         self._clock = clock
-        self._idents = EphemeralIdentifiers(clock.now())
+        self._idents = identifiers or EphemeralIdentifiers(clock.now())
         self._max_envelope = max_envelope_bytes(config.max_content_bytes)
         self._trusted_proxies = frozenset(config.trusted_proxies)
 
@@ -118,9 +121,16 @@ class SecretsApi:
     async def create(self, request: Request) -> Response:
         await self._limited(request, "create")
         expires_in, views, kind = self._create_params(request)
+        device_key = _device_key_param(request.query_params.get("device_key"))
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/octet-stream":
             raise InvalidInput("The body must be the envelope as application/octet-stream.")
+        stream = limited_stream(request, self._max_envelope)
+        header, head = await _read_header(stream)
+        if header.is_device_bound != (device_key is not None):
+            raise InvalidInput(
+                "The envelope's device binding and the device_key parameter disagree."
+            )
         now = self._now()
         secret_id = os.urandom(16)
         manage_token = os.urandom(32)
@@ -131,9 +141,10 @@ class SecretsApi:
             views=views,
             created_at=now,
             expires_at=now + expires_in,
+            device_key=device_key,
+            has_passphrase=header.has_passphrase,
         )
-        body = self._checked_envelope(limited_stream(request, self._max_envelope))
-        await self._store.create(secret, body)
+        await self._store.create(secret, _long_enough(head, stream))
         return _json(
             CreateResponse(b64url_encode(secret_id), b64url_encode(manage_token), now + expires_in),
             status=201,
@@ -143,7 +154,9 @@ class SecretsApi:
         params = request.query_params
         unknown = set(params.keys()) - _CREATE_PARAMS
         if unknown or any(len(params.getlist(name)) > 1 for name in params):
-            raise InvalidInput("Only expires_in, views and kind may be given, once each.")
+            raise InvalidInput(
+                "Only expires_in, views, kind and device_key may be given, once each."
+            )
         config = self._config
         expires_in = _int_param(params.get("expires_in"), config.default_ttl, "expires_in")
         if not 60 <= expires_in <= config.max_ttl:
@@ -156,37 +169,24 @@ class SecretsApi:
             raise InvalidInput("kind must be text or file.")
         return expires_in, views, kind
 
-    async def _checked_envelope(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Pass the body through once its header parses and before the end proves it long
-        enough to hold one sealed record: garbage never reaches the store."""
-        head = bytearray()
-        size = 0
-        checked = False
-        async for piece in body:
-            size += len(piece)
-            if not checked:
-                head += piece
-                try:
-                    header = parse_header(bytes(head))
-                except CryptoError:
-                    raise InvalidInput("The body is not an Atopos envelope.") from None
-                if header is None:
-                    continue
-                checked = True
-                piece, head = bytes(head), bytearray()
-            yield piece
-        if not checked or size < min_envelope_bytes():
-            raise InvalidInput("The body is not an Atopos envelope.")
-
     async def challenge(self, request: Request) -> Response:
         ident = await self._limited(request, "challenge")
         secret_id = self._secret_id(request)
         now = self._now()
-        if await self._store.info(secret_id, now) is None:
+        info = await self._store.info(secret_id, now)
+        if info is None:
             await self._access.record_failure(ident)
             raise Gone(_GONE)
         issued = await self._access.challenge(secret_id, ident, now)
-        return _json(ChallengeResponse(issued.challenge, issued.bits, issued.expires_at))
+        return _json(
+            ChallengeResponse(
+                issued.challenge,
+                issued.bits,
+                issued.expires_at,
+                is_bound=info.is_bound,
+                has_passphrase=info.has_passphrase,
+            )
+        )
 
     async def ticket(self, request: Request) -> Response:
         ident = await self._limited(request, "ticket")
@@ -194,8 +194,17 @@ class SecretsApi:
         body = await read_json(request, TicketRequest, self._config.max_json_bytes)
         now = self._now()
         issued = await self._access.ticket(secret_id, body.challenge, body.nonce, ident, now)
-        if await self._store.info(secret_id, now) is None:
+        info = await self._store.info(secret_id, now)
+        if info is None:
             raise Gone(_GONE)
+        # A bound secret's ticket also needs the device's signature over this challenge and
+        # this secret id (docs/protocol/device.md); the ticket minted above is then dropped.
+        if info.device_key is not None and not (
+            body.device_proof is not None
+            and verify_device_proof(info.device_key, secret_id, body.challenge, body.device_proof)
+        ):
+            await self._access.record_failure(ident)
+            raise Refused("This secret is bound to a device; the device proof is missing or wrong.")
         return _json(TicketResponse(issued.ticket, issued.expires_at))
 
     async def reveal(self, request: Request) -> Response:
@@ -204,10 +213,12 @@ class SecretsApi:
         body = await read_json(request, RevealRequest, self._config.max_json_bytes)
         now = self._now()
         ticket = await self._access.open_ticket(secret_id, body.ticket, ident, now)
+        # Every ticket minted from one challenge carries this ticket id, and the last of
+        # them expires at most `challenge_ttl` after this one: the store must remember the
+        # id that long, or a later ticket of the same challenge would buy a second view.
+        redeemed_until = ticket.expires_at + self._config.challenge_ttl
         try:
-            revealed = await self._store.consume(
-                secret_id, ticket.ticket_id, ticket.expires_at, now
-            )
+            revealed = await self._store.consume(secret_id, ticket.ticket_id, redeemed_until, now)
         except TicketUsed:
             await self._access.record_failure(ident)
             raise
@@ -215,9 +226,7 @@ class SecretsApi:
         if revealed.size <= _BUFFERED_REVEAL_BYTES:
             data = b"".join([piece async for piece in revealed.chunks])
             return Response(data, media_type="application/octet-stream", headers=headers)
-        return StreamingResponse(
-            revealed.chunks, media_type="application/octet-stream", headers=headers
-        )
+        return EnvelopeStream(revealed.size, revealed.chunks)
 
     async def status(self, request: Request) -> Response:
         await self._limited(request, "manage")
@@ -241,9 +250,48 @@ class SecretsApi:
         return Response(status_code=204)
 
 
+def _device_key_param(text: str | None) -> bytes | None:
+    """The Ed25519 public key a secret is bound to (unpadded base64url of 32 bytes)."""
+    if text is None:
+        return None
+    try:
+        key = b64url_decode(text)
+    except ValueError:
+        key = b""
+    if not is_valid_ed25519_public_key(key):
+        raise InvalidInput("device_key must be an Ed25519 public key as unpadded base64url.")
+    return key
+
+
 def _int_param(text: str | None, default: int, name: str) -> int:
     if text is None:
         return default
     if not text.isascii() or not text.isdigit() or len(text) > 12:
         raise InvalidInput(f"{name} must be a whole number.")
     return int(text)
+
+
+async def _read_header(body: AsyncIterator[bytes]) -> tuple[Header, bytes]:
+    """Read until the envelope header parses; return it and every byte read so far."""
+    head = bytearray()
+    async for piece in body:
+        head += piece
+        try:
+            header = parse_header(bytes(head))
+        except CryptoError:
+            raise InvalidInput("The body is not an Atopos envelope.") from None
+        if header is not None:
+            return header, bytes(head)
+    raise InvalidInput("The body is not an Atopos envelope.")
+
+
+async def _long_enough(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The whole body, failing at the end if it cannot hold even one sealed record, so
+    that garbage never reaches the store."""
+    size = len(head)
+    yield head
+    async for piece in rest:
+        size += len(piece)
+        yield piece
+    if size < min_envelope_bytes():
+        raise InvalidInput("The body is not an Atopos envelope.")

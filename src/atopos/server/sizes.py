@@ -18,6 +18,7 @@ def max_envelope_bytes(max_content_bytes: int) -> int:
     return sealed_size(
         Metadata(kind="file", size=max_content_bytes + _MAX_META_BYTES),
         has_passphrase=True,
+        is_device_bound=True,
         chunk_size_log2=_SMALLEST_CHUNK_LOG2,
     )
 
