@@ -5,6 +5,7 @@ set -euo pipefail
 table=(
   "redis-server:redis-server"
   "chromium:chromium"
+  "caddy:caddy"
 )
 need=()
 for row in "${table[@]}"; do

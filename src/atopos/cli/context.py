@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import typer
 
@@ -14,6 +15,9 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 @dataclasses.dataclass(frozen=True, slots=True)
 class GlobalOptions:
     server: str = DEFAULT_SERVER
+    # TLS for every server a command talks to (client/http.py puts them in force).
+    ca_file: Path | None = None
+    pin_spki: tuple[bytes, ...] = ()
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 from pathlib import Path
 
 from atopos.storage.urls import is_redis_url
 
-__all__ = ["DEFAULT_POW_BITS", "ServerConfig", "rate_limits"]
+__all__ = ["DEFAULT_POW_BITS", "ServerConfig", "parse_trusted_proxies", "rate_limits"]
 
 # A laptop browser hashing with WebCrypto in a worker needs about half a second for 2**16
 # attempts; the CLI needs a few hundredths. See docs/protocol/access.md.
@@ -46,7 +48,8 @@ class ServerConfig:
     rate_manage: int = 60
     sweep_interval: float = 30.0
     log_level: str = "info"
-    # Honour X-Forwarded-For from these proxy addresses only (deploy/ behind Caddy).
+    # Honour X-Forwarded-For (its last entry) from these proxy addresses only, e.g. Caddy on
+    # the same machine: ATOPOS_TRUSTED_PROXIES=127.0.0.1 (deploy/, docs/operations.md).
     trusted_proxies: tuple[str, ...] = ()
 
     def resolved_storage_url(self) -> str:
@@ -75,10 +78,20 @@ class ServerConfig:
             values["pow_bits"] = int(bits)
         if level := os.environ.get("ATOPOS_LOG_LEVEL"):
             values["log_level"] = level
+        if proxies := os.environ.get("ATOPOS_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = parse_trusted_proxies(proxies)
         if (rate := os.environ.get("ATOPOS_RATE_LIMIT")) is not None:
             values.update(rate_limits(int(rate)))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def parse_trusted_proxies(text: str) -> tuple[str, ...]:
+    """Proxy addresses separated by commas or spaces, in the form the server sees them as
+    peers (`127.0.0.1`, `::1`); a ValueError for anything that is not an IP address."""
+    return tuple(
+        str(ipaddress.ip_address(item)) for item in re.split(r"[\s,]+", text.strip()) if item
+    )
 
 
 def rate_limits(per_minute: int) -> dict[str, int]:
