@@ -9,7 +9,7 @@ PORT ?= 8080
 DATA ?= ./data
 FUZZ_SECONDS ?= 300
 
-.PHONY: serve test lint typecheck pytest fuzz bench lock clean system-deps
+.PHONY: serve test lint typecheck audit pytest fuzz bench lock clean system-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +31,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
+# Known vulnerabilities in requirements.lock fail the build; an audit that cannot reach
+# PyPI only warns (AUDIT_STRICT=1 makes it fail too). docs/verification.md.
+audit: $(STAMP)
+	$(BIN)/python scripts/audit_deps.py
+
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck audit pytest
+
+# The fuzz and stateful tests (marked `fuzz`) for FUZZ_SECONDS in all, each test its share,
+# in rounds that stop by themselves (tests/conftest.py); `timeout` is only the backstop.
+fuzz: $(STAMP) system-deps
+	HYPOTHESIS_PROFILE=fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	timeout --signal=INT --kill-after=60 $$(( $(FUZZ_SECONDS) + $(FUZZ_SECONDS) / 5 + 300 )) \
+	$(BIN)/pytest -m fuzz -q --timeout=$$(( $(FUZZ_SECONDS) + 600 ))
 
 bench: $(STAMP)
 	$(BIN)/python bench/secrets.py

@@ -1,12 +1,85 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from atopos.server.config import ServerConfig, rate_limits
+from tests.fuzzing import FUZZ_SECONDS, IS_FUZZING, PROFILE
 from tests.servers import ManualClock, ServerProcess, in_process_server
+
+_FUZZ_BUDGET = pytest.StashKey[float]()
+_FUZZ_ROUNDS = pytest.StashKey[list[tuple[str, int, float]]]()
+_REPORTS = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "fuzz: a property or stateful test that `make fuzz` runs for a time budget"
+    )
+    config.stash[_FUZZ_ROUNDS] = []
+    config.stash[_REPORTS] = []
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselected: the budget is for what runs
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The browser suite's session-wide Playwright (sync API) keeps an event loop running
+    # in the main thread until the session ends; every later asyncio.run() would fail.
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid)
+    fuzzed = sum(1 for item in items if item.get_closest_marker("fuzz") is not None)
+    config.stash[_FUZZ_BUDGET] = FUZZ_SECONDS / fuzzed if fuzzed else 0.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Under the fuzz profile, run each fuzz test in rounds until its budget is spent.
+
+    Each round is one complete Hypothesis run with a fresh seed (failures found earlier
+    are replayed first from the example database); no round starts that would likely end
+    after the budget, so `make fuzz` stops by itself.
+    """
+    if not IS_FUZZING or pyfuncitem.get_closest_marker("fuzz") is None:
+        return None
+    budget = pyfuncitem.config.stash[_FUZZ_BUDGET]
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    started = time.monotonic()
+    rounds, longest = 0, 0.0
+    while True:
+        round_started = time.monotonic()
+        pyfuncitem.obj(**arguments)
+        rounds += 1
+        longest = max(longest, time.monotonic() - round_started)
+        if time.monotonic() - started + longest > budget:
+            break
+    pyfuncitem.config.stash[_FUZZ_ROUNDS].append(
+        (pyfuncitem.nodeid, rounds, time.monotonic() - started)
+    )
+    return True
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    config = terminalreporter.config
+    if config.stash[_REPORTS]:
+        terminalreporter.section("what the verification tests checked")
+        for line in config.stash[_REPORTS]:
+            terminalreporter.write_line(line)
+    if not IS_FUZZING:
+        return
+    terminalreporter.section(f"fuzz rounds (profile {PROFILE}, FUZZ_SECONDS={FUZZ_SECONDS:g})")
+    for nodeid, rounds, seconds in config.stash[_FUZZ_ROUNDS]:
+        terminalreporter.write_line(f"{rounds:6d} rounds {seconds:8.1f} s  {nodeid}")
+
+
+@pytest.fixture
+def report_line(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Print a line (the counts a test checked) in the run's summary, even when passing."""
+
+    def report(line: str) -> None:
+        request.config.stash[_REPORTS].append(f"{request.node.nodeid}: {line}")
+
+    return report
 
 
 @pytest.fixture

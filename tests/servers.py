@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ import uvicorn
 
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
+from atopos.storage.port import SecretStore
 
 ATOPOS = str(Path(sys.executable).with_name("atopos"))
 
@@ -55,6 +56,8 @@ class ServerProcess:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # Runs in the child before `atopos serve` starts (resource limits, signal dispositions).
+    preexec: Callable[[], None] | None = None
 
     @property
     def url(self) -> str:
@@ -86,6 +89,7 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=self.preexec,
         )
         log.close()
         wait_healthy(self.url, self.process)
@@ -122,12 +126,15 @@ class ManualClock:
 
 
 @contextlib.contextmanager
-def in_process_server(config: ServerConfig, clock: ManualClock) -> Iterator[str]:
-    """uvicorn in a thread of the test process, on a loopback port, with an injected clock."""
+def in_process_server(
+    config: ServerConfig, clock: ManualClock, store: SecretStore | None = None
+) -> Iterator[str]:
+    """uvicorn in a thread of the test process, on a loopback port, with an injected clock
+    (and, when given, a store the test can also reach, e.g. to sweep it)."""
     port = free_port(config.host)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config, clock=clock),
+            create_app(config, clock=clock, store=store),
             host=config.host,
             port=port,
             log_config=None,
