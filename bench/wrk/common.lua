@@ -1,0 +1,60 @@
+-- Shared by the bench scripts (wrk 4 with LuaJIT). Each wrk thread has its own Lua state
+-- and one connection (-t N -c N). setup() numbers the threads; done() reads their counters
+-- (globals of each thread's state) and prints one line "BENCH_JSON {...}" after wrk's report.
+-- Files of thread k live in $BENCH_DIR as <name>-<k>.txt, one item a line.
+local M = {}
+local threads = {}
+
+function M.setup(thread)
+  thread:set("tid", #threads)
+  threads[#threads + 1] = thread
+end
+
+local function path(name)
+  return os.getenv("BENCH_DIR") .. "/" .. name .. "-" .. tid .. ".txt"
+end
+
+function M.lines(name)
+  local items = {}
+  for line in io.lines(path(name)) do
+    items[#items + 1] = line
+  end
+  return items
+end
+
+-- Line-buffered: a thread's Lua state is never closed, so nothing may wait in a buffer.
+function M.appender(name)
+  local f = assert(io.open(path(name), "w"))
+  f:setvbuf("line")
+  return f
+end
+
+function M.done(counters)
+  return function(summary, latency, requests)
+    local per_thread = {}
+    for i, thread in ipairs(threads) do
+      local fields = {}
+      for _, name in ipairs(counters) do
+        local value = thread:get(name)
+        if type(value) == "number" then
+          fields[#fields + 1] = string.format('"%s":%.0f', name, value)
+        else
+          fields[#fields + 1] = string.format('"%s":"%s"', name, tostring(value or ""))
+        end
+      end
+      per_thread[i] = "{" .. table.concat(fields, ",") .. "}"
+    end
+    local e = summary.errors
+    io.write(string.format(
+      'BENCH_JSON {"duration_us":%.0f,"requests":%.0f,"bytes":%.0f,'
+        .. '"errors":{"connect":%.0f,"read":%.0f,"write":%.0f,"status":%.0f,"timeout":%.0f},'
+        .. '"latency_us":{"p50":%.0f,"p90":%.0f,"p99":%.0f,"max":%.0f,"mean":%.1f},'
+        .. '"threads":[%s]}\n',
+      summary.duration, summary.requests, summary.bytes,
+      e.connect, e.read, e.write, e.status, e.timeout,
+      latency:percentile(50), latency:percentile(90), latency:percentile(99),
+      latency.max, latency.mean, table.concat(per_thread, ",")))
+  end
+end
+
+return M

@@ -1,0 +1,62 @@
+-- Atopos reveal flow, one secret each (server at --pow-bits 0, so nonce 0 solves):
+-- challenge -> ticket -> reveal, on the ids of slice-<thread>.txt in order.
+-- Revealed ids go to revealed-<thread>.txt; `inflight` names a reveal sent but unanswered.
+local common = require("common")
+setup, done = common.setup, common.done({ "flows", "bad", "bad_body", "pos", "exhausted", "inflight" })
+flows, bad, bad_body, pos, exhausted, inflight = 0, 0, 0, 1, 0, ""
+local ids, revealed, size, step, token
+local json = { ["Content-Type"] = "application/json" }
+
+function init(args)
+  ids = common.lines("slice")
+  revealed = common.appender("revealed")
+  size = tonumber(os.getenv("BENCH_BODY_BYTES"))
+  step = "challenge"
+end
+
+function request()
+  local id = ids[pos]
+  if id == nil then -- this thread's secrets are used up: the figure would be wrong
+    exhausted = 1
+    wrk.thread:stop()
+    return wrk.format("GET", "/healthz")
+  end
+  local base = "/api/v1/secrets/" .. id
+  if step == "challenge" then
+    return wrk.format("POST", base .. "/challenge", nil, "")
+  elseif step == "ticket" then
+    return wrk.format("POST", base .. "/ticket", json, '{"challenge":"' .. token .. '","nonce":0}')
+  end
+  inflight = id
+  return wrk.format("POST", base .. "/reveal", json, '{"ticket":"' .. token .. '"}')
+end
+
+local function next_secret()
+  pos, step, inflight = pos + 1, "challenge", ""
+end
+
+function response(status, headers, body)
+  if exhausted == 1 then
+    return
+  end
+  if status ~= 200 then
+    bad = bad + 1
+    return next_secret()
+  end
+  if step == "challenge" then
+    token, step = body:match('"challenge":"([%w_-]+)"'), "ticket"
+  elseif step == "ticket" then
+    token, step = body:match('"ticket":"([%w_-]+)"'), "reveal"
+  else
+    flows = flows + 1
+    if #body ~= size then
+      bad_body = bad_body + 1
+    end
+    revealed:write(ids[pos], "\n")
+    return next_secret()
+  end
+  if token == nil then
+    bad = bad + 1
+    next_secret()
+  end
+end
