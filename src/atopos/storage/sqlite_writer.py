@@ -27,8 +27,9 @@ __all__ = ["GroupCommitWriter", "storage_error"]
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 _MAX_BATCH = 512
-# A burn asks for a TRUNCATE checkpoint so the ciphertext leaves the WAL file; under
-# continuous load it runs at least this often (seconds) even when the queue never drains.
+# A burn asks for a TRUNCATE checkpoint so the ciphertext leaves the WAL file. It runs at
+# once after a quiet spell, and under load at most this often (seconds): each one costs an
+# fsync of the database file, which would otherwise follow nearly every burn.
 _CHECKPOINT_EVERY = 0.5
 _STOP = object()
 _log = logging.getLogger("atopos.storage")
@@ -82,7 +83,10 @@ class GroupCommitWriter:
         self._ready.set()
         try:
             while True:
-                timeout = 0.2 if self._checkpoint_wanted else None
+                timeout = None
+                if self._checkpoint_wanted:
+                    due = self._last_checkpoint + _CHECKPOINT_EVERY - time.monotonic()
+                    timeout = max(0.001, due)
                 try:
                     first = self._queue.get(timeout=timeout)
                 except queue.Empty:
@@ -102,9 +106,9 @@ class GroupCommitWriter:
                         break
                     batch.append(item)
                 self._commit(conn, batch)
-                if self._checkpoint_wanted and (
-                    self._queue.empty()
-                    or time.monotonic() - self._last_checkpoint > _CHECKPOINT_EVERY
+                if (
+                    self._checkpoint_wanted
+                    and time.monotonic() - self._last_checkpoint >= _CHECKPOINT_EVERY
                 ):
                     self._checkpoint(conn)
                 if stop:
