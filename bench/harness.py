@@ -132,8 +132,13 @@ class Processes:
         self._started = [(n, p) for n, p in self._started if p is not proc]
 
     def close(self) -> None:
-        for _, proc in reversed(self._started):
-            self.stop(proc)
+        """End every process still running, the last started first; one that will not
+        die does not keep the others alive."""
+        for name, proc in reversed(list(self._started)):
+            try:
+                self.stop(proc)
+            except (OSError, subprocess.SubprocessError) as exc:
+                log(f"could not stop {name} (pid {proc.pid}): {exc}")
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         path = self._log_dir / f"{name}.log"
