@@ -200,20 +200,22 @@ class SqliteSecretStore:
     async def consume(
         self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
     ) -> Revealed:
-        info = await self.info(secret_id, now)
-        # Unknown secrets go through the transaction too: a replayed ticket is refused as
-        # replayed (403) even after the secret is gone, instead of reporting "gone".
-        if info is None or info.size <= CHUNK_BYTES:
+        # One transaction decides everything for a small body (the common case). Unknown
+        # secrets go through it too: a replayed ticket is refused as replayed (403) even
+        # after the secret is gone, instead of reporting "gone".
+        try:
             size, body = await self._write(
-                self._consumer(secret_id, ticket_id, ticket_expires_at, now)
+                self._consumer(secret_id, ticket_id, ticket_expires_at, now, has_snapshot=False)
             )
             return Revealed(size, _once(body))
-        # Open the snapshot first: the consuming transaction may delete the chunks, and
-        # this reader must still see them.
+        except _NeedsSnapshot:
+            pass
+        # A chunked body: open the snapshot first, since the consuming transaction may
+        # delete the chunks and this reader must still see them.
         snapshot = await asyncio.to_thread(_Snapshot.open, self._path, secret_id)
         try:
             size, _ = await self._write(
-                self._consumer(secret_id, ticket_id, ticket_expires_at, now)
+                self._consumer(secret_id, ticket_id, ticket_expires_at, now, has_snapshot=True)
             )
         except BaseException:
             await asyncio.to_thread(snapshot.close)
@@ -221,7 +223,13 @@ class SqliteSecretStore:
         return Revealed(size, snapshot.stream())
 
     def _consumer(
-        self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
+        self,
+        secret_id: bytes,
+        ticket_id: bytes,
+        ticket_expires_at: int,
+        now: int,
+        *,
+        has_snapshot: bool,
     ) -> Callable[[sqlite3.Connection], tuple[int, bytes | None]]:
         request_checkpoint = self._writer.request_checkpoint
 
@@ -242,6 +250,10 @@ class SqliteSecretStore:
             if row is None:
                 raise Gone(_GONE)
             views_left, size, body = row
+            if body is None and not has_snapshot:
+                # Undone with the whole savepoint (ticket included); the caller retries
+                # with a read snapshot open.
+                raise _NeedsSnapshot
             if views_left == 0:
                 conn.execute("DELETE FROM secrets WHERE id = ?", (secret_id,))
                 if body is None:
@@ -322,6 +334,10 @@ def _chunk_remover(owner: bytes) -> Callable[[sqlite3.Connection], None]:
         conn.execute("DELETE FROM chunks WHERE owner = ?", (owner,))
 
     return remove
+
+
+class _NeedsSnapshot(Exception):
+    """The body is chunked: it must be read from a snapshot opened before the burn."""
 
 
 async def _once(body: bytes | None) -> AsyncIterator[bytes]:
