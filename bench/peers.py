@@ -1,7 +1,7 @@
 """Atopos next to a peer, snappass, in one run on this machine with the same wrk parameters.
 
     .venv/bin/python bench/peers.py [--duration 10] [--connections 4] [--json-out PATH]
-                                    [--systems atopos_sqlite,snappass_1w,snappass_2w]
+                                    [--systems atopos_sqlite,atopos_redis,snappass_1w,snappass_2w]
                                     [--rounds 1] [--snappass-redis-fsync]
 
 Every system runs in turn on fresh processes bound to 127.0.0.1: creates/s, then read
@@ -52,7 +52,7 @@ __all__ = ["SYSTEMS", "main"]
 
 PEERS_VENV = REPO / "bench" / ".peers-venv"
 PEER_PACKAGES = ("snappass==1.6.2", "gunicorn==27.0.1")
-DEFAULT_SYSTEMS = ("atopos_sqlite", "snappass_1w", "snappass_2w")
+DEFAULT_SYSTEMS = ("atopos_sqlite", "atopos_redis", "snappass_1w", "snappass_2w")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +172,7 @@ def atopos_sqlite(run: Run) -> dict[str, Any]:
 
 
 def atopos_redis(run: Run) -> dict[str, Any]:
-    """Atopos on Redis (needs the Redis storage adapter; opt-in with --systems)."""
+    """Atopos on Redis (appendfsync always), one node."""
     redis = start_redis(run.procs, "redis-atopos", run.work / "redis", fsync=True)
     result = _atopos(
         run,
