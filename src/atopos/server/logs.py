@@ -26,7 +26,9 @@ _PATTERNS = (
     re.compile(r"[A-Za-z0-9_\-]{16,}"),
 )
 _STANDARD_ATTRS = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    # uvicorn adds a terminal-coloured copy of its message; JSON lines have no use for it.
+    | {"message", "asctime", "color_message"}
 )
 
 
