@@ -32,11 +32,18 @@ from atopos.server.schemas import (
 )
 from atopos.server.sizes import max_envelope_bytes, min_envelope_bytes
 from atopos.server.streaming import EnvelopeStream
-from atopos.storage.port import KIND_FILE, KIND_TEXT, NewSecret, SecretInfo, SecretStore, TicketUsed
+from atopos.storage.port import (
+    GONE_MESSAGE,
+    KIND_FILE,
+    KIND_TEXT,
+    NewSecret,
+    SecretInfo,
+    SecretStore,
+    TicketUsed,
+)
 
 __all__ = ["SecretsApi"]
 
-_GONE = "This secret does not exist, has expired or was already viewed."
 _ID_CHARS = 22  # 16 bytes, base64url
 _CREATE_PARAMS = frozenset({"expires_in", "views", "kind", "device_key"})
 _encode = msgspec.json.encode
@@ -94,11 +101,11 @@ class SecretsApi:
     def _secret_id(request: Request) -> bytes:
         text = request.path_params["id"]
         if len(text) != _ID_CHARS:
-            raise Gone(_GONE)
+            raise Gone(GONE_MESSAGE)
         try:
             return b64url_decode(text)
         except ValueError:
-            raise Gone(_GONE) from None
+            raise Gone(GONE_MESSAGE) from None
 
     async def _authorized(self, request: Request) -> SecretInfo:
         secret_id = self._secret_id(request)
@@ -109,7 +116,7 @@ class SecretsApi:
             token = b""
         info = await self._store.info(secret_id, self._now())
         if info is None:
-            raise Gone(_GONE)
+            raise Gone(GONE_MESSAGE)
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             _hash_token(token), info.manage_token_hash
         ):
@@ -176,7 +183,7 @@ class SecretsApi:
         info = await self._store.info(secret_id, now)
         if info is None:
             await self._access.record_failure(ident)
-            raise Gone(_GONE)
+            raise Gone(GONE_MESSAGE)
         issued = await self._access.challenge(secret_id, ident, now)
         return _json(
             ChallengeResponse(
@@ -196,7 +203,7 @@ class SecretsApi:
         issued = await self._access.ticket(secret_id, body.challenge, body.nonce, ident, now)
         info = await self._store.info(secret_id, now)
         if info is None:
-            raise Gone(_GONE)
+            raise Gone(GONE_MESSAGE)
         # A bound secret's ticket also needs the device's signature over this challenge and
         # this secret id (docs/protocol/device.md); the ticket minted above is then dropped.
         if info.device_key is not None and not (
@@ -246,7 +253,7 @@ class SecretsApi:
         await self._limited(request, "manage")
         info = await self._authorized(request)
         if not await self._store.delete(info.secret_id):
-            raise Gone(_GONE)
+            raise Gone(GONE_MESSAGE)
         return Response(status_code=204)
 
 

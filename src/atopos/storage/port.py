@@ -14,8 +14,11 @@ from typing import Protocol
 from atopos.errors import Refused
 
 __all__ = [
+    "FULL_MESSAGE",
+    "GONE_MESSAGE",
     "KIND_FILE",
     "KIND_TEXT",
+    "UNAVAILABLE_MESSAGE",
     "NewSecret",
     "Revealed",
     "SecretInfo",
@@ -25,6 +28,10 @@ __all__ = [
 
 KIND_TEXT = "text"
 KIND_FILE = "file"
+# One wording for every adapter and the API, so no answer tells the cases apart.
+GONE_MESSAGE = "This secret does not exist, has expired or was already viewed."
+UNAVAILABLE_MESSAGE = "The server's storage is unavailable; try again shortly."
+FULL_MESSAGE = "The server's storage is full; nothing was stored."
 
 
 class TicketUsed(Refused):

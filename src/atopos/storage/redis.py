@@ -42,7 +42,15 @@ from redis.exceptions import (
 
 from atopos.crypto.base64url import b64url_encode
 from atopos.errors import Gone, InvalidInput, StorageFull, Unavailable
-from atopos.storage.port import NewSecret, Revealed, SecretInfo, TicketUsed
+from atopos.storage.port import (
+    FULL_MESSAGE,
+    GONE_MESSAGE,
+    UNAVAILABLE_MESSAGE,
+    NewSecret,
+    Revealed,
+    SecretInfo,
+    TicketUsed,
+)
 from atopos.storage.redis_scripts import (
     CONSUME,
     DELETE,
@@ -75,9 +83,6 @@ CONNECT_TIMEOUT = 2.0
 # Redis calls in flight per node process; more wait their turn. The clients' pools (100
 # connections, per Cluster node) then never run out, which they report as an error.
 MAX_IN_FLIGHT = 64
-_GONE = "This secret does not exist, has expired or was already viewed."
-_UNAVAILABLE = "The server's storage is unavailable; try again shortly."
-_FULL = "The server's storage is full; nothing was stored."
 _INFO_FIELDS = (
     b"manage_hash",
     b"kind",
@@ -274,7 +279,7 @@ class RedisSecretStore:
         )
         if published != 1:
             # A chunk outlived its upload lease (or Redis lost it): store nothing.
-            raise Unavailable(_UNAVAILABLE)
+            raise Unavailable(UNAVAILABLE_MESSAGE)
 
     async def info(self, secret_id: bytes, now: int) -> SecretInfo | None:
         values: list[Any] = await self._run(
@@ -311,10 +316,10 @@ class RedisSecretStore:
         if outcome == b"used":
             raise TicketUsed()
         if outcome == b"gone":
-            raise Gone(_GONE)
+            raise Gone(GONE_MESSAGE)
         if outcome != b"ok" or int(answer[3]) != len(chunk_keys):
             _log.error("redis consume answered unexpectedly")
-            raise Unavailable(_UNAVAILABLE)
+            raise Unavailable(UNAVAILABLE_MESSAGE)
         size = int(answer[1])
         if not chunk_keys:
             return Revealed(size, _once(answer[2]))
@@ -328,7 +333,7 @@ class RedisSecretStore:
                     # Past the stream grace: the burned chunks are gone. The reader gets a
                     # truncated envelope, which fails closed.
                     _log.warning("a streamed secret lost its chunks mid-stream")
-                    raise Unavailable(_UNAVAILABLE)
+                    raise Unavailable(UNAVAILABLE_MESSAGE)
                 yield data
         finally:
             with contextlib.suppress(Unavailable, StorageFull):
@@ -364,14 +369,14 @@ class RedisSecretStore:
                 result = await call
         except OutOfMemoryError:
             _log.error("redis is out of memory (maxmemory); refusing writes")
-            raise StorageFull(_FULL) from None
+            raise StorageFull(FULL_MESSAGE) from None
         except (ClusterDownError, ReadOnlyError, TryAgainError) as exc:
             # Answers, but of a Redis that cannot serve right now (failover, resharding).
             raise self._down(exc) from None
         except ResponseError as exc:
             # A script or command error is a bug or a misconfiguration, not a client error.
             _log.error("redis refused a command", extra={"error": type(exc).__name__})
-            raise Unavailable(_UNAVAILABLE) from None
+            raise Unavailable(UNAVAILABLE_MESSAGE) from None
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._down(exc) from None
         if self._is_down:
@@ -383,7 +388,7 @@ class RedisSecretStore:
         if not self._is_down:
             self._is_down = True
             _log.warning("redis unreachable", extra={"error": type(exc).__name__})
-        return Unavailable(_UNAVAILABLE)
+        return Unavailable(UNAVAILABLE_MESSAGE)
 
 
 def _cluster_client(url: str) -> RedisCluster:

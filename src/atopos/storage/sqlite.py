@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from atopos.errors import Gone
-from atopos.storage.port import NewSecret, Revealed, SecretInfo, TicketUsed
+from atopos.storage.port import GONE_MESSAGE, NewSecret, Revealed, SecretInfo, TicketUsed
 from atopos.storage.sqlite_writer import GroupCommitWriter, storage_error
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
@@ -54,7 +54,6 @@ CREATE TABLE IF NOT EXISTS used_tickets (
 );
 CREATE INDEX IF NOT EXISTS used_tickets_by_expiry ON used_tickets (expires_at);
 """
-_GONE = "This secret does not exist, has expired or was already viewed."
 _INFO = (
     "SELECT id, manage_hash, kind, size, views_left, created_at, expires_at, device_key,"
     " has_passphrase FROM secrets WHERE id = ? AND expires_at > ?"
@@ -248,7 +247,7 @@ class SqliteSecretStore:
                 (secret_id, now),
             ).fetchone()
             if row is None:
-                raise Gone(_GONE)
+                raise Gone(GONE_MESSAGE)
             views_left, size, body = row
             if body is None and not has_snapshot:
                 # Undone with the whole savepoint (ticket included); the caller retries

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from atopos.errors import StorageFull, Unavailable
+from atopos.storage.port import FULL_MESSAGE, UNAVAILABLE_MESSAGE
 
 __all__ = ["GroupCommitWriter", "storage_error"]
 
@@ -38,8 +39,8 @@ _log = logging.getLogger("atopos.storage")
 def storage_error(exc: sqlite3.Error) -> Unavailable:
     """Translate an SQLite failure into the error the API reports (507 or 503)."""
     if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-        return StorageFull("The server's storage is full; nothing was stored.")
-    return Unavailable("The server's storage is unavailable; try again shortly.")
+        return StorageFull(FULL_MESSAGE)
+    return Unavailable(UNAVAILABLE_MESSAGE)
 
 
 class GroupCommitWriter:
