@@ -1,14 +1,17 @@
 """Atopos next to a peer, snappass, in one run on this machine with the same wrk parameters.
 
     .venv/bin/python bench/peers.py [--duration 10] [--connections 4] [--json-out PATH]
-                                    [--systems atopos_sqlite,atopos_redis,snappass_1w,snappass_2w]
+                                    [--systems atopos_sqlite,atopos_redis,atopos_redis_2nodes,
+                                               snappass_1w,snappass_2w]
                                     [--rounds 1] [--snappass-redis-fsync]
 
 Every system runs in turn on fresh processes bound to 127.0.0.1: creates/s, then read
 flows/s on secrets made beforehand (bench/wrk/*.lua), with latency, errors, memory and CPU.
 snappass (PyPI, with gunicorn) is installed into bench/.peers-venv on first use and served
-by gunicorn sync workers against its own redis-server. A system is one function in SYSTEMS;
-ratios atopos/snappass are computed for every pair present. Prints ONE JSON line.
+by gunicorn sync workers against its own redis-server. Atopos runs on SQLite, as one node on
+Redis, and as two nodes on one Redis (wrk's threads alternate between the nodes). A system is
+one function in SYSTEMS; ratios atopos/snappass, and between the Atopos set-ups, are computed
+for every pair present. Prints ONE JSON line (a table of the figures goes to stderr).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import base64
 import dataclasses
 import json
 import os
@@ -52,7 +56,13 @@ __all__ = ["SYSTEMS", "main"]
 
 PEERS_VENV = REPO / "bench" / ".peers-venv"
 PEER_PACKAGES = ("snappass==1.6.2", "gunicorn==27.0.1")
-DEFAULT_SYSTEMS = ("atopos_sqlite", "atopos_redis", "snappass_1w", "snappass_2w")
+DEFAULT_SYSTEMS = (
+    "atopos_sqlite",
+    "atopos_redis",
+    "atopos_redis_2nodes",
+    "snappass_1w",
+    "snappass_2w",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,15 +154,23 @@ def _atopos(
     name: str,
     extra_env: dict[str, str] | None = None,
     watch: dict[str, int] | None = None,
+    nodes: int = 1,
 ) -> dict[str, Any]:
-    server = start_atopos(run.procs, run.work / "data", name=name, extra_env=extra_env)
+    """`nodes` Atopos processes on one store; wrk's threads are spread over them."""
+    servers = [
+        start_atopos(run.procs, run.work / f"data-{k}", name=f"{name}-{k}", extra_env=extra_env)
+        for k in range(nodes)
+    ]
+    server = servers[0]
+    others = {f"server{k}": s.proc.pid for k, s in enumerate(servers[1:], 2)}
     phases = atopos_phases(
         server,
         run.work,
         connections=run.connections,
         duration=run.duration,
         warmup=run.warmup,
-        watch=watch,
+        watch={**others, **(watch or {})},
+        env={"BENCH_ADDRS": ",".join(f"127.0.0.1:{s.port}" for s in servers)},
     )
     result = figures(
         phases,
@@ -160,7 +178,10 @@ def _atopos(
         "+ POST .../reveal (envelope bytes)",
         3,
     )
-    result["memory_kib"] = {"server": process_memory_kib(server.proc.pid)}
+    result["memory_kib"] = {
+        ("server" if k == 0 else f"server{k + 1}"): process_memory_kib(s.proc.pid)
+        for k, s in enumerate(servers)
+    }
     return result
 
 
@@ -171,18 +192,31 @@ def atopos_sqlite(run: Run) -> dict[str, Any]:
     return result
 
 
-def atopos_redis(run: Run) -> dict[str, Any]:
-    """Atopos on Redis (appendfsync always), one node."""
-    redis = start_redis(run.procs, "redis-atopos", run.work / "redis", fsync=True)
-    result = _atopos(
-        run,
-        name="atopos-redis",
-        extra_env={"ATOPOS_STORAGE": f"redis://127.0.0.1:{redis.port}/0"},
-        watch={"redis": redis.proc.pid},
-    )
-    result["memory_kib"]["redis"] = process_memory_kib(redis.proc.pid)
-    result["setup"] = "atopos serve, one process, Redis store (appendfsync always)"
-    return result
+def atopos_on_redis(nodes: int) -> SystemFn:
+    """Atopos on one Redis (appendfsync always); with 2 nodes they share a key file, as
+    deploy/ runs them, and each wrk thread keeps to one node (like a sticky balancer)."""
+
+    def run_atopos_redis(run: Run) -> dict[str, Any]:
+        redis = start_redis(run.procs, "redis-atopos", run.work / "redis", fsync=True)
+        key_file = run.work / "atopos.key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode())
+        result = _atopos(
+            run,
+            name="atopos-redis",
+            extra_env={
+                "ATOPOS_STORAGE": f"redis://127.0.0.1:{redis.port}/0",
+                "ATOPOS_KEY_FILE": str(key_file),
+            },
+            watch={"redis": redis.proc.pid},
+            nodes=nodes,
+        )
+        result["memory_kib"]["redis"] = process_memory_kib(redis.proc.pid)
+        processes = "one process" if nodes == 1 else f"{nodes} processes (one key file)"
+        result["setup"] = f"atopos serve, {processes}, one Redis store (appendfsync always)"
+        return result
+
+    return run_atopos_redis
 
 
 # -- snappass ------------------------------------------------------------------------------
@@ -272,24 +306,44 @@ SYSTEMS: dict[str, SystemFn] = {
     "atopos_sqlite": atopos_sqlite,
     "snappass_1w": snappass(1),
     "snappass_2w": snappass(2),
-    "atopos_redis": atopos_redis,
+    "atopos_redis": atopos_on_redis(1),
+    "atopos_redis_2nodes": atopos_on_redis(2),
 }
 
 
+RATED = ("creates_per_s", "read_flows_per_s")
+
+
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """atopos_x/snappass_y for creates and read flows, for every pair that ran."""
-    out: dict[str, dict[str, float | None]] = {}
-    for ours, mine in results.items():
-        if not ours.startswith("atopos"):
-            continue
-        for peer, theirs in results.items():
-            if not peer.startswith("snappass"):
-                continue
-            out[f"{ours}/{peer}"] = {
-                key: round(mine[key] / theirs[key], 2) if theirs[key] else None
-                for key in ("creates_per_s", "read_flows_per_s")
-            }
-    return out
+    """x/y of creates and read flows: every Atopos system over every snappass one, and every
+    Atopos system over each Atopos system that ran before it (Redis over SQLite, two nodes
+    over one)."""
+    names = list(results)
+    ours = [n for n in names if n.startswith("atopos")]
+    peers = [n for n in names if n.startswith("snappass")]
+    pairs = [(a, p) for a in ours for p in peers]
+    pairs += [(a, b) for i, a in enumerate(ours) for b in ours[:i]]
+    return {
+        f"{a}/{b}": {
+            key: round(results[a][key] / results[b][key], 2) if results[b][key] else None
+            for key in RATED
+        }
+        for a, b in pairs
+    }
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    """The figures and ratios as a small text table, for the terminal (stderr)."""
+    lines = [f"{'system':<22}{'creates/s':>12}{'flows/s':>12}"]
+    for name, figures_ in result["systems"].items():
+        lines.append(
+            f"{name:<22}{figures_['creates_per_s']:>12,.0f}{figures_['read_flows_per_s']:>12,.0f}"
+        )
+    lines.append(f"{'ratio':<44}{'creates':>10}{'flows':>10}")
+    for pair, values in result["ratios"].items():
+        shown = [f"{v:>10.2f}" if v is not None else f"{'-':>10}" for v in values.values()]
+        lines.append(f"{pair:<44}{''.join(shown)}")
+    return lines
 
 
 def median_of_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -389,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted; every process we started is stopped")
         return 130
+    for text in summary(result):
+        log(text)
     line = json.dumps(result, separators=(",", ":"))
     print(line, flush=True)
     if args.json_out:

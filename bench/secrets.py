@@ -73,8 +73,10 @@ def atopos_phases(
     warmup: int,
     around: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
     watch: dict[str, int] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Phases:
-    """Creates, then reveal flows, on a running Atopos server (used by peers.py too)."""
+    """Creates, then reveal flows, on a running Atopos server (used by peers.py too).
+    `env` goes to the wrk scripts (BENCH_ADDRS spreads the load over several nodes)."""
     envelope = atopos_envelope()
     body_path = work / "envelope.bin"
     body_path.write_bytes(envelope)
@@ -84,7 +86,11 @@ def atopos_phases(
         duration=duration,
         warmup=warmup,
         work=work,
-        env={"BENCH_BODY": str(body_path), "BENCH_BODY_BYTES": str(len(envelope))},
+        env={
+            "BENCH_BODY": str(body_path),
+            "BENCH_BODY_BYTES": str(len(envelope)),
+            **(env or {}),
+        },
         watch={"server": server.proc.pid, **(watch or {})},
     )
     if around is None:

@@ -2,10 +2,25 @@
 -- and one connection (-t N -c N). setup() numbers the threads; done() reads their counters
 -- (globals of each thread's state) and prints one line "BENCH_JSON {...}" after wrk's report.
 -- Files of thread k live in $BENCH_DIR as <name>-<k>.txt, one item a line.
+-- $BENCH_ADDRS ("127.0.0.1:8001,127.0.0.1:8002") spreads the threads over several servers,
+-- thread k to address k mod n, like a round-robin balancer with sticky connections.
 local M = {}
 local threads = {}
+local addrs
+
+local function spread()
+  local list = {}
+  for host, port in (os.getenv("BENCH_ADDRS") or ""):gmatch("([^,]+):(%d+)") do
+    list[#list + 1] = assert(wrk.lookup(host, port)[1], "cannot resolve " .. host)
+  end
+  return list
+end
 
 function M.setup(thread)
+  addrs = addrs or spread()
+  if #addrs > 0 then
+    thread.addr = addrs[#threads % #addrs + 1]
+  end
   thread:set("tid", #threads)
   threads[#threads + 1] = thread
 end
