@@ -20,6 +20,7 @@ import uvicorn
 
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
+from atopos.server.runner import uvicorn_config
 from atopos.storage.port import SecretStore
 
 ATOPOS = str(Path(sys.executable).with_name("atopos"))
@@ -133,14 +134,7 @@ def in_process_server(
     (and, when given, a store the test can also reach, e.g. to sweep it)."""
     port = free_port(config.host)
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config, clock=clock, store=store),
-            host=config.host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
+        uvicorn_config(create_app(config, clock=clock, store=store), config.host, port)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

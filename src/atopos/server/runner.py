@@ -6,12 +6,14 @@ import logging
 import os
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
+from atopos.server.corked import CorkedHttpToolsProtocol
 from atopos.server.logs import configure_logging
 
-__all__ = ["serve"]
+__all__ = ["serve", "uvicorn_config"]
 
 
 def serve(config: ServerConfig) -> None:
@@ -25,18 +27,21 @@ def serve(config: ServerConfig) -> None:
     logging.getLogger("atopos.server").info(
         "starting", extra={"storage": config.resolved_storage_url().split(":", 1)[0]}
     )
-    uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            loop="auto",
-            http="auto",
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            proxy_headers=False,
-            timeout_graceful_shutdown=10,
-        )
-    ).run()
+    uvicorn.Server(uvicorn_config(app, config.host, config.port)).run()
+
+
+def uvicorn_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    """How Atopos runs on uvicorn (the tests' in-process servers use it too)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="auto",
+        http=CorkedHttpToolsProtocol,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
