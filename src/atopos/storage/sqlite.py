@@ -240,21 +240,27 @@ class SqliteSecretStore:
                 )
             except sqlite3.IntegrityError:
                 raise TicketUsed() from None
+            # The last view (a one-view secret's only one) burns the row in one statement.
             row = conn.execute(
-                "UPDATE secrets SET views_left = views_left - 1 "
-                "WHERE id = ? AND expires_at > ? AND views_left > 0 "
-                "RETURNING views_left, size, body",
+                "DELETE FROM secrets WHERE id = ? AND expires_at > ? AND views_left = 1 "
+                "RETURNING size, body",
                 (secret_id, now),
             ).fetchone()
-            if row is None:
-                raise Gone(GONE_MESSAGE)
-            views_left, size, body = row
+            burned = row is not None
+            if not burned:
+                row = conn.execute(
+                    "UPDATE secrets SET views_left = views_left - 1 "
+                    "WHERE id = ? AND expires_at > ? AND views_left > 1 RETURNING size, body",
+                    (secret_id, now),
+                ).fetchone()
+                if row is None:
+                    raise Gone(GONE_MESSAGE)
+            size, body = row
             if body is None and not has_snapshot:
-                # Undone with the whole savepoint (ticket included); the caller retries
+                # Undone with the whole operation (ticket included); the caller retries
                 # with a read snapshot open.
                 raise _NeedsSnapshot
-            if views_left == 0:
-                conn.execute("DELETE FROM secrets WHERE id = ?", (secret_id,))
+            if burned:
                 if body is None:
                     conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
                 request_checkpoint()

@@ -1,11 +1,11 @@
 """Group commit for SQLite: one writer thread, many callers, one fsync per batch.
 
-Every write is a small function run on the writer's connection inside its own SAVEPOINT,
-so one failing operation never spoils its neighbours. The thread takes all operations that
-queued up while the previous batch was committing, commits them in one transaction
-(`synchronous=FULL`: the WAL is fsynced before COMMIT returns) and only then resolves the
-callers' futures. A caller that got a result therefore holds a durable answer, and many
-concurrent callers share the cost of one fsync.
+Every write is a small function run on the writer's connection inside its own SAVEPOINT
+(unless it is alone in its batch), so one failing operation never spoils its neighbours.
+The thread takes all operations that queued up while the previous batch was committing,
+commits them in one transaction (`synchronous=FULL`: the WAL is fsynced before COMMIT
+returns) and only then resolves the callers' futures. A caller that got a result therefore
+holds a durable answer, and many concurrent callers share the cost of one fsync.
 """
 
 from __future__ import annotations
@@ -121,24 +121,15 @@ class GroupCommitWriter:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        # A lone operation needs no savepoint: the transaction is its own (two
+        # statements fewer for every batch of one, the usual batch under light load).
+        isolate = len(batch) > 1
         try:
             conn.execute("BEGIN IMMEDIATE")
             for operation, future, _loop in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = operation(conn)
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, None, storage_error(exc)))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, None, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, result, None))
-            conn.execute("COMMIT")
+                outcomes.append((future, *_apply(conn, operation, isolate=isolate)))
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             # The transaction as a whole failed (disk full at commit, I/O error): nothing
             # of the batch is durable, so every caller hears so.
@@ -170,6 +161,26 @@ class GroupCommitWriter:
         self._last_checkpoint = time.monotonic()
         # A reader still inside an old snapshot blocks the truncate; try again later.
         self._checkpoint_wanted = bool(busy)
+
+
+def _apply(
+    conn: sqlite3.Connection, operation: Operation, *, isolate: bool
+) -> tuple[Any, BaseException | None]:
+    """Run one operation: (its result, None), or (None, its error) with its writes undone."""
+    if isolate:
+        conn.execute("SAVEPOINT op")
+    try:
+        result = operation(conn)
+    except Exception as exc:
+        if isolate:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+        elif conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return None, storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+    if isolate:
+        conn.execute("RELEASE op")
+    return result, None
 
 
 def _resolve_all(resolved: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
