@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from atopos.server.identity import EphemeralIdentifiers, network_of
 from atopos.server.logs import RedactingJsonFormatter, redact
 
@@ -11,6 +13,30 @@ def test_ipv6_counts_by_64() -> None:
     assert network_of("2001:db8:1:2::1") == network_of("2001:db8:1:2:ffff::9")
     assert network_of("2001:db8:1:2::1") != network_of("2001:db8:1:3::1")
     assert network_of("::ffff:192.0.2.1") == network_of("192.0.2.1")
+
+
+@pytest.mark.parametrize(
+    ("address", "unit"),
+    [
+        ("192.0.2.1", b"4" + bytes([192, 0, 2, 1])),
+        ("::ffff:192.0.2.1", b"4" + bytes([192, 0, 2, 1])),
+        ("2001:db8:1:2::1", b"6" + bytes.fromhex("20010db800010002")),
+        ("fe80::1%eth0", b"6" + bytes.fromhex("fe80000000000000")),
+        ("::1", b"6" + bytes(8)),
+        ("unix:/run/atopos.sock", b"other:unix:/run/atopos.sock"),
+        ("999.1.1.1", b"other:999.1.1.1"),
+        ("", b"other:"),
+    ],
+)
+def test_the_unit_a_limit_counts(address: str, unit: bytes) -> None:
+    assert network_of(address) == unit
+
+
+def test_families_never_collide() -> None:
+    # Four bytes of an IPv4 address, and an IPv6 /64 whose bytes spell "other:..", stay apart.
+    spelled = "6f74:6865:723a:7878::1"
+    assert network_of(spelled) != network_of("other:xx")
+    assert network_of("10.0.0.1") != network_of("a00:1::")
 
 
 def test_identifiers_are_stable_then_rotate() -> None:
