@@ -105,7 +105,12 @@ export function createSecret(
   });
 }
 
-/** {challenge, bits, expires_at, is_bound}; SecretGone when the secret does not exist. */
+/**
+ * {challenge, bits, expires_at, is_bound, has_passphrase}; SecretGone when the secret does
+ * not exist. Nothing is consumed. `is_bound`: the ticket will need a device proof;
+ * `has_passphrase`: the envelope needs a passphrase, so ask for it before spending a view.
+ * A server older than these fields omits them (read as false).
+ */
 export async function requestChallenge(secretId) {
   return (await send("POST", `secrets/${secretId}/challenge`)).json();
 }

@@ -3,6 +3,11 @@
 // challenge -> proof of work (workers) -> ticket -> reveal, streams the envelope in and
 // decrypts it here.
 //
+// A secret behind a passphrase: the challenge says `has_passphrase`, and the page asks for
+// the passphrase before the proof of work and the ticket, so that no view is spent on bytes it
+// cannot open yet. Only the envelope can tell whether the passphrase is right, so a wrong one
+// is found after the view is spent; the page then keeps the ciphertext and asks again.
+//
 // A secret bound to a device (docs/protocol/device.md section 9): the challenge says
 // `is_bound`; this browser's device (device-store.js) signs the proof for the ticket, and
 // its X25519 key opens the seal in the envelope. Without a device no ticket is asked for;
@@ -38,6 +43,11 @@ const unlockDetail = byId("unlock-detail");
 
 let isViewSpent = false;
 let heldEnvelope = [];
+// What the passphrase form does on submit: "first" (nothing spent yet: reveal with it) or
+// "held" (the envelope is in this tab: try it on that).
+let passphraseMode = "first";
+// The passphrase typed before the view was spent, until the envelope is opened with it.
+let passphrase = null;
 let savedFile = null;
 // This browser's device, loaded when a secret asks for it.
 let device = null;
@@ -49,6 +59,22 @@ class BoundElsewhere extends Error {
     this.name = "BoundElsewhere";
     this.isRefused = isRefused;
   }
+}
+
+/**
+ * Whether `error` from `opener` may be a passphrase problem the reader can fix by typing
+ * another one: none was given, or the one given failed before anything was authenticated.
+ * A wrong passphrase and damaged bytes look the same here (both are DecryptionFailed).
+ */
+function isPassphraseProblem(error, opener) {
+  if (error instanceof PassphraseRequired) return true;
+  return (
+    passphrase !== null &&
+    error instanceof DecryptionFailed &&
+    !(error instanceof UnsupportedEnvelope) &&
+    opener.header?.argon2 != null &&
+    opener.metadata === null
+  );
 }
 
 /** This browser's device, or null (none, or a browser without Ed25519/X25519). */
@@ -80,17 +106,32 @@ function report(fraction, text) {
 
 // -- the access path --------------------------------------------------------------------------
 
+/**
+ * Walk the access path and return the reveal Response (one view spent), or null when the
+ * secret needs a passphrase that has not been typed yet (nothing spent).
+ */
 async function spendView() {
   markStep("challenge");
   report(null, "");
-  const { challenge, bits, is_bound: isBound } = await requestChallenge(secretId);
+  const {
+    challenge,
+    bits,
+    is_bound: isBound,
+    has_passphrase: hasPassphrase,
+  } = await requestChallenge(secretId);
   let deviceProof = null;
   if (isBound === true) {
     // Before the proof of work: without a device there is no point in solving it, and no
     // ticket is asked for.
     if ((await loadBrowserDevice()) === null) throw new BoundElsewhere(false);
-    deviceProof = await device.signProof(secretId, challenge);
   }
+  if (hasPassphrase === true && passphrase === null) {
+    // Before the proof of work and the ticket: a view spent now would bring bytes this page
+    // cannot open yet. This challenge is dropped; the reader may take longer than it lives,
+    // so the next attempt asks for a fresh one.
+    return null;
+  }
+  if (isBound === true) deviceProof = await device.signProof(secretId, challenge);
   markStep("work");
   report(0, bits > 0 ? "Starting…" : "");
   const nonce = await solveChallenge(challenge, bits, (tried, expected) => {
@@ -115,14 +156,17 @@ async function spendView() {
 }
 
 /**
- * Stream the envelope in and decrypt as it arrives. When the header asks for a passphrase,
- * keep the ciphertext instead, so that a mistyped passphrase can be tried again.
+ * Stream the envelope in and decrypt as it arrives. When the header asks for a passphrase
+ * that was not given, or the one given fails, keep the ciphertext instead, so that a passphrase
+ * can be (tried) again: {held, isWrongPassphrase}.
  */
 async function receive(response) {
   const total = Number(response.headers.get("content-length")) || 0;
   const reader = response.body.getReader();
-  let opener = new Opener(linkKey, { device });
+  let opener = new Opener(linkKey, { passphrase, device });
   const content = [];
+  // Every byte until the opener has authenticated the metadata, which proves its key (and so
+  // the passphrase): enough to start again with the device or with another passphrase.
   let held = [];
   let isLocked = false;
   let received = 0;
@@ -134,44 +178,59 @@ async function receive(response) {
       total ? received / total : null,
       total ? `${formatBytes(received)} of ${formatBytes(total)}` : formatBytes(received),
     );
-    if (isLocked || opener.header === null) held.push(value);
+    if (isLocked || opener.metadata === null) held.push(value);
     if (isLocked) continue;
     try {
       content.push(...(await opener.feed(value)));
-      if (opener.header !== null) held = [];
+      if (opener.metadata !== null) held = [];
     } catch (error) {
       if (error instanceof DeviceRequired && device === null) {
         // Sealed to a device although the server did not ask for a proof (a third-party
         // writer): the header is all that was read, so start again with this browser's device.
         if ((await loadBrowserDevice()) === null) throw error;
-        opener = new Opener(linkKey, { device });
+        opener = new Opener(linkKey, { passphrase, device });
         try {
           for (const piece of held) content.push(...(await opener.feed(piece)));
-          if (opener.header !== null) held = [];
+          if (opener.metadata !== null) held = [];
           continue;
         } catch (retryError) {
-          if (!(retryError instanceof PassphraseRequired)) throw retryError;
+          if (!isPassphraseProblem(retryError, opener)) throw retryError;
         }
-      } else if (!(error instanceof PassphraseRequired)) {
+      } else if (!isPassphraseProblem(error, opener)) {
         throw error;
       }
       isLocked = true;
     }
   }
-  if (isLocked) return { held };
-  markStep("decrypt");
-  content.push(...(await opener.finish()));
-  return { metadata: opener.metadata, content };
+  if (!isLocked) {
+    markStep("decrypt");
+    try {
+      content.push(...(await opener.finish()));
+      return { metadata: opener.metadata, content };
+    } catch (error) {
+      // A one-chunk envelope is first authenticated here; `held` still has all of it.
+      if (!isPassphraseProblem(error, opener)) throw error;
+    }
+  }
+  return { held, isWrongPassphrase: passphrase !== null };
 }
 
 async function run() {
   revealButton.disabled = true;
   showState("opening");
   try {
-    const received = await receive(await spendView());
+    const response = await spendView();
+    if (response === null) {
+      askPassphraseFirst();
+      return;
+    }
+    const received = await receive(response);
+    // Either opened with it or held for another try: the typed passphrase has done its job.
+    passphrase = null;
     if (received.held !== undefined) {
-      askPassphrase(received.held);
+      askPassphrase(received.held, received.isWrongPassphrase);
     } else {
+      passphraseInput.value = "";
       present(received.metadata, received.content);
     }
   } catch (error) {
@@ -187,26 +246,63 @@ function warnBeforeLeaving(event) {
   event.preventDefault();
 }
 
-function askPassphrase(held) {
-  heldEnvelope = held;
-  // The ciphertext exists only in this tab now: closing it would lose the secret.
-  addEventListener("beforeunload", warnBeforeLeaving);
+/** Show the passphrase form: "first" before anything is spent, "held" with the envelope. */
+function showPassphraseForm(mode) {
+  const isFirst = mode === "first";
+  passphraseMode = mode;
+  byId("passphrase-lede").hidden = !isFirst;
+  byId("passphrase-first-hint").hidden = !isFirst;
+  byId("passphrase-held-lede").hidden = isFirst;
+  byId("passphrase-held").hidden = isFirst;
+  // Only what is shown describes the field (hidden elements named here would be read out).
+  passphraseInput.setAttribute(
+    "aria-describedby",
+    isFirst ? "passphrase-lede passphrase-first-hint" : "passphrase-held-lede passphrase-held",
+  );
+  unlockButton.textContent = isFirst ? "Unlock and reveal" : "Unlock";
+  passphraseError.hidden = true;
   showState("passphrase");
   passphraseInput.focus();
 }
 
-async function unlock(event) {
+/** The challenge said a passphrase is needed and none was typed: ask before any view. */
+function askPassphraseFirst() {
+  showPassphraseForm("first");
+}
+
+function askPassphrase(held, isWrongPassphrase) {
+  heldEnvelope = held;
+  // The ciphertext exists only in this tab now: closing it would lose the secret.
+  addEventListener("beforeunload", warnBeforeLeaving);
+  showPassphraseForm("held");
+  if (isWrongPassphrase) {
+    showPassphraseError("That passphrase does not open this secret. Check it and try again.");
+    passphraseInput.select();
+  }
+}
+
+function submitPassphrase(event) {
   event.preventDefault();
-  const passphrase = passphraseInput.value;
+  const typed = passphraseInput.value;
   passphraseError.hidden = true;
-  if (passphrase === "") {
+  if (typed === "") {
     showPassphraseError("Type the passphrase first.");
     return;
   }
+  if (passphraseMode === "first") {
+    passphrase = typed;
+    run();
+  } else {
+    unlock(typed);
+  }
+}
+
+/** Try `typed` on the envelope held in this tab; no request is made. */
+async function unlock(typed) {
   unlockButton.disabled = true;
   unlockDetail.textContent = "Checking the passphrase. This takes a moment on purpose.";
   try {
-    const opener = new Opener(linkKey, { passphrase, device });
+    const opener = new Opener(linkKey, { passphrase: typed, device });
     const content = [];
     for (const piece of heldEnvelope) content.push(...(await opener.feed(piece)));
     content.push(...(await opener.finish()));
@@ -339,7 +435,7 @@ if (!hasWebCrypto()) {
 } else {
   revealButton.addEventListener("click", run);
   byId("retry-button").addEventListener("click", run);
-  passphraseForm.addEventListener("submit", unlock);
+  passphraseForm.addEventListener("submit", submitPassphrase);
   byId("save-file").addEventListener("click", saveFile);
   bindCopy(
     byId("copy-secret"),
