@@ -4,8 +4,8 @@ Unavailable with one log line, and recovery without a restart."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +16,7 @@ import redis
 from redis.crc import key_slot
 
 from atopos.errors import Gone, Unavailable
-from atopos.storage.port import NewSecret, SecretStore
+from atopos.storage.port import SecretStore
 from atopos.storage.redis import (
     CHUNK_BYTES,
     STREAM_GRACE,
@@ -24,10 +24,12 @@ from atopos.storage.redis import (
     RedisSecretStore,
     SecretKeys,
 )
+from tests.integration import store_scenarios
+from tests.integration.store_scenarios import NOW, StoreFactory, body, run_on
 from tests.redis_servers import RedisClusterServers, RedisServer
 from tests.servers import free_port
 
-NOW = 1_800_000_000
+secret = functools.partial(store_scenarios.secret, kind="file")
 
 
 @dataclasses.dataclass
@@ -65,26 +67,8 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         client.close()
 
 
-async def body(*pieces: bytes) -> AsyncIterator[bytes]:
-    for piece in pieces:
-        yield piece
-
-
-def secret(views: int = 1, ttl: int = 600) -> NewSecret:
-    return NewSecret(
-        secret_id=os.urandom(16),
-        manage_token_hash=os.urandom(32),
-        kind="file",
-        views=views,
-        created_at=NOW,
-        expires_at=NOW + ttl,
-    )
-
-
-async def started(url: str) -> SecretStore:
-    store = RedisSecretStore.from_url(url)
-    await store.start(NOW)
-    return store
+def store_at(url: str) -> StoreFactory:
+    return lambda: RedisSecretStore.from_url(url)
 
 
 def test_keys_share_one_hash_tag_and_expire_with_the_secret(backend: Backend) -> None:
@@ -93,17 +77,13 @@ def test_keys_share_one_hash_tag_and_expire_with_the_secret(backend: Backend) ->
     keys = SecretKeys(record.secret_id)
     ttls: dict[bytes, int] = {}
 
-    async def scenario() -> None:
-        store = await started(backend.url)
-        try:
-            await store.create(record, body(data))
-            ttls.update({name: backend.client.ttl(name) for name in [keys.meta, *keys.chunks(3)]})
-            revealed = await store.consume(record.secret_id, b"t" * 16, NOW + 60, NOW)
-            assert b"".join([piece async for piece in revealed.chunks]) == data
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        await store.create(record, body(data))
+        ttls.update({name: backend.client.ttl(name) for name in [keys.meta, *keys.chunks(3)]})
+        revealed = await store.consume(record.secret_id, b"t" * 16, NOW + 60, NOW)
+        assert b"".join([piece async for piece in revealed.chunks]) == data
 
-    asyncio.run(scenario())
+    run_on(store_at(backend.url), scenario)
     assert all(590 <= ttl <= 600 for ttl in ttls.values()), ttls
     names = backend.secret_keys(keys)
     # Meta, three chunks and the used ticket; no reader is left streaming.
@@ -124,14 +104,10 @@ def test_small_secrets_live_in_one_hash(backend: Backend) -> None:
     record = secret(ttl=3600)
     keys = SecretKeys(record.secret_id)
 
-    async def scenario() -> None:
-        store = await started(backend.url)
-        try:
-            await store.create(record, body(b"small"))
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        await store.create(record, body(b"small"))
 
-    asyncio.run(scenario())
+    run_on(store_at(backend.url), scenario)
     assert backend.secret_keys(keys) == [keys.meta]
     assert backend.client.hget(keys.meta, "body") == b"small"
     assert 3590 <= backend.client.ttl(keys.meta) <= 3600
@@ -145,20 +121,16 @@ def test_burn_delete_and_failed_upload_leave_no_chunk(backend: Backend) -> None:
         yield data
         raise ValueError("client went away")
 
-    async def scenario() -> None:
-        store = await started(backend.url)
-        try:
-            await store.create(burned, body(data))
-            await store.create(deleted, body(data))
-            revealed = await store.consume(burned.secret_id, b"b" * 16, NOW + 60, NOW)
-            assert len(b"".join([piece async for piece in revealed.chunks])) == len(data)
-            assert await store.delete(deleted.secret_id) is True
-            with pytest.raises(ValueError, match="went away"):
-                await store.create(failed, failing())
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        await store.create(burned, body(data))
+        await store.create(deleted, body(data))
+        revealed = await store.consume(burned.secret_id, b"b" * 16, NOW + 60, NOW)
+        assert len(b"".join([piece async for piece in revealed.chunks])) == len(data)
+        assert await store.delete(deleted.secret_id) is True
+        with pytest.raises(ValueError, match="went away"):
+            await store.create(failed, failing())
 
-    asyncio.run(scenario())
+    run_on(store_at(backend.url), scenario)
     assert backend.secret_keys(SecretKeys(burned.secret_id)) == [
         SecretKeys(burned.secret_id).ticket(b"b" * 16)
     ]
@@ -173,19 +145,15 @@ def test_a_reader_that_never_finishes_leaves_chunks_only_for_the_grace(
     record = secret(ttl=30 * 24 * 3600)
     keys = SecretKeys(record.secret_id)
 
-    async def scenario() -> None:
-        store = await started(backend.url)
-        try:
-            await store.create(record, body(os.urandom(CHUNK_BYTES * 2)))
-            revealed = await store.consume(record.secret_id, b"d" * 16, NOW + 60, NOW)
-            # The node "dies" here, having taken the view: its stream never runs, so it
-            # never releases the chunks. (Reading a chunk first would not do: asyncio
-            # closes a started stream at shutdown, which releases.)
-            assert revealed.size == 2 * CHUNK_BYTES
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        await store.create(record, body(os.urandom(CHUNK_BYTES * 2)))
+        revealed = await store.consume(record.secret_id, b"d" * 16, NOW + 60, NOW)
+        # The node "dies" here, having taken the view: its stream never runs, so it
+        # never releases the chunks. (Reading a chunk first would not do: asyncio
+        # closes a started stream at shutdown, which releases.)
+        assert revealed.size == 2 * CHUNK_BYTES
 
-    asyncio.run(scenario())
+    run_on(store_at(backend.url), scenario)
     assert not backend.client.exists(keys.meta)
     for name in [*keys.chunks(2), keys.readers]:
         assert 0 < backend.client.ttl(name) <= STREAM_GRACE
@@ -203,14 +171,10 @@ def test_chunks_of_an_unpublished_upload_carry_the_upload_lease(backend: Backend
         seen["ttls"] = [backend.client.ttl(name) for name in keys.chunks(2)]
         yield b"tail"
 
-    async def scenario() -> None:
-        store = await started(backend.url)
-        try:
-            await store.create(record, slow_upload())
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        await store.create(record, slow_upload())
 
-    asyncio.run(scenario())
+    run_on(store_at(backend.url), scenario)
     assert seen["keys"] == keys.chunks(2)
     assert all(0 < ttl <= UPLOAD_LEASE for ttl in seen["ttls"])  # type: ignore[attr-defined]
     assert backend.client.ttl(keys.chunk(0)) > UPLOAD_LEASE
@@ -222,20 +186,16 @@ def test_a_stream_that_began_before_expiry_outlives_it(backend: Backend) -> None
     keys = SecretKeys(record.secret_id)
     data = os.urandom(CHUNK_BYTES * 2)
 
-    async def scenario() -> None:
-        store = await started(backend.url)
-        try:
-            await store.create(record, body(data))
-            revealed = await store.consume(record.secret_id, b"e" * 16, NOW + 59, NOW + 59)
-            for name in keys.chunks(2):
-                assert backend.client.ttl(name) > 60
-            assert b"".join([piece async for piece in revealed.chunks]) == data
-            with pytest.raises(Gone):
-                await store.consume(record.secret_id, b"f" * 16, NOW + 120, NOW + 60)
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        await store.create(record, body(data))
+        revealed = await store.consume(record.secret_id, b"e" * 16, NOW + 59, NOW + 59)
+        for name in keys.chunks(2):
+            assert backend.client.ttl(name) > 60
+        assert b"".join([piece async for piece in revealed.chunks]) == data
+        with pytest.raises(Gone):
+            await store.consume(record.secret_id, b"f" * 16, NOW + 120, NOW + 60)
 
-    asyncio.run(scenario())
+    run_on(store_at(backend.url), scenario)
 
 
 def test_unreachable_redis_is_unavailable_with_one_log_line_then_recovers(
@@ -258,25 +218,21 @@ def test_unreachable_redis_is_unavailable_with_one_log_line_then_recovers(
         with pytest.raises(Unavailable):
             await store.delete(record.secret_id)
 
-    async def scenario() -> None:
-        store = RedisSecretStore.from_url(f"redis://127.0.0.1:{port}/0")
-        await store.start(NOW)  # a node may start before its Redis
+    async def scenario(store: SecretStore) -> None:
+        await down(store)
+        server = RedisServer(tmp_path / "redis", port=port).start()
         try:
-            await down(store)
-            server = RedisServer(tmp_path / "redis", port=port).start()
-            try:
-                await store.check()
-                assert await store.create(record, body(b"back")) == 4
-                revealed = await store.consume(record.secret_id, b"u" * 16, NOW + 60, NOW)
-                assert b"".join([piece async for piece in revealed.chunks]) == b"back"
-            finally:
-                server.stop()
-            await down(store)
+            await store.check()
+            assert await store.create(record, body(b"back")) == 4
+            revealed = await store.consume(record.secret_id, b"u" * 16, NOW + 60, NOW)
+            assert b"".join([piece async for piece in revealed.chunks]) == b"back"
         finally:
-            await store.aclose()
+            server.stop()
+        await down(store)
 
     with caplog.at_level(logging.DEBUG, logger="atopos.storage"):
-        asyncio.run(scenario())
+        # The store starts while no Redis answers, as a node may start before its Redis.
+        run_on(store_at(f"redis://127.0.0.1:{port}/0"), scenario)
     messages = [record.getMessage() for record in caplog.records]
     assert messages == ["redis unreachable", "redis reachable again", "redis unreachable"]
     assert all(record.exc_info is None for record in caplog.records)
@@ -290,20 +246,16 @@ def test_a_redis_restart_is_survived_by_the_pool_and_the_script_cache(
     server = RedisServer(tmp_path / "redis").start()
     record = secret(views=2)
 
-    async def scenario() -> None:
-        store = await started(server.url)
-        try:
-            await store.create(record, body(b"kept"))
-            await store.consume(record.secret_id, b"1" * 16, NOW + 60, NOW)
-            server.kill9()
-            server.start()
-            revealed = await store.consume(record.secret_id, b"2" * 16, NOW + 60, NOW)
-            assert b"".join([piece async for piece in revealed.chunks]) == b"kept"
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        await store.create(record, body(b"kept"))
+        await store.consume(record.secret_id, b"1" * 16, NOW + 60, NOW)
+        server.kill9()
+        server.start()
+        revealed = await store.consume(record.secret_id, b"2" * 16, NOW + 60, NOW)
+        assert b"".join([piece async for piece in revealed.chunks]) == b"kept"
 
     try:
-        asyncio.run(scenario())
+        run_on(store_at(server.url), scenario)
     finally:
         server.stop()
 
@@ -313,13 +265,12 @@ def test_the_adapter_warns_when_redis_is_not_durable(
 ) -> None:
     server = RedisServer(tmp_path / "redis", appendfsync="everysec").start()
 
-    async def scenario() -> None:
-        store = await started(server.url)
-        await store.aclose()
+    async def start_only(store: SecretStore) -> None:
+        """The warning, if any, is logged by start itself."""
 
     try:
         with caplog.at_level(logging.WARNING, logger="atopos.storage"):
-            asyncio.run(scenario())
+            run_on(store_at(server.url), start_only)
     finally:
         server.stop()
     assert any("appendfsync always" in record.getMessage() for record in caplog.records)

@@ -14,15 +14,21 @@ from pathlib import Path
 import pytest
 
 from atopos.errors import Gone
-from atopos.storage.port import NewSecret, SecretStore, TicketUsed
+from atopos.storage.port import SecretStore, TicketUsed
 from atopos.storage.redis import RedisSecretStore
 from atopos.storage.sqlite import CHUNK_BYTES, SqliteSecretStore
-
-NOW = 1_800_000_000
+from tests.integration.store_scenarios import (
+    NOW,
+    StoreFactory,
+    body,
+    run_on,
+    secret,
+    started,
+)
 
 
 @pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Makes a new store (in the test's event loop) on the same backing data each time."""
     if request.param == "sqlite":
         return lambda: SqliteSecretStore(tmp_path / "atopos.db")
@@ -32,26 +38,6 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> object:
     return lambda: RedisSecretStore.from_url(url)
 
 
-def run(coro: object) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-async def body(*pieces: bytes) -> AsyncIterator[bytes]:
-    for piece in pieces:
-        yield piece
-
-
-def secret(views: int = 1, ttl: int = 600) -> NewSecret:
-    return NewSecret(
-        secret_id=os.urandom(16),
-        manage_token_hash=os.urandom(32),
-        kind="text",
-        views=views,
-        created_at=NOW,
-        expires_at=NOW + ttl,
-    )
-
-
 async def read_all(store: SecretStore, sid: bytes, ticket: bytes) -> bytes:
     revealed = await store.consume(sid, ticket, NOW + 60, NOW)
     data = b"".join([piece async for piece in revealed.chunks])
@@ -59,189 +45,149 @@ async def read_all(store: SecretStore, sid: bytes, ticket: bytes) -> bytes:
     return data
 
 
-async def started(factory: object) -> SecretStore:
-    store: SecretStore = factory()  # type: ignore[operator]
-    await store.start(NOW)
-    return store
+def test_create_info_consume_burn(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret()
+        assert await store.create(record, body(b"abc", b"def")) == 6
+        info = await store.info(record.secret_id, NOW)
+        assert info is not None
+        assert (info.views_left, info.size, info.kind) == (1, 6, "text")
+        assert info.manage_token_hash == record.manage_token_hash
+        assert await read_all(store, record.secret_id, b"t1" * 8) == b"abcdef"
+        assert await store.info(record.secret_id, NOW) is None
+        with pytest.raises(Gone):
+            await read_all(store, record.secret_id, b"t2" * 8)
+
+    run_on(store_factory, scenario)
 
 
-def test_create_info_consume_burn(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret()
-            assert await store.create(record, body(b"abc", b"def")) == 6
-            info = await store.info(record.secret_id, NOW)
-            assert info is not None
-            assert (info.views_left, info.size, info.kind) == (1, 6, "text")
-            assert info.manage_token_hash == record.manage_token_hash
-            assert await read_all(store, record.secret_id, b"t1" * 8) == b"abcdef"
-            assert await store.info(record.secret_id, NOW) is None
-            with pytest.raises(Gone):
-                await read_all(store, record.secret_id, b"t2" * 8)
-        finally:
-            await store.aclose()
+def test_the_passphrase_hint_is_kept(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        locked = dataclasses.replace(secret(), has_passphrase=True)
+        await store.create(locked, body(b"locked"))
+        info = await store.info(locked.secret_id, NOW)
+        assert info is not None
+        assert info.has_passphrase is True
+        plain = secret()
+        await store.create(plain, body(b"x" * (3 * 1024 * 1024)))
+        info = await store.info(plain.secret_id, NOW)
+        assert info is not None
+        assert info.has_passphrase is False
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_the_passphrase_hint_is_kept(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            locked = dataclasses.replace(secret(), has_passphrase=True)
-            await store.create(locked, body(b"locked"))
-            info = await store.info(locked.secret_id, NOW)
-            assert info is not None
-            assert info.has_passphrase is True
-            plain = secret()
-            await store.create(plain, body(b"x" * (3 * 1024 * 1024)))
-            info = await store.info(plain.secret_id, NOW)
-            assert info is not None
-            assert info.has_passphrase is False
-        finally:
-            await store.aclose()
+def test_a_bound_secret_keeps_its_device_key(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        device_key = os.urandom(32)
+        record = dataclasses.replace(secret(), device_key=device_key)
+        await store.create(record, body(b"bound"))
+        info = await store.info(record.secret_id, NOW)
+        assert info is not None
+        assert info.is_bound
+        assert info.device_key == device_key
+        unbound = secret()
+        await store.create(unbound, body(b"free"))
+        info = await store.info(unbound.secret_id, NOW)
+        assert info is not None
+        assert not info.is_bound
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_a_bound_secret_keeps_its_device_key(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            device_key = os.urandom(32)
-            record = dataclasses.replace(secret(), device_key=device_key)
-            await store.create(record, body(b"bound"))
-            info = await store.info(record.secret_id, NOW)
-            assert info is not None
-            assert info.is_bound
-            assert info.device_key == device_key
-            unbound = secret()
-            await store.create(unbound, body(b"free"))
-            info = await store.info(unbound.secret_id, NOW)
-            assert info is not None
-            assert not info.is_bound
-        finally:
-            await store.aclose()
+def test_views_count_down_exactly(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=3)
+        await store.create(record, body(b"x" * 100))
+        for n in range(3):
+            assert await read_all(store, record.secret_id, bytes([n]) * 16) == b"x" * 100
+        with pytest.raises(Gone):
+            await read_all(store, record.secret_id, b"\x09" * 16)
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_views_count_down_exactly(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret(views=3)
-            await store.create(record, body(b"x" * 100))
-            for n in range(3):
-                assert await read_all(store, record.secret_id, bytes([n]) * 16) == b"x" * 100
-            with pytest.raises(Gone):
-                await read_all(store, record.secret_id, b"\x09" * 16)
-        finally:
-            await store.aclose()
-
-    run(scenario())
-
-
-def test_ticket_is_single_use_and_failure_consumes_nothing(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret(views=2)
-            await store.create(record, body(b"y"))
+def test_ticket_is_single_use_and_failure_consumes_nothing(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=2)
+        await store.create(record, body(b"y"))
+        await read_all(store, record.secret_id, b"T" * 16)
+        with pytest.raises(TicketUsed):
             await read_all(store, record.secret_id, b"T" * 16)
-            with pytest.raises(TicketUsed):
-                await read_all(store, record.secret_id, b"T" * 16)
-            info = await store.info(record.secret_id, NOW)
-            assert info is not None
-            assert info.views_left == 1
-        finally:
-            await store.aclose()
+        info = await store.info(record.secret_id, NOW)
+        assert info is not None
+        assert info.views_left == 1
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
 @pytest.mark.parametrize("size", [10, 2 * CHUNK_BYTES + 3], ids=["inline", "chunked"])
 def test_a_ticket_replayed_after_the_burn_is_refused_as_replayed(
-    store_factory: object, size: int
+    store_factory: StoreFactory, size: int
 ) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret()
-            await store.create(record, body(os.urandom(size)))
-            assert len(await read_all(store, record.secret_id, b"B" * 16)) == size
-            with pytest.raises(TicketUsed):
-                await read_all(store, record.secret_id, b"B" * 16)
-            with pytest.raises(Gone):
-                await read_all(store, record.secret_id, b"C" * 16)
-            # A refused call recorded nothing: the unused ticket is still "gone", not "used".
-            with pytest.raises(Gone):
-                await read_all(store, record.secret_id, b"C" * 16)
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        record = secret()
+        await store.create(record, body(os.urandom(size)))
+        assert len(await read_all(store, record.secret_id, b"B" * 16)) == size
+        with pytest.raises(TicketUsed):
+            await read_all(store, record.secret_id, b"B" * 16)
+        with pytest.raises(Gone):
+            await read_all(store, record.secret_id, b"C" * 16)
+        # A refused call recorded nothing: the unused ticket is still "gone", not "used".
+        with pytest.raises(Gone):
+            await read_all(store, record.secret_id, b"C" * 16)
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_expired_is_gone_and_swept(store_factory: object, request: pytest.FixtureRequest) -> None:
+def test_expired_is_gone_and_swept(
+    store_factory: StoreFactory, request: pytest.FixtureRequest
+) -> None:
     # SQLite burns the row in the sweep; Redis expires its keys itself (native TTL, checked
     # in test_redis_store.py), so its sweep has nothing to do.
     swept = 1 if request.node.callspec.params["store_factory"] == "sqlite" else 0
 
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret(ttl=60)
-            await store.create(record, body(b"z"))
-            assert await store.info(record.secret_id, NOW + 60) is None
-            with pytest.raises(Gone):
-                await store.consume(record.secret_id, b"e" * 16, NOW + 120, NOW + 60)
-            assert await store.sweep(NOW + 60) == swept
-            assert await store.sweep(NOW + 60) == 0
-            assert await store.info(record.secret_id, NOW + 60) is None
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        record = secret(ttl=60)
+        await store.create(record, body(b"z"))
+        assert await store.info(record.secret_id, NOW + 60) is None
+        with pytest.raises(Gone):
+            await store.consume(record.secret_id, b"e" * 16, NOW + 120, NOW + 60)
+        assert await store.sweep(NOW + 60) == swept
+        assert await store.sweep(NOW + 60) == 0
+        assert await store.info(record.secret_id, NOW + 60) is None
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_delete(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret()
-            await store.create(record, body(b"d"))
-            assert await store.delete(record.secret_id) is True
-            assert await store.delete(record.secret_id) is False
-            assert await store.info(record.secret_id, NOW) is None
-        finally:
-            await store.aclose()
+def test_delete(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret()
+        await store.create(record, body(b"d"))
+        assert await store.delete(record.secret_id) is True
+        assert await store.delete(record.secret_id) is False
+        assert await store.info(record.secret_id, NOW) is None
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_large_body_streams_in_chunks(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret(views=2)
-            data = os.urandom(CHUNK_BYTES * 2 + 12345)
-            pieces = [data[i : i + 65536] for i in range(0, len(data), 65536)]
-            assert await store.create(record, body(*pieces)) == len(data)
-            revealed = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
-            chunks = [piece async for piece in revealed.chunks]
-            assert len(chunks) == 3
-            assert b"".join(chunks) == data
-            assert await read_all(store, record.secret_id, b"b" * 16) == data
-            assert await store.info(record.secret_id, NOW) is None
-        finally:
-            await store.aclose()
+def test_large_body_streams_in_chunks(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=2)
+        data = os.urandom(CHUNK_BYTES * 2 + 12345)
+        pieces = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+        assert await store.create(record, body(*pieces)) == len(data)
+        revealed = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
+        chunks = [piece async for piece in revealed.chunks]
+        assert len(chunks) == 3
+        assert b"".join(chunks) == data
+        assert await read_all(store, record.secret_id, b"b" * 16) == data
+        assert await store.info(record.secret_id, NOW) is None
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_a_large_body_never_sits_whole_in_memory(store_factory: object) -> None:
+def test_a_large_body_never_sits_whole_in_memory(store_factory: StoreFactory) -> None:
     """Upload and reveal stream chunk by chunk: the peak of Python allocations stays a few
     chunks, far below the body's size."""
     size = 24 * CHUNK_BYTES + 77
@@ -252,118 +198,97 @@ def test_a_large_body_never_sits_whole_in_memory(store_factory: object) -> None:
             yield piece
         yield piece[: size % len(piece)]
 
-    async def scenario() -> tuple[int, int]:
-        store = await started(store_factory)
+    async def scenario(store: SecretStore) -> tuple[int, int]:
+        record = secret()
+        expected = hashlib.sha256()
+        async for part in upload():
+            expected.update(part)
+        tracemalloc.start()
         try:
-            record = secret()
-            expected = hashlib.sha256()
-            async for part in upload():
-                expected.update(part)
-            tracemalloc.start()
-            try:
-                assert await store.create(record, upload()) == size
-                revealed = await store.consume(record.secret_id, b"m" * 16, NOW + 60, NOW)
-                got, received = hashlib.sha256(), 0
-                async for chunk in revealed.chunks:
-                    got.update(chunk)
-                    received += len(chunk)
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
-            assert got.digest() == expected.digest()
-            return received, peak
+            assert await store.create(record, upload()) == size
+            revealed = await store.consume(record.secret_id, b"m" * 16, NOW + 60, NOW)
+            got, received = hashlib.sha256(), 0
+            async for chunk in revealed.chunks:
+                got.update(chunk)
+                received += len(chunk)
+            _, peak = tracemalloc.get_traced_memory()
         finally:
-            await store.aclose()
+            tracemalloc.stop()
+        assert got.digest() == expected.digest()
+        return received, peak
 
-    received, peak = run(scenario())  # type: ignore[misc]
+    received, peak = run_on(store_factory, scenario)
     assert received == size
     assert peak < 8 * CHUNK_BYTES, f"peak {peak / CHUNK_BYTES:.1f} MiB"
 
 
-def test_snapshot_outlives_concurrent_burn(store_factory: object) -> None:
+def test_snapshot_outlives_concurrent_burn(store_factory: StoreFactory) -> None:
     """A view that started streaming keeps its bytes when the last view burns meanwhile."""
 
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret(views=2)
-            data = os.urandom(CHUNK_BYTES * 2 + 1)
-            await store.create(record, body(data))
-            first = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
-            got_first = [await anext(first.chunks)]
-            assert await read_all(store, record.secret_id, b"b" * 16) == data
-            got_first += [piece async for piece in first.chunks]
-            assert b"".join(got_first) == data
-        finally:
-            await store.aclose()
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=2)
+        data = os.urandom(CHUNK_BYTES * 2 + 1)
+        await store.create(record, body(data))
+        first = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
+        got_first = [await anext(first.chunks)]
+        assert await read_all(store, record.secret_id, b"b" * 16) == data
+        got_first += [piece async for piece in first.chunks]
+        assert b"".join(got_first) == data
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_delete_during_a_stream_lets_the_stream_finish(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret(views=2)
-            data = os.urandom(CHUNK_BYTES * 2 + 1)
-            await store.create(record, body(data))
-            streaming = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
-            got = [await anext(streaming.chunks)]
-            assert await store.delete(record.secret_id) is True
-            assert await store.info(record.secret_id, NOW) is None
-            with pytest.raises(Gone):
-                await read_all(store, record.secret_id, b"b" * 16)
-            got += [piece async for piece in streaming.chunks]
-            assert b"".join(got) == data
-        finally:
-            await store.aclose()
+def test_delete_during_a_stream_lets_the_stream_finish(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=2)
+        data = os.urandom(CHUNK_BYTES * 2 + 1)
+        await store.create(record, body(data))
+        streaming = await store.consume(record.secret_id, b"a" * 16, NOW + 60, NOW)
+        got = [await anext(streaming.chunks)]
+        assert await store.delete(record.secret_id) is True
+        assert await store.info(record.secret_id, NOW) is None
+        with pytest.raises(Gone):
+            await read_all(store, record.secret_id, b"b" * 16)
+        got += [piece async for piece in streaming.chunks]
+        assert b"".join(got) == data
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_failed_upload_leaves_nothing(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
+def test_failed_upload_leaves_nothing(store_factory: StoreFactory) -> None:
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"q" * (CHUNK_BYTES + 10)
+        yield b"q" * CHUNK_BYTES
+        raise ValueError("client went away")
 
-        async def failing() -> AsyncIterator[bytes]:
-            yield b"q" * (CHUNK_BYTES + 10)
-            yield b"q" * CHUNK_BYTES
-            raise ValueError("client went away")
+    async def scenario(store: SecretStore) -> None:
+        record = secret()
+        with pytest.raises(ValueError, match="went away"):
+            await store.create(record, failing())
+        assert await store.info(record.secret_id, NOW) is None
 
-        try:
-            record = secret()
-            with pytest.raises(ValueError, match="went away"):
-                await store.create(record, failing())
-            assert await store.info(record.secret_id, NOW) is None
-        finally:
-            await store.aclose()
-
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_concurrent_consumers_get_exactly_the_views(store_factory: object) -> None:
-    async def scenario() -> None:
-        store = await started(store_factory)
-        try:
-            record = secret(views=5)
-            await store.create(record, body(b"c" * 10))
+def test_concurrent_consumers_get_exactly_the_views(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=5)
+        await store.create(record, body(b"c" * 10))
 
-            async def attempt(n: int) -> bool:
-                try:
-                    await read_all(store, record.secret_id, n.to_bytes(16, "big"))
-                except Gone:
-                    return False
-                return True
+        async def attempt(n: int) -> bool:
+            try:
+                await read_all(store, record.secret_id, n.to_bytes(16, "big"))
+            except Gone:
+                return False
+            return True
 
-            results = await asyncio.gather(*(attempt(n) for n in range(200)))
-            assert sum(results) == 5
-        finally:
-            await store.aclose()
+        results = await asyncio.gather(*(attempt(n) for n in range(200)))
+        assert sum(results) == 5
 
-    run(scenario())
+    run_on(store_factory, scenario)
 
 
-def test_durable_across_reopen(store_factory: object) -> None:
+def test_durable_across_reopen(store_factory: StoreFactory) -> None:
     async def scenario() -> None:
         store = await started(store_factory)
         record = secret()
@@ -375,4 +300,4 @@ def test_durable_across_reopen(store_factory: object) -> None:
         finally:
             await store.aclose()
 
-    run(scenario())
+    asyncio.run(scenario())
