@@ -1,14 +1,17 @@
 """What the browser tests share: a guard that watches every page of a context (console
-errors, uncaught exceptions, requests leaving the server's origin), screenshots kept under
-tests/artifacts/, and the steps a person takes on the pages."""
+errors, uncaught exceptions, requests leaving the server's origin), a guarded page for
+running the JSON test vectors, screenshots kept under tests/artifacts/, and the steps a
+person takes on the pages."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, expect
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request, expect
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 # Chromium reports every HTTP error answer of fetch() on the console with this text; a
@@ -58,6 +61,21 @@ class Guard:
         assert self.foreign_requests == [], (
             f"requests outside {self.origin}: {self.foreign_requests}"
         )
+
+
+@contextlib.contextmanager
+def open_vector_page(browser: Browser, origin: str, tools: str) -> Iterator[Page]:
+    """A guarded page of the server at `origin` with the script `tools` run in it, where the
+    test vectors run against the browser's modules as the pages load them."""
+    context = browser.new_context()
+    guard = Guard(origin)
+    guard.watch(context)
+    page = context.new_page()
+    page.goto(f"{origin}/")
+    page.evaluate(tools)
+    yield page
+    context.close()
+    guard.check()
 
 
 def screenshot(page: Page, name: str) -> Path:

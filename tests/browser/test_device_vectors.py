@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.browser.harness import Guard
+from tests.browser.harness import open_vector_page
 from tests.servers import ServerProcess
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -189,15 +189,8 @@ async (code) => {
 @pytest.fixture(scope="module")
 def vector_page(browser: Browser, web_server: ServerProcess) -> Iterator[Page]:
     """One page of the running server, kept for the whole module."""
-    context = browser.new_context()
-    guard = Guard(web_server.url)
-    guard.watch(context)
-    page = context.new_page()
-    page.goto(f"{web_server.url}/")
-    page.evaluate(_HELPERS)
-    yield page
-    context.close()
-    guard.check()
+    with open_vector_page(browser, web_server.url, _HELPERS) as page:
+        yield page
 
 
 @pytest.mark.parametrize("vector", POSITIVE, ids=[vector["name"] for vector in POSITIVE])
