@@ -3,16 +3,14 @@ tests/vectors/envelope_device*.json, round trips and failure modes."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.envelope_vectors import Replay, argon2_of, load, metadata_of
 
 from atopos.client.device import LazyDevice
 from atopos.client.envelope_reader import EnvelopeReader
@@ -45,11 +43,9 @@ from atopos.crypto.errors import (
 )
 from atopos.crypto.kdf import derive_envelope_keys
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors"
-POSITIVE: list[dict[str, Any]] = json.loads((VECTORS / "envelope_device.json").read_text("utf-8"))
-NEGATIVE: list[dict[str, Any]] = json.loads(
-    (VECTORS / "envelope_device_invalid.json").read_text("utf-8")
-)
+# Their files are checked against the generator by test_envelope.py.
+POSITIVE = load("envelope_device.json")
+NEGATIVE = load("envelope_device_invalid.json")
 ERRORS: dict[str, type[Exception]] = {
     "DecryptionFailed": DecryptionFailed,
     "UnsupportedEnvelope": UnsupportedEnvelope,
@@ -84,39 +80,11 @@ class X25519Only:
         return self._private.exchange(self._public_type.from_public_bytes(ephemeral_public))
 
 
-class Replay:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.offset = 0
-
-    def __call__(self, size: int) -> bytes:
-        chunk = self.data[self.offset : self.offset + size]
-        self.offset += size
-        return chunk
-
-
 def public_of(vector: dict[str, Any]) -> DevicePublic:
     device = vector["device"]
     return DevicePublic(
         bytes.fromhex(device["ed25519_public"]), bytes.fromhex(device["x25519_public"])
     )
-
-
-def argon2_of(vector: dict[str, Any]) -> Argon2Params:
-    return Argon2Params(**vector["argon2"]) if vector["argon2"] else Argon2Params()
-
-
-def test_vector_files_are_up_to_date() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "generate_envelope_vectors", VECTORS / "generate_envelope_vectors.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    positive, negative = generator.build_device()
-    assert (VECTORS / "envelope_device.json").read_text("utf-8") == positive
-    assert (VECTORS / "envelope_device_invalid.json").read_text("utf-8") == negative
 
 
 # -- vectors -------------------------------------------------------------------------------
@@ -125,12 +93,7 @@ def test_vector_files_are_up_to_date() -> None:
 @pytest.mark.parametrize("vector", POSITIVE, ids=[vector["name"] for vector in POSITIVE])
 def test_sealing_reproduces_the_vector(vector: dict[str, Any]) -> None:
     random_bytes = Replay(bytes.fromhex(vector["random"]))
-    metadata = Metadata(
-        kind=vector["metadata"]["kind"],
-        size=vector["metadata"]["size"],
-        name=vector["metadata"].get("name"),
-        media_type=vector["metadata"].get("type"),
-    )
+    metadata = metadata_of(vector)
     envelope = seal(
         bytes.fromhex(vector["content"]),
         metadata,
@@ -141,7 +104,7 @@ def test_sealing_reproduces_the_vector(vector: dict[str, Any]) -> None:
         chunk_size_log2=vector["chunk_size_log2"],
         device=public_of(vector),
     )
-    assert random_bytes.offset == len(random_bytes.data)  # salt, argon2 salt, eph, ds: all used
+    assert random_bytes.is_used_up  # salt, argon2 salt, eph, ds: all used
     assert envelope.hex() == vector["envelope"]
     assert sealed_size(
         metadata,
@@ -242,21 +205,25 @@ def test_negative_vectors_cover_the_promised_cases() -> None:
 # -- behaviour -----------------------------------------------------------------------------
 
 
+def bound_envelope(content: bytes, passphrase: str | None = None) -> bytes:
+    """`content` sealed as text under KEY for DEVICE_A (and the passphrase, if any)."""
+    return seal(
+        content,
+        Metadata(kind="text", size=len(content)),
+        KEY,
+        random_bytes=os.urandom,
+        passphrase=passphrase,
+        argon2=CHEAP_ARGON2,
+        device=DEVICE_A.public,
+    )
+
+
 def test_header_sizes_and_flags() -> None:
-    metadata = Metadata(kind="text", size=3)
     for passphrase, flags, size in [
         (None, 2, HEADER_BYTES_WITHOUT_PASSPHRASE + DEVICE_FIELDS_BYTES),
         ("pw", 3, HEADER_BYTES_WITH_PASSPHRASE + DEVICE_FIELDS_BYTES),
     ]:
-        envelope = seal(
-            b"abc",
-            metadata,
-            KEY,
-            random_bytes=os.urandom,
-            passphrase=passphrase,
-            argon2=CHEAP_ARGON2,
-            device=DEVICE_A.public,
-        )
+        envelope = bound_envelope(b"abc", passphrase)
         header = parse_header(envelope)
         assert header is not None
         assert envelope[7] == flags
@@ -267,15 +234,7 @@ def test_header_sizes_and_flags() -> None:
 
 
 def test_wrong_device_fails_before_argon2_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    envelope = seal(
-        b"abc",
-        Metadata(kind="text", size=3),
-        KEY,
-        random_bytes=os.urandom,
-        passphrase="pw",
-        argon2=CHEAP_ARGON2,
-        device=DEVICE_A.public,
-    )
+    envelope = bound_envelope(b"abc", "pw")
     stretched: list[str] = []
 
     def recording(passphrase: str, *_args: object) -> bytes:
@@ -292,9 +251,7 @@ def test_wrong_device_fails_before_argon2_work(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_device_required_is_not_a_failure_and_names_no_cause() -> None:
-    envelope = seal(
-        b"x", Metadata(kind="text", size=1), KEY, random_bytes=os.urandom, device=DEVICE_A.public
-    )
+    envelope = bound_envelope(b"x")
     opener = Opener(KEY)
     with pytest.raises(DeviceRequired):
         opener.feed(envelope)
@@ -308,15 +265,7 @@ def test_device_required_is_not_a_failure_and_names_no_cause() -> None:
 
 
 def test_device_is_asked_for_before_the_passphrase() -> None:
-    envelope = seal(
-        b"x",
-        Metadata(kind="text", size=1),
-        KEY,
-        random_bytes=os.urandom,
-        passphrase="pw",
-        argon2=CHEAP_ARGON2,
-        device=DEVICE_A.public,
-    )
+    envelope = bound_envelope(b"x", "pw")
     with pytest.raises(DeviceRequired):
         open_envelope(envelope, KEY)
     with pytest.raises(PassphraseRequired):
@@ -328,13 +277,7 @@ def test_device_is_asked_for_before_the_passphrase() -> None:
 
 def test_link_key_alone_opens_nothing_even_with_the_device_secret_unknown() -> None:
     # The "stolen full link" case: link key and envelope, no device.
-    envelope = seal(
-        b"secret",
-        Metadata(kind="text", size=6),
-        KEY,
-        random_bytes=os.urandom,
-        device=DEVICE_A.public,
-    )
+    envelope = bound_envelope(b"secret")
     header = parse_header(envelope)
     assert header is not None
     guessed = derive_envelope_keys(KEY, header.salt)  # what a link holder could compute
@@ -354,15 +297,7 @@ def test_sealing_refuses_a_low_order_device_key() -> None:
 
 
 def test_envelope_reader_passes_the_device_and_asks_again_for_the_passphrase() -> None:
-    envelope = seal(
-        b"hello",
-        Metadata(kind="text", size=5),
-        KEY,
-        random_bytes=os.urandom,
-        passphrase="right",
-        argon2=CHEAP_ARGON2,
-        device=DEVICE_A.public,
-    )
+    envelope = bound_envelope(b"hello", "right")
     answers = iter(["wrong", "right"])
     reader = EnvelopeReader(KEY, ask_passphrase=lambda _attempt: next(answers), device=DEVICE_A)
     content = b"".join(reader.feed(envelope[i : i + 7]) for i in range(0, len(envelope), 7))
@@ -376,9 +311,7 @@ def test_lazy_device_loads_once_and_only_when_needed() -> None:
         loads.append(1)
         return DEVICE_A
 
-    bound = seal(
-        b"b", Metadata(kind="text", size=1), KEY, random_bytes=os.urandom, device=DEVICE_A.public
-    )
+    bound = bound_envelope(b"b")
     plain = seal(b"p", Metadata(kind="text", size=1), KEY, random_bytes=os.urandom)
     lazy = LazyDevice(load)
     assert open_envelope(plain, KEY, device=lazy)[1] == b"p"
@@ -475,9 +408,7 @@ def test_an_all_zero_shared_secret_is_refused_even_from_a_lax_unsealer() -> None
         def shared_secret(self, ephemeral_public: bytes) -> bytes:
             return bytes(32)
 
-    honest = seal(
-        b"z", Metadata(kind="text", size=1), KEY, random_bytes=os.urandom, device=DEVICE_A.public
-    )
+    honest = bound_envelope(b"z")
     header = parse_header(honest)
     assert header is not None
     aad = header.device_seal_aad

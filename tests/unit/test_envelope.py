@@ -1,20 +1,18 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import random
 import tracemalloc
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.envelope_vectors import VECTORS, Replay, argon2_of, load, metadata_of
 
 from atopos.crypto import envelope as envelope_module
 from atopos.crypto.envelope import (
-    DEFAULT_ARGON2,
     HEADER_BYTES_WITH_PASSPHRASE,
     HEADER_BYTES_WITHOUT_PASSPHRASE,
     LINK_KEY_BYTES,
@@ -39,9 +37,8 @@ from atopos.crypto.errors import (
 from atopos.crypto.kdf import derive_envelope_keys, derive_passphrase_key
 from atopos.crypto.padding import padded_size
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors"
-POSITIVE: list[dict[str, Any]] = json.loads((VECTORS / "envelope.json").read_text("utf-8"))
-NEGATIVE: list[dict[str, Any]] = json.loads((VECTORS / "envelope_invalid.json").read_text("utf-8"))
+POSITIVE = load("envelope.json")
+NEGATIVE = load("envelope_invalid.json")
 ERRORS: dict[str, type[DecryptionFailed]] = {
     "DecryptionFailed": DecryptionFailed,
     "UnsupportedEnvelope": UnsupportedEnvelope,
@@ -52,41 +49,9 @@ KEY = bytes(range(LINK_KEY_BYTES))
 CHEAP_ARGON2 = Argon2Params(memory_kib=8, iterations=1, lanes=1)
 
 
-class Replay:
-    """A `random_bytes` that hands out a fixed byte string in order and checks it is used up."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.offset = 0
-
-    def __call__(self, size: int) -> bytes:
-        piece = self.data[self.offset : self.offset + size]
-        assert len(piece) == size, "the vector has too few random bytes"
-        self.offset += size
-        return piece
-
-    @property
-    def is_used_up(self) -> bool:
-        return self.offset == len(self.data)
-
-
 def seeded_random(seed: int = 0) -> Callable[[int], bytes]:
     source = random.Random(seed)
     return source.randbytes
-
-
-def metadata_of(vector: dict[str, Any]) -> Metadata:
-    record = vector["metadata"]
-    return Metadata(
-        kind=record["kind"],
-        size=record["size"],
-        name=record.get("name"),
-        media_type=record.get("type"),
-    )
-
-
-def argon2_of(vector: dict[str, Any]) -> Argon2Params:
-    return DEFAULT_ARGON2 if vector["argon2"] is None else Argon2Params(**vector["argon2"])
 
 
 def open_in_slices(
@@ -211,7 +176,14 @@ def test_failure_messages_do_not_say_which_check_failed() -> None:
     assert len(messages) == len(ERRORS)
 
 
-def test_vector_files_are_up_to_date() -> None:
+@pytest.mark.parametrize(
+    ("build", "positive_file", "negative_file"),
+    [
+        ("build", "envelope.json", "envelope_invalid.json"),
+        ("build_device", "envelope_device.json", "envelope_device_invalid.json"),
+    ],
+)
+def test_vector_files_are_up_to_date(build: str, positive_file: str, negative_file: str) -> None:
     spec = importlib.util.spec_from_file_location(
         "generate_envelope_vectors", VECTORS / "generate_envelope_vectors.py"
     )
@@ -219,9 +191,9 @@ def test_vector_files_are_up_to_date() -> None:
     assert spec.loader is not None
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
-    positive, negative = generator.build()
-    assert (VECTORS / "envelope.json").read_text("utf-8") == positive
-    assert (VECTORS / "envelope_invalid.json").read_text("utf-8") == negative
+    positive, negative = getattr(generator, build)()
+    assert (VECTORS / positive_file).read_text("utf-8") == positive
+    assert (VECTORS / negative_file).read_text("utf-8") == negative
 
 
 def test_vectors_cover_what_the_spec_promises() -> None:
