@@ -1,7 +1,7 @@
-"""Start real `redis-server` processes for tests: one durable Redis, or a 3-master Redis
-Cluster, on loopback ports with their files in a temporary directory; and pairs of
-`atopos serve` nodes sharing one. Readiness is polled (PING, CLUSTER INFO, /healthz),
-never slept for."""
+"""Start real `redis-server` processes for tests: one durable Redis, one without persistence
+(rate-limit counters), or a 3-master Redis Cluster, on loopback ports with their files in a
+temporary directory; and pairs of `atopos serve` nodes sharing one. Readiness is polled
+(PING, CLUSTER INFO, /healthz), never slept for."""
 
 from __future__ import annotations
 
@@ -36,12 +36,15 @@ def _poll(ready: object, what: str, timeout: float = 30) -> None:
 
 @dataclasses.dataclass
 class RedisServer:
-    """`redis-server` with AOF on and `appendfsync always` (a 201 must survive kill -9)."""
+    """`redis-server` with AOF on and `appendfsync always` (a 201 must survive kill -9), or,
+    from `ephemeral`, with no persistence at all (for rate-limit counters)."""
 
     directory: Path
     port: int = 0
     appendfsync: str = "always"
     appendonly: bool = True
+    # RDB snapshot points (`save`); "" takes none.
+    save: str = ""
     is_cluster_node: bool = False
     bus_port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -70,7 +73,7 @@ class RedisServer:
             "--appendfsync",
             self.appendfsync,
             "--save",
-            "",
+            self.save,
             "--logfile",
             str(self.directory / "redis.log"),
         ]
@@ -105,6 +108,12 @@ class RedisServer:
 
             _poll(answers, f"redis-server on port {self.port}")
 
+    @classmethod
+    def ephemeral(cls, directory: Path) -> RedisServer:
+        """Not started: a Redis that writes nothing to disk (`--save "" --appendonly no`),
+        as deploy/redis/atopos-ephemeral.conf, where rate-limit counters may go."""
+        return cls(directory, appendonly=False, save="")
+
     def kill9(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
@@ -122,13 +131,20 @@ class RedisServer:
         with self.client() as client:
             client.flushall()
 
+    def limit_keys(self) -> list[bytes]:
+        """The rate-limit counters this Redis holds."""
+        with self.client() as client:
+            return list(client.scan_iter(match="atopos-limits*"))
+
 
 @dataclasses.dataclass
 class RedisClusterServers:
-    """Three masters, no replicas, joined with `redis-cli --cluster create`."""
+    """Three masters, no replicas, joined with `redis-cli --cluster create`; durable as
+    `RedisServer`, or without persistence (`appendonly=False`)."""
 
     directory: Path
     nodes: list[RedisServer] = dataclasses.field(default_factory=list)
+    appendonly: bool = True
 
     @property
     def url(self) -> str:
@@ -144,7 +160,11 @@ class RedisClusterServers:
 
     def _start(self) -> None:
         for n in range(3):
-            self.nodes.append(RedisServer(self.directory / f"node{n}", is_cluster_node=True))
+            self.nodes.append(
+                RedisServer(
+                    self.directory / f"node{n}", appendonly=self.appendonly, is_cluster_node=True
+                )
+            )
             self.nodes[-1].start()
         subprocess.run(
             [

@@ -1,4 +1,8 @@
-"""Session-wide Redis servers for the integration tests: started once, emptied per test."""
+"""Session-wide Redis servers for the integration tests: started once, emptied per test.
+
+`redis_server` and `redis_cluster` are durable, like the Redis of secrets in deploy/;
+`redis_ephemeral` persists nothing, like the one rate-limit counters must go to (a node
+refuses to start with its counters on a Redis that persists)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
+def redis_ephemeral(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer.ephemeral(tmp_path_factory.mktemp("redis-ephemeral")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
     cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
     try:
@@ -32,6 +45,13 @@ def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, empty."""
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture
+def redis_ephemeral_url(redis_ephemeral: RedisServer) -> str:
+    """The session's Redis without persistence, empty: for rate-limit counters."""
+    redis_ephemeral.flush()
+    return redis_ephemeral.url
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Redis going away under running nodes: `kill -9` of Redis keeps every acknowledged secret
 (AOF, appendfsync always); with Redis stopped every storage route answers 503 with
 Retry-After (never a 404 or a 500) and /healthz says the store is down; when Redis returns,
-the nodes serve again by themselves."""
+the nodes serve again by themselves. A rate-limit Redis that is down when a node starts
+does not stop it either (test_redis_ratelimit_persistence.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from atopos.errors import Unavailable
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
+from atopos.server.ratelimit_persistence import PersistenceCheck
 from atopos.storage.redis import RedisSecretStore
 from tests.api_client import OCTETS, create, envelope, reveal, ticket
 from tests.redis_servers import Nodes, RedisServer, start_nodes, write_key_file
@@ -28,6 +30,16 @@ DOWN = {"status": "unavailable", "storage": "down"}
 def redis_alone(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis of this test only: the test kills it."""
     server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ephemeral_alone(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis without persistence for rate-limit counters, of this test only: it stops it."""
+    server = RedisServer.ephemeral(tmp_path / "redis-ephemeral").start()
     try:
         yield server
     finally:
@@ -103,12 +115,20 @@ def test_kill_9_of_redis_keeps_every_acknowledged_secret(
 
 @pytest.mark.parametrize("rate_limit", ["0", "1000"], ids=["limits-off", "limits-on"])
 def test_with_redis_stopped_every_storage_route_is_503_then_service_resumes(
-    tmp_path: Path, redis_alone: RedisServer, rate_limit: str
+    tmp_path: Path, redis_alone: RedisServer, ephemeral_alone: RedisServer, rate_limit: str
 ) -> None:
-    """With limits on, the shared rate-limit counters fail first; with limits off, the
-    store itself. Either way: 503 + Retry-After, nothing consumed, and recovery on its own."""
+    """With limits on, the shared rate-limit counters (in the Redis without persistence,
+    stopped as well) fail first; with limits off, the store itself. Either way: 503 +
+    Retry-After, nothing consumed, and recovery on its own."""
     key = write_key_file(tmp_path / "atopos.key", os.urandom(32))
-    nodes: Nodes = start_nodes(tmp_path, redis_alone.url, key, ATOPOS_RATE_LIMIT=rate_limit)
+    redis_servers = [redis_alone, ephemeral_alone] if rate_limit != "0" else [redis_alone]
+    nodes: Nodes = start_nodes(
+        tmp_path,
+        redis_alone.url,
+        key,
+        ATOPOS_RATE_LIMIT=rate_limit,
+        ATOPOS_RATE_LIMIT_STORAGE=ephemeral_alone.url,
+    )
     node = nodes.a
     try:
         with httpx.Client(timeout=30) as client:
@@ -119,7 +139,8 @@ def test_with_redis_stopped_every_storage_route_is_503_then_service_resumes(
             ready_ticket = ticket(client, node.url, sid)
             challenge = client.post(f"{node.url}/api/v1/secrets/{sid}/challenge").json()
 
-            redis_alone.stop()
+            for server in redis_servers:
+                server.stop()
 
             health = client.get(f"{node.url}/healthz")
             assert health.status_code == 503
@@ -146,7 +167,8 @@ def test_with_redis_stopped_every_storage_route_is_503_then_service_resumes(
                     assert response.headers["retry-after"] == "5", route
                     assert response.json()["error"] == "unavailable", route
 
-            redis_alone.start()
+            for server in redis_servers:
+                server.start()
             wait_until_healthy(node.url)  # no restart of the node
             assert client.get(f"{node.url}/healthz").json() == {"status": "ok", "storage": "up"}
             # The 503s consumed nothing: the ticket made before the outage still works, and
@@ -175,9 +197,13 @@ def test_with_redis_stopped_every_storage_route_is_503_then_service_resumes(
 @pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
 def test_unreachable_redis_is_unavailable_for_store_and_limits_alike(scheme: str) -> None:
     """Nothing listens on the port: one Redis or a Cluster, the store and the rate limiter
-    both answer Unavailable (503), never another error (500)."""
+    (with or without its persistence check) answer Unavailable (503), never another error
+    (500)."""
     url = f"{scheme}://127.0.0.1:{free_port()}" + ("/0" if scheme == "redis" else "")
-    limits = RateLimits({"create": 10}, rate_limit_storage(url))
+    unchecked = RateLimits({"create": 10}, rate_limit_storage(url))
+    checked = RateLimits(
+        {"create": 10}, rate_limit_storage(url), PersistenceCheck(url, is_default=False)
+    )
 
     async def scenario() -> None:
         store = RedisSecretStore.from_url(url)
@@ -187,12 +213,13 @@ def test_unreachable_redis_is_unavailable_for_store_and_limits_alike(scheme: str
                 await store.check()
             with pytest.raises(Unavailable):
                 await store.info(os.urandom(16), 0)
-            with pytest.raises(Unavailable):
-                await limits.hit("create", "someone")
-            with pytest.raises(Unavailable):
-                await limits.record_failure("someone")
-            with pytest.raises(Unavailable):
-                await limits.extra_bits("someone")
+            for limits in (unchecked, checked):
+                with pytest.raises(Unavailable):
+                    await limits.hit("create", "someone")
+                with pytest.raises(Unavailable):
+                    await limits.record_failure("someone")
+                with pytest.raises(Unavailable):
+                    await limits.extra_bits("someone")
         finally:
             await store.aclose()
 

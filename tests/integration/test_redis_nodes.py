@@ -202,9 +202,23 @@ def test_kill_9_of_a_node_during_a_creation_burst_loses_no_acknowledged_secret(
     nodes.a.start()  # for the next test of the module
 
 
-def test_rate_limits_hold_across_nodes(tmp_path: Path, redis_url: str, key_file: Path) -> None:
-    """10 requests a minute per client: alternating between the nodes buys nothing."""
-    both = start_nodes(tmp_path, redis_url, key_file, ATOPOS_RATE_LIMIT="10")
+def test_rate_limits_hold_across_nodes(
+    tmp_path: Path,
+    redis_url: str,
+    redis_server: RedisServer,
+    redis_ephemeral_url: str,
+    redis_ephemeral: RedisServer,
+    key_file: Path,
+) -> None:
+    """10 requests a minute per client: alternating between the nodes buys nothing. The
+    counters are shared through the Redis without persistence, never the durable one."""
+    both = start_nodes(
+        tmp_path,
+        redis_url,
+        key_file,
+        ATOPOS_RATE_LIMIT="10",
+        ATOPOS_RATE_LIMIT_STORAGE=redis_ephemeral_url,
+    )
     try:
         body, _ = envelope(b"limited")
         with httpx.Client(timeout=30) as client:
@@ -216,6 +230,8 @@ def test_rate_limits_hold_across_nodes(tmp_path: Path, redis_url: str, key_file:
             assert statuses[:10] == [201] * 10
             assert statuses[10] == 429
             assert int(response.headers["retry-after"]) >= 1
+        assert redis_ephemeral.limit_keys()
+        assert not redis_server.limit_keys()
     finally:
         for node in both:
             node.stop()

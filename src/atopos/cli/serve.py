@@ -14,24 +14,25 @@ __all__ = ["serve"]
 
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on.  [default: 127.0.0.1]")
+        str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port to listen on.  [default: 8080]")
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: 8080).")
     ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
             "--data",
             file_okay=False,
-            help="Data directory (SQLite database).  [env: ATOPOS_DATA; default: ./data]",
+            help="Data directory (SQLite database). Env: ATOPOS_DATA; default: ./data.",
         ),
     ] = None,
     storage: Annotated[
         str | None,
         typer.Option(
             "--storage",
-            help="sqlite:///path or redis://...  [env: ATOPOS_STORAGE; default: SQLite in --data]",
+            help="sqlite:///path, redis://... or redis+cluster://... Env: ATOPOS_STORAGE; "
+            "default: SQLite in --data.",
         ),
     ] = None,
     key_file: Annotated[
@@ -39,8 +40,8 @@ def serve(
         typer.Option(
             "--key-file",
             dir_okay=False,
-            help="Signing key shared by all nodes (mode 0600; see docs/storage-redis.md).  "
-            "[env: ATOPOS_KEY_FILE; default: a random key in RAM]",
+            help="Signing key shared by all nodes (mode 0600; see docs/storage-redis.md). "
+            "Env: ATOPOS_KEY_FILE; default: a random key in RAM.",
         ),
     ] = None,
     pow_bits: Annotated[
@@ -49,11 +50,21 @@ def serve(
             "--pow-bits",
             min=0,
             max=40,
-            help="Base proof-of-work difficulty; 0 for tests only.  [env: ATOPOS_POW_BITS]",
+            help="Base proof-of-work difficulty; 0 for tests only. Env: ATOPOS_POW_BITS.",
         ),
     ] = None,
 ) -> None:
-    """Run the Atopos server (secrets API and web pages)."""
+    """Run the Atopos server (secrets API and web pages).
+
+    Rate-limit counters (env ATOPOS_RATE_LIMIT, per minute; 0 turns limits off) are keyed by
+    client identifiers that must never reach a disk. With Redis storage, point
+    ATOPOS_RATE_LIMIT_STORAGE at a Redis without persistence
+    (deploy/redis/atopos-ephemeral.conf) or set it to memory:// for per-node limits: the
+    server refuses to start when the counters would go to a Redis that persists (AOF or
+    snapshots), such as the durable Redis of the storage itself.
+    ATOPOS_RATE_LIMIT_STORAGE_PERSISTENT_OK=1 skips that check. Every setting:
+    docs/operations.md.
+    """
     # Imported here: uvicorn and the app are heavy and only this command needs them.
     from atopos.server.config import ServerConfig
     from atopos.server.runner import serve as run_server

@@ -28,6 +28,7 @@ from atopos.server.middleware import EdgeMiddleware
 from atopos.server.openapi import openapi_document
 from atopos.server.pages import page_routes
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
+from atopos.server.ratelimit_persistence import PersistenceCheck, check_at_start
 from atopos.server.secrets_api import SecretsApi
 from atopos.server.sizes import max_envelope_bytes
 from atopos.storage.factory import open_store
@@ -51,6 +52,8 @@ def create_app(
     clock = clock or SystemClock()
     # Read before anything else, so a bad key file stops the start with one sentence.
     node_keys = load_key_file(config.key_file) if config.key_file is not None else None
+    # Then the same for a rate-limit Redis that would write client identifiers to disk.
+    persistence_check = _rate_limit_persistence_check(config)
     if node_keys is None:
         # Held in RAM only: a restart invalidates every outstanding challenge and ticket.
         node_keys = NodeKeys(os.urandom(32))
@@ -73,6 +76,7 @@ def create_app(
             "manage": config.rate_manage,
         },
         rate_limit_storage(config.resolved_rate_limit_storage_url()),
+        persistence_check,
     )
     access = AccessControl(
         token_keys or node_keys.token_keys(),
@@ -145,3 +149,19 @@ def create_app(
         exception_handlers={AtoposError: atopos_error, HTTPException: http_error},
     )
     return EdgeMiddleware(app)
+
+
+def _rate_limit_persistence_check(config: ServerConfig) -> PersistenceCheck | None:
+    """None when no counter goes to Redis (limits off, or kept in memory) or the operator
+    opted out; otherwise the check, already passed if the Redis answered (InvalidInput, one
+    sentence, if it persists or will not say)."""
+    url = config.resolved_rate_limit_storage_url()
+    if url is None:
+        return None
+    if config.accepts_persistent_rate_limit_storage:
+        _log.warning(
+            "rate-limit counters may be written to disk: their redis is not checked for "
+            "persistence (opted out)"
+        )
+        return None
+    return check_at_start(url, is_default=config.rate_limit_storage_url is None)

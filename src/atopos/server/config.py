@@ -10,7 +10,13 @@ from pathlib import Path
 
 from atopos.storage.urls import is_redis_url
 
-__all__ = ["DEFAULT_POW_BITS", "ServerConfig", "parse_trusted_proxies", "rate_limits"]
+__all__ = [
+    "DEFAULT_POW_BITS",
+    "ServerConfig",
+    "parse_flag",
+    "parse_trusted_proxies",
+    "rate_limits",
+]
 
 # A laptop browser hashing with WebCrypto in a worker needs about half a second for 2**16
 # attempts; the CLI needs a few hundredths. See docs/protocol/access.md.
@@ -29,8 +35,13 @@ class ServerConfig:
     # The signing key shared by nodes (server/keyfile.py); None: a random key in RAM.
     key_file: Path | None = None
     # Where rate-limit counters live: memory:// or a Redis URL. Default: the storage's Redis
-    # when the storage is Redis (limits hold across nodes), else this process's memory.
+    # when the storage is Redis (limits hold across nodes), else this process's memory. A
+    # Redis here must persist nothing, or the node refuses to start
+    # (server/ratelimit_persistence.py)...
     rate_limit_storage_url: str | None = None
+    # ...unless the operator accepts that counters may reach disk
+    # (ATOPOS_RATE_LIMIT_STORAGE_PERSISTENT_OK=1): then it is not checked.
+    accepts_persistent_rate_limit_storage: bool = False
     pow_bits: int = DEFAULT_POW_BITS
     # Content limit of one secret; the envelope's overhead (header, tags, padding) is added.
     max_content_bytes: int = 100 * MiB
@@ -56,11 +67,29 @@ class ServerConfig:
         return self.storage_url or f"sqlite:///{(self.data_dir / 'atopos.db').resolve()}"
 
     def resolved_rate_limit_storage_url(self) -> str | None:
-        """None for this process's memory; otherwise the Redis that counts for all nodes."""
+        """None for this process's memory; otherwise the Redis that counts for all nodes.
+        With every limit off, memory: the failure counts that raise the proof-of-work price
+        are still kept, keyed by client identifiers, and then count per node, so that a node
+        without limits needs no Redis checked for persistence."""
+        if not self.has_rate_limits():
+            return None
         url = self.rate_limit_storage_url
         if url is None and self.storage_url is not None and is_redis_url(self.storage_url):
             url = self.storage_url
         return None if url is None or url.startswith("memory://") else url
+
+    def has_rate_limits(self) -> bool:
+        """Whether any route class is limited (ATOPOS_RATE_LIMIT=0 turns them all off)."""
+        return any(
+            amount > 0
+            for amount in (
+                self.rate_create,
+                self.rate_challenge,
+                self.rate_ticket,
+                self.rate_reveal,
+                self.rate_manage,
+            )
+        )
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
@@ -74,6 +103,8 @@ class ServerConfig:
             values["key_file"] = Path(key_file)
         if rate_storage := os.environ.get("ATOPOS_RATE_LIMIT_STORAGE"):
             values["rate_limit_storage_url"] = rate_storage
+        if persistent_ok := os.environ.get("ATOPOS_RATE_LIMIT_STORAGE_PERSISTENT_OK"):
+            values["accepts_persistent_rate_limit_storage"] = parse_flag(persistent_ok)
         if bits := os.environ.get("ATOPOS_POW_BITS"):
             values["pow_bits"] = int(bits)
         if level := os.environ.get("ATOPOS_LOG_LEVEL"):
@@ -92,6 +123,16 @@ def parse_trusted_proxies(text: str) -> tuple[str, ...]:
     return tuple(
         str(ipaddress.ip_address(item)) for item in re.split(r"[\s,]+", text.strip()) if item
     )
+
+
+def parse_flag(text: str) -> bool:
+    """A yes/no setting: 1, true, yes, on or 0, false, no, off; a ValueError otherwise."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a yes/no value: {text!r}")
 
 
 def rate_limits(per_minute: int) -> dict[str, int]:

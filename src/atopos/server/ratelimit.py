@@ -2,7 +2,9 @@
 
 The storage is `limits`' in-memory one for a single node, its Redis storage when nodes
 share a Redis, so limits hold across nodes (`rate_limit_storage`). A storage that cannot be
-reached makes the request fail with Unavailable (503): limits fail closed.
+reached makes the request fail with Unavailable (503): limits fail closed. On Redis, a
+`PersistenceCheck` (server/ratelimit_persistence.py) must pass before counters are written:
+their keys are client identifiers, which must not reach a disk.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import ConfigurationError, StorageError
 
 from atopos.errors import InvalidInput, RateLimited, Unavailable
+from atopos.server.ratelimit_persistence import PersistenceCheck
 from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
 
 __all__ = ["KEY_PREFIX", "RateLimits", "rate_limit_storage"]
@@ -103,13 +106,19 @@ def _storage_errors(storage: Storage) -> tuple[type[Exception], ...]:
 
 
 class RateLimits:
-    def __init__(self, per_minute: dict[str, int], storage: Storage | None = None) -> None:
+    def __init__(
+        self,
+        per_minute: dict[str, int],
+        storage: Storage | None = None,
+        persistence_check: PersistenceCheck | None = None,
+    ) -> None:
         storage = MemoryStorage() if storage is None else storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._storage_errors = _storage_errors(storage)
         self._items = {
             route: RateLimitItemPerMinute(amount) for route, amount in per_minute.items() if amount
         }
+        self._persistence_check = persistence_check
         self._is_down = False
 
     async def hit(self, route: str, ident: str) -> None:
@@ -117,6 +126,7 @@ class RateLimits:
         item = self._items.get(route)
         if item is None:
             return
+        await self._ensure_off_disk()
         try:
             if await self._limiter.hit(item, route, ident):
                 self._up()
@@ -130,6 +140,7 @@ class RateLimits:
         raise RateLimited("Too many requests; slow down and try again later.", retry_after)
 
     async def record_failure(self, ident: str) -> None:
+        await self._ensure_off_disk()
         try:
             await self._limiter.hit(_FAILURE_WINDOW, "failures", ident)
         except self._storage_errors as exc:
@@ -137,6 +148,7 @@ class RateLimits:
         self._up()
 
     async def extra_bits(self, ident: str) -> int:
+        await self._ensure_off_disk()
         try:
             stats = await self._limiter.get_window_stats(_FAILURE_WINDOW, "failures", ident)
         except self._storage_errors as exc:
@@ -145,7 +157,21 @@ class RateLimits:
         failures = _FAILURE_WINDOW.amount - stats.remaining
         return min(MAX_EXTRA_BITS, max(0, failures).bit_length())
 
-    def _unavailable(self, exc: Exception) -> Unavailable:
+    async def _ensure_off_disk(self) -> None:
+        """Before counters are touched: the Redis holding them has been seen to persist
+        nothing since it last failed (asked again after every outage)."""
+        if self._persistence_check is None or self._persistence_check.is_verified:
+            return
+        try:
+            await self._persistence_check.ensure()
+        except Unavailable as exc:
+            if self._persistence_check.is_refused:
+                raise  # said once, at error level, by the check
+            raise self._unavailable(exc.__cause__ or exc) from None
+
+    def _unavailable(self, exc: BaseException) -> Unavailable:
+        if self._persistence_check is not None:
+            self._persistence_check.forget()
         if not self._is_down:
             self._is_down = True
             cause = exc.storage_error if isinstance(exc, StorageError) else exc
