@@ -99,6 +99,9 @@ def export_phrase(passphrase_file: PassphraseFile = None) -> None:
     from atopos.client.keystore import DeviceStore
     from atopos.client.recovery import seed_to_phrase
 
+    if sys.stdout is None:
+        # click would drop the words silently and report success.
+        raise InvalidInput("stdout is closed: there is nowhere to print the recovery phrase.")
     store = DeviceStore.from_environment()
     seed = _unlocked(store.is_extra_locked(), passphrase_file, "--passphrase-file", store.load_seed)
     typer.echo(
@@ -237,6 +240,8 @@ def _ask(prompt: str) -> str:
 
 
 def _read_phrase() -> str:
+    if sys.stdin is None:
+        raise InvalidInput("There is no stdin to read the recovery phrase from.")
     if _is_tty(sys.stdin):
         return _ask("Recovery phrase (24 words): ")
     data = sys.stdin.buffer.read(_MAX_PHRASE_BYTES + 1)

@@ -1,7 +1,10 @@
 """The one mapping from errors to exit codes and to the sentence shown on stderr.
 
-Exit codes (DESIGN.md): 0 ok, 2 usage, 3 gone, 4 refused, 5 network. Sentences for crypto
-failures are our own: `DecryptionFailed` deliberately says nothing about why.
+Exit codes (DESIGN.md): 0 ok, 2 usage, 3 gone, 4 refused, 5 network; ours on top: 1 for a
+local problem (a file that cannot be read or written, a damaged device store) and 70 for a
+bug, an exception nothing here expected. Sentences for crypto failures are our own:
+`DecryptionFailed` deliberately says nothing about why, and an unexpected exception is named
+by its type only, since its message could hold anything (plaintext or key bytes included).
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ __all__ = ["ExitCode", "describe", "exit_code_for"]
 
 class ExitCode(enum.IntEnum):
     OK = 0
-    FAILURE = 1  # a bug or a local I/O problem: none of the cases below
+    # A local problem: a file that cannot be read or written, a damaged device store, an
+    # Atopos error of no class below. Not USAGE: the command line was right, and running it
+    # again with other arguments will not help; the machine needs looking at.
+    FAILURE = 1
     USAGE = 2
     GONE = 3
     REFUSED = 4
     NETWORK = 5
+    INTERNAL = 70  # EX_SOFTWARE of sysexits.h: an exception nothing expected, i.e. a bug
     INTERRUPTED = 130  # 128 + SIGINT, what shells expect after Ctrl-C
 
 
@@ -47,7 +54,9 @@ def exit_code_for(error: BaseException) -> ExitCode:
     for kind, code in _EXIT_CODES:
         if isinstance(error, kind):
             return code
-    return ExitCode.FAILURE
+    if isinstance(error, AtoposError | OSError):
+        return ExitCode.FAILURE
+    return ExitCode.INTERNAL
 
 
 def describe(error: BaseException) -> str:
@@ -72,4 +81,8 @@ def describe(error: BaseException) -> str:
         if error.filename is not None:
             return f"Could not use {error.filename}: {reason}."
         return f"A file operation failed: {reason}."
-    return f"Unexpected error ({type(error).__name__}); please report it."
+    # The type's own name only: str(error) may quote plaintext, a key or a token.
+    return (
+        f"Internal error ({type(error).__name__}); this is a bug in Atopos, please report it "
+        "(run again with ATOPOS_DEBUG=1 to see where it happened)."
+    )

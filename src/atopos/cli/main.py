@@ -1,18 +1,24 @@
 """The `atopos` command: the root app, global options, and the one error boundary.
 
-`main()` runs the app so that no exception escapes as a traceback: Atopos and crypto
-errors become one sentence on stderr and the exit code of `cli/exits.py`; Ctrl-C exits 130
-quietly; typer's own usage errors keep their message and exit 2.
+`run()` runs the app so that no exception escapes as a traceback: Atopos and crypto
+errors become one sentence on stderr and the exit code of `cli/exits.py`; click's usage
+errors become one sentence too and exit 2; Ctrl-C exits 130 quietly; anything else is a bug,
+named by its exception type only (its message could hold secret material) with exit 70.
+`ATOPOS_DEBUG=1` adds the traceback above that line, for whoever is debugging.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
 from atopos import __version__
 from atopos.cli import device, secret
@@ -21,7 +27,9 @@ from atopos.cli.exits import ExitCode, describe, exit_code_for
 from atopos.cli.pin import pin
 from atopos.cli.serve import serve
 
-__all__ = ["app", "main", "run"]
+__all__ = ["ENV_DEBUG", "app", "main", "run"]
+
+ENV_DEBUG = "ATOPOS_DEBUG"
 
 app = typer.Typer(
     name="atopos",
@@ -94,21 +102,46 @@ def _root(
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run the command line `argv` (default: sys.argv) and return its exit code."""
+    """Run the command line `argv` (default: sys.argv) and return its exit code.
+
+    The one error boundary: whatever happens, at most one line reaches stderr from here.
+    """
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="atopos")
+        # standalone_mode=False: click's errors come here instead of being printed by click
+        # as a usage block; typer still turns Ctrl-C into Exit(130) and returns Exit codes.
+        result = app(
+            args=list(argv) if argv is not None else None,
+            prog_name="atopos",
+            standalone_mode=False,
+        )
     except SystemExit as exit_request:
         return _exit_status(exit_request.code)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
-    except Exception as error:
-        sys.stderr.write(f"Error: {describe(error)}\n")
+    except TyperException as error:  # click's errors, as typer (which vendors click) has them
+        return _usage_error(error)
+    except typer.Abort as error:  # end of input at a typer prompt
+        _debug_traceback(error)
+        _say("Error: No answer was given; nothing was done.")
+        return ExitCode.FAILURE
+    except BaseException as error:  # the backstop: never a traceback unless asked for
+        _debug_traceback(error)
+        _say(f"Error: {describe(error)}")
         return exit_code_for(error)
-    return ExitCode.OK
+    return result if isinstance(result, int) else ExitCode.OK
 
 
 def main() -> None:
-    sys.exit(run())
+    code = run()
+    # Flushed here, not at interpreter exit: a reader that went away (`| head`) then costs
+    # an exit code instead of an "Exception ignored" report on stderr.
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError:
+        _silence_stdout()
+        code = code or ExitCode.FAILURE
+    sys.exit(code)
 
 
 def _exit_status(code: str | int | None) -> int:
@@ -116,5 +149,52 @@ def _exit_status(code: str | int | None) -> int:
         return ExitCode.OK
     if isinstance(code, int):
         return code
-    sys.stderr.write(f"{code}\n")
+    _say(f"Error: {code}")
     return ExitCode.FAILURE
+
+
+def _say(line: str) -> None:
+    """Write `line` to stderr as exactly one line, however it was made.
+
+    A path or a server's words may carry a newline or a terminal escape; each control
+    character is shown escaped instead. Nothing is raised if stderr itself is gone.
+    """
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in line)
+    with contextlib.suppress(Exception):
+        if sys.stderr is not None:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+
+def _is_debugging() -> bool:
+    return os.environ.get(ENV_DEBUG, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _debug_traceback(error: BaseException) -> None:
+    # Only on request: a traceback quotes exception messages, which may hold secrets.
+    if _is_debugging():
+        with contextlib.suppress(Exception):
+            traceback.print_exception(error, file=sys.stderr)
+
+
+def _usage_error(error: TyperException) -> int:
+    """One line for a usage error (bad option, missing argument, unreadable --file...)
+    instead of click's usage block."""
+    if type(error).__name__ == "NoArgsIsHelpError":
+        return ExitCode.USAGE  # the help was printed already (`atopos device` alone)
+    _debug_traceback(error)
+    message = error.format_message().rstrip(".")
+    context = getattr(error, "ctx", None)
+    command = getattr(context, "command_path", None)
+    hint = f" (see `{command} --help`)" if isinstance(command, str) else ""
+    _say(f"Error: {message}{hint}.")
+    # click gives usage errors 2, which is ours too; its other errors 1, a local problem.
+    code = getattr(error, "exit_code", ExitCode.USAGE)
+    return code if isinstance(code, int) else ExitCode.USAGE
+
+
+def _silence_stdout() -> None:
+    # Python's advice for SIGPIPE: point stdout at devnull so the final flush cannot fail.
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

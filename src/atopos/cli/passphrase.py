@@ -8,12 +8,22 @@ from pathlib import Path
 from atopos.crypto.errors import PassphraseRequired
 from atopos.errors import InvalidInput
 
-__all__ = ["prompt_passphrase", "read_passphrase_file"]
+__all__ = ["MAX_PASSPHRASE_FILE_BYTES", "prompt_passphrase", "read_passphrase_file"]
+
+# Far more than any passphrase; the bound keeps `--passphrase-file /dev/zero` (or a large
+# file given by mistake) from filling memory. Pipes (`<(pass show x)`) are read as well.
+MAX_PASSPHRASE_FILE_BYTES = 64 * 1024
 
 
 def read_passphrase_file(path: Path) -> str:
     """The file's text minus one trailing newline (as editors and `echo` add one)."""
-    data = path.read_bytes()
+    with path.open("rb") as file:
+        data = file.read(MAX_PASSPHRASE_FILE_BYTES + 1)
+    if len(data) > MAX_PASSPHRASE_FILE_BYTES:
+        raise InvalidInput(
+            f"The passphrase file {path} is larger than {MAX_PASSPHRASE_FILE_BYTES // 1024} KiB; "
+            "it cannot be a passphrase."
+        )
     if data.endswith(b"\r\n"):
         data = data[:-2]
     elif data.endswith(b"\n"):

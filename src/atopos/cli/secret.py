@@ -18,7 +18,7 @@ from atopos.cli.context import global_options
 from atopos.cli.output import HeldStream, OutputTarget, ProvisionalFile
 from atopos.cli.passphrase import prompt_passphrase, read_passphrase_file
 from atopos.cli.progress import TransferProgress
-from atopos.errors import InvalidInput, TooLarge
+from atopos.errors import InvalidInput, NetworkError, TooLarge
 
 __all__ = ["app"]
 
@@ -28,6 +28,9 @@ app = typer.Typer(no_args_is_help=True, help="Share a secret by link; it is encr
 # larger belongs in a file, which is streamed.
 _MAX_STDIN_BYTES = 100 * 1024 * 1024
 _READ_BYTES = 64 * 1024
+# Numbers a server sends back are shown or printed as JSON: a hostile one could send an
+# integer too long for Python to turn into text (over 4300 digits), or a date no clock knows.
+_MAX_SERVER_NUMBER = 2**63 - 1
 
 PassphraseFile = Annotated[
     Path | None,
@@ -79,6 +82,9 @@ def create(
 
     expires_in = parse_duration(expires)
     device = parse_device_code_input(bind_device) if bind_device is not None else None
+    if file is not None and not file.is_file():
+        # Checked before opening: opening a FIFO would wait for a writer that may never come.
+        raise InvalidInput(f"{file} is not a regular file; pipe anything else to stdin.")
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     # Connect (and so check --server) before the user types a secret that could not be sent.
     with SecretsApi(global_options(ctx).server) as api:
@@ -93,6 +99,7 @@ def create(
                 progress=bar.update,
                 device=device,
             )
+    _check_server_numbers(created.share_link.server, created.expires_at)
     if as_json:
         record = {
             "link": str(created.share_link),
@@ -188,6 +195,7 @@ def status(
     link = parse_manage_link(manage_link)
     with SecretsApi(link.server) as api:
         info = api.status(link.secret_id, link.manage_token)
+    _check_server_numbers(link.server, info.views_left, info.expires_at, info.size)
     typer.echo(f"Views left: {info.views_left}")
     typer.echo(f"Expires at: {_local_time(info.expires_at)}")
     typer.echo(f"Kind: {info.kind}")
@@ -209,6 +217,8 @@ def delete(
 
 
 def _read_text_secret() -> bytes:
+    if sys.stdin is None:
+        raise InvalidInput("There is no stdin to read the secret from; pipe it in or use --file.")
     if _is_tty(sys.stdin):
         typer.echo("Type the secret, end with Ctrl-D", err=True)
     stdin = typer.get_binary_stream("stdin")
@@ -233,6 +243,14 @@ def _is_tty(stream: object) -> bool:
     return bool(isatty()) if callable(isatty) else False
 
 
+def _check_server_numbers(server: str, *numbers: int) -> None:
+    if any(not 0 <= number <= _MAX_SERVER_NUMBER for number in numbers):
+        raise NetworkError(f"The server at {server} sent an answer Atopos does not understand.")
+
+
 def _local_time(timestamp: int) -> str:
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).astimezone()
+    try:
+        moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).astimezone()
+    except (OverflowError, OSError, ValueError):  # past year 9999, or before this OS's epoch
+        return f"{timestamp} (seconds since 1970)"
     return moment.strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -14,6 +14,12 @@ disk or in the keyring reveals the seed, the private keys or the session state w
 passphrase. Files are written to a fresh 0600 temporary file, fsynced and renamed into
 place, so there is never a moment with wider permissions or a half-written file.
 `ATOPOS_KEYRING=off` forces the file (tests, headless machines with a broken keyring).
+
+Reading is defensive: whatever sits at these paths (a truncated or hand-edited file, binary
+garbage, JSON nested deep enough to exhaust the parser, a directory, a FIFO, a link to
+/dev/zero, a file we may not read) becomes `DeviceStoreDamaged` or `DeviceStoreUnreadable`,
+one sentence each, and nothing is read past a small size limit. A command that fails that way
+never writes to or removes the store, so its owner can still repair or recover it.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ __all__ = [
     "DeviceExists",
     "DeviceStore",
     "DeviceStoreDamaged",
+    "DeviceStoreUnreadable",
     "ExtraLockRequired",
     "KeyringBackend",
     "NoDevice",
@@ -80,6 +87,12 @@ _SEED_PURPOSE = "atopos/device-seed"
 _SESSION_PURPOSE = "atopos/session/"
 _FORMAT = 1
 _MAX_RECORD_BYTES = 64 * 1024
+# device.json is about 200 bytes and a seed's lock record under 100: anything much larger is
+# not ours, and is refused before it is read into memory or parsed.
+_MAX_DEVICE_FILE_BYTES = 16 * 1024
+_MAX_SEED_RECORD_BYTES = 4 * 1024
+# A session entry is a lock record of at most _MAX_RECORD_BYTES plus its header and tag.
+_MAX_SESSION_FILE_BYTES = _MAX_RECORD_BYTES + 1024
 
 
 class NoDevice(InvalidInput):
@@ -110,10 +123,26 @@ class WrongExtraLockPassphrase(Refused):
 
 
 class DeviceStoreDamaged(AtoposError):
-    def __init__(self, home: Path) -> None:
+    """The store is there but is not what Atopos wrote (exit 1: a local problem).
+
+    `detail` is a fixed phrase of ours naming the file and what is wrong with it; nothing
+    read from the file is ever part of the sentence.
+    """
+
+    def __init__(self, home: Path, detail: str | None = None) -> None:
+        what = f" ({detail})" if detail else ""
         super().__init__(
-            f"The device store in {home} is damaged; restore it with `atopos device recover`."
+            f"The device store in {home} is damaged{what} and was left untouched; "
+            "restore it with `atopos device recover --force` and the recovery phrase."
         )
+
+
+class DeviceStoreUnreadable(AtoposError):
+    """A file of the store exists but cannot be read (permissions, I/O error): exit 1."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        reason = (error.strerror or "input/output error").rstrip(".").lower()
+        super().__init__(f"Could not read {path}: {reason}.")
 
 
 # -- where things live ---------------------------------------------------------------------
@@ -191,6 +220,48 @@ def _shred(path: Path) -> None:
         return
 
 
+def _read_small_file(path: Path, limit: int, home: Path) -> bytes:
+    """The content of the regular file `path`, at most `limit` bytes.
+
+    FileNotFoundError when there is nothing at `path`; DeviceStoreDamaged when it is not a
+    regular file or is larger than `limit` (nothing more than `limit` + 1 bytes is read);
+    DeviceStoreUnreadable for any other failure to open or read it. O_NONBLOCK keeps a FIFO
+    put in the file's place from blocking the open; the descriptor is checked with fstat,
+    so what is read is what was checked.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:  # Windows refuses to open a directory at all
+        raise DeviceStoreDamaged(home, f"{path.name} is a directory") from None
+    except OSError as error:
+        raise DeviceStoreUnreadable(path, error) from None
+    try:
+        info = os.fstat(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise DeviceStoreDamaged(home, f"{path.name} is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise DeviceStoreDamaged(home, f"{path.name} is not a regular file")
+        if info.st_size > limit:
+            raise DeviceStoreDamaged(home, f"{path.name} is far too large")
+        data = bytearray()
+        while len(data) <= limit:
+            piece = os.read(descriptor, limit + 1 - len(data))
+            if not piece:
+                break
+            data += piece
+    except OSError as error:
+        raise DeviceStoreUnreadable(path, error) from None
+    finally:
+        os.close(descriptor)
+    if len(data) > limit:  # it grew after fstat
+        raise DeviceStoreDamaged(home, f"{path.name} is far too large")
+    return bytes(data)
+
+
 # -- the keyring ---------------------------------------------------------------------------
 
 
@@ -246,20 +317,36 @@ class _DeviceRecord:
 
     @classmethod
     def from_json(cls, data: bytes) -> _DeviceRecord:
-        record = json.loads(data.decode("utf-8"))
-        if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        """The record in `data`; ValueError for anything but a record this code wrote.
+
+        The caller bounds `data`; the parser may still raise RecursionError (JSON nested
+        past the interpreter's limit fits in a few kilobytes), which is turned into
+        ValueError here with the rest.
+        """
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError, MemoryError):
+            raise ValueError("not JSON") from None
+        if not isinstance(record, dict) or type(record.get("format")) is not int:
             raise ValueError("not a device record")
-        storage = record["seed_storage"]
-        entry = record["keyring_entry"]
-        if storage not in ("keyring", "file") or not isinstance(record["device_code"], str):
-            raise ValueError("not a device record")
-        if storage == "keyring" and not isinstance(entry, str):
+        if record["format"] != _FORMAT:
+            raise ValueError("not a device record of this version")
+        storage = record.get("seed_storage")
+        entry = record.get("keyring_entry")
+        code = record.get("device_code")
+        is_extra_locked = record.get("is_extra_locked")
+        if (
+            storage not in ("keyring", "file")
+            or not isinstance(code, str)
+            or not isinstance(is_extra_locked, bool)
+            or (storage == "keyring" and not isinstance(entry, str))
+        ):
             raise ValueError("not a device record")
         return cls(
-            device_code=record["device_code"],
+            device_code=code,
             seed_storage=storage,
             keyring_entry=entry if storage == "keyring" else None,
-            is_extra_locked=record["is_extra_locked"] is True,
+            is_extra_locked=is_extra_locked,
         )
 
 
@@ -297,24 +384,46 @@ class DeviceStore:
     # -- reading --------------------------------------------------------------------------
 
     def has_device(self) -> bool:
-        return self._device_path.exists()
+        """True when anything of a device is here, damaged or not: its record, or a seed
+        file without one (a record deleted by hand). `init` and `recover` then refuse to
+        proceed without --force, so a stray command never overwrites a seed that might
+        still be rescued."""
+        return self._is_there(self._device_path) or self._is_there(self._seed_path)
+
+    def _is_there(self, path: Path) -> bool:
+        try:
+            path.lstat()  # lstat: a dangling link is something too
+        except FileNotFoundError:
+            return False
+        except OSError as error:  # ATOPOS_HOME is a file, or may not be searched: say so
+            raise DeviceStoreUnreadable(path, error) from None
+        return True
 
     def _record(self) -> _DeviceRecord:
+        path = self._device_path
         try:
-            data = self._device_path.read_bytes()
+            data = _read_small_file(path, _MAX_DEVICE_FILE_BYTES, self.home)
         except FileNotFoundError:
+            if path.is_symlink():
+                raise DeviceStoreDamaged(self.home, f"{path.name} is a broken link") from None
+            if self._is_there(self._seed_path):
+                raise DeviceStoreDamaged(
+                    self.home, f"{path.name} is missing beside {_SEED_FILE}"
+                ) from None
             raise NoDevice from None
         try:
             return _DeviceRecord.from_json(data)
-        except (ValueError, KeyError, TypeError):
-            raise DeviceStoreDamaged(self.home) from None
+        except ValueError:
+            raise DeviceStoreDamaged(self.home, f"{path.name} is not a device record") from None
 
     def public(self) -> DevicePublic:
         """This device's public keys (no passphrase needed); NoDevice when there is none."""
         try:
             return parse_device_code(self._record().device_code)
         except InvalidDeviceCode:
-            raise DeviceStoreDamaged(self.home) from None
+            raise DeviceStoreDamaged(
+                self.home, f"the device code in {_DEVICE_FILE} is not valid"
+            ) from None
 
     def is_extra_locked(self) -> bool:
         return self._record().is_extra_locked
@@ -322,17 +431,27 @@ class DeviceStore:
     def _read_seed_record(self, record: _DeviceRecord) -> bytes:
         if record.seed_storage == "file":
             try:
-                data = self._seed_path.read_bytes()
+                return _read_small_file(self._seed_path, _MAX_SEED_RECORD_BYTES, self.home)
             except FileNotFoundError:
-                raise DeviceStoreDamaged(self.home) from None
-            return data
+                raise DeviceStoreDamaged(self.home, f"{_SEED_FILE} is missing") from None
         if self._keyring is None or record.keyring_entry is None:
             raise AtoposError("The device's seed is in the OS keyring, which is not available now.")
-        text = self._keyring.get_password(_KEYRING_SERVICE, record.keyring_entry)
         try:
-            return b64url_decode(text or "")
+            text = self._keyring.get_password(_KEYRING_SERVICE, record.keyring_entry)
+        except Exception:  # any backend failure (locked, D-Bus gone); its text is not shown
+            raise AtoposError(
+                "The OS keyring could not be read; unlock it and try again."
+            ) from None
+        if text is None:
+            raise DeviceStoreDamaged(self.home, "the seed's keyring entry is missing")
+        if not isinstance(text, str) or len(text) > 2 * _MAX_SEED_RECORD_BYTES:
+            raise DeviceStoreDamaged(self.home, "the seed's keyring entry is not one of ours")
+        try:
+            return b64url_decode(text)
         except ValueError:
-            raise DeviceStoreDamaged(self.home) from None
+            raise DeviceStoreDamaged(
+                self.home, "the seed's keyring entry is not one of ours"
+            ) from None
 
     def load_seed(self, passphrase: str | None = None) -> bytes:
         """The seed. ExtraLockRequired without the passphrase of an Extra Lock device,
@@ -342,9 +461,9 @@ class DeviceStore:
         try:
             mode = lock_mode(sealed)
         except DecryptionFailed:
-            raise DeviceStoreDamaged(self.home) from None
+            raise DeviceStoreDamaged(self.home, "the seed's record is not one of ours") from None
         if (mode == MODE_PASSPHRASE) != record.is_extra_locked:
-            raise DeviceStoreDamaged(self.home)
+            raise DeviceStoreDamaged(self.home, f"the seed's record disagrees with {_DEVICE_FILE}")
         try:
             seed = unlock(
                 sealed,
@@ -356,16 +475,16 @@ class DeviceStore:
         except DecryptionFailed:
             if mode == MODE_PASSPHRASE:
                 raise WrongExtraLockPassphrase from None
-            raise DeviceStoreDamaged(self.home) from None
+            raise DeviceStoreDamaged(self.home, "the seed's record does not open") from None
         if len(seed) != DEVICE_SEED_BYTES:
-            raise DeviceStoreDamaged(self.home)
+            raise DeviceStoreDamaged(self.home, "the seed has the wrong length")
         return seed
 
     def load(self, passphrase: str | None = None) -> DeviceKeys:
         """The device's private keys, checked against its public record."""
         keys = DeviceKeys.from_seed(self.load_seed(passphrase))
         if keys.public != self.public():
-            raise DeviceStoreDamaged(self.home)
+            raise DeviceStoreDamaged(self.home, f"the seed does not match {_DEVICE_FILE}")
         return keys
 
     def session(self, seed: bytes) -> SessionState:
@@ -420,7 +539,7 @@ class DeviceStore:
         """Delete this device and its session state: keyring entry, seed, record, session
         files (each overwritten with zeros, fsynced, unlinked). True if anything was there."""
         found = False
-        with contextlib.suppress(NoDevice, DeviceStoreDamaged):
+        with contextlib.suppress(NoDevice, DeviceStoreDamaged, DeviceStoreUnreadable):
             record = self._record()
             if record.keyring_entry is not None and self._keyring is not None:
                 with contextlib.suppress(Exception):
@@ -474,9 +593,12 @@ class SessionState:
         write_private_file(self._path(name), sealed)
 
     def get(self, name: str) -> bytes | None:
+        """The entry, or None when it is missing or is not a record this key sealed."""
         try:
-            sealed = self._path(name).read_bytes()
-        except FileNotFoundError:
+            sealed = _read_small_file(
+                self._path(name), _MAX_SESSION_FILE_BYTES, self._directory.parent
+            )
+        except (FileNotFoundError, DeviceStoreDamaged):
             return None
         try:
             return unlock(sealed, purpose=_SESSION_PURPOSE + name, key=self._key)

@@ -9,6 +9,7 @@ what is wrong rather than half-working against the wrong secret or server.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from urllib.parse import SplitResult, urlsplit
 
@@ -34,6 +35,9 @@ MANAGE_TOKEN_BYTES = 32
 _SECRET_ID_CHARS = 22  # base64url of 16 bytes, unpadded
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _SCHEMES = frozenset({"http", "https"})
+# DNS limits (RFC 1035 2.3.4): the resolver refuses longer names with a UnicodeError.
+_MAX_LABEL_CHARS = 63
+_MAX_HOST_CHARS = 253
 
 
 class InvalidLink(InvalidInput):
@@ -131,7 +135,34 @@ def _split(text: str, *, what: str) -> SplitResult:
         raise InvalidLink(f"The {what} has no server host.")
     if parts.username is not None or parts.password is not None:
         raise InvalidLink(f"The {what} must not contain a user name or password.")
+    if not _is_usable_host(parts.hostname, text):
+        raise InvalidLink(f"The server host in the {what} is not a valid host name or address.")
     return parts
+
+
+def _is_usable_host(host: str, url: str) -> bool:
+    """True when the HTTP client and the resolver will take `host` (a name or an address).
+
+    urlsplit lets through hosts that httpx refuses (``256.1.1.1``, a bad ``xn--`` label) or
+    that the resolver refuses (an empty or 64-character label); each would otherwise fail
+    with an exception of theirs instead of a sentence of ours.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        name = host[:-1] if host.endswith(".") else host
+        labels = name.split(".")
+        if len(name) > _MAX_HOST_CHARS or any(
+            not 0 < len(label) <= _MAX_LABEL_CHARS for label in labels
+        ):
+            return False
+    import httpx  # here: links are parsed by commands that never talk to a server as well
+
+    try:
+        httpx.URL(url).host  # noqa: B018 -- the property decodes an "xn--" host, and may fail
+    except (httpx.InvalidURL, ValueError):  # idna's errors are ValueErrors
+        return False
+    return True
 
 
 def _server_of(parts: SplitResult, prefix: str) -> str:
