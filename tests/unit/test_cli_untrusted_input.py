@@ -238,3 +238,18 @@ def _digits(value: object) -> str:
         return str(value)
     sign = "-" if value < 0 else ""
     return sign + "1" + "0" * 5000
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_json_nested_past_the_parser_depth_is_a_network_error(
+    status: int, answers: dict[str, httpx.Response]
+) -> None:
+    # msgspec raises RecursionError, not DecodeError, past its depth limit; in an error
+    # answer the server's sentence is then simply not shown.
+    nested = b'{"views_left": 1, "extra": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    answers["status"] = httpx.Response(
+        status, content=nested, headers={"content-type": "application/json"}
+    )
+    outcome = atopos("secret", "status", f"{SERVER}/m/{SECRET_ID}#{TOKEN}")
+    expected = ExitCode.NETWORK if status == 200 else ExitCode.GONE
+    assert_one_line_error(outcome, expected)

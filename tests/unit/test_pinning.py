@@ -26,6 +26,7 @@ from atopos.client.http import TlsPolicy, build_http_client, current_tls_policy,
 from atopos.client.pinning import (
     PIN_MISMATCH,
     PinMismatch,
+    describe_certificate,
     format_pin,
     parse_pins,
     pin_context,
@@ -376,3 +377,9 @@ def test_atopos_pin_wants_an_https_server(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().err.splitlines() == [
         "Error: Only an https:// server has a key to pin."
     ]
+
+
+@pytest.mark.parametrize("der", [b"", b"\x30\x03\x02\x01\x01", os.urandom(600)])
+def test_a_certificate_that_cannot_be_read_is_one_network_error(der: bytes) -> None:
+    with pytest.raises(NetworkError, match="certificate that cannot be read"):
+        describe_certificate(der)

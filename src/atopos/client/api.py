@@ -303,7 +303,7 @@ class SecretsApi:
     def _decode(self, body: bytes, schema: type[_T]) -> _T:
         try:
             return msgspec.json.decode(body, type=schema)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nesting past the parser's depth
             raise self._not_understood() from None
 
     def _not_understood(self) -> NetworkError:
@@ -366,7 +366,7 @@ def _server_sentence(body: bytes | None) -> str | None:
         return None
     try:
         message = msgspec.json.decode(body, type=_ErrorBody).message
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     text = " ".join("".join(ch if ch.isprintable() else " " for ch in message).split())
     return text[:_MAX_SERVER_SENTENCE] or None

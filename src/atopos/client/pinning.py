@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from atopos.errors import InvalidInput, NetworkError
@@ -60,6 +61,9 @@ class PinMismatch(NetworkError):
     def __init__(self) -> None:
         super().__init__(PIN_MISMATCH)
 
+
+# What parsing a certificate raises when it is malformed or uses an unknown key type.
+_UNREADABLE = (ValueError, UnsupportedAlgorithm)
 
 # -- pins -------------------------------------------------------------------------------
 
@@ -120,7 +124,7 @@ def _check(certificate_der: bytes | None, pins: frozenset[bytes]) -> bool:
         return False
     try:
         return spki_sha256(certificate_der) in pins
-    except ValueError:  # a certificate cryptography cannot parse matches no pin
+    except _UNREADABLE:  # a certificate cryptography cannot parse matches no pin
         return False
 
 
@@ -189,6 +193,13 @@ class CertificateInfo:
 
 
 def describe_certificate(certificate_der: bytes) -> CertificateInfo:
+    try:
+        return _describe(certificate_der)
+    except _UNREADABLE:
+        raise NetworkError("The server presented a certificate that cannot be read.") from None
+
+
+def _describe(certificate_der: bytes) -> CertificateInfo:
     certificate = x509.load_der_x509_certificate(certificate_der)
     try:
         alternative = certificate.extensions.get_extension_for_class(
