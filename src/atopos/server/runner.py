@@ -10,7 +10,6 @@ from starlette.types import ASGIApp
 
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
-from atopos.server.corked import CorkedHttpToolsProtocol
 from atopos.server.logs import configure_logging
 
 __all__ = ["serve", "uvicorn_config"]
@@ -37,7 +36,7 @@ def uvicorn_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
         host=host,
         port=port,
         loop="auto",
-        http=CorkedHttpToolsProtocol,
+        http="auto",
         lifespan="on",
         access_log=False,
         log_config=None,
