@@ -277,8 +277,14 @@ DAMAGES = [
 ]
 
 
+# Damages this platform and user can make: chmod 0 stops no one running as root, so there
+# the unreadable files are left out (test_an_unreadable_record_is_one_line_even_as_root
+# makes the open itself fail instead).
+POSSIBLE_DAMAGES = [damage for damage in DAMAGES if damage.needs()]
+
+
 def cases() -> Iterator[Any]:
-    for damage in DAMAGES:
+    for damage in POSSIBLE_DAMAGES:
         for command in sorted(damage.breaks):
             yield pytest.param(damage, command, id=f"{damage.name}-{'-'.join(command[:2])}")
 
@@ -287,8 +293,6 @@ def cases() -> Iterator[Any]:
 def test_damaged_store_is_one_line_and_left_alone(
     damage: Damage, command: tuple[str, ...], tmp_path: Path, bound_server: BoundSecretServer
 ) -> None:
-    if not damage.needs():
-        pytest.skip("not possible on this platform or as root")
     home = tmp_path / "home"
     healthy_store(home)
     damage.apply(home)
@@ -303,13 +307,13 @@ def test_damaged_store_is_one_line_and_left_alone(
         assert [path.rsplit("/", 1)[1] for path in bound_server.paths] == ["challenge"]
 
 
-@pytest.mark.parametrize("damage", DAMAGES, ids=[damage.name for damage in DAMAGES])
+@pytest.mark.parametrize(
+    "damage", POSSIBLE_DAMAGES, ids=[damage.name for damage in POSSIBLE_DAMAGES]
+)
 @pytest.mark.parametrize("command", ["init", "recover"])
 def test_init_and_recover_never_replace_a_damaged_store(
     damage: Damage, command: str, tmp_path: Path
 ) -> None:
-    if not damage.needs():
-        pytest.skip("not possible on this platform or as root")
     home = tmp_path / "home"
     healthy_store(home)
     damage.apply(home)
