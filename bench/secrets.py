@@ -276,7 +276,7 @@ def micro_benchmarks(rounds: int = 7) -> dict[str, Any]:
     challenge = keys.issue_challenge(secret_id, now + 120, 16, os.urandom(8))
     data = challenge.encode("ascii")
     nonce = proof_of_work.solve(data, 16)
-    ticket = keys.issue_ticket(secret_id, ticket_id_for(challenge), now + 60)
+    ticket = keys.issue_ticket(secret_id, ticket_id_for(challenge), now + 60, now + 180)
     if not proof_of_work.verify(data, nonce, 16):
         raise AssertionError("the solved nonce does not verify")
     keys.open_ticket(ticket, secret_id, now)  # raises if it does not verify

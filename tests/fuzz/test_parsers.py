@@ -302,11 +302,14 @@ def test_genuine_tokens_open_exactly_where_they_should(
 ) -> None:
     keys = TokenKeys(b"k" * 32)
     challenge = keys.issue_challenge(secret_id, expires_at, bits, salt)
-    ticket = keys.issue_ticket(secret_id, ticket_id_for(challenge), expires_at)
+    remember_until = min(expires_at + 120, 2**64 - 1)
+    ticket = keys.issue_ticket(secret_id, ticket_id_for(challenge), expires_at, remember_until)
     if now < expires_at:
         opened = keys.open_challenge(challenge, secret_id, now)
         assert (opened.secret_id, opened.expires_at, opened.bits) == (secret_id, expires_at, bits)
-        assert keys.open_ticket(ticket, secret_id, now).ticket_id == ticket_id_for(challenge)
+        opened_ticket = keys.open_ticket(ticket, secret_id, now)
+        assert opened_ticket.ticket_id == ticket_id_for(challenge)
+        assert opened_ticket.remember_until == remember_until
     else:
         with pytest.raises(InvalidToken):
             keys.open_challenge(challenge, secret_id, now)

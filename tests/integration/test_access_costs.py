@@ -4,12 +4,15 @@ Retry-After per route class and identifier (docs/protocol/access.md)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
 
+from atopos.crypto import pow as proof_of_work
 from atopos.crypto.base64url import b64url_encode
 from atopos.server.config import ServerConfig, rate_limits
+from atopos.storage.sqlite import SqliteSecretStore
 from tests.api_client import create, envelope
 from tests.servers import ManualClock, in_process_server
 
@@ -46,6 +49,50 @@ def test_failures_raise_the_difficulty_for_that_client_only(tmp_path: Path) -> N
         assert _bits(scraper, url, sid) == BASE_BITS + 8
         # Another address is another identifier: its price is the base price.
         assert _bits(bystander, url, sid) == BASE_BITS
+
+
+def test_a_harder_challenge_lives_longer_and_still_buys_one_view(tmp_path: Path) -> None:
+    """The lifetime doubles with each extra bit (a slow browser is not priced out), and the
+    store remembers a redeemed ticket id for as long as its challenge can mint tickets."""
+    config = ServerConfig(
+        data_dir=tmp_path / "data", pow_bits=BASE_BITS, sweep_interval=3600.0, **rate_limits(0)
+    )
+    clock = ManualClock(1_800_000_000)
+    store = SqliteSecretStore(tmp_path / "data" / "atopos.db")
+    with in_process_server(config, clock, store) as url, httpx.Client(timeout=30) as client:
+        api = f"{url}/api/v1/secrets"
+        created = create(client, url, envelope(b"target")[0], views=3)
+        sid, manage = str(created["id"]), {"authorization": f"Bearer {created['manage_token']}"}
+        base = client.post(f"{api}/{sid}/challenge").json()
+        assert base["expires_at"] - clock.now() == config.challenge_ttl
+        for n in range(7):  # 7 failures: 3 extra bits
+            guess = b64url_encode(n.to_bytes(16, "big"))
+            assert client.post(f"{api}/{guess}/challenge").status_code == 404
+        issued = client.post(f"{api}/{sid}/challenge").json()
+        assert issued["bits"] == BASE_BITS + 3
+        assert issued["expires_at"] - clock.now() == config.challenge_ttl * 8
+        nonce = proof_of_work.solve(issued["challenge"].encode(), issued["bits"])
+        trade = {"challenge": issued["challenge"], "nonce": nonce}
+
+        # Past the base lifetime, the harder challenge is still good.
+        clock.advance(config.challenge_ttl * 2)
+        ticket = client.post(f"{api}/{sid}/ticket", json=trade).json()["ticket"]
+        assert client.post(f"{api}/{sid}/reveal", json={"ticket": ticket}).status_code == 200
+
+        # Later still, the same challenge mints another ticket (same ticket id): refused,
+        # although its first ticket expired long ago and the store was swept since.
+        clock.advance(config.challenge_ttl * 4)
+        again = client.post(f"{api}/{sid}/ticket", json=trade)
+        asyncio.run(store.sweep(int(clock.now())))
+        assert again.status_code == 200, again.text
+        replay = client.post(f"{api}/{sid}/reveal", json={"ticket": again.json()["ticket"]})
+        assert replay.status_code == 403, "one proof of work bought a second view"
+        status = client.get(f"{api}/{sid}/status", headers=manage)
+        assert status.json()["views_left"] == 2  # one proof of work, one view
+
+        # And once its lifetime is over, the challenge buys nothing more.
+        clock.advance(config.challenge_ttl * 2)
+        assert client.post(f"{api}/{sid}/ticket", json=trade).status_code == 403
 
 
 def test_each_route_class_is_rate_limited_per_client_with_retry_after(tmp_path: Path) -> None:

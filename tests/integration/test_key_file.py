@@ -65,7 +65,7 @@ def test_load_key_file(tmp_path: Path) -> None:
     keys = load_key_file(write_key_file(tmp_path / "two.key", current, previous))
     assert (keys.current, keys.previous) == (current, previous)
     # The previous key verifies what it signed; the current one signs.
-    old_ticket = TokenKeys(previous).issue_ticket(b"s" * 16, b"t" * 16, 2_000)
+    old_ticket = TokenKeys(previous).issue_ticket(b"s" * 16, b"t" * 16, 2_000, 2_060)
     assert keys.token_keys().open_ticket(old_ticket, b"s" * 16, 1_000).ticket_id == b"t" * 16
     for bad in ("", "\n\n", "a\nb\nc\n", "AAAA\n"):
         (tmp_path / "bad.key").write_text(bad)

@@ -35,7 +35,7 @@ def test_challenge_is_bound_to_secret_and_time(keys: TokenKeys) -> None:
 
 def test_challenge_is_not_a_ticket(keys: TokenKeys) -> None:
     challenge = keys.issue_challenge(SECRET, NOW + 60, 12, b"saltsalt")
-    ticket = keys.issue_ticket(SECRET, ticket_id_for(challenge), NOW + 60)
+    ticket = keys.issue_ticket(SECRET, ticket_id_for(challenge), NOW + 60, NOW + 180)
     with pytest.raises(InvalidToken):
         keys.open_ticket(challenge, SECRET, NOW)
     with pytest.raises(InvalidToken):
@@ -44,8 +44,11 @@ def test_challenge_is_not_a_ticket(keys: TokenKeys) -> None:
 
 def test_ticket_round_trip_and_expiry(keys: TokenKeys) -> None:
     tid = ticket_id_for("some challenge")
-    token = keys.issue_ticket(SECRET, tid, NOW + 60)
-    assert keys.open_ticket(token, SECRET, NOW).ticket_id == tid
+    token = keys.issue_ticket(SECRET, tid, NOW + 60, NOW + 180)
+    assert len(token) == 88
+    opened = keys.open_ticket(token, SECRET, NOW)
+    assert (opened.ticket_id, opened.expires_at) == (tid, NOW + 60)
+    assert opened.remember_until == NOW + 180
     with pytest.raises(InvalidToken):
         keys.open_ticket(token, SECRET, NOW + 60)
     with pytest.raises(InvalidToken):
@@ -53,14 +56,14 @@ def test_ticket_round_trip_and_expiry(keys: TokenKeys) -> None:
 
 
 def test_other_key_refuses(keys: TokenKeys) -> None:
-    token = keys.issue_ticket(SECRET, b"t" * 16, NOW + 60)
+    token = keys.issue_ticket(SECRET, b"t" * 16, NOW + 60, NOW + 180)
     with pytest.raises(InvalidToken):
         TokenKeys(os.urandom(32)).open_ticket(token, SECRET, NOW)
 
 
 def test_previous_key_still_verifies_after_rotation() -> None:
     old, new = os.urandom(32), os.urandom(32)
-    token = TokenKeys(old).issue_ticket(SECRET, b"t" * 16, NOW + 60)
+    token = TokenKeys(old).issue_ticket(SECRET, b"t" * 16, NOW + 60, NOW + 180)
     assert TokenKeys(new, previous=old).open_ticket(token, SECRET, NOW).secret_id == SECRET
     with pytest.raises(InvalidToken):
         TokenKeys(new).open_ticket(token, SECRET, NOW)
@@ -71,10 +74,10 @@ def test_one_challenge_one_ticket_id() -> None:
     assert ticket_id_for("a") != ticket_id_for("b")
 
 
-@given(st.integers(min_value=0, max_value=77), st.integers(min_value=0, max_value=255))
+@given(st.integers(min_value=0, max_value=87), st.integers(min_value=0, max_value=255))
 def test_any_changed_character_is_refused(position: int, flip: int) -> None:
     keys = TokenKeys(b"k" * 32)
-    token = keys.issue_ticket(SECRET, b"t" * 16, NOW + 60)
+    token = keys.issue_ticket(SECRET, b"t" * 16, NOW + 60, NOW + 180)
     chars = list(token)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     replacement = alphabet[(alphabet.index(chars[position]) + 1 + flip % 63) % 64]

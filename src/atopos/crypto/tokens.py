@@ -36,8 +36,8 @@ _TYPE_CHALLENGE = 1
 _TYPE_TICKET = 2
 # type, key id, secret id, expires_at, bits, salt
 _CHALLENGE = struct.Struct(">BB16sQB8s")
-# type, key id, secret id, ticket id, expires_at
-_TICKET = struct.Struct(">BB16s16sQ")
+# type, key id, secret id, ticket id, expires_at, remember_until
+_TICKET = struct.Struct(">BB16s16sQQ")
 _CHALLENGE_CHARS = ((_CHALLENGE.size + _TAG_BYTES) * 4 + 2) // 3  # unpadded base64 length
 _TICKET_CHARS = ((_TICKET.size + _TAG_BYTES) * 4 + 2) // 3
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -72,6 +72,9 @@ class Ticket:
     secret_id: bytes
     ticket_id: bytes
     expires_at: int
+    # Until when the store must remember this ticket id once redeemed: the last moment any
+    # ticket minted from the same challenge can still be valid.
+    remember_until: int
 
 
 def ticket_id_for(challenge: str) -> bytes:
@@ -126,16 +129,20 @@ class TokenKeys:
             raise InvalidToken
         return Challenge(bound_id, expires_at, bits)
 
-    def issue_ticket(self, secret_id: bytes, ticket_id: bytes, expires_at: int) -> str:
-        payload = _TICKET.pack(_TYPE_TICKET, self._current_id, secret_id, ticket_id, expires_at)
+    def issue_ticket(
+        self, secret_id: bytes, ticket_id: bytes, expires_at: int, remember_until: int
+    ) -> str:
+        payload = _TICKET.pack(
+            _TYPE_TICKET, self._current_id, secret_id, ticket_id, expires_at, remember_until
+        )
         return self._sign(payload)
 
     def open_ticket(self, token: str, secret_id: bytes, now: int) -> Ticket:
         payload = self._open(token, _TICKET_CHARS, _TICKET_LAST, _TICKET.size)
-        kind, _, bound_id, ticket_id, expires_at = _TICKET.unpack(payload)
+        kind, _, bound_id, ticket_id, expires_at, remember_until = _TICKET.unpack(payload)
         if kind != _TYPE_TICKET or not _compare(bound_id, secret_id) or expires_at <= now:
             raise InvalidToken
-        return Ticket(bound_id, ticket_id, expires_at)
+        return Ticket(bound_id, ticket_id, expires_at, remember_until)
 
 
 def _key_id(key: bytes) -> int:

@@ -55,7 +55,11 @@ class AccessControl:
             # Difficulty rises for identifiers that recently failed; at 0 bits (tests,
             # benchmarks) the work is switched off entirely.
             bits = min(_MAX_BITS, bits + await self._limits.extra_bits(ident))
-        expires_at = now + self._challenge_ttl
+        # The lifetime doubles with each extra bit, as the expected work does: a slow
+        # client (a browser) that can answer the base challenge in time can answer every
+        # harder one in time too, instead of being priced out by failures of others who
+        # share its address (a NAT, a Tor exit).
+        expires_at = now + (self._challenge_ttl << max(0, bits - self._pow_bits))
         token = self._keys.issue_challenge(secret_id, expires_at, bits, os.urandom(8))
         return IssuedChallenge(token, bits, expires_at)
 
@@ -70,8 +74,13 @@ class AccessControl:
         if not proof_of_work.verify(challenge.encode("ascii"), nonce, opened.bits):
             await self._limits.record_failure(ident)
             raise Refused("The proof of work is wrong.")
-        expires_at = min(now + self._ticket_ttl, opened.expires_at + self._ticket_ttl)
-        ticket = self._keys.issue_ticket(secret_id, ticket_id_for(challenge), expires_at)
+        # Every ticket of this challenge is minted before it expires, so the last of them
+        # expires ticket_ttl after it at the latest: the store remembers a redeemed id so long.
+        remember_until = opened.expires_at + self._ticket_ttl
+        expires_at = min(now + self._ticket_ttl, remember_until)
+        ticket = self._keys.issue_ticket(
+            secret_id, ticket_id_for(challenge), expires_at, remember_until
+        )
         return IssuedTicket(ticket, expires_at)
 
     async def open_ticket(self, secret_id: bytes, ticket: str, ident: str, now: int) -> Ticket:

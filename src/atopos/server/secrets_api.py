@@ -220,12 +220,12 @@ class SecretsApi:
         body = await read_json(request, RevealRequest, self._config.max_json_bytes)
         now = self._now()
         ticket = await self._access.open_ticket(secret_id, body.ticket, ident, now)
-        # Every ticket minted from one challenge carries this ticket id, and the last of
-        # them expires at most `challenge_ttl` after this one: the store must remember the
-        # id that long, or a later ticket of the same challenge would buy a second view.
-        redeemed_until = ticket.expires_at + self._config.challenge_ttl
+        # Every ticket minted from one challenge carries this ticket id: the store remembers
+        # it until the last of them has expired, or a later one would buy a second view.
         try:
-            revealed = await self._store.consume(secret_id, ticket.ticket_id, redeemed_until, now)
+            revealed = await self._store.consume(
+                secret_id, ticket.ticket_id, ticket.remember_until, now
+            )
         except TicketUsed:
             await self._access.record_failure(ident)
             raise
