@@ -38,6 +38,7 @@ __all__ = [
     "WrkResult",
     "atopos_envelope",
     "create_then_flow",
+    "end_process",
     "free_port",
     "fsync_latency_us",
     "gather_lines",
@@ -122,13 +123,7 @@ class Processes:
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
         """End one process: SIGTERM, then SIGKILL after 10 s."""
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        end_process(proc)
         self._started = [(n, p) for n, p in self._started if p is not proc]
 
     def close(self) -> None:
@@ -145,6 +140,17 @@ class Processes:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def end_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not ended within `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def wait_http(

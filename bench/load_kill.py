@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 
 from atopos.crypto.envelope import Metadata, seal
+from bench.harness import end_process
 
 __all__ = ["LoadKillConfig", "LoadKillReport", "run_load_kill"]
 
@@ -193,12 +194,8 @@ class _Server:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.process is not None:
+            end_process(self.process, grace=15)
 
 
 class TransportFailed(Exception):

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from bench.harness import end_process
 
 from tests.servers import ServerProcess, free_port
 
@@ -120,12 +121,8 @@ class RedisServer:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.process is not None:
+            end_process(self.process, grace=15)
 
     def flush(self) -> None:
         with self.client() as client:

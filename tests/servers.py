@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from bench.harness import end_process
 
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
@@ -102,12 +103,8 @@ class ServerProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.process is not None:
+            end_process(self.process, grace=15)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
