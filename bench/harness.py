@@ -76,11 +76,11 @@ def interrupt_on_signals() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` (127.0.0.1, or an IPv6 address such as ::1) right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 # -- processes ---------------------------------------------------------------------------

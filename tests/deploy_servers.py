@@ -10,7 +10,6 @@ import dataclasses
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from bench.harness import end_process
 
 from tests.servers import free_port
 
@@ -109,13 +109,8 @@ class DeployedRedis:
         return (self.directory / "redis.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGKILL)
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            end_process(self.process, grace=15)
 
 
 def caddy_environment(directory: Path, **settings: str) -> dict[str, str]:
@@ -198,10 +193,5 @@ class CaddyServer:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGKILL)
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            end_process(self.process, grace=15)

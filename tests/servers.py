@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from bench.harness import end_process
+from bench.harness import end_process, free_port
 
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
@@ -25,12 +24,6 @@ from atopos.server.runner import uvicorn_config
 from atopos.storage.port import SecretStore
 
 ATOPOS = str(Path(sys.executable).with_name("atopos"))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_healthy(

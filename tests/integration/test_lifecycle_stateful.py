@@ -495,18 +495,28 @@ class HttpLifecycle(RuleBasedStateMachine):
         )
         assert response.status_code == 403, response.text
 
-    @rule(secret=secrets, with_token=st.booleans())
-    def status(self, secret: ApiSecret, with_token: bool) -> None:
+    def _managed(
+        self, method: str, path: str, secret: ApiSecret, with_token: bool, ok: int
+    ) -> httpx.Response | None:
+        """A manage request, with the right token or a wrong one; checks the refusals and
+        returns the answer only when it must be `ok`."""
         token = secret.manage_token if with_token else "A" * 43
-        response = self.client.get(
-            self._api(f"/{secret.id}/status"), headers={"authorization": f"Bearer {token}"}
+        response = self.client.request(
+            method, self._api(path), headers={"authorization": f"Bearer {token}"}
         )
         if not self._is_live(secret):
             assert response.status_code == 404, response.text
         elif not with_token:
             assert response.status_code == 403, response.text
         else:
-            assert response.status_code == 200, response.text
+            assert response.status_code == ok, response.text
+            return response
+        return None
+
+    @rule(secret=secrets, with_token=st.booleans())
+    def status(self, secret: ApiSecret, with_token: bool) -> None:
+        response = self._managed("GET", f"/{secret.id}/status", secret, with_token, ok=200)
+        if response is not None:
             status = response.json()
             assert status["views_left"] == secret.views_left
             assert status["expires_at"] == secret.expires_at
@@ -515,16 +525,7 @@ class HttpLifecycle(RuleBasedStateMachine):
 
     @rule(secret=secrets, with_token=st.booleans())
     def delete(self, secret: ApiSecret, with_token: bool) -> None:
-        token = secret.manage_token if with_token else "A" * 43
-        response = self.client.delete(
-            self._api(f"/{secret.id}"), headers={"authorization": f"Bearer {token}"}
-        )
-        if not self._is_live(secret):
-            assert response.status_code == 404, response.text
-        elif not with_token:
-            assert response.status_code == 403, response.text
-        else:
-            assert response.status_code == 204, response.text
+        if self._managed("DELETE", f"/{secret.id}", secret, with_token, ok=204) is not None:
             secret.in_storage = False
 
     @rule(seconds=st.sampled_from([1, 30, 59, 60, 61, 120, 600]), then_sweep=st.booleans())
