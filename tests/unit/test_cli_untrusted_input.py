@@ -240,16 +240,22 @@ def _digits(value: object) -> str:
     return sign + "1" + "0" * 5000
 
 
-@pytest.mark.parametrize("status", [200, 404])
-def test_json_nested_past_the_parser_depth_is_a_network_error(
-    status: int, answers: dict[str, httpx.Response]
+@pytest.mark.parametrize(
+    ("status", "code", "sentence"),
+    [
+        (200, ExitCode.NETWORK, "does not understand"),
+        # An error answer whose message cannot be read: our own sentence is shown instead.
+        (400, ExitCode.USAGE, "rejected the request as invalid"),
+    ],
+)
+def test_json_nested_past_the_parser_depth_is_one_sentence(
+    status: int, code: ExitCode, sentence: str, answers: dict[str, httpx.Response]
 ) -> None:
-    # msgspec raises RecursionError, not DecodeError, past its depth limit; in an error
-    # answer the server's sentence is then simply not shown.
-    nested = b'{"views_left": 1, "extra": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    # msgspec raises RecursionError, not DecodeError, past its depth limit.
+    nested = b'{"message": "x", "extra": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
     answers["status"] = httpx.Response(
         status, content=nested, headers={"content-type": "application/json"}
     )
     outcome = atopos("secret", "status", f"{SERVER}/m/{SECRET_ID}#{TOKEN}")
-    expected = ExitCode.NETWORK if status == 200 else ExitCode.GONE
-    assert_one_line_error(outcome, expected)
+    assert_one_line_error(outcome, code)
+    assert sentence in outcome.stderr
