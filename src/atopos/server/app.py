@@ -33,7 +33,6 @@ from atopos.server.secrets_api import SecretsApi
 from atopos.server.sizes import max_envelope_bytes
 from atopos.storage.factory import open_store
 from atopos.storage.port import SecretStore
-from atopos.storage.urls import is_redis_url
 
 __all__ = ["create_app"]
 
@@ -53,12 +52,13 @@ def create_app(
     # Read before anything else, so a bad key file stops the start with one sentence.
     node_keys = load_key_file(config.key_file) if config.key_file is not None else None
     # Then the same for a rate-limit Redis that would write client identifiers to disk.
-    persistence_check = _rate_limit_persistence_check(config)
+    rate_limit_url = config.resolved_rate_limit_storage_url()
+    persistence_check = _rate_limit_persistence_check(config, rate_limit_url)
     if node_keys is None:
         # Held in RAM only: a restart invalidates every outstanding challenge and ticket.
         node_keys = NodeKeys(os.urandom(32))
         identifiers = EphemeralIdentifiers(clock.now())
-        if config.storage_url is not None and is_redis_url(config.storage_url):
+        if config.has_redis_storage():
             _log.warning(
                 "shared storage without --key-file: other nodes will refuse this node's "
                 "challenges and tickets, and rate limits will count per node"
@@ -68,15 +68,7 @@ def create_app(
         identifiers = EphemeralIdentifiers(clock.now(), node_key=node_keys.current)
     store = store or open_store(config.resolved_storage_url())
     limits = RateLimits(
-        {
-            "create": config.rate_create,
-            "challenge": config.rate_challenge,
-            "ticket": config.rate_ticket,
-            "reveal": config.rate_reveal,
-            "manage": config.rate_manage,
-        },
-        rate_limit_storage(config.resolved_rate_limit_storage_url()),
-        persistence_check,
+        config.per_minute_limits(), rate_limit_storage(rate_limit_url), persistence_check
     )
     access = AccessControl(
         token_keys or node_keys.token_keys(),
@@ -151,11 +143,10 @@ def create_app(
     return EdgeMiddleware(app)
 
 
-def _rate_limit_persistence_check(config: ServerConfig) -> PersistenceCheck | None:
+def _rate_limit_persistence_check(config: ServerConfig, url: str | None) -> PersistenceCheck | None:
     """None when no counter goes to Redis (limits off, or kept in memory) or the operator
     opted out; otherwise the check, already passed if the Redis answered (InvalidInput, one
     sentence, if it persists or will not say)."""
-    url = config.resolved_rate_limit_storage_url()
     if url is None:
         return None
     if config.accepts_persistent_rate_limit_storage:

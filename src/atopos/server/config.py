@@ -12,6 +12,7 @@ from atopos.storage.urls import is_redis_url
 
 __all__ = [
     "DEFAULT_POW_BITS",
+    "RATE_LIMITED_ROUTES",
     "ServerConfig",
     "parse_flag",
     "parse_trusted_proxies",
@@ -22,6 +23,9 @@ __all__ = [
 # attempts; the CLI needs a few hundredths. See docs/protocol/access.md.
 DEFAULT_POW_BITS = 16
 MiB = 1024 * 1024
+
+# The route classes that have a per-minute limit each (the `rate_<class>` settings).
+RATE_LIMITED_ROUTES = ("create", "challenge", "ticket", "reveal", "manage")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,22 +78,20 @@ class ServerConfig:
         if not self.has_rate_limits():
             return None
         url = self.rate_limit_storage_url
-        if url is None and self.storage_url is not None and is_redis_url(self.storage_url):
+        if url is None and self.has_redis_storage():
             url = self.storage_url
         return None if url is None or url.startswith("memory://") else url
 
+    def has_redis_storage(self) -> bool:
+        return self.storage_url is not None and is_redis_url(self.storage_url)
+
+    def per_minute_limits(self) -> dict[str, int]:
+        """Requests per minute by route class (0: that class is not limited)."""
+        return {route: getattr(self, f"rate_{route}") for route in RATE_LIMITED_ROUTES}
+
     def has_rate_limits(self) -> bool:
         """Whether any route class is limited (ATOPOS_RATE_LIMIT=0 turns them all off)."""
-        return any(
-            amount > 0
-            for amount in (
-                self.rate_create,
-                self.rate_challenge,
-                self.rate_ticket,
-                self.rate_reveal,
-                self.rate_manage,
-            )
-        )
+        return any(amount > 0 for amount in self.per_minute_limits().values())
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
@@ -137,7 +139,4 @@ def parse_flag(text: str) -> bool:
 
 def rate_limits(per_minute: int) -> dict[str, int]:
     """One per-minute limit for every route class (0 turns rate limiting off)."""
-    return {
-        name: per_minute
-        for name in ("rate_create", "rate_challenge", "rate_ticket", "rate_reveal", "rate_manage")
-    }
+    return {f"rate_{route}": per_minute for route in RATE_LIMITED_ROUTES}
