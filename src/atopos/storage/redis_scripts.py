@@ -36,13 +36,9 @@ class LuaScript:
     """A script run by its SHA1 (EVALSHA), loaded first when the server does not know it
     (after a restart, a failover, or on a node that never saw it)."""
 
-    def __init__(self, name: str, source: str) -> None:
-        self.name = name
+    def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def load(self, client: RedisClient) -> None:
-        await client.script_load(self.source)
 
     async def __call__(
         self, client: RedisClient, keys: Sequence[bytes], args: Sequence[bytes | int]
@@ -59,7 +55,6 @@ class LuaScript:
 # Unpublished chunks live for `lease` seconds after the last chunk arrived, so the chunks
 # of an upload whose node died vanish on their own; a live upload keeps them all alive.
 PUT_CHUNK = LuaScript(
-    "put_chunk",
     """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 for i = 2, #KEYS do
@@ -73,7 +68,6 @@ return 1
 # KEYS: meta, then every chunk. ARGV: ttl (seconds), then field, value, field, value...
 # Returns 1, or 0 (nothing written) when a chunk is missing: the upload outlived its lease.
 PUBLISH = LuaScript(
-    "publish",
     """
 for i = 2, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
@@ -96,7 +90,6 @@ return 1
 # The ticket check comes first, so a replayed ticket is refused as replayed even after the
 # secret was burned; a call that answers 'gone' or 'chunks' has written nothing.
 CONSUME = LuaScript(
-    "consume",
     """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {'used'}
@@ -137,7 +130,6 @@ return {'ok', f[3], '', chunks}
 # A streamed view ended (or its reader went away). KEYS: meta, readers, then every chunk.
 # The last reader of a burned (or expired, or deleted) secret removes its chunks.
 RELEASE = LuaScript(
-    "release",
     """
 local left = redis.call('DECR', KEYS[2])
 if left > 0 then
@@ -158,7 +150,6 @@ return 0
 # Chunks that a reader is still streaming are left to that reader's RELEASE (and to the
 # grace TTL, should its node die).
 DELETE = LuaScript(
-    "delete",
     """
 local chunks = tonumber(redis.call('HGET', KEYS[1], 'chunks'))
 if chunks == nil then
