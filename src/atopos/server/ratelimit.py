@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
@@ -20,7 +21,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import ConfigurationError, StorageError
 
 from atopos.errors import InvalidInput, RateLimited, Unavailable
-from atopos.server.ratelimit_persistence import PersistenceCheck
+from atopos.server.ratelimit_persistence import UNAVAILABLE_MESSAGE, PersistenceCheck
 from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
 
 __all__ = ["KEY_PREFIX", "RateLimits", "rate_limit_storage"]
@@ -30,8 +31,8 @@ __all__ = ["KEY_PREFIX", "RateLimits", "rate_limit_storage"]
 _FAILURE_WINDOW = RateLimitItemPerMinute(1_000_000, 10)
 MAX_EXTRA_BITS = 8
 KEY_PREFIX = "atopos-limits"
-_UNAVAILABLE = "The server's rate-limit storage is unavailable; try again shortly."
 _log = logging.getLogger("atopos.server")
+T = TypeVar("T")
 
 
 def rate_limit_storage(url: str | None) -> Storage:
@@ -126,36 +127,33 @@ class RateLimits:
         item = self._items.get(route)
         if item is None:
             return
-        await self._ensure_off_disk()
-        try:
-            if await self._limiter.hit(item, route, ident):
-                self._up()
-                return
-            stats = await self._limiter.get_window_stats(item, route, ident)
-        except self._storage_errors as exc:
-            raise self._unavailable(exc) from None
-        self._up()
+        if await self._ask(lambda: self._limiter.hit(item, route, ident)):
+            return
+        stats = await self._ask(lambda: self._limiter.get_window_stats(item, route, ident))
         # `limits` reports reset times on its own wall clock.
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited("Too many requests; slow down and try again later.", retry_after)
 
     async def record_failure(self, ident: str) -> None:
-        await self._ensure_off_disk()
-        try:
-            await self._limiter.hit(_FAILURE_WINDOW, "failures", ident)
-        except self._storage_errors as exc:
-            raise self._unavailable(exc) from None
-        self._up()
+        await self._ask(lambda: self._limiter.hit(_FAILURE_WINDOW, "failures", ident))
 
     async def extra_bits(self, ident: str) -> int:
+        stats = await self._ask(
+            lambda: self._limiter.get_window_stats(_FAILURE_WINDOW, "failures", ident)
+        )
+        failures = _FAILURE_WINDOW.amount - stats.remaining
+        return min(MAX_EXTRA_BITS, max(0, failures).bit_length())
+
+    async def _ask(self, question: Callable[[], Awaitable[T]]) -> T:
+        """One question to the counters' storage, once they may be written there; a storage
+        that cannot answer is Unavailable (limits fail closed)."""
         await self._ensure_off_disk()
         try:
-            stats = await self._limiter.get_window_stats(_FAILURE_WINDOW, "failures", ident)
+            answer = await question()
         except self._storage_errors as exc:
             raise self._unavailable(exc) from None
         self._up()
-        failures = _FAILURE_WINDOW.amount - stats.remaining
-        return min(MAX_EXTRA_BITS, max(0, failures).bit_length())
+        return answer
 
     async def _ensure_off_disk(self) -> None:
         """Before counters are touched: the Redis holding them has been seen to persist
@@ -176,7 +174,7 @@ class RateLimits:
             self._is_down = True
             cause = exc.storage_error if isinstance(exc, StorageError) else exc
             _log.warning("rate-limit storage unreachable", extra={"error": type(cause).__name__})
-        return Unavailable(_UNAVAILABLE)
+        return Unavailable(UNAVAILABLE_MESSAGE)
 
     def _up(self) -> None:
         if self._is_down:

@@ -19,13 +19,13 @@ import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from atopos.errors import InvalidInput, Unavailable
-from atopos.storage.urls import REDIS_CLUSTER_SCHEMES
+from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, ClusterUrl
 
 __all__ = [
     "OPT_OUT_VARIABLE",
+    "UNAVAILABLE_MESSAGE",
     "Finding",
     "Persistence",
     "PersistenceCheck",
@@ -44,7 +44,7 @@ ReadSettings = Callable[[str], Sequence[Settings] | None]
 
 _CONNECT_TIMEOUT = 2.0
 _SOCKET_TIMEOUT = 5.0
-_UNAVAILABLE = "The server's rate-limit storage is unavailable; try again shortly."
+UNAVAILABLE_MESSAGE = "The server's rate-limit storage is unavailable; try again shortly."
 _FIX = (
     "point ATOPOS_RATE_LIMIT_STORAGE at a Redis without persistence "
     "(deploy/redis/atopos-ephemeral.conf) or set it to memory:// for per-node limits"
@@ -158,7 +158,7 @@ class PersistenceCheck:
         if self._is_verified:
             return
         if self._is_refused:
-            raise Unavailable(_UNAVAILABLE)
+            raise Unavailable(UNAVAILABLE_MESSAGE)
         if self._asking is None:
             # A thread: the question is a few blocking round trips on a fresh connection,
             # asked once after start or after an outage, not once per request.
@@ -180,7 +180,7 @@ class PersistenceCheck:
                 "until it persists nothing and the node is restarted (docs/operations.md)",
                 extra={"reason": finding.reason},
             )
-        raise Unavailable(_UNAVAILABLE)
+        raise Unavailable(UNAVAILABLE_MESSAGE)
 
     def forget(self) -> None:
         """The Redis failed: it may come back as another one, so ask again next time."""
@@ -212,7 +212,7 @@ def read_persistence_settings(url: str) -> list[dict[str, str]] | None:
         return None
     except (RedisError, RedisClusterException, OSError) as exc:
         # The cause is kept for the caller's log line (its class name only).
-        raise Unavailable(_UNAVAILABLE) from exc
+        raise Unavailable(UNAVAILABLE_MESSAGE) from exc
 
 
 def _client_options() -> dict[str, Any]:
@@ -231,16 +231,15 @@ def _client_options() -> dict[str, Any]:
 def _cluster_client(url: str) -> Any:
     from redis.cluster import ClusterNode, RedisCluster
 
-    parts = urlsplit(url)
-    nodes = []
-    for location in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = location.rpartition(":")
-        nodes.append(ClusterNode(host.strip("[]"), int(port)))  # type: ignore[no-untyped-call]
+    cluster = ClusterUrl.parse(url)
     return RedisCluster(
-        startup_nodes=nodes,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        ssl=url.startswith("rediss+"),
+        startup_nodes=[
+            ClusterNode(host, port)  # type: ignore[no-untyped-call]
+            for host, port in cluster.nodes
+        ],
+        username=cluster.username,
+        password=cluster.password,
+        ssl=cluster.tls,
         **_client_options(),
     )
 
