@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -42,6 +41,7 @@ from redis.exceptions import (
 
 from atopos.crypto.base64url import b64url_encode
 from atopos.errors import Gone, InvalidInput, StorageFull, Unavailable
+from atopos.storage.chunks import CHUNK_BYTES, fixed_chunks, once, read_head
 from atopos.storage.port import (
     FULL_MESSAGE,
     GONE_MESSAGE,
@@ -60,7 +60,7 @@ from atopos.storage.redis_scripts import (
     LuaScript,
     RedisClient,
 )
-from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
+from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES, ClusterUrl
 
 __all__ = [
     "CHUNK_BYTES",
@@ -71,7 +71,6 @@ __all__ = [
     "SecretKeys",
 ]
 
-CHUNK_BYTES = 1024 * 1024
 KEY_PREFIX = b"atopos:"
 # How long the chunks of a burned secret may outlive the burn for a reader still streaming
 # them (and how long they stay when that reader's node dies mid-stream).
@@ -192,36 +191,21 @@ class RedisSecretStore:
     async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
         started = time.monotonic()
         keys = SecretKeys(secret.secret_id)
-        pending = bytearray()
-        async for piece in body:
-            pending += piece
-            if len(pending) > CHUNK_BYTES:
-                return await self._create_chunked(secret, keys, pending, body, started)
-        inline = bytes(pending)
+        head, is_chunked = await read_head(body)
+        if is_chunked:
+            return await self._create_chunked(secret, keys, fixed_chunks(head, body), started)
+        inline = bytes(head)
         await self._publish(secret, keys, [], len(inline), inline, started)
         return len(inline)
 
     async def _create_chunked(
-        self,
-        secret: NewSecret,
-        keys: SecretKeys,
-        pending: bytearray,
-        rest: AsyncIterator[bytes],
-        started: float,
+        self, secret: NewSecret, keys: SecretKeys, chunks: AsyncIterator[bytes], started: float
     ) -> int:
         written: list[bytes] = []
         size = 0
         try:
-            while True:
-                while len(pending) >= CHUNK_BYTES:
-                    size += await self._put_chunk(keys, written, bytes(pending[:CHUNK_BYTES]))
-                    del pending[:CHUNK_BYTES]
-                piece = await anext(rest, None)
-                if piece is None:
-                    break
-                pending += piece
-            if pending:
-                size += await self._put_chunk(keys, written, bytes(pending))
+            async for chunk in chunks:
+                size += await self._put_chunk(keys, written, chunk)
             await self._publish(secret, keys, written, size, None, started)
             return size
         except BaseException:
@@ -322,7 +306,7 @@ class RedisSecretStore:
             raise Unavailable(UNAVAILABLE_MESSAGE)
         size = int(answer[1])
         if not chunk_keys:
-            return Revealed(size, _once(answer[2]))
+            return Revealed(size, once(answer[2]))
         return Revealed(size, self._stream(keys, chunk_keys))
 
     async def _stream(self, keys: SecretKeys, chunk_keys: list[bytes]) -> AsyncIterator[bytes]:
@@ -392,18 +376,12 @@ class RedisSecretStore:
 
 
 def _cluster_client(url: str) -> RedisCluster:
-    parts = urlsplit(url)
-    nodes = []
-    for location in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = location.rpartition(":")
-        nodes.append(ClusterNode(host.strip("[]"), int(port)))
-    if not nodes:
-        raise ValueError("no cluster node")
+    cluster = ClusterUrl.parse(url)
     return RedisCluster(
-        startup_nodes=nodes,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        ssl=url.startswith("rediss+"),
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
+        username=cluster.username,
+        password=cluster.password,
+        ssl=cluster.tls,
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
         # A few quick retries: they follow a failover or a resharding to the new owner.
@@ -414,8 +392,3 @@ def _cluster_client(url: str) -> RedisCluster:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def _once(body: bytes) -> AsyncIterator[bytes]:
-    if body:
-        yield body

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from atopos.errors import Gone
+from atopos.storage.chunks import CHUNK_BYTES, fixed_chunks, once, read_head
 from atopos.storage.port import GONE_MESSAGE, NewSecret, Revealed, SecretInfo, TicketUsed
 from atopos.storage.sqlite_writer import GroupCommitWriter, storage_error
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
 
-CHUNK_BYTES = 1024 * 1024
 _SCHEMA_VERSION = 2
 T = TypeVar("T")
 _SCHEMA = """
@@ -127,12 +127,10 @@ class SqliteSecretStore:
         return self._reader
 
     async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
-        pending = bytearray()
-        async for piece in body:
-            pending += piece
-            if len(pending) > CHUNK_BYTES:
-                return await self._create_chunked(secret, pending, body)
-        inline = bytes(pending)
+        head, is_chunked = await read_head(body)
+        if is_chunked:
+            return await self._create_chunked(secret, fixed_chunks(head, body))
+        inline = bytes(head)
 
         def insert(conn: sqlite3.Connection) -> int:
             _insert_row(conn, secret, len(inline), inline)
@@ -140,27 +138,15 @@ class SqliteSecretStore:
 
         return await self._write(insert)
 
-    async def _create_chunked(
-        self, secret: NewSecret, pending: bytearray, rest: AsyncIterator[bytes]
-    ) -> int:
+    async def _create_chunked(self, secret: NewSecret, chunks: AsyncIterator[bytes]) -> int:
         owner = secret.secret_id
         self._uploading.add(owner)
         size = 0
-        seq = 0
         try:
-            while True:
-                while len(pending) >= CHUNK_BYTES:
-                    size += await self._write(
-                        _chunk_inserter(owner, seq, bytes(pending[:CHUNK_BYTES]))
-                    )
-                    del pending[:CHUNK_BYTES]
-                    seq += 1
-                piece = await anext(rest, None)
-                if piece is None:
-                    break
-                pending += piece
-            if pending:
-                size += await self._write(_chunk_inserter(owner, seq, bytes(pending)))
+            seq = 0
+            async for chunk in chunks:
+                size += await self._write(_chunk_inserter(owner, seq, chunk))
+                seq += 1
             total = size
 
             def publish(conn: sqlite3.Connection) -> int:
@@ -206,7 +192,7 @@ class SqliteSecretStore:
             size, body = await self._write(
                 self._consumer(secret_id, ticket_id, ticket_expires_at, now, has_snapshot=False)
             )
-            return Revealed(size, _once(body))
+            return Revealed(size, once(body))
         except _NeedsSnapshot:
             pass
         # A chunked body: open the snapshot first, since the consuming transaction may
@@ -343,11 +329,6 @@ def _chunk_remover(owner: bytes) -> Callable[[sqlite3.Connection], None]:
 
 class _NeedsSnapshot(Exception):
     """The body is chunked: it must be read from a snapshot opened before the burn."""
-
-
-async def _once(body: bytes | None) -> AsyncIterator[bytes]:
-    if body:
-        yield body
 
 
 class _Snapshot:
