@@ -167,14 +167,16 @@ def device_loader(
     """
 
     def load() -> DeviceKeys | None:
-        from atopos.client.keystore import DeviceStore
+        from atopos.client.keystore import DeviceStore, NoDevice
 
         store = DeviceStore.from_environment()
-        if not store.has_device():
+        try:
+            is_extra_locked = store.is_extra_locked()
+        except NoDevice:
             return None
         with paused() if paused is not None else contextlib.nullcontext():
             return _unlocked(
-                store.is_extra_locked(), passphrase_file, "--device-passphrase-file", store.load
+                is_extra_locked, passphrase_file, "--device-passphrase-file", store.load
             )
 
     return load

@@ -418,8 +418,11 @@ class DeviceStore:
 
     def public(self) -> DevicePublic:
         """This device's public keys (no passphrase needed); NoDevice when there is none."""
+        return self._public(self._record())
+
+    def _public(self, record: _DeviceRecord) -> DevicePublic:
         try:
-            return parse_device_code(self._record().device_code)
+            return parse_device_code(record.device_code)
         except InvalidDeviceCode:
             raise DeviceStoreDamaged(
                 self.home, f"the device code in {_DEVICE_FILE} is not valid"
@@ -456,7 +459,9 @@ class DeviceStore:
     def load_seed(self, passphrase: str | None = None) -> bytes:
         """The seed. ExtraLockRequired without the passphrase of an Extra Lock device,
         WrongExtraLockPassphrase with a wrong one, NoDevice when there is no device."""
-        record = self._record()
+        return self._load_seed(self._record(), passphrase)
+
+    def _load_seed(self, record: _DeviceRecord, passphrase: str | None) -> bytes:
         sealed = self._read_seed_record(record)
         try:
             mode = lock_mode(sealed)
@@ -482,8 +487,9 @@ class DeviceStore:
 
     def load(self, passphrase: str | None = None) -> DeviceKeys:
         """The device's private keys, checked against its public record."""
-        keys = DeviceKeys.from_seed(self.load_seed(passphrase))
-        if keys.public != self.public():
+        record = self._record()
+        keys = DeviceKeys.from_seed(self._load_seed(record, passphrase))
+        if keys.public != self._public(record):
             raise DeviceStoreDamaged(self.home, f"the seed does not match {_DEVICE_FILE}")
         return keys
 
