@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import httpx
 import msgspec
@@ -51,6 +51,9 @@ _MAX_SERVER_SENTENCE = 300
 _DEFAULT_RETRY_AFTER = 1
 _MAX_RETRY_AFTER = 24 * 3600
 _GONE = "This secret does not exist: it expired, was already viewed, or was deleted."
+# Numbers a server sends back are shown or printed as JSON: a hostile one could send an
+# integer too long for Python to turn into text (over 4300 digits), or a date no clock knows.
+_ServerNumber = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,6 +65,10 @@ class CreatedRecord:
     expires_at: int
 
 
+# Challenge, Ticket and SecretStatus are also the schemas the server's answers are decoded
+# into: msgspec checks types and bounds and ignores fields it does not know.
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Challenge:
     """A proof-of-work challenge bound to one secret id; `is_bound` when the ticket step
@@ -70,8 +77,8 @@ class Challenge:
     challenge: str
     bits: int
     expires_at: int
-    is_bound: bool = False
-    has_passphrase: bool = False
+    is_bound: bool = False  # servers before device binding do not send it
+    has_passphrase: bool = False  # nor this, before the passphrase hint
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,11 +93,11 @@ class Ticket:
 class SecretStatus:
     """What the manage token may learn about a secret; `size` is the stored envelope size."""
 
-    views_left: int
-    expires_at: int
+    views_left: _ServerNumber
+    expires_at: _ServerNumber
     created_at: int
     kind: Kind
-    size: int
+    size: _ServerNumber
     is_bound: bool = False
 
 
@@ -108,29 +115,7 @@ class RevealedEnvelope:
 class _CreateBody(msgspec.Struct, frozen=True):
     id: str
     manage_token: str
-    expires_at: int
-
-
-class _ChallengeBody(msgspec.Struct, frozen=True):
-    challenge: str
-    bits: int
-    expires_at: int
-    is_bound: bool = False  # servers before device binding do not send it
-    has_passphrase: bool = False  # nor this, before the passphrase hint
-
-
-class _TicketBody(msgspec.Struct, frozen=True):
-    ticket: str
-    expires_at: int
-
-
-class _StatusBody(msgspec.Struct, frozen=True):
-    views_left: int
-    expires_at: int
-    created_at: int
-    kind: Kind
-    size: int
-    is_bound: bool = False
+    expires_at: _ServerNumber
 
 
 class _ErrorBody(msgspec.Struct, frozen=True):
@@ -197,14 +182,7 @@ class SecretsApi:
             f"{_API}/{_checked_id(secret_id)}/challenge",
             refused="The server refused to hand out a challenge.",
         )
-        issued = self._decode(body, _ChallengeBody)
-        return Challenge(
-            issued.challenge,
-            issued.bits,
-            issued.expires_at,
-            is_bound=issued.is_bound,
-            has_passphrase=issued.has_passphrase,
-        )
+        return self._decode(body, Challenge)
 
     def ticket(
         self,
@@ -226,8 +204,7 @@ class SecretsApi:
             refused=refused,
             json=request,
         )
-        issued = self._decode(body, _TicketBody)
-        return Ticket(issued.ticket, issued.expires_at)
+        return self._decode(body, Ticket)
 
     @contextlib.contextmanager
     def reveal(self, secret_id: str, ticket: str) -> Iterator[RevealedEnvelope]:
@@ -258,15 +235,7 @@ class SecretsApi:
             refused="The manage link is not valid for this secret.",
             headers=_bearer(manage_token),
         )
-        status = self._decode(body, _StatusBody)
-        return SecretStatus(
-            views_left=status.views_left,
-            expires_at=status.expires_at,
-            created_at=status.created_at,
-            kind=status.kind,
-            size=status.size,
-            is_bound=status.is_bound,
-        )
+        return self._decode(body, SecretStatus)
 
     def delete(self, secret_id: str, manage_token: str) -> None:
         self._call(
