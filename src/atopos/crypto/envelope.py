@@ -319,6 +319,26 @@ def _plaintext_size(metadata_length: int, content_size: int) -> int:
     return padded_size(_META_LENGTH.size + metadata_length + content_size)
 
 
+def _layout(
+    metadata_length: int,
+    content_size: int,
+    chunk_size_log2: int,
+    *,
+    has_passphrase: bool,
+    is_device_bound: bool,
+) -> tuple[int, int, int]:
+    """The padded plaintext size, the chunk count and the envelope size, in that order.
+
+    The caller has checked `chunk_size_log2`; ValueError beyond 2**32 chunks.
+    """
+    plaintext_size = _plaintext_size(metadata_length, content_size)
+    chunk_count = _chunk_count(plaintext_size, chunk_size_log2)
+    header_size = (
+        HEADER_BYTES_WITH_PASSPHRASE if has_passphrase else HEADER_BYTES_WITHOUT_PASSPHRASE
+    ) + (DEVICE_FIELDS_BYTES if is_device_bound else 0)
+    return plaintext_size, chunk_count, header_size + plaintext_size + chunk_count * TAG_BYTES
+
+
 def sealed_size(
     metadata: Metadata,
     *,
@@ -332,11 +352,14 @@ def sealed_size(
     of range, more than 2**32 chunks).
     """
     _check_chunk_size_log2(chunk_size_log2)
-    plaintext_size = _plaintext_size(len(_encode_metadata(metadata)), metadata.size)
-    header_size = (
-        HEADER_BYTES_WITH_PASSPHRASE if has_passphrase else HEADER_BYTES_WITHOUT_PASSPHRASE
-    ) + (DEVICE_FIELDS_BYTES if is_device_bound else 0)
-    return header_size + plaintext_size + _chunk_count(plaintext_size, chunk_size_log2) * TAG_BYTES
+    _, _, size = _layout(
+        len(_encode_metadata(metadata)),
+        metadata.size,
+        chunk_size_log2,
+        has_passphrase=has_passphrase,
+        is_device_bound=is_device_bound,
+    )
+    return size
 
 
 # -- sealing -------------------------------------------------------------------------------
@@ -400,15 +423,14 @@ class Sealer:
             # and would give a false sense of a second factor.
             raise ValueError("the passphrase must not be empty")
         encoded_metadata = _encode_metadata(metadata)
-        self.size = sealed_size(
-            metadata,
+        self._plaintext_size, self._chunk_count, self.size = _layout(
+            len(encoded_metadata),
+            metadata.size,
+            chunk_size_log2,
             has_passphrase=passphrase is not None,
-            chunk_size_log2=chunk_size_log2,
             is_device_bound=device is not None,
         )
-        self._plaintext_size = _plaintext_size(len(encoded_metadata), metadata.size)
         self._chunk_size = 1 << chunk_size_log2
-        self._chunk_count = _chunk_count(self._plaintext_size, chunk_size_log2)
 
         # Order of draws is part of the test vectors: salt, the Argon2 salt, the ephemeral
         # X25519 private key, the device secret.

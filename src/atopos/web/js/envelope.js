@@ -271,17 +271,31 @@ function chunkCount(plaintextSize, chunkSizeLog2) {
   return count;
 }
 
+/**
+ * The padded plaintext size, the chunk count and the envelope size. The caller has checked
+ * `chunkSizeLog2`; throws RangeError beyond 2**32 chunks.
+ */
+function layout(metadataLength, contentSize, chunkSizeLog2, { hasPassphrase, isDeviceBound }) {
+  const plaintextSize = paddedSize(4 + metadataLength + contentSize);
+  const count = chunkCount(plaintextSize, chunkSizeLog2);
+  const headerSize =
+    (hasPassphrase ? HEADER_BYTES_WITH_PASSPHRASE : HEADER_BYTES_WITHOUT_PASSPHRASE) +
+    (isDeviceBound ? DEVICE_FIELDS_BYTES : 0);
+  return { plaintextSize, chunkCount: count, size: headerSize + plaintextSize + count * TAG_BYTES };
+}
+
 /** The exact byte length of the envelope a Sealer makes for this metadata. */
 export function sealedSize(
   metadata,
   { hasPassphrase = false, isDeviceBound = false, chunkSizeLog2 = DEFAULT_CHUNK_SIZE_LOG2 } = {},
 ) {
   checkChunkSizeLog2(chunkSizeLog2);
-  const plaintextSize = paddedSize(4 + encodeMetadata(metadata).length + metadata.size);
-  const headerSize =
-    (hasPassphrase ? HEADER_BYTES_WITH_PASSPHRASE : HEADER_BYTES_WITHOUT_PASSPHRASE) +
-    (isDeviceBound ? DEVICE_FIELDS_BYTES : 0);
-  return headerSize + plaintextSize + chunkCount(plaintextSize, chunkSizeLog2) * TAG_BYTES;
+  const metadataLength = encodeMetadata(metadata).length;
+  const { size } = layout(metadataLength, metadata.size, chunkSizeLog2, {
+    hasPassphrase,
+    isDeviceBound,
+  });
+  return size;
 }
 
 // -- shared by both directions ---------------------------------------------------------------
@@ -401,12 +415,12 @@ export class Sealer {
       if (!isValidArgon2(argon2)) throw new RangeError("Argon2 parameters out of range");
     }
     const encodedMetadata = encodeMetadata(metadata);
-    const size = sealedSize(metadata, {
-      hasPassphrase: passphrase !== null,
-      isDeviceBound: device !== null,
+    const { plaintextSize, chunkCount: totalChunks, size } = layout(
+      encodedMetadata.length,
+      metadata.size,
       chunkSizeLog2,
-    });
-    const plaintextSize = paddedSize(4 + encodedMetadata.length + metadata.size);
+      { hasPassphrase: passphrase !== null, isDeviceBound: device !== null },
+    );
 
     // The order of draws is part of the test vectors: salt, then the Argon2 salt, then the
     // ephemeral X25519 private key and the device secret.
@@ -448,6 +462,7 @@ export class Sealer {
       header,
       chunkSizeLog2,
       plaintextSize,
+      totalChunks,
       encodedMetadata,
       size,
       contentSize: metadata.size,
@@ -461,7 +476,7 @@ export class Sealer {
     this.#noncePrefix = state.keys.noncePrefix;
     this.#header = state.header;
     this.#plaintextSize = state.plaintextSize;
-    this.#lastIndex = chunkCount(state.plaintextSize, state.chunkSizeLog2) - 1;
+    this.#lastIndex = state.totalChunks - 1;
     this.#chunkSize = 2 ** state.chunkSizeLog2;
     // One buffer, reused for every chunk; a short envelope needs less than a full chunk.
     this.#chunk = new Uint8Array(Math.min(this.#chunkSize, state.plaintextSize));
