@@ -79,9 +79,6 @@ def create(
 
     expires_in = parse_duration(expires)
     device = parse_device_code_input(bind_device) if bind_device is not None else None
-    if file is not None and not file.is_file():
-        # Checked before opening: opening a FIFO would wait for a writer that may never come.
-        raise InvalidInput(f"{file} is not a regular file; pipe anything else to stdin.")
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     # Connect (and so check --server) before the user types a secret that could not be sent.
     with SecretsApi(global_options(ctx).server) as api:

@@ -13,6 +13,7 @@ import dataclasses
 import mimetypes
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -86,8 +87,8 @@ def create_secret(
         raise InvalidInput("The passphrase must not be empty.")
     with contextlib.ExitStack() as stack:
         if isinstance(content, Path):
-            file = stack.enter_context(content.open("rb"))
-            size = _regular_file_size(file)
+            file, size = _open_regular_file(content)
+            stack.enter_context(file)
             metadata = Metadata(
                 kind="file",
                 size=size,
@@ -249,12 +250,29 @@ def _retrying(
             sleep(exc.retry_after)
 
 
-def _regular_file_size(file: BinaryIO) -> int:
-    # The size goes into the envelope up front, so it must be known and must not change.
-    info = os.fstat(file.fileno())
-    if not stat.S_ISREG(info.st_mode):
-        raise InvalidInput("Only regular files can be sent; pipe anything else to stdin.")
-    return info.st_size
+def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:
+    """`path` open for reading, and its size; InvalidInput unless it is a regular file.
+
+    The size goes into the envelope up front, so it must be known and must not change.
+    O_NONBLOCK keeps a FIFO from blocking the open (waiting for a writer that may never
+    come); the descriptor is checked with fstat, so what is read is what was checked.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+    descriptor = os.open(path, flags)
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidInput(f"{path} is not a regular file; pipe anything else to stdin.")
+        if sys.platform != "win32":
+            import fcntl
+
+            mode = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+            fcntl.fcntl(descriptor, fcntl.F_SETFL, mode & ~os.O_NONBLOCK)
+        return os.fdopen(descriptor, "rb"), info.st_size
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def _read_exactly(file: BinaryIO, size: int) -> Iterator[bytes]:
