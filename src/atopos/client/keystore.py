@@ -552,18 +552,17 @@ class DeviceStore:
                     self._keyring.delete_password(_KEYRING_SERVICE, record.keyring_entry)
                     found = True
         session = self.home / _SESSION_DIR
+        has_session = session.is_dir()
         paths = [self._seed_path, self._device_path]
-        if session.is_dir():
+        if has_session:  # every file there, half-written temporary ones included
             paths += [path for path in session.iterdir() if path.is_file()]
         if self.home.is_dir():
             paths += [path for path in self.home.glob(f"{_TEMP_PREFIX}*") if path.is_file()]
-            if session.is_dir():
-                paths += [path for path in session.glob(f"{_TEMP_PREFIX}*") if path.is_file()]
         for path in paths:
             if path.exists():
                 found = True
                 _shred(path)
-        if session.is_dir():
+        if has_session:
             with contextlib.suppress(OSError):
                 session.rmdir()
         if self.home.is_dir():
