@@ -21,7 +21,8 @@ const PKCS8_PREFIX = {
   X25519: "302e020100300506032b656e04220420",
 };
 
-export function concatBytes(...pieces) {
+/** The byte arrays in `pieces`, one after another, in one new Uint8Array. */
+export function concatBytes(pieces) {
   const out = new Uint8Array(pieces.reduce((total, piece) => total + piece.length, 0));
   let offset = 0;
   for (const piece of pieces) {
@@ -124,7 +125,7 @@ export class InvalidDeviceCode extends Error {
 async function checksum(signingKey, sealingKey) {
   const digest = await crypto.subtle.digest(
     "SHA-256",
-    concatBytes(CODE_LABEL, Uint8Array.of(0), signingKey, sealingKey),
+    concatBytes([CODE_LABEL, Uint8Array.of(0), signingKey, sealingKey]),
   );
   return new Uint8Array(digest, 0, CHECKSUM_BYTES);
 }
@@ -132,7 +133,7 @@ async function checksum(signingKey, sealingKey) {
 /** The device code of two raw public keys: "atd1-" + base64url(ed || x || checksum). */
 export async function deviceCode(signingKey, sealingKey) {
   const sum = await checksum(signingKey, sealingKey);
-  return DEVICE_CODE_PREFIX + encode(concatBytes(signingKey, sealingKey, sum));
+  return DEVICE_CODE_PREFIX + encode(concatBytes([signingKey, sealingKey, sum]));
 }
 
 /**
@@ -186,7 +187,7 @@ export async function parseDeviceCode(text) {
 export function deviceProofMessage(secretId, challenge) {
   const id = typeof secretId === "string" ? decode(secretId) : secretId;
   if (id === null || id.length !== SECRET_ID_BYTES) throw new RangeError("bad secret id");
-  return concatBytes(PROOF_LABEL, Uint8Array.of(0), id, utf8.encode(challenge));
+  return concatBytes([PROOF_LABEL, Uint8Array.of(0), id, utf8.encode(challenge)]);
 }
 
 /** base64url(Ed25519-Sign(private, message)): 86 characters. */
@@ -203,7 +204,7 @@ export async function signDeviceProof(signingPrivateKey, secretId, challenge) {
 
 /** Import a raw 32-byte private key through PKCS #8 (test vectors only). */
 export function importRawPrivateKey(raw, algorithm, usages, extractable = false) {
-  const der = concatBytes(fromHex(PKCS8_PREFIX[algorithm]), raw);
+  const der = concatBytes([fromHex(PKCS8_PREFIX[algorithm]), raw]);
   return crypto.subtle.importKey("pkcs8", der, { name: algorithm }, extractable, usages);
 }
 
@@ -213,7 +214,7 @@ async function sealKey(shared, ephemeralPublic, devicePublic) {
     {
       name: "HKDF",
       hash: "SHA-256",
-      salt: concatBytes(ephemeralPublic, devicePublic),
+      salt: concatBytes([ephemeralPublic, devicePublic]),
       info: SEAL_INFO,
     },
     ikm,

@@ -20,6 +20,7 @@ import {
   ENVELOPE_SALT_BYTES,
 } from "./kdf.js";
 import {
+  concatBytes,
   DEVICE_SECRET_BYTES,
   ephemeralKeyPair,
   openDeviceSecret,
@@ -448,11 +449,7 @@ export class Sealer {
       deviceSecret = draw(randomBytes, DEVICE_SECRET_BYTES);
       // The seal's AAD is the header so far: flags, salts and costs are bound to it.
       const sealed = await sealDeviceSecret(device.sealingKey, deviceSecret, ephemeral, header);
-      const full = new Uint8Array(header.length + DEVICE_FIELDS_BYTES);
-      full.set(header);
-      full.set(ephemeral.publicKey, header.length);
-      full.set(sealed, header.length + PUBLIC_KEY_BYTES);
-      header = full;
+      header = concatBytes([header, ephemeral.publicKey, sealed]);
     }
     const keys = await deriveEnvelopeKeys(linkKey, salt, passphraseKey, deviceSecret);
     passphraseKey?.fill(0);
@@ -740,25 +737,15 @@ export class Opener {
 
 // -- one-shot forms ----------------------------------------------------------------------------
 
-function concat(pieces) {
-  const out = new Uint8Array(pieces.reduce((total, piece) => total + piece.length, 0));
-  let offset = 0;
-  for (const piece of pieces) {
-    out.set(piece, offset);
-    offset += piece.length;
-  }
-  return out;
-}
-
 /** Seal `content` (a Uint8Array) in one call; see Sealer.create for the options. */
 export async function seal(content, metadata, linkKey, options = {}) {
   const sealer = await Sealer.create(linkKey, metadata, options);
-  return concat([...(await sealer.update(content)), ...(await sealer.finalize())]);
+  return concatBytes([...(await sealer.update(content)), ...(await sealer.finalize())]);
 }
 
 /** Open a whole envelope: returns {metadata, content}. */
 export async function openEnvelope(envelope, linkKey, { passphrase = null, device = null } = {}) {
   const opener = new Opener(linkKey, { passphrase, device });
   const pieces = [...(await opener.feed(envelope)), ...(await opener.finish())];
-  return { metadata: opener.metadata, content: concat(pieces) };
+  return { metadata: opener.metadata, content: concatBytes(pieces) };
 }
