@@ -15,9 +15,9 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 @dataclasses.dataclass(frozen=True, slots=True)
 class GlobalOptions:
     server: str = DEFAULT_SERVER
-    # TLS for every server a command talks to (client/http.py puts them in force).
+    # --ca-file and --pin-spki act through client/http.py's TLS policy, which the root
+    # callback puts in force; `atopos pin` also builds its own context from ca_file.
     ca_file: Path | None = None
-    pin_spki: tuple[bytes, ...] = ()
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:

@@ -90,7 +90,6 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    pins: tuple[bytes, ...] = ()
     if pin_spki is not None or ca_file is not None:
         # Imported here: cryptography and httpx are slow to load and most runs need neither.
         from atopos.client.http import TlsPolicy, use_tls_policy
@@ -98,7 +97,7 @@ def _root(
 
         pins = parse_pins(pin_spki) if pin_spki is not None else ()
         ctx.with_resource(use_tls_policy(TlsPolicy(ca_file=ca_file, pins=pins)))
-    ctx.obj = GlobalOptions(server=server, ca_file=ca_file, pin_spki=pins)
+    ctx.obj = GlobalOptions(server=server, ca_file=ca_file)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
