@@ -221,7 +221,7 @@ async function run() {
   try {
     const response = await spendView();
     if (response === null) {
-      askPassphraseFirst();
+      showPassphraseForm("first");
       return;
     }
     const received = await receive(response);
@@ -263,11 +263,6 @@ function showPassphraseForm(mode) {
   passphraseError.hidden = true;
   showState("passphrase");
   passphraseInput.focus();
-}
-
-/** The challenge said a passphrase is needed and none was typed: ask before any view. */
-function askPassphraseFirst() {
-  showPassphraseForm("first");
 }
 
 function askPassphrase(held, isWrongPassphrase) {
