@@ -418,7 +418,7 @@ def test_prompt_asks_again_without_spending_another_view(
         attempts.append(attempt)
         return answers.pop(0)
 
-    monkeypatch.setattr("atopos.cli.secret._is_tty", lambda stream: stream is sys.stdin)
+    monkeypatch.setattr("atopos.cli.secret.is_tty", lambda stream: stream is sys.stdin)
     monkeypatch.setattr("atopos.cli.secret.prompt_passphrase", prompt)
     outcome = atopos("secret", "reveal", link)
     assert (outcome.code, outcome.stdout) == (0, b"hunter2")
@@ -436,7 +436,7 @@ def test_prompt_gives_up_after_three_attempts(
         attempts.append(attempt)
         return "wrong"
 
-    monkeypatch.setattr("atopos.cli.secret._is_tty", lambda stream: stream is sys.stdin)
+    monkeypatch.setattr("atopos.cli.secret.is_tty", lambda stream: stream is sys.stdin)
     monkeypatch.setattr("atopos.cli.secret.prompt_passphrase", prompt)
     outcome = atopos("secret", "reveal", link)
     assert (outcome.code, outcome.stdout) == (ExitCode.REFUSED, b"")

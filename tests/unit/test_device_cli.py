@@ -37,7 +37,7 @@ class Terminal:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.answers: list[str] = []
         self.prompts: list[str] = []
-        monkeypatch.setattr(device_cli, "_is_tty", lambda stream: True)
+        monkeypatch.setattr(device_cli, "is_tty", lambda stream: True)
         monkeypatch.setattr(device_cli.getpass, "getpass", self._ask)
 
     def _ask(self, prompt: str = "") -> str:

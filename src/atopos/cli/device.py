@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from atopos.cli.passphrase import read_passphrase_file
+from atopos.cli.terminal import is_tty
 from atopos.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def wipe(
     from atopos.client.keystore import DeviceStore
 
     store = DeviceStore.from_environment()
-    if not yes and _is_tty(sys.stdin) and store.has_device():
+    if not yes and is_tty(sys.stdin) and store.has_device():
         confirmed = typer.confirm(
             "Delete this device? Secrets bound to it will no longer open here "
             "unless you kept its recovery phrase",
@@ -199,7 +200,7 @@ def _unlocked(
         return load(None)
     if passphrase_file is not None:
         return load(read_passphrase_file(passphrase_file))
-    if not _is_tty(sys.stdin):
+    if not is_tty(sys.stdin):
         raise ExtraLockRequired(
             f"This device is protected by Extra Lock; pass {option} or run on a terminal."
         )
@@ -216,7 +217,7 @@ def _unlocked(
 def _new_passphrase(passphrase_file: Path | None) -> str:
     if passphrase_file is not None:
         return read_passphrase_file(passphrase_file)
-    if not _is_tty(sys.stdin):
+    if not is_tty(sys.stdin):
         raise InvalidInput("Extra Lock needs a passphrase: pass --passphrase-file.")
     first = _ask("New Extra Lock passphrase: ")
     if not first:
@@ -244,7 +245,7 @@ def _ask(prompt: str) -> str:
 def _read_phrase() -> str:
     if sys.stdin is None:
         raise InvalidInput("There is no stdin to read the recovery phrase from.")
-    if _is_tty(sys.stdin):
+    if is_tty(sys.stdin):
         return _ask("Recovery phrase (24 words): ")
     data = sys.stdin.buffer.read(_MAX_PHRASE_BYTES + 1)
     if len(data) > _MAX_PHRASE_BYTES:
@@ -263,8 +264,3 @@ def _draw_qr(code: str) -> None:
         qr.terminal(out=sys.stderr, compact=True)
     except UnicodeEncodeError:  # a terminal without the half-block characters
         qr.terminal(out=sys.stderr)
-
-
-def _is_tty(stream: object) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty()) if callable(isatty) else False

@@ -18,6 +18,7 @@ from atopos.cli.context import global_options
 from atopos.cli.output import HeldStream, OutputTarget, ProvisionalFile
 from atopos.cli.passphrase import prompt_passphrase, read_passphrase_file
 from atopos.cli.progress import TransferProgress
+from atopos.cli.terminal import is_tty
 from atopos.errors import InvalidInput, TooLarge
 
 __all__ = ["app"]
@@ -83,7 +84,7 @@ def create(
     # Connect (and so check --server) before the user types a secret that could not be sent.
     with SecretsApi(global_options(ctx).server) as api:
         content: bytes | Path = file if file is not None else _read_text_secret()
-        with TransferProgress("Sending", enabled=file is not None and _is_tty(sys.stderr)) as bar:
+        with TransferProgress("Sending", enabled=file is not None and is_tty(sys.stderr)) as bar:
             created = create_secret(
                 api,
                 content,
@@ -139,7 +140,7 @@ def reveal(
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     # Every check that can fail locally runs before the view is spent.
     target = OutputTarget.resolve(output, overwrite=force) if output is not None else None
-    may_prompt = passphrase is None and _is_tty(sys.stdin)
+    may_prompt = passphrase is None and is_tty(sys.stdin)
     with SecretsApi(share_link.server) as api:
         if target is None:
             stdout = HeldStream(_binary_stdout())
@@ -155,7 +156,7 @@ def reveal(
             return
         with (
             ProvisionalFile(target.directory) as provisional,
-            TransferProgress("Receiving", enabled=_is_tty(sys.stderr)) as bar,
+            TransferProgress("Receiving", enabled=is_tty(sys.stderr)) as bar,
         ):
 
             def ask_passphrase(attempt: int) -> str:
@@ -211,7 +212,7 @@ def delete(
 def _read_text_secret() -> bytes:
     if sys.stdin is None:
         raise InvalidInput("There is no stdin to read the secret from; pipe it in or use --file.")
-    if _is_tty(sys.stdin):
+    if is_tty(sys.stdin):
         typer.echo("Type the secret, end with Ctrl-D", err=True)
     stdin = typer.get_binary_stream("stdin")
     data = bytearray()
@@ -228,11 +229,6 @@ def _read_text_secret() -> bytes:
 
 def _binary_stdout() -> BinaryIO:
     return typer.get_binary_stream("stdout")
-
-
-def _is_tty(stream: object) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty()) if callable(isatty) else False
 
 
 def _local_time(timestamp: int) -> str:
