@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.errors import DecryptionFailed
+from atopos.crypto.kdf import DEVICE_SECRET_BYTES
+from atopos.crypto.tokens import SECRET_ID_BYTES
 
 __all__ = [
     "DEVICE_CODE_CHARS",
@@ -55,8 +57,6 @@ __all__ = [
 DEVICE_SEED_BYTES = 32
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
-SECRET_ID_BYTES = 16
-DEVICE_SECRET_BYTES = 32
 EPHEMERAL_PRIVATE_BYTES = 32
 SEALED_DEVICE_SECRET_BYTES = DEVICE_SECRET_BYTES + 16  # AES-GCM tag
 

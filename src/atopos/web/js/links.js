@@ -3,8 +3,7 @@
 // from the address bar and the history entry.
 
 import { decode, encode } from "./base64url.js";
-
-const SECRET_ID_BYTES = 16;
+import { SECRET_ID_BYTES } from "./device.js";
 
 /** The server's root URL, worked out from where this module was served (`/static/js/`),
  * so the pages also work behind a reverse proxy that mounts Atopos under a path. */
