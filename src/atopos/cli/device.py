@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from atopos.cli.passphrase import read_passphrase_file
+from atopos.cli.passphrase import prompt_for_attempt, read_passphrase_file
 from atopos.cli.terminal import is_tty
 from atopos.errors import InvalidInput
 
@@ -34,7 +34,6 @@ app = typer.Typer(
 )
 
 _T = TypeVar("_T")
-_ATTEMPTS = 3
 _MAX_PHRASE_BYTES = 4096
 
 PassphraseFile = Annotated[
@@ -194,6 +193,7 @@ def _unlocked(
 ) -> _T:
     """`load(passphrase)`, with the Extra Lock passphrase from the file or the terminal
     (three tries there); ExtraLockRequired when neither can give one."""
+    from atopos.client.envelope_reader import MAX_PASSPHRASE_ATTEMPTS
     from atopos.client.keystore import ExtraLockRequired, WrongExtraLockPassphrase
 
     if not is_extra_locked:
@@ -204,12 +204,11 @@ def _unlocked(
         raise ExtraLockRequired(
             f"This device is protected by Extra Lock; pass {option} or run on a terminal."
         )
-    for attempt in range(_ATTEMPTS):
-        prompt = "Extra Lock passphrase: " if attempt == 0 else "Wrong passphrase, try again: "
+    for attempt in range(MAX_PASSPHRASE_ATTEMPTS):
         try:
-            return load(_ask(prompt))
+            return load(_ask(prompt_for_attempt("Extra Lock passphrase: ", attempt)))
         except WrongExtraLockPassphrase:
-            if attempt == _ATTEMPTS - 1:
+            if attempt == MAX_PASSPHRASE_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 

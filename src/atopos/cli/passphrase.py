@@ -8,7 +8,12 @@ from pathlib import Path
 from atopos.crypto.errors import PassphraseRequired
 from atopos.errors import InvalidInput
 
-__all__ = ["MAX_PASSPHRASE_FILE_BYTES", "prompt_passphrase", "read_passphrase_file"]
+__all__ = [
+    "MAX_PASSPHRASE_FILE_BYTES",
+    "prompt_for_attempt",
+    "prompt_passphrase",
+    "read_passphrase_file",
+]
 
 # Far more than any passphrase; the bound keeps `--passphrase-file /dev/zero` (or a large
 # file given by mistake) from filling memory. Pipes (`<(pass show x)`) are read as well.
@@ -39,8 +44,12 @@ def read_passphrase_file(path: Path) -> str:
 
 def prompt_passphrase(attempt: int) -> str:
     """Ask on the terminal without echo; `attempt` > 0 means the previous one was wrong."""
-    prompt = "Passphrase: " if attempt == 0 else "Wrong passphrase, try again: "
     try:
-        return getpass.getpass(prompt)
+        return getpass.getpass(prompt_for_attempt("Passphrase: ", attempt))
     except EOFError:
         raise PassphraseRequired from None
+
+
+def prompt_for_attempt(first: str, attempt: int) -> str:
+    """The prompt for ask number `attempt`: `first`, then one saying the last was wrong."""
+    return first if attempt == 0 else "Wrong passphrase, try again: "
