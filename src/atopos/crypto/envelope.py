@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,6 +49,7 @@ from atopos.crypto.kdf import (
     derive_passphrase_key,
 )
 from atopos.crypto.padding import padded_size
+from atopos.crypto.randomness import RandomBytes, draw
 
 __all__ = [
     "DEFAULT_ARGON2",
@@ -362,13 +363,6 @@ def _check_link_key(link_key: bytes) -> None:
         raise ValueError(f"the link key must be {LINK_KEY_BYTES} bytes")
 
 
-def _draw(random_bytes: Callable[[int], bytes], size: int) -> bytes:
-    drawn = random_bytes(size)
-    if len(drawn) != size:
-        raise ValueError(f"random_bytes({size}) returned {len(drawn)} bytes")
-    return bytes(drawn)
-
-
 def _nonce(prefix: bytes, index: int, is_last: bool) -> bytes:
     return prefix + _NONCE_SUFFIX.pack(index, 1 if is_last else 0)
 
@@ -402,7 +396,7 @@ class Sealer:
         link_key: bytes,
         metadata: Metadata,
         *,
-        random_bytes: Callable[[int], bytes],
+        random_bytes: RandomBytes,
         passphrase: str | None = None,
         argon2: Argon2Params = DEFAULT_ARGON2,
         chunk_size_log2: int = DEFAULT_CHUNK_SIZE_LOG2,
@@ -426,10 +420,10 @@ class Sealer:
 
         # Order of draws is part of the test vectors: salt, the Argon2 salt, the ephemeral
         # X25519 private key, the device secret.
-        salt = _draw(random_bytes, ENVELOPE_SALT_BYTES)
+        salt = draw(random_bytes, ENVELOPE_SALT_BYTES)
         argon2_salt = None
         if passphrase is not None:
-            argon2_salt = _draw(random_bytes, ARGON2_SALT_BYTES)
+            argon2_salt = draw(random_bytes, ARGON2_SALT_BYTES)
         self._header = _encode_header(
             chunk_size_log2,
             salt,
@@ -439,8 +433,8 @@ class Sealer:
         )
         device_secret = None
         if device is not None:
-            ephemeral_private = _draw(random_bytes, EPHEMERAL_PRIVATE_BYTES)
-            device_secret = _draw(random_bytes, DEVICE_SECRET_BYTES)
+            ephemeral_private = draw(random_bytes, EPHEMERAL_PRIVATE_BYTES)
+            device_secret = draw(random_bytes, DEVICE_SECRET_BYTES)
             # The seal's AAD is the header so far: flags, salts and costs are bound to it.
             ephemeral_public, sealed = seal_device_secret(
                 device.sealing_key, device_secret, ephemeral_private, self._header
@@ -528,7 +522,7 @@ def seal(
     metadata: Metadata,
     link_key: bytes,
     *,
-    random_bytes: Callable[[int], bytes],
+    random_bytes: RandomBytes,
     passphrase: str | None = None,
     argon2: Argon2Params = DEFAULT_ARGON2,
     chunk_size_log2: int = DEFAULT_CHUNK_SIZE_LOG2,

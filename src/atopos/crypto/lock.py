@@ -12,13 +12,13 @@ purpose (a session entry presented as the seed) nor its cost or salt changed unn
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from atopos.crypto.errors import DecryptionFailed, PassphraseRequired
 from atopos.crypto.kdf import ARGON2_SALT_BYTES, Argon2Params, derive_passphrase_key
+from atopos.crypto.randomness import RandomBytes, draw
 
 __all__ = [
     "EXTRA_LOCK_ARGON2",
@@ -54,13 +54,6 @@ def _aad(header: bytes, purpose: str) -> bytes:
     return header + b"\x00" + purpose.encode("utf-8")
 
 
-def _draw(random_bytes: Callable[[int], bytes], size: int) -> bytes:
-    drawn = bytes(random_bytes(size))
-    if len(drawn) != size:
-        raise ValueError(f"random_bytes({size}) returned {len(drawn)} bytes")
-    return drawn
-
-
 def lock_plain(secret: bytes) -> bytes:
     """Mode 0: the secret as is, behind the header (protected only by the file's mode or
     the OS keyring)."""
@@ -72,14 +65,14 @@ def lock_with_passphrase(
     passphrase: str,
     *,
     purpose: str,
-    random_bytes: Callable[[int], bytes],
+    random_bytes: RandomBytes,
     params: Argon2Params = EXTRA_LOCK_ARGON2,
 ) -> bytes:
     """Mode 1: AES-256-GCM under Argon2id(NFC(passphrase)). Draws the salt, then the nonce."""
     if not passphrase:
         raise ValueError("the passphrase must not be empty")
-    salt = _draw(random_bytes, ARGON2_SALT_BYTES)
-    nonce = _draw(random_bytes, _NONCE_BYTES)
+    salt = draw(random_bytes, ARGON2_SALT_BYTES)
+    nonce = draw(random_bytes, _NONCE_BYTES)
     key = derive_passphrase_key(passphrase, salt, params)
     header = (
         _PREFIX.pack(MAGIC, VERSION, MODE_PASSPHRASE)
@@ -89,13 +82,11 @@ def lock_with_passphrase(
     return header + AESGCM(key).encrypt(nonce, bytes(secret), _aad(header, purpose))
 
 
-def lock_with_key(
-    secret: bytes, key: bytes, *, purpose: str, random_bytes: Callable[[int], bytes]
-) -> bytes:
+def lock_with_key(secret: bytes, key: bytes, *, purpose: str, random_bytes: RandomBytes) -> bytes:
     """Mode 2: AES-256-GCM under a 32-byte key, with a random nonce."""
     if len(key) != LOCK_KEY_BYTES:
         raise ValueError(f"the key must be {LOCK_KEY_BYTES} bytes")
-    nonce = _draw(random_bytes, _NONCE_BYTES)
+    nonce = draw(random_bytes, _NONCE_BYTES)
     header = _PREFIX.pack(MAGIC, VERSION, MODE_KEY) + nonce
     return header + AESGCM(bytes(key)).encrypt(nonce, bytes(secret), _aad(header, purpose))
 
