@@ -4,6 +4,7 @@
 // the private bytes never exist in JavaScript; clearing the site's data destroys the device.
 
 import { deviceCode, deviceFromKeys } from "./device.js";
+import { hasWebCrypto } from "./ui.js";
 
 const DB_NAME = "atopos";
 const DB_VERSION = 1;
@@ -11,9 +12,18 @@ const STORE = "device";
 const ENTRY = "this-device";
 const FORMAT = 1;
 
+// The answer cannot change while the page is open: the probe (two throwaway key pairs)
+// runs once, on the first call.
+let deviceKeySupport = null;
+
 /** Binding needs Ed25519 and X25519 in WebCrypto; a browser that lacks them is told so. */
-export async function supportsDeviceKeys() {
-  if (!globalThis.isSecureContext || globalThis.crypto?.subtle === undefined) return false;
+export function supportsDeviceKeys() {
+  deviceKeySupport ??= probeDeviceKeys();
+  return deviceKeySupport;
+}
+
+async function probeDeviceKeys() {
+  if (!hasWebCrypto()) return false;
   if (globalThis.indexedDB === undefined) return false;
   try {
     await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
