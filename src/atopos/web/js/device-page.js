@@ -4,7 +4,7 @@
 
 import { forgetDevice, loadOrCreateDevice, supportsDeviceKeys } from "./device-store.js";
 import { qrSvg } from "./qr.js";
-import { bindCopy, byId, showState } from "./ui.js";
+import { bindConfirmBox, bindCopy, byId, showState } from "./ui.js";
 
 const confirmBox = byId("confirm-forget");
 const deviceError = byId("device-error");
@@ -65,14 +65,7 @@ if (!(await supportsDeviceKeys())) {
   showState("unsupported", { focus: false });
 } else {
   bindCopy(byId("copy-code"), () => code, byId("copy-code-status"));
-  byId("forget-button").addEventListener("click", () => {
-    confirmBox.hidden = false;
-    byId("cancel-forget-button").focus();
-  });
-  byId("cancel-forget-button").addEventListener("click", () => {
-    confirmBox.hidden = true;
-    byId("forget-button").focus();
-  });
+  bindConfirmBox(byId("forget-button"), confirmBox, byId("cancel-forget-button"));
   byId("confirm-forget-button").addEventListener("click", forget);
   byId("make-device").addEventListener("click", start);
   await start();

@@ -3,7 +3,7 @@
 
 import { ApiError, deleteSecret, SecretGone, secretStatus } from "./api.js";
 import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
-import { byId, count, formatBytes, formatWhen, showState } from "./ui.js";
+import { bindConfirmBox, byId, count, formatBytes, formatWhen, showState } from "./ui.js";
 
 const MANAGE_TOKEN_BYTES = 32;
 
@@ -70,14 +70,7 @@ if (secretId === null || manageToken === null) {
   showState("broken", { focus: false });
 } else {
   byId("refresh-button").addEventListener("click", refresh);
-  byId("delete-button").addEventListener("click", () => {
-    confirmBox.hidden = false;
-    byId("cancel-delete-button").focus();
-  });
-  byId("cancel-delete-button").addEventListener("click", () => {
-    confirmBox.hidden = true;
-    byId("delete-button").focus();
-  });
+  bindConfirmBox(byId("delete-button"), confirmBox, byId("cancel-delete-button"));
   byId("confirm-delete-button").addEventListener("click", confirmDelete);
   refresh();
 }

@@ -1,5 +1,6 @@
 // Small DOM helpers shared by the pages: switching between a page's states, progress bars,
-// copy buttons and human-readable sizes and times. Everything writes text, never HTML.
+// copy buttons, confirmation boxes and human-readable sizes and times. Everything writes
+// text, never HTML.
 
 export function byId(id) {
   const element = document.getElementById(id);
@@ -95,6 +96,21 @@ export function bindCopy(button, text, status) {
       button.textContent = original;
       if (status) status.textContent = "";
     }, 2500);
+  });
+}
+
+/**
+ * A confirmation box for a step that cannot be undone: `openButton` shows `box` and moves
+ * focus to `cancelButton` (the safe choice); `cancelButton` hides it and gives focus back.
+ */
+export function bindConfirmBox(openButton, box, cancelButton) {
+  openButton.addEventListener("click", () => {
+    box.hidden = false;
+    cancelButton.focus();
+  });
+  cancelButton.addEventListener("click", () => {
+    box.hidden = true;
+    openButton.focus();
   });
 }
 
