@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from atopos.client.local_files import open_without_waiting
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import (
     DEVICE_SEED_BYTES,
@@ -225,14 +226,11 @@ def _read_small_file(path: Path, limit: int, home: Path) -> bytes:
 
     FileNotFoundError when there is nothing at `path`; DeviceStoreDamaged when it is not a
     regular file or is larger than `limit` (nothing more than `limit` + 1 bytes is read);
-    DeviceStoreUnreadable for any other failure to open or read it. O_NONBLOCK keeps a FIFO
-    put in the file's place from blocking the open; the descriptor is checked with fstat,
-    so what is read is what was checked.
+    DeviceStoreUnreadable for any other failure to open or read it. A FIFO put in the
+    file's place does not block (open_without_waiting).
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    flags |= getattr(os, "O_BINARY", 0)  # Windows: no newline translation
     try:
-        descriptor = os.open(path, flags)
+        descriptor, info = open_without_waiting(path)
     except FileNotFoundError:
         raise
     except IsADirectoryError:  # Windows refuses to open a directory at all
@@ -240,7 +238,6 @@ def _read_small_file(path: Path, limit: int, home: Path) -> bytes:
     except OSError as error:
         raise DeviceStoreUnreadable(path, error) from None
     try:
-        info = os.fstat(descriptor)
         if stat.S_ISDIR(info.st_mode):
             raise DeviceStoreDamaged(home, f"{path.name} is a directory")
         if not stat.S_ISREG(info.st_mode):

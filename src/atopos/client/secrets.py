@@ -23,6 +23,7 @@ from atopos.client.api import RevealedEnvelope, SecretsApi
 from atopos.client.device import DeviceLoader, LazyDevice
 from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
 from atopos.client.links import ManageLink, ShareLink
+from atopos.client.local_files import open_without_waiting
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.device import DevicePublic
@@ -253,15 +254,11 @@ def _retrying(
 def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:
     """`path` open for reading, and its size; InvalidInput unless it is a regular file.
 
-    The size goes into the envelope up front, so it must be known and must not change.
-    O_NONBLOCK keeps a FIFO from blocking the open (waiting for a writer that may never
-    come); the descriptor is checked with fstat, so what is read is what was checked.
+    The size goes into the envelope up front, so it must be known and must not change. A
+    FIFO does not block (open_without_waiting); reads block again once it is checked.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    flags |= getattr(os, "O_BINARY", 0)  # Windows: no newline translation
-    descriptor = os.open(path, flags)
+    descriptor, info = open_without_waiting(path)
     try:
-        info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise InvalidInput(f"{path} is not a regular file; pipe anything else to stdin.")
         if sys.platform != "win32":
