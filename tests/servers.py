@@ -112,6 +112,9 @@ class ManualClock:
     def now(self) -> float:
         return self._now
 
+    def monotonic(self) -> float:
+        return self._now
+
     def advance(self, seconds: float) -> None:
         self._now += seconds
 

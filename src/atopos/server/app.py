@@ -16,10 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from atopos.clock import Clock, SystemClock
 from atopos.crypto.tokens import TokenKeys
 from atopos.errors import AtoposError, Unavailable
 from atopos.server.access import AccessControl
-from atopos.server.clock import Clock, SystemClock
 from atopos.server.config import ServerConfig
 from atopos.server.errors import error_response, response_for
 from atopos.server.identity import EphemeralIdentifiers

@@ -11,6 +11,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from atopos.clock import Clock
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proof
 from atopos.crypto.envelope import Header, parse_header
@@ -18,7 +19,6 @@ from atopos.crypto.errors import CryptoError
 from atopos.errors import Gone, InvalidInput, Refused
 from atopos.server.access import AccessControl
 from atopos.server.bodies import limited_stream, read_json
-from atopos.server.clock import Clock
 from atopos.server.config import ServerConfig
 from atopos.server.identity import EphemeralIdentifiers
 from atopos.server.ratelimit import RateLimits
