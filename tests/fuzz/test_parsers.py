@@ -67,7 +67,7 @@ from atopos.crypto.tokens import InvalidToken, TokenKeys, ticket_id_for
 from atopos.errors import InvalidInput, TooLarge
 from atopos.server.bodies import read_json
 from atopos.server.keyfile import NodeKeys, load_key_file
-from atopos.server.schemas import RevealRequest, TicketRequest
+from atopos.server.secrets.schemas import RevealRequest, TicketRequest
 from tests.fuzzing import fuzz_settings
 
 pytestmark = pytest.mark.fuzz

@@ -8,16 +8,17 @@ records every redeemed ticket id until it expires, so one proof of work buys one
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.tokens import InvalidToken, Ticket, TokenKeys, ticket_id_for
 from atopos.errors import Refused
+from atopos.randomness import RandomBytes
 from atopos.server.ratelimit import RateLimits
 
 __all__ = ["AccessControl", "IssuedChallenge", "IssuedTicket"]
 
 _MAX_BITS = 40
+_CHALLENGE_SALT_BYTES = 8  # crypto/tokens.py: the salt that makes each challenge unique
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class AccessControl:
         self,
         keys: TokenKeys,
         limits: RateLimits,
+        random_bytes: RandomBytes,
         *,
         pow_bits: int,
         challenge_ttl: int,
@@ -45,6 +47,7 @@ class AccessControl:
     ) -> None:
         self._keys = keys
         self._limits = limits
+        self._random_bytes = random_bytes
         self._pow_bits = pow_bits
         self._challenge_ttl = challenge_ttl
         self._ticket_ttl = ticket_ttl
@@ -60,7 +63,9 @@ class AccessControl:
         # harder one in time too, instead of being priced out by failures of others who
         # share its address (a NAT, a Tor exit).
         expires_at = now + (self._challenge_ttl << max(0, bits - self._pow_bits))
-        token = self._keys.issue_challenge(secret_id, expires_at, bits, os.urandom(8))
+        token = self._keys.issue_challenge(
+            secret_id, expires_at, bits, self._random_bytes(_CHALLENGE_SALT_BYTES)
+        )
         return IssuedChallenge(token, bits, expires_at)
 
     async def ticket(

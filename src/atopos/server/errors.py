@@ -15,9 +15,16 @@ from atopos.errors import (
     TooLarge,
     Unavailable,
 )
-from atopos.server.schemas import ErrorResponse
 
-__all__ = ["error_response", "response_for", "status_of"]
+__all__ = ["ErrorResponse", "error_response", "response_for", "status_of"]
+
+
+class ErrorResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The body of every error answer of the HTTP API."""
+
+    error: str
+    message: str
+
 
 # Most specific first.
 _STATUSES: tuple[tuple[type[AtoposError], int, str], ...] = (

@@ -15,13 +15,13 @@ period's key (docs/storage-redis.md weighs this).
 from __future__ import annotations
 
 import hmac
-import os
 import socket
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from atopos.crypto.base64url import b64url_encode
+from atopos.randomness import RandomBytes, system_random_bytes
 
 __all__ = ["EphemeralIdentifiers", "network_of"]
 
@@ -62,16 +62,22 @@ def period_key(node_key: bytes, period: int) -> bytes:
 
 class EphemeralIdentifiers:
     def __init__(
-        self, now: float, rotate_after: float = 24 * 3600, *, node_key: bytes | None = None
+        self,
+        now: float,
+        rotate_after: float = 24 * 3600,
+        *,
+        node_key: bytes | None = None,
+        random_bytes: RandomBytes = system_random_bytes,
     ) -> None:
         """A random key per process, or, given `node_key`, the same key on every node."""
         self._rotate_after = rotate_after
         self._node_key = node_key
+        self._random_bytes = random_bytes
         self._rotate(now)
 
     def _rotate(self, now: float) -> None:
         if self._node_key is None:
-            self._key = os.urandom(32)
+            self._key = self._random_bytes(32)
             self._born = now
         else:
             period = int(now // self._rotate_after)

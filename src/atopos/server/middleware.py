@@ -1,14 +1,19 @@
 """Outermost ASGI layer: security headers on every response, no traceback ever leaves,
-and an access log that names the route template and never the path or the client."""
+and an access log that names the route template and never the path or the client.
+
+WebSocket connections pass the same edge: an error inside a handler closes the socket with
+1011 (or refuses the handshake) instead of leaking anything, and the access log records
+the route template, the close code and the duration, never the path or the peer."""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from atopos.clock import Clock, SystemClock
 
 __all__ = ["CONTENT_SECURITY_POLICY", "EdgeMiddleware"]
 
@@ -35,15 +40,23 @@ _access = logging.getLogger("atopos.access")
 _log = logging.getLogger("atopos.server")
 
 
+# WebSocket close code for "the server met an unexpected condition" (RFC 6455, 7.4.1).
+_WS_INTERNAL_ERROR = 1011
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, clock: Clock | None = None) -> None:
         self.app = app
+        self._clock = clock or SystemClock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = self._clock.monotonic()
         state: dict[str, Any] = {"status": 0}
 
         async def send_with_headers(message: Message) -> None:
@@ -75,14 +88,44 @@ class EdgeMiddleware:
                 )
                 await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
         finally:
-            if _access.isEnabledFor(logging.INFO):
-                route = scope.get("route")
-                _access.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "route": getattr(route, "path", "(unmatched)"),
-                        "status": state["status"],
-                        "ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
+            self._log_access(scope, scope["method"], state["status"], started)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = self._clock.monotonic()
+        # 101 once accepted; then the close code the server sent, if it closed first.
+        state: dict[str, Any] = {"status": 0, "is_closed": False}
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                state["status"] = 101
+            elif message["type"] == "websocket.close":
+                state["is_closed"] = True
+                # A close before the accept refuses the handshake: the client sees a 403.
+                state["status"] = message.get("code", 1000) if state["status"] else 403
+            elif message["type"] == "websocket.http.response.start":
+                state["is_closed"] = True
+                state["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            _log.error("unhandled error", exc_info=True)
+            if not state["is_closed"]:
+                # Before the handshake this refuses it (403 on the wire); after it, a close.
+                await watched_send({"type": "websocket.close", "code": _WS_INTERNAL_ERROR})
+        finally:
+            self._log_access(scope, "WEBSOCKET", state["status"], started)
+
+    def _log_access(self, scope: Scope, method: str, status: int, started: float) -> None:
+        if _access.isEnabledFor(logging.INFO):
+            route = scope.get("route")
+            _access.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": getattr(route, "path", "(unmatched)"),
+                    "status": status,
+                    "ms": round((self._clock.monotonic() - started) * 1000, 2),
+                },
+            )

@@ -9,7 +9,6 @@ import msgspec
 __all__ = [
     "ChallengeResponse",
     "CreateResponse",
-    "ErrorResponse",
     "RevealRequest",
     "StatusResponse",
     "TicketRequest",
@@ -64,8 +63,3 @@ class StatusResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     kind: Literal["text", "file"]
     size: int
     is_bound: bool
-
-
-class ErrorResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    error: str
-    message: str

@@ -12,10 +12,10 @@ from typing import Any
 import msgspec
 
 from atopos import __version__
-from atopos.server.schemas import (
+from atopos.server.errors import ErrorResponse
+from atopos.server.secrets.schemas import (
     ChallengeResponse,
     CreateResponse,
-    ErrorResponse,
     RevealRequest,
     StatusResponse,
     TicketRequest,

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import AsyncIterator
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from atopos.clock import Clock
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proof
 from atopos.crypto.envelope import Header, parse_header
 from atopos.crypto.errors import CryptoError
+from atopos.crypto.tokens import SECRET_ID_BYTES
 from atopos.errors import Gone, InvalidInput, Refused
-from atopos.server.access import AccessControl
 from atopos.server.bodies import limited_stream, read_json
-from atopos.server.config import ServerConfig
-from atopos.server.identity import EphemeralIdentifiers
-from atopos.server.ratelimit import RateLimits
-from atopos.server.schemas import (
+from atopos.server.node import Node
+from atopos.server.secrets.schemas import (
     ChallengeResponse,
     CreateResponse,
     RevealRequest,
@@ -30,8 +26,8 @@ from atopos.server.schemas import (
     TicketRequest,
     TicketResponse,
 )
-from atopos.server.sizes import max_envelope_bytes, min_envelope_bytes
-from atopos.server.streaming import EnvelopeStream
+from atopos.server.secrets.sizes import max_envelope_bytes, min_envelope_bytes
+from atopos.server.secrets.streaming import EnvelopeStream
 from atopos.storage.port import (
     GONE_MESSAGE,
     KIND_FILE,
@@ -45,6 +41,7 @@ from atopos.storage.port import (
 __all__ = ["SecretsApi"]
 
 _ID_CHARS = 22  # 16 bytes, base64url
+MANAGE_TOKEN_BYTES = 32
 _CREATE_PARAMS = frozenset({"expires_in", "views", "kind", "device_key"})
 _encode = msgspec.json.encode
 # Bodies up to this size are sent as one response (cheaper than a streaming response).
@@ -60,42 +57,20 @@ def _hash_token(token: bytes) -> bytes:
 
 
 class SecretsApi:
-    def __init__(
-        self,
-        config: ServerConfig,
-        store: SecretStore,
-        access: AccessControl,
-        limits: RateLimits,
-        clock: Clock,
-        identifiers: EphemeralIdentifiers | None = None,
-    ) -> None:
-        self._config = config
+    def __init__(self, node: Node, store: SecretStore) -> None:
+        self._node = node
+        self._config = node.config
         self._store = store
-        self._access = access
-        self._limits = limits
-        self._clock = clock
-        self._idents = identifiers or EphemeralIdentifiers(clock.now())
-        self._max_envelope = max_envelope_bytes(config.max_content_bytes)
-        self._trusted_proxies = frozenset(config.trusted_proxies)
+        self._access = node.access
+        self._max_envelope = max_envelope_bytes(node.config.max_content_bytes)
 
     # -- helpers --------------------------------------------------------------------------
 
     def _now(self) -> int:
-        return int(self._clock.now())
-
-    def _ident(self, request: Request) -> str:
-        client = request.scope.get("client")
-        address = client[0] if client else "unknown"
-        if address in self._trusted_proxies:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            if forwarded:
-                address = forwarded.rsplit(",", 1)[-1].strip()
-        return self._idents.for_address(address, self._clock.now())
+        return self._node.now()
 
     async def _limited(self, request: Request, route: str) -> str:
-        ident = self._ident(request)
-        await self._limits.hit(route, ident)
-        return ident
+        return await self._node.admit(request.scope, route)
 
     @staticmethod
     def _secret_id(request: Request) -> bytes:
@@ -139,8 +114,8 @@ class SecretsApi:
                 "The envelope's device binding and the device_key parameter disagree."
             )
         now = self._now()
-        secret_id = os.urandom(16)
-        manage_token = os.urandom(32)
+        secret_id = self._node.random_bytes(SECRET_ID_BYTES)
+        manage_token = self._node.random_bytes(MANAGE_TOKEN_BYTES)
         secret = NewSecret(
             secret_id=secret_id,
             manage_token_hash=_hash_token(manage_token),

@@ -1,0 +1,61 @@
+"""Where a request comes from, as the rate limits and the proof-of-work price count it.
+
+One source serves every product and every kind of connection (HTTP requests and WebSocket
+handshakes both carry an ASGI scope): the socket's peer, or the address a trusted proxy
+forwarded. The Tor issue adds a source that names the circuit an onion client came on.
+The address only ever feeds `EphemeralIdentifiers`; it is never logged or stored.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from starlette.types import Scope
+
+__all__ = ["ClientAddressSource", "SocketPeer", "TrustedProxy", "client_address_source"]
+
+
+class ClientAddressSource(Protocol):
+    def address_of(self, scope: Scope) -> str:
+        """The client's address (an IP in text form, or another stable name for it)."""
+        ...
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+class SocketPeer:
+    """The address at the other end of the TCP connection."""
+
+    def address_of(self, scope: Scope) -> str:
+        return _peer(scope)
+
+
+class TrustedProxy:
+    """Behind a reverse proxy on a known address: its X-Forwarded-For names the client."""
+
+    def __init__(self, proxies: tuple[str, ...]) -> None:
+        self._proxies = frozenset(proxies)
+
+    def address_of(self, scope: Scope) -> str:
+        address = _peer(scope)
+        if address not in self._proxies:
+            return address
+        forwarded = _header(scope, b"x-forwarded-for")
+        if forwarded:
+            return forwarded.rsplit(",", 1)[-1].strip()
+        return address
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """The first value of a header, as text ("" when absent)."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def client_address_source(trusted_proxies: tuple[str, ...]) -> ClientAddressSource:
+    return TrustedProxy(trusted_proxies) if trusted_proxies else SocketPeer()

@@ -1,0 +1,122 @@
+"""One server node: what every product mounted on it shares.
+
+The node holds the clock, the randomness source, the signing keys, the client identifiers,
+the rate limits and the access machinery (challenges and tickets). Products (secrets now,
+rooms next) take what they need from it and mount their own routes; none of them reads the
+time, draws random bytes or works out who a client is on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from starlette.types import Scope
+
+from atopos.clock import Clock
+from atopos.crypto.tokens import KEY_BYTES, TokenKeys
+from atopos.randomness import RandomBytes
+from atopos.server.access import AccessControl
+from atopos.server.client_address import ClientAddressSource, client_address_source
+from atopos.server.config import ServerConfig
+from atopos.server.identity import EphemeralIdentifiers
+from atopos.server.keyfile import NodeKeys, load_key_file
+from atopos.server.ratelimit import RateLimits, rate_limit_storage
+from atopos.server.ratelimit_persistence import PersistenceCheck, check_at_start
+
+__all__ = ["Node", "build_node"]
+
+_log = logging.getLogger("atopos.server")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Node:
+    config: ServerConfig
+    clock: Clock
+    random_bytes: RandomBytes
+    identifiers: EphemeralIdentifiers
+    client_addresses: ClientAddressSource
+    limits: RateLimits
+    access: AccessControl
+
+    def now(self) -> int:
+        """Whole seconds since the epoch: the unit of every stored time."""
+        return int(self.clock.now())
+
+    def client_identifier(self, scope: Scope) -> str:
+        """The ephemeral identifier of the client behind an HTTP request or a WebSocket."""
+        return self.identifiers.for_address(
+            self.client_addresses.address_of(scope), self.clock.now()
+        )
+
+    async def admit(self, scope: Scope, route_class: str) -> str:
+        """Count one request of a route class against its client's limit (RateLimited when
+        over it); the client's identifier, for failures to be recorded against."""
+        identifier = self.client_identifier(scope)
+        await self.limits.hit(route_class, identifier)
+        return identifier
+
+
+def build_node(
+    config: ServerConfig,
+    clock: Clock,
+    random_bytes: RandomBytes,
+    *,
+    token_keys: TokenKeys | None = None,
+) -> Node:
+    """Every problem of the configuration (a bad key file, a rate-limit Redis that persists)
+    stops the start here, with one sentence (InvalidInput)."""
+    # Read before anything else, so a bad key file stops the start with one sentence.
+    node_keys = load_key_file(config.key_file) if config.key_file is not None else None
+    # Then the same for a rate-limit Redis that would write client identifiers to disk.
+    rate_limit_url = config.resolved_rate_limit_storage_url()
+    persistence_check = _rate_limit_persistence_check(config, rate_limit_url)
+    if node_keys is None:
+        # Held in RAM only: a restart invalidates every outstanding challenge and ticket.
+        node_keys = NodeKeys(random_bytes(KEY_BYTES))
+        identifiers = EphemeralIdentifiers(clock.now(), random_bytes=random_bytes)
+        if config.has_redis_storage():
+            _log.warning(
+                "shared storage without --key-file: other nodes will refuse this node's "
+                "challenges and tickets, and rate limits will count per node"
+            )
+    else:
+        # Every node derives the same identifier key, so shared rate limits see one client.
+        identifiers = EphemeralIdentifiers(
+            clock.now(), node_key=node_keys.current, random_bytes=random_bytes
+        )
+    limits = RateLimits(
+        config.per_minute_limits(), rate_limit_storage(rate_limit_url), persistence_check
+    )
+    access = AccessControl(
+        token_keys or node_keys.token_keys(),
+        limits,
+        random_bytes,
+        pow_bits=config.pow_bits,
+        challenge_ttl=config.challenge_ttl,
+        ticket_ttl=config.ticket_ttl,
+    )
+    return Node(
+        config=config,
+        clock=clock,
+        random_bytes=random_bytes,
+        identifiers=identifiers,
+        client_addresses=client_address_source(config.trusted_proxies),
+        limits=limits,
+        access=access,
+    )
+
+
+def _rate_limit_persistence_check(config: ServerConfig, url: str | None) -> PersistenceCheck | None:
+    """None when no counter goes to Redis (limits off, or kept in memory) or the operator
+    opted out; otherwise the check, already passed if the Redis answered (InvalidInput, one
+    sentence, if it persists or will not say)."""
+    if url is None:
+        return None
+    if config.accepts_persistent_rate_limit_storage:
+        _log.warning(
+            "rate-limit counters may be written to disk: their redis is not checked for "
+            "persistence (opted out)"
+        )
+        return None
+    return check_at_start(url, is_default=config.rate_limit_storage_url is None)

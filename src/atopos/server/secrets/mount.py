@@ -1,0 +1,73 @@
+"""The secrets product on a node: its API routes, its storage and the sweeper that deletes
+expired secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from atopos.errors import AtoposError
+from atopos.server.node import Node
+from atopos.server.secrets.api import SecretsApi
+from atopos.server.secrets.openapi import openapi_document
+from atopos.server.secrets.sizes import max_envelope_bytes
+from atopos.storage.port import SecretStore
+
+__all__ = ["SecretsProduct"]
+
+_log = logging.getLogger("atopos.server")
+
+
+class SecretsProduct:
+    def __init__(self, node: Node, store: SecretStore) -> None:
+        self._node = node
+        self._store = store
+        self._api = SecretsApi(node, store)
+        config = node.config
+        self._openapi = openapi_document(
+            max_envelope_bytes(config.max_content_bytes), config.max_ttl, config.max_views
+        )
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def routes(self) -> Sequence[BaseRoute]:
+        api = self._api
+        return [
+            Route("/api/v1/secrets", api.create, methods=["POST"]),
+            Route("/api/v1/secrets/{id}/challenge", api.challenge, methods=["POST"]),
+            Route("/api/v1/secrets/{id}/ticket", api.ticket, methods=["POST"]),
+            Route("/api/v1/secrets/{id}/reveal", api.reveal, methods=["POST"]),
+            Route("/api/v1/secrets/{id}/status", api.status, methods=["GET"]),
+            Route("/api/v1/secrets/{id}", api.delete, methods=["DELETE"]),
+            Route("/openapi.json", self._openapi_json, methods=["GET"]),
+        ]
+
+    async def _openapi_json(self, _: Request) -> Response:
+        return Response(self._openapi, media_type="application/json")
+
+    async def start(self) -> None:
+        await self._store.start(self._node.now())
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self._store.aclose()
+
+    async def check(self) -> None:
+        await self._store.check()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._node.config.sweep_interval)
+            try:
+                await self._store.sweep(self._node.now())
+            except AtoposError:
+                _log.warning("sweep failed; will retry")
