@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from atopos.server.connection_guard import ConnectionLimits
 from atopos.storage.urls import is_redis_url
 
 __all__ = [
@@ -66,6 +67,24 @@ class ServerConfig:
     # Honour X-Forwarded-For (its last entry) from these proxy addresses only, e.g. Caddy on
     # the same machine: ATOPOS_TRUSTED_PROXIES=127.0.0.1 (deploy/, docs/operations.md).
     trusted_proxies: tuple[str, ...] = ()
+    # Connection timeouts (seconds) and caps (server/connection_guard.py, docs/operations.md).
+    header_timeout: float = 10.0
+    body_idle_timeout: float = 30.0
+    send_stall_timeout: float = 30.0
+    idle_timeout: float = 5.0
+    max_connections: int = 1024
+    max_connections_per_client: int = 32
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            header_timeout=self.header_timeout,
+            body_idle_timeout=self.body_idle_timeout,
+            send_stall_timeout=self.send_stall_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+            max_connections_per_client=self.max_connections_per_client,
+            exempt_peers=frozenset(self.trusted_proxies),
+        )
 
     def resolved_storage_url(self) -> str:
         return self.storage_url or f"sqlite:///{(self.data_dir / 'atopos.db').resolve()}"
@@ -115,8 +134,22 @@ class ServerConfig:
             values["trusted_proxies"] = parse_trusted_proxies(proxies)
         if (rate := os.environ.get("ATOPOS_RATE_LIMIT")) is not None:
             values.update(rate_limits(int(rate)))
+        for name, kind in _CONNECTION_SETTINGS.items():
+            if (text := os.environ.get(f"ATOPOS_{name.upper()}")) is not None:
+                values[name] = kind(text)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+# Connection settings, each read from ATOPOS_<NAME> (ATOPOS_HEADER_TIMEOUT=10, ...).
+_CONNECTION_SETTINGS: dict[str, type[int] | type[float]] = {
+    "header_timeout": float,
+    "body_idle_timeout": float,
+    "send_stall_timeout": float,
+    "idle_timeout": float,
+    "max_connections": int,
+    "max_connections_per_client": int,
+}
 
 
 def parse_trusted_proxies(text: str) -> tuple[str, ...]:
