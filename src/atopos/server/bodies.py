@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from atopos.errors import InvalidInput, TooLarge
 
@@ -31,12 +31,16 @@ async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
     """The body in pieces; TooLarge as soon as more than `limit` bytes arrived."""
     _declared_length(request, limit)
     received = 0
-    async for piece in request.stream():
-        received += len(piece)
-        if received > limit:
-            raise TooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        if piece:
-            yield piece
+    try:
+        async for piece in request.stream():
+            received += len(piece)
+            if received > limit:
+                raise TooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            if piece:
+                yield piece
+    except ClientDisconnect:
+        # The client left mid-upload: nothing is kept, and nobody is there to answer.
+        raise InvalidInput("The request body was cut off before its end.") from None
 
 
 async def read_json(request: Request, schema: type[T], limit: int) -> T:
@@ -47,8 +51,8 @@ async def read_json(request: Request, schema: type[T], limit: int) -> T:
         return msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"The request body does not match the schema: {_safe(exc)}") from None
-    except msgspec.DecodeError:
-        raise InvalidInput("The request body is not valid JSON.") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidInput("The request body is not valid JSON in UTF-8.") from None
 
 
 def _safe(exc: msgspec.ValidationError) -> str:
