@@ -15,10 +15,12 @@ from starlette.types import Scope
 
 from atopos.clock import Clock
 from atopos.crypto.tokens import KEY_BYTES, TokenKeys
+from atopos.errors import Refused
 from atopos.randomness import RandomBytes
 from atopos.server.access import AccessControl
 from atopos.server.client_address import ClientAddressSource, client_address_source
 from atopos.server.config import ServerConfig
+from atopos.server.cross_site import is_cross_site
 from atopos.server.identity import EphemeralIdentifiers
 from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
@@ -51,7 +53,10 @@ class Node:
 
     async def admit(self, scope: Scope, route_class: str) -> str:
         """Count one request of a route class against its client's limit (RateLimited when
-        over it); the client's identifier, for failures to be recorded against."""
+        over it); the client's identifier, for failures to be recorded against. A request
+        another site made a browser send is Refused before it counts (server/cross_site.py)."""
+        if is_cross_site(scope):
+            raise Refused("Requests from other web sites are refused.")
         identifier = self.client_identifier(scope)
         await self.limits.hit(route_class, identifier)
         return identifier

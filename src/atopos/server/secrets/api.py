@@ -41,6 +41,8 @@ from atopos.storage.port import (
 __all__ = ["SecretsApi"]
 
 _ID_CHARS = 22  # 16 bytes, base64url
+_ENVELOPE = "application/octet-stream"
+_JSON = "application/json"
 MANAGE_TOKEN_BYTES = 32
 _CREATE_PARAMS = frozenset({"expires_in", "views", "kind", "device_key"})
 _encode = msgspec.json.encode
@@ -69,7 +71,12 @@ class SecretsApi:
     def _now(self) -> int:
         return self._node.now()
 
-    async def _limited(self, request: Request, route: str) -> str:
+    async def _limited(self, request: Request, route: str, body_type: str | None = None) -> str:
+        """Admit a request (node.admit), after checking the body's media type: a no-cors
+        request from another page can only send form and text types, so it is refused here
+        before it spends anything."""
+        if body_type is not None and _media_type(request) != body_type:
+            raise InvalidInput(f"The body must be {body_type}.")
         return await self._node.admit(request.scope, route)
 
     @staticmethod
@@ -101,12 +108,9 @@ class SecretsApi:
     # -- endpoints ------------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        await self._limited(request, "create")
+        await self._limited(request, "create", _ENVELOPE)
         expires_in, views, kind = self._create_params(request)
         device_key = _device_key_param(request.query_params.get("device_key"))
-        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if content_type != "application/octet-stream":
-            raise InvalidInput("The body must be the envelope as application/octet-stream.")
         stream = limited_stream(request, self._max_envelope)
         header, head = await _read_header(stream)
         if header.is_device_bound != (device_key is not None):
@@ -171,7 +175,7 @@ class SecretsApi:
         )
 
     async def ticket(self, request: Request) -> Response:
-        ident = await self._limited(request, "ticket")
+        ident = await self._limited(request, "ticket", _JSON)
         secret_id = self._secret_id(request)
         body = await read_json(request, TicketRequest, self._config.max_json_bytes)
         now = self._now()
@@ -190,7 +194,7 @@ class SecretsApi:
         return _json(TicketResponse(issued.ticket, issued.expires_at))
 
     async def reveal(self, request: Request) -> Response:
-        ident = await self._limited(request, "reveal")
+        ident = await self._limited(request, "reveal", _JSON)
         secret_id = self._secret_id(request)
         body = await read_json(request, RevealRequest, self._config.max_json_bytes)
         now = self._now()
@@ -230,6 +234,10 @@ class SecretsApi:
         if not await self._store.delete(info.secret_id):
             raise Gone(GONE_MESSAGE)
         return Response(status_code=204)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 def _device_key_param(text: str | None) -> bytes | None:
