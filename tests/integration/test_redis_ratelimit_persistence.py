@@ -1,4 +1,4 @@
-"""Rate-limit counters never on a Redis that persists (server/ratelimit_persistence.py), on
+"""Rate-limit counters never on a Redis that persists (storage/ephemeral_redis.py), on
 real `redis-server` processes: a node refuses to start, with one sentence and exit code 2,
 when its counters would go to a Redis with an AOF or RDB snapshots (by default the
 storage's durable Redis), or to one that will not answer CONFIG; it starts on a Redis

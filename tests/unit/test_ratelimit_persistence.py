@@ -1,4 +1,4 @@
-"""The decision whether a rate-limit Redis persists (server/ratelimit_persistence.py), from
+"""The decision whether a rate-limit Redis persists (storage/ephemeral_redis.py), from
 CONFIG answers given as data; the check's states, with the Redis replaced by a function that
 returns those answers. The same check against real `redis-server` processes is in
 integration/test_redis_ratelimit_persistence.py."""
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from atopos.errors import InvalidInput, RateLimited, Unavailable
 from atopos.server.config import ServerConfig
 from atopos.server.ratelimit import RateLimits
-from atopos.server.ratelimit_persistence import (
+from atopos.storage.ephemeral_redis import (
     OPT_OUT_VARIABLE,
     Finding,
     Persistence,

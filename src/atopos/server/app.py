@@ -28,9 +28,9 @@ from atopos.server.middleware import EdgeMiddleware
 from atopos.server.openapi import openapi_document
 from atopos.server.pages import page_routes
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
-from atopos.server.ratelimit_persistence import PersistenceCheck, check_at_start
 from atopos.server.secrets_api import SecretsApi
 from atopos.server.sizes import max_envelope_bytes
+from atopos.storage.ephemeral_redis import PersistenceCheck, check_at_start
 from atopos.storage.factory import open_store
 from atopos.storage.port import SecretStore
 
