@@ -18,10 +18,8 @@ import hmac
 import os
 import socket
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from atopos.crypto.base64url import b64url_encode
+from atopos.crypto.hkdf import derive_key
 
 __all__ = ["EphemeralIdentifiers", "network_of"]
 
@@ -52,12 +50,7 @@ _IDENTIFIER_INFO = b"atopos/rate-limit-identifier/v1\x00"
 
 def period_key(node_key: bytes, period: int) -> bytes:
     """The identifier key of one period, derived from the node key shared by all nodes."""
-    return HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=_IDENTIFIER_INFO + period.to_bytes(8, "big"),
-    ).derive(node_key)
+    return derive_key(node_key, info=_IDENTIFIER_INFO + period.to_bytes(8, "big"))
 
 
 class EphemeralIdentifiers:
