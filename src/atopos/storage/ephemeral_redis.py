@@ -5,8 +5,10 @@ identifiers of clients (server/identity.py), and room state (issue 22) is forgot
 room ends. A Redis with an AOF (`appendonly yes`) or RDB snapshots (`save` points) would
 write it there, so a node refuses to start on one (`check_at_start`) unless the operator
 opted out. A Redis that cannot be reached at start does not stop the node:
-`PersistenceCheck` asks again before the first write, and again after every outage of that
-Redis.
+`PersistenceCheck` asks again before the first write, again after every outage of that
+Redis, and before the first write once `recheck_every` seconds (on an injected `Clock`)
+have passed since it last asked, so a Redis switched to persistence at run time
+(`CONFIG SET appendonly yes`) gets nothing more written to it (issue 19).
 
 `judge` decides from the answers to `CONFIG GET appendonly` and `CONFIG GET save` alone;
 `read_persistence_settings` is the only code here that talks to Redis. What the data is and
@@ -21,14 +23,17 @@ import enum
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
+from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput, Unavailable
 
 __all__ = [
     "OPT_OUT_VARIABLE",
     "RATE_LIMIT_COUNTERS",
+    "RECHECK_EVERY",
     "UNAVAILABLE_MESSAGE",
+    "CheckOptions",
     "EphemeralUse",
     "Finding",
     "Persistence",
@@ -40,6 +45,9 @@ __all__ = [
     "refusal",
 ]
 
+# How often (seconds) a Redis that passed is asked again, so that persistence switched on at
+# run time is caught: one CONFIG round trip a minute, shared by the requests waiting for it.
+RECHECK_EVERY = 60.0
 # The answers of one Redis node: CONFIG GET's name → value, as text.
 Settings = Mapping[str, str]
 # None stands for a Redis that refused CONFIG (renamed, or denied by an ACL).
@@ -155,32 +163,31 @@ def refusal(
     )
 
 
+class CheckOptions(TypedDict, total=False):
+    """What `check_at_start` passes on to `PersistenceCheck`."""
+
+    read: ReadSettings | None
+    use: EphemeralUse
+    clock: Clock | None
+    recheck_every: float | None
+
+
 def check_at_start(
-    url: str,
-    *,
-    is_default: bool,
-    read: ReadSettings | None = None,
-    use: EphemeralUse = RATE_LIMIT_COUNTERS,
+    url: str, *, is_default: bool, **options: Unpack[CheckOptions]
 ) -> PersistenceCheck:
     """Ask the Redis at once; raise InvalidInput (one sentence) when it persists or will not
     say. When it cannot be reached, the node starts anyway (and answers 503 until it can)
     and the returned check asks again before the first write."""
-    read = read or functools.partial(read_persistence_settings, use=use)
-    try:
-        answers = read(url)
-    except Unavailable:
-        logging.getLogger(use.logger).warning(use.unreachable_at_start)
-        return PersistenceCheck(url, is_default=is_default, read=read, use=use)
-    sentence = refusal(judge(answers), is_default=is_default, use=use)
-    if sentence is not None:
-        raise InvalidInput(sentence)
-    return PersistenceCheck(url, is_default=is_default, read=read, is_verified=True, use=use)
+    check = PersistenceCheck(url, is_default=is_default, **options)
+    check._ask_at_start()
+    return check
 
 
 class PersistenceCheck:
     """Before data is written: has the Redis been seen to persist nothing since it last
-    failed? If not, ask it (one question at a time, shared by the requests waiting for it).
-    A Redis that persists makes every request that needs it fail closed (503), with one
+    failed, within the last `recheck_every` seconds (None: never asked again while it
+    answers)? If not, ask it (one question at a time, shared by the requests waiting for
+    it). A Redis that persists makes every request that needs it fail closed (503), with one
     error line in the log, until the node is restarted."""
 
     def __init__(
@@ -189,21 +196,26 @@ class PersistenceCheck:
         *,
         is_default: bool,
         read: ReadSettings | None = None,
-        is_verified: bool = False,
         use: EphemeralUse = RATE_LIMIT_COUNTERS,
+        clock: Clock | None = None,
+        recheck_every: float | None = RECHECK_EVERY,
     ) -> None:
         self._url = url
         self._is_default = is_default
         self._use = use
         self._read = read or functools.partial(read_persistence_settings, use=use)
         self._log = logging.getLogger(use.logger)
-        self._is_verified = is_verified
+        self._clock = clock or SystemClock()
+        self._recheck_every = recheck_every
+        self._is_verified = False
+        self._verified_at = self._clock.monotonic()
         self._is_refused = False
         self._asking: asyncio.Future[Sequence[Settings] | None] | None = None
 
     @property
     def is_verified(self) -> bool:
-        return self._is_verified
+        """Seen to persist nothing, and not yet due to be asked again."""
+        return self._is_verified and not self._is_due()
 
     @property
     def is_refused(self) -> bool:
@@ -211,31 +223,55 @@ class PersistenceCheck:
 
     async def ensure(self) -> None:
         """Return when the data may be written; raise Unavailable when it may not."""
-        if self._is_verified:
+        if self.is_verified:
             return
         if self._is_refused:
             raise Unavailable(self._use.unavailable_message)
         if self._asking is None:
             # A thread: the question is a few blocking round trips on a fresh connection,
-            # asked once after start or after an outage, not once per request.
+            # asked after start, after an outage and once per recheck_every, not per request.
             self._asking = asyncio.ensure_future(asyncio.to_thread(self._read, self._url))
             self._asking.add_done_callback(self._asked)
         # Shielded: a request that goes away does not cancel the question for the others.
         answers = await asyncio.shield(self._asking)
-        if self._is_verified:
-            return
+        if self.is_verified:
+            return  # another waiter took this answer in
         finding = judge(answers)
         if refusal(finding, is_default=self._is_default, use=self._use) is None:
-            self._is_verified = True
+            self._passed()
             return
+        # Found persistent, at start-up, after an outage or at a periodic question alike.
+        self._is_verified = False
         if not self._is_refused:
             self._is_refused = True
             self._log.error(self._use.refused_later, extra={"reason": finding.reason})
         raise Unavailable(self._use.unavailable_message)
 
+    def _ask_at_start(self) -> None:
+        """The question of `check_at_start`, blocking: the event loop serves no one yet."""
+        try:
+            answers = self._read(self._url)
+        except Unavailable:
+            self._log.warning(self._use.unreachable_at_start)
+            return
+        sentence = refusal(judge(answers), is_default=self._is_default, use=self._use)
+        if sentence is not None:
+            raise InvalidInput(sentence)
+        self._passed()
+
     def forget(self) -> None:
         """The Redis failed: it may come back as another one, so ask again next time."""
         self._is_verified = False
+
+    def _passed(self) -> None:
+        """Seen to persist nothing, now."""
+        self._is_verified = True
+        self._verified_at = self._clock.monotonic()
+
+    def _is_due(self) -> bool:
+        if self._recheck_every is None:
+            return False
+        return self._clock.monotonic() - self._verified_at >= self._recheck_every
 
     def _asked(self, asking: asyncio.Future[Sequence[Settings] | None]) -> None:
         if self._asking is asking:
