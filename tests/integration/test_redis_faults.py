@@ -17,7 +17,7 @@ import pytest
 
 from atopos.errors import Unavailable
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
-from atopos.server.ratelimit_persistence import PersistenceCheck
+from atopos.storage.ephemeral_redis import PersistenceCheck
 from atopos.storage.redis import RedisSecretStore
 from tests.api_client import OCTETS, create, envelope, reveal, ticket
 from tests.redis_servers import Nodes, RedisServer, start_nodes, write_key_file

@@ -1,4 +1,4 @@
-"""Rate-limit counters never on a Redis that persists (server/ratelimit_persistence.py), on
+"""Rate-limit counters never on a Redis that persists (storage/ephemeral_redis.py), on
 real `redis-server` processes: a node refuses to start, with one sentence and exit code 2,
 when its counters would go to a Redis with an AOF or RDB snapshots (by default the
 storage's durable Redis), or to one that will not answer CONFIG; it starts on a Redis
@@ -7,17 +7,23 @@ down at start is checked when it answers, before the first counter is written.""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from atopos.errors import Unavailable
+from atopos.server.ratelimit import RateLimits, rate_limit_storage
+from atopos.storage.ephemeral_redis import check_at_start
 from tests.api_client import OCTETS, create, envelope
 from tests.redis_servers import RedisClusterServers, RedisServer
-from tests.servers import ATOPOS, ServerProcess, free_port
+from tests.servers import ATOPOS, ManualClock, ServerProcess, free_port
 
 FIX = (
     "point ATOPOS_RATE_LIMIT_STORAGE at a Redis without persistence "
@@ -246,3 +252,61 @@ def test_a_rate_limit_redis_is_checked_again_after_an_outage(
     output = node.output()
     assert output.count(REFUSED_LATER) == 1, output
     assert "Traceback" not in output
+
+
+def switch_to_aof(server: RedisServer) -> None:
+    """`CONFIG SET appendonly yes`, then wait until Redis wrote its first AOF (it would not
+    shut down before)."""
+    with server.client() as client:
+        client.config_set("appendonly", "yes")
+        deadline = time.monotonic() + 30
+        while client.info("persistence")["aof_rewrite_in_progress"] or not client.info(
+            "persistence"
+        ).get("aof_enabled"):
+            assert time.monotonic() < deadline, "redis did not switch to an AOF"
+            time.sleep(0.01)  # polling interval, not a wait for readiness
+
+
+def test_a_rate_limit_redis_switched_to_persistence_at_run_time_gets_no_more_counters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 19: an operator runs `CONFIG SET appendonly yes` on the counters' Redis while the
+    node serves. Within the recheck interval (on the node's clock) the node asks again, then
+    writes no counter there: every limited call fails closed (503), with one error line."""
+    ephemeral = RedisServer.ephemeral(tmp_path / "ephemeral").start()
+    clock = ManualClock()
+    try:
+        check = check_at_start(ephemeral.url, is_default=False, clock=clock, recheck_every=60)
+        limits = RateLimits({"create": 100}, rate_limit_storage(ephemeral.url), check, clock=clock)
+
+        async def scenario() -> None:
+            await limits.hit("create", "before")
+            switch_to_aof(ephemeral)
+            clock.advance(30)
+            await limits.hit("create", "within")  # not asked again yet
+            clock.advance(30)
+            for call in (
+                limits.hit("create", "after"),
+                limits.record_failure("after"),
+                limits.extra_bits("after"),
+                limits.hit("create", "before"),
+            ):
+                with pytest.raises(Unavailable):
+                    await call
+            clock.advance(120)  # and it stays so, until the node is restarted
+            with pytest.raises(Unavailable):
+                await limits.hit("create", "later")
+
+        with caplog.at_level(logging.WARNING, logger="atopos.server"):
+            asyncio.run(scenario())
+        keys = b" ".join(ephemeral.limit_keys())
+        assert b"/before/" in keys
+        assert b"/within/" in keys
+        assert b"/after/" not in keys
+        assert b"/later/" not in keys
+    finally:
+        ephemeral.stop()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    assert errors[0].getMessage().startswith(REFUSED_LATER.strip('"'))
+    assert getattr(errors[0], "reason", None) == "appendonly yes"

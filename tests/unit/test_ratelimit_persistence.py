@@ -1,4 +1,4 @@
-"""The decision whether a rate-limit Redis persists (server/ratelimit_persistence.py), from
+"""The decision whether a rate-limit Redis persists (storage/ephemeral_redis.py), from
 CONFIG answers given as data; the check's states, with the Redis replaced by a function that
 returns those answers. The same check against real `redis-server` processes is in
 integration/test_redis_ratelimit_persistence.py."""
@@ -12,11 +12,12 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.servers import ManualClock
 
 from atopos.errors import InvalidInput, RateLimited, Unavailable
 from atopos.server.config import ServerConfig
 from atopos.server.ratelimit import RateLimits
-from atopos.server.ratelimit_persistence import (
+from atopos.storage.ephemeral_redis import (
     OPT_OUT_VARIABLE,
     Finding,
     Persistence,
@@ -156,6 +157,44 @@ def test_a_redis_found_persistent_later_fails_closed_with_one_error_line(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert getattr(errors[0], "reason", None) == 'save "3600 1 300 100 60 10000"'
+
+
+def test_a_verified_redis_is_asked_again_every_recheck_interval() -> None:
+    """Issue 19: once per interval on the injected clock, not per request; a Redis found
+    persistent then is refused like one found persistent after an outage."""
+    redis = FakeRedis([EPHEMERAL])
+    clock = ManualClock(0)
+    check = check_at_start("redis://r", is_default=False, read=redis, clock=clock, recheck_every=60)
+
+    async def scenario() -> None:
+        clock.advance(59)
+        await check.ensure()
+        assert redis.questions == 1
+        clock.advance(1)
+        assert not check.is_verified
+        await asyncio.gather(*(check.ensure() for _ in range(5)))
+        assert redis.questions == 2
+        redis.answers = [AOF]
+        clock.advance(59)
+        await check.ensure()
+        clock.advance(1)
+        with pytest.raises(Unavailable):
+            await check.ensure()
+        assert check.is_refused
+        assert redis.questions == 3
+
+    asyncio.run(scenario())
+
+
+def test_without_an_interval_a_verified_redis_is_not_asked_again() -> None:
+    redis = FakeRedis([EPHEMERAL])
+    clock = ManualClock(0)
+    check = check_at_start(
+        "redis://r", is_default=False, read=redis, clock=clock, recheck_every=None
+    )
+    clock.advance(10**9)
+    asyncio.run(check.ensure())
+    assert redis.questions == 1
 
 
 def test_concurrent_requests_share_one_question() -> None:

@@ -13,7 +13,12 @@ import ipaddress
 from urllib.parse import SplitResult, urlsplit
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
-from atopos.crypto.envelope import LINK_KEY_BYTES
+from atopos.crypto.sizes import (
+    LINK_KEY_BYTES,
+    MANAGE_TOKEN_BYTES,
+    SECRET_ID_BYTES,
+    SECRET_ID_CHARS,
+)
 from atopos.errors import InvalidInput
 
 __all__ = [
@@ -29,9 +34,6 @@ __all__ = [
     "parse_share_link",
 ]
 
-SECRET_ID_BYTES = 16
-MANAGE_TOKEN_BYTES = 32
-_SECRET_ID_CHARS = 22  # base64url of 16 bytes, unpadded
 _SCHEMES = frozenset({"http", "https"})
 # DNS limits (RFC 1035 2.3.4): the resolver refuses longer names with a UnicodeError.
 _MAX_LABEL_CHARS = 63
@@ -68,7 +70,7 @@ class ManageLink:
 
 def is_secret_id(text: str) -> bool:
     """True for the canonical text form of a 16-byte secret id (22 base64url characters)."""
-    return len(text) == _SECRET_ID_CHARS and _decodes_to(text, SECRET_ID_BYTES)
+    return len(text) == SECRET_ID_CHARS and _decodes_to(text, SECRET_ID_BYTES)
 
 
 def is_manage_token(text: str) -> bool:

@@ -18,16 +18,20 @@ import hmac
 from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
-from atopos.crypto.errors import DecryptionFailed
-from atopos.crypto.kdf import DEVICE_SECRET_BYTES
-from atopos.crypto.tokens import SECRET_ID_BYTES
+from atopos.crypto.errors import CryptoError, DecryptionFailed
+from atopos.crypto.hkdf import derive_key
+from atopos.crypto.sizes import (
+    AES_GCM_NONCE_BYTES,
+    AES_GCM_TAG_BYTES,
+    DEVICE_SECRET_BYTES,
+    DEVICE_SEED_BYTES,
+    SECRET_ID_BYTES,
+)
 
 __all__ = [
     "DEVICE_CODE_CHARS",
@@ -54,11 +58,10 @@ __all__ = [
     "verify_device_proof",
 ]
 
-DEVICE_SEED_BYTES = 32
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 EPHEMERAL_PRIVATE_BYTES = 32
-SEALED_DEVICE_SECRET_BYTES = DEVICE_SECRET_BYTES + 16  # AES-GCM tag
+SEALED_DEVICE_SECRET_BYTES = DEVICE_SECRET_BYTES + AES_GCM_TAG_BYTES
 
 _ED25519_INFO = b"atopos/device/v1/ed25519"
 _X25519_INFO = b"atopos/device/v1/x25519"
@@ -68,16 +71,12 @@ _PROOF_LABEL = b"atopos/device-proof/v1\x00"
 _SEAL_INFO = b"atopos/device-seal/v1"
 # The seal key is used for exactly one encryption (it depends on a fresh ephemeral key),
 # so a constant nonce is safe and spares the header 12 bytes.
-_SEAL_NONCE = bytes(12)
+_SEAL_NONCE = bytes(AES_GCM_NONCE_BYTES)
 
 DEVICE_CODE_PREFIX = "atd1-"
 _CODE_CHECKSUM_BYTES = 4
 _CODE_BYTES = 2 * PUBLIC_KEY_BYTES + _CODE_CHECKSUM_BYTES
 DEVICE_CODE_CHARS = len(DEVICE_CODE_PREFIX) + (_CODE_BYTES * 4 + 2) // 3  # 5 + 91 = 96
-
-
-def _hkdf(ikm: bytes, info: bytes, salt: bytes | None = None) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
 
 
 # -- public keys and the device code -------------------------------------------------------
@@ -151,7 +150,7 @@ def device_code_checksum(signing_key: bytes, sealing_key: bytes) -> bytes:
     return digest[:_CODE_CHECKSUM_BYTES]
 
 
-class InvalidDeviceCode(ValueError):
+class InvalidDeviceCode(CryptoError, ValueError):
     """A device code that is not exactly one; the message is one sentence for a person.
 
     `kind` says which check failed, in the order they run: "prefix", "length", "encoding"
@@ -258,7 +257,7 @@ class DeviceKeys:
         info ".../x25519"); HKDF-SHA256 with an empty salt, 32 bytes each."""
         if len(seed) != DEVICE_SEED_BYTES:
             raise ValueError(f"a device seed is {DEVICE_SEED_BYTES} bytes")
-        return cls(_hkdf(bytes(seed), _ED25519_INFO), _hkdf(bytes(seed), _X25519_INFO))
+        return cls(derive_key(seed, info=_ED25519_INFO), derive_key(seed, info=_X25519_INFO))
 
     def __repr__(self) -> str:
         return f"DeviceKeys({self.public.code})"
@@ -287,7 +286,7 @@ def derive_session_key(seed: bytes) -> bytes:
     "atopos/device/v1/session"). Only a device with a seed keeps session state."""
     if len(seed) != DEVICE_SEED_BYTES:
         raise ValueError(f"a device seed is {DEVICE_SEED_BYTES} bytes")
-    return _hkdf(bytes(seed), _SESSION_INFO)
+    return derive_key(seed, info=_SESSION_INFO)
 
 
 # -- proof of possession -------------------------------------------------------------------
@@ -321,7 +320,7 @@ def verify_device_proof(signing_key: bytes, secret_id: bytes, challenge: str, pr
 
 
 def _seal_key(shared: bytes, ephemeral_public: bytes, sealing_key: bytes) -> bytes:
-    return _hkdf(shared, _SEAL_INFO, salt=ephemeral_public + sealing_key)
+    return derive_key(shared, info=_SEAL_INFO, salt=ephemeral_public + sealing_key)
 
 
 def seal_device_secret(

@@ -41,15 +41,18 @@ from atopos.crypto.errors import (
     UnsupportedEnvelope,
 )
 from atopos.crypto.kdf import (
+    ARGON2_FIELDS,
     ARGON2_SALT_BYTES,
-    DEVICE_SECRET_BYTES,
     ENVELOPE_SALT_BYTES,
     Argon2Params,
     derive_envelope_keys,
     derive_passphrase_key,
+    pack_argon2_fields,
+    unpack_argon2_fields,
 )
 from atopos.crypto.padding import padded_size
 from atopos.crypto.randomness import RandomBytes, draw
+from atopos.crypto.sizes import AES_GCM_TAG_BYTES, DEVICE_SECRET_BYTES, LINK_KEY_BYTES
 
 __all__ = [
     "DEFAULT_ARGON2",
@@ -90,23 +93,21 @@ FLAG_PASSPHRASE = 1
 FLAG_DEVICE = 2
 _KNOWN_FLAGS = FLAG_PASSPHRASE | FLAG_DEVICE
 
-LINK_KEY_BYTES = 32
 DEFAULT_CHUNK_SIZE_LOG2 = 16
 MIN_CHUNK_SIZE_LOG2 = 10
 MAX_CHUNK_SIZE_LOG2 = 24
 MAX_METADATA_BYTES = 4096
-TAG_BYTES = 16
+TAG_BYTES = AES_GCM_TAG_BYTES
 # The chunk counter is a u32 in the nonce; one more chunk would reuse a nonce.
 MAX_CHUNKS = 1 << 32
 
 DEFAULT_ARGON2 = Argon2Params()
 
 _BASE_HEADER = struct.Struct(">4sBBBB32s")
-_ARGON2_FIELDS = struct.Struct(">III16s")
 # ephemeral X25519 public key, the device secret sealed to the device
 _DEVICE_FIELDS = struct.Struct(f">{PUBLIC_KEY_BYTES}s{SEALED_DEVICE_SECRET_BYTES}s")
 HEADER_BYTES_WITHOUT_PASSPHRASE = _BASE_HEADER.size
-HEADER_BYTES_WITH_PASSPHRASE = _BASE_HEADER.size + _ARGON2_FIELDS.size
+HEADER_BYTES_WITH_PASSPHRASE = _BASE_HEADER.size + ARGON2_FIELDS.size
 DEVICE_FIELDS_BYTES = _DEVICE_FIELDS.size
 HEADER_BYTES_MAX = HEADER_BYTES_WITH_PASSPHRASE + DEVICE_FIELDS_BYTES
 _META_LENGTH = struct.Struct(">I")
@@ -234,7 +235,7 @@ def _encode_header(
     )
     if argon2 is not None:
         assert argon2_salt is not None
-        raw += _ARGON2_FIELDS.pack(argon2.memory_kib, argon2.iterations, argon2.lanes, argon2_salt)
+        raw += pack_argon2_fields(argon2, argon2_salt)
     return raw
 
 
@@ -263,14 +264,13 @@ def parse_header(data: bytes) -> Header | None:
     size = HEADER_BYTES_WITHOUT_PASSPHRASE
     argon2 = argon2_salt = None
     if flags & FLAG_PASSPHRASE:
-        if seen < size + _ARGON2_FIELDS.size:
+        if seen < size + ARGON2_FIELDS.size:
             return None
-        memory_kib, iterations, lanes, argon2_salt = _ARGON2_FIELDS.unpack_from(data, size)
         try:
-            argon2 = Argon2Params(memory_kib=memory_kib, iterations=iterations, lanes=lanes)
+            argon2, argon2_salt = unpack_argon2_fields(data, size)
         except ValueError:
             raise DecryptionFailed from None
-        size += _ARGON2_FIELDS.size
+        size += ARGON2_FIELDS.size
     ephemeral_public = sealed_device_secret = None
     if flags & FLAG_DEVICE:
         if seen < size + _DEVICE_FIELDS.size:

@@ -16,7 +16,9 @@ __all__ = [
 
 
 class CryptoError(Exception):
-    """Base of every error `atopos.crypto` raises on purpose."""
+    """Base of every error `atopos.crypto` raises on purpose: the ones below, and
+    `tokens.InvalidToken` (a bad challenge or ticket) and `device.InvalidDeviceCode` (a
+    mistyped device code, also a ValueError), which live beside the code that raises them."""
 
 
 class DecryptionFailed(CryptoError):

@@ -4,14 +4,17 @@ The format is fixed in docs/protocol/envelope.md."""
 
 from __future__ import annotations
 
+import struct
 import unicodedata
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from atopos.crypto.hkdf import derive_key
+from atopos.crypto.sizes import DEVICE_SECRET_BYTES
 
 __all__ = [
+    "ARGON2_FIELDS",
     "ARGON2_ITERATIONS_MAX",
     "ARGON2_LANES_MAX",
     "ARGON2_MEMORY_KIB_MAX",
@@ -27,6 +30,8 @@ __all__ = [
     "derive_envelope_keys",
     "derive_passphrase_key",
     "normalize_passphrase",
+    "pack_argon2_fields",
+    "unpack_argon2_fields",
 ]
 
 # Upper bounds a reader accepts from a header: they cap what a hostile envelope can make a
@@ -36,9 +41,11 @@ ARGON2_ITERATIONS_MAX = 16
 ARGON2_LANES_MAX = 16
 ARGON2_SALT_BYTES = 16
 PASSPHRASE_KEY_BYTES = 32
+# An Argon2id cost and salt as the envelope and lock headers carry them:
+# memory (KiB), iterations, lanes (big-endian uint32 each), then the salt.
+ARGON2_FIELDS = struct.Struct(f">III{ARGON2_SALT_BYTES}s")
 
 ENVELOPE_SALT_BYTES = 32
-DEVICE_SECRET_BYTES = 32
 ENVELOPE_INFO = b"atopos/envelope/v1"
 CONTENT_KEY_BYTES = 32
 NONCE_PREFIX_BYTES = 7
@@ -68,6 +75,17 @@ class Argon2Params:
             raise ValueError(
                 f"Argon2 memory must be between 8 KiB per lane and {ARGON2_MEMORY_KIB_MAX} KiB"
             )
+
+
+def pack_argon2_fields(params: Argon2Params, salt: bytes) -> bytes:
+    return ARGON2_FIELDS.pack(params.memory_kib, params.iterations, params.lanes, salt)
+
+
+def unpack_argon2_fields(data: bytes, offset: int) -> tuple[Argon2Params, bytes]:
+    """The cost and salt at `offset`; ValueError for a cost outside the bounds a reader
+    accepts (a hostile header must not make us spend more)."""
+    memory_kib, iterations, lanes, salt = ARGON2_FIELDS.unpack_from(data, offset)
+    return Argon2Params(memory_kib=memory_kib, iterations=iterations, lanes=lanes), salt
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +138,7 @@ def derive_envelope_keys(
         ikm += bytes(passphrase_key)
     if device_secret is not None:
         ikm += bytes(device_secret)
-    okm = HKDF(
-        algorithm=hashes.SHA256(),
-        length=CONTENT_KEY_BYTES + NONCE_PREFIX_BYTES,
-        salt=bytes(salt),
-        info=ENVELOPE_INFO,
-    ).derive(ikm)
+    okm = derive_key(
+        ikm, info=ENVELOPE_INFO, salt=bytes(salt), length=CONTENT_KEY_BYTES + NONCE_PREFIX_BYTES
+    )
     return EnvelopeKeys(key=okm[:CONTENT_KEY_BYTES], nonce_prefix=okm[CONTENT_KEY_BYTES:])

@@ -17,8 +17,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from atopos.crypto.errors import DecryptionFailed, PassphraseRequired
-from atopos.crypto.kdf import ARGON2_SALT_BYTES, Argon2Params, derive_passphrase_key
+from atopos.crypto.kdf import (
+    ARGON2_FIELDS,
+    ARGON2_SALT_BYTES,
+    Argon2Params,
+    derive_passphrase_key,
+    pack_argon2_fields,
+    unpack_argon2_fields,
+)
 from atopos.crypto.randomness import RandomBytes, draw
+from atopos.crypto.sizes import AES_GCM_NONCE_BYTES, AES_GCM_TAG_BYTES
 
 __all__ = [
     "EXTRA_LOCK_ARGON2",
@@ -39,10 +47,9 @@ MODE_PLAIN = 0
 MODE_PASSPHRASE = 1
 MODE_KEY = 2
 LOCK_KEY_BYTES = 32
-_NONCE_BYTES = 12
-_TAG_BYTES = 16
+_NONCE_BYTES = AES_GCM_NONCE_BYTES
+_TAG_BYTES = AES_GCM_TAG_BYTES
 _PREFIX = struct.Struct(">4sBB")
-_ARGON2 = struct.Struct(f">III{ARGON2_SALT_BYTES}s")
 
 # Unlocking happens once per command on the user's own machine, and the record sits on a
 # disk an attacker may copy: four times RFC 9106's second recommendation in memory (256 MiB,
@@ -75,9 +82,7 @@ def lock_with_passphrase(
     nonce = draw(random_bytes, _NONCE_BYTES)
     key = derive_passphrase_key(passphrase, salt, params)
     header = (
-        _PREFIX.pack(MAGIC, VERSION, MODE_PASSPHRASE)
-        + _ARGON2.pack(params.memory_kib, params.iterations, params.lanes, salt)
-        + nonce
+        _PREFIX.pack(MAGIC, VERSION, MODE_PASSPHRASE) + pack_argon2_fields(params, salt) + nonce
     )
     return header + AESGCM(key).encrypt(nonce, bytes(secret), _aad(header, purpose))
 
@@ -126,13 +131,12 @@ def unlock(
     else:
         if passphrase is None:
             raise PassphraseRequired("The device is protected by Extra Lock; give its passphrase.")
-        split = _PREFIX.size + _ARGON2.size + _NONCE_BYTES
+        split = _PREFIX.size + ARGON2_FIELDS.size + _NONCE_BYTES
         if len(record) < split:
             raise DecryptionFailed
-        memory_kib, iterations, lanes, salt = _ARGON2.unpack_from(record, _PREFIX.size)
         try:
-            # Argon2Params bounds the cost a tampered record can make us spend.
-            params = Argon2Params(memory_kib=memory_kib, iterations=iterations, lanes=lanes)
+            # The bounds on Argon2Params cap the cost a tampered record can make us spend.
+            params, salt = unpack_argon2_fields(record, _PREFIX.size)
             aead_key = derive_passphrase_key(passphrase, salt, params)
         except ValueError:
             raise DecryptionFailed from None

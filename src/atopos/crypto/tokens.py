@@ -18,6 +18,8 @@ import hmac
 import struct
 
 from atopos.crypto.base64url import b64url_encode
+from atopos.crypto.errors import CryptoError
+from atopos.crypto.sizes import CHALLENGE_SALT_BYTES, NODE_KEY_BYTES, SECRET_ID_BYTES
 
 __all__ = [
     "KEY_BYTES",
@@ -29,15 +31,14 @@ __all__ = [
     "ticket_id_for",
 ]
 
-KEY_BYTES = 32
-SECRET_ID_BYTES = 16
+KEY_BYTES = NODE_KEY_BYTES
 _TAG_BYTES = 16
 _TYPE_CHALLENGE = 1
 _TYPE_TICKET = 2
 # type, key id, secret id, expires_at, bits, salt
-_CHALLENGE = struct.Struct(">BB16sQB8s")
+_CHALLENGE = struct.Struct(f">BB{SECRET_ID_BYTES}sQB{CHALLENGE_SALT_BYTES}s")
 # type, key id, secret id, ticket id, expires_at, remember_until
-_TICKET = struct.Struct(">BB16s16sQQ")
+_TICKET = struct.Struct(f">BB{SECRET_ID_BYTES}s16sQQ")
 _CHALLENGE_CHARS = ((_CHALLENGE.size + _TAG_BYTES) * 4 + 2) // 3  # unpadded base64 length
 _TICKET_CHARS = ((_TICKET.size + _TAG_BYTES) * 4 + 2) // 3
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -56,7 +57,7 @@ _digest = hmac.digest
 _compare = hmac.compare_digest
 
 
-class InvalidToken(Exception):
+class InvalidToken(CryptoError):
     """A challenge or ticket that is malformed, forged, expired or for another secret."""
 
 

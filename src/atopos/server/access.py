@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from atopos.crypto import pow as proof_of_work
+from atopos.crypto.sizes import CHALLENGE_SALT_BYTES
 from atopos.crypto.tokens import InvalidToken, Ticket, TokenKeys, ticket_id_for
 from atopos.errors import Refused
 from atopos.randomness import RandomBytes
@@ -18,7 +19,6 @@ from atopos.server.ratelimit import RateLimits
 __all__ = ["AccessControl", "IssuedChallenge", "IssuedTicket"]
 
 _MAX_BITS = 40
-_CHALLENGE_SALT_BYTES = 8  # crypto/tokens.py: the salt that makes each challenge unique
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class AccessControl:
         # share its address (a NAT, a Tor exit).
         expires_at = now + (self._challenge_ttl << max(0, bits - self._pow_bits))
         token = self._keys.issue_challenge(
-            secret_id, expires_at, bits, self._random_bytes(_CHALLENGE_SALT_BYTES)
+            secret_id, expires_at, bits, self._random_bytes(CHALLENGE_SALT_BYTES)
         )
         return IssuedChallenge(token, bits, expires_at)
 

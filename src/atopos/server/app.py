@@ -44,7 +44,7 @@ def create_app(
     clock = clock or SystemClock()
     node = build_node(config, clock, random_bytes, token_keys=token_keys)
     products: list[Product] = [
-        SecretsProduct(node, store or open_store(config.resolved_storage_url()))
+        SecretsProduct(node, store or open_store(config.resolved_storage_url(), clock))
     ]
     app = Starlette(
         routes=[*(r for p in products for r in p.routes()), *_node_routes(products)],

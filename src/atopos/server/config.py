@@ -42,7 +42,7 @@ class ServerConfig:
     # Where rate-limit counters live: memory:// or a Redis URL. Default: the storage's Redis
     # when the storage is Redis (limits hold across nodes), else this process's memory. A
     # Redis here must persist nothing, or the node refuses to start
-    # (server/ratelimit_persistence.py)...
+    # (storage/ephemeral_redis.py)...
     rate_limit_storage_url: str | None = None
     # ...unless the operator accepts that counters may reach disk
     # (ATOPOS_RATE_LIMIT_STORAGE_PERSISTENT_OK=1): then it is not checked.

@@ -17,10 +17,9 @@ from __future__ import annotations
 import hmac
 import socket
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from atopos.crypto.base64url import b64url_encode
+from atopos.crypto.hkdf import derive_key
+from atopos.crypto.sizes import NODE_KEY_BYTES
 from atopos.randomness import RandomBytes, system_random_bytes
 
 __all__ = ["EphemeralIdentifiers", "network_of"]
@@ -52,12 +51,7 @@ _IDENTIFIER_INFO = b"atopos/rate-limit-identifier/v1\x00"
 
 def period_key(node_key: bytes, period: int) -> bytes:
     """The identifier key of one period, derived from the node key shared by all nodes."""
-    return HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=_IDENTIFIER_INFO + period.to_bytes(8, "big"),
-    ).derive(node_key)
+    return derive_key(node_key, info=_IDENTIFIER_INFO + period.to_bytes(8, "big"))
 
 
 class EphemeralIdentifiers:
@@ -77,7 +71,7 @@ class EphemeralIdentifiers:
 
     def _rotate(self, now: float) -> None:
         if self._node_key is None:
-            self._key = self._random_bytes(32)
+            self._key = self._random_bytes(NODE_KEY_BYTES)
             self._born = now
         else:
             period = int(now // self._rotate_after)

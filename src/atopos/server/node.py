@@ -14,7 +14,8 @@ import logging
 from starlette.types import Scope
 
 from atopos.clock import Clock
-from atopos.crypto.tokens import KEY_BYTES, TokenKeys
+from atopos.crypto.sizes import NODE_KEY_BYTES
+from atopos.crypto.tokens import TokenKeys
 from atopos.errors import Refused
 from atopos.randomness import RandomBytes
 from atopos.server.access import AccessControl
@@ -24,7 +25,7 @@ from atopos.server.cross_site import is_cross_site
 from atopos.server.identity import EphemeralIdentifiers
 from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
-from atopos.server.ratelimit_persistence import PersistenceCheck, check_at_start
+from atopos.storage.ephemeral_redis import PersistenceCheck, check_at_start
 
 __all__ = ["Node", "build_node"]
 
@@ -75,10 +76,10 @@ def build_node(
     node_keys = load_key_file(config.key_file) if config.key_file is not None else None
     # Then the same for a rate-limit Redis that would write client identifiers to disk.
     rate_limit_url = config.resolved_rate_limit_storage_url()
-    persistence_check = _rate_limit_persistence_check(config, rate_limit_url)
+    persistence_check = _rate_limit_persistence_check(config, rate_limit_url, clock)
     if node_keys is None:
         # Held in RAM only: a restart invalidates every outstanding challenge and ticket.
-        node_keys = NodeKeys(random_bytes(KEY_BYTES))
+        node_keys = NodeKeys(random_bytes(NODE_KEY_BYTES))
         identifiers = EphemeralIdentifiers(clock.now(), random_bytes=random_bytes)
         if config.has_redis_storage():
             _log.warning(
@@ -91,7 +92,10 @@ def build_node(
             clock.now(), node_key=node_keys.current, random_bytes=random_bytes
         )
     limits = RateLimits(
-        config.per_minute_limits(), rate_limit_storage(rate_limit_url), persistence_check
+        config.per_minute_limits(),
+        rate_limit_storage(rate_limit_url),
+        persistence_check,
+        clock=clock,
     )
     access = AccessControl(
         token_keys or node_keys.token_keys(),
@@ -112,7 +116,9 @@ def build_node(
     )
 
 
-def _rate_limit_persistence_check(config: ServerConfig, url: str | None) -> PersistenceCheck | None:
+def _rate_limit_persistence_check(
+    config: ServerConfig, url: str | None, clock: Clock
+) -> PersistenceCheck | None:
     """None when no counter goes to Redis (limits off, or kept in memory) or the operator
     opted out; otherwise the check, already passed if the Redis answered (InvalidInput, one
     sentence, if it persists or will not say)."""
@@ -124,4 +130,4 @@ def _rate_limit_persistence_check(config: ServerConfig, url: str | None) -> Pers
             "persistence (opted out)"
         )
         return None
-    return check_at_start(url, is_default=config.rate_limit_storage_url is None)
+    return check_at_start(url, is_default=config.rate_limit_storage_url is None, clock=clock)

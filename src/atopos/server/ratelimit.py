@@ -3,25 +3,27 @@
 The storage is `limits`' in-memory one for a single node, its Redis storage when nodes
 share a Redis, so limits hold across nodes (`rate_limit_storage`). A storage that cannot be
 reached makes the request fail with Unavailable (503): limits fail closed. On Redis, a
-`PersistenceCheck` (server/ratelimit_persistence.py) must pass before counters are written:
-their keys are client identifiers, which must not reach a disk.
+`PersistenceCheck` (storage/ephemeral_redis.py) must pass before counters are written:
+their keys are client identifiers, which must not reach a disk. The Redis clients are
+built by storage/redis_clients.py.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import ConfigurationError, StorageError
 
+from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput, RateLimited, Unavailable
-from atopos.server.ratelimit_persistence import UNAVAILABLE_MESSAGE, PersistenceCheck
+from atopos.storage.ephemeral_redis import UNAVAILABLE_MESSAGE, PersistenceCheck
+from atopos.storage.outage_log import OutageLog
 from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
 
 __all__ = ["KEY_PREFIX", "RateLimits", "rate_limit_storage"]
@@ -53,15 +55,13 @@ def rate_limit_storage(url: str | None) -> Storage:
     )
 
 
-_OPTIONS: dict[str, Any] = {
-    "socket_timeout": 5.0,
-    "socket_connect_timeout": 2.0,
-    "client_name": "atopos-limits",
-}
+_CLIENT_NAME = "atopos-limits"
 
 
 def _cluster_storage(url: str) -> Storage:
-    options = {**_OPTIONS, "ssl": url.startswith("rediss+")}
+    from atopos.storage.redis_clients import async_cluster_options
+
+    options = async_cluster_options(url, client_name=_CLIENT_NAME)
     uri = "async+redis+cluster://" + url.split("://", 1)[1]
     return RedisClusterStorage(
         uri, implementation="redispy", key_prefix=KEY_PREFIX, wrap_exceptions=True, **options
@@ -69,19 +69,9 @@ def _cluster_storage(url: str) -> Storage:
 
 
 def _redis_storage(url: str) -> Storage:
-    from redis.asyncio import BlockingConnectionPool
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
+    from atopos.storage.redis_clients import async_blocking_pool
 
-    # A blocking pool: a burst waits for a connection instead of failing for want of one.
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=64,
-        timeout=5,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        **_OPTIONS,
-    )
+    pool = async_blocking_pool(url, client_name=_CLIENT_NAME, max_connections=64, wait=5)
     if url.startswith("unix://"):
         uri = "async+redis+unix://" + url.removeprefix("unix://")
     else:
@@ -112,6 +102,7 @@ class RateLimits:
         per_minute: dict[str, int],
         storage: Storage | None = None,
         persistence_check: PersistenceCheck | None = None,
+        clock: Clock | None = None,
     ) -> None:
         storage = MemoryStorage() if storage is None else storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
@@ -120,7 +111,8 @@ class RateLimits:
             route: RateLimitItemPerMinute(amount) for route, amount in per_minute.items() if amount
         }
         self._persistence_check = persistence_check
-        self._is_down = False
+        self._clock = clock or SystemClock()
+        self._outages = OutageLog(_log, "rate-limit storage")
 
     async def hit(self, route: str, ident: str) -> None:
         """Count one request; raise RateLimited (with seconds to wait) when over the limit."""
@@ -131,7 +123,7 @@ class RateLimits:
             return
         stats = await self._ask(lambda: self._limiter.get_window_stats(item, route, ident))
         # `limits` reports reset times on its own wall clock.
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        retry_after = max(1, math.ceil(stats.reset_time - self._clock.now()))
         raise RateLimited("Too many requests; slow down and try again later.", retry_after)
 
     async def record_failure(self, ident: str) -> None:
@@ -152,7 +144,7 @@ class RateLimits:
             answer = await question()
         except self._storage_errors as exc:
             raise self._unavailable(exc) from None
-        self._up()
+        self._outages.up()
         return answer
 
     async def _ensure_off_disk(self) -> None:
@@ -170,13 +162,5 @@ class RateLimits:
     def _unavailable(self, exc: BaseException) -> Unavailable:
         if self._persistence_check is not None:
             self._persistence_check.forget()
-        if not self._is_down:
-            self._is_down = True
-            cause = exc.storage_error if isinstance(exc, StorageError) else exc
-            _log.warning("rate-limit storage unreachable", extra={"error": type(cause).__name__})
+        self._outages.down(exc.storage_error if isinstance(exc, StorageError) else exc)
         return Unavailable(UNAVAILABLE_MESSAGE)
-
-    def _up(self) -> None:
-        if self._is_down:
-            self._is_down = False
-            _log.warning("rate-limit storage reachable again")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput
 from atopos.storage.port import SecretStore
 from atopos.storage.urls import is_redis_url
@@ -9,16 +10,18 @@ from atopos.storage.urls import is_redis_url
 __all__ = ["open_store"]
 
 
-def open_store(url: str) -> SecretStore:
+def open_store(url: str, clock: Clock | None = None) -> SecretStore:
+    """The store the URL names, reading intervals from `clock` (the system's by default)."""
+    clock = clock or SystemClock()
     if url.startswith("sqlite:///"):
         from atopos.storage.sqlite import SqliteSecretStore
 
-        return SqliteSecretStore.from_url(url)
+        return SqliteSecretStore.from_url(url, clock)
     if is_redis_url(url):
         # Imported on demand: a node on SQLite never loads the Redis client.
         from atopos.storage.redis import RedisSecretStore
 
-        return RedisSecretStore.from_url(url)
+        return RedisSecretStore.from_url(url, clock)
     raise InvalidInput(
         "Unsupported storage URL; use sqlite:///path/to/atopos.db, redis://host:port/0 "
         "or redis+cluster://host:port."

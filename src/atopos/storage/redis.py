@@ -18,14 +18,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import (
     ClusterDownError,
     OutOfMemoryError,
@@ -35,13 +30,12 @@ from redis.exceptions import (
     ResponseError,
     TryAgainError,
 )
-from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-)
 
+from atopos.clock import Clock, SystemClock
 from atopos.crypto.base64url import b64url_encode
 from atopos.errors import Gone, InvalidInput, StorageFull, Unavailable
 from atopos.storage.chunks import CHUNK_BYTES, fixed_chunks, once, read_head
+from atopos.storage.outage_log import OutageLog
 from atopos.storage.port import (
     FULL_MESSAGE,
     GONE_MESSAGE,
@@ -51,6 +45,7 @@ from atopos.storage.port import (
     SecretInfo,
     TicketUsed,
 )
+from atopos.storage.redis_clients import async_client
 from atopos.storage.redis_scripts import (
     CONSUME,
     DELETE,
@@ -60,7 +55,7 @@ from atopos.storage.redis_scripts import (
     LuaScript,
     RedisClient,
 )
-from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES, ClusterUrl
+from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
 
 __all__ = [
     "CHUNK_BYTES",
@@ -77,8 +72,6 @@ KEY_PREFIX = b"atopos:"
 STREAM_GRACE = 15 * 60
 # How long the chunks of an unpublished upload live after the last chunk arrived.
 UPLOAD_LEASE = 10 * 60
-SOCKET_TIMEOUT = 5.0
-CONNECT_TIMEOUT = 2.0
 # Redis calls in flight per node process; more wait their turn. The clients' pools (100
 # connections, per Cluster node) then never run out, which they report as an error.
 MAX_IN_FLIGHT = 64
@@ -121,31 +114,19 @@ class SecretKeys:
 class RedisSecretStore:
     """`SecretStore` on Redis or Redis Cluster (see the module docstring)."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: RedisClient, clock: Clock | None = None) -> None:
         self._client = client
-        self._is_down = False
+        self._clock = clock or SystemClock()
+        self._outages = OutageLog(_log, "redis")
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     @classmethod
-    def from_url(cls, url: str) -> RedisSecretStore:
-        try:
-            if url.startswith(REDIS_CLUSTER_SCHEMES):
-                return cls(_cluster_client(url))
-            if url.startswith(REDIS_SCHEMES):
-                return cls(
-                    Redis.from_url(
-                        url,
-                        socket_timeout=SOCKET_TIMEOUT,
-                        socket_connect_timeout=CONNECT_TIMEOUT,
-                        # One immediate retry on a connection error: mostly a pooled
-                        # connection that died with a restarted Redis. Not on a timeout,
-                        # after which the command may well have run.
-                        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                        client_name="atopos",
-                    )
-                )
-        except (ValueError, TypeError, RedisClusterException):
-            pass
+    def from_url(cls, url: str, clock: Clock | None = None) -> RedisSecretStore:
+        if url.startswith(REDIS_SCHEMES + REDIS_CLUSTER_SCHEMES):
+            try:
+                return cls(async_client(url, client_name="atopos"), clock)
+            except (ValueError, TypeError, RedisClusterException):
+                pass
         raise InvalidInput(
             "A Redis storage URL looks like redis://host:port/0 or redis+cluster://host:port."
         )
@@ -189,7 +170,7 @@ class RedisSecretStore:
     # -- the port ---------------------------------------------------------------------------
 
     async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         keys = SecretKeys(secret.secret_id)
         head, is_chunked = await read_head(body)
         if is_chunked:
@@ -235,7 +216,7 @@ class RedisSecretStore:
         started: float,
     ) -> None:
         # Relative TTL on the caller's clock: the time the upload took is already spent.
-        lifetime = secret.expires_at - secret.created_at - int(time.monotonic() - started)
+        lifetime = secret.expires_at - secret.created_at - int(self._clock.monotonic() - started)
         fields: list[bytes | int] = [
             b"manage_hash",
             secret.manage_token_hash,
@@ -363,31 +344,12 @@ class RedisSecretStore:
             raise Unavailable(UNAVAILABLE_MESSAGE) from None
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._down(exc) from None
-        if self._is_down:
-            self._is_down = False
-            _log.warning("redis reachable again")
+        self._outages.up()
         return result
 
     def _down(self, exc: Exception) -> Unavailable:
-        if not self._is_down:
-            self._is_down = True
-            _log.warning("redis unreachable", extra={"error": type(exc).__name__})
+        self._outages.down(exc)
         return Unavailable(UNAVAILABLE_MESSAGE)
-
-
-def _cluster_client(url: str) -> RedisCluster:
-    cluster = ClusterUrl.parse(url)
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
-        username=cluster.username,
-        password=cluster.password,
-        ssl=cluster.tls,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        # A few quick retries: they follow a failover or a resharding to the new owner.
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-        client_name="atopos",
-    )
 
 
 def _text(value: object) -> str:

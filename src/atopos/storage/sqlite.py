@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from atopos.clock import Clock
 from atopos.errors import Gone
 from atopos.storage.chunks import CHUNK_BYTES, fixed_chunks, once, read_head
 from atopos.storage.port import GONE_MESSAGE, NewSecret, Revealed, SecretInfo, TicketUsed
@@ -71,18 +72,18 @@ def _open(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
 class SqliteSecretStore:
     """`SecretStore` on one SQLite file (see module docstring for the guarantees)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self._path = path
-        self._writer = GroupCommitWriter(self._connect_writer)
+        self._writer = GroupCommitWriter(self._connect_writer, clock)
         self._reader: sqlite3.Connection | None = None
         # Secrets whose chunks are being uploaded: the sweeper must not take them for orphans.
         self._uploading: set[bytes] = set()
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteSecretStore:
+    def from_url(cls, url: str, clock: Clock | None = None) -> SqliteSecretStore:
         if not url.startswith("sqlite:///"):
             raise ValueError("an SQLite storage URL looks like sqlite:///path/to/atopos.db")
-        return cls(Path(url.removeprefix("sqlite://")))
+        return cls(Path(url.removeprefix("sqlite://")), clock)
 
     def _connect_writer(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

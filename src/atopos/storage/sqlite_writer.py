@@ -16,10 +16,10 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from atopos.clock import Clock, SystemClock
 from atopos.errors import StorageFull, Unavailable
 from atopos.storage.port import FULL_MESSAGE, UNAVAILABLE_MESSAGE
 
@@ -44,8 +44,11 @@ def storage_error(exc: sqlite3.Error) -> Unavailable:
 
 
 class GroupCommitWriter:
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], clock: Clock | None = None
+    ) -> None:
         self._connect = connect
+        self._clock = clock or SystemClock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._checkpoint_wanted = False
         self._last_checkpoint = 0.0
@@ -86,7 +89,7 @@ class GroupCommitWriter:
             while True:
                 timeout = None
                 if self._checkpoint_wanted:
-                    due = self._last_checkpoint + _CHECKPOINT_EVERY - time.monotonic()
+                    due = self._last_checkpoint + _CHECKPOINT_EVERY - self._clock.monotonic()
                     timeout = max(0.001, due)
                 try:
                     first = self._queue.get(timeout=timeout)
@@ -109,7 +112,7 @@ class GroupCommitWriter:
                 self._commit(conn, batch)
                 if (
                     self._checkpoint_wanted
-                    and time.monotonic() - self._last_checkpoint >= _CHECKPOINT_EVERY
+                    and self._clock.monotonic() - self._last_checkpoint >= _CHECKPOINT_EVERY
                 ):
                     self._checkpoint(conn)
                 if stop:
@@ -158,7 +161,7 @@ class GroupCommitWriter:
             busy = 1
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = self._clock.monotonic()
         # A reader still inside an old snapshot blocks the truncate; try again later.
         self._checkpoint_wanted = bool(busy)
 

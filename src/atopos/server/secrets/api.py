@@ -14,7 +14,7 @@ from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proof
 from atopos.crypto.envelope import Header, parse_header
 from atopos.crypto.errors import CryptoError
-from atopos.crypto.tokens import SECRET_ID_BYTES
+from atopos.crypto.sizes import MANAGE_TOKEN_BYTES, SECRET_ID_BYTES, SECRET_ID_CHARS
 from atopos.errors import Gone, InvalidInput, Refused
 from atopos.server.bodies import limited_stream, read_json
 from atopos.server.node import Node
@@ -40,10 +40,8 @@ from atopos.storage.port import (
 
 __all__ = ["SecretsApi"]
 
-_ID_CHARS = 22  # 16 bytes, base64url
 _ENVELOPE = "application/octet-stream"
 _JSON = "application/json"
-MANAGE_TOKEN_BYTES = 32
 _CREATE_PARAMS = frozenset({"expires_in", "views", "kind", "device_key"})
 _encode = msgspec.json.encode
 # Bodies up to this size are sent as one response (cheaper than a streaming response).
@@ -82,7 +80,7 @@ class SecretsApi:
     @staticmethod
     def _secret_id(request: Request) -> bytes:
         text = request.path_params["id"]
-        if len(text) != _ID_CHARS:
+        if len(text) != SECRET_ID_CHARS:
             raise Gone(GONE_MESSAGE)
         try:
             return b64url_decode(text)
