@@ -20,6 +20,7 @@ import pytest
 from bench.harness import process_memory_kib
 
 from atopos.crypto.envelope import Metadata, seal
+from atopos.server.connection_guard import ConnectionLimits
 from tests.api_client import create, envelope, reveal, ticket
 from tests.servers import ServerProcess
 
@@ -170,7 +171,12 @@ def test_a_crowd_of_idle_and_stalled_clients_for_60_seconds(tmp_path: Path) -> N
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4096 <= hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))  # this test's own sockets
-    with _server(tmp_path) as server, httpx.Client(timeout=30) as client:
+    defaults = ConnectionLimits()
+    per_client = str(defaults.max_connections_per_client)
+    with (
+        _server(tmp_path, ATOPOS_MAX_CONNECTIONS_PER_CLIENT=per_client) as server,
+        httpx.Client(timeout=30) as client,
+    ):
         assert server.process is not None
         pid = server.process.pid
         small = envelope(os.urandom(60 * 1024))[0]
@@ -194,7 +200,7 @@ def test_a_crowd_of_idle_and_stalled_clients_for_60_seconds(tmp_path: Path) -> N
             f"Content-Type: application/json\r\nContent-Length: {len(request)}\r\n\r\n".encode()
             + request
         )
-        # 25 per address: under the per-client cap of 32, so the timeouts must do the work.
+        # 25 per address: under the per-client cap, so the timeouts must do the work.
         idle = [_connect(server, f"127.0.4.{1 + n // 25}") for n in range(1000)]
         stalled = [_stalled_upload(server, f"127.0.5.{1 + n // 25}") for n in range(200)]
 

@@ -27,6 +27,7 @@ MiB = 1024 * 1024
 
 # The route classes that have a per-minute limit each (the `rate_<class>` settings).
 RATE_LIMITED_ROUTES = ("create", "challenge", "ticket", "reveal", "manage")
+_GUARD_DEFAULTS = ConnectionLimits()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,12 +69,12 @@ class ServerConfig:
     # the same machine: ATOPOS_TRUSTED_PROXIES=127.0.0.1 (deploy/, docs/operations.md).
     trusted_proxies: tuple[str, ...] = ()
     # Connection timeouts (seconds) and caps (server/connection_guard.py, docs/operations.md).
-    header_timeout: float = 10.0
-    body_idle_timeout: float = 30.0
-    send_stall_timeout: float = 30.0
-    idle_timeout: float = 5.0
-    max_connections: int = 1024
-    max_connections_per_client: int = 32
+    header_timeout: float = _GUARD_DEFAULTS.header_timeout
+    body_idle_timeout: float = _GUARD_DEFAULTS.body_idle_timeout
+    send_stall_timeout: float = _GUARD_DEFAULTS.send_stall_timeout
+    idle_timeout: float = _GUARD_DEFAULTS.idle_timeout
+    max_connections: int = _GUARD_DEFAULTS.max_connections
+    max_connections_per_client: int = _GUARD_DEFAULTS.max_connections_per_client
 
     def connection_limits(self) -> ConnectionLimits:
         return ConnectionLimits(

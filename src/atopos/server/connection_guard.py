@@ -44,7 +44,7 @@ class ConnectionLimits:
     send_stall_timeout: float = 30.0
     idle_timeout: float = 5.0
     max_connections: int = 1024
-    max_connections_per_client: int = 32
+    max_connections_per_client: int = 64
     exempt_peers: frozenset[str] = frozenset()
 
     def effective_max_connections(self) -> int:
