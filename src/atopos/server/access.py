@@ -14,6 +14,7 @@ from atopos.crypto.sizes import CHALLENGE_SALT_BYTES
 from atopos.crypto.tokens import InvalidToken, Ticket, TokenKeys, ticket_id_for
 from atopos.errors import Refused
 from atopos.randomness import RandomBytes
+from atopos.server.identity import ClientId
 from atopos.server.ratelimit import RateLimits
 
 __all__ = ["AccessControl", "IssuedChallenge", "IssuedTicket"]
@@ -52,7 +53,7 @@ class AccessControl:
         self._challenge_ttl = challenge_ttl
         self._ticket_ttl = ticket_ttl
 
-    async def challenge(self, secret_id: bytes, ident: str, now: int) -> IssuedChallenge:
+    async def challenge(self, secret_id: bytes, ident: ClientId, now: int) -> IssuedChallenge:
         bits = self._pow_bits
         if bits:
             # Difficulty rises for identifiers that recently failed; at 0 bits (tests,
@@ -69,7 +70,7 @@ class AccessControl:
         return IssuedChallenge(token, bits, expires_at)
 
     async def ticket(
-        self, secret_id: bytes, challenge: str, nonce: int, ident: str, now: int
+        self, secret_id: bytes, challenge: str, nonce: int, ident: ClientId, now: int
     ) -> IssuedTicket:
         try:
             opened = self._keys.open_challenge(challenge, secret_id, now)
@@ -88,12 +89,12 @@ class AccessControl:
         )
         return IssuedTicket(ticket, expires_at)
 
-    async def open_ticket(self, secret_id: bytes, ticket: str, ident: str, now: int) -> Ticket:
+    async def open_ticket(self, secret_id: bytes, ticket: str, ident: ClientId, now: int) -> Ticket:
         try:
             return self._keys.open_ticket(ticket, secret_id, now)
         except InvalidToken:
             await self._limits.record_failure(ident)
             raise Refused("The ticket is invalid or expired; start the reveal again.") from None
 
-    async def record_failure(self, ident: str) -> None:
+    async def record_failure(self, ident: ClientId) -> None:
         await self._limits.record_failure(ident)

@@ -34,7 +34,12 @@ class SocketPeer:
 
 
 class TrustedProxy:
-    """Behind a reverse proxy on a known address: its X-Forwarded-For names the client."""
+    """Behind reverse proxies on known addresses: X-Forwarded-For names the client.
+
+    Each proxy appends the address it received the request from. Every entry left of the
+    last one a trusted proxy wrote can be forged by the client, so the client is the
+    right-most entry that is not a trusted proxy, read across all X-Forwarded-For lines in
+    order (RFC 9110: repeated header lines are one comma-separated list)."""
 
     def __init__(self, proxies: tuple[str, ...]) -> None:
         self._proxies = frozenset(proxies)
@@ -43,18 +48,23 @@ class TrustedProxy:
         address = _peer(scope)
         if address not in self._proxies:
             return address
-        forwarded = _header(scope, b"x-forwarded-for")
-        if forwarded:
-            return forwarded.rsplit(",", 1)[-1].strip()
+        entries = [
+            entry.strip()
+            for value in _header_lines(scope, b"x-forwarded-for")
+            for entry in value.split(",")
+        ]
+        for entry in reversed(entries):
+            if not entry:
+                continue
+            if entry not in self._proxies:
+                return entry
+            address = entry
         return address
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    """The first value of a header, as text ("" when absent)."""
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+def _header_lines(scope: Scope, name: bytes) -> list[str]:
+    """Every value of a header, in the order the lines came."""
+    return [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
 
 
 def client_address_source(trusted_proxies: tuple[str, ...]) -> ClientAddressSource:

@@ -14,6 +14,7 @@ period's key (docs/storage-redis.md weighs this).
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import socket
 
@@ -22,7 +23,7 @@ from atopos.crypto.hkdf import derive_key
 from atopos.crypto.sizes import NODE_KEY_BYTES
 from atopos.randomness import RandomBytes, system_random_bytes
 
-__all__ = ["EphemeralIdentifiers", "network_of"]
+__all__ = ["ClientId", "EphemeralIdentifiers", "network_of", "wider_networks_of"]
 
 
 _V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96
@@ -44,6 +45,31 @@ def network_of(address: str) -> bytes:
     if packed.startswith(_V4_MAPPED):
         return b"4" + packed[12:]
     return b"6" + packed[:8]
+
+
+# One IPv6 customer is usually given a /56 or a /48, and can hop between its /64s at will:
+# those wider networks have budgets of their own (server/ratelimit.py scales them).
+_WIDER_IPV6_PREFIXES = ((b"6/56", 7), (b"6/48", 6))
+
+
+def wider_networks_of(address: str) -> tuple[bytes, ...]:
+    """The /56 and /48 of an IPv6 address (nothing for any other address)."""
+    narrow = network_of(address)
+    if not narrow.startswith(b"6"):
+        return ()
+    return tuple(tag + narrow[1 : 1 + size] for tag, size in _WIDER_IPV6_PREFIXES)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientId:
+    """One client as the limits count it: the identifier of its address (or /64), and of
+    the wider networks it belongs to, narrowest first."""
+
+    narrow: str
+    wider: tuple[str, ...] = ()
+
+    def keys(self) -> tuple[str, ...]:
+        return (self.narrow, *self.wider)
 
 
 _IDENTIFIER_INFO = b"atopos/rate-limit-identifier/v1\x00"
@@ -80,7 +106,15 @@ class EphemeralIdentifiers:
             self._born = period * self._rotate_after
 
     def for_address(self, address: str, now: float) -> str:
+        return self._identifier(network_of(address), now)
+
+    def client(self, address: str, now: float) -> ClientId:
+        """The identifiers of an address and of its wider networks."""
+        wider = tuple(self._identifier(net, now) for net in wider_networks_of(address))
+        return ClientId(self.for_address(address, now), wider)
+
+    def _identifier(self, network: bytes, now: float) -> str:
         if now - self._born >= self._rotate_after:
             self._rotate(now)
         # No address -> identifier cache on purpose: RAM would then hold recent addresses.
-        return b64url_encode(hmac.digest(self._key, network_of(address), "sha256")[:16])
+        return b64url_encode(hmac.digest(self._key, network, "sha256")[:16])

@@ -22,7 +22,7 @@ from atopos.server.access import AccessControl
 from atopos.server.client_address import ClientAddressSource, client_address_source
 from atopos.server.config import ServerConfig
 from atopos.server.cross_site import is_cross_site
-from atopos.server.identity import EphemeralIdentifiers
+from atopos.server.identity import ClientId, EphemeralIdentifiers
 from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
 from atopos.storage.ephemeral_redis import PersistenceCheck, check_at_start
@@ -46,13 +46,11 @@ class Node:
         """Whole seconds since the epoch: the unit of every stored time."""
         return int(self.clock.now())
 
-    def client_identifier(self, scope: Scope) -> str:
-        """The ephemeral identifier of the client behind an HTTP request or a WebSocket."""
-        return self.identifiers.for_address(
-            self.client_addresses.address_of(scope), self.clock.now()
-        )
+    def client_identifier(self, scope: Scope) -> ClientId:
+        """The ephemeral identifiers of the client behind an HTTP request or a WebSocket."""
+        return self.identifiers.client(self.client_addresses.address_of(scope), self.clock.now())
 
-    async def admit(self, scope: Scope, route_class: str) -> str:
+    async def admit(self, scope: Scope, route_class: str) -> ClientId:
         """Count one request of a route class against its client's limit (RateLimited when
         over it); the client's identifier, for failures to be recorded against. A request
         another site made a browser send is Refused before it counts (server/cross_site.py)."""

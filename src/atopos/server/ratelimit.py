@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 from limits import RateLimitItemPerMinute
@@ -22,6 +23,7 @@ from limits.errors import ConfigurationError, StorageError
 
 from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput, RateLimited, Unavailable
+from atopos.server.identity import ClientId
 from atopos.storage.ephemeral_redis import UNAVAILABLE_MESSAGE, PersistenceCheck
 from atopos.storage.outage_log import OutageLog
 from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
@@ -32,6 +34,10 @@ __all__ = ["KEY_PREFIX", "RateLimits", "rate_limit_storage"]
 # doubling of the count adds one bit of proof-of-work difficulty, up to MAX_EXTRA_BITS.
 _FAILURE_WINDOW = RateLimitItemPerMinute(1_000_000, 10)
 MAX_EXTRA_BITS = 8
+# IPv6 clients are also counted by their /56 and /48 (server/identity.py), each step with a
+# budget 2**2 times larger, and failures there counting 2 bits less.
+_WIDER_NETWORKS = 2
+_WIDER_STEP_BITS = 2
 KEY_PREFIX = "atopos-limits"
 _log = logging.getLogger("atopos.server")
 T = TypeVar("T")
@@ -85,6 +91,10 @@ def _redis_storage(url: str) -> Storage:
     )
 
 
+def _keys(client: ClientId | str) -> tuple[str, ...]:
+    return (client,) if isinstance(client, str) else client.keys()
+
+
 def _storage_errors(storage: Storage) -> tuple[type[Exception], ...]:
     """What a storage raises when it cannot answer. `limits` wraps the client's RedisError in
     StorageError, but not the Cluster client's RedisClusterException (no node reachable)."""
@@ -107,34 +117,49 @@ class RateLimits:
         storage = MemoryStorage() if storage is None else storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._storage_errors = _storage_errors(storage)
+        # Per route: the client's budget, then each wider network's, 4 times larger each.
         self._items = {
-            route: RateLimitItemPerMinute(amount) for route, amount in per_minute.items() if amount
+            route: tuple(
+                RateLimitItemPerMinute(amount << (_WIDER_STEP_BITS * step))
+                for step in range(1 + _WIDER_NETWORKS)
+            )
+            for route, amount in per_minute.items()
+            if amount
         }
         self._persistence_check = persistence_check
         self._clock = clock or SystemClock()
         self._outages = OutageLog(_log, "rate-limit storage")
 
-    async def hit(self, route: str, ident: str) -> None:
-        """Count one request; raise RateLimited (with seconds to wait) when over the limit."""
-        item = self._items.get(route)
-        if item is None:
+    async def hit(self, route: str, client: ClientId | str) -> None:
+        """Count one request against the client's budget, and against each wider network's
+        budget (4 times larger per step, server/identity.py); raise RateLimited (with the
+        seconds to wait) when any of them is spent."""
+        items = self._items.get(route)
+        if items is None:
             return
-        if await self._ask(lambda: self._limiter.hit(item, route, ident)):
-            return
-        stats = await self._ask(lambda: self._limiter.get_window_stats(item, route, ident))
-        # `limits` reports reset times on its own wall clock.
-        retry_after = max(1, math.ceil(stats.reset_time - self._clock.now()))
-        raise RateLimited("Too many requests; slow down and try again later.", retry_after)
+        for item, key in zip(items, _keys(client), strict=False):
+            if await self._ask(partial(self._limiter.hit, item, route, key)):
+                continue
+            stats = await self._ask(partial(self._limiter.get_window_stats, item, route, key))
+            # `limits` reports reset times on its own wall clock.
+            retry_after = max(1, math.ceil(stats.reset_time - self._clock.now()))
+            raise RateLimited("Too many requests; slow down and try again later.", retry_after)
 
-    async def record_failure(self, ident: str) -> None:
-        await self._ask(lambda: self._limiter.hit(_FAILURE_WINDOW, "failures", ident))
+    async def record_failure(self, client: ClientId | str) -> None:
+        for key in _keys(client):
+            await self._ask(partial(self._limiter.hit, _FAILURE_WINDOW, "failures", key))
 
-    async def extra_bits(self, ident: str) -> int:
-        stats = await self._ask(
-            lambda: self._limiter.get_window_stats(_FAILURE_WINDOW, "failures", ident)
-        )
-        failures = _FAILURE_WINDOW.amount - stats.remaining
-        return min(MAX_EXTRA_BITS, max(0, failures).bit_length())
+    async def extra_bits(self, client: ClientId | str) -> int:
+        """One bit per doubling of the failures counted for the client, or for a wider
+        network where they count 4 times less per step (so 16 times less at a /48)."""
+        bits = 0
+        for step, key in enumerate(_keys(client)):
+            stats = await self._ask(
+                partial(self._limiter.get_window_stats, _FAILURE_WINDOW, "failures", key)
+            )
+            failures = _FAILURE_WINDOW.amount - stats.remaining
+            bits = max(bits, max(0, failures).bit_length() - _WIDER_STEP_BITS * step)
+        return min(MAX_EXTRA_BITS, bits)
 
     async def _ask(self, question: Callable[[], Awaitable[T]]) -> T:
         """One question to the counters' storage, once they may be written there; a storage

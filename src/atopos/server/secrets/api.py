@@ -17,6 +17,7 @@ from atopos.crypto.errors import CryptoError
 from atopos.crypto.sizes import MANAGE_TOKEN_BYTES, SECRET_ID_BYTES, SECRET_ID_CHARS
 from atopos.errors import Gone, InvalidInput, Refused
 from atopos.server.bodies import limited_stream, read_json
+from atopos.server.identity import ClientId
 from atopos.server.node import Node
 from atopos.server.secrets.schemas import (
     ChallengeResponse,
@@ -69,7 +70,9 @@ class SecretsApi:
     def _now(self) -> int:
         return self._node.now()
 
-    async def _limited(self, request: Request, route: str, body_type: str | None = None) -> str:
+    async def _limited(
+        self, request: Request, route: str, body_type: str | None = None
+    ) -> ClientId:
         """Admit a request (node.admit), after checking the body's media type: a no-cors
         request from another page can only send form and text types, so it is refused here
         before it spends anything."""
