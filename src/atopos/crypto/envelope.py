@@ -79,6 +79,7 @@ __all__ = [
     "Metadata",
     "Opener",
     "Sealer",
+    "is_envelope_size",
     "open_envelope",
     "parse_header",
     "seal",
@@ -353,6 +354,25 @@ def sealed_size(
         is_device_bound=is_device_bound,
     )
     return size
+
+
+def is_envelope_size(header: Header, total: int) -> bool:
+    """Whether an envelope with this header can be exactly `total` bytes long: its
+    plaintext is padded to a Padmé size and sealed in chunks of 16-byte-tagged records, so
+    most lengths are impossible (a cheap check on an upload, before any key is known)."""
+    body = total - len(header.raw)
+    record = header.chunk_size + TAG_BYTES
+    estimate = -(-body // record)
+    for chunk_count in (estimate - 1, estimate, estimate + 1):
+        plaintext_size = body - chunk_count * TAG_BYTES
+        if (
+            chunk_count >= 1
+            and plaintext_size > 0
+            and padded_size(plaintext_size) == plaintext_size
+            and _chunk_count(plaintext_size, header.chunk_size_log2) == chunk_count
+        ):
+            return True
+    return False
 
 
 # -- sealing -------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ from starlette.requests import ClientDisconnect, Request
 
 from atopos.errors import InvalidInput, TooLarge
 
-__all__ = ["limited_stream", "read_json"]
+__all__ = ["declared_length", "limited_stream", "read_json"]
 
 T = TypeVar("T")
 
 
-def _declared_length(request: Request, limit: int) -> int | None:
+def declared_length(request: Request, limit: int) -> int | None:
+    """The Content-Length, if given (InvalidInput if malformed, TooLarge over `limit`)."""
     header = request.headers.get("content-length")
     if header is None:
         return None
@@ -29,7 +30,7 @@ def _declared_length(request: Request, limit: int) -> int | None:
 
 async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
     """The body in pieces; TooLarge as soon as more than `limit` bytes arrived."""
-    _declared_length(request, limit)
+    declared_length(request, limit)
     received = 0
     try:
         async for piece in request.stream():

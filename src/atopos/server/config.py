@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from atopos.server.connection_guard import ConnectionLimits
@@ -16,6 +17,7 @@ __all__ = [
     "RATE_LIMITED_ROUTES",
     "ServerConfig",
     "parse_flag",
+    "parse_size",
     "parse_trusted_proxies",
     "rate_limits",
 ]
@@ -24,6 +26,7 @@ __all__ = [
 # attempts; the CLI needs a few hundredths. See docs/protocol/access.md.
 DEFAULT_POW_BITS = 16
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 # The route classes that have a per-minute limit each (the `rate_<class>` settings).
 RATE_LIMITED_ROUTES = ("create", "challenge", "ticket", "reveal", "manage")
@@ -75,6 +78,10 @@ class ServerConfig:
     idle_timeout: float = _GUARD_DEFAULTS.idle_timeout
     max_connections: int = _GUARD_DEFAULTS.max_connections
     max_connections_per_client: int = _GUARD_DEFAULTS.max_connections_per_client
+    # Disk quota (docs/operations.md): how large the store may grow, and how many bytes one
+    # client may upload per hour (its wider IPv6 networks 4 and 16 times more); 0: no quota.
+    storage_quota_bytes: int = 10 * GiB
+    upload_quota_per_hour_bytes: int = 1 * GiB
 
     def connection_limits(self) -> ConnectionLimits:
         return ConnectionLimits(
@@ -135,21 +142,36 @@ class ServerConfig:
             values["trusted_proxies"] = parse_trusted_proxies(proxies)
         if (rate := os.environ.get("ATOPOS_RATE_LIMIT")) is not None:
             values.update(rate_limits(int(rate)))
-        for name, kind in _CONNECTION_SETTINGS.items():
-            if (text := os.environ.get(f"ATOPOS_{name.upper()}")) is not None:
-                values[name] = kind(text)
+        for name, (variable, parse) in _NUMERIC_SETTINGS.items():
+            if (text := os.environ.get(variable)) is not None:
+                values[name] = parse(text)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
 
-# Connection settings, each read from ATOPOS_<NAME> (ATOPOS_HEADER_TIMEOUT=10, ...).
-_CONNECTION_SETTINGS: dict[str, type[int] | type[float]] = {
-    "header_timeout": float,
-    "body_idle_timeout": float,
-    "send_stall_timeout": float,
-    "idle_timeout": float,
-    "max_connections": int,
-    "max_connections_per_client": int,
+def parse_size(text: str) -> int:
+    """A byte count: `1048576`, or with a binary suffix `512K`, `100M`, `10G`, `1T`."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = 1
+    if value and value[-1] in _SIZE_SUFFIXES:
+        scale = _SIZE_SUFFIXES[value[-1]]
+        value = value[:-1]
+    if not value.isascii() or not value.isdigit():
+        raise ValueError(f"not a size in bytes: {text!r}")
+    return int(value) * scale
+
+
+_SIZE_SUFFIXES = {"K": 1024, "M": MiB, "G": GiB, "T": 1024 * GiB}
+# Settings read from one variable each, with their parser.
+_NUMERIC_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "header_timeout": ("ATOPOS_HEADER_TIMEOUT", float),
+    "body_idle_timeout": ("ATOPOS_BODY_IDLE_TIMEOUT", float),
+    "send_stall_timeout": ("ATOPOS_SEND_STALL_TIMEOUT", float),
+    "idle_timeout": ("ATOPOS_IDLE_TIMEOUT", float),
+    "max_connections": ("ATOPOS_MAX_CONNECTIONS", int),
+    "max_connections_per_client": ("ATOPOS_MAX_CONNECTIONS_PER_CLIENT", int),
+    "storage_quota_bytes": ("ATOPOS_STORAGE_QUOTA", parse_size),
+    "upload_quota_per_hour_bytes": ("ATOPOS_UPLOAD_QUOTA_PER_HOUR", parse_size),
 }
 
 

@@ -24,7 +24,7 @@ from atopos.server.config import ServerConfig
 from atopos.server.cross_site import is_cross_site
 from atopos.server.identity import ClientId, EphemeralIdentifiers
 from atopos.server.keyfile import NodeKeys, load_key_file
-from atopos.server.ratelimit import RateLimits, rate_limit_storage
+from atopos.server.ratelimit import UPLOAD_BUDGET, RateLimits, rate_limit_storage
 from atopos.storage.ephemeral_redis import PersistenceCheck, check_at_start
 
 __all__ = ["Node", "build_node"]
@@ -94,6 +94,7 @@ def build_node(
         rate_limit_storage(rate_limit_url),
         persistence_check,
         clock=clock,
+        per_hour={UPLOAD_BUDGET: config.upload_quota_per_hour_bytes},
     )
     access = AccessControl(
         token_keys or node_keys.token_keys(),

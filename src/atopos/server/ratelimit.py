@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import ConfigurationError, StorageError
@@ -28,7 +28,7 @@ from atopos.storage.ephemeral_redis import UNAVAILABLE_MESSAGE, PersistenceCheck
 from atopos.storage.outage_log import OutageLog
 from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
 
-__all__ = ["KEY_PREFIX", "RateLimits", "rate_limit_storage"]
+__all__ = ["KEY_PREFIX", "UPLOAD_BUDGET", "RateLimits", "rate_limit_storage"]
 
 # Failures (bad proof of work, bad or replayed ticket) are counted over this window; each
 # doubling of the count adds one bit of proof-of-work difficulty, up to MAX_EXTRA_BITS.
@@ -91,6 +91,25 @@ def _redis_storage(url: str) -> Storage:
     )
 
 
+# The hourly budget of bytes one client may upload (server/secrets/quota.py).
+UPLOAD_BUDGET = "upload-bytes"
+_TOO_MANY_REQUESTS = "Too many requests; slow down and try again later."
+_BUDGET_SPENT = "This client's upload quota for the hour is spent; try again later."
+
+
+def _scaled(
+    kind: type[RateLimitItem], amounts: dict[str, int]
+) -> dict[str, tuple[RateLimitItem, ...]]:
+    """Per name: the client's budget, then each wider network's, 4 times larger each."""
+    return {
+        name: tuple(
+            kind(amount << (_WIDER_STEP_BITS * step)) for step in range(1 + _WIDER_NETWORKS)
+        )
+        for name, amount in amounts.items()
+        if amount
+    }
+
+
 def _keys(client: ClientId | str) -> tuple[str, ...]:
     return (client,) if isinstance(client, str) else client.keys()
 
@@ -113,19 +132,17 @@ class RateLimits:
         storage: Storage | None = None,
         persistence_check: PersistenceCheck | None = None,
         clock: Clock | None = None,
+        *,
+        per_hour: dict[str, int] | None = None,
     ) -> None:
+        """`per_minute`: requests per route class; `per_hour`: amounts (bytes uploaded) per
+        budget name; 0 leaves a route or budget unlimited."""
         storage = MemoryStorage() if storage is None else storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._storage_errors = _storage_errors(storage)
         # Per route: the client's budget, then each wider network's, 4 times larger each.
-        self._items = {
-            route: tuple(
-                RateLimitItemPerMinute(amount << (_WIDER_STEP_BITS * step))
-                for step in range(1 + _WIDER_NETWORKS)
-            )
-            for route, amount in per_minute.items()
-            if amount
-        }
+        self._items = _scaled(RateLimitItemPerMinute, per_minute)
+        self._hourly = _scaled(RateLimitItemPerHour, per_hour or {})
         self._persistence_check = persistence_check
         self._clock = clock or SystemClock()
         self._outages = OutageLog(_log, "rate-limit storage")
@@ -134,16 +151,30 @@ class RateLimits:
         """Count one request against the client's budget, and against each wider network's
         budget (4 times larger per step, server/identity.py); raise RateLimited (with the
         seconds to wait) when any of them is spent."""
-        items = self._items.get(route)
+        await self._take(self._items, route, client, 1, _TOO_MANY_REQUESTS)
+
+    async def spend(self, budget: str, client: ClientId | str, amount: int) -> None:
+        """Take `amount` from the client's hourly budget (as `hit` does for requests)."""
+        await self._take(self._hourly, budget, client, amount, _BUDGET_SPENT)
+
+    async def _take(
+        self,
+        table: dict[str, tuple[RateLimitItem, ...]],
+        name: str,
+        client: ClientId | str,
+        cost: int,
+        message: str,
+    ) -> None:
+        items = table.get(name)
         if items is None:
             return
         for item, key in zip(items, _keys(client), strict=False):
-            if await self._ask(partial(self._limiter.hit, item, route, key)):
+            if await self._ask(partial(self._limiter.hit, item, name, key, cost=cost)):
                 continue
-            stats = await self._ask(partial(self._limiter.get_window_stats, item, route, key))
+            stats = await self._ask(partial(self._limiter.get_window_stats, item, name, key))
             # `limits` reports reset times on its own wall clock.
             retry_after = max(1, math.ceil(stats.reset_time - self._clock.now()))
-            raise RateLimited("Too many requests; slow down and try again later.", retry_after)
+            raise RateLimited(message, retry_after)
 
     async def record_failure(self, client: ClientId | str) -> None:
         for key in _keys(client):

@@ -123,4 +123,9 @@ class SecretStore(Protocol):
         """Raise Unavailable when the backend cannot serve requests."""
         ...
 
+    async def used_bytes(self) -> int:
+        """About how much space the store takes now (for the operator's quota): cheap to
+        ask, not exact."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -145,6 +145,13 @@ class RedisSecretStore:
     async def check(self) -> None:
         await self._run(self._client.ping())
 
+    async def used_bytes(self) -> int:
+        """Redis's own used_memory (summed over the nodes of a Cluster)."""
+        info: Any = await self._run(self._client.info("memory"))
+        if "used_memory" in info:
+            return int(info["used_memory"])
+        return sum(int(node.get("used_memory", 0)) for node in info.values())
+
     async def _warn_if_not_durable(self) -> None:
         """Say so in the log when Redis would lose or evict acknowledged secrets."""
         try:

@@ -122,6 +122,17 @@ class SqliteSecretStore:
         except sqlite3.Error as exc:
             raise storage_error(exc) from exc
 
+    async def used_bytes(self) -> int:
+        """The pages in use (the file's pages less its free list), WAL included."""
+        conn = self._reader_conn()
+        try:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+        return int((pages - free) * page_size)
+
     def _reader_conn(self) -> sqlite3.Connection:
         if self._reader is None:
             raise RuntimeError("store not started")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
 
 import msgspec
 from starlette.requests import Request
@@ -12,13 +11,12 @@ from starlette.responses import Response
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proof
-from atopos.crypto.envelope import Header, parse_header
-from atopos.crypto.errors import CryptoError
 from atopos.crypto.sizes import MANAGE_TOKEN_BYTES, SECRET_ID_BYTES, SECRET_ID_CHARS
 from atopos.errors import Gone, InvalidInput, Refused
-from atopos.server.bodies import limited_stream, read_json
+from atopos.server.bodies import declared_length, limited_stream, read_json
 from atopos.server.identity import ClientId
 from atopos.server.node import Node
+from atopos.server.secrets.quota import StorageQuota
 from atopos.server.secrets.schemas import (
     ChallengeResponse,
     CreateResponse,
@@ -27,8 +25,9 @@ from atopos.server.secrets.schemas import (
     TicketRequest,
     TicketResponse,
 )
-from atopos.server.secrets.sizes import max_envelope_bytes, min_envelope_bytes
+from atopos.server.secrets.sizes import max_envelope_bytes
 from atopos.server.secrets.streaming import EnvelopeStream
+from atopos.server.secrets.uploads import checked_envelope, read_header
 from atopos.storage.port import (
     GONE_MESSAGE,
     KIND_FILE,
@@ -64,6 +63,9 @@ class SecretsApi:
         self._store = store
         self._access = node.access
         self._max_envelope = max_envelope_bytes(node.config.max_content_bytes)
+        self._quota = StorageQuota(
+            store, node.limits, node.clock, total_bytes=node.config.storage_quota_bytes
+        )
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -109,11 +111,13 @@ class SecretsApi:
     # -- endpoints ------------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        await self._limited(request, "create", _ENVELOPE)
+        client = await self._limited(request, "create", _ENVELOPE)
         expires_in, views, kind = self._create_params(request)
         device_key = _device_key_param(request.query_params.get("device_key"))
+        declared = declared_length(request, self._max_envelope)
+        await self._quota.admit(client, declared)
         stream = limited_stream(request, self._max_envelope)
-        header, head = await _read_header(stream)
+        header, head = await read_header(stream)
         if header.is_device_bound != (device_key is not None):
             raise InvalidInput(
                 "The envelope's device binding and the device_key parameter disagree."
@@ -131,7 +135,9 @@ class SecretsApi:
             device_key=device_key,
             has_passphrase=header.has_passphrase,
         )
-        await self._store.create(secret, _long_enough(head, stream))
+        size = await self._store.create(secret, checked_envelope(header, head, stream))
+        if declared is None:
+            await self._quota.charge_undeclared(client, size)
         return _json(
             CreateResponse(b64url_encode(secret_id), b64url_encode(manage_token), now + expires_in),
             status=201,
@@ -260,29 +266,3 @@ def _int_param(text: str | None, default: int, name: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 12:
         raise InvalidInput(f"{name} must be a whole number.")
     return int(text)
-
-
-async def _read_header(body: AsyncIterator[bytes]) -> tuple[Header, bytes]:
-    """Read until the envelope header parses; return it and every byte read so far."""
-    head = bytearray()
-    async for piece in body:
-        head += piece
-        try:
-            header = parse_header(bytes(head))
-        except CryptoError:
-            raise InvalidInput("The body is not an Atopos envelope.") from None
-        if header is not None:
-            return header, bytes(head)
-    raise InvalidInput("The body is not an Atopos envelope.")
-
-
-async def _long_enough(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The whole body, failing at the end if it cannot hold even one sealed record, so
-    that garbage never reaches the store."""
-    size = len(head)
-    yield head
-    async for piece in rest:
-        size += len(piece)
-        yield piece
-    if size < min_envelope_bytes():
-        raise InvalidInput("The body is not an Atopos envelope.")
