@@ -521,3 +521,62 @@ def test_share_link_is_not_a_manage_link(fake: FakeServer) -> None:
     outcome = atopos("secret", "status", link)
     assert outcome.code == ExitCode.USAGE
     assert "share link, not a manage link" in outcome.stderr
+
+
+# -- global options after the command -------------------------------------------------------
+
+
+def atopos_as_typed(*args: str, stdin: bytes = b"", server_env: str | None = None) -> Outcome:
+    """`atopos ARGS`, without the `--server` the other tests put first."""
+    with CliRunner().isolation(input=stdin, env={"ATOPOS_SERVER": server_env}) as (out, err, _):
+        code = run(list(args))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return Outcome(code, out.getvalue(), err.getvalue().decode())
+
+
+def test_server_after_the_command(fake: FakeServer) -> None:
+    outcome = atopos_as_typed("secret", "create", "--server", SERVER, stdin=b"hunter2")
+    assert outcome.code == 0, outcome.stderr
+    assert parse_share_link(outcome.stdout.decode()).server == SERVER
+    assert fake.hits["create"] == 1
+
+
+def test_server_after_the_command_wins_over_the_environment(fake: FakeServer) -> None:
+    outcome = atopos_as_typed(
+        "secret", "create", "--server", SERVER, stdin=b"x", server_env="http://127.0.0.1:9"
+    )
+    assert outcome.code == 0, outcome.stderr
+    assert parse_share_link(outcome.stdout.decode()).server == SERVER
+
+
+def test_the_same_server_before_and_after_is_fine(fake: FakeServer) -> None:
+    outcome = atopos_as_typed(
+        "--server", SERVER, "secret", "create", "--server", SERVER, stdin=b"x"
+    )
+    assert outcome.code == 0, outcome.stderr
+
+
+def test_two_different_servers_are_a_usage_error(fake: FakeServer) -> None:
+    outcome = atopos_as_typed(
+        "--server", SERVER, "secret", "create", "--server", "http://other.test", stdin=b"x"
+    )
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert outcome.stderr == (
+        "Error: --server was given twice with different values (before and after the "
+        "command); give it once.\n"
+    )
+    assert fake.hits["create"] == 0
+
+
+def test_a_pin_after_the_command_is_in_force() -> None:
+    # A pinned client talks https only: it refuses plain http before connecting at all.
+    pin = "sha256/" + "A" * 43 + "="
+    server = "http://127.0.0.1:9"
+    outcome = atopos_as_typed("secret", "create", "--server", server, "--pin-spki", pin)
+    assert outcome.code == ExitCode.NETWORK
+    assert "pinned key can only be checked over https" in outcome.stderr
+    link = str(ShareLink(server, b64url_encode(bytes(16)), bytes(32)))
+    refused = atopos_as_typed("secret", "reveal", link, "--pin-spki", pin)
+    assert refused.code == ExitCode.NETWORK
+    assert "pinned key can only be checked over https" in refused.stderr
