@@ -580,3 +580,103 @@ def test_a_pin_after_the_command_is_in_force() -> None:
     refused = atopos_as_typed("secret", "reveal", link, "--pin-spki", pin)
     assert refused.code == ExitCode.NETWORK
     assert "pinned key can only be checked over https" in refused.stderr
+
+
+def test_a_lifetime_under_a_minute_is_refused_before_anything_is_sent(fake: FakeServer) -> None:
+    outcome = atopos("secret", "create", "--expires", "30s", stdin=b"x")
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert (
+        outcome.stderr
+        == "Error: A secret must live at least 1 minute; give --expires 1m or more.\n"
+    )
+    assert fake.hits["create"] == 0
+    assert atopos("secret", "create", "--expires", "60s", stdin=b"x").code == 0
+
+
+# -- a new passphrase typed on the terminal -------------------------------------------------
+
+
+@dataclasses.dataclass
+class Terminal:
+    """What the person at the terminal types (`answers`) and the prompts they saw."""
+
+    answers: list[str]
+    prompts: list[str]
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> Terminal:
+    seen = Terminal([], [])
+
+    def getpass(prompt: str = "Password: ", stream: object = None) -> str:
+        seen.prompts.append(prompt)
+        if not seen.answers:
+            raise EOFError
+        return seen.answers.pop(0)
+
+    monkeypatch.setattr("atopos.cli.secret.has_terminal", lambda: True)
+    monkeypatch.setattr("atopos.cli.passphrase.getpass.getpass", getpass)
+    return seen
+
+
+def test_passphrase_is_asked_twice_and_locks_the_secret(
+    fake: FakeServer, terminal: Terminal, tmp_path: Path
+) -> None:
+    terminal.answers.extend(["correct horse", "correct horse"])
+    link, _ = create_text(b"hunter2", "--passphrase")
+    assert terminal.prompts == ["Passphrase for the secret: ", "The same passphrase again: "]
+    fake.secrets[parse_share_link(link).secret_id].views = 2
+    without = atopos("secret", "reveal", link)
+    assert (without.code, without.stdout) == (ExitCode.REFUSED, b"")
+    revealed = atopos(
+        "secret", "reveal", link, "--passphrase-file", passphrase_file(tmp_path, "correct horse")
+    )
+    assert (revealed.code, revealed.stdout) == (0, b"hunter2")
+
+
+def test_two_different_passphrases_send_nothing(fake: FakeServer, terminal: Terminal) -> None:
+    terminal.answers.extend(["correct horse", "correct hose"])
+    outcome = atopos("secret", "create", "--passphrase", stdin=b"hunter2")
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert outcome.stderr == "Error: The two passphrases differ; nothing was sent.\n"
+    assert fake.hits["create"] == 0
+
+
+def test_an_empty_passphrase_sends_nothing(fake: FakeServer, terminal: Terminal) -> None:
+    terminal.answers.extend([""])
+    outcome = atopos("secret", "create", "--passphrase", stdin=b"hunter2")
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert outcome.stderr == "Error: The passphrase must not be empty; nothing was sent.\n"
+    assert fake.hits["create"] == 0
+
+
+def test_end_of_input_at_the_prompt_sends_nothing(fake: FakeServer, terminal: Terminal) -> None:
+    outcome = atopos("secret", "create", "--passphrase", stdin=b"hunter2")
+    assert outcome.code == ExitCode.USAGE
+    assert fake.hits["create"] == 0
+
+
+def test_passphrase_without_a_terminal_points_to_the_file_option(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("atopos.cli.secret.has_terminal", lambda: False)
+    outcome = atopos("secret", "create", "--passphrase", stdin=b"hunter2")
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert "--passphrase-file" in outcome.stderr
+    assert outcome.stderr.count("\n") == 1
+    assert fake.hits["create"] == 0
+
+
+def test_passphrase_and_passphrase_file_together_are_a_usage_error(
+    fake: FakeServer, terminal: Terminal, tmp_path: Path
+) -> None:
+    outcome = atopos(
+        "secret",
+        "create",
+        "--passphrase",
+        "--passphrase-file",
+        passphrase_file(tmp_path, "x"),
+        stdin=b"hunter2",
+    )
+    assert outcome.code == ExitCode.USAGE
+    assert fake.hits["create"] == 0

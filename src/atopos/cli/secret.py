@@ -16,9 +16,13 @@ import typer
 
 from atopos.cli.context import global_options
 from atopos.cli.output import HeldStream, OutputTarget, ProvisionalFile
-from atopos.cli.passphrase import prompt_passphrase, read_passphrase_file
+from atopos.cli.passphrase import (
+    prompt_new_passphrase,
+    prompt_passphrase,
+    read_passphrase_file,
+)
 from atopos.cli.progress import TransferProgress
-from atopos.cli.terminal import is_tty
+from atopos.cli.terminal import has_terminal, is_tty
 from atopos.errors import InvalidInput, TooLarge
 
 __all__ = ["app"]
@@ -29,6 +33,9 @@ app = typer.Typer(no_args_is_help=True, help="Share a secret by link; it is encr
 # larger belongs in a file, which is streamed.
 _MAX_STDIN_BYTES = 100 * 1024 * 1024
 _READ_BYTES = 64 * 1024
+# The server's shortest lifetime (server/secrets_api.py); anything shorter is refused there,
+# so it is refused here before a passphrase or a secret is typed.
+MIN_EXPIRES_SECONDS = 60
 
 PassphraseFile = Annotated[
     Path | None,
@@ -37,6 +44,7 @@ PassphraseFile = Annotated[
         exists=True,
         dir_okay=False,
         readable=True,
+        metavar="FILE",
         help="File holding a passphrase (one trailing newline is ignored).",
     ),
 ]
@@ -46,9 +54,31 @@ PassphraseFile = Annotated[
 def create(
     ctx: typer.Context,
     expires: Annotated[
-        str, typer.Option("--expires", help="Lifetime: 30s, 10m, 1h, 7d, 2w.")
+        str,
+        typer.Option(
+            "--expires",
+            metavar="DURATION",
+            help="Lifetime: a number and s, m, h, d or w, like 10m, 1h, 7d or 2w; at least "
+            "1m, at most 30d on a server with the default limits.",
+        ),
     ] = "1d",
-    views: Annotated[int, typer.Option("--views", min=1, help="How many reveals.")] = 1,
+    views: Annotated[
+        int,
+        typer.Option(
+            "--views",
+            min=1,
+            metavar="N",
+            help="How many reveals: 1 to 100 on a server with the default limits.",
+        ),
+    ] = 1,
+    ask_passphrase: Annotated[
+        bool,
+        typer.Option(
+            "--passphrase",
+            help="Ask for a passphrase on the terminal (hidden, twice); the reader needs it "
+            "as well as the link.",
+        ),
+    ] = False,
     passphrase_file: PassphraseFile = None,
     file: Annotated[
         Path | None,
@@ -57,7 +87,9 @@ def create(
             exists=True,
             dir_okay=False,
             readable=True,
-            help="Send this file instead of text from stdin.",
+            metavar="FILE",
+            help="Send this file instead of text from stdin: up to 100 MiB on a server with "
+            "the default limits.",
         ),
     ] = None,
     as_json: Annotated[
@@ -78,11 +110,21 @@ def create(
     from atopos.client.duration import parse_duration
     from atopos.client.secrets import create_secret
 
+    if ask_passphrase and passphrase_file is not None:
+        raise InvalidInput("Give --passphrase or --passphrase-file, not both.")
     expires_in = parse_duration(expires)
+    if expires_in < MIN_EXPIRES_SECONDS:
+        raise InvalidInput("A secret must live at least 1 minute; give --expires 1m or more.")
     device = parse_device_code_input(bind_device) if bind_device is not None else None
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
-    # Connect (and so check --server) before the user types a secret that could not be sent.
+    if ask_passphrase and not has_terminal():
+        raise InvalidInput(
+            "--passphrase asks on a terminal and there is none; use --passphrase-file FILE."
+        )
+    # Check --server before the user types a passphrase or a secret that could not be sent.
     with SecretsApi(global_options(ctx).server) as api:
+        if ask_passphrase:
+            passphrase = prompt_new_passphrase()
         content: bytes | Path = file if file is not None else _read_text_secret()
         with TransferProgress("Sending", enabled=file is not None and is_tty(sys.stderr)) as bar:
             created = create_secret(
@@ -108,13 +150,16 @@ def create(
 
 @app.command()
 def reveal(
-    link: Annotated[str, typer.Argument(help="The share link: <server>/s/<id>#<key>.")],
+    link: Annotated[
+        str, typer.Argument(metavar="LINK", help="The share link: <server>/s/<id>#<key>.")
+    ],
     passphrase_file: PassphraseFile = None,
     output: Annotated[
         Path | None,
         typer.Option(
             "-o",
             "--output",
+            metavar="PATH",
             help="Write to this file, or into this directory under the sender's file name.",
         ),
     ] = None,
@@ -126,6 +171,7 @@ def reveal(
             exists=True,
             dir_okay=False,
             readable=True,
+            metavar="FILE",
             help="File holding this device's Extra Lock passphrase (for a bound secret).",
         ),
     ] = None,
@@ -180,7 +226,10 @@ def reveal(
 
 @app.command()
 def status(
-    manage_link: Annotated[str, typer.Argument(help="The manage link: <server>/m/<id>#<token>.")],
+    manage_link: Annotated[
+        str,
+        typer.Argument(metavar="MANAGE_LINK", help="The manage link: <server>/m/<id>#<token>."),
+    ],
 ) -> None:
     """Show views left, expiry, kind and stored size of a secret."""
     from atopos.client.api import SecretsApi
@@ -197,7 +246,10 @@ def status(
 
 @app.command()
 def delete(
-    manage_link: Annotated[str, typer.Argument(help="The manage link: <server>/m/<id>#<token>.")],
+    manage_link: Annotated[
+        str,
+        typer.Argument(metavar="MANAGE_LINK", help="The manage link: <server>/m/<id>#<token>."),
+    ],
 ) -> None:
     """Delete a secret now, whatever views it has left."""
     from atopos.client.api import SecretsApi
