@@ -276,3 +276,48 @@ def test_serve_on_a_busy_port_is_one_sentence(tmp_path: Path) -> None:
         f"Error: Port {port} is already in use on 127.0.0.1; stop what runs there or pick "
         "another with --port.\n"
     )
+
+
+def reveal_on_a_terminal(link: str, cwd: Path) -> tuple[int, bytes, str]:
+    """`atopos secret reveal LINK` with stdout on a pty: exit code, screen, stderr."""
+    controller, follower = pty.openpty()
+    process = subprocess.Popen(
+        [ATOPOS, "secret", "reveal", link], stdout=follower, stderr=subprocess.PIPE, cwd=cwd
+    )
+    os.close(follower)
+    screen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], 60)
+            assert ready, "the reveal hung"
+            try:
+                piece = os.read(controller, 65536)
+            except OSError:  # EIO: the program closed the terminal
+                break
+            if not piece:
+                break
+            screen += piece
+        process.wait(timeout=60)
+    finally:
+        end_process(process)
+        os.close(controller)
+    assert process.stderr is not None
+    return process.returncode, screen, process.stderr.read().decode()
+
+
+def test_a_terminal_sees_escapes_and_no_binary(server: ServerProcess, tmp_path: Path) -> None:
+    created = atopos(
+        "secret", "create", "--server", server.url, stdin=b"hi\x1b[2J\x1b]0;owned\x07\n"
+    )
+    code, screen, stderr = reveal_on_a_terminal(created.stdout.decode().strip(), tmp_path)
+    assert code == 0, stderr
+    assert b"\x1b" not in screen
+    assert b"hi\\x1b[2J\\x1b]0;owned\\x07" in screen
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + os.urandom(5000))
+    sent = atopos("secret", "create", "--server", server.url, "--file", str(source))
+    code, screen, stderr = reveal_on_a_terminal(sent.stdout.decode().strip(), tmp_path)
+    assert code == 2
+    assert screen == b""
+    assert "was not printed on the terminal" in stderr
+    assert (tmp_path / "secret.bin").read_bytes() == source.read_bytes()

