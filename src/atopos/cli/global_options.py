@@ -19,10 +19,8 @@ from typer.core import TyperArgument, TyperGroup
 
 from atopos.errors import InvalidInput
 
-__all__ = ["GLOBAL_OPTION_NAMES", "GlobalValues", "accept_after_commands"]
+__all__ = ["GlobalValues", "accept_after_commands", "is_global_option"]
 
-# The root callback's parameters that are global options (click's names for them).
-GLOBAL_OPTION_NAMES = ("server", "pin_spki", "ca_file")
 # Commands for which a global option after the name means nothing: `atopos serve` runs
 # the server and talks to none.
 _WITHOUT_GLOBAL_OPTIONS = frozenset({"serve"})
@@ -40,7 +38,7 @@ def accept_after_commands(
     `put_in_force(root_context, values)` runs once, after the command's own options are
     parsed and before its body: it receives the merged global options.
     """
-    originals = [param for param in root.params if param.name in GLOBAL_OPTION_NAMES]
+    originals = [param for param in root.params if is_global_option(param)]
     _tidy_help(root)
     for command in _commands(root):
         if command.name not in _WITHOUT_GLOBAL_OPTIONS:
@@ -49,6 +47,12 @@ def accept_after_commands(
         command.__class__ = _MergingCommand
         assert isinstance(command, _MergingCommand)
         command.put_in_force = put_in_force
+
+
+def is_global_option(param: Any) -> bool:
+    """Every option of the root callback is global, except those that act at once and exit
+    (`--version`, `--help`): a new one (`--tor`) is accepted after the command unasked."""
+    return isinstance(param, typer.core.TyperOption) and not param.is_eager
 
 
 def _commands(group: TyperGroup) -> Iterator[typer.core.TyperCommand]:
@@ -91,7 +95,11 @@ class _MergingCommand(typer.core.TyperCommand):
 def _merged(ctx: Any) -> GlobalValues:
     root = ctx.find_root()
     after: dict[str, object] = ctx.meta.get(_META_KEY, {})
-    values: GlobalValues = {name: root.params.get(name) for name in GLOBAL_OPTION_NAMES}
+    values: GlobalValues = {
+        param.name: root.params.get(param.name)
+        for param in root.command.params
+        if is_global_option(param) and param.name is not None
+    }
     for name, value in after.items():
         source = root.get_parameter_source(name)
         given_before = source is not None and source.name == "COMMANDLINE"
