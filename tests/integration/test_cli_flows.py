@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import socket
 import subprocess
@@ -321,3 +322,31 @@ def test_a_terminal_sees_escapes_and_no_binary(server: ServerProcess, tmp_path: 
     assert screen == b""
     assert "was not printed on the terminal" in stderr
     assert (tmp_path / "secret.bin").read_bytes() == source.read_bytes()
+
+
+def test_human_log_lines_hold_no_ids_keys_or_client_addresses(tmp_path: Path) -> None:
+    # The server listens on 127.0.0.2: loopback clients come from 127.0.0.1.
+    server = ServerProcess(
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "server.log",
+        host="127.0.0.2",
+        env={"ATOPOS_LOG_FORMAT": "human"},
+    ).start()
+    try:
+        created = atopos("secret", "create", "--server", server.url, "--json", stdin=b"PLAIN")
+        links = json.loads(created.stdout)
+        assert atopos("secret", "status", links["manage_link"]).returncode == 0
+        assert atopos("secret", "reveal", links["link"]).stdout == b"PLAIN"
+        assert atopos("secret", "reveal", links["link"]).returncode == 3
+    finally:
+        server.stop()
+    output = server.output()
+    assert "route=/api/v1/secrets/{id}/reveal" in output  # debug access lines were written
+    assert f"is serving at http://127.0.0.2:{server.port}/" in output
+    link_id, key = links["link"].rsplit("/", 1)[1].split("#")
+    token = links["manage_link"].rsplit("#", 1)[1]
+    for needle in (link_id, key, token, "PLAIN", "127.0.0.1"):
+        assert needle not in output
+    assert set(re.findall(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}", output)) == {"127.0.0.2"}
+    assert "{" not in output.replace("{id}", "")  # no JSON lines
+    assert "Traceback" not in output
