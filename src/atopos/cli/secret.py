@@ -282,7 +282,14 @@ def _reveal_to_stdout(reveal: Callable[[Callable[[bytes], None]], object]) -> No
         saved_here: list[ProvisionalFile] = []
 
         def save_here() -> ProvisionalFile:
-            saved_here.append(cleanup.enter_context(ProvisionalFile(Path.cwd())))
+            try:
+                saved_here.append(cleanup.enter_context(ProvisionalFile(Path.cwd())))
+            except OSError as error:
+                raise InvalidInput(
+                    "The secret is not text, so it was not printed on the terminal, and it "
+                    f"could not be saved in the current directory ({error.strerror}); its "
+                    "view is spent, so ask the sender for a new link and use -o PATH."
+                ) from None
             return saved_here[0]
 
         terminal = TerminalText(stdout, divert=save_here)
