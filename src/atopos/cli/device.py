@@ -43,6 +43,7 @@ PassphraseFile = Annotated[
         exists=True,
         dir_okay=False,
         readable=True,
+        metavar="FILE",
         help="File holding the Extra Lock passphrase (one trailing newline is ignored).",
     ),
 ]

@@ -24,6 +24,7 @@ from atopos import __version__
 from atopos.cli import device, secret
 from atopos.cli.context import DEFAULT_SERVER, GlobalOptions
 from atopos.cli.exits import ExitCode, describe, exit_code_for
+from atopos.cli.global_options import GlobalValues, accept_after_commands
 from atopos.cli.pin import pin
 from atopos.cli.serve import serve
 
@@ -59,7 +60,9 @@ def _root(
         typer.Option(
             "--server",
             envvar="ATOPOS_SERVER",
-            help="Server for `secret create` (links carry their own server).",
+            metavar="URL",
+            help="Server for `secret create` (links carry their own server). "
+            "Also accepted after the command.",
         ),
     ] = DEFAULT_SERVER,
     pin_spki: Annotated[
@@ -80,6 +83,7 @@ def _root(
             exists=True,
             dir_okay=False,
             readable=True,
+            metavar="FILE",
             help="Trust only the CAs in this PEM file for https servers.",
         ),
     ] = None,
@@ -90,6 +94,14 @@ def _root(
         ),
     ] = False,
 ) -> None:
+    # The global options may also come after the command (cli/global_options.py): they are
+    # put in force by _put_in_force once the command's own options are parsed.
+    pass
+
+
+def _put_in_force(ctx: typer.Context, values: GlobalValues) -> None:
+    """Apply the global options (merged from before and after the command) to `ctx`."""
+    server, pin_spki, ca_file = values["server"], values["pin_spki"], values["ca_file"]
     if pin_spki is not None or ca_file is not None:
         # Imported here: cryptography and httpx are slow to load and most runs need neither.
         from atopos.client.http import TlsPolicy, use_tls_policy
@@ -108,7 +120,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         # standalone_mode=False: click's errors come here instead of being printed by click
         # as a usage block; typer still turns Ctrl-C into Exit(130) and returns Exit codes.
-        result = app(
+        command = typer.main.get_command(app)
+        assert isinstance(command, typer.core.TyperGroup)
+        accept_after_commands(command, _put_in_force)
+        result = command.main(
             args=list(argv) if argv is not None else None,
             prog_name="atopos",
             standalone_mode=False,

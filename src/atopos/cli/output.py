@@ -15,7 +15,7 @@ import tempfile
 import unicodedata
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Protocol
 
 from atopos.errors import InvalidInput
 
@@ -25,6 +25,7 @@ __all__ = [
     "HeldStream",
     "OutputTarget",
     "ProvisionalFile",
+    "WritableStream",
     "safe_file_name",
 ]
 
@@ -35,21 +36,25 @@ _MAX_ALTERNATIVES = 100
 
 
 def safe_file_name(name: str | None) -> str:
-    """`name` if it is one plain path component, else the fallback.
+    """`name` made safe to create in a directory the reader chose, else the fallback.
 
     The name comes from the sender, inside the envelope: it must not climb out of the
-    chosen directory ("..", "a/b", "C:\\x"), hide NUL or control characters that would
-    garble a terminal, or be too long to create.
+    chosen directory ("..", "a/b", "C:\\x"), hide NUL or control characters (bidi controls
+    included) that would garble a terminal or disguise the name, or be too long to create;
+    such names fall back to `secret.bin`. Leading dots are dropped, so that `-o ~` cannot
+    create a hidden file that shells and tools read, such as `.bashrc`: `.bash_profile`
+    is saved as `bash_profile`.
     """
     if (
         not name
-        or name in (".", "..")
         or any(sep in name for sep in ("/", "\\", "\0"))
         or any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name)
         or len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES
     ):
         return FALLBACK_FILE_NAME
-    return name
+    # Spaces too: " .bashrc" would otherwise come back to a hidden file after a trim.
+    visible = name.lstrip(". ")
+    return visible or FALLBACK_FILE_NAME
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -154,14 +159,23 @@ def _move_without_clobbering(source: Path, destination: Path) -> bool:
     return True
 
 
+class WritableStream(Protocol):
+    """Where HeldStream passes plaintext: a binary stream, or anything that writes like one."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 class HeldStream:
     """Passes plaintext to `stream`, holding back the first `limit` bytes until `release`.
 
     A reveal's content is proven only at its end; holding the start means a typical (text)
-    secret is printed whole or not at all, while a large file still streams.
+    secret is printed whole or not at all, while a large file still streams. `stream` is
+    flushed once, at `release`.
     """
 
-    def __init__(self, stream: BinaryIO, limit: int = 1024 * 1024) -> None:
+    def __init__(self, stream: WritableStream, limit: int = 1024 * 1024) -> None:
         self._stream = stream
         self._limit = limit
         self._held: bytearray | None = bytearray()
@@ -172,11 +186,11 @@ class HeldStream:
             return
         self._held += data
         if len(self._held) > self._limit:
-            self._stream.write(self._held)
+            self._stream.write(bytes(self._held))
             self._held = None
 
     def release(self) -> None:
         if self._held:
-            self._stream.write(self._held)
+            self._stream.write(bytes(self._held))
         self._held = None
         self._stream.flush()

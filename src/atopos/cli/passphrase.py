@@ -11,6 +11,7 @@ from atopos.errors import InvalidInput
 __all__ = [
     "MAX_PASSPHRASE_FILE_BYTES",
     "prompt_for_attempt",
+    "prompt_new_passphrase",
     "prompt_passphrase",
     "read_passphrase_file",
 ]
@@ -53,3 +54,21 @@ def prompt_passphrase(attempt: int) -> str:
 def prompt_for_attempt(first: str, attempt: int) -> str:
     """The prompt for ask number `attempt`: `first`, then one saying the last was wrong."""
     return first if attempt == 0 else "Wrong passphrase, try again: "
+
+
+def prompt_new_passphrase() -> str:
+    """Ask for a new passphrase on the terminal without echo, twice, as `passwd` does.
+
+    A typo in a passphrase nobody saw would lock the reader out for good, hence the second
+    ask; a mismatch or an empty answer stops before anything is sent.
+    """
+    try:
+        first = getpass.getpass("Passphrase for the secret: ")
+        if not first:
+            raise InvalidInput("The passphrase must not be empty; nothing was sent.")
+        again = getpass.getpass("The same passphrase again: ")
+    except EOFError:
+        raise InvalidInput("No passphrase was typed; nothing was sent.") from None
+    if again != first:
+        raise InvalidInput("The two passphrases differ; nothing was sent.")
+    return first

@@ -13,7 +13,7 @@ __all__ = ["pin"]
 
 def pin(
     ctx: typer.Context,
-    url: Annotated[str, typer.Argument(help="The server, https://host[:port].")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="The server, https://host[:port].")],
 ) -> None:
     """Print the server's key pin (sha256/<base64>) for clients' --pin-spki.
 

@@ -6,19 +6,26 @@ everything meant for the person at the terminal goes to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import typer
 
 from atopos.cli.context import global_options
-from atopos.cli.output import HeldStream, OutputTarget, ProvisionalFile
-from atopos.cli.passphrase import prompt_passphrase, read_passphrase_file
+from atopos.cli.output import FALLBACK_FILE_NAME, HeldStream, OutputTarget, ProvisionalFile
+from atopos.cli.passphrase import (
+    prompt_new_passphrase,
+    prompt_passphrase,
+    read_passphrase_file,
+)
 from atopos.cli.progress import TransferProgress
-from atopos.cli.terminal import is_tty
+from atopos.cli.terminal import has_terminal, is_tty
+from atopos.cli.terminal_text import TerminalText
 from atopos.errors import InvalidInput, TooLarge
 
 __all__ = ["app"]
@@ -29,6 +36,9 @@ app = typer.Typer(no_args_is_help=True, help="Share a secret by link; it is encr
 # larger belongs in a file, which is streamed.
 _MAX_STDIN_BYTES = 100 * 1024 * 1024
 _READ_BYTES = 64 * 1024
+# The server's shortest lifetime (server/secrets_api.py); anything shorter is refused there,
+# so it is refused here before a passphrase or a secret is typed.
+MIN_EXPIRES_SECONDS = 60
 
 PassphraseFile = Annotated[
     Path | None,
@@ -37,6 +47,7 @@ PassphraseFile = Annotated[
         exists=True,
         dir_okay=False,
         readable=True,
+        metavar="FILE",
         help="File holding a passphrase (one trailing newline is ignored).",
     ),
 ]
@@ -46,9 +57,31 @@ PassphraseFile = Annotated[
 def create(
     ctx: typer.Context,
     expires: Annotated[
-        str, typer.Option("--expires", help="Lifetime: 30s, 10m, 1h, 7d, 2w.")
+        str,
+        typer.Option(
+            "--expires",
+            metavar="DURATION",
+            help="Lifetime: a number and s, m, h, d or w, like 10m, 1h, 7d or 2w; at least "
+            "1m, at most 30d on a server with the default limits.",
+        ),
     ] = "1d",
-    views: Annotated[int, typer.Option("--views", min=1, help="How many reveals.")] = 1,
+    views: Annotated[
+        int,
+        typer.Option(
+            "--views",
+            min=1,
+            metavar="N",
+            help="How many reveals: 1 to 100 on a server with the default limits.",
+        ),
+    ] = 1,
+    ask_passphrase: Annotated[
+        bool,
+        typer.Option(
+            "--passphrase",
+            help="Ask for a passphrase on the terminal (hidden, twice); the reader needs it "
+            "as well as the link.",
+        ),
+    ] = False,
     passphrase_file: PassphraseFile = None,
     file: Annotated[
         Path | None,
@@ -57,7 +90,9 @@ def create(
             exists=True,
             dir_okay=False,
             readable=True,
-            help="Send this file instead of text from stdin.",
+            metavar="FILE",
+            help="Send this file instead of text from stdin: up to 100 MiB on a server with "
+            "the default limits.",
         ),
     ] = None,
     as_json: Annotated[
@@ -78,11 +113,21 @@ def create(
     from atopos.client.duration import parse_duration
     from atopos.client.secrets import create_secret
 
+    if ask_passphrase and passphrase_file is not None:
+        raise InvalidInput("Give --passphrase or --passphrase-file, not both.")
     expires_in = parse_duration(expires)
+    if expires_in < MIN_EXPIRES_SECONDS:
+        raise InvalidInput("A secret must live at least 1 minute; give --expires 1m or more.")
     device = parse_device_code_input(bind_device) if bind_device is not None else None
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
-    # Connect (and so check --server) before the user types a secret that could not be sent.
+    if ask_passphrase and not has_terminal():
+        raise InvalidInput(
+            "--passphrase asks on a terminal and there is none; use --passphrase-file FILE."
+        )
+    # Check --server before the user types a passphrase or a secret that could not be sent.
     with SecretsApi(global_options(ctx).server) as api:
+        if ask_passphrase:
+            passphrase = prompt_new_passphrase()
         content: bytes | Path = file if file is not None else _read_text_secret()
         with TransferProgress("Sending", enabled=file is not None and is_tty(sys.stderr)) as bar:
             created = create_secret(
@@ -108,13 +153,16 @@ def create(
 
 @app.command()
 def reveal(
-    link: Annotated[str, typer.Argument(help="The share link: <server>/s/<id>#<key>.")],
+    link: Annotated[
+        str, typer.Argument(metavar="LINK", help="The share link: <server>/s/<id>#<key>.")
+    ],
     passphrase_file: PassphraseFile = None,
     output: Annotated[
         Path | None,
         typer.Option(
             "-o",
             "--output",
+            metavar="PATH",
             help="Write to this file, or into this directory under the sender's file name.",
         ),
     ] = None,
@@ -126,6 +174,7 @@ def reveal(
             exists=True,
             dir_okay=False,
             readable=True,
+            metavar="FILE",
             help="File holding this device's Extra Lock passphrase (for a bound secret).",
         ),
     ] = None,
@@ -143,16 +192,16 @@ def reveal(
     may_prompt = passphrase is None and is_tty(sys.stdin)
     with SecretsApi(share_link.server) as api:
         if target is None:
-            stdout = HeldStream(_binary_stdout())
-            reveal_secret(
-                api,
-                share_link,
-                stdout.write,
-                passphrase=passphrase,
-                ask_passphrase=prompt_passphrase if may_prompt else None,
-                device=device_loader(device_passphrase_file),
+            _reveal_to_stdout(
+                lambda write: reveal_secret(
+                    api,
+                    share_link,
+                    write,
+                    passphrase=passphrase,
+                    ask_passphrase=prompt_passphrase if may_prompt else None,
+                    device=device_loader(device_passphrase_file),
+                )
             )
-            stdout.release()
             return
         with (
             ProvisionalFile(target.directory) as provisional,
@@ -180,7 +229,10 @@ def reveal(
 
 @app.command()
 def status(
-    manage_link: Annotated[str, typer.Argument(help="The manage link: <server>/m/<id>#<token>.")],
+    manage_link: Annotated[
+        str,
+        typer.Argument(metavar="MANAGE_LINK", help="The manage link: <server>/m/<id>#<token>."),
+    ],
 ) -> None:
     """Show views left, expiry, kind and stored size of a secret."""
     from atopos.client.api import SecretsApi
@@ -197,7 +249,10 @@ def status(
 
 @app.command()
 def delete(
-    manage_link: Annotated[str, typer.Argument(help="The manage link: <server>/m/<id>#<token>.")],
+    manage_link: Annotated[
+        str,
+        typer.Argument(metavar="MANAGE_LINK", help="The manage link: <server>/m/<id>#<token>."),
+    ],
 ) -> None:
     """Delete a secret now, whatever views it has left."""
     from atopos.client.api import SecretsApi
@@ -207,6 +262,47 @@ def delete(
     with SecretsApi(link.server) as api:
         api.delete(link.secret_id, link.manage_token)
     typer.echo("The secret was deleted.", err=True)
+
+
+def _reveal_to_stdout(reveal: Callable[[Callable[[bytes], None]], object]) -> None:
+    """Run `reveal` with stdout as its destination: the exact bytes for a pipe or a file;
+    for a terminal, text with its control characters made visible, and content that is not
+    text saved as a file in the current directory instead of dumped on the screen.
+
+    Whether a secret is text shows only in its plaintext, after its view is spent (the
+    server does not say before): so it is saved rather than thrown away.
+    """
+    stdout = _binary_stdout()
+    if not is_tty(sys.stdout):
+        held = HeldStream(stdout)
+        reveal(held.write)
+        held.release()
+        return
+    with contextlib.ExitStack() as cleanup:
+        saved_here: list[ProvisionalFile] = []
+
+        def save_here() -> ProvisionalFile:
+            try:
+                saved_here.append(cleanup.enter_context(ProvisionalFile(Path.cwd())))
+            except OSError as error:
+                raise InvalidInput(
+                    "The secret is not text, so it was not printed on the terminal, and it "
+                    f"could not be saved in the current directory ({error.strerror}); its "
+                    "view is spent, so ask the sender for a new link and use -o PATH."
+                ) from None
+            return saved_here[0]
+
+        terminal = TerminalText(stdout, divert=save_here)
+        held = HeldStream(terminal)
+        reveal(held.write)
+        held.release()
+        if not saved_here:
+            return
+        saved = saved_here[0].commit(Path.cwd() / FALLBACK_FILE_NAME, overwrite=False)
+    raise InvalidInput(
+        f"The secret is not text, so it was not printed on the terminal; it was saved to "
+        f"{saved} instead (choose where with -o PATH)."
+    )
 
 
 def _read_text_secret() -> bytes:

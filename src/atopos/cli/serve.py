@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,16 +15,19 @@ __all__ = ["serve"]
 
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).")
+        str | None,
+        typer.Option(metavar="ADDRESS", help="Address to listen on (default: 127.0.0.1)."),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: 8080).")
+        int | None,
+        typer.Option(min=1, max=65535, metavar="PORT", help="Port to listen on (default: 8080)."),
     ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
             "--data",
             file_okay=False,
+            metavar="DIR",
             help="Data directory (SQLite database). Env: ATOPOS_DATA; default: ./data.",
         ),
     ] = None,
@@ -31,6 +35,7 @@ def serve(
         str | None,
         typer.Option(
             "--storage",
+            metavar="URL",
             help="sqlite:///path, redis://... or redis+cluster://... Env: ATOPOS_STORAGE; "
             "default: SQLite in --data.",
         ),
@@ -40,6 +45,7 @@ def serve(
         typer.Option(
             "--key-file",
             dir_okay=False,
+            metavar="FILE",
             help="Signing key shared by all nodes (mode 0600; see docs/storage-redis.md). "
             "Env: ATOPOS_KEY_FILE; default: a random key in RAM.",
         ),
@@ -50,9 +56,20 @@ def serve(
             "--pow-bits",
             min=0,
             max=40,
+            metavar="N",
             help="Base proof-of-work difficulty; 0 for tests only. Env: ATOPOS_POW_BITS.",
         ),
     ] = None,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="ATOPOS_LOG_FORMAT",
+            metavar="FORMAT",
+            help="auto (short lines on a terminal, JSON lines otherwise), human or json. "
+            "Env: ATOPOS_LOG_FORMAT.",
+        ),
+    ] = "auto",
 ) -> None:
     """Run the Atopos server (secrets API and web pages).
 
@@ -67,7 +84,11 @@ def serve(
     """
     # Imported here: uvicorn and the app are heavy and only this command needs them.
     from atopos.server.config import ServerConfig
+    from atopos.server.logs import LOG_FORMATS, resolve_log_format
     from atopos.server.runner import serve as run_server
+
+    if log_format not in LOG_FORMATS:
+        raise InvalidInput("--log-format must be auto, human or json.")
 
     try:
         config = ServerConfig.from_env(
@@ -80,4 +101,5 @@ def serve(
         )
     except ValueError:
         raise InvalidInput("A server setting from the environment is not valid.") from None
-    run_server(config)
+    # Logs go to stderr: its being a terminal decides the format of `auto`.
+    run_server(config, log_format=resolve_log_format(log_format, sys.stderr))

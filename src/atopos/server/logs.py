@@ -1,9 +1,11 @@
-"""Structured JSON logs with a redaction layer.
+"""Server logs, as JSON lines or as short lines for a person, with a redaction layer.
 
 The server does not put ids, keys, tokens, tickets or addresses into log records in the
 first place; this layer is the second line: every message and field is scrubbed of anything
-shaped like an address or a long token before it is written. The access log names the
-route template (`/api/v1/secrets/{id}/reveal`), never the path, and never the client.
+shaped like an address or a long token before it is written, in either format. The access
+log names the route template (`/api/v1/secrets/{id}/reveal`), never the path, and never
+the client. JSON is for log collectors; the human format is for `atopos serve` run on a
+terminal (`resolve_log_format`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,17 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["RedactingJsonFormatter", "configure_logging", "redact"]
+__all__ = [
+    "LOG_FORMATS",
+    "RedactingHumanFormatter",
+    "RedactingJsonFormatter",
+    "configure_logging",
+    "redact",
+    "resolve_log_format",
+]
+
+# "auto": human on a terminal, JSON otherwise (a file, a pipe, journald, a container).
+LOG_FORMATS = ("auto", "human", "json")
 
 _PATTERNS = (
     # IPv4 addresses
@@ -66,6 +78,41 @@ class RedactingJsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=True, separators=(",", ":"))
 
 
+class RedactingHumanFormatter(logging.Formatter):
+    """One short line per record (`12:00:01 warning message key=value`), redacted as the
+    JSON lines are: for a person watching `atopos serve` in a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = time.strftime("%H:%M:%S", time.localtime(record.created))
+        parts = [moment, record.levelname.lower(), redact(record.getMessage())]
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                parts.append(f"{key}={_redact_value(value)}")
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            parts.append(f"exception={type(exc).__name__} where={_where(exc)}")
+        # A message could still hold a control character; a terminal would obey it.
+        return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in " ".join(parts))
+
+
+class _WithoutUvicornChatter(logging.Filter):
+    """uvicorn's own start and stop notes, which the human start-up lines replace (one of
+    them would print the listening address, redacted to nonsense)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "uvicorn.error" and record.levelno <= logging.INFO)
+
+
+def resolve_log_format(requested: str, stream: object) -> str:
+    """`human` or `json` for `requested` (one of LOG_FORMATS) when logs go to `stream`."""
+    if requested not in LOG_FORMATS:
+        raise ValueError(f"unknown log format {requested!r}")
+    if requested != "auto":
+        return requested
+    isatty = getattr(stream, "isatty", None)
+    return "human" if callable(isatty) and isatty() else "json"
+
+
 def _where(exc: BaseException) -> str:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
@@ -76,9 +123,15 @@ def _where(exc: BaseException) -> str:
     return f"{code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}:{code.co_name}"
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "json") -> None:
+    """Send every record (ours, uvicorn's, limits') to stderr in `log_format` (human or
+    json), at `level` and above."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingJsonFormatter())
+    if log_format == "human":
+        handler.setFormatter(RedactingHumanFormatter())
+        handler.addFilter(_WithoutUvicornChatter())
+    else:
+        handler.setFormatter(RedactingJsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

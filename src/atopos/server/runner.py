@@ -3,34 +3,113 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import logging
 import os
 import resource
+import socket
+import sys
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from atopos import __version__
+from atopos.errors import InvalidInput
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
 from atopos.server.connection_guard import ConnectionLimits, guarded_http_protocol
 from atopos.server.logs import configure_logging
 
-__all__ = ["serve", "uvicorn_config"]
+__all__ = ["listening_socket", "serve", "start_up_lines", "storage_scheme", "uvicorn_config"]
 
 
-def serve(config: ServerConfig) -> None:
-    configure_logging(config.log_level)
+def serve(config: ServerConfig, *, log_format: str = "json") -> None:
+    """Run until interrupted; `log_format` is `human` (start-up lines for a person on a
+    terminal, then short log lines) or `json`."""
+    configure_logging(config.log_level, log_format)
     _raise_descriptor_limit()
-    if config.storage_url is None:
-        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(config.data_dir, 0o700)
-    # Built first: a bad key file or storage URL stops the start with one sentence, before
-    # anything is logged.
-    app = create_app(config)
-    logging.getLogger("atopos.server").info(
-        "starting", extra={"storage": config.resolved_storage_url().split(":", 1)[0]}
+    # Bound first: a busy port is one sentence (InvalidInput), not uvicorn's log and exit.
+    listener = listening_socket(config.host, config.port)
+    try:
+        if config.storage_url is None:
+            config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(config.data_dir, 0o700)
+        # Built before anything is logged: a bad key file or storage URL stops the start
+        # with one sentence.
+        app = create_app(config)
+    except BaseException:
+        listener.close()
+        raise
+    if log_format == "human":
+        for line in start_up_lines(config, listener.getsockname()[1]):
+            print(line, file=sys.stderr, flush=True)
+    else:
+        logging.getLogger("atopos.server").info(
+            "starting",
+            extra={"storage": storage_scheme(config), "pow_bits": config.pow_bits},
+        )
+    uvicorn.Server(uvicorn_config(app, config.host, config.port, config.connection_limits())).run(
+        sockets=[listener]
     )
-    uvicorn.Server(uvicorn_config(app, config.host, config.port, config.connection_limits())).run()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` as uvicorn would bind it; a port already in use
+    or an address this machine does not have is InvalidInput, in one sentence."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if error.errno == errno.EADDRINUSE:
+            raise InvalidInput(
+                f"Port {port} is already in use on {host}; stop what runs there or pick "
+                "another with --port."
+            ) from None
+        if error.errno == errno.EACCES:
+            raise InvalidInput(
+                f"Not allowed to listen on {where}; ports below 1024 need privileges, "
+                "pick another with --port."
+            ) from None
+        raise InvalidInput(
+            f"Cannot listen on {where} ({error.strerror or 'bind failed'}); check --host."
+        ) from None
+    return sock
+
+
+def storage_scheme(config: ServerConfig) -> str:
+    """The storage's kind (`sqlite`, `redis`...): never the URL, which may hold a password."""
+    return config.resolved_storage_url().split(":", 1)[0]
+
+
+def start_up_lines(config: ServerConfig, port: int) -> list[str]:
+    """What a person starting the server on a terminal wants to know: where to open it,
+    where secrets are kept, how hard the proof of work is, and how to stop."""
+    host = config.host
+    shown, note = host, ""
+    with contextlib.suppress(ValueError):  # a host name, not an address
+        if ipaddress.ip_address(host).is_unspecified:
+            shown, note = "127.0.0.1", f" (listening on every address of this machine, {host})"
+    url = f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+    if config.has_redis_storage():
+        storage = f"{storage_scheme(config)} (secrets kept in Redis)"
+    else:
+        storage = f"SQLite in {config.data_dir.resolve() / 'atopos.db'}"
+        if config.storage_url is not None:
+            storage = f"SQLite at {config.storage_url.removeprefix('sqlite:///')}"
+    work = f"{config.pow_bits} bits"
+    if config.pow_bits == 0:
+        work += " (for tests only: any answer passes)"
+    return [
+        f"Atopos {__version__} is serving at {url}{note}",
+        f"  storage: {storage}",
+        f"  proof of work: {work}",
+        "  Press Ctrl-C to stop. Logs follow (JSON instead: --log-format json).",
+    ]
 
 
 def uvicorn_config(
