@@ -6,14 +6,17 @@ development tools."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,7 +36,7 @@ from tests.deploy_servers import (
     caddy_environment,
     read_env_file,
 )
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, wait_healthy
 from tests.tls_certs import TestCa
 
 needs_caddy = pytest.mark.skipif(shutil.which("caddy") is None, reason="needs caddy")
@@ -375,3 +378,116 @@ def test_make_bench_without_wrk_says_so_in_one_sentence_and_fails() -> None:
     first = done.stderr.splitlines()[0]
     assert first == "Missing system packages: wrk (install them: sudo apt-get install wrk)"
     assert "bench/secrets.py" not in done.stdout
+
+
+# -- The node's unit, run: NoExecPaths=/ and ExecPaths= as the kernel enforces them -------
+
+# A root of its own for the command, as systemd builds it for NoExecPaths=/ and ExecPaths=:
+# everything is mounted noexec (a tmpfs root, /usr and /etc bound read-only into it),
+# then each path of ExecPaths= is bound onto itself executable; then chroot.
+_NO_EXEC_ROOT = """
+set -eu
+new=$1 count=$2; shift 2
+mount -t tmpfs -o noexec,mode=0755 tmpfs "$new"
+mkdir -p "$new/usr" "$new/etc" "$new/dev" "$new/tmp" "$new/data"
+for link in bin lib lib64 sbin; do
+  if [ -L "/$link" ]; then ln -s "$(readlink "/$link")" "$new/$link"; fi
+done
+mount --bind /usr "$new/usr"
+mount -o remount,bind,ro,noexec "$new/usr"
+mount --bind /etc "$new/etc"
+mount -o remount,bind,ro,noexec "$new/etc"
+mount --rbind /dev "$new/dev"
+mount -t tmpfs -o noexec tmpfs "$new/tmp"
+mount -t tmpfs -o noexec,mode=0700,uid=65534,gid=65534 tmpfs "$new/data"
+while [ "$count" -gt 0 ]; do
+  path=$1; shift; count=$((count - 1))
+  mkdir -p "$new$path" 2>/dev/null || true
+  mount --bind "$path" "$new$path"
+  mount -o remount,bind,ro,exec "$new$path"
+done
+exec chroot --userspec=65534:65534 "$new" "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def copied_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The production venv as docs/operations.md makes it (Debian's Python, --copies,
+    requirements-runtime.lock, then the project), at a temporary path."""
+    uv_binary = Path(sys.executable).with_name("uv")
+    system_python = Path("/usr/bin/python3")
+    if not system_python.exists() or not uv_binary.exists() or os.geteuid() != 0:
+        pytest.skip("needs Debian's python3, uv (make) and root for mounts")
+    where = tmp_path_factory.mktemp("opt") / "venv"
+    subprocess.run(
+        [str(system_python), "-m", "venv", "--copies", "--without-pip", str(where)],
+        check=True,
+        timeout=120,
+    )
+    for args in (
+        ["--require-hashes", "-r", str(RUNTIME_LOCK)],
+        ["--no-deps", str(ROOT)],
+    ):
+        subprocess.run(
+            [str(uv_binary), "pip", "install", "--quiet", "--python", str(where / "bin/python"),
+             *args],
+            check=True, timeout=600, cwd=where.parent,
+        )  # fmt: skip
+    # Readable by the unprivileged user the command runs as.
+    for path in (where, *where.parents):
+        if path == Path("/"):
+            break
+        path.chmod(path.stat().st_mode | 0o005)
+    return where
+
+
+def _under_the_units_exec_rules(venv: Path, tmp: Path, *argv: str) -> list[str]:
+    exec_paths = [
+        str(venv) if path == "/opt/atopos/.venv" else path
+        for path in (path.lstrip("-") for path in _unit_values(NODE_UNIT, "ExecPaths"))
+    ]
+    new_root = tmp / "root"
+    new_root.mkdir(exist_ok=True)
+    return [
+        "unshare", "--mount", "--fork", "sh", "-c", _NO_EXEC_ROOT, "no-exec-root",
+        str(new_root), str(len(exec_paths)), *exec_paths, *argv,
+    ]  # fmt: skip
+
+
+def test_under_the_units_exec_rules_the_node_serves_and_no_shell_runs(
+    copied_venv: Path, tmp_path: Path
+) -> None:
+    tmp_path.chmod(0o755)
+    shell = subprocess.run(
+        _under_the_units_exec_rules(
+            copied_venv, tmp_path, str(copied_venv / "bin" / "python"), "-c",
+            "import subprocess; subprocess.run(['/bin/sh', '-c', 'true'])",
+        ),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shell.returncode != 0
+    assert "PermissionError" in shell.stderr, shell.stderr
+    system_python = subprocess.run(
+        _under_the_units_exec_rules(copied_venv, tmp_path, "/usr/bin/python3", "-c", "1"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert system_python.returncode == 126, system_python.stderr
+
+    port = _closed_port()
+    log_path = tmp_path / "node.log"
+    with log_path.open("wb") as log:
+        node = subprocess.Popen(
+            _under_the_units_exec_rules(
+                copied_venv, tmp_path, str(copied_venv / "bin" / "atopos"), "serve",
+                "--host", "127.0.0.1", "--port", str(port), "--data", "/data",
+            ),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", node, timeout=60)
+    except (RuntimeError, TimeoutError) as error:
+        raise AssertionError(log_path.read_text(errors="replace")) from error
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGTERM)
+        node.wait(timeout=30)
