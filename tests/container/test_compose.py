@@ -22,7 +22,7 @@ def _compose() -> dict[str, Any]:
 def test_the_node_is_read_only_unprivileged_and_keeps_its_data_in_a_volume() -> None:
     compose = _compose()
     node = compose["services"]["atopos"]
-    assert node["build"] == "."
+    assert node["build"] == {"context": ".", "dockerfile": "Containerfile"}
     assert "profiles" not in node, "the node runs in every profile"
     assert node["read_only"] is True
     assert node["cap_drop"] == ["ALL"]
