@@ -103,9 +103,10 @@ def _host_sources() -> list[str]:
 
 
 def _build_args() -> list[str]:
-    """A build-time CA for pip when this machine reaches PyPI through a TLS proxy."""
-    cert = os.environ.get("PIP_CERT")
-    if not cert or not Path(cert).is_file():
+    """This machine's CAs for pip in the build, in case it reaches PyPI through a
+    TLS-inspecting proxy (pip would trust only its own bundle otherwise)."""
+    cert = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
+    if not Path(cert).is_file():
         return []
     return ["--volume", f"{cert}:/run/host-ca.crt:ro", "--build-arg", "PIP_CERT=/run/host-ca.crt"]
 
@@ -152,8 +153,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportedImage]:
         _timed(seconds, "export", export)
         yield ExportedImage(rootfs, inspected["Config"], inspected["Healthcheck"], seconds)
     finally:
+        # Unmounts and removes every layer of the test's store (pytest removes the rest).
         subprocess.run([*podman, "rmi", "--all", "--force"], capture_output=True, timeout=120)
-        subprocess.run([*podman, "system", "reset", "--force"], capture_output=True, timeout=120)
 
 
 @contextlib.contextmanager
