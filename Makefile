@@ -9,7 +9,7 @@ PORT ?= 8080
 DATA ?= ./data
 FUZZ_SECONDS ?= 300
 
-.PHONY: serve test lint typecheck audit pytest fuzz bench lock clean system-deps
+.PHONY: serve test lint typecheck audit pytest fuzz bench lock container clean system-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,12 +48,24 @@ fuzz: $(STAMP) system-deps
 	timeout --signal=INT --kill-after=60 $$(( $(FUZZ_SECONDS) + $(FUZZ_SECONDS) / 5 + 300 )) \
 	$(BIN)/pytest -m fuzz -q --timeout=$$(( $(FUZZ_SECONDS) + 600 ))
 
+# The benchmark drives the server with wrk: installed here when missing (as root, with
+# apt-get), or one sentence saying how to install it and a non-zero exit.
 bench: $(STAMP)
+	@scripts/system-deps.sh wrk
 	$(BIN)/python bench/secrets.py
 
-# Regenerate requirements.lock after editing the dependencies in pyproject.toml.
+# Regenerate the locks after editing the dependencies in pyproject.toml: requirements.lock
+# (runtime and dev, for `make`) and requirements-runtime.lock (runtime only, the same
+# versions, for production installs and the container image: no test or lint tools).
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -c requirements.lock -o requirements-runtime.lock
+
+# The container image (Containerfile) with podman; docs/operations.md. Set BASE to build on
+# another Debian bookworm image with Python 3.11.
+IMAGE ?= localhost/atopos
+container:
+	podman build --format docker $(if $(BASE),--build-arg BASE=$(BASE)) -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

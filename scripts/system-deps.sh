@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
-# Install the system packages the tests need, when missing and when we may (root).
-# Each line of the table: a command the tests run, and the Debian package that brings it.
+# Install the system packages the tests (or one make target) need, when missing and when we
+# may (root). Each line of the table: a command that is run, and the Debian package that
+# brings it. With arguments, only those commands are checked (`system-deps.sh wrk` for
+# `make bench`); without, every command the tests need.
 set -euo pipefail
 table=(
   "redis-server:redis-server"
   "chromium:chromium"
   "caddy:caddy"
+  # The container image's test (tests/container/): podman builds it from a Debian base that
+  # mmdebstrap makes (no registry is needed).
+  "podman:podman"
+  "mmdebstrap:mmdebstrap"
+  # `make bench` only.
+  "wrk:wrk"
 )
+for_tests=(redis-server chromium caddy podman mmdebstrap)
+wanted=("$@")
+if ((${#wanted[@]} == 0)); then
+  wanted=("${for_tests[@]}")
+fi
 need=()
 for row in "${table[@]}"; do
   cmd=${row%%:*} pkg=${row#*:}
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+  for want in "${wanted[@]}"; do
+    if [ "$want" = "$cmd" ] && ! command -v "$cmd" >/dev/null 2>&1; then
+      need+=("$pkg")
+    fi
+  done
 done
 if ((${#need[@]} == 0)); then
   exit 0

@@ -52,31 +52,46 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 @dataclasses.dataclass
 class DeployedRedis:
-    """`redis-server` from deploy/redis/<name>.conf, with only `dir`, `port` and `pidfile`
-    replaced so that it runs unprivileged in a temporary directory."""
+    """`redis-server` from deploy/redis/<name>.conf, with only `dir`, `port`, `pidfile` and
+    the password file's path replaced so that it runs unprivileged in a temporary directory.
+    The password file is written as the install steps of docs/operations.md write it."""
 
     name: str
     directory: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    password: str = dataclasses.field(default_factory=lambda: os.urandom(32).hex())
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     @property
     def data_dir(self) -> Path:
         return self.directory / "data"
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+    @property
+    def password_file(self) -> Path:
+        return self.directory / f"redis-{self.name}.password.conf"
+
+    def client(self, *, password: str | None = None) -> redis.Redis:
+        """A client with the password (or another one, or none: `password=""`)."""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password if password is None else password or None,
+            socket_timeout=5,
+        )
 
     def render(self) -> Path:
         text = (DEPLOY / "redis" / f"{self.name}.conf").read_text()
+        self.password_file.write_text(f"requirepass {self.password}\n")
+        self.password_file.chmod(0o640)
         for key, value in (
             ("dir", str(self.data_dir)),
             ("port", str(self.port)),
             ("pidfile", str(self.directory / "redis.pid")),
+            ("include", str(self.password_file)),
         ):
             text, count = re.subn(rf"(?m)^{key} .*$", f"{key} {value}", text)
             assert count == 1, f"{self.name}.conf must set {key} exactly once"
@@ -141,10 +156,29 @@ class CaddyServer:
     ca_path: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # The admin endpoint (ATOPOS_CADDY_ADMIN): off unless a test asks for one.
+    admin: str = "off"
+    http_port: int = 0
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """The environment `caddy run` gets (and `caddy reload` needs the same)."""
+        return caddy_environment(
+            self.directory,
+            ATOPOS_SITE=f"127.0.0.1:{self.port}",
+            ATOPOS_UPSTREAMS=" ".join(self.upstreams),
+            ATOPOS_TLS_MODE="files",
+            ATOPOS_TLS_CERT=str(self.cert_path),
+            ATOPOS_TLS_KEY=str(self.key_path),
+            ATOPOS_ACCESS_LOG=str(self.access_log),
+            ATOPOS_CADDY_ADMIN=self.admin,
+            ATOPOS_BIND="127.0.0.1",
+            ATOPOS_HTTPS_PORT=str(self.port),
+            ATOPOS_HTTP_PORT=str(self.http_port),
+        )
 
     @property
     def access_log(self) -> Path:
@@ -156,26 +190,16 @@ class CaddyServer:
 
     def start(self) -> CaddyServer:
         self.port = self.port or free_port()
+        self.http_port = free_port()
         self.directory.mkdir(parents=True, exist_ok=True)
-        env = caddy_environment(
-            self.directory,
-            ATOPOS_SITE=f"127.0.0.1:{self.port}",
-            ATOPOS_UPSTREAMS=" ".join(self.upstreams),
-            ATOPOS_TLS_MODE="files",
-            ATOPOS_TLS_CERT=str(self.cert_path),
-            ATOPOS_TLS_KEY=str(self.key_path),
-            ATOPOS_ACCESS_LOG=str(self.access_log),
-            ATOPOS_CADDY_ADMIN="off",
-            ATOPOS_BIND="127.0.0.1",
-            ATOPOS_HTTPS_PORT=str(self.port),
-            ATOPOS_HTTP_PORT=str(free_port()),
-        )
         log = self.log_path.open("ab")
+        # The umask of the drop-in (UMask=0077), which the admin socket's mode comes from.
         self.process = subprocess.Popen(
             [CADDY, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=self.environment(),
+            umask=0o077,
         )
         log.close()
         verify = ssl.create_default_context(cafile=str(self.ca_path))
