@@ -192,7 +192,8 @@ def test_serve_refuses_a_bad_trusted_proxy_in_one_sentence(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "Error: A server setting from the environment is not valid."
+        "Error: ATOPOS_TRUSTED_PROXIES must be IP addresses "
+        "('not-an-address' does not appear to be an IPv4 or IPv6 address)."
     ]
 
 

@@ -90,16 +90,13 @@ def serve(
     if log_format not in LOG_FORMATS:
         raise InvalidInput("--log-format must be auto, human or json.")
 
-    try:
-        config = ServerConfig.from_env(
-            host=host,
-            port=port,
-            data_dir=data,
-            storage_url=storage,
-            key_file=key_file,
-            pow_bits=pow_bits,
-        )
-    except ValueError:
-        raise InvalidInput("A server setting from the environment is not valid.") from None
+    config = ServerConfig.from_env(
+        host=host,
+        port=port,
+        data_dir=data,
+        storage_url=storage,
+        key_file=key_file,
+        pow_bits=pow_bits,
+    )
     # Logs go to stderr: its being a terminal decides the format of `auto`.
     run_server(config, log_format=resolve_log_format(log_format, sys.stderr))

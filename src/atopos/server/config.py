@@ -9,14 +9,19 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from atopos.errors import InvalidInput
 from atopos.server.connection_guard import ConnectionLimits
 from atopos.storage.urls import is_redis_url
 
 __all__ = [
     "DEFAULT_POW_BITS",
     "RATE_LIMITED_ROUTES",
+    "SETTINGS",
+    "InvalidSetting",
     "ServerConfig",
+    "Setting",
     "parse_flag",
+    "parse_seconds",
     "parse_size",
     "parse_trusted_proxies",
     "rate_limits",
@@ -122,29 +127,22 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
-        """Defaults, then ATOPOS_* variables, then the overrides (CLI flags) that are not None."""
+        """Defaults, then the ATOPOS_* variables of SETTINGS (in its order; an empty one is
+        unset), then the overrides (CLI flags) that are not None. A variable that does not
+        parse is InvalidSetting, naming it (no setting that can hold a password is parsed
+        here, so the parser's words may quote the value)."""
         values: dict[str, object] = {}
-        if data := os.environ.get("ATOPOS_DATA"):
-            values["data_dir"] = Path(data)
-        if storage := os.environ.get("ATOPOS_STORAGE"):
-            values["storage_url"] = storage
-        if key_file := os.environ.get("ATOPOS_KEY_FILE"):
-            values["key_file"] = Path(key_file)
-        if rate_storage := os.environ.get("ATOPOS_RATE_LIMIT_STORAGE"):
-            values["rate_limit_storage_url"] = rate_storage
-        if persistent_ok := os.environ.get("ATOPOS_RATE_LIMIT_STORAGE_PERSISTENT_OK"):
-            values["accepts_persistent_rate_limit_storage"] = parse_flag(persistent_ok)
-        if bits := os.environ.get("ATOPOS_POW_BITS"):
-            values["pow_bits"] = int(bits)
-        if level := os.environ.get("ATOPOS_LOG_LEVEL"):
-            values["log_level"] = level
-        if proxies := os.environ.get("ATOPOS_TRUSTED_PROXIES"):
-            values["trusted_proxies"] = parse_trusted_proxies(proxies)
-        if (rate := os.environ.get("ATOPOS_RATE_LIMIT")) is not None:
-            values.update(rate_limits(int(rate)))
-        for name, (variable, parse) in _NUMERIC_SETTINGS.items():
-            if (text := os.environ.get(variable)) is not None:
-                values[name] = parse(text)
+        for setting in SETTINGS:
+            text = os.environ.get(setting.variable)
+            if not text:
+                continue
+            try:
+                value = setting.parse(text)
+            except ValueError as exc:
+                raise InvalidSetting(
+                    f"{setting.variable} must be {setting.form} ({exc})."
+                ) from None
+            values.update(dict.fromkeys(setting.fields, value))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -162,17 +160,6 @@ def parse_size(text: str) -> int:
 
 
 _SIZE_SUFFIXES = {"K": 1024, "M": MiB, "G": GiB, "T": 1024 * GiB}
-# Settings read from one variable each, with their parser.
-_NUMERIC_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
-    "header_timeout": ("ATOPOS_HEADER_TIMEOUT", float),
-    "body_idle_timeout": ("ATOPOS_BODY_IDLE_TIMEOUT", float),
-    "send_stall_timeout": ("ATOPOS_SEND_STALL_TIMEOUT", float),
-    "idle_timeout": ("ATOPOS_IDLE_TIMEOUT", float),
-    "max_connections": ("ATOPOS_MAX_CONNECTIONS", int),
-    "max_connections_per_client": ("ATOPOS_MAX_CONNECTIONS_PER_CLIENT", int),
-    "storage_quota_bytes": ("ATOPOS_STORAGE_QUOTA", parse_size),
-    "upload_quota_per_hour_bytes": ("ATOPOS_UPLOAD_QUOTA_PER_HOUR", parse_size),
-}
 
 
 def parse_trusted_proxies(text: str) -> tuple[str, ...]:
@@ -196,3 +183,98 @@ def parse_flag(text: str) -> bool:
 def rate_limits(per_minute: int) -> dict[str, int]:
     """One per-minute limit for every route class (0 turns rate limiting off)."""
     return {f"rate_{route}": per_minute for route in RATE_LIMITED_ROUTES}
+
+
+def parse_seconds(text: str) -> int:
+    """A duration in whole seconds: `90`, or `90s`, `10m`, `24h`, `30d`."""
+    value = text.strip().lower()
+    scale = _DURATION_SUFFIXES.get(value[-1:], 0)
+    digits = value[:-1] if scale else value
+    if not digits.isascii() or not digits.isdigit():
+        raise ValueError(f"not a duration: {text!r}")
+    return int(digits) * (scale or 1)
+
+
+_DURATION_SUFFIXES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("negative")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1e9:
+        raise ValueError("not a positive number of seconds")
+    return value
+
+
+class InvalidSetting(InvalidInput, ValueError):
+    """An ATOPOS_* variable that does not parse (one sentence for the operator)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Setting:
+    """One operator setting: its variable, the fields it sets, its parser and the form a
+    value takes (for the error message)."""
+
+    variable: str
+    fields: tuple[str, ...]
+    parse: Callable[[str], object]
+    form: str
+
+
+def _setting(variable: str, field: str, parse: Callable[[str], object], form: str) -> Setting:
+    return Setting(variable, (field,), parse, form)
+
+
+_WHOLE = "a whole number"
+_SIZE = "a size such as 100M or 1G"
+_DURATION = "a duration such as 90s, 10m, 24h or 30d"
+_SECONDS = "a positive number of seconds"
+# Every operator setting, in the order they apply (ATOPOS_RATE_LIMIT sets every route class,
+# then one class's own variable may change it). docs/operations.md, "Node settings", lists
+# the same variables; a test holds the two together.
+SETTINGS: tuple[Setting, ...] = (
+    _setting("ATOPOS_DATA", "data_dir", Path, "a directory"),
+    _setting("ATOPOS_STORAGE", "storage_url", str, "a storage URL"),
+    _setting("ATOPOS_KEY_FILE", "key_file", Path, "a file"),
+    _setting("ATOPOS_RATE_LIMIT_STORAGE", "rate_limit_storage_url", str, "a Redis URL"),
+    _setting(
+        "ATOPOS_RATE_LIMIT_STORAGE_PERSISTENT_OK",
+        "accepts_persistent_rate_limit_storage",
+        parse_flag,
+        "1 or 0",
+    ),
+    _setting("ATOPOS_POW_BITS", "pow_bits", _count, _WHOLE),
+    _setting("ATOPOS_LOG_LEVEL", "log_level", str, "debug, info, warning or error"),
+    _setting("ATOPOS_TRUSTED_PROXIES", "trusted_proxies", parse_trusted_proxies, "IP addresses"),
+    Setting(
+        "ATOPOS_RATE_LIMIT",
+        tuple(f"rate_{route}" for route in RATE_LIMITED_ROUTES),
+        _count,
+        _WHOLE,
+    ),
+    *(
+        _setting(f"ATOPOS_RATE_{route.upper()}", f"rate_{route}", _count, _WHOLE)
+        for route in RATE_LIMITED_ROUTES
+    ),
+    _setting("ATOPOS_MAX_SIZE", "max_content_bytes", parse_size, _SIZE),
+    _setting("ATOPOS_DEFAULT_EXPIRY", "default_ttl", parse_seconds, _DURATION),
+    _setting("ATOPOS_MAX_EXPIRY", "max_ttl", parse_seconds, _DURATION),
+    _setting("ATOPOS_MAX_VIEWS", "max_views", _count, _WHOLE),
+    _setting("ATOPOS_CHALLENGE_TTL", "challenge_ttl", parse_seconds, _DURATION),
+    _setting("ATOPOS_TICKET_TTL", "ticket_ttl", parse_seconds, _DURATION),
+    _setting("ATOPOS_SWEEP_INTERVAL", "sweep_interval", _seconds, _SECONDS),
+    _setting("ATOPOS_STORAGE_QUOTA", "storage_quota_bytes", parse_size, _SIZE),
+    _setting("ATOPOS_UPLOAD_QUOTA_PER_HOUR", "upload_quota_per_hour_bytes", parse_size, _SIZE),
+    _setting("ATOPOS_HEADER_TIMEOUT", "header_timeout", _seconds, _SECONDS),
+    _setting("ATOPOS_BODY_IDLE_TIMEOUT", "body_idle_timeout", _seconds, _SECONDS),
+    _setting("ATOPOS_SEND_STALL_TIMEOUT", "send_stall_timeout", _seconds, _SECONDS),
+    _setting("ATOPOS_IDLE_TIMEOUT", "idle_timeout", _seconds, _SECONDS),
+    _setting("ATOPOS_MAX_CONNECTIONS", "max_connections", _count, _WHOLE),
+    _setting("ATOPOS_MAX_CONNECTIONS_PER_CLIENT", "max_connections_per_client", _count, _WHOLE),
+)
