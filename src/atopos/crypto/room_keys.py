@@ -33,6 +33,7 @@ __all__ = [
     "PROFILE_PADDED_BYTES",
     "ROOM_ID_BYTES",
     "SEALED_LINK_BYTES",
+    "SEALED_PROFILE_BYTES",
     "SECRET_BYTES",
     "SIGNATURE_BYTES",
     "MemberKeys",
@@ -47,6 +48,8 @@ __all__ = [
     "member_auth_tag",
     "open_invite_link",
     "open_metadata",
+    "profile_aad",
+    "room_name_aad",
     "seal_invite_link",
     "seal_metadata",
     "verify_member_auth",
@@ -64,6 +67,7 @@ SEALED_LINK_BYTES = SECRET_BYTES + 16
 MAX_PROFILE_TEXT_BYTES = 126
 PROFILE_PADDED_BYTES = 2 + MAX_PROFILE_TEXT_BYTES
 _METADATA_NONCE_BYTES = 12
+SEALED_PROFILE_BYTES = _METADATA_NONCE_BYTES + PROFILE_PADDED_BYTES + 16
 
 _ROOT_INFO = b"atopos/room/v1/root"
 _MEMBER_AUTH_INFO = b"atopos/room/v1/member-auth"
@@ -74,6 +78,8 @@ _INVITE_SEAL_INFO = b"atopos/room/v1/invite-seal"
 _JOIN_PROOF_LABEL = b"atopos/room/v1/join-proof\x00"
 _END_PROOF_LABEL = b"atopos/room/v1/end-proof\x00"
 _MEMBER_AUTH_LABEL = b"atopos/room/v1/member-auth\x00"
+_ROOM_NAME_AAD_LABEL = b"atopos/room/v1/room-name\x00"
+_PROFILE_AAD_LABEL = b"atopos/room/v1/profile\x00"
 # The invite seal key encrypts exactly one value, so a constant nonce is safe.
 _INVITE_SEAL_NONCE = bytes(12)
 
@@ -200,14 +206,18 @@ def derive_room_secrets(s_link: bytes, s_relay: bytes, room_id: bytes) -> RoomSe
     )
 
 
-def member_auth_message(room_id: bytes, nonce: bytes, sign_key: bytes, seal_key: bytes) -> bytes:
-    """label || room_id || the relay's join nonce || the joiner's Ed25519 || X25519 keys."""
+def member_auth_message(
+    room_id: bytes, nonce: bytes, sign_key: bytes, seal_key: bytes, profile: bytes
+) -> bytes:
+    """label || room_id || the relay's join nonce || the joiner's Ed25519 key || X25519 key
+    || its sealed profile (156 bytes)."""
     return (
         _MEMBER_AUTH_LABEL
         + _room(room_id)
         + _check(nonce, CHALLENGE_BYTES, "nonce")
         + _check(sign_key, KEY_BYTES, "sign_key")
         + _check(seal_key, KEY_BYTES, "seal_key")
+        + _check(profile, SEALED_PROFILE_BYTES, "profile")
     )
 
 
@@ -232,6 +242,16 @@ def derive_epoch_secret(
 # -- metadata (room name, display names) -----------------------------------------------------
 
 
+def room_name_aad(room_id: bytes) -> bytes:
+    """The AAD of the sealed room name: label || room_id."""
+    return _ROOM_NAME_AAD_LABEL + _room(room_id)
+
+
+def profile_aad(room_id: bytes, sign_key: bytes) -> bytes:
+    """The AAD of a member's sealed display name: label || room_id || its identity key."""
+    return _PROFILE_AAD_LABEL + _room(room_id) + _check(sign_key, KEY_BYTES, "sign_key")
+
+
 def seal_metadata(secrets: RoomSecrets, text: str, aad: bytes, random_bytes: RandomBytes) -> bytes:
     """nonce(12) || AES-256-GCM(metadata_key, nonce, u16(len) || utf8(text) || zeros, aad):
     always 12 + 128 + 16 = 156 bytes, whatever the name's length."""
@@ -245,7 +265,7 @@ def seal_metadata(secrets: RoomSecrets, text: str, aad: bytes, random_bytes: Ran
 
 def open_metadata(secrets: RoomSecrets, sealed: bytes, aad: bytes) -> str:
     """The name inside `sealed`; DecryptionFailed for a wrong key, tampering or bad padding."""
-    if len(sealed) != _METADATA_NONCE_BYTES + PROFILE_PADDED_BYTES + 16:
+    if len(sealed) != SEALED_PROFILE_BYTES:
         raise DecryptionFailed
     nonce, body = bytes(sealed[:_METADATA_NONCE_BYTES]), bytes(sealed[_METADATA_NONCE_BYTES:])
     try:

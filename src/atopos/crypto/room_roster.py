@@ -2,7 +2,8 @@
 
 Each entry is a member's index (given by the relay, never reused in a room), its identity
 key (the Ed25519 key it joined with; stays while it is present) and its current Ed25519 and
-X25519 keys (a self-update replaces both). Entries are sorted by index.
+X25519 keys (a self-update replaces both), and its display name sealed with the metadata
+key (fixed size). Entries are sorted by index.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class RosterEntry:
     identity: bytes
     sign_key: bytes
     seal_key: bytes
+    profile: bytes
 
 
 def _count(roster: Sequence[RosterEntry]) -> bytes:
@@ -34,9 +36,11 @@ def _count(roster: Sequence[RosterEntry]) -> bytes:
 
 
 def roster_hash(roster: Sequence[RosterEntry]) -> bytes:
-    """SHA-256(label || u32(count) || for each entry: u32(index) || identity || sign || seal)."""
+    """SHA-256(label || u32(count) || each entry: u32(index) || identity || sign || seal ||
+    profile)."""
     body = b"".join(
-        struct.pack(">I", e.index) + e.identity + e.sign_key + e.seal_key for e in roster
+        struct.pack(">I", e.index) + e.identity + e.sign_key + e.seal_key + e.profile
+        for e in roster
     )
     return hashlib.sha256(_ROSTER_LABEL + _count(roster) + body).digest()
 

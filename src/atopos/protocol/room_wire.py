@@ -18,12 +18,17 @@ from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.protocol.room_errors import RoomProtocolError
 
 __all__ = [
+    "B16",
+    "B32",
+    "B48",
+    "B64",
     "MAX_CONTROL_FRAME_CHARS",
     "MAX_FRAME_CHARS",
     "MAX_MEMBERS",
     "MAX_PUBLISHED_KEYS",
     "PROTOCOL_VERSION",
     "Admit",
+    "BProfile",
     "Challenge",
     "Change",
     "ClientFrame",
@@ -104,6 +109,7 @@ class RosterItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     identity: B32
     sign_key: B32
     seal_key: B32
+    profile: BProfile
 
 
 class JoinItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
