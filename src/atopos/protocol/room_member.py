@@ -363,12 +363,15 @@ class RoomMember:
         return tuple((e.index, self._names.get(e.index, "?")) for e in self._epoch.roster)
 
     def needs_update(self, now: float) -> bool:
-        """True when this member should re-key itself (own messages or time in the epoch)."""
+        """True when this member should re-key itself: after `update_after_messages` own
+        messages in this epoch, or `update_after_seconds` in it once it has sent one."""
         if self.state is not MemberState.ACTIVE or self._epoch is None or self._pending:
             return False
-        return (
-            self._epoch.chains.sent_count >= self._update_after_messages
-            or now - self._epoch_started_at >= self._update_after_seconds
+        sent = self._epoch.chains.sent_count
+        # Only a member who spoke re-keys on the timer: in a big room an update is a full
+        # commit, and an idle member's state gives a thief nothing new to read anyway.
+        return sent >= self._update_after_messages or (
+            sent > 0 and now - self._epoch_started_at >= self._update_after_seconds
         )
 
     # -- relay frames ------------------------------------------------------------------------
