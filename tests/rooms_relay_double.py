@@ -34,6 +34,7 @@ from atopos.protocol.room_wire import (
     Error,
     Join,
     JoinItem,
+    Knock,
     Leave,
     Left,
     Message,
@@ -62,6 +63,7 @@ class Connection:
     is_welcomed: bool = False
     is_closed: bool = False
     events: list[MemberEvent] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
     errors: list[RoomProtocolError] = field(default_factory=list)
 
 
@@ -82,6 +84,7 @@ class RelayDouble:
         self.knocks: dict[int, JoinItem] = {}
         self.pending: Change | None = None
         self.seen: list[str] = []  # every frame the relay received or sent
+        self.fanned: list[str] = []  # every room frame (with seq), in order
         self.now = 0.0
         self.is_ended = False
         self.is_closing = False
@@ -102,6 +105,7 @@ class RelayDouble:
     def receive_at(self, connection: Connection, text: str) -> None:
         if connection.is_closed:
             return
+        connection.received.append(text)
         try:
             connection.events += connection.member.receive(text, self.now)
         except RoomProtocolError as error:
@@ -122,6 +126,7 @@ class RelayDouble:
         frame = make(seq)
         text = encode_frame(frame)
         self.seen.append(text)
+        self.fanned.append(text)
         for connection in self.welcomed():
             if connection is not skip:
                 self.deliver(connection, text)
@@ -251,8 +256,6 @@ class RelayDouble:
             profile=frame.profile,
         )
         if self.creation.knock and self.roster:
-            from atopos.protocol.room_wire import Knock
-
             self.knocks[index] = item
             self.fan_out(
                 lambda seq: Knock(

@@ -84,6 +84,7 @@ from atopos.protocol.room_events import (
 )
 from atopos.protocol.room_link import RoomLink
 from atopos.protocol.room_wire import (
+    MAX_MEMBERS,
     Admit,
     Challenge,
     Change,
@@ -576,8 +577,9 @@ class RoomMember:
         if frame.reason == "found":
             if self.state is not MemberState.WAITING or frame.committer != self.index:
                 raise RoomProtocolError("bad_commit", "Only a lone joiner founds an epoch.")
+            roster, joins = self._roster_for(frame)
             self._announced = frame
-            self._commit_change(frame)
+            self._commit_change(frame, roster, joins)
             return "i_found"
         if self.state is MemberState.WAITING or frame.committer != self.index:
             self._announced = frame
@@ -593,14 +595,54 @@ class RoomMember:
             for index in bad:
                 self._send(Refuse(index=index))
             return "bad_joiner"
+        roster, joins = self._roster_for(frame)
         self._announced = frame
-        self._commit_change(frame)
+        self._commit_change(frame, roster, joins)
         return "i_commit"
 
-    def _commit_change(self, frame: Change) -> None:
-        assert self.index is not None
-        roster = _roster_from_wire(frame.roster)
+    def _roster_for(self, frame: Change) -> tuple[list[RosterEntry], list[JoinEvidence]]:
+        """The roster the committer seals to, built from its own roster and the verified
+        joiners, never taken from the relay: a relay that swapped a member's X25519 key in
+        its announcement would otherwise receive the epoch secret. The announcement must
+        match it exactly."""
         joins = [_join_from_wire(item) for item in frame.joins]
+        joiners = [
+            RosterEntry(j.index, j.sign_key, j.sign_key, j.seal_key, j.profile) for j in joins
+        ]
+        if frame.reason == "found":
+            mine = joins[0] if len(joins) == 1 else None
+            if (
+                mine is None
+                or mine.index != self.index
+                or mine.sign_key != self._keys.sign_key
+                or mine.seal_key != self._keys.seal_key
+                or mine.nonce != self._challenge
+                or mine.profile != self._profile
+            ):
+                raise RoomProtocolError("bad_commit", "A founding change must add only me.")
+            staying: list[RosterEntry] = []
+        else:
+            assert self._epoch is not None
+            current = {e.index for e in self._epoch.roster}
+            leaves = set(frame.leaves)
+            joining = [j.index for j in joins]
+            if (
+                not leaves <= current
+                or self.index in leaves
+                or len(set(joining)) != len(joining)
+                or current & set(joining)
+                or not (leaves or joining)
+            ):
+                raise RoomProtocolError("bad_commit", "The change is not a valid change.")
+            staying = [e for e in self._epoch.roster if e.index not in leaves]
+        roster = sorted(staying + joiners, key=lambda entry: entry.index)
+        if len(roster) > MAX_MEMBERS or _roster_from_wire(frame.roster) != roster:
+            raise RoomProtocolError("bad_commit", "The announced roster is not the change.")
+        return roster, joins
+
+    def _commit_change(
+        self, frame: Change, roster: list[RosterEntry], joins: list[JoinEvidence]
+    ) -> None:
         if frame.reason == "found":
             previous_link = self._epoch_base()
             transcript = transcript_start(self.room_id)
