@@ -119,6 +119,10 @@ def test_reordering_within_the_window_is_harmless_beyond_it_refused() -> None:
     for text in reversed(held):  # the relay sends them in reverse order
         room.relay.handle(room.members["alice"], text)
     assert sorted(room.texts("bob")) == [(0, "m0"), (0, "m1"), (0, "m2")]
+    # the late one, once read, is gone: a replay of it is refused
+    with pytest.raises(RoomProtocolError) as caught:
+        room.relay.handle(room.members["alice"], held[0]) or bob_raise(room)
+    assert caught.value.code == "stale"
     # a counter more than MAX_SKIP ahead is refused
     far = _last_msg(room)
     with pytest.raises(RoomProtocolError) as caught:
@@ -135,6 +139,13 @@ def test_reordering_within_the_window_is_harmless_beyond_it_refused() -> None:
             ),
         )
     assert caught.value.code in ("bad_signature", "stale")
+
+
+def bob_raise(room) -> None:  # type: ignore[no-untyped-def]
+    """Raise bob's last refusal (the relay double collects them instead of raising)."""
+    errors = room.members["bob"].errors
+    if errors:
+        raise errors.pop()
 
 
 def test_a_counter_forgotten_by_the_window_is_refused() -> None:
