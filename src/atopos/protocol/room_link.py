@@ -94,7 +94,7 @@ def parse_room_link(text: str) -> RoomLink:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
         raise RoomProtocolError("malformed", "A room link starts with http:// or https://.")
-    if not parts.path.startswith(_PATH_PREFIX):
+    if _PATH_PREFIX not in parts.path:
         raise RoomProtocolError("malformed", "This is not a room link (no /r/ in it).")
     prefix, room_text = parts.path.rsplit(_PATH_PREFIX, 1)
     base = f"{parts.scheme}://{parts.netloc}{prefix}"
