@@ -44,6 +44,7 @@ from atopos.protocol.room_wire import (
     RelayedMessage,
     RelayFrame,
     RosterItem,
+    Sent,
     Unlock,
     Welcome,
     b64,
@@ -176,6 +177,11 @@ class RelayDouble:
                         sig=frame.sig,
                     ),
                     skip=connection,
+                )
+                # the fan-out took the last seq: tell the author which one
+                self.send(
+                    connection,
+                    Sent(seq=self.seq, epoch=frame.epoch, counter=frame.counter),
                 )
             case Admit():
                 knock = self.knocks.pop(frame.index, None)

@@ -18,6 +18,7 @@ from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import (
     EpochStarted,
     JoinRequested,
+    MessageDelivered,
     MessageReceived,
     MessagesMissing,
     SequenceGap,
@@ -74,6 +75,10 @@ def test_three_members_talk_and_agree() -> None:
     assert [t for t in room.texts("alice") if t[0] == 1] == [(1, "b0"), (1, "b1"), (1, "b2")]
     assert room.texts("bob")[-1] == (2, "c")
     assert all(refused(c) == [] for c in room.members.values())
+    for connection in room.members.values():
+        assert not [e for e in connection.events if isinstance(e, SequenceGap)]
+    delivered = [e for e in room.members["alice"].events if isinstance(e, MessageDelivered)]
+    assert [e.counter for e in delivered] == [0, 1, 2]
     names = {e.name for e in room.members["bob"].events if isinstance(e, MessageReceived)}
     assert names == {"alice", "carol"}
 

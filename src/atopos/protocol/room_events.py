@@ -14,6 +14,7 @@ __all__ = [
     "JoinRequested",
     "MemberEvent",
     "MemberLeft",
+    "MessageDelivered",
     "MessageReceived",
     "MessagesMissing",
     "RelayError",
@@ -72,6 +73,15 @@ class MessageReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    """The relay took this member's message (epoch, counter) and gave it sequence `seq`."""
+
+    epoch: int
+    counter: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class MessagesMissing:
     """An epoch ended with counters of `sender` never delivered: the relay dropped them."""
 
@@ -124,6 +134,7 @@ MemberEvent: TypeAlias = (
     | JoinRequested
     | EpochStarted
     | MessageReceived
+    | MessageDelivered
     | MessagesMissing
     | SequenceGap
     | MemberLeft

@@ -72,6 +72,7 @@ from atopos.protocol.room_events import (
     JoinRequested,
     MemberEvent,
     MemberLeft,
+    MessageDelivered,
     MessageReceived,
     MessagesMissing,
     RelayError,
@@ -106,6 +107,7 @@ from atopos.protocol.room_wire import (
     RelayedMessage,
     RosterItem,
     SealedItem,
+    Sent,
     Unlock,
     Welcome,
     b64,
@@ -162,6 +164,7 @@ TRANSITIONS: Final[dict[tuple[MemberState, str, str | None], MemberState]] = {
     (S.ACTIVE, "commit", "keeps_me"): S.ACTIVE,
     (S.ACTIVE, "commit", "removes_me"): S.CLOSED,
     (S.ACTIVE, "msg", None): S.ACTIVE,
+    (S.ACTIVE, "sent", None): S.ACTIVE,
     (S.ACTIVE, "knock", "verified"): S.ACTIVE,
     (S.ACTIVE, "knock", "forged"): S.ACTIVE,
     (S.ACTIVE, "left", None): S.ACTIVE,
@@ -176,6 +179,7 @@ TRANSITIONS: Final[dict[tuple[MemberState, str, str | None], MemberState]] = {
     (S.LEAVING, "change", None): S.LEAVING,
     (S.LEAVING, "commit", None): S.LEAVING,
     (S.LEAVING, "msg", None): S.LEAVING,
+    (S.LEAVING, "sent", None): S.LEAVING,
     (S.LEAVING, "knock", None): S.LEAVING,
     (S.LEAVING, "left", None): S.LEAVING,
     (S.LEAVING, "closing", None): S.LEAVING,
@@ -314,6 +318,7 @@ class RoomMember:
         self._knocks: dict[int, Knock] = {}
         self._names: dict[int, str] = {}
         self._outbox: list[str] = []
+        self._undelivered: set[tuple[int, int]] = set()
 
     def __repr__(self) -> str:
         return f"RoomMember(state={self.state.value}, index={self.index})"
@@ -419,13 +424,16 @@ class RoomMember:
         self._last_seq = seq
 
     def _on_room_frame(
-        self, frame: Knock | Change | RelayedCommit | RelayedMessage | Left | Closing, now: float
+        self,
+        frame: Knock | Change | RelayedCommit | RelayedMessage | Sent | Left | Closing,
+        now: float,
     ) -> list[MemberEvent]:
         event = {
             Knock: "knock",
             Change: "change",
             RelayedCommit: "commit",
             RelayedMessage: "msg",
+            Sent: "sent",
             Left: "left",
             Closing: "closing",
         }[type(frame)]
@@ -446,6 +454,11 @@ class RoomMember:
                 guard = self._on_commit(frame, now, events)
             case RelayedMessage():
                 self._on_message(frame, events)
+            case Sent():
+                if (frame.epoch, frame.counter) not in self._undelivered:
+                    raise RoomProtocolError("stale", "The relay acknowledged an unsent message.")
+                self._undelivered.discard((frame.epoch, frame.counter))
+                events.append(MessageDelivered(frame.epoch, frame.counter, frame.seq))
             case Left():
                 events.append(MemberLeft(frame.index, len(frame.signing_keys)))
             case Closing():
@@ -871,6 +884,7 @@ class RoomMember:
         self._epoch = _Epoch(frame.epoch, roster, chains)
         self._epoch_link = chains.epoch_link
         self._epoch_started_at = now
+        self._undelivered = {sent for sent in self._undelivered if sent[0] >= frame.epoch - 1}
         self._transcript = transcript_next
         self._membership = membership_after(membership, reason, frame.epoch, roster)
         self.safety_code = safety_code(self.room_id, self._membership)
@@ -1034,6 +1048,7 @@ class RoomMember:
                 self.room_id, self._epoch.number, self.index, key.counter, ciphertext
             )
         )
+        self._undelivered.add((self._epoch.number, key.counter))
         self._send(
             Message(
                 epoch=self._epoch.number,

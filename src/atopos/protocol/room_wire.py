@@ -50,6 +50,7 @@ __all__ = [
     "RelayedMessage",
     "RosterItem",
     "SealedItem",
+    "Sent",
     "Unlock",
     "Welcome",
     "b64",
@@ -281,6 +282,14 @@ class RelayedMessage(_Frame, tag="msg", frozen=True):
     sig: B64
 
 
+class Sent(_Frame, tag="sent", frozen=True):
+    """To a message's author instead of its own frame: the sequence number it got."""
+
+    seq: Count
+    epoch: Count
+    counter: Count
+
+
 class Left(_Frame, tag="left", frozen=True):
     seq: Count
     index: Index
@@ -323,6 +332,7 @@ RelayFrame: TypeAlias = (
     | Change
     | RelayedCommit
     | RelayedMessage
+    | Sent
     | Left
     | Closing
     | Ended
