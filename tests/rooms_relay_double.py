@@ -351,12 +351,12 @@ class RelayDouble:
         )
 
     def on_commit(self, connection: Connection, frame: Commit) -> None:
+        # A stale commit is dropped, not answered with an error (which would close):
+        # its author notices when the change or another commit for that epoch arrives.
         if frame.epoch != self.epoch + 1 or frame.committer != connection.index:
-            self.send(connection, Error(code="stale", message="stale commit"))
             return
         if frame.reason == "update":
             if self.pending is not None:
-                self.send(connection, Error(code="stale", message="change pending"))
                 return
         elif self.pending is None or self.pending.committer != frame.committer:
             return

@@ -495,3 +495,20 @@ def test_a_relay_that_swaps_a_members_key_in_a_change_gets_no_commit() -> None:
         )
     assert caught.value.code == "bad_commit"
     assert alice.outgoing() == []  # nothing sealed to the relay's key
+
+
+def test_an_update_racing_a_change_is_dropped_and_can_be_retried() -> None:
+    room = open_room("alice", "bob")
+    bob = room.members["bob"].member
+    bob.update(0)  # queued, not yet handled by the relay
+    pending_update = bob.outgoing()
+    room.join("carol")  # the relay announces and commits the join first
+    room.relay.handle(room.members["bob"], pending_update[0])  # now stale: dropped
+    room.relay.pump()
+    assert bob.state is MemberState.ACTIVE
+    assert bob._pending is None
+    bob.update(0)
+    room.relay.pump()
+    assert {c.member.epoch for c in room.members.values()} == {bob.epoch}
+    room.say("bob", "re-keyed")
+    assert room.texts("carol")[-1] == (1, "re-keyed")

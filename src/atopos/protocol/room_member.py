@@ -563,6 +563,8 @@ class RoomMember:
             self._send(Refuse(index=frame.index))
             return "forged"
         self._knocks[frame.index] = frame
+        while len(self._knocks) > MAX_MEMBERS:  # the oldest knock waits longest: drop it
+            del self._knocks[next(iter(self._knocks))]
         events.append(JoinRequested(frame.index, self._name_of(join.profile, join.sign_key)))
         return "verified"
 
@@ -595,6 +597,9 @@ class RoomMember:
             self._commit_change(frame, roster, joins)
             return "i_found"
         if self.state is MemberState.WAITING or frame.committer != self.index:
+            # A commit of ours for this epoch (an update the relay dropped because this
+            # change came first, or a change re-announced with another committer) is void.
+            self._pending = None
             self._announced = frame
             return "announced"
         assert self._epoch is not None
@@ -609,6 +614,7 @@ class RoomMember:
                 self._send(Refuse(index=index))
             return "bad_joiner"
         roster, joins = self._roster_for(frame)
+        self._pending = None
         self._announced = frame
         self._commit_change(frame, roster, joins)
         return "i_commit"
@@ -888,6 +894,11 @@ class RoomMember:
         self._transcript = transcript_next
         self._membership = membership_after(membership, reason, frame.epoch, roster)
         self.safety_code = safety_code(self.room_id, self._membership)
+        # Names of this roster and the previous one (for "bob left"); nothing older is kept.
+        kept = {e.index for e in roster} | {
+            e.index for e in (self._previous.roster if self._previous else [])
+        }
+        self._names = {i: name for i, name in self._names.items() if i in kept}
         for member in roster:
             if member.index not in self._names:
                 self._names[member.index] = self._name_of(member.profile, member.identity)
