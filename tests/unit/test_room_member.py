@@ -512,3 +512,155 @@ def test_an_update_racing_a_change_is_dropped_and_can_be_retried() -> None:
     assert {c.member.epoch for c in room.members.values()} == {bob.epoch}
     room.say("bob", "re-keyed")
     assert room.texts("carol")[-1] == (1, "re-keyed")
+
+
+# -- a malicious member as committer (with a relay that goes along) ---------------------------
+
+
+def _craft(room, author: str, *, committer: int, reason, roster, joins):  # type: ignore[no-untyped-def]
+    """A commit `author` makes with its own keys and secrets, whatever it claims."""
+    from atopos.crypto.room_transcript import CommitReason
+    from atopos.protocol.room_commit import build_commit
+    from atopos.protocol.room_wire import RelayedCommit
+
+    member = room.members[author].member
+    built = build_commit(
+        secrets=member._secrets,
+        committer=committer,
+        epoch=member.epoch + 1,
+        reason=CommitReason[reason.upper()],
+        roster=roster,
+        joins=joins,
+        previous_link=member._epoch_link,
+        transcript=member._transcript,
+        membership=member._membership,
+        signer=member._keys,
+        random_bytes=SeededRandom("craft"),
+    )
+    frame = built.frame
+    return RelayedCommit(seq=0, **{f: getattr(frame, f) for f in frame.__struct_fields__})
+
+
+def test_a_commit_signed_by_someone_else_than_its_committer_is_refused() -> None:
+    from atopos.crypto.room_roster import RosterEntry
+
+    room = open_room("alice", "bob", "carol")
+    bob = room.members["bob"].member
+    fake = MemberKeys.generate(SeededRandom("fake alice"))
+    roster = [
+        RosterEntry(e.index, e.identity, fake.sign_key, fake.seal_key, e.profile)
+        if e.index == 0
+        else e
+        for e in bob._epoch.roster
+    ]
+    # bob claims alice re-keyed (to keys bob holds): carol must refuse
+    with pytest.raises(RoomProtocolError) as caught:
+        _deliver(
+            room,
+            "carol",
+            _craft(room, "bob", committer=0, reason="update", roster=roster, joins=[]),
+        )
+    assert caught.value.code == "bad_signature"
+
+
+def _announce(room, name: str, commit: RelayedCommit, leaves: list[int]) -> None:  # type: ignore[no-untyped-def]
+    _deliver(
+        room,
+        name,
+        Change(
+            seq=0,
+            epoch=commit.epoch,
+            committer=commit.committer,
+            reason="change",
+            roster=commit.roster,
+            joins=commit.joins,
+            leaves=leaves,
+        ),
+    )
+
+
+def test_a_committer_adding_an_unauthentic_or_unadmitted_joiner_is_refused() -> None:
+    from atopos.crypto.room_roster import RosterEntry
+    from atopos.protocol.room_commit import join_from_wire
+
+    for knock, label in ((False, "bad_auth"), (True, "not_admitted")):
+        room = open_room("alice", "bob", knock=knock, label=f"craft {knock}")
+        if knock:
+            room.members["alice"].member.admit(1)
+            room.relay.pump()
+        alice = room.members["alice"].member
+        join = _fake_join(9, "intruder")
+        if knock:  # a joiner with the link (valid auth) that nobody admitted
+            from atopos.crypto.room_keys import member_auth_message, member_auth_tag
+
+            evidence = join_from_wire(join)
+            message = member_auth_message(
+                alice.room_id,
+                evidence.nonce,
+                evidence.sign_key,
+                evidence.seal_key,
+                evidence.profile,
+            )
+            join = JoinItem(
+                index=9,
+                sign_key=join.sign_key,
+                seal_key=join.seal_key,
+                nonce=join.nonce,
+                auth=b64(member_auth_tag(alice._secrets, message)),
+                profile=join.profile,
+            )
+        evidence = join_from_wire(join)
+        roster = [
+            *alice._epoch.roster,
+            RosterEntry(
+                9, evidence.sign_key, evidence.sign_key, evidence.seal_key, evidence.profile
+            ),
+        ]
+        commit = _craft(
+            room, "alice", committer=0, reason="change", roster=roster, joins=[evidence]
+        )
+        _announce(room, "bob", commit, [])
+        with pytest.raises(RoomProtocolError) as caught:
+            _deliver(room, "bob", commit)
+        assert caught.value.code == label
+        # and an honest committer refuses the same announcement
+        alice.outgoing()
+        _announce(room, "alice", commit, [])
+        assert [decode_relay_frame_client(t) for t in alice.outgoing()] == [("refuse", 9)]
+
+
+def test_a_member_removed_from_the_epoch_cannot_post_into_the_previous_one() -> None:
+    room = open_room("alice", "bob", "carol")
+    carol = room.members["carol"].member
+    carol.send_text("sent just before leaving")
+    (late,) = carol.outgoing()
+    alice = room.members["alice"].member
+    alice.send_text("alice, also just before")
+    (alice_late,) = alice.outgoing()
+    carol.leave()
+    room.relay.pump()
+    from atopos.protocol.room_wire import Message, decode_client_frame
+
+    message = decode_client_frame(late)
+    assert isinstance(message, Message)
+    assert room.members["bob"].member.epoch == message.epoch + 1
+    with pytest.raises(RoomProtocolError) as caught:
+        _deliver(
+            room,
+            "bob",
+            RelayedMessage(seq=0, **{f: getattr(message, f) for f in message.__struct_fields__}),
+        )
+    assert caught.value.code == "bad_signature"
+    # while a member still present may: alice's late frame of the previous epoch is read
+    alice_message = decode_client_frame(alice_late)
+    assert isinstance(alice_message, Message)
+    events = _deliver(
+        room,
+        "bob",
+        RelayedMessage(
+            seq=0, **{f: getattr(alice_message, f) for f in alice_message.__struct_fields__}
+        ),
+    )
+    assert [(e.sender, e.text) for e in events if isinstance(e, MessageReceived)] == [
+        (0, "alice, also just before")
+    ]

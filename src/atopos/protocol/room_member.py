@@ -22,15 +22,12 @@ from typing import Final
 
 import msgspec
 
-from atopos.crypto.device import is_valid_ed25519_public_key, is_valid_x25519_public_key
 from atopos.crypto.errors import DecryptionFailed
-from atopos.crypto.randomness import RandomBytes, draw
+from atopos.crypto.randomness import RandomBytes
 from atopos.crypto.room_keys import (
-    SECRET_BYTES,
     MemberKeys,
     ProofKind,
     RoomSecrets,
-    derive_epoch_secret,
     derive_proof_key,
     derive_room_secrets,
     end_proof_message,
@@ -42,29 +39,38 @@ from atopos.crypto.room_keys import (
     profile_aad,
     room_name_aad,
     seal_metadata,
-    verify_member_auth,
     verify_signature,
 )
 from atopos.crypto.room_message import MAX_BODY_BYTES, decrypt_message, encrypt_message, message_aad
 from atopos.crypto.room_ratchet import EpochChains, MessageKeyUnavailable
-from atopos.crypto.room_roster import RosterEntry, roster_hash
+from atopos.crypto.room_roster import RosterEntry
 from atopos.crypto.room_safety import safety_code
-from atopos.crypto.room_seal import open_secret, seal_aad, seal_secret
+from atopos.crypto.room_seal import open_secret, seal_aad
 from atopos.crypto.room_transcript import (
     CommitReason,
     JoinEvidence,
-    SealedEntry,
     admission_message,
-    commit_auth_message,
-    commit_signing_input,
     confirm_tag,
-    joins_hash,
     membership_after,
     membership_start,
     message_signing_input,
-    sealed_hash,
     transcript_after,
     transcript_start,
+)
+from atopos.protocol.room_commit import (
+    REASONS,
+    CommitView,
+    build_commit,
+    check_change,
+    check_joins,
+    check_room_auth,
+    check_sealed_to_all,
+    check_signature,
+    check_update,
+    join_from_wire,
+    joiner_is_authentic,
+    read_commit,
+    roster_from_wire,
 )
 from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import (
@@ -91,7 +97,6 @@ from atopos.protocol.room_wire import (
     Change,
     ClientFrame,
     Closing,
-    Commit,
     End,
     Ended,
     Error,
@@ -105,8 +110,6 @@ from atopos.protocol.room_wire import (
     Refuse,
     RelayedCommit,
     RelayedMessage,
-    RosterItem,
-    SealedItem,
     Sent,
     Unlock,
     Welcome,
@@ -191,13 +194,6 @@ for _state in MemberState:
         TRANSITIONS[(_state, "error", None)] = S.CLOSED
 del _state
 
-_REASONS: Final = {
-    "found": CommitReason.FOUND,
-    "change": CommitReason.CHANGE,
-    "update": CommitReason.UPDATE,
-}
-_REASON_NAMES: Final = {value: key for key, value in _REASONS.items()}
-
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field="type", tag="text"):
     """The plaintext of a message frame: {"type": "text", "text": ...} as UTF-8 JSON."""
@@ -230,53 +226,6 @@ class _PendingCommit:
     signing_input: bytes
     epoch_secret: bytes
     new_keys: MemberKeys | None
-
-
-def _roster_from_wire(items: list[RosterItem]) -> list[RosterEntry]:
-    roster = [
-        RosterEntry(
-            item.index,
-            unb64(item.identity),
-            unb64(item.sign_key),
-            unb64(item.seal_key),
-            unb64(item.profile),
-        )
-        for item in items
-    ]
-    indices = [entry.index for entry in roster]
-    if indices != sorted(set(indices)):
-        raise RoomProtocolError("bad_commit", "The roster is not sorted by index.")
-    return roster
-
-
-def _roster_to_wire(roster: list[RosterEntry]) -> list[RosterItem]:
-    return [
-        RosterItem(
-            index=e.index,
-            identity=b64(e.identity),
-            sign_key=b64(e.sign_key),
-            seal_key=b64(e.seal_key),
-            profile=b64(e.profile),
-        )
-        for e in roster
-    ]
-
-
-def _join_from_wire(item: JoinItem) -> JoinEvidence:
-    return JoinEvidence(
-        index=item.index,
-        sign_key=unb64(item.sign_key),
-        seal_key=unb64(item.seal_key),
-        nonce=unb64(item.nonce),
-        auth=unb64(item.auth),
-        profile=unb64(item.profile),
-        admitted_by=item.admitted_by,
-        admission=None if item.admission is None else unb64(item.admission),
-    )
-
-
-def _is_usable_joiner(join: JoinEvidence) -> bool:
-    return is_valid_ed25519_public_key(join.sign_key) and is_valid_x25519_public_key(join.seal_key)
 
 
 class RoomMember:
@@ -533,12 +482,25 @@ class RoomMember:
 
     def _joiner_is_authentic(self, join: JoinEvidence) -> bool:
         assert self._secrets is not None
-        if not _is_usable_joiner(join):
+        return joiner_is_authentic(self._secrets, join)
+
+    def _joiner_may_join(self, join: JoinEvidence) -> bool:
+        """Authentic and, in knock mode, admitted by a current member (what the committer
+        checks before it seals anything to a joiner)."""
+        if not self._joiner_is_authentic(join):
             return False
-        message = member_auth_message(
-            self.room_id, join.nonce, join.sign_key, join.seal_key, join.profile
+        if not self.is_knock:
+            return True
+        assert self._epoch is not None
+        admitter = self._epoch.entry(join.admitted_by) if join.admitted_by is not None else None
+        message = admission_message(
+            self.room_id, join.index, join.nonce, join.sign_key, join.seal_key
         )
-        return verify_member_auth(self._secrets, message, join.auth)
+        return (
+            admitter is not None
+            and join.admission is not None
+            and verify_signature(admitter.sign_key, join.admission, message)
+        )
 
     def _name_of(self, profile: bytes, sign_key: bytes) -> str:
         assert self._secrets is not None
@@ -548,7 +510,7 @@ class RoomMember:
             return "?"
 
     def _on_knock(self, frame: Knock, events: list[MemberEvent]) -> str:
-        join = _join_from_wire(
+        join = join_from_wire(
             JoinItem(
                 index=frame.index,
                 sign_key=frame.sign_key,
@@ -605,8 +567,8 @@ class RoomMember:
         assert self._epoch is not None
         if frame.epoch != self._epoch.number + 1:
             raise RoomProtocolError("stale", "The change is not for the next epoch.")
-        joins = [_join_from_wire(item) for item in frame.joins]
-        bad = [join.index for join in joins if not self._joiner_is_authentic(join)]
+        joins = [join_from_wire(item) for item in frame.joins]
+        bad = [join.index for join in joins if not self._joiner_may_join(join)]
         if bad:
             # The relay (or a joiner without the room secret) is trying to add someone:
             # refuse each one; an honest relay then announces the change without them.
@@ -624,7 +586,7 @@ class RoomMember:
         joiners, never taken from the relay: a relay that swapped a member's X25519 key in
         its announcement would otherwise receive the epoch secret. The announcement must
         match it exactly."""
-        joins = [_join_from_wire(item) for item in frame.joins]
+        joins = [join_from_wire(item) for item in frame.joins]
         joiners = [
             RosterEntry(j.index, j.sign_key, j.sign_key, j.seal_key, j.profile) for j in joins
         ]
@@ -655,7 +617,7 @@ class RoomMember:
                 raise RoomProtocolError("bad_commit", "The change is not a valid change.")
             staying = [e for e in self._epoch.roster if e.index not in leaves]
         roster = sorted(staying + joiners, key=lambda entry: entry.index)
-        if len(roster) > MAX_MEMBERS or _roster_from_wire(frame.roster) != roster:
+        if len(roster) > MAX_MEMBERS or roster_from_wire(frame.roster) != roster:
             raise RoomProtocolError("bad_commit", "The announced roster is not the change.")
         return roster, joins
 
@@ -677,7 +639,7 @@ class RoomMember:
             )
         self._build_commit(
             frame.epoch,
-            _REASONS[frame.reason],
+            REASONS[frame.reason],
             roster,
             joins,
             previous_link,
@@ -736,139 +698,71 @@ class RoomMember:
     ) -> None:
         assert self._secrets is not None
         assert self.index is not None
-        digest = roster_hash(roster)
-        fresh = draw(self._random, SECRET_BYTES)
-        epoch_secret = derive_epoch_secret(previous_link, fresh, self.room_id, epoch, digest)
-        sealed: list[SealedEntry] = []
-        for entry in roster:
-            if entry.index == self.index:
-                continue
-            ephemeral, box = seal_secret(
-                entry.seal_key,
-                epoch_secret,
-                draw(self._random, SECRET_BYTES),
-                seal_aad(self.room_id, epoch, entry.index, digest),
-            )
-            sealed.append(SealedEntry(entry.index, ephemeral, box))
-        signing_input = commit_signing_input(
-            self.room_id,
-            epoch,
-            self.index,
-            reason,
-            transcript,
-            membership,
-            digest,
-            joins_hash(joins),
-            sealed_hash(sealed),
+        built = build_commit(
+            secrets=self._secrets,
+            committer=self.index,
+            epoch=epoch,
+            reason=reason,
+            roster=roster,
+            joins=joins,
+            previous_link=previous_link,
+            transcript=transcript,
+            membership=membership,
+            signer=signer,
+            random_bytes=self._random,
         )
-        self._pending = _PendingCommit(epoch, signing_input, epoch_secret, new_keys)
-        self._send(
-            Commit(
-                epoch=epoch,
-                committer=self.index,
-                reason=_REASON_NAMES[reason],  # type: ignore[arg-type]
-                transcript=b64(transcript),
-                membership=b64(membership),
-                roster=_roster_to_wire(roster),
-                joins=[
-                    JoinItem(
-                        index=j.index,
-                        sign_key=b64(j.sign_key),
-                        seal_key=b64(j.seal_key),
-                        nonce=b64(j.nonce),
-                        auth=b64(j.auth),
-                        profile=b64(j.profile),
-                        admitted_by=j.admitted_by,
-                        admission=None if j.admission is None else b64(j.admission),
-                    )
-                    for j in joins
-                ],
-                sealed=[
-                    SealedItem(index=s.index, ephemeral=b64(s.ephemeral), secret=b64(s.sealed))
-                    for s in sealed
-                ],
-                room_auth=b64(member_auth_tag(self._secrets, commit_auth_message(signing_input))),
-                confirm=b64(
-                    confirm_tag(epoch_secret, self.room_id, transcript_after(signing_input))
-                ),
-                sig=b64(signer.sign(signing_input)),
-            )
-        )
+        self._pending = _PendingCommit(epoch, built.signing_input, built.epoch_secret, new_keys)
+        self._send(built.frame)
 
     def _on_commit(self, frame: RelayedCommit, now: float, events: list[MemberEvent]) -> str:
         assert self._secrets is not None
         assert self.index is not None
-        reason = _REASONS[frame.reason]
-        roster = _roster_from_wire(frame.roster)
-        joins = [_join_from_wire(item) for item in frame.joins]
-        sealed = [
-            SealedEntry(item.index, unb64(item.ephemeral), unb64(item.secret))
-            for item in frame.sealed
-        ]
-        transcript, membership = unb64(frame.transcript), unb64(frame.membership)
-        digest = roster_hash(roster)
-        signing_input = commit_signing_input(
-            self.room_id,
-            frame.epoch,
-            frame.committer,
-            reason,
-            transcript,
-            membership,
-            digest,
-            joins_hash(joins),
-            sealed_hash(sealed),
-        )
-        if not verify_member_auth(
-            self._secrets, commit_auth_message(signing_input), unb64(frame.room_auth)
-        ):
-            raise RoomProtocolError("bad_auth", "The commit was not made by a room member.")
+        view = read_commit(self.room_id, frame)
+        check_room_auth(self._secrets, view)
         if self.state is MemberState.WAITING:
-            mine = next((e for e in roster if e.index == self.index), None)
+            mine = view.entry(self.index)
             if mine is None:
                 return "not_for_me"
-            self._check_commit_adding_me(frame, reason, roster, joins, signing_input, mine)
+            self._check_commit_adding_me(view, mine)
         else:
-            self._check_commit_from_member(frame, reason, roster, joins, signing_input)
-        staying = {e.index for e in roster}
+            self._check_commit_from_member(view)
+        staying = {e.index for e in view.roster}
         leavers = tuple(
             e.index for e in (self._epoch.roster if self._epoch else []) if e.index not in staying
         )
         pending = self._pending
         is_mine = (
             pending is not None
-            and frame.committer == self.index
-            and pending.epoch == frame.epoch
-            and pending.signing_input == signing_input
+            and view.committer == self.index
+            and pending.epoch == view.epoch
+            and pending.signing_input == view.signing_input
         )
         if is_mine:
             assert pending is not None
             epoch_secret = pending.epoch_secret
-        elif frame.committer == self.index:
+        elif view.committer == self.index:
             raise RoomProtocolError("bad_commit", "A commit in this member's name it did not make.")
         else:
-            if all(e.index != self.index for e in roster):
+            if view.entry(self.index) is None:
                 self._pending = None
-                events.append(RemovedFromRoom(frame.epoch))
+                events.append(RemovedFromRoom(view.epoch))
                 return "removes_me"
-            entry = next((s for s in sealed if s.index == self.index), None)
+            entry = view.sealed_to(self.index)
             if entry is None:
                 raise RoomProtocolError("bad_commit", "The commit seals nothing to this member.")
-            keys = self._keys
             try:
                 epoch_secret = open_secret(
-                    keys,
+                    self._keys,
                     entry.ephemeral,
                     entry.sealed,
-                    seal_aad(self.room_id, frame.epoch, self.index, digest),
+                    seal_aad(self.room_id, view.epoch, self.index, view.roster_digest),
                 )
             except DecryptionFailed:
                 raise RoomProtocolError(
                     "undecryptable", "The epoch secret does not open."
                 ) from None
-        transcript_next = transcript_after(signing_input)
-        if not _equal(
-            confirm_tag(epoch_secret, self.room_id, transcript_next), unb64(frame.confirm)
-        ):
+        transcript_next = transcript_after(view.signing_input)
+        if not _equal(confirm_tag(epoch_secret, self.room_id, transcript_next), view.confirm):
             raise RoomProtocolError("bad_commit", "The commit's confirmation tag differs.")
         # Everything is checked: take the new epoch.
         if is_mine and pending is not None and pending.new_keys is not None:
@@ -883,32 +777,31 @@ class RoomMember:
                     events.append(MessagesMissing(sender.index, self._epoch.number, tuple(missing)))
         previous_code = self.safety_code
         chains = EpochChains(
-            epoch_secret, self.room_id, frame.epoch, [e.index for e in roster], self.index
+            epoch_secret, self.room_id, view.epoch, [e.index for e in view.roster], self.index
         )
         del epoch_secret
         self._previous = self._epoch
-        self._epoch = _Epoch(frame.epoch, roster, chains)
+        self._epoch = _Epoch(view.epoch, view.roster, chains)
         self._epoch_link = chains.epoch_link
         self._epoch_started_at = now
-        self._undelivered = {sent for sent in self._undelivered if sent[0] >= frame.epoch - 1}
+        self._undelivered = {sent for sent in self._undelivered if sent[0] >= view.epoch - 1}
         self._transcript = transcript_next
-        self._membership = membership_after(membership, reason, frame.epoch, roster)
+        self._membership = membership_after(view.membership, view.reason, view.epoch, view.roster)
         self.safety_code = safety_code(self.room_id, self._membership)
         # Names of this roster and the previous one (for "bob left"); nothing older is kept.
-        kept = {e.index for e in roster} | {
+        kept = {e.index for e in view.roster} | {
             e.index for e in (self._previous.roster if self._previous else [])
         }
         self._names = {i: name for i, name in self._names.items() if i in kept}
-        for member in roster:
+        for member in view.roster:
             if member.index not in self._names:
                 self._names[member.index] = self._name_of(member.profile, member.identity)
-        joined = tuple(j.index for j in joins)
         events.append(
             EpochStarted(
-                epoch=frame.epoch,
+                epoch=view.epoch,
                 reason=frame.reason,
                 members=self.members,
-                joined=joined,
+                joined=tuple(j.index for j in view.joins),
                 left=leavers,
                 safety_code=self.safety_code,
                 is_safety_code_changed=self.safety_code != previous_code,
@@ -916,130 +809,49 @@ class RoomMember:
         )
         return "adds_me" if self.state is MemberState.WAITING else "keeps_me"
 
-    def _check_joins(
-        self,
-        joins: list[JoinEvidence],
-        roster: list[RosterEntry],
-        admitters: list[RosterEntry],
-    ) -> None:
-        for join in joins:
-            entry = next((e for e in roster if e.index == join.index), None)
-            if (
-                entry is None
-                or entry.identity != join.sign_key
-                or entry.sign_key != join.sign_key
-                or entry.seal_key != join.seal_key
-                or entry.profile != join.profile
-            ):
-                raise RoomProtocolError("bad_commit", "A joiner is not in the roster as announced.")
-            if not self._joiner_is_authentic(join):
-                raise RoomProtocolError("bad_auth", "A joiner did not prove the room secret.")
-            if self.is_knock:
-                admitter = next((e for e in admitters if e.index == join.admitted_by), None)
-                message = admission_message(
-                    self.room_id, join.index, join.nonce, join.sign_key, join.seal_key
-                )
-                if (
-                    admitter is None
-                    or admitter.index == join.index
-                    or join.admission is None
-                    or not verify_signature(admitter.sign_key, join.admission, message)
-                ):
-                    raise RoomProtocolError("not_admitted", "A joiner was not admitted.")
-
-    def _check_commit_adding_me(
-        self,
-        frame: RelayedCommit,
-        reason: CommitReason,
-        roster: list[RosterEntry],
-        joins: list[JoinEvidence],
-        signing_input: bytes,
-        mine: RosterEntry,
-    ) -> None:
-        assert self._challenge is not None
-        assert self._profile is not None
+    def _check_commit_adding_me(self, view: CommitView, mine: RosterEntry) -> None:
+        """Section 7.3, for a joiner: it is in the roster with its own keys and join, the
+        committer signed, and the other joiners are authentic (and admitted)."""
+        assert self._secrets is not None
         if (
             mine.identity != self._keys.sign_key
             or mine.sign_key != self._keys.sign_key
             or mine.seal_key != self._keys.seal_key
-            or reason is CommitReason.UPDATE
+            or view.reason is CommitReason.UPDATE
         ):
             raise RoomProtocolError("bad_commit", "The commit adds this member with other keys.")
-        me = next((j for j in joins if j.index == self.index), None)
+        me = next((j for j in view.joins if j.index == self.index), None)
         if me is None or me.nonce != self._challenge or me.profile != self._profile:
             raise RoomProtocolError("bad_commit", "The commit does not carry this member's join.")
-        committer = next((e for e in roster if e.index == frame.committer), None)
-        if committer is None or not verify_signature(
-            committer.sign_key, unb64(frame.sig), signing_input
-        ):
-            raise RoomProtocolError("bad_signature", "The commit's signature does not verify.")
-        if reason is CommitReason.FOUND and (frame.committer != self.index or len(roster) != 1):
-            raise RoomProtocolError("bad_commit", "Only a lone joiner founds an epoch.")
+        check_signature(view.entry(view.committer), view)
+        if view.reason is CommitReason.FOUND:
+            if view.committer != self.index or len(view.roster) != 1:
+                raise RoomProtocolError("bad_commit", "Only a lone joiner founds an epoch.")
+            return
         # The joiner cannot check earlier membership; the safety code is how people compare.
-        joined = {j.index for j in joins}
-        if reason is not CommitReason.FOUND:
-            self._check_joins(joins, roster, [e for e in roster if e.index not in joined])
+        joined = {j.index for j in view.joins}
+        admitters = [e for e in view.roster if e.index not in joined]
+        check_joins(self._secrets, self.is_knock, view.joins, view.roster, admitters)
 
-    def _check_commit_from_member(
-        self,
-        frame: RelayedCommit,
-        reason: CommitReason,
-        roster: list[RosterEntry],
-        joins: list[JoinEvidence],
-        signing_input: bytes,
-    ) -> None:
+    def _check_commit_from_member(self, view: CommitView) -> None:
+        """Section 7.3, for a member of the current epoch."""
         epoch = self._epoch
         assert epoch is not None
-        if frame.epoch != epoch.number + 1:
+        assert self._secrets is not None
+        if view.epoch != epoch.number + 1:
             raise RoomProtocolError("stale", "The commit is not for the next epoch.")
-        if reason is CommitReason.FOUND:
+        if view.reason is CommitReason.FOUND:
             raise RoomProtocolError("bad_commit", "A founding commit in a room with members.")
         if not (
-            _equal(unb64(frame.transcript), self._transcript)
-            and _equal(unb64(frame.membership), self._membership)
+            _equal(view.transcript, self._transcript) and _equal(view.membership, self._membership)
         ):
             raise RoomProtocolError("bad_commit", "The commit forks the room's transcript.")
-        committer = epoch.entry(frame.committer)
-        if committer is None or not verify_signature(
-            committer.sign_key, unb64(frame.sig), signing_input
-        ):
-            raise RoomProtocolError("bad_signature", "The commit is not signed by a member.")
-        joined = {j.index for j in joins}
-        old = {e.index: e for e in epoch.roster}
-        if reason is CommitReason.UPDATE:
-            expected = [
-                RosterEntry(e.index, e.identity, n.sign_key, n.seal_key, e.profile)
-                if e.index == frame.committer
-                else e
-                for e, n in zip(epoch.roster, roster, strict=False)
-            ]
-            if joins or len(roster) != len(epoch.roster) or roster != expected:
-                raise RoomProtocolError("bad_commit", "An update may change only its own keys.")
-            new = next(e for e in roster if e.index == frame.committer)
-            if not (
-                is_valid_ed25519_public_key(new.sign_key)
-                and is_valid_x25519_public_key(new.seal_key)
-            ):
-                raise RoomProtocolError("bad_commit", "An update brings unusable keys.")
+        check_signature(epoch.entry(view.committer), view)
+        if view.reason is CommitReason.UPDATE:
+            check_update(epoch.roster, view)
         else:
-            announced = self._announced
-            if (
-                announced is None
-                or announced.epoch != frame.epoch
-                or announced.committer != frame.committer
-                or _roster_from_wire(announced.roster) != roster
-                or [_join_from_wire(j) for j in announced.joins] != joins
-            ):
-                raise RoomProtocolError("bad_commit", "The commit is not the announced change.")
-            for entry in roster:
-                if entry.index not in joined and old.get(entry.index) != entry:
-                    raise RoomProtocolError("bad_commit", "The commit changes a member's keys.")
-                if entry.index in joined and entry.index in old:
-                    raise RoomProtocolError("bad_commit", "A joiner is already a member.")
-            self._check_joins(joins, roster, epoch.roster)
-        expected_sealed = [e.index for e in roster if e.index != frame.committer]
-        if [item.index for item in frame.sealed] != expected_sealed:
-            raise RoomProtocolError("bad_commit", "The commit does not seal to every member.")
+            check_change(self._secrets, self.is_knock, epoch.roster, view, self._announced)
+        check_sealed_to_all(view)
 
     # -- messages ---------------------------------------------------------------------------
 
