@@ -9,6 +9,7 @@ epoch chain. Every derivation is HKDF-SHA256 with a label of its own and the roo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
@@ -140,10 +141,17 @@ def end_proof_message(room_id: bytes, challenge: bytes) -> bytes:
     return _END_PROOF_LABEL + _room(room_id) + _check(challenge, CHALLENGE_BYTES, "challenge")
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_usable_verifying_key(raw: bytes) -> bool:
+    # The point check is pure Python (about a millisecond); a room checks the same few
+    # hundred keys on every frame, so each key's answer is remembered.
+    return is_valid_ed25519_public_key(raw)
+
+
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """True when `signature` is `public_key`'s Ed25519 signature over `message`; False for
     any malformed input (a small-order or non-canonical key included), never an exception."""
-    if len(signature) != SIGNATURE_BYTES or not is_valid_ed25519_public_key(public_key):
+    if len(signature) != SIGNATURE_BYTES or not _is_usable_verifying_key(bytes(public_key)):
         return False
     try:
         Ed25519PublicKey.from_public_bytes(bytes(public_key)).verify(
