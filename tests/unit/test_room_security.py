@@ -14,7 +14,6 @@ from tests.rooms_support import (
     held_values,
     open_room,
     read_with,
-    refused,
 )
 
 from atopos.crypto.base64url import b64url_decode
@@ -218,16 +217,24 @@ def test_deniability_a_forger_with_published_keys_makes_an_equally_valid_transcr
         ct=b64(ciphertext),
         sig=b64(signature),
     )
-    real_verifier = copy.deepcopy(verifier)
-    frames_before = [t for t in room.relay.fanned if decode_relay_frame(t).seq < real_frame.seq]  # type: ignore[union-attr]
-    del frames_before
-    for member, frame in ((real_verifier, real[0]), (verifier, encode_frame(forged))):
-        member._last_seq = real_frame.seq - 1
-        events = member.receive(frame, 0)
-        assert [type(e) for e in events] == [MessageReceived]
-    assert real_verifier is not verifier
-    # Both verify the same way; only the text differs.
-    assert refused(room.members["carol"]) == []
+    # Replay the real transcript and the forged one (the message swapped) into two copies
+    # of a member as it was before: the same frames verify, the same events come out.
+    real_transcript = frames_after(room.relay, seq)
+    forged_transcript = [encode_frame(forged) if t == real[0] else t for t in real_transcript]
+    assert forged_transcript != real_transcript
+    outcomes = []
+    for transcript in (real_transcript, forged_transcript):
+        member = copy.deepcopy(verifier)
+        events = []
+        for text in transcript:
+            events += member.receive(text, 0)
+        outcomes.append(events)
+    real_events, forged_events = outcomes
+    assert [type(e) for e in real_events] == [type(e) for e in forged_events]
+    real_texts = [(e.sender, e.text) for e in real_events if isinstance(e, MessageReceived)]
+    forged_texts = [(e.sender, e.text) for e in forged_events if isinstance(e, MessageReceived)]
+    assert real_texts == [(1, "I propose we meet at noon")]
+    assert forged_texts == [(1, "I never said noon")]
 
 
 def test_safety_code_is_shared_and_changes_only_with_membership() -> None:
