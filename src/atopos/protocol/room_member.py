@@ -22,6 +22,7 @@ from typing import Final
 
 import msgspec
 
+from atopos.crypto.device import is_valid_x25519_public_key
 from atopos.crypto.errors import DecryptionFailed
 from atopos.crypto.randomness import RandomBytes
 from atopos.crypto.room_keys import (
@@ -824,6 +825,10 @@ class RoomMember:
         if me is None or me.nonce != self._challenge or me.profile != self._profile:
             raise RoomProtocolError("bad_commit", "The commit does not carry this member's join.")
         check_signature(view.entry(view.committer), view)
+        # Earlier members' keys were checked by the members who let them in, but not by this
+        # joiner: it will seal to them when it commits, so it checks them once now.
+        if not all(is_valid_x25519_public_key(e.seal_key) for e in view.roster):
+            raise RoomProtocolError("bad_commit", "The roster holds an unusable X25519 key.")
         if view.reason is CommitReason.FOUND:
             if view.committer != self.index or len(view.roster) != 1:
                 raise RoomProtocolError("bad_commit", "Only a lone joiner founds an epoch.")
