@@ -664,3 +664,19 @@ def test_a_member_removed_from_the_epoch_cannot_post_into_the_previous_one() -> 
     assert [(e.sender, e.text) for e in events if isinstance(e, MessageReceived)] == [
         (0, "alice, also just before")
     ]
+
+
+def test_local_input_is_checked_before_anything_is_sent() -> None:
+    room = open_room("alice", "bob")
+    with pytest.raises(ValueError, match="display name"):
+        RoomMember(room.new.member_link, "x" * 127, SeededRandom("long"))
+    with pytest.raises(ValueError, match="display name"):
+        RoomMember(room.new.member_link, "\udc00", SeededRandom("surrogate"))
+    alice = room.members["alice"].member
+    for text, code in (("\ud800", "malformed"), ("x" * 20000, "too_large")):
+        with pytest.raises(RoomProtocolError) as caught:
+            alice.send_text(text)
+        assert caught.value.code == code
+    assert alice.outgoing() == []
+    room.say("alice", "é" * 5000)  # long but within the limit
+    assert room.texts("bob") == [(0, "é" * 5000)]

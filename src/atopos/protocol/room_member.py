@@ -26,6 +26,7 @@ from atopos.crypto.device import is_valid_x25519_public_key
 from atopos.crypto.errors import DecryptionFailed
 from atopos.crypto.randomness import RandomBytes
 from atopos.crypto.room_keys import (
+    MAX_PROFILE_TEXT_BYTES,
     MemberKeys,
     ProofKind,
     RoomSecrets,
@@ -241,6 +242,8 @@ class RoomMember:
         update_after_messages: int = UPDATE_AFTER_MESSAGES,
         update_after_seconds: float = UPDATE_AFTER_SECONDS,
     ) -> None:
+        if not _is_sealable_name(display_name):
+            raise ValueError(f"a display name is at most {MAX_PROFILE_TEXT_BYTES} bytes of UTF-8")
         self.state = MemberState.CONNECTING
         self.link = link
         self.room_id = link.room_id
@@ -865,6 +868,10 @@ class RoomMember:
         self._allowed("send")
         assert self._epoch is not None
         assert self.index is not None
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RoomProtocolError("malformed", "The message is not valid Unicode.") from None
         body = _BODY_ENCODER.encode(_Body(text=text))
         if len(body) > MAX_BODY_BYTES:
             raise RoomProtocolError("too_large", "The message is too long.")
@@ -954,6 +961,13 @@ class RoomMember:
         self._epoch_link = None
         self._pending = None
         self._knocks.clear()
+
+
+def _is_sealable_name(name: str) -> bool:
+    try:
+        return len(name.encode("utf-8")) <= MAX_PROFILE_TEXT_BYTES
+    except UnicodeEncodeError:
+        return False
 
 
 def _equal(a: bytes, b: bytes | None) -> bool:
