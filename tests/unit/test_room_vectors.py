@@ -59,10 +59,11 @@ from atopos.crypto.room_transcript import (
     transcript_after,
     transcript_start,
 )
+from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import MessageReceived
 from atopos.protocol.room_link import parse_room_link
 from atopos.protocol.room_member import RoomMember
-from atopos.protocol.room_wire import b64
+from atopos.protocol.room_wire import b64, decode_client_frame, decode_relay_frame
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "rooms"
 
@@ -294,3 +295,21 @@ def test_transcript_replays_to_the_same_frames(member: dict[str, Any]) -> None:
     assert sent == member["sent"]
     assert texts == member["texts"]
     assert replay.safety_code == member["safety_code"]
+
+
+_INVALID = _load("invalid_frames.json")
+
+
+@pytest.mark.parametrize(
+    ("side", "case"),
+    [("client", c) for c in _INVALID["client"]] + [("relay", c) for c in _INVALID["relay"]],
+    ids=lambda value: value["name"] if isinstance(value, dict) else value,
+)
+def test_invalid_frames(side: str, case: dict[str, Any]) -> None:
+    decode = decode_client_frame if side == "client" else decode_relay_frame
+    if case["error"] is None:
+        decode(case["frame"])
+        return
+    with pytest.raises(RoomProtocolError) as caught:
+        decode(case["frame"])
+    assert caught.value.code == case["error"]

@@ -480,6 +480,86 @@ def safety() -> dict[str, Any]:
     return {"description": "rooms.md section 9: safety codes.", "cases": cases}
 
 
+# -- frames a decoder must refuse -------------------------------------------------------------
+
+
+def invalid_frames() -> dict[str, Any]:
+    key, sig = b64(stream("invalid/key", 32)), b64(stream("invalid/sig", 64))
+    prove = {"t": "prove", "kind": "link", "key": key, "sig": sig}
+    message = {
+        "t": "msg",
+        "seq": 3,
+        "epoch": 1,
+        "sender": 0,
+        "counter": 0,
+        "ct": b64(stream("invalid/ct", 528)),
+        "sig": sig,
+    }
+
+    def text(document: Any) -> str:
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+    def variant(base: dict[str, Any], **changes: Any) -> str:
+        document = dict(base)
+        for name, value in changes.items():
+            if value is KeyError:
+                del document[name]
+            else:
+                document[name] = value
+        return text(document)
+
+    client = [
+        ("valid", text(prove), None),
+        ("unknown field", variant(prove, extra=1), "malformed"),
+        ("missing field", variant(prove, sig=KeyError), "malformed"),
+        ("unknown type", variant(prove, t="hello"), "malformed"),
+        ("unknown kind", variant(prove, kind="admin"), "malformed"),
+        ("key too short", variant(prove, key=key[:-1]), "malformed"),
+        ("key non-canonical (trailing bits)", variant(prove, key=key[:-1] + "B"), "malformed"),
+        ("key with padding", variant(prove, key=key + "="), "malformed"),
+        (
+            "key in standard base64",
+            variant(
+                prove,
+                key=key.replace("-", "+").replace("_", "/")
+                if ("-" in key or "_" in key)
+                else "+" + key[1:],
+            ),
+            "malformed",
+        ),
+        ("key with a trailing newline", variant(prove, key=key + "\n"), "malformed"),
+        ("not an object", text([prove]), "malformed"),
+        ("not JSON", text(prove)[:-1], "malformed"),
+    ]
+    relay = [
+        ("valid", text(message), None),
+        ("float counter", text(message).replace('"counter":0', '"counter":0.0'), "malformed"),
+        ("exponent counter", text(message).replace('"counter":0', '"counter":1e0'), "malformed"),
+        ("negative epoch", variant(message, epoch=-1), "malformed"),
+        ("epoch over 2^53-1", variant(message, epoch=2**53), "malformed"),
+        ("index over 2^32-1", variant(message, sender=2**32), "malformed"),
+        (
+            "ciphertext under 528 bytes",
+            variant(message, ct=b64(stream("invalid/ct", 525))),
+            "malformed",
+        ),
+        (
+            "ciphertext over 17424 bytes",
+            variant(message, ct=b64(stream("invalid/ct", 17427))),
+            "malformed",
+        ),
+        ("boolean as integer", variant(message, sender=True), "malformed"),
+        ("string as integer", variant(message, sender="0"), "malformed"),
+    ]
+    return {
+        "description": "rooms.md section 10: frames a decoder must refuse with the given "
+        "error code (null: must be accepted). `client` frames are what a relay decodes, "
+        "`relay` frames what a member decodes.",
+        "client": [{"name": n, "frame": f, "error": e} for n, f, e in client],
+        "relay": [{"name": n, "frame": f, "error": e} for n, f, e in relay],
+    }
+
+
 # -- the recorded room --------------------------------------------------------------------------
 
 
@@ -578,6 +658,7 @@ FILES = {
     "messages.json": messages,
     "commits.json": commits,
     "safety.json": safety,
+    "invalid_frames.json": invalid_frames,
     "transcript.json": transcript,
 }
 
