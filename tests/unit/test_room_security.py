@@ -252,3 +252,21 @@ def test_safety_code_is_shared_and_changes_only_with_membership() -> None:
     started = [e for e in room.members["bob"].events if isinstance(e, EpochStarted)]
     assert started[-1].is_safety_code_changed
     assert not started[-2].is_safety_code_changed
+
+
+def test_a_relay_cannot_switch_knock_mode_off() -> None:
+    import msgspec
+    from tests.rooms_relay_double import RelayDouble
+    from tests.rooms_support import SeededRandom, refused
+
+    room = open_room("alice", knock=True, label="mode")
+    # the same room on a relay that reports knock mode off, so nobody would need admission
+    lying = msgspec.structs.replace(room.relay.creation, knock=False)
+    relay = RelayDouble(lying, SeededRandom("lying relay"))
+    from atopos.protocol.room_member import RoomMember
+
+    joiner = relay.connect(RoomMember(room.new.member_link, "mallory", SeededRandom("m")))
+    relay.pump()
+    assert refused(joiner) == ["undecryptable"]
+    assert joiner.member.state is not MemberState.ACTIVE
+    assert joiner.member.outgoing() == []  # it sends no join into a room it cannot trust

@@ -123,11 +123,14 @@ def test_key_schedule(case: dict[str, Any]) -> None:
     assert b64(room.member_auth_key) == case["member_auth_key"]
     assert b64(room.metadata_key) == case["metadata_key"]
     assert b64(room.epoch_base) == case["epoch_base"]
+    name_aad = room_name_aad(room_id, case["knock"], case["invite_only"])
     sealed_name = seal_metadata(
-        room, case["room_name"], room_name_aad(room_id), lambda n: raw(case["name_nonce"])
+        room, case["room_name"], name_aad, lambda n: raw(case["name_nonce"])
     )
     assert b64(sealed_name) == case["sealed_room_name"]
-    assert open_metadata(room, sealed_name, room_name_aad(room_id)) == case["room_name"]
+    assert open_metadata(room, sealed_name, name_aad) == case["room_name"]
+    with pytest.raises(DecryptionFailed):  # another mode: the name does not open
+        open_metadata(room, sealed_name, room_name_aad(room_id, not case["knock"], False))
     member = case["member"]
     aad = profile_aad(room_id, raw(member["sign_key"]))
     profile = seal_metadata(room, member["name"], aad, lambda n: raw(member["profile_nonce"]))

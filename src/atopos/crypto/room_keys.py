@@ -250,9 +250,12 @@ def derive_epoch_secret(
 # -- metadata (room name, display names) -----------------------------------------------------
 
 
-def room_name_aad(room_id: bytes) -> bytes:
-    """The AAD of the sealed room name: label || room_id."""
-    return _ROOM_NAME_AAD_LABEL + _room(room_id)
+def room_name_aad(room_id: bytes, is_knock: bool, is_invite_only: bool) -> bytes:
+    """The AAD of the sealed room name: label || room_id || u8(flags), flags = 1 for knock
+    mode | 2 for invite-only. The creator's flags are thus authenticated: a relay that
+    reports other flags (to switch knock mode off) gets a name no member can open."""
+    flags = (1 if is_knock else 0) | (2 if is_invite_only else 0)
+    return _ROOM_NAME_AAD_LABEL + _room(room_id) + bytes([flags])
 
 
 def profile_aad(room_id: bytes, sign_key: bytes) -> bytes:

@@ -57,10 +57,10 @@ class RoomCreation(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit
     join_verifier: B32
     creator_verifier: B32
     ttl: Annotated[int, msgspec.Meta(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)]
+    name: BProfile
     knock: bool = False
     invite_only: bool = False
     invites: Annotated[list[InviteUpload], msgspec.Meta(max_length=MAX_INVITES)] = []
-    name: BProfile | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +95,17 @@ def make_room(
     s_relay = draw(random_bytes, SECRET_BYTES)
     creator_secret = draw(random_bytes, SECRET_BYTES)
     invite_secrets = [draw(random_bytes, SECRET_BYTES) for _ in range(invites)]
-    sealed_name = None
-    if name is not None:
-        secrets = derive_room_secrets(s_link, s_relay, room_id)
-        sealed_name = b64(seal_metadata(secrets, name, room_name_aad(room_id), random_bytes))
+    # Always sealed (an empty name too): its AAD carries the mode flags (rooms.md 4.4).
+    secrets = derive_room_secrets(s_link, s_relay, room_id)
+    aad = room_name_aad(room_id, knock, invite_only)
+    sealed_name = b64(seal_metadata(secrets, name or "", aad, random_bytes))
     creation = RoomCreation(
         room_id=b64(room_id),
         s_relay=b64(s_relay),
         join_verifier=_verifier(ProofKind.LINK, s_link, room_id),
         creator_verifier=_verifier(ProofKind.CREATOR, creator_secret, room_id),
         ttl=ttl,
+        name=sealed_name,
         knock=knock,
         invite_only=invite_only,
         invites=[
@@ -114,7 +115,6 @@ def make_room(
             )
             for secret in invite_secrets
         ],
-        name=sealed_name,
     )
     return NewRoom(
         creation=creation,

@@ -448,14 +448,14 @@ class RoomMember:
                 raise RoomProtocolError("bad_proof", "The invite does not open.") from None
         assert s_link is not None
         secrets = derive_room_secrets(s_link, unb64(frame.s_relay), self.room_id)
-        name = None
-        if frame.name is not None:
-            try:
-                name = open_metadata(secrets, unb64(frame.name), room_name_aad(self.room_id))
-            except DecryptionFailed:
-                raise RoomProtocolError(
-                    "undecryptable", "The room name does not open: wrong link or relay shard."
-                ) from None
+        aad = room_name_aad(self.room_id, frame.knock, frame.invite_only)
+        try:
+            name = open_metadata(secrets, unb64(frame.name), aad) or None
+        except DecryptionFailed:
+            # A wrong link, a wrong relay shard, or a relay that changed the room's mode.
+            raise RoomProtocolError(
+                "undecryptable", "The room does not open with this link and this relay."
+            ) from None
         self._secrets = secrets
         self.is_knock = frame.knock
         assert self._challenge is not None

@@ -224,7 +224,7 @@ class Unlock(_Frame, tag="unlock", frozen=True, omit_defaults=True):
     knock: bool
     invite_only: bool
     expires_at: Count
-    name: BProfile | None = None
+    name: BProfile
     sealed_link: B48 | None = None
 
 

@@ -137,7 +137,8 @@ def key_schedule() -> dict[str, Any]:
         auth_message = (
             b"atopos/room/v1/member-auth\x00" + room_id + challenge + sign_key + seal_key + profile
         )
-        name_aad = b"atopos/room/v1/room-name\x00" + room_id
+        flags = number % 4  # knock = 1, invite-only = 2
+        name_aad = b"atopos/room/v1/room-name\x00" + room_id + bytes([flags])
         cases.append(
             {
                 "room_id": b64(room_id),
@@ -154,6 +155,8 @@ def key_schedule() -> dict[str, Any]:
                 "metadata_key": b64(metadata_key),
                 "epoch_base": b64(hkdf(root, room_id, b"atopos/room/v1/epoch-base")),
                 "room_name": name,
+                "knock": bool(flags & 1),
+                "invite_only": bool(flags & 2),
                 "name_nonce": b64(stream(label + "/nonce", 12)),
                 "sealed_room_name": b64(
                     sealed_name(metadata_key, name, name_aad, stream(label + "/nonce", 12))
