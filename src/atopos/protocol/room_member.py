@@ -9,8 +9,8 @@ Every legal move is one row of `TRANSITIONS`, in the manner of h11's `_state.py`
 event, guard) -> next state, where the guard names the outcome a handler found (for
 instance whether a commit adds or removes this member). A frame with no row for the
 current state is refused with `RoomProtocolError("unexpected")`. A refused frame leaves the
-state as it was (handlers check everything before they change anything), so a client
-shows a notice and carries on.
+state as it was (handlers check everything before they change anything), except that its
+relay sequence number counts as seen, so a client shows a notice and carries on.
 """
 
 from __future__ import annotations
