@@ -1,0 +1,272 @@
+"""Issue 17's crypto acceptance points at the protocol level (no network): forward secrecy,
+post-compromise security, leaving, a relay holding everything, knock mode, invites and
+deniability. The attacker (tests/rooms_support.py) tries every byte string a snapshot holds
+as an epoch secret, chain key and key material, every key pair against every seal, and every
+held chain at every counter."""
+
+from __future__ import annotations
+
+import copy
+
+from tests.rooms_support import (
+    chains_of,
+    frames_after,
+    held_values,
+    open_room,
+    read_with,
+)
+
+from atopos.crypto.base64url import b64url_decode
+from atopos.crypto.errors import DecryptionFailed
+from atopos.crypto.room_keys import MemberKeys, open_invite_link
+from atopos.crypto.room_message import encrypt_message, message_aad
+from atopos.crypto.room_transcript import message_signing_input
+from atopos.protocol.room_events import EpochStarted, MessageReceived, RemovedFromRoom
+from atopos.protocol.room_member import MemberState
+from atopos.protocol.room_wire import RelayedMessage, b64, decode_relay_frame, encode_frame
+
+
+def _snapshot(room, name):  # type: ignore[no-untyped-def]
+    member = room.members[name].member
+    return copy.deepcopy(member), member._last_seq
+
+
+def _attack(room, snapshot, seq):  # type: ignore[no-untyped-def]
+    values, keys = held_values(snapshot)
+    frames = frames_after(room.relay, seq)
+    return read_with(
+        values, keys, frames, room.new.creation and snapshot.room_id, chains_of(snapshot)
+    )
+
+
+def test_the_attacker_reads_with_a_live_state() -> None:
+    # The attack must work when it should: a snapshot taken *before* a message opens it.
+    room = open_room("alice", "bob", "carol")
+    snapshot, seq = _snapshot(room, "carol")
+    room.say("alice", "visible to a current member")
+    assert any("visible to a current member" in text for text in _attack(room, snapshot, seq))
+
+
+def test_a_saved_state_reads_nothing_sent_after_its_member_left() -> None:
+    room = open_room("alice", "bob", "carol")
+    room.say("alice", "before")
+    snapshot, seq = _snapshot(room, "carol")
+    room.members["carol"].member.leave()
+    room.relay.pump()
+    room.say("alice", "after carol left")
+    room.say("bob", "also after")
+    assert room.texts("bob")[-1] == (0, "after carol left")
+    assert _attack(room, snapshot, seq) == []
+    # and the snapshot, run as a member, is removed by the next commit and reads nothing
+    events = []
+    for text in frames_after(room.relay, seq):
+        if snapshot.state is MemberState.CLOSED:
+            break
+        events += snapshot.receive(text, 0)
+    assert any(isinstance(e, RemovedFromRoom) for e in events)
+    assert not [e for e in events if isinstance(e, MessageReceived)]
+
+
+def test_a_snapshot_after_message_n_cannot_decrypt_messages_up_to_n() -> None:
+    room = open_room("alice", "bob")
+    for number in range(5):
+        room.say("alice", f"message {number}")
+    assert len(room.texts("bob")) == 5
+    seq_before = 0
+    snapshot, _ = _snapshot(room, "bob")
+    frames = [t for t in frames_after(room.relay, seq_before) if '"t":"msg"' in t]
+    assert len(frames) == 5
+    values, keys = held_values(snapshot)
+    assert read_with(values, keys, frames, snapshot.room_id, chains_of(snapshot)) == []
+
+
+def test_out_of_order_keys_are_kept_only_until_used() -> None:
+    room = open_room("alice", "bob")
+    held: list[str] = []
+    original = room.relay.deliver
+
+    def hold_first(connection, text):  # type: ignore[no-untyped-def]
+        if '"t":"msg"' in text and not held:
+            held.append(text)
+            return
+        original(connection, text)
+
+    room.relay.deliver = hold_first  # type: ignore[method-assign]
+    room.say("alice", "first")
+    room.relay.deliver = original  # type: ignore[method-assign]
+    room.say("alice", "second")
+    # bob skipped counter 0: a snapshot now still opens it (it must, to read it late)...
+    snapshot, _ = _snapshot(room, "bob")
+    values, keys = held_values(snapshot)
+    opened = read_with(values, keys, held, snapshot.room_id, chains_of(snapshot))
+    assert opened
+    assert all('"first"' in text for text in opened)
+
+
+def test_a_snapshot_before_a_self_update_reads_nothing_after_it() -> None:
+    room = open_room("alice", "bob", "carol")
+    snapshot, seq = _snapshot(room, "bob")
+    room.members["bob"].member.update(0)
+    room.relay.pump()
+    assert room.members["alice"].member.epoch == snapshot.epoch + 1
+    room.say("alice", "after bob re-keyed")
+    room.say("carol", "me too")
+    assert room.texts("bob")[-2:] == [(0, "after bob re-keyed"), (2, "me too")]
+    assert _attack(room, snapshot, seq) == []
+    # A later change seals to bob's new key, which the snapshot lacks.
+    room.join("dave")
+    room.say("alice", "after dave")
+    assert _attack(room, snapshot, seq) == []
+
+
+def test_with_everything_the_relay_holds_and_no_link_nothing_decrypts() -> None:
+    room = open_room("alice", "bob", "carol", invites=2)
+    room.say("alice", "secret plans")
+    room.members["bob"].member.update(0)
+    room.relay.pump()
+    room.say("bob", "more plans")
+    values, keys = held_values(room.relay.creation, room.relay.seen, room.relay.invites)
+    assert keys == []
+    assert read_with(values, keys, room.relay.fanned, room.members["alice"].member.room_id) == []
+    # Not even the metadata: the room name and display names need S_link.
+    assert "Plans" not in str(room.relay.seen)
+
+
+def test_knock_an_unadmitted_joiner_gets_no_epoch_secret() -> None:
+    room = open_room("alice", "bob", knock=True)
+    assert room.members["bob"].member.state is MemberState.WAITING  # nobody admitted bob yet
+    knocks = [e for e in room.members["alice"].events if type(e).__name__ == "JoinRequested"]
+    assert [(k.index, k.name) for k in knocks] == [(1, "bob")]
+    room.say("alice", "not for bob")
+    snapshot, _ = _snapshot(room, "bob")
+    values, keys = held_values(snapshot)
+    assert read_with(values, keys, room.relay.fanned, snapshot.room_id, chains_of(snapshot)) == []
+    assert room.texts("bob") == []
+    # Refused: the relay closes bob's connection; admitted: bob reads from then on.
+    room.members["alice"].member.admit(1)
+    room.relay.pump()
+    assert room.members["bob"].member.state is MemberState.ACTIVE
+    room.say("alice", "welcome bob")
+    assert room.texts("bob") == [(0, "welcome bob")]
+
+
+def test_knock_refused_joiner_is_closed() -> None:
+    room = open_room("alice", "mallory", knock=True)
+    room.members["alice"].member.refuse(1)
+    room.relay.pump()
+    assert room.members["mallory"].member.state is MemberState.CLOSED
+    assert room.members["alice"].member.members == ((0, "alice"),)
+
+
+def test_an_invite_is_single_use_and_worthless_once_burnt() -> None:
+    room = open_room("alice", invites=1, invite_only=True)
+    invite = room.new.invite_links[0]
+    first = room.join("bob", invite)
+    assert first.member.state is MemberState.ACTIVE
+    second = room.join("eve", invite)
+    assert second.member.state is MemberState.CLOSED
+    assert [type(e).__name__ for e in second.events] == ["RelayError"]
+    # The member link is refused too in an invite-only room.
+    third = room.join("trent", room.new.member_link)
+    assert third.member.state is MemberState.CLOSED
+    # With I and everything the relay holds after the burn, S_link stays out of reach.
+    assert invite.invite_secret is not None
+    values, _ = held_values(
+        room.relay.creation.s_relay, room.relay.invites, room.relay.used_invites
+    )
+    for value in values:
+        try:
+            open_invite_link(invite.invite_secret, invite.room_id, value)
+        except DecryptionFailed:
+            continue
+        raise AssertionError("a burnt invite opened something")
+
+
+def test_deniability_a_forger_with_published_keys_makes_an_equally_valid_transcript() -> None:
+    room = open_room("alice", "bob", "carol")
+    # What carol had at the start of the epoch (any member had this much).
+    carol_view = copy.deepcopy(room.members["carol"].member)
+    verifier = copy.deepcopy(room.members["carol"].member)
+    seq = verifier._last_seq
+    room.say("bob", "I propose we meet at noon")
+    real = [t for t in frames_after(room.relay, seq) if '"t":"msg"' in t]
+    room.relay.end("creator")
+    published = {
+        frame.index: frame.signing_keys
+        for frame in map(decode_relay_frame, room.relay.fanned)
+        if type(frame).__name__ == "Left"
+    }
+    assert set(published) == {0, 1, 2}  # every member published its signing keys
+    # The forger writes a different message "from bob" with carol's view and bob's seed.
+    real_frame = decode_relay_frame(real[0])
+    assert isinstance(real_frame, RelayedMessage)
+    bob_seed = b64url_decode(published[1][-1])
+    forger_keys = MemberKeys(bob_seed, bytes(32))
+    key = carol_view._epoch.chains.receive_key(1, 0)
+    aad = message_aad(carol_view.room_id, real_frame.epoch, 1, 0)
+    body = b'{"type":"text","text":"I never said noon"}'
+    ciphertext = encrypt_message(key, aad, body)
+    signature = forger_keys.sign(
+        message_signing_input(carol_view.room_id, real_frame.epoch, 1, 0, ciphertext)
+    )
+    forged = RelayedMessage(
+        seq=real_frame.seq,
+        epoch=real_frame.epoch,
+        sender=1,
+        counter=0,
+        ct=b64(ciphertext),
+        sig=b64(signature),
+    )
+    # Replay the real transcript and the forged one (the message swapped) into two copies
+    # of a member as it was before: the same frames verify, the same events come out.
+    real_transcript = frames_after(room.relay, seq)
+    forged_transcript = [encode_frame(forged) if t == real[0] else t for t in real_transcript]
+    assert forged_transcript != real_transcript
+    outcomes = []
+    for transcript in (real_transcript, forged_transcript):
+        member = copy.deepcopy(verifier)
+        events = []
+        for text in transcript:
+            events += member.receive(text, 0)
+        outcomes.append(events)
+    real_events, forged_events = outcomes
+    assert [type(e) for e in real_events] == [type(e) for e in forged_events]
+    real_texts = [(e.sender, e.text) for e in real_events if isinstance(e, MessageReceived)]
+    forged_texts = [(e.sender, e.text) for e in forged_events if isinstance(e, MessageReceived)]
+    assert real_texts == [(1, "I propose we meet at noon")]
+    assert forged_texts == [(1, "I never said noon")]
+
+
+def test_safety_code_is_shared_and_changes_only_with_membership() -> None:
+    room = open_room("alice", "bob", "carol")
+    codes = {c.member.safety_code for c in room.members.values()}
+    assert len(codes) == 1
+    before = codes.pop()
+    room.members["alice"].member.update(0)
+    room.relay.pump()
+    assert {c.member.safety_code for c in room.members.values()} == {before}
+    room.join("dave")
+    after = {c.member.safety_code for c in room.members.values()}
+    assert len(after) == 1
+    assert before not in after
+    started = [e for e in room.members["bob"].events if isinstance(e, EpochStarted)]
+    assert started[-1].is_safety_code_changed
+    assert not started[-2].is_safety_code_changed
+
+
+def test_a_relay_cannot_switch_knock_mode_off() -> None:
+    import msgspec
+    from tests.rooms_relay_double import RelayDouble
+    from tests.rooms_support import SeededRandom, refused
+
+    room = open_room("alice", knock=True, label="mode")
+    # the same room on a relay that reports knock mode off, so nobody would need admission
+    lying = msgspec.structs.replace(room.relay.creation, knock=False)
+    relay = RelayDouble(lying, SeededRandom("lying relay"))
+    from atopos.protocol.room_member import RoomMember
+
+    joiner = relay.connect(RoomMember(room.new.member_link, "mallory", SeededRandom("m")))
+    relay.pump()
+    assert refused(joiner) == ["undecryptable"]
+    assert joiner.member.state is not MemberState.ACTIVE
+    assert joiner.member.outgoing() == []  # it sends no join into a room it cannot trust
