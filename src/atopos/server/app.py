@@ -21,6 +21,7 @@ from atopos.crypto.tokens import TokenKeys
 from atopos.errors import AtoposError, Unavailable
 from atopos.server.access import AccessControl
 from atopos.server.config import ServerConfig
+from atopos.server.error_pages import html_for_browsers
 from atopos.server.errors import error_response, response_for
 from atopos.server.identity import EphemeralIdentifiers
 from atopos.server.keyfile import NodeKeys, load_key_file
@@ -138,8 +139,12 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={AtoposError: atopos_error, HTTPException: http_error},
+        exception_handlers={
+            AtoposError: atopos_error,
+            HTTPException: html_for_browsers(http_error),
+        },
     )
+    app.router.redirect_slashes = False  # absolute http:// URLs behind TLS; see pages.py
     return EdgeMiddleware(app)
 
 
