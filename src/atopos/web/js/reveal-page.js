@@ -23,7 +23,7 @@ import {
   PassphraseRequired,
   UnsupportedEnvelope,
 } from "./envelope.js";
-import { FALLBACK_FILE_NAME, isPlainText, safeFileName } from "./file-name.js";
+import { isPlainText, safeFileName } from "./file-name.js";
 import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
 import { solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
@@ -368,7 +368,7 @@ function present(metadata, content) {
   const blob = new Blob(content, { type: "application/octet-stream" });
   savedFile = { url: URL.createObjectURL(blob), name: safeFileName(metadata.name) };
   byId("file-name").textContent = savedFile.name;
-  byId("file-name-refused").hidden = savedFile.name !== FALLBACK_FILE_NAME || !metadata.name;
+  byId("file-name-refused").hidden = !metadata.name || savedFile.name === metadata.name;
   byId("file-size").textContent = formatBytes(blob.size);
   byId("file-type").textContent =
     metadata.type && isPlainText(metadata.type) ? metadata.type : "Not given";
