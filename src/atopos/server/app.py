@@ -18,6 +18,7 @@ from atopos.crypto.tokens import TokenKeys
 from atopos.errors import AtoposError, Unavailable
 from atopos.randomness import RandomBytes, system_random_bytes
 from atopos.server.config import ServerConfig
+from atopos.server.error_pages import html_for_browsers
 from atopos.server.errors import error_response, response_for
 from atopos.server.middleware import EdgeMiddleware
 from atopos.server.node import build_node
@@ -49,8 +50,14 @@ def create_app(
     app = Starlette(
         routes=[*(r for p in products for r in p.routes()), *_node_routes(products)],
         lifespan=_lifespan(products),
-        exception_handlers={AtoposError: _atopos_error, HTTPException: _http_error},
+        exception_handlers={
+            AtoposError: _atopos_error,
+            HTTPException: html_for_browsers(_http_error),
+        },
     )
+    # A trailing slash is not redirected: Starlette would build an absolute URL from the
+    # request (http:// behind a TLS proxy). server/pages.py redirects its own, relatively.
+    app.router.redirect_slashes = False
     return EdgeMiddleware(app, clock)
 
 

@@ -8,6 +8,12 @@ therefore consume nothing and does not even learn whether the secret exists.
 Assets are read once, when the routes are built, into a table keyed by their path below
 `atopos/web/`. A request either names a key of that table or gets a 404: no part of a
 request path ever reaches the file system, so there is nothing to traverse.
+
+A page address with a trailing slash (`/s/{id}/`, as some chat apps write links) redirects
+to the page with a relative `Location` (`../{id}`): the browser resolves it against the
+address it used, so the redirect never changes the scheme or the host. Starlette's own
+slash redirect builds an absolute URL from the request, which behind a TLS proxy is
+`http://`; the application turns that off.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import PurePosixPath
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 __all__ = ["ASSET_MEDIA_TYPES", "PAGES", "load_assets", "page_routes"]
@@ -86,6 +93,15 @@ def _page(body: bytes) -> Endpoint:
     return endpoint
 
 
+async def _without_trailing_slash(request: Request) -> Response:
+    """`/device/` -> `../device`, `/s/{id}/` -> `../{id}`, keeping the query."""
+    last = request.scope["path"].rstrip("/").rsplit("/", 1)[-1]
+    location = "../" + quote(last, safe="")
+    if request.url.query:
+        location += "?" + request.url.query
+    return RedirectResponse(location, status_code=307)
+
+
 def page_routes() -> list[BaseRoute]:
     """Routes for the pages and `/static/{path}`; mount them in the application."""
     pages = resources.files(_PACKAGE) / "pages"
@@ -100,6 +116,11 @@ def page_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         Route(template, _page((pages / name).read_bytes()), methods=["GET"])
         for template, name in PAGES.items()
+    ]
+    routes += [
+        Route(f"{template}/", _without_trailing_slash, methods=["GET"])
+        for template in PAGES
+        if template != "/"
     ]
     routes.append(Route("/static/{path:path}", static, methods=["GET"]))
     return routes

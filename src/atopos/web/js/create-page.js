@@ -315,7 +315,23 @@ function drop(event) {
   if (!event.dataTransfer?.types.includes("Files")) return;
   event.preventDefault();
   dropZone.classList.remove("is-dragging");
-  chooseFile(event.dataTransfer.files[0]);
+  chooseDroppedFiles(event.dataTransfer.files);
+}
+
+/**
+ * One secret holds one file. Several dropped at once are refused with a notice rather than
+ * one of them taken silently (which one would be the browser's choice, not the sender's);
+ * an earlier choice stays as it was.
+ */
+function chooseDroppedFiles(files) {
+  if (files.length > 1) {
+    showError(
+      `${files.length} files were dropped, and a secret holds one file. Drop one file, ` +
+        "or put them in one archive (such as a .zip) first. Nothing was added.",
+    );
+    return;
+  }
+  chooseFile(files[0]);
 }
 
 if (!hasWebCrypto()) {

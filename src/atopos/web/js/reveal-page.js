@@ -23,12 +23,12 @@ import {
   PassphraseRequired,
   UnsupportedEnvelope,
 } from "./envelope.js";
+import { isPlainText, safeFileName } from "./file-name.js";
 import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
 import { solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
 
 const STEPS = ["challenge", "work", "download", "decrypt"];
-const FALLBACK_FILE_NAME = "secret.bin";
 
 const secretId = secretIdFromPath();
 const linkKey = fragmentBytes(takeFragment(), LINK_KEY_BYTES);
@@ -75,6 +75,17 @@ function isPassphraseProblem(error, opener) {
     opener.header?.argon2 != null &&
     opener.metadata === null
   );
+}
+
+/**
+ * The envelope did not arrive whole: the connection failed or ended before the last byte.
+ * Told apart from a wrong key, which fails on an envelope that did arrive whole.
+ */
+class DownloadCutOff extends Error {
+  constructor() {
+    super("The download was cut off.");
+    this.name = "DownloadCutOff";
+  }
 }
 
 /** This browser's device, or null (none, or a browser without Ed25519/X25519). */
@@ -171,7 +182,7 @@ async function receive(response) {
   let isLocked = false;
   let received = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await readDownload(reader);
     if (done) break;
     received += value.length;
     report(
@@ -197,11 +208,14 @@ async function receive(response) {
           if (!isPassphraseProblem(retryError, opener)) throw retryError;
         }
       } else if (!isPassphraseProblem(error, opener)) {
-        throw error;
+        throw endFailure(error, opener);
       }
       isLocked = true;
     }
   }
+  // Before anything is decided about the key or the passphrase: bytes missing at the end make
+  // every key look wrong, and held bytes with a gap could never be unlocked.
+  if (total && received < total) throw new DownloadCutOff();
   if (!isLocked) {
     markStep("decrypt");
     try {
@@ -209,7 +223,7 @@ async function receive(response) {
       return { metadata: opener.metadata, content };
     } catch (error) {
       // A one-chunk envelope is first authenticated here; `held` still has all of it.
-      if (!isPassphraseProblem(error, opener)) throw error;
+      if (!isPassphraseProblem(error, opener)) throw endFailure(error, opener);
     }
   }
   return { held, isWrongPassphrase: passphrase !== null };
@@ -224,6 +238,7 @@ async function run() {
       showPassphraseForm("first");
       return;
     }
+    rememberViewSpent();
     const received = await receive(response);
     // Either opened with it or held for another try: the typed passphrase has done its job.
     passphrase = null;
@@ -327,16 +342,6 @@ function showPassphraseError(message) {
 
 // -- showing the result -------------------------------------------------------------------------
 
-/** The sender chose the name: keep its last path component, without control characters. */
-function safeFileName(name) {
-  const base = (name ?? "")
-    .split(/[/\\]/)
-    .pop()
-    .replace(/[\u0000-\u001f\u007f]/g, "")
-    .trim();
-  return base === "" || base === "." || base === ".." ? FALLBACK_FILE_NAME : base.slice(0, 200);
-}
-
 function asText(content) {
   const decoder = new TextDecoder("utf-8", { fatal: true });
   try {
@@ -351,6 +356,8 @@ function asText(content) {
 function present(metadata, content) {
   for (const item of byId("steps").children) item.dataset.status = "done";
   const text = metadata.kind === "text" ? asText(content) : null;
+  // The plaintext exists only in this tab now: leaving or reloading would lose it.
+  addEventListener("beforeunload", warnBeforeLeaving);
   if (text !== null) {
     byId("secret-output").textContent = text;
     showState("text");
@@ -361,8 +368,10 @@ function present(metadata, content) {
   const blob = new Blob(content, { type: "application/octet-stream" });
   savedFile = { url: URL.createObjectURL(blob), name: safeFileName(metadata.name) };
   byId("file-name").textContent = savedFile.name;
+  byId("file-name-refused").hidden = !metadata.name || savedFile.name === metadata.name;
   byId("file-size").textContent = formatBytes(blob.size);
-  byId("file-type").textContent = metadata.type || "Not given";
+  byId("file-type").textContent =
+    metadata.type && isPlainText(metadata.type) ? metadata.type : "Not given";
   showState("file");
 }
 
@@ -384,6 +393,10 @@ function fail(error) {
     showState("gone");
     return;
   }
+  if (error instanceof DownloadCutOff || error instanceof DecryptionFailed) {
+    showDecryptionFailure(error);
+    return;
+  }
   if (error instanceof BoundElsewhere) {
     byId("bound-title").textContent = error.isRefused
       ? "This device cannot open this secret"
@@ -402,11 +415,6 @@ function fail(error) {
     message = "It was made by a newer version of Atopos than this page understands.";
   } else if (error instanceof DeviceRequired) {
     message = "It is sealed to a device, and this browser holds none that opens it.";
-  } else if (error instanceof DecryptionFailed) {
-    title = "The secret could not be decrypted";
-    message =
-      "The key in the link does not open it, or the data was damaged on the way. " +
-      "Check that the whole link was copied, and ask the sender to share it again.";
   } else if (error instanceof ApiError) {
     message = error.message;
   } else if (isViewSpent) {
@@ -421,10 +429,78 @@ function fail(error) {
   showState("failed");
 }
 
+// -- a download cut off, or a wrong key ------------------------------------------------------------
+
+/** The next piece of the body; a connection that fails mid-body is a DownloadCutOff. */
+async function readDownload(reader) {
+  try {
+    return await reader.read();
+  } catch {
+    throw new DownloadCutOff();
+  }
+}
+
+/**
+ * What a failure at the end of the envelope means. Once the metadata was authenticated the key
+ * is proven right, so a later chunk that does not open (or a last chunk that never came) is
+ * bytes lost on the way, not a wrong key.
+ */
+function endFailure(error, opener) {
+  const isKeyProven = opener.metadata !== null;
+  if (isKeyProven && error instanceof DecryptionFailed && !(error instanceof UnsupportedEnvelope)) {
+    return new DownloadCutOff();
+  }
+  return error;
+}
+
+/** The envelope was cut off on the way, or it came whole and the key does not open it. */
+function showDecryptionFailure(error) {
+  let title;
+  let message;
+  if (error instanceof UnsupportedEnvelope) {
+    title = "The secret could not be opened";
+    message = "It was made by a newer version of Atopos than this page understands.";
+  } else if (error instanceof DownloadCutOff) {
+    title = "The download was cut off";
+    message =
+      "The connection failed before the whole secret arrived, so nothing of it is shown. " +
+      "This is a network problem, not a wrong link.";
+  } else {
+    title = "The key in the link does not open this secret";
+    message =
+      "The secret arrived whole, but it does not decrypt with this key: the link was " +
+      "probably changed or cut short when it was copied. Ask the sender to share it again.";
+  }
+  if (isViewSpent) message += " This view has been used.";
+  byId("failed-title").textContent = title;
+  byId("failed-message").textContent = message;
+  byId("retry-actions").hidden = isViewSpent;
+  showState("failed");
+}
+
+// -- a reload after the view was spent ----------------------------------------------------------
+
+const VIEW_SPENT = "atoposViewSpent";
+
+/**
+ * Mark this history entry as having spent its view. The key left the address bar when the
+ * page loaded, so a reload cannot open anything; this mark lets it say why instead of
+ * calling the link incomplete. History state survives a reload but holds no key or id.
+ */
+function rememberViewSpent() {
+  history.replaceState({ ...(history.state ?? {}), [VIEW_SPENT]: true }, "");
+}
+
+function wasViewSpent() {
+  return history.state?.[VIEW_SPENT] === true;
+}
+
 // -- start ---------------------------------------------------------------------------------
 
 if (!hasWebCrypto()) {
   showState("unsupported", { focus: false });
+} else if (linkKey === null && wasViewSpent()) {
+  showState("used", { focus: false });
 } else if (secretId === null || linkKey === null) {
   showState("broken", { focus: false });
 } else {
