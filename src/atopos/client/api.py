@@ -1,9 +1,9 @@
 """`SecretsApi`: the secrets HTTP API (DESIGN.md) as typed calls with Atopos errors.
 
-Status codes become `atopos.errors` here, once: 404 Gone, 403 Refused, 429 RateLimited,
-413 TooLarge, 400/422 InvalidInput, 507 StorageFull, 503 and other 5xx Unavailable, and
-connection trouble NetworkError. Error sentences are our own (or the server's sanitized one
-for invalid input) and never contain a ticket, token or key.
+Status codes become `atopos.errors` through `protocol/answers.py` (once, for every route);
+connection trouble becomes NetworkError here. The access path's requests are built by
+`protocol/access_path.py`; `send` and `open_reveal` carry them out. Error sentences never
+contain a ticket, token or key.
 """
 
 from __future__ import annotations
@@ -19,16 +19,9 @@ import msgspec
 from atopos.client.http import DEFAULT_TIMEOUT, Verify, build_http_client
 from atopos.client.links import is_manage_token, is_secret_id, parse_server_url
 from atopos.crypto.base64url import b64url_encode
-from atopos.errors import (
-    Gone,
-    InvalidInput,
-    NetworkError,
-    RateLimited,
-    Refused,
-    StorageFull,
-    TooLarge,
-    Unavailable,
-)
+from atopos.errors import InvalidInput, NetworkError
+from atopos.protocol.access_path import Challenge, SendRequest, Ticket
+from atopos.protocol.answers import ServerAnswer, error_for_answer
 
 __all__ = [
     "Challenge",
@@ -46,11 +39,6 @@ _T = TypeVar("_T")
 _API = "/api/v1/secrets"
 # JSON answers are a few hundred bytes; a hostile server must not make us buffer more.
 _MAX_JSON_BYTES = 64 * 1024
-_MAX_SERVER_SENTENCE = 300
-# Ask again after this long when a 429 carries no usable Retry-After.
-_DEFAULT_RETRY_AFTER = 1
-_MAX_RETRY_AFTER = 24 * 3600
-_GONE = "This secret does not exist: it expired, was already viewed, or was deleted."
 # Numbers a server sends back are shown or printed as JSON: a hostile one could send an
 # integer too long for Python to turn into text (over 4300 digits), or a date no clock knows.
 _ServerNumber = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
@@ -65,28 +53,8 @@ class CreatedRecord:
     expires_at: int
 
 
-# Challenge, Ticket and SecretStatus are also the schemas the server's answers are decoded
-# into: msgspec checks types and bounds and ignores fields it does not know.
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Challenge:
-    """A proof-of-work challenge bound to one secret id; `is_bound` when the ticket step
-    will also want a device proof."""
-
-    challenge: str
-    bits: int
-    expires_at: int
-    is_bound: bool = False  # servers before device binding do not send it
-    has_passphrase: bool = False  # nor this, before the passphrase hint
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Ticket:
-    """A short-lived, single-use permission to reveal one view."""
-
-    ticket: str = dataclasses.field(repr=False)
-    expires_at: int
+# SecretStatus (like protocol/access_path.py's Challenge and Ticket) is also the schema the
+# server's answer is decoded into: msgspec checks types and bounds, ignores unknown fields.
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,11 +84,6 @@ class _CreateBody(msgspec.Struct, frozen=True):
     id: str
     manage_token: str
     expires_at: _ServerNumber
-
-
-class _ErrorBody(msgspec.Struct, frozen=True):
-    error: str
-    message: str
 
 
 class SecretsApi:
@@ -176,57 +139,39 @@ class SecretsApi:
             raise self._not_understood()
         return CreatedRecord(created.id, created.manage_token, created.expires_at)
 
-    def challenge(self, secret_id: str) -> Challenge:
-        body = self._call(
-            "POST",
-            f"{_API}/{_checked_id(secret_id)}/challenge",
-            refused="The server refused to hand out a challenge.",
-        )
-        return self._decode(body, Challenge)
-
-    def ticket(
-        self,
-        secret_id: str,
-        challenge: str,
-        nonce: int,
-        *,
-        device_proof: bytes | None = None,
-        refused: str = "The server refused the proof of work (the challenge may have expired).",
-    ) -> Ticket:
-        """Trade a solved challenge (and, for a bound secret, the device proof) for a ticket;
-        `refused` is the sentence of the Refused error a 403 becomes."""
-        request: dict[str, object] = {"challenge": challenge, "nonce": nonce}
-        if device_proof is not None:
-            request["device_proof"] = b64url_encode(device_proof)
-        body = self._call(
-            "POST",
-            f"{_API}/{_checked_id(secret_id)}/ticket",
-            refused=refused,
-            json=request,
-        )
-        return self._decode(body, Ticket)
+    def send(self, request: SendRequest) -> ServerAnswer:
+        """Carry out one access-path request and return the server's answer, whatever its
+        status (the machine judges it); an oversized answer is a NetworkError."""
+        with (
+            self._transport_errors(),
+            self._client.stream(request.method, request.path, json=request.json) as response,
+        ):
+            body = _read_bounded(response)
+            if body is None:
+                raise self._oversized()
+            return _answer(response, body)
 
     @contextlib.contextmanager
-    def reveal(self, secret_id: str, ticket: str) -> Iterator[RevealedEnvelope]:
-        """Spend `ticket` on one view and stream the envelope while the block runs."""
-        path = f"{_API}/{_checked_id(secret_id)}/reveal"
+    def open_reveal(
+        self, request: SendRequest
+    ) -> Iterator[tuple[ServerAnswer, RevealedEnvelope | None]]:
+        """Send the reveal request; on success the envelope streams while the block runs,
+        otherwise the answer comes with its (bounded) body and no envelope."""
         with (
             self._transport_errors(),
             self._client.stream(
-                "POST",
-                path,
-                json={"ticket": ticket},
+                request.method,
+                request.path,
+                json=request.json,
                 # Content-Length must count envelope bytes for progress to be right.
                 headers={"Accept-Encoding": "identity"},
             ) as response,
         ):
             if not response.is_success:
-                _raise_for_status(
-                    response,
-                    _read_bounded(response),
-                    refused="The access ticket was refused (expired or already used).",
-                )
-            yield RevealedEnvelope(_content_length(response), response.iter_bytes())
+                yield _answer(response, _read_bounded(response)), None
+                return
+            envelope = RevealedEnvelope(_content_length(response), response.iter_bytes())
+            yield _answer(response, None), envelope
 
     def status(self, secret_id: str, manage_token: str) -> SecretStatus:
         body = self._call(
@@ -264,9 +209,9 @@ class SecretsApi:
         ):
             body = _read_bounded(response)
             if body is None:
-                raise NetworkError(f"The server at {self.server} sent an oversized answer.")
+                raise self._oversized()
             if not response.is_success:
-                _raise_for_status(response, body, refused=refused)
+                raise error_for_answer(_answer(response, body), refused=refused)
             return body
 
     def _decode(self, body: bytes, schema: type[_T]) -> _T:
@@ -274,6 +219,9 @@ class SecretsApi:
             return msgspec.json.decode(body, type=schema)
         except (msgspec.DecodeError, RecursionError):  # nesting past the parser's depth
             raise self._not_understood() from None
+
+    def _oversized(self) -> NetworkError:
+        return NetworkError(f"The server at {self.server} sent an oversized answer.")
 
     def _not_understood(self) -> NetworkError:
         return NetworkError(
@@ -296,27 +244,8 @@ class SecretsApi:
             raise NetworkError(f"The connection to the server at {self.server} failed.") from exc
 
 
-def _raise_for_status(response: httpx.Response, body: bytes | None, *, refused: str) -> None:
-    status = response.status_code
-    if status == 404:
-        raise Gone(_GONE)
-    if status == 429:
-        retry_after = _retry_after(response)
-        unit = "second" if retry_after == 1 else "seconds"
-        raise RateLimited(
-            f"The server is limiting requests; try again in {retry_after} {unit}.", retry_after
-        )
-    if status == 403:
-        raise Refused(refused)
-    if status == 413:
-        raise TooLarge("The secret is larger than this server accepts.")
-    if status in (400, 422):
-        raise InvalidInput(_server_sentence(body) or "The server rejected the request as invalid.")
-    if status == 507:
-        raise StorageFull("The server's storage is full; try again later.")
-    if status >= 500:
-        raise Unavailable(f"The server is unavailable right now (HTTP {status}); try again later.")
-    raise NetworkError(f"The server answered with an unexpected HTTP status {status}.")
+def _answer(response: httpx.Response, body: bytes | None) -> ServerAnswer:
+    return ServerAnswer(response.status_code, body, response.headers.get("Retry-After"))
 
 
 def _read_bounded(response: httpx.Response, limit: int = _MAX_JSON_BYTES) -> bytes | None:
@@ -327,26 +256,6 @@ def _read_bounded(response: httpx.Response, limit: int = _MAX_JSON_BYTES) -> byt
         if len(data) > limit:
             return None
     return bytes(data)
-
-
-def _server_sentence(body: bytes | None) -> str | None:
-    """The server's `message`, reduced to one printable line: it ends up on a terminal."""
-    if body is None:
-        return None
-    try:
-        message = msgspec.json.decode(body, type=_ErrorBody).message
-    except (msgspec.DecodeError, RecursionError):
-        return None
-    text = " ".join("".join(ch if ch.isprintable() else " " for ch in message).split())
-    return text[:_MAX_SERVER_SENTENCE] or None
-
-
-def _retry_after(response: httpx.Response) -> int:
-    # Only delta-seconds: our server sends them, and an HTTP date would need our clock.
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isascii() and value.isdigit() and len(value) <= 6:
-        return min(max(int(value), 0), _MAX_RETRY_AFTER)
-    return _DEFAULT_RETRY_AFTER
 
 
 def _content_length(response: httpx.Response) -> int | None:

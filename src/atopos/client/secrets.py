@@ -1,9 +1,10 @@
 """The two secret flows end to end.
 
 `create_secret` seals content on this device and streams the envelope to the server in
-constant memory; `reveal_secret` walks challenge → proof of work → ticket → reveal and opens
-the envelope as it streams in. The link key is drawn here and lives only in local variables
-and the returned link; nothing in this module logs.
+constant memory; `reveal_secret` drives the access-path machine (protocol/access_path.py:
+challenge → proof of work → ticket → reveal) and opens the envelope as it streams in. The
+link key is drawn here and lives only in local variables and the returned link; nothing in
+this module logs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 from atopos.client.api import RevealedEnvelope, SecretsApi
 from atopos.client.device import DeviceLoader, LazyDevice
@@ -25,7 +26,6 @@ from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
 from atopos.client.links import ManageLink, ShareLink
 from atopos.client.local_files import open_without_waiting
 from atopos.crypto import pow as proof_of_work
-from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.device import DevicePublic
 from atopos.crypto.envelope import (
     DEFAULT_ARGON2,
@@ -34,8 +34,21 @@ from atopos.crypto.envelope import (
     Metadata,
     Sealer,
 )
-from atopos.crypto.errors import PassphraseRequired
-from atopos.errors import InvalidInput, RateLimited, Refused
+from atopos.errors import InvalidInput
+from atopos.protocol.access_path import (
+    AccessPath,
+    DeviceProofMade,
+    Event,
+    Failed,
+    MakeDeviceProof,
+    ProofOfWorkFound,
+    Revealed,
+    SendRequest,
+    ServerAnswered,
+    SolveProofOfWork,
+    Wait,
+    Waited,
+)
 
 __all__ = [
     "MAX_POW_BITS",
@@ -51,12 +64,6 @@ ProgressCallback = Callable[[int, int | None], None]
 # server asking for more is broken or hostile, and we would not finish in time anyway.
 MAX_POW_BITS = 26
 _READ_BYTES = 256 * 1024
-_T = TypeVar("_T")
-_WRONG_DEVICE = "This secret is bound to another device; it can only be revealed there."
-_NO_DEVICE = (
-    "This secret is bound to a device and this machine has none; "
-    "it can only be revealed on that device."
-)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,21 +163,15 @@ def reveal_secret(
     reader = EnvelopeReader(
         link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase, device=this_device
     )
-    with contextlib.ExitStack() as stack:
-        envelope = _retrying(
-            lambda: stack.enter_context(
-                _spend_view(
-                    api,
-                    link.secret_id,
-                    max_pow_bits,
-                    this_device,
-                    can_unlock=passphrase is not None or ask_passphrase is not None,
-                )
-            ),
-            sleep=sleep,
-            retries=rate_limit_retries,
-            max_wait=max_retry_wait,
-        )
+    path = AccessPath(
+        link.secret_id,
+        server=api.server,
+        can_unlock=passphrase is not None or ask_passphrase is not None,
+        max_pow_bits=max_pow_bits,
+        rate_limit_retries=rate_limit_retries,
+        max_retry_wait=max_retry_wait,
+    )
+    with _spend_view(api, path, this_device, sleep) as envelope:
         received = 0
         for data in envelope:
             received += len(data)
@@ -206,49 +207,34 @@ def _sealed(
 
 @contextlib.contextmanager
 def _spend_view(
-    api: SecretsApi, secret_id: str, max_pow_bits: int, device: LazyDevice, *, can_unlock: bool
+    api: SecretsApi, path: AccessPath, device: LazyDevice, sleep: Callable[[float], object]
 ) -> Iterator[RevealedEnvelope]:
-    challenge = api.challenge(secret_id)
-    if challenge.has_passphrase and not can_unlock:
-        # Said before any view is spent: without a passphrase the view would be wasted.
-        raise PassphraseRequired
-    if challenge.bits > max_pow_bits:
-        raise Refused("The server demands more proof of work than this client will do.")
-    proof = None
-    refused = None
-    if challenge.is_bound:
-        # Load (perhaps asking for the Extra Lock passphrase) before the work, so that the
-        # challenge is still fresh when the ticket is asked for.
-        keys = device.get()
-        if keys is None:
-            # Asked anyway: the server's answer, not this machine, decides (and records it).
-            refused = _NO_DEVICE
-        else:
-            proof = keys.sign_proof(b64url_decode(secret_id), challenge.challenge)
-            refused = _WRONG_DEVICE
-    nonce = proof_of_work.solve(challenge.challenge.encode("utf-8"), challenge.bits)
-    if refused is None:
-        ticket = api.ticket(secret_id, challenge.challenge, nonce)
-    else:
-        ticket = api.ticket(
-            secret_id, challenge.challenge, nonce, device_proof=proof, refused=refused
-        )
-    with api.reveal(secret_id, ticket.ticket) as envelope:
-        yield envelope
-
-
-def _retrying(
-    call: Callable[[], _T], *, sleep: Callable[[float], object], retries: int, max_wait: int
-) -> _T:
-    attempt = 0
+    """Carry out the machine's steps until it reveals (the envelope streams while the block
+    runs) or fails (its error is raised)."""
+    step = path.start()
     while True:
-        try:
-            return call()
-        except RateLimited as exc:
-            if attempt >= retries or exc.retry_after > max_wait:
-                raise
-            attempt += 1
-            sleep(exc.retry_after)
+        if isinstance(step, SendRequest) and step.is_reveal:
+            with api.open_reveal(step) as (answer, envelope):
+                step = path.receive(ServerAnswered(answer))
+                if isinstance(step, Revealed):
+                    assert envelope is not None  # the machine reveals only on a success
+                    yield envelope
+                    return
+            continue
+        if isinstance(step, SendRequest):
+            event: Event = ServerAnswered(api.send(step))
+        elif isinstance(step, MakeDeviceProof):
+            event = DeviceProofMade(device.sign_proof(step.secret_id, step.challenge))
+        elif isinstance(step, SolveProofOfWork):
+            event = ProofOfWorkFound(proof_of_work.solve(step.challenge, step.bits))
+        elif isinstance(step, Wait):
+            sleep(step.seconds)
+            event = Waited()
+        elif isinstance(step, Failed):
+            raise step.error
+        else:
+            raise AssertionError(f"unexpected step {step!r}")
+        step = path.receive(event)
 
 
 def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:
