@@ -16,6 +16,7 @@ from typing import Annotated, Literal, TypeVar
 import httpx
 import msgspec
 
+from atopos.client.answer_body import read_bounded
 from atopos.client.http import DEFAULT_TIMEOUT, Verify, build_http_client
 from atopos.client.links import is_manage_token, is_secret_id, parse_server_url
 from atopos.crypto.base64url import b64url_encode
@@ -146,7 +147,7 @@ class SecretsApi:
             self._transport_errors(),
             self._client.stream(request.method, request.path, json=request.json) as response,
         ):
-            body = _read_bounded(response)
+            body = read_bounded(response, _MAX_JSON_BYTES)
             if body is None:
                 raise self._oversized()
             return _answer(response, body)
@@ -168,7 +169,7 @@ class SecretsApi:
             ) as response,
         ):
             if not response.is_success:
-                yield _answer(response, _read_bounded(response)), None
+                yield _answer(response, read_bounded(response, _MAX_JSON_BYTES)), None
                 return
             envelope = RevealedEnvelope(_content_length(response), response.iter_bytes())
             yield _answer(response, None), envelope
@@ -207,7 +208,7 @@ class SecretsApi:
                 method, path, params=params, headers=headers, content=content, json=json
             ) as response,
         ):
-            body = _read_bounded(response)
+            body = read_bounded(response, _MAX_JSON_BYTES)
             if body is None:
                 raise self._oversized()
             if not response.is_success:
@@ -240,22 +241,12 @@ class SecretsApi:
                     f"The TLS certificate of {self.server} could not be verified."
                 ) from exc
             raise NetworkError(f"Could not connect to the server at {self.server}.") from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise NetworkError(f"The connection to the server at {self.server} failed.") from exc
 
 
 def _answer(response: httpx.Response, body: bytes | None) -> ServerAnswer:
     return ServerAnswer(response.status_code, body, response.headers.get("Retry-After"))
-
-
-def _read_bounded(response: httpx.Response, limit: int = _MAX_JSON_BYTES) -> bytes | None:
-    """The body if it is at most `limit` bytes, else None (the rest is never read)."""
-    data = bytearray()
-    for piece in response.iter_bytes():
-        data += piece
-        if len(data) > limit:
-            return None
-    return bytes(data)
 
 
 def _content_length(response: httpx.Response) -> int | None:
