@@ -82,7 +82,7 @@ def create(
     device = parse_device_code_input(bind_device) if bind_device is not None else None
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     # Connect (and so check --server) before the user types a secret that could not be sent.
-    with SecretsApi(global_options(ctx).server) as api:
+    with SecretsApi(global_options(ctx).transport()) as api:
         content: bytes | Path = file if file is not None else _read_text_secret()
         with TransferProgress("Sending", enabled=file is not None and is_tty(sys.stderr)) as bar:
             created = create_secret(
@@ -108,6 +108,7 @@ def create(
 
 @app.command()
 def reveal(
+    ctx: typer.Context,
     link: Annotated[str, typer.Argument(help="The share link: <server>/s/<id>#<key>.")],
     passphrase_file: PassphraseFile = None,
     output: Annotated[
@@ -141,7 +142,7 @@ def reveal(
     # Every check that can fail locally runs before the view is spent.
     target = OutputTarget.resolve(output, overwrite=force) if output is not None else None
     may_prompt = passphrase is None and is_tty(sys.stdin)
-    with SecretsApi(share_link.server) as api:
+    with SecretsApi(global_options(ctx).transport(share_link.server)) as api:
         if target is None:
             stdout = HeldStream(_binary_stdout())
             reveal_secret(
@@ -180,6 +181,7 @@ def reveal(
 
 @app.command()
 def status(
+    ctx: typer.Context,
     manage_link: Annotated[str, typer.Argument(help="The manage link: <server>/m/<id>#<token>.")],
 ) -> None:
     """Show views left, expiry, kind and stored size of a secret."""
@@ -187,7 +189,7 @@ def status(
     from atopos.client.links import parse_manage_link
 
     link = parse_manage_link(manage_link)
-    with SecretsApi(link.server) as api:
+    with SecretsApi(global_options(ctx).transport(link.server)) as api:
         info = api.status(link.secret_id, link.manage_token)
     typer.echo(f"Views left: {info.views_left}")
     typer.echo(f"Expires at: {_local_time(info.expires_at)}")
@@ -197,6 +199,7 @@ def status(
 
 @app.command()
 def delete(
+    ctx: typer.Context,
     manage_link: Annotated[str, typer.Argument(help="The manage link: <server>/m/<id>#<token>.")],
 ) -> None:
     """Delete a secret now, whatever views it has left."""
@@ -204,7 +207,7 @@ def delete(
     from atopos.client.links import parse_manage_link
 
     link = parse_manage_link(manage_link)
-    with SecretsApi(link.server) as api:
+    with SecretsApi(global_options(ctx).transport(link.server)) as api:
         api.delete(link.secret_id, link.manage_token)
     typer.echo("The secret was deleted.", err=True)
 

@@ -17,8 +17,8 @@ import httpx
 import msgspec
 
 from atopos.client.answer_body import read_bounded
-from atopos.client.http import DEFAULT_TIMEOUT, Verify, build_http_client
-from atopos.client.links import is_manage_token, is_secret_id, parse_server_url
+from atopos.client.links import is_manage_token, is_secret_id
+from atopos.client.transport import Transport, Verify, build_http_client
 from atopos.crypto.base64url import b64url_encode
 from atopos.errors import InvalidInput, NetworkError
 from atopos.protocol.access_path import Challenge, SendRequest, Ticket
@@ -88,19 +88,20 @@ class _CreateBody(msgspec.Struct, frozen=True):
 
 
 class SecretsApi:
-    """Synchronous client of one Atopos server's secrets API; use it as a context manager."""
+    """Synchronous client of one Atopos server's secrets API; use it as a context manager.
 
-    def __init__(
-        self,
-        server: str,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        verify: Verify = True,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.server = parse_server_url(server)
+    `server` is a `Transport` (server URL, TLS policy, proxy) or, for the defaults, a URL.
+    """
+
+    def __init__(self, server: Transport | str, *, verify: Verify = True) -> None:
+        self.transport = server if isinstance(server, Transport) else Transport(server)
+        self.server = self.transport.server
         self._client = build_http_client(
-            self.server, transport=transport, verify=verify, timeout=timeout
+            self.server,
+            verify=verify,
+            timeout=self.transport.timeout,
+            tls=self.transport.tls,
+            proxy=self.transport.proxy,
         )
 
     def __enter__(self) -> SecretsApi:
