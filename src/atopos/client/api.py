@@ -1,22 +1,23 @@
-"""`SecretsApi`: the secrets HTTP API (DESIGN.md) as typed calls with Atopos errors.
+"""`SecretsApi` and `AsyncSecretsApi`: the secrets HTTP API (DESIGN.md) as typed calls
+with Atopos errors, for sync code (the CLI) and for asyncio (room client, TUI).
 
-Status codes become `atopos.errors` through `protocol/answers.py` (once, for every route);
-connection trouble becomes NetworkError here. The access path's requests are built by
-`protocol/access_path.py`; `send` and `open_reveal` carry them out. Error sentences never
-contain a ticket, token or key.
+Both carry out the same requests, built once: the access path's by `protocol/access_path.py`
+(`send`, `open_reveal`), the others by the `_*_call` functions below; answers are judged once
+(`protocol/answers.py` maps statuses to errors) and decoded once. Only the sending differs.
+Connection trouble becomes NetworkError. Error sentences never contain a ticket, token or key.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator
-from typing import Annotated, Literal, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 import msgspec
 
-from atopos.client.answer_body import read_bounded
+from atopos.client.answer_body import aread_bounded, read_bounded
 from atopos.client.links import is_manage_token, is_secret_id
 from atopos.client.transport import Transport, Verify, build_http_client
 from atopos.crypto.base64url import b64url_encode
@@ -25,9 +26,12 @@ from atopos.protocol.access_path import Challenge, SendRequest, Ticket
 from atopos.protocol.answers import ServerAnswer, error_for_answer
 
 __all__ = [
+    "AsyncRevealedEnvelope",
+    "AsyncSecretsApi",
     "Challenge",
     "CreatedRecord",
     "Kind",
+    "NewSecret",
     "RevealedEnvelope",
     "SecretStatus",
     "SecretsApi",
@@ -81,149 +85,89 @@ class RevealedEnvelope:
         return self.chunks
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class AsyncRevealedEnvelope:
+    """`RevealedEnvelope` for asyncio: iterate it with `async for`."""
+
+    size: int | None
+    chunks: AsyncIterator[bytes]
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSecret:
+    """What the server is told about an envelope it is asked to store: `size` bytes, kept
+    `expires_in` seconds for `views` views; with `device_key` (Ed25519, 32 bytes) the
+    ticket step will demand that device's proof."""
+
+    size: int
+    expires_in: int
+    views: int
+    kind: Kind
+    device_key: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Call:
+    """One request of the API and the sentence of the Refused error its 403 becomes."""
+
+    method: str
+    path: str
+    refused: str
+    params: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
+    content: object = None
+    json: object = None
+
+    def stream_options(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.path,
+            "params": self.params,
+            "headers": self.headers,
+            "content": self.content,
+            "json": self.json,
+        }
+
+
 class _CreateBody(msgspec.Struct, frozen=True):
     id: str
     manage_token: str
     expires_at: _ServerNumber
 
 
-class SecretsApi:
-    """Synchronous client of one Atopos server's secrets API; use it as a context manager.
+class _ApiBase:
+    """What the sync and the async client share: the server, and every request and answer
+    except the sending."""
 
-    `server` is a `Transport` (server URL, TLS policy, proxy) or, for the defaults, a URL.
-    """
-
-    def __init__(self, server: Transport | str, *, verify: Verify = True) -> None:
+    def __init__(self, server: Transport | str) -> None:
         self.transport = server if isinstance(server, Transport) else Transport(server)
         self.server = self.transport.server
-        self._client = build_http_client(
-            self.server,
-            verify=verify,
-            timeout=self.transport.timeout,
-            tls=self.transport.tls,
-            proxy=self.transport.proxy,
-        )
 
-    def __enter__(self) -> SecretsApi:
-        return self
+    def _answered(self, response: httpx.Response, body: bytes | None) -> ServerAnswer:
+        if body is None:
+            raise NetworkError(f"The server at {self.server} sent an oversized answer.")
+        return _answer(response, body)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _accepted(self, answer: ServerAnswer, call: _Call) -> bytes:
+        if not answer.is_success:
+            raise error_for_answer(answer, refused=call.refused)
+        assert answer.body is not None  # _answered let only read bodies through
+        return answer.body
 
-    def close(self) -> None:
-        self._client.close()
-
-    def create(
-        self,
-        envelope: Iterable[bytes],
-        size: int,
-        *,
-        expires_in: int,
-        views: int,
-        kind: Kind,
-        device_key: bytes | None = None,
-    ) -> CreatedRecord:
-        """Upload `size` envelope bytes, streamed from `envelope`, as a new secret; with
-        `device_key` (Ed25519, 32 bytes) the ticket step will demand that device's proof."""
-        params = {"expires_in": str(expires_in), "views": str(views), "kind": kind}
-        if device_key is not None:
-            params["device_key"] = b64url_encode(device_key)
-        body = self._call(
-            "POST",
-            _API,
-            refused="The server refused to store this secret.",
-            params=params,
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-            content=envelope,
-        )
+    def _created(self, body: bytes) -> CreatedRecord:
         created = self._decode(body, _CreateBody)
         if not is_secret_id(created.id) or not is_manage_token(created.manage_token):
             raise self._not_understood()
         return CreatedRecord(created.id, created.manage_token, created.expires_at)
-
-    def send(self, request: SendRequest) -> ServerAnswer:
-        """Carry out one access-path request and return the server's answer, whatever its
-        status (the machine judges it); an oversized answer is a NetworkError."""
-        with (
-            self._transport_errors(),
-            self._client.stream(request.method, request.path, json=request.json) as response,
-        ):
-            body = read_bounded(response, _MAX_JSON_BYTES)
-            if body is None:
-                raise self._oversized()
-            return _answer(response, body)
-
-    @contextlib.contextmanager
-    def open_reveal(
-        self, request: SendRequest
-    ) -> Iterator[tuple[ServerAnswer, RevealedEnvelope | None]]:
-        """Send the reveal request; on success the envelope streams while the block runs,
-        otherwise the answer comes with its (bounded) body and no envelope."""
-        with (
-            self._transport_errors(),
-            self._client.stream(
-                request.method,
-                request.path,
-                json=request.json,
-                # Content-Length must count envelope bytes for progress to be right.
-                headers={"Accept-Encoding": "identity"},
-            ) as response,
-        ):
-            if not response.is_success:
-                yield _answer(response, read_bounded(response, _MAX_JSON_BYTES)), None
-                return
-            envelope = RevealedEnvelope(_content_length(response), response.iter_bytes())
-            yield _answer(response, None), envelope
-
-    def status(self, secret_id: str, manage_token: str) -> SecretStatus:
-        body = self._call(
-            "GET",
-            f"{_API}/{_checked_id(secret_id)}/status",
-            refused="The manage link is not valid for this secret.",
-            headers=_bearer(manage_token),
-        )
-        return self._decode(body, SecretStatus)
-
-    def delete(self, secret_id: str, manage_token: str) -> None:
-        self._call(
-            "DELETE",
-            f"{_API}/{_checked_id(secret_id)}",
-            refused="The manage link is not valid for this secret.",
-            headers=_bearer(manage_token),
-        )
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        refused: str,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        content: Iterable[bytes] | None = None,
-        json: object = None,
-    ) -> bytes:
-        with (
-            self._transport_errors(),
-            self._client.stream(
-                method, path, params=params, headers=headers, content=content, json=json
-            ) as response,
-        ):
-            body = read_bounded(response, _MAX_JSON_BYTES)
-            if body is None:
-                raise self._oversized()
-            if not response.is_success:
-                raise error_for_answer(_answer(response, body), refused=refused)
-            return body
 
     def _decode(self, body: bytes, schema: type[_T]) -> _T:
         try:
             return msgspec.json.decode(body, type=schema)
         except (msgspec.DecodeError, RecursionError):  # nesting past the parser's depth
             raise self._not_understood() from None
-
-    def _oversized(self) -> NetworkError:
-        return NetworkError(f"The server at {self.server} sent an oversized answer.")
 
     def _not_understood(self) -> NetworkError:
         return NetworkError(
@@ -244,6 +188,178 @@ class SecretsApi:
             raise NetworkError(f"Could not connect to the server at {self.server}.") from exc
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise NetworkError(f"The connection to the server at {self.server} failed.") from exc
+
+
+class SecretsApi(_ApiBase):
+    """Synchronous client of one Atopos server's secrets API; use it as a context manager.
+
+    `server` is a `Transport` (server URL, TLS policy, proxy) or, for the defaults, a URL.
+    """
+
+    def __init__(self, server: Transport | str, *, verify: Verify = True) -> None:
+        super().__init__(server)
+        self._client = build_http_client(
+            self.server,
+            verify=verify,
+            timeout=self.transport.timeout,
+            tls=self.transport.tls,
+            proxy=self.transport.proxy,
+        )
+
+    def __enter__(self) -> SecretsApi:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def create(self, envelope: Iterable[bytes], secret: NewSecret) -> CreatedRecord:
+        """Upload the envelope, streamed from `envelope`, as a new secret."""
+        return self._created(self._call(_create_call(secret, envelope)))
+
+    def status(self, secret_id: str, manage_token: str) -> SecretStatus:
+        return self._decode(self._call(_status_call(secret_id, manage_token)), SecretStatus)
+
+    def delete(self, secret_id: str, manage_token: str) -> None:
+        self._call(_delete_call(secret_id, manage_token))
+
+    def send(self, request: SendRequest) -> ServerAnswer:
+        """Carry out one access-path request and return the server's answer, whatever its
+        status (the machine judges it); an oversized answer is a NetworkError."""
+        return self._exchange(_access_call(request))
+
+    @contextlib.contextmanager
+    def open_reveal(
+        self, request: SendRequest
+    ) -> Iterator[tuple[ServerAnswer, RevealedEnvelope | None]]:
+        """Send the reveal request; on success the envelope streams while the block runs,
+        otherwise the answer comes with its (bounded) body and no envelope."""
+        call = _access_call(request)
+        with self._transport_errors(), self._client.stream(**call.stream_options()) as response:
+            if response.is_success:
+                envelope = RevealedEnvelope(_content_length(response), response.iter_bytes())
+                yield _answer(response, None), envelope
+            else:
+                yield _answer(response, read_bounded(response, _MAX_JSON_BYTES)), None
+
+    def _call(self, call: _Call) -> bytes:
+        return self._accepted(self._exchange(call), call)
+
+    def _exchange(self, call: _Call) -> ServerAnswer:
+        with self._transport_errors(), self._client.stream(**call.stream_options()) as response:
+            return self._answered(response, read_bounded(response, _MAX_JSON_BYTES))
+
+
+class AsyncSecretsApi(_ApiBase):
+    """The asyncio twin of `SecretsApi` (same requests, same errors); use it with
+    `async with`. Its connections come from `Transport.async_http_client`."""
+
+    def __init__(
+        self,
+        server: Transport | str,
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(server)
+        self._client = self.transport.async_http_client(transport=http_transport)
+
+    async def __aenter__(self) -> AsyncSecretsApi:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def create(
+        self, envelope: AsyncIterable[bytes] | bytes, secret: NewSecret
+    ) -> CreatedRecord:
+        """Upload the envelope (bytes, or streamed from an async iterable) as a new secret."""
+        return self._created(await self._call(_create_call(secret, envelope)))
+
+    async def status(self, secret_id: str, manage_token: str) -> SecretStatus:
+        body = await self._call(_status_call(secret_id, manage_token))
+        return self._decode(body, SecretStatus)
+
+    async def delete(self, secret_id: str, manage_token: str) -> None:
+        await self._call(_delete_call(secret_id, manage_token))
+
+    async def send(self, request: SendRequest) -> ServerAnswer:
+        """`SecretsApi.send` for asyncio."""
+        return await self._exchange(_access_call(request))
+
+    @contextlib.asynccontextmanager
+    async def open_reveal(
+        self, request: SendRequest
+    ) -> AsyncIterator[tuple[ServerAnswer, AsyncRevealedEnvelope | None]]:
+        """`SecretsApi.open_reveal` for asyncio."""
+        call = _access_call(request)
+        with self._transport_errors():
+            async with self._client.stream(**call.stream_options()) as response:
+                if not response.is_success:
+                    body = await aread_bounded(response, _MAX_JSON_BYTES)
+                    yield _answer(response, body), None
+                    return
+                chunks = response.aiter_bytes()
+                yield (
+                    _answer(response, None),
+                    AsyncRevealedEnvelope(_content_length(response), chunks),
+                )
+
+    async def _call(self, call: _Call) -> bytes:
+        answer = await self._exchange(call)
+        return self._accepted(answer, call)
+
+    async def _exchange(self, call: _Call) -> ServerAnswer:
+        with self._transport_errors():
+            async with self._client.stream(**call.stream_options()) as response:
+                body = await aread_bounded(response, _MAX_JSON_BYTES)
+                return self._answered(response, body)
+
+
+# -- the requests, built once for both clients ------------------------------------------
+
+
+def _create_call(secret: NewSecret, envelope: object) -> _Call:
+    params = {"expires_in": str(secret.expires_in), "views": str(secret.views), "kind": secret.kind}
+    if secret.device_key is not None:
+        params["device_key"] = b64url_encode(secret.device_key)
+    return _Call(
+        "POST",
+        _API,
+        refused="The server refused to store this secret.",
+        params=params,
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(secret.size)},
+        content=envelope,
+    )
+
+
+def _status_call(secret_id: str, manage_token: str) -> _Call:
+    return _Call(
+        "GET",
+        f"{_API}/{_checked_id(secret_id)}/status",
+        refused="The manage link is not valid for this secret.",
+        headers=_bearer(manage_token),
+    )
+
+
+def _delete_call(secret_id: str, manage_token: str) -> _Call:
+    return _Call(
+        "DELETE",
+        f"{_API}/{_checked_id(secret_id)}",
+        refused="The manage link is not valid for this secret.",
+        headers=_bearer(manage_token),
+    )
+
+
+def _access_call(request: SendRequest) -> _Call:
+    # The machine judges the answer (and words a 403) itself; the reveal answer's
+    # Content-Length must count envelope bytes for progress to be right.
+    headers = {"Accept-Encoding": "identity"} if request.is_reveal else None
+    return _Call(request.method, request.path, refused="", headers=headers, json=request.json)
 
 
 def _answer(response: httpx.Response, body: bytes | None) -> ServerAnswer:

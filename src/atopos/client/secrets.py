@@ -9,6 +9,7 @@ this module logs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import mimetypes
@@ -16,11 +17,17 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from atopos.client.api import RevealedEnvelope, SecretsApi
+from atopos.client.api import (
+    AsyncRevealedEnvelope,
+    AsyncSecretsApi,
+    NewSecret,
+    RevealedEnvelope,
+    SecretsApi,
+)
 from atopos.client.device import DeviceLoader, LazyDevice
 from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
 from atopos.client.links import ManageLink, ShareLink
@@ -34,6 +41,7 @@ from atopos.crypto.envelope import (
     Metadata,
     Sealer,
 )
+from atopos.crypto.randomness import draw
 from atopos.errors import InvalidInput
 from atopos.protocol.access_path import (
     AccessPath,
@@ -46,9 +54,11 @@ from atopos.protocol.access_path import (
     SendRequest,
     ServerAnswered,
     SolveProofOfWork,
+    Step,
     Wait,
     Waited,
 )
+from atopos.randomness import RandomBytes, system_random_bytes
 
 __all__ = [
     "MAX_POW_BITS",
@@ -56,6 +66,7 @@ __all__ = [
     "ProgressCallback",
     "create_secret",
     "reveal_secret",
+    "reveal_secret_async",
 ]
 
 # Called with (bytes transferred so far, total bytes or None when unknown).
@@ -85,6 +96,7 @@ def create_secret(
     progress: ProgressCallback | None = None,
     argon2: Argon2Params = DEFAULT_ARGON2,
     device: DevicePublic | None = None,
+    random_bytes: RandomBytes = system_random_bytes,
 ) -> CreatedSecret:
     """Seal `content` (bytes: a text secret; a Path: a file, streamed) and upload it.
 
@@ -107,23 +119,23 @@ def create_secret(
         else:
             metadata = Metadata(kind="text", size=len(content))
             pieces = _slices(content)
-        link_key = os.urandom(LINK_KEY_BYTES)
+        link_key = draw(random_bytes, LINK_KEY_BYTES)
         sealer = Sealer(
             link_key,
             metadata,
-            random_bytes=os.urandom,
+            random_bytes=random_bytes,
             passphrase=passphrase,
             argon2=argon2,
             device=device,
         )
-        record = api.create(
-            _sealed(sealer, pieces, progress),
+        secret = NewSecret(
             sealer.size,
             expires_in=expires_in,
             views=views,
             kind=metadata.kind,
             device_key=device.signing_key if device is not None else None,
         )
+        record = api.create(_sealed(sealer, pieces, progress), secret)
     return CreatedSecret(
         share_link=ShareLink(api.server, record.secret_id, link_key),
         manage_link=ManageLink(api.server, record.secret_id, record.manage_token),
@@ -160,8 +172,12 @@ def reveal_secret(
     spent.
     """
     this_device = LazyDevice(device)
-    reader = EnvelopeReader(
-        link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase, device=this_device
+    reveal = _Reveal(
+        EnvelopeReader(
+            link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase, device=this_device
+        ),
+        write,
+        progress,
     )
     path = AccessPath(
         link.secret_id,
@@ -172,18 +188,66 @@ def reveal_secret(
         max_retry_wait=max_retry_wait,
     )
     with _spend_view(api, path, this_device, sleep) as envelope:
-        received = 0
         for data in envelope:
-            received += len(data)
-            if content := reader.feed(data):
-                write(content)
-            if progress is not None:
-                progress(received, envelope.size)
-        if content := reader.finish():
-            write(content)
-    metadata = reader.metadata
-    assert metadata is not None  # finish() succeeds only after the metadata decoded
-    return metadata
+            reveal.feed(data, envelope.size)
+    return reveal.finish()
+
+
+async def reveal_secret_async(
+    api: AsyncSecretsApi,
+    link: ShareLink,
+    write: Callable[[bytes], object],
+    *,
+    passphrase: str | None = None,
+    device: DeviceLoader | None = None,
+    progress: ProgressCallback | None = None,
+) -> Metadata:
+    """`reveal_secret` for asyncio, with its defaults: the same machine and checks, 429s
+    waited out with asyncio.sleep, and the proof of work and device loading run in a worker
+    thread so the event loop stays free. A passphrase must be given up front."""
+    this_device = LazyDevice(device)
+    reveal = _Reveal(
+        EnvelopeReader(link.link_key, passphrase=passphrase, device=this_device), write, progress
+    )
+    path = AccessPath(
+        link.secret_id,
+        server=api.server,
+        can_unlock=passphrase is not None,
+        max_pow_bits=MAX_POW_BITS,
+    )
+    async with _spend_view_async(api, path, this_device) as envelope:
+        async for data in envelope:
+            reveal.feed(data, envelope.size)
+    return reveal.finish()
+
+
+class _Reveal:
+    """The envelope as it arrives: opened piece by piece, content passed to `write`."""
+
+    def __init__(
+        self,
+        reader: EnvelopeReader,
+        write: Callable[[bytes], object],
+        progress: ProgressCallback | None,
+    ) -> None:
+        self._reader = reader
+        self._write = write
+        self._progress = progress
+        self._received = 0
+
+    def feed(self, data: bytes, size: int | None) -> None:
+        self._received += len(data)
+        if content := self._reader.feed(data):
+            self._write(content)
+        if self._progress is not None:
+            self._progress(self._received, size)
+
+    def finish(self) -> Metadata:
+        if content := self._reader.finish():
+            self._write(content)
+        metadata = self._reader.metadata
+        assert metadata is not None  # finish() succeeds only after the metadata decoded
+        return metadata
 
 
 def _sealed(
@@ -216,25 +280,55 @@ def _spend_view(
         if isinstance(step, SendRequest) and step.is_reveal:
             with api.open_reveal(step) as (answer, envelope):
                 step = path.receive(ServerAnswered(answer))
-                if isinstance(step, Revealed):
-                    assert envelope is not None  # the machine reveals only on a success
+                if isinstance(step, Revealed) and envelope is not None:
                     yield envelope
                     return
-            continue
-        if isinstance(step, SendRequest):
-            event: Event = ServerAnswered(api.send(step))
-        elif isinstance(step, MakeDeviceProof):
-            event = DeviceProofMade(device.sign_proof(step.secret_id, step.challenge))
-        elif isinstance(step, SolveProofOfWork):
-            event = ProofOfWorkFound(proof_of_work.solve(step.challenge, step.bits))
+        elif isinstance(step, SendRequest):
+            step = path.receive(ServerAnswered(api.send(step)))
         elif isinstance(step, Wait):
             sleep(step.seconds)
-            event = Waited()
-        elif isinstance(step, Failed):
-            raise step.error
+            step = path.receive(Waited())
         else:
-            raise AssertionError(f"unexpected step {step!r}")
-        step = path.receive(event)
+            step = path.receive(_work(step, device))
+
+
+@contextlib.asynccontextmanager
+async def _spend_view_async(
+    api: AsyncSecretsApi, path: AccessPath, device: LazyDevice
+) -> AsyncIterator[AsyncRevealedEnvelope]:
+    """`_spend_view` for asyncio."""
+    step = path.start()
+    while True:
+        if not isinstance(step, SendRequest) or not step.is_reveal:
+            step = path.receive(await _next_event(api, step, device))
+            continue
+        async with api.open_reveal(step) as (answer, envelope):
+            step = path.receive(ServerAnswered(answer))
+            if isinstance(step, Revealed) and envelope is not None:
+                yield envelope
+                return
+
+
+async def _next_event(api: AsyncSecretsApi, step: Step, device: LazyDevice) -> Event:
+    if isinstance(step, SendRequest):
+        return ServerAnswered(await api.send(step))
+    if isinstance(step, Wait):
+        await asyncio.sleep(step.seconds)
+        return Waited()
+    # The proof of work (and a device store that may ask for its passphrase) would hold
+    # the event loop: a worker thread does it.
+    return await asyncio.to_thread(_work, step, device)
+
+
+def _work(step: Step, device: LazyDevice) -> Event:
+    """The event after a step the client does on its own (no server, no waiting)."""
+    if isinstance(step, MakeDeviceProof):
+        return DeviceProofMade(device.sign_proof(step.secret_id, step.challenge))
+    if isinstance(step, SolveProofOfWork):
+        return ProofOfWorkFound(proof_of_work.solve(step.challenge, step.bits))
+    if isinstance(step, Failed):
+        raise step.error
+    raise AssertionError(f"unexpected step {step!r}")
 
 
 def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:
