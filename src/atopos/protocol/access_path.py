@@ -252,7 +252,6 @@ class AccessPath:
         self._challenge: Challenge | None = None
         self._device_proof: bytes | None = None
         self._ticket_refused = TICKET_REFUSED
-        self._error: Exception | None = None
 
     def start(self) -> Step:
         """The first step: ask for a challenge."""
