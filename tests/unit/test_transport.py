@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import http.server
+import importlib.util
 import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import ClassVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,7 +24,7 @@ from websockets.http11 import Request
 
 from atopos.client.pinning import PinMismatch, spki_sha256
 from atopos.client.transport import TlsPolicy, Transport
-from atopos.errors import NetworkError
+from atopos.errors import InvalidInput, NetworkError
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +203,48 @@ def test_a_transport_keeps_its_policy_for_another_server() -> None:
     other = transport.with_server("https://b.example")
     assert (other.server, other.tls, other.proxy) == ("https://b.example", policy, transport.proxy)
     assert transport.server == "https://a.example"
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """An HTTP proxy that only records the request line and answers 200 "proxied"."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.requestline)
+        self.send_response(200)
+        self.send_header("Content-Length", "7")
+        self.end_headers()
+        self.wfile.write(b"proxied")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_http_client_goes_through_the_proxy() -> None:
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        with Transport("http://atopos.invalid", proxy=proxy_url).http_client() as client:
+            assert client.get("/healthz").text == "proxied"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join()
+    assert _ProxyHandler.seen == ["GET http://atopos.invalid/healthz HTTP/1.1"]
+
+
+def test_a_proxy_url_is_checked() -> None:
+    with pytest.raises(InvalidInput, match="proxy URL"):
+        Transport("http://127.0.0.1:9", proxy="ftp://127.0.0.1:21")
+    with pytest.raises(InvalidInput, match="proxy URL"):
+        Transport("http://127.0.0.1:9", proxy="not a url at all")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("socksio") is not None, reason="socksio is installed")
+def test_a_socks_proxy_without_its_package_is_one_clear_sentence() -> None:
+    transport = Transport("http://127.0.0.1:9", proxy="socks5h://127.0.0.1:9050")
+    with pytest.raises(InvalidInput, match="needs the socksio package"):
+        transport.http_client()

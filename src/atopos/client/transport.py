@@ -16,6 +16,7 @@ the server points, and an Atopos server has no reason to send one.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -89,7 +90,7 @@ class Transport:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", parse_server_url(self.server))
-        if self.proxy is not None and httpx.URL(self.proxy).scheme not in _PROXY_SCHEMES:
+        if self.proxy is not None and _scheme(self.proxy) not in _PROXY_SCHEMES:
             raise InvalidInput("A proxy URL must start with http://, https:// or socks5h://.")
 
     def with_server(self, server: str) -> Transport:
@@ -136,7 +137,7 @@ class Transport:
             async with connect(
                 target,
                 # None, not the default True: no proxy from the environment behind our back.
-                proxy=self.proxy,
+                proxy=_proxy(self.proxy, socks_module="python_socks"),
                 open_timeout=self.timeout.connect,
                 max_size=MAX_WEBSOCKET_MESSAGE,
                 user_agent_header=_USER_AGENT,
@@ -233,15 +234,25 @@ def build_http_client(
     )
 
 
-def _proxy(proxy: str | None) -> str | None:
-    if proxy is not None and httpx.URL(proxy).scheme.startswith("socks"):
-        try:
-            import socksio  # type: ignore[import-not-found]  # noqa: F401
-        except ImportError:
-            raise InvalidInput(
-                "A SOCKS proxy needs the socksio package, which this install does not have."
-            ) from None
+def _proxy(proxy: str | None, *, socks_module: str = "socksio") -> str | None:
+    """`proxy`, once the module that speaks SOCKS for the caller (httpx: socksio,
+    websockets: python_socks) is known to be there: the Tor issue adds them to the lock."""
+    if (
+        proxy is not None
+        and _scheme(proxy).startswith("socks")
+        and importlib.util.find_spec(socks_module) is None
+    ):
+        raise InvalidInput(
+            f"A SOCKS proxy needs the {socks_module} package, which this install does not have."
+        )
     return proxy
+
+
+def _scheme(url: str) -> str:
+    try:
+        return httpx.URL(url).scheme
+    except httpx.InvalidURL:
+        return ""
 
 
 def _https_only(request: httpx.Request) -> None:
