@@ -4,6 +4,7 @@ compressed answer (a gzip bomb) is refused without being inflated in memory."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import tracemalloc
 import zlib
@@ -114,3 +115,48 @@ def test_a_body_that_does_not_inflate_is_a_decoding_error() -> None:
     )
     with pytest.raises(httpx.DecodingError):
         read_bounded(response, 1000)
+
+
+class _EnvelopeBombHandler(http.server.BaseHTTPRequestHandler):
+    """Answers the challenge and the ticket as a server would, then sends a compressed
+    envelope that inflates to 256 MiB."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        step = self.path.rsplit("/", 1)[1]
+        if step == "reveal":
+            body, encoding = BOMBS["gzip"], "gzip"
+        else:
+            answer = {"challenge": "c", "bits": 0, "expires_at": 1, "ticket": "t"}
+            body, encoding = json.dumps(answer).encode(), "identity"
+        self.send_response(200)
+        self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_compressed_envelope_streams_in_bounded_pieces(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EnvelopeBombHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    link = f"http://127.0.0.1:{server.server_address[1]}/s/{SECRET_ID}#{TOKEN}"
+    tracemalloc.start()
+    try:
+        code = run(["secret", "reveal", link])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    captured = capsys.readouterr()
+    assert code != ExitCode.OK
+    assert len(captured.err.splitlines()) == 1
+    assert captured.out == ""
+    assert peak < _MAX_PEAK_BYTES, f"{peak / 2**20:.0f} MiB held while reading the envelope"

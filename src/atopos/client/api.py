@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import httpx
 import msgspec
 
-from atopos.client.answer_body import aread_bounded, read_bounded
+from atopos.client.answer_body import aiter_inflated, aread_bounded, iter_inflated, read_bounded
 from atopos.client.links import is_manage_token, is_secret_id
 from atopos.client.transport import Transport, Verify, build_http_client
 from atopos.crypto.base64url import b64url_encode
@@ -239,7 +239,7 @@ class SecretsApi(_ApiBase):
         call = _access_call(request)
         with self._transport_errors(), self._client.stream(**call.stream_options()) as response:
             if response.is_success:
-                envelope = RevealedEnvelope(_content_length(response), response.iter_bytes())
+                envelope = RevealedEnvelope(_content_length(response), iter_inflated(response))
                 yield _answer(response, None), envelope
             else:
                 yield _answer(response, read_bounded(response, _MAX_JSON_BYTES)), None
@@ -303,7 +303,7 @@ class AsyncSecretsApi(_ApiBase):
                     body = await aread_bounded(response, _MAX_JSON_BYTES)
                     yield _answer(response, body), None
                     return
-                chunks = response.aiter_bytes()
+                chunks = aiter_inflated(response)
                 yield (
                     _answer(response, None),
                     AsyncRevealedEnvelope(_content_length(response), chunks),
