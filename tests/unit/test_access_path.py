@@ -11,8 +11,6 @@ import pytest
 
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.base64url import b64url_decode
-from atopos.crypto.errors import PassphraseRequired
-from atopos.errors import Gone, NetworkError, RateLimited, Refused
 from atopos.protocol.access_path import (
     TRANSITIONS,
     AccessPath,
@@ -54,24 +52,11 @@ def as_vector(step: Step) -> dict[str, Any]:
         return {"wait": {"seconds": step.seconds}}
     if isinstance(step, Revealed):
         return {"revealed": {}}
-    error = step.error
-    failed: dict[str, Any] = {"error": _kind(error), "message": str(error)}
-    if isinstance(error, RateLimited):
-        failed["retry_after"] = error.retry_after
+    failure = step.failure
+    failed: dict[str, Any] = {"error": failure.kind.value, "message": failure.message}
+    if failure.retry_after is not None:
+        failed["retry_after"] = failure.retry_after
     return {"failed": failed}
-
-
-def _kind(error: Exception) -> str:
-    for kind, cls in [
-        ("gone", Gone),
-        ("rate_limited", RateLimited),
-        ("refused", Refused),
-        ("passphrase_required", PassphraseRequired),
-        ("network", NetworkError),
-    ]:
-        if isinstance(error, cls):
-            return kind
-    raise AssertionError(f"unexpected error {error!r}")
 
 
 def as_event(then: dict[str, Any], asked: Step) -> Event:

@@ -2,9 +2,10 @@
 with Atopos errors, for sync code (the CLI) and for asyncio (room client, TUI).
 
 Both carry out the same requests, built once: the access path's by `protocol/access_path.py`
-(`send`, `open_reveal`), the others by the `_*_call` functions below; answers are judged once
-(`protocol/answers.py` maps statuses to errors) and decoded once. Only the sending differs.
-Connection trouble becomes NetworkError. Error sentences never contain a ticket, token or key.
+(`send`, `open_reveal`), the others by the `_*_call` functions below. Answers are judged
+once (`protocol/answers.py` maps statuses to failures, `client/failures.py` those to errors)
+and decoded once; only the sending differs. Connection trouble becomes NetworkError. Error
+sentences never contain a ticket, token or key.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import httpx
 import msgspec
 
 from atopos.client.answer_body import aiter_inflated, aread_bounded, iter_inflated, read_bounded
+from atopos.client.failures import error_for
 from atopos.client.links import is_manage_token, is_secret_id
 from atopos.client.transport import Transport, Verify, build_http_client
 from atopos.crypto.base64url import b64url_encode
 from atopos.errors import InvalidInput, NetworkError
 from atopos.protocol.access_path import Challenge, SendRequest, Ticket
-from atopos.protocol.answers import ServerAnswer, error_for_answer
+from atopos.protocol.answers import ServerAnswer, failure_for_answer
 
 __all__ = [
     "AsyncRevealedEnvelope",
@@ -153,7 +155,7 @@ class _ApiBase:
 
     def _accepted(self, answer: ServerAnswer, call: _Call) -> bytes:
         if not answer.is_success:
-            raise error_for_answer(answer, refused=call.refused)
+            raise error_for(failure_for_answer(answer, refused=call.refused))
         assert answer.body is not None  # _answered let only read bodies through
         return answer.body
 

@@ -30,6 +30,7 @@ from atopos.client.api import (
 )
 from atopos.client.device import DeviceLoader, LazyDevice
 from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
+from atopos.client.failures import error_for
 from atopos.client.links import ManageLink, ShareLink
 from atopos.client.local_files import open_without_waiting
 from atopos.crypto import pow as proof_of_work
@@ -327,7 +328,7 @@ def _work(step: Step, device: LazyDevice) -> Event:
     if isinstance(step, SolveProofOfWork):
         return ProofOfWorkFound(proof_of_work.solve(step.challenge, step.bits))
     if isinstance(step, Failed):
-        raise step.error
+        raise error_for(step.failure)
     raise AssertionError(f"unexpected step {step!r}")
 
 

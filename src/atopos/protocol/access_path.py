@@ -5,9 +5,10 @@ challenge → (device proof) → proof of work → ticket → reveal, in the man
 place. The machine is fed events (the server's answers, a solved proof of work, a device
 proof, a finished wait) and answers with the next thing to do: a request to send, work to do
 (`SolveProofOfWork`, `MakeDeviceProof`, `Wait`), or a terminal outcome (`Revealed`: the
-reveal answer carries the envelope; `Failed`: an error to raise). It sends nothing, solves
-nothing and sleeps nowhere: the drivers (`client/secrets.py`, sync and async) do, so one
-request-building path serves both, and `tests/vectors/access_path.json` replays it.
+reveal answer carries the envelope; `Failed`: a `Failure`, which the client raises as the
+matching Atopos error). It sends nothing, solves nothing and sleeps nowhere: the drivers
+(`client/secrets.py`, sync and async) do, so one request-building path serves both, and
+`tests/vectors/access_path.json` replays it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from typing import TypeVar
 import msgspec
 
 from atopos.crypto.base64url import b64url_encode
-from atopos.crypto.errors import PassphraseRequired
-from atopos.errors import NetworkError, RateLimited, Refused
-from atopos.protocol.answers import ServerAnswer, error_for_answer
+from atopos.protocol.answers import Failure, FailureKind, ServerAnswer, failure_for_answer
 
 __all__ = [
     "CHALLENGE_REFUSED",
+    "NEEDS_PASSPHRASE",
     "NO_DEVICE",
     "REVEAL_REFUSED",
     "TICKET_REFUSED",
@@ -57,6 +57,7 @@ CHALLENGE_REFUSED = "The server refused to hand out a challenge."
 TICKET_REFUSED = "The server refused the proof of work (the challenge may have expired)."
 REVEAL_REFUSED = "The access ticket was refused (expired or already used)."
 TOO_MUCH_WORK = "The server demands more proof of work than this client will do."
+NEEDS_PASSPHRASE = "This secret needs its passphrase."  # noqa: S105 (a sentence)
 WRONG_DEVICE = "This secret is bound to another device; it can only be revealed there."
 NO_DEVICE = (
     "This secret is bound to a device and this machine has none; "
@@ -164,9 +165,9 @@ class Revealed:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Failed:
-    """Terminal: raise `error`."""
+    """Terminal: the walk failed (the client raises the matching error)."""
 
-    error: Exception
+    failure: Failure
 
 
 Step = SendRequest | MakeDeviceProof | SolveProofOfWork | Wait | Revealed | Failed
@@ -287,21 +288,22 @@ class AccessPath:
             State.AWAITING_TICKET: self._ticket_refused,
         }.get(self.state, REVEAL_REFUSED)
         if not answer.is_success:
-            error = error_for_answer(answer, refused=refused)
+            failure = failure_for_answer(answer, refused=refused)
             if (
-                isinstance(error, RateLimited)
+                failure.kind is FailureKind.RATE_LIMITED
+                and failure.retry_after is not None
                 and self._retries_left > 0
-                and error.retry_after <= self._max_retry_wait
+                and failure.retry_after <= self._max_retry_wait
             ):
                 self._retries_left -= 1
-                return Guard.RATE_LIMITED_RETRY, Wait(error.retry_after)
-            return Guard.ERROR, Failed(error)
+                return Guard.RATE_LIMITED_RETRY, Wait(failure.retry_after)
+            return Guard.ERROR, Failed(failure)
         if self.state is State.AWAITING_CHALLENGE:
             return self._judge_challenge(answer)
         if self.state is State.AWAITING_TICKET:
             ticket = self._decode(answer, Ticket)
             if ticket is None:
-                return Guard.ERROR, Failed(self._not_understood())
+                return Guard.ERROR, self._not_understood()
             return Guard.OK, SendRequest(
                 "POST", self._path("reveal"), {"ticket": ticket.ticket}, is_reveal=True
             )
@@ -310,15 +312,16 @@ class AccessPath:
     def _judge_challenge(self, answer: ServerAnswer) -> tuple[Guard, Step]:
         challenge = self._decode(answer, Challenge)
         if challenge is None:
-            return Guard.ERROR, Failed(self._not_understood())
+            return Guard.ERROR, self._not_understood()
         self._challenge = challenge
         self._device_proof = None
         self._ticket_refused = TICKET_REFUSED
         if challenge.has_passphrase and not self._can_unlock:
             # Said before any view is spent: without a passphrase the view would be wasted.
-            return Guard.PASSPHRASE_MISSING, Failed(PassphraseRequired())
+            failed = _failed(FailureKind.PASSPHRASE_REQUIRED, NEEDS_PASSPHRASE)
+            return Guard.PASSPHRASE_MISSING, failed
         if challenge.bits > self._max_pow_bits:
-            return Guard.TOO_MUCH_WORK, Failed(Refused(TOO_MUCH_WORK))
+            return Guard.TOO_MUCH_WORK, _failed(FailureKind.REFUSED, TOO_MUCH_WORK)
         if challenge.is_bound:
             # The device proof comes before the work, so that loading the device (perhaps
             # asking for its Extra Lock passphrase) does not age the solved challenge.
@@ -354,7 +357,12 @@ class AccessPath:
         except (msgspec.DecodeError, RecursionError):  # nesting past the parser's depth
             return None
 
-    def _not_understood(self) -> NetworkError:
-        return NetworkError(
-            f"The server at {self._server} sent an answer Atopos does not understand."
+    def _not_understood(self) -> Failed:
+        return _failed(
+            FailureKind.NETWORK,
+            f"The server at {self._server} sent an answer Atopos does not understand.",
         )
+
+
+def _failed(kind: FailureKind, message: str) -> Failed:
+    return Failed(Failure(kind, message))
