@@ -22,7 +22,6 @@ from tests.tls_certs import Leaf, TestCa
 from atopos.cli.exits import ExitCode
 from atopos.cli.main import run
 from atopos.client.api import SecretsApi
-from atopos.client.http import TlsPolicy, build_http_client, current_tls_policy, use_tls_policy
 from atopos.client.pinning import (
     PIN_MISMATCH,
     PinMismatch,
@@ -32,6 +31,7 @@ from atopos.client.pinning import (
     pin_context,
     spki_sha256,
 )
+from atopos.client.transport import TlsPolicy, Transport, build_http_client
 from atopos.crypto.base64url import b64url_encode
 from atopos.errors import InvalidInput, NetworkError
 
@@ -292,15 +292,12 @@ def test_a_socket_whose_handshake_was_deferred_checks_before_its_first_write(
     assert server.bytes_received == 0
 
 
-def test_the_policy_in_force_reaches_clients_built_without_arguments(
+def test_the_transports_policy_reaches_the_api_client(
     server: RecordingTlsServer, ca: TestCa
 ) -> None:
     policy = TlsPolicy(ca_file=ca.cert_path, pins=(_other_digest(),))
-    with use_tls_policy(policy):
-        assert current_tls_policy() == policy
-        with SecretsApi(server.url) as api, pytest.raises(PinMismatch):
-            api.status(b64url_encode(os.urandom(16)), b64url_encode(os.urandom(32)))
-    assert current_tls_policy() == TlsPolicy()
+    with SecretsApi(Transport(server.url, tls=policy)) as api, pytest.raises(PinMismatch):
+        api.status(b64url_encode(os.urandom(16)), b64url_encode(os.urandom(32)))
     server.wait_for_connections(1)
     assert server.bytes_received == 0
 
@@ -344,7 +341,6 @@ def test_the_cli_exits_5_with_one_sentence_on_a_wrong_pin(
     assert code == ExitCode.NETWORK
     assert captured.err.splitlines() == [f"Error: {PIN_MISMATCH}"]
     assert captured.out == ""
-    assert current_tls_policy() == TlsPolicy()  # nothing lingers after the command
     server.wait_for_connections(1)
     assert server.bytes_received == 0
 

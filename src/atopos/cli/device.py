@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import typer
 from atopos.cli.passphrase import prompt_for_attempt, read_passphrase_file
 from atopos.cli.terminal import is_tty
 from atopos.errors import InvalidInput
+from atopos.randomness import system_random_bytes
 
 if TYPE_CHECKING:
     from atopos.client.device import DeviceLoader
@@ -70,7 +70,7 @@ def init(
     if store.has_device() and not force:
         raise DeviceExists
     passphrase = _extra_lock_passphrase(extra_lock, passphrase_file)
-    public = store.save(os.urandom(32), passphrase=passphrase, replace=force)
+    public = store.save(system_random_bytes(32), passphrase=passphrase, replace=force)
     typer.echo(public.code)
     typer.echo(
         "Device created. Back it up with `atopos device export-phrase`: without the phrase, "

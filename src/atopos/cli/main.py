@@ -102,14 +102,13 @@ def _root(
 def _put_in_force(ctx: typer.Context, values: GlobalValues) -> None:
     """Apply the global options (merged from before and after the command) to `ctx`."""
     server, pin_spki, ca_file = values["server"], values["pin_spki"], values["ca_file"]
-    if pin_spki is not None or ca_file is not None:
-        # Imported here: cryptography and httpx are slow to load and most runs need neither.
-        from atopos.client.http import TlsPolicy, use_tls_policy
+    pins: tuple[bytes, ...] = ()
+    if pin_spki is not None:
+        # Imported here: cryptography is slow to load and most runs do not need it.
         from atopos.client.pinning import parse_pins
 
-        pins = parse_pins(pin_spki) if pin_spki is not None else ()
-        ctx.with_resource(use_tls_policy(TlsPolicy(ca_file=ca_file, pins=pins)))
-    ctx.obj = GlobalOptions(server=server, ca_file=ca_file)
+        pins = parse_pins(pin_spki)
+    ctx.obj = GlobalOptions(server=server, ca_file=ca_file, pins=pins)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -21,12 +21,12 @@ def pin(
     --ca-file): a pin taken from an unverified connection could be an attacker's.
     """
     # Imported here: cryptography is slow to load and only this command needs it now.
-    from atopos.client.http import TlsPolicy, ssl_context_for
     from atopos.client.links import parse_server_url
     from atopos.client.pinning import describe_certificate, fetch_server_certificate
+    from atopos.client.transport import TlsPolicy
 
     server = parse_server_url(url)
-    context = ssl_context_for(TlsPolicy(ca_file=global_options(ctx).ca_file))
+    context = TlsPolicy(ca_file=global_options(ctx).ca_file).ssl_context()
     info = describe_certificate(fetch_server_certificate(server, context))
     typer.echo(info.pin)
     typer.echo(f"Subject: {info.subject}", err=True)

@@ -125,7 +125,7 @@ def create(
             "--passphrase asks on a terminal and there is none; use --passphrase-file FILE."
         )
     # Check --server before the user types a passphrase or a secret that could not be sent.
-    with SecretsApi(global_options(ctx).server) as api:
+    with SecretsApi(global_options(ctx).transport()) as api:
         if ask_passphrase:
             passphrase = prompt_new_passphrase()
         content: bytes | Path = file if file is not None else _read_text_secret()
@@ -153,6 +153,7 @@ def create(
 
 @app.command()
 def reveal(
+    ctx: typer.Context,
     link: Annotated[
         str, typer.Argument(metavar="LINK", help="The share link: <server>/s/<id>#<key>.")
     ],
@@ -190,7 +191,7 @@ def reveal(
     # Every check that can fail locally runs before the view is spent.
     target = OutputTarget.resolve(output, overwrite=force) if output is not None else None
     may_prompt = passphrase is None and is_tty(sys.stdin)
-    with SecretsApi(share_link.server) as api:
+    with SecretsApi(global_options(ctx).transport(share_link.server)) as api:
         if target is None:
             _reveal_to_stdout(
                 lambda write: reveal_secret(
@@ -229,6 +230,7 @@ def reveal(
 
 @app.command()
 def status(
+    ctx: typer.Context,
     manage_link: Annotated[
         str,
         typer.Argument(metavar="MANAGE_LINK", help="The manage link: <server>/m/<id>#<token>."),
@@ -239,7 +241,7 @@ def status(
     from atopos.client.links import parse_manage_link
 
     link = parse_manage_link(manage_link)
-    with SecretsApi(link.server) as api:
+    with SecretsApi(global_options(ctx).transport(link.server)) as api:
         info = api.status(link.secret_id, link.manage_token)
     typer.echo(f"Views left: {info.views_left}")
     typer.echo(f"Expires at: {_local_time(info.expires_at)}")
@@ -249,6 +251,7 @@ def status(
 
 @app.command()
 def delete(
+    ctx: typer.Context,
     manage_link: Annotated[
         str,
         typer.Argument(metavar="MANAGE_LINK", help="The manage link: <server>/m/<id>#<token>."),
@@ -259,7 +262,7 @@ def delete(
     from atopos.client.links import parse_manage_link
 
     link = parse_manage_link(manage_link)
-    with SecretsApi(link.server) as api:
+    with SecretsApi(global_options(ctx).transport(link.server)) as api:
         api.delete(link.secret_id, link.manage_token)
     typer.echo("The secret was deleted.", err=True)
 

@@ -1,39 +1,39 @@
-"""`SecretsApi`: the secrets HTTP API (DESIGN.md) as typed calls with Atopos errors.
+"""`SecretsApi` and `AsyncSecretsApi`: the secrets HTTP API (DESIGN.md) as typed calls
+with Atopos errors, for sync code (the CLI) and for asyncio (room client, TUI).
 
-Status codes become `atopos.errors` here, once: 404 Gone, 403 Refused, 429 RateLimited,
-413 TooLarge, 400/422 InvalidInput, 507 StorageFull, 503 and other 5xx Unavailable, and
-connection trouble NetworkError. Error sentences are our own (or the server's sanitized one
-for invalid input) and never contain a ticket, token or key.
+Both carry out the same requests, built once: the access path's by `protocol/access_path.py`
+(`send`, `open_reveal`), the others by the `_*_call` functions below. Answers are judged
+once (`protocol/answers.py` maps statuses to failures, `client/failures.py` those to errors)
+and decoded once; only the sending differs. Connection trouble becomes NetworkError. Error
+sentences never contain a ticket, token or key.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator
-from typing import Annotated, Literal, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 import msgspec
 
-from atopos.client.http import DEFAULT_TIMEOUT, Verify, build_http_client
-from atopos.client.links import is_manage_token, is_secret_id, parse_server_url
+from atopos.client.answer_body import aiter_inflated, aread_bounded, iter_inflated, read_bounded
+from atopos.client.failures import error_for
+from atopos.client.links import is_manage_token, is_secret_id
+from atopos.client.transport import Transport, Verify, build_http_client
 from atopos.crypto.base64url import b64url_encode
-from atopos.errors import (
-    Gone,
-    InvalidInput,
-    NetworkError,
-    RateLimited,
-    Refused,
-    StorageFull,
-    TooLarge,
-    Unavailable,
-)
+from atopos.errors import InvalidInput, NetworkError
+from atopos.protocol.access_path import Challenge, SendRequest, Ticket
+from atopos.protocol.answers import ServerAnswer, failure_for_answer
 
 __all__ = [
+    "AsyncRevealedEnvelope",
+    "AsyncSecretsApi",
     "Challenge",
     "CreatedRecord",
     "Kind",
+    "NewSecret",
     "RevealedEnvelope",
     "SecretStatus",
     "SecretsApi",
@@ -46,11 +46,6 @@ _T = TypeVar("_T")
 _API = "/api/v1/secrets"
 # JSON answers are a few hundred bytes; a hostile server must not make us buffer more.
 _MAX_JSON_BYTES = 64 * 1024
-_MAX_SERVER_SENTENCE = 300
-# Ask again after this long when a 429 carries no usable Retry-After.
-_DEFAULT_RETRY_AFTER = 1
-_MAX_RETRY_AFTER = 24 * 3600
-_GONE = "This secret does not exist: it expired, was already viewed, or was deleted."
 # Numbers a server sends back are shown or printed as JSON: a hostile one could send an
 # integer too long for Python to turn into text (over 4300 digits), or a date no clock knows.
 _ServerNumber = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
@@ -65,28 +60,8 @@ class CreatedRecord:
     expires_at: int
 
 
-# Challenge, Ticket and SecretStatus are also the schemas the server's answers are decoded
-# into: msgspec checks types and bounds and ignores fields it does not know.
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Challenge:
-    """A proof-of-work challenge bound to one secret id; `is_bound` when the ticket step
-    will also want a device proof."""
-
-    challenge: str
-    bits: int
-    expires_at: int
-    is_bound: bool = False  # servers before device binding do not send it
-    has_passphrase: bool = False  # nor this, before the passphrase hint
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Ticket:
-    """A short-lived, single-use permission to reveal one view."""
-
-    ticket: str = dataclasses.field(repr=False)
-    expires_at: int
+# SecretStatus (like protocol/access_path.py's Challenge and Ticket) is also the schema the
+# server's answer is decoded into: msgspec checks types and bounds, ignores unknown fields.
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -112,162 +87,83 @@ class RevealedEnvelope:
         return self.chunks
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class AsyncRevealedEnvelope:
+    """`RevealedEnvelope` for asyncio: iterate it with `async for`."""
+
+    size: int | None
+    chunks: AsyncIterator[bytes]
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSecret:
+    """What the server is told about an envelope it is asked to store: `size` bytes, kept
+    `expires_in` seconds for `views` views; with `device_key` (Ed25519, 32 bytes) the
+    ticket step will demand that device's proof."""
+
+    size: int
+    expires_in: int
+    views: int
+    kind: Kind
+    device_key: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Call:
+    """One request of the API and the sentence of the Refused error its 403 becomes."""
+
+    method: str
+    path: str
+    refused: str
+    params: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
+    content: object = None
+    json: object = None
+
+    def stream_options(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.path,
+            "params": self.params,
+            "headers": self.headers,
+            "content": self.content,
+            "json": self.json,
+        }
+
+
 class _CreateBody(msgspec.Struct, frozen=True):
     id: str
     manage_token: str
     expires_at: _ServerNumber
 
 
-class _ErrorBody(msgspec.Struct, frozen=True):
-    error: str
-    message: str
+class _ApiBase:
+    """What the sync and the async client share: the server, and every request and answer
+    except the sending."""
 
+    def __init__(self, server: Transport | str) -> None:
+        self.transport = server if isinstance(server, Transport) else Transport(server)
+        self.server = self.transport.server
 
-class SecretsApi:
-    """Synchronous client of one Atopos server's secrets API; use it as a context manager."""
+    def _answered(self, response: httpx.Response, body: bytes | None) -> ServerAnswer:
+        if body is None:
+            raise NetworkError(f"The server at {self.server} sent an oversized answer.")
+        return _answer(response, body)
 
-    def __init__(
-        self,
-        server: str,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        verify: Verify = True,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.server = parse_server_url(server)
-        self._client = build_http_client(
-            self.server, transport=transport, verify=verify, timeout=timeout
-        )
+    def _accepted(self, answer: ServerAnswer, call: _Call) -> bytes:
+        if not answer.is_success:
+            raise error_for(failure_for_answer(answer, refused=call.refused))
+        assert answer.body is not None  # _answered let only read bodies through
+        return answer.body
 
-    def __enter__(self) -> SecretsApi:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
-
-    def create(
-        self,
-        envelope: Iterable[bytes],
-        size: int,
-        *,
-        expires_in: int,
-        views: int,
-        kind: Kind,
-        device_key: bytes | None = None,
-    ) -> CreatedRecord:
-        """Upload `size` envelope bytes, streamed from `envelope`, as a new secret; with
-        `device_key` (Ed25519, 32 bytes) the ticket step will demand that device's proof."""
-        params = {"expires_in": str(expires_in), "views": str(views), "kind": kind}
-        if device_key is not None:
-            params["device_key"] = b64url_encode(device_key)
-        body = self._call(
-            "POST",
-            _API,
-            refused="The server refused to store this secret.",
-            params=params,
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-            content=envelope,
-        )
+    def _created(self, body: bytes) -> CreatedRecord:
         created = self._decode(body, _CreateBody)
         if not is_secret_id(created.id) or not is_manage_token(created.manage_token):
             raise self._not_understood()
         return CreatedRecord(created.id, created.manage_token, created.expires_at)
-
-    def challenge(self, secret_id: str) -> Challenge:
-        body = self._call(
-            "POST",
-            f"{_API}/{_checked_id(secret_id)}/challenge",
-            refused="The server refused to hand out a challenge.",
-        )
-        return self._decode(body, Challenge)
-
-    def ticket(
-        self,
-        secret_id: str,
-        challenge: str,
-        nonce: int,
-        *,
-        device_proof: bytes | None = None,
-        refused: str = "The server refused the proof of work (the challenge may have expired).",
-    ) -> Ticket:
-        """Trade a solved challenge (and, for a bound secret, the device proof) for a ticket;
-        `refused` is the sentence of the Refused error a 403 becomes."""
-        request: dict[str, object] = {"challenge": challenge, "nonce": nonce}
-        if device_proof is not None:
-            request["device_proof"] = b64url_encode(device_proof)
-        body = self._call(
-            "POST",
-            f"{_API}/{_checked_id(secret_id)}/ticket",
-            refused=refused,
-            json=request,
-        )
-        return self._decode(body, Ticket)
-
-    @contextlib.contextmanager
-    def reveal(self, secret_id: str, ticket: str) -> Iterator[RevealedEnvelope]:
-        """Spend `ticket` on one view and stream the envelope while the block runs."""
-        path = f"{_API}/{_checked_id(secret_id)}/reveal"
-        with (
-            self._transport_errors(),
-            self._client.stream(
-                "POST",
-                path,
-                json={"ticket": ticket},
-                # Content-Length must count envelope bytes for progress to be right.
-                headers={"Accept-Encoding": "identity"},
-            ) as response,
-        ):
-            if not response.is_success:
-                _raise_for_status(
-                    response,
-                    _read_bounded(response),
-                    refused="The access ticket was refused (expired or already used).",
-                )
-            yield RevealedEnvelope(_content_length(response), response.iter_bytes())
-
-    def status(self, secret_id: str, manage_token: str) -> SecretStatus:
-        body = self._call(
-            "GET",
-            f"{_API}/{_checked_id(secret_id)}/status",
-            refused="The manage link is not valid for this secret.",
-            headers=_bearer(manage_token),
-        )
-        return self._decode(body, SecretStatus)
-
-    def delete(self, secret_id: str, manage_token: str) -> None:
-        self._call(
-            "DELETE",
-            f"{_API}/{_checked_id(secret_id)}",
-            refused="The manage link is not valid for this secret.",
-            headers=_bearer(manage_token),
-        )
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        refused: str,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        content: Iterable[bytes] | None = None,
-        json: object = None,
-    ) -> bytes:
-        with (
-            self._transport_errors(),
-            self._client.stream(
-                method, path, params=params, headers=headers, content=content, json=json
-            ) as response,
-        ):
-            body = _read_bounded(response)
-            if body is None:
-                raise NetworkError(f"The server at {self.server} sent an oversized answer.")
-            if not response.is_success:
-                _raise_for_status(response, body, refused=refused)
-            return body
 
     def _decode(self, body: bytes, schema: type[_T]) -> _T:
         try:
@@ -292,61 +188,184 @@ class SecretsApi:
                     f"The TLS certificate of {self.server} could not be verified."
                 ) from exc
             raise NetworkError(f"Could not connect to the server at {self.server}.") from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise NetworkError(f"The connection to the server at {self.server} failed.") from exc
 
 
-def _raise_for_status(response: httpx.Response, body: bytes | None, *, refused: str) -> None:
-    status = response.status_code
-    if status == 404:
-        raise Gone(_GONE)
-    if status == 429:
-        retry_after = _retry_after(response)
-        unit = "second" if retry_after == 1 else "seconds"
-        raise RateLimited(
-            f"The server is limiting requests; try again in {retry_after} {unit}.", retry_after
+class SecretsApi(_ApiBase):
+    """Synchronous client of one Atopos server's secrets API; use it as a context manager.
+
+    `server` is a `Transport` (server URL, TLS policy, proxy) or, for the defaults, a URL.
+    """
+
+    def __init__(self, server: Transport | str, *, verify: Verify = True) -> None:
+        super().__init__(server)
+        self._client = build_http_client(
+            self.server,
+            verify=verify,
+            timeout=self.transport.timeout,
+            tls=self.transport.tls,
+            proxy=self.transport.proxy,
         )
-    if status == 403:
-        raise Refused(refused)
-    if status == 413:
-        raise TooLarge("The secret is larger than this server accepts.")
-    if status in (400, 422):
-        raise InvalidInput(_server_sentence(body) or "The server rejected the request as invalid.")
-    if status == 507:
-        raise StorageFull("The server's storage is full; try again later.")
-    if status >= 500:
-        raise Unavailable(f"The server is unavailable right now (HTTP {status}); try again later.")
-    raise NetworkError(f"The server answered with an unexpected HTTP status {status}.")
+
+    def __enter__(self) -> SecretsApi:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def create(self, envelope: Iterable[bytes], secret: NewSecret) -> CreatedRecord:
+        """Upload the envelope, streamed from `envelope`, as a new secret."""
+        return self._created(self._call(_create_call(secret, envelope)))
+
+    def status(self, secret_id: str, manage_token: str) -> SecretStatus:
+        return self._decode(self._call(_status_call(secret_id, manage_token)), SecretStatus)
+
+    def delete(self, secret_id: str, manage_token: str) -> None:
+        self._call(_delete_call(secret_id, manage_token))
+
+    def send(self, request: SendRequest) -> ServerAnswer:
+        """Carry out one access-path request and return the server's answer, whatever its
+        status (the machine judges it); an oversized answer is a NetworkError."""
+        return self._exchange(_access_call(request))
+
+    @contextlib.contextmanager
+    def open_reveal(
+        self, request: SendRequest
+    ) -> Iterator[tuple[ServerAnswer, RevealedEnvelope | None]]:
+        """Send the reveal request; on success the envelope streams while the block runs,
+        otherwise the answer comes with its (bounded) body and no envelope."""
+        call = _access_call(request)
+        with self._transport_errors(), self._client.stream(**call.stream_options()) as response:
+            if response.is_success:
+                envelope = RevealedEnvelope(_content_length(response), iter_inflated(response))
+                yield _answer(response, None), envelope
+            else:
+                yield _answer(response, read_bounded(response, _MAX_JSON_BYTES)), None
+
+    def _call(self, call: _Call) -> bytes:
+        return self._accepted(self._exchange(call), call)
+
+    def _exchange(self, call: _Call) -> ServerAnswer:
+        with self._transport_errors(), self._client.stream(**call.stream_options()) as response:
+            return self._answered(response, read_bounded(response, _MAX_JSON_BYTES))
 
 
-def _read_bounded(response: httpx.Response, limit: int = _MAX_JSON_BYTES) -> bytes | None:
-    """The body if it is at most `limit` bytes, else None (the rest is never read)."""
-    data = bytearray()
-    for piece in response.iter_bytes():
-        data += piece
-        if len(data) > limit:
-            return None
-    return bytes(data)
+class AsyncSecretsApi(_ApiBase):
+    """The asyncio twin of `SecretsApi` (same requests, same errors); use it with
+    `async with`. Its connections come from `Transport.async_http_client`."""
+
+    def __init__(
+        self,
+        server: Transport | str,
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(server)
+        self._client = self.transport.async_http_client(transport=http_transport)
+
+    async def __aenter__(self) -> AsyncSecretsApi:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def create(
+        self, envelope: AsyncIterable[bytes] | bytes, secret: NewSecret
+    ) -> CreatedRecord:
+        """Upload the envelope (bytes, or streamed from an async iterable) as a new secret."""
+        return self._created(await self._call(_create_call(secret, envelope)))
+
+    async def status(self, secret_id: str, manage_token: str) -> SecretStatus:
+        body = await self._call(_status_call(secret_id, manage_token))
+        return self._decode(body, SecretStatus)
+
+    async def delete(self, secret_id: str, manage_token: str) -> None:
+        await self._call(_delete_call(secret_id, manage_token))
+
+    async def send(self, request: SendRequest) -> ServerAnswer:
+        """`SecretsApi.send` for asyncio."""
+        return await self._exchange(_access_call(request))
+
+    @contextlib.asynccontextmanager
+    async def open_reveal(
+        self, request: SendRequest
+    ) -> AsyncIterator[tuple[ServerAnswer, AsyncRevealedEnvelope | None]]:
+        """`SecretsApi.open_reveal` for asyncio."""
+        call = _access_call(request)
+        with self._transport_errors():
+            async with self._client.stream(**call.stream_options()) as response:
+                if not response.is_success:
+                    body = await aread_bounded(response, _MAX_JSON_BYTES)
+                    yield _answer(response, body), None
+                    return
+                chunks = aiter_inflated(response)
+                yield (
+                    _answer(response, None),
+                    AsyncRevealedEnvelope(_content_length(response), chunks),
+                )
+
+    async def _call(self, call: _Call) -> bytes:
+        answer = await self._exchange(call)
+        return self._accepted(answer, call)
+
+    async def _exchange(self, call: _Call) -> ServerAnswer:
+        with self._transport_errors():
+            async with self._client.stream(**call.stream_options()) as response:
+                body = await aread_bounded(response, _MAX_JSON_BYTES)
+                return self._answered(response, body)
 
 
-def _server_sentence(body: bytes | None) -> str | None:
-    """The server's `message`, reduced to one printable line: it ends up on a terminal."""
-    if body is None:
-        return None
-    try:
-        message = msgspec.json.decode(body, type=_ErrorBody).message
-    except (msgspec.DecodeError, RecursionError):
-        return None
-    text = " ".join("".join(ch if ch.isprintable() else " " for ch in message).split())
-    return text[:_MAX_SERVER_SENTENCE] or None
+# -- the requests, built once for both clients ------------------------------------------
 
 
-def _retry_after(response: httpx.Response) -> int:
-    # Only delta-seconds: our server sends them, and an HTTP date would need our clock.
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isascii() and value.isdigit() and len(value) <= 6:
-        return min(max(int(value), 0), _MAX_RETRY_AFTER)
-    return _DEFAULT_RETRY_AFTER
+def _create_call(secret: NewSecret, envelope: object) -> _Call:
+    params = {"expires_in": str(secret.expires_in), "views": str(secret.views), "kind": secret.kind}
+    if secret.device_key is not None:
+        params["device_key"] = b64url_encode(secret.device_key)
+    return _Call(
+        "POST",
+        _API,
+        refused="The server refused to store this secret.",
+        params=params,
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(secret.size)},
+        content=envelope,
+    )
+
+
+def _status_call(secret_id: str, manage_token: str) -> _Call:
+    return _Call(
+        "GET",
+        f"{_API}/{_checked_id(secret_id)}/status",
+        refused="The manage link is not valid for this secret.",
+        headers=_bearer(manage_token),
+    )
+
+
+def _delete_call(secret_id: str, manage_token: str) -> _Call:
+    return _Call(
+        "DELETE",
+        f"{_API}/{_checked_id(secret_id)}",
+        refused="The manage link is not valid for this secret.",
+        headers=_bearer(manage_token),
+    )
+
+
+def _access_call(request: SendRequest) -> _Call:
+    # The machine judges the answer (and words a 403) itself; the reveal answer's
+    # Content-Length must count envelope bytes for progress to be right.
+    headers = {"Accept-Encoding": "identity"} if request.is_reveal else None
+    return _Call(request.method, request.path, refused="", headers=headers, json=request.json)
+
+
+def _answer(response: httpx.Response, body: bytes | None) -> ServerAnswer:
+    return ServerAnswer(response.status_code, body, response.headers.get("Retry-After"))
 
 
 def _content_length(response: httpx.Response) -> int | None:

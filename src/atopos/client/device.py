@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.device import DeviceKeys, DevicePublic, InvalidDeviceCode, parse_device_code
 from atopos.crypto.errors import DeviceRequired
 from atopos.errors import InvalidInput
@@ -43,6 +44,11 @@ class LazyDevice:
             self._keys = self._load()
             self._is_loaded = True
         return self._keys
+
+    def sign_proof(self, secret_id: str, challenge: str) -> bytes | None:
+        """The device proof for a bound secret's ticket, or None when there is no device."""
+        keys = self.get()
+        return None if keys is None else keys.sign_proof(b64url_decode(secret_id), challenge)
 
     def _required(self) -> DeviceKeys:
         keys = self.get()

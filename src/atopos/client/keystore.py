@@ -33,7 +33,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -59,6 +59,7 @@ from atopos.crypto.lock import (
     unlock,
 )
 from atopos.errors import AtoposError, InvalidInput, Refused
+from atopos.randomness import RandomBytes, system_random_bytes
 
 __all__ = [
     "ENV_HOME",
@@ -358,7 +359,7 @@ class DeviceStore:
         home: Path,
         *,
         keyring: KeyringBackend | None = None,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: RandomBytes = system_random_bytes,
         extra_lock_argon2: Argon2Params = EXTRA_LOCK_ARGON2,
     ) -> None:
         self.home = home
@@ -576,7 +577,7 @@ class SessionState:
     """
 
     def __init__(
-        self, directory: Path, key: bytes, random_bytes: Callable[[int], bytes] = os.urandom
+        self, directory: Path, key: bytes, random_bytes: RandomBytes = system_random_bytes
     ) -> None:
         self._directory = directory
         self._key = key

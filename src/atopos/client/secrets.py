@@ -1,13 +1,15 @@
 """The two secret flows end to end.
 
 `create_secret` seals content on this device and streams the envelope to the server in
-constant memory; `reveal_secret` walks challenge → proof of work → ticket → reveal and opens
-the envelope as it streams in. The link key is drawn here and lives only in local variables
-and the returned link; nothing in this module logs.
+constant memory; `reveal_secret` drives the access-path machine (protocol/access_path.py:
+challenge → proof of work → ticket → reveal) and opens the envelope as it streams in. The
+link key is drawn here and lives only in local variables and the returned link; nothing in
+this module logs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import mimetypes
@@ -15,17 +17,23 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
-from atopos.client.api import RevealedEnvelope, SecretsApi
+from atopos.client.api import (
+    AsyncRevealedEnvelope,
+    AsyncSecretsApi,
+    NewSecret,
+    RevealedEnvelope,
+    SecretsApi,
+)
 from atopos.client.device import DeviceLoader, LazyDevice
 from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
+from atopos.client.failures import error_for
 from atopos.client.links import ManageLink, ShareLink
 from atopos.client.local_files import open_without_waiting
 from atopos.crypto import pow as proof_of_work
-from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.device import DevicePublic
 from atopos.crypto.envelope import (
     DEFAULT_ARGON2,
@@ -34,8 +42,24 @@ from atopos.crypto.envelope import (
     Metadata,
     Sealer,
 )
-from atopos.crypto.errors import PassphraseRequired
-from atopos.errors import InvalidInput, RateLimited, Refused
+from atopos.crypto.randomness import draw
+from atopos.errors import InvalidInput
+from atopos.protocol.access_path import (
+    AccessPath,
+    DeviceProofMade,
+    Event,
+    Failed,
+    MakeDeviceProof,
+    ProofOfWorkFound,
+    Revealed,
+    SendRequest,
+    ServerAnswered,
+    SolveProofOfWork,
+    Step,
+    Wait,
+    Waited,
+)
+from atopos.randomness import RandomBytes, system_random_bytes
 
 __all__ = [
     "MAX_POW_BITS",
@@ -43,6 +67,7 @@ __all__ = [
     "ProgressCallback",
     "create_secret",
     "reveal_secret",
+    "reveal_secret_async",
 ]
 
 # Called with (bytes transferred so far, total bytes or None when unknown).
@@ -51,12 +76,6 @@ ProgressCallback = Callable[[int, int | None], None]
 # server asking for more is broken or hostile, and we would not finish in time anyway.
 MAX_POW_BITS = 26
 _READ_BYTES = 256 * 1024
-_T = TypeVar("_T")
-_WRONG_DEVICE = "This secret is bound to another device; it can only be revealed there."
-_NO_DEVICE = (
-    "This secret is bound to a device and this machine has none; "
-    "it can only be revealed on that device."
-)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +97,7 @@ def create_secret(
     progress: ProgressCallback | None = None,
     argon2: Argon2Params = DEFAULT_ARGON2,
     device: DevicePublic | None = None,
+    random_bytes: RandomBytes = system_random_bytes,
 ) -> CreatedSecret:
     """Seal `content` (bytes: a text secret; a Path: a file, streamed) and upload it.
 
@@ -100,23 +120,23 @@ def create_secret(
         else:
             metadata = Metadata(kind="text", size=len(content))
             pieces = _slices(content)
-        link_key = os.urandom(LINK_KEY_BYTES)
+        link_key = draw(random_bytes, LINK_KEY_BYTES)
         sealer = Sealer(
             link_key,
             metadata,
-            random_bytes=os.urandom,
+            random_bytes=random_bytes,
             passphrase=passphrase,
             argon2=argon2,
             device=device,
         )
-        record = api.create(
-            _sealed(sealer, pieces, progress),
+        secret = NewSecret(
             sealer.size,
             expires_in=expires_in,
             views=views,
             kind=metadata.kind,
             device_key=device.signing_key if device is not None else None,
         )
+        record = api.create(_sealed(sealer, pieces, progress), secret)
     return CreatedSecret(
         share_link=ShareLink(api.server, record.secret_id, link_key),
         manage_link=ManageLink(api.server, record.secret_id, record.manage_token),
@@ -153,36 +173,82 @@ def reveal_secret(
     spent.
     """
     this_device = LazyDevice(device)
-    reader = EnvelopeReader(
-        link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase, device=this_device
+    reveal = _Reveal(
+        EnvelopeReader(
+            link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase, device=this_device
+        ),
+        write,
+        progress,
     )
-    with contextlib.ExitStack() as stack:
-        envelope = _retrying(
-            lambda: stack.enter_context(
-                _spend_view(
-                    api,
-                    link.secret_id,
-                    max_pow_bits,
-                    this_device,
-                    can_unlock=passphrase is not None or ask_passphrase is not None,
-                )
-            ),
-            sleep=sleep,
-            retries=rate_limit_retries,
-            max_wait=max_retry_wait,
-        )
-        received = 0
+    path = AccessPath(
+        link.secret_id,
+        server=api.server,
+        can_unlock=passphrase is not None or ask_passphrase is not None,
+        max_pow_bits=max_pow_bits,
+        rate_limit_retries=rate_limit_retries,
+        max_retry_wait=max_retry_wait,
+    )
+    with _spend_view(api, path, this_device, sleep) as envelope:
         for data in envelope:
-            received += len(data)
-            if content := reader.feed(data):
-                write(content)
-            if progress is not None:
-                progress(received, envelope.size)
-        if content := reader.finish():
-            write(content)
-    metadata = reader.metadata
-    assert metadata is not None  # finish() succeeds only after the metadata decoded
-    return metadata
+            reveal.feed(data, envelope.size)
+    return reveal.finish()
+
+
+async def reveal_secret_async(
+    api: AsyncSecretsApi,
+    link: ShareLink,
+    write: Callable[[bytes], object],
+    *,
+    passphrase: str | None = None,
+    device: DeviceLoader | None = None,
+    progress: ProgressCallback | None = None,
+) -> Metadata:
+    """`reveal_secret` for asyncio, with its defaults: the same machine and checks, 429s
+    waited out with asyncio.sleep, and the proof of work and device loading run in a worker
+    thread so the event loop stays free. A passphrase must be given up front."""
+    this_device = LazyDevice(device)
+    reveal = _Reveal(
+        EnvelopeReader(link.link_key, passphrase=passphrase, device=this_device), write, progress
+    )
+    path = AccessPath(
+        link.secret_id,
+        server=api.server,
+        can_unlock=passphrase is not None,
+        max_pow_bits=MAX_POW_BITS,
+    )
+    async with _spend_view_async(api, path, this_device) as envelope:
+        async for data in envelope:
+            reveal.feed(data, envelope.size)
+    return reveal.finish()
+
+
+class _Reveal:
+    """The envelope as it arrives: opened piece by piece, content passed to `write`."""
+
+    def __init__(
+        self,
+        reader: EnvelopeReader,
+        write: Callable[[bytes], object],
+        progress: ProgressCallback | None,
+    ) -> None:
+        self._reader = reader
+        self._write = write
+        self._progress = progress
+        self._received = 0
+
+    def feed(self, data: bytes, size: int | None) -> None:
+        self._received += len(data)
+        if content := self._reader.feed(data):
+            self._write(content)
+        if self._progress is not None:
+            self._progress(self._received, size)
+
+    def finish(self) -> Metadata:
+        if content := self._reader.finish():
+            self._write(content)
+        metadata = self._reader.metadata
+        assert metadata is not None  # finish() succeeds only after the metadata decoded
+        return metadata
 
 
 def _sealed(
@@ -206,49 +272,64 @@ def _sealed(
 
 @contextlib.contextmanager
 def _spend_view(
-    api: SecretsApi, secret_id: str, max_pow_bits: int, device: LazyDevice, *, can_unlock: bool
+    api: SecretsApi, path: AccessPath, device: LazyDevice, sleep: Callable[[float], object]
 ) -> Iterator[RevealedEnvelope]:
-    challenge = api.challenge(secret_id)
-    if challenge.has_passphrase and not can_unlock:
-        # Said before any view is spent: without a passphrase the view would be wasted.
-        raise PassphraseRequired
-    if challenge.bits > max_pow_bits:
-        raise Refused("The server demands more proof of work than this client will do.")
-    proof = None
-    refused = None
-    if challenge.is_bound:
-        # Load (perhaps asking for the Extra Lock passphrase) before the work, so that the
-        # challenge is still fresh when the ticket is asked for.
-        keys = device.get()
-        if keys is None:
-            # Asked anyway: the server's answer, not this machine, decides (and records it).
-            refused = _NO_DEVICE
-        else:
-            proof = keys.sign_proof(b64url_decode(secret_id), challenge.challenge)
-            refused = _WRONG_DEVICE
-    nonce = proof_of_work.solve(challenge.challenge.encode("utf-8"), challenge.bits)
-    if refused is None:
-        ticket = api.ticket(secret_id, challenge.challenge, nonce)
-    else:
-        ticket = api.ticket(
-            secret_id, challenge.challenge, nonce, device_proof=proof, refused=refused
-        )
-    with api.reveal(secret_id, ticket.ticket) as envelope:
-        yield envelope
-
-
-def _retrying(
-    call: Callable[[], _T], *, sleep: Callable[[float], object], retries: int, max_wait: int
-) -> _T:
-    attempt = 0
+    """Carry out the machine's steps until it reveals (the envelope streams while the block
+    runs) or fails (its error is raised)."""
+    step = path.start()
     while True:
-        try:
-            return call()
-        except RateLimited as exc:
-            if attempt >= retries or exc.retry_after > max_wait:
-                raise
-            attempt += 1
-            sleep(exc.retry_after)
+        if isinstance(step, SendRequest) and step.is_reveal:
+            with api.open_reveal(step) as (answer, envelope):
+                step = path.receive(ServerAnswered(answer))
+                if isinstance(step, Revealed) and envelope is not None:
+                    yield envelope
+                    return
+        elif isinstance(step, SendRequest):
+            step = path.receive(ServerAnswered(api.send(step)))
+        elif isinstance(step, Wait):
+            sleep(step.seconds)
+            step = path.receive(Waited())
+        else:
+            step = path.receive(_work(step, device))
+
+
+@contextlib.asynccontextmanager
+async def _spend_view_async(
+    api: AsyncSecretsApi, path: AccessPath, device: LazyDevice
+) -> AsyncIterator[AsyncRevealedEnvelope]:
+    """`_spend_view` for asyncio."""
+    step = path.start()
+    while True:
+        if not isinstance(step, SendRequest) or not step.is_reveal:
+            step = path.receive(await _next_event(api, step, device))
+            continue
+        async with api.open_reveal(step) as (answer, envelope):
+            step = path.receive(ServerAnswered(answer))
+            if isinstance(step, Revealed) and envelope is not None:
+                yield envelope
+                return
+
+
+async def _next_event(api: AsyncSecretsApi, step: Step, device: LazyDevice) -> Event:
+    if isinstance(step, SendRequest):
+        return ServerAnswered(await api.send(step))
+    if isinstance(step, Wait):
+        await asyncio.sleep(step.seconds)
+        return Waited()
+    # The proof of work (and a device store that may ask for its passphrase) would hold
+    # the event loop: a worker thread does it.
+    return await asyncio.to_thread(_work, step, device)
+
+
+def _work(step: Step, device: LazyDevice) -> Event:
+    """The event after a step the client does on its own (no server, no waiting)."""
+    if isinstance(step, MakeDeviceProof):
+        return DeviceProofMade(device.sign_proof(step.secret_id, step.challenge))
+    if isinstance(step, SolveProofOfWork):
+        return ProofOfWorkFound(proof_of_work.solve(step.challenge, step.bits))
+    if isinstance(step, Failed):
+        raise error_for(step.failure)
+    raise AssertionError(f"unexpected step {step!r}")
 
 
 def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:

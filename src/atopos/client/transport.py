@@ -1,0 +1,265 @@
+"""`Transport`: how this client reaches one Atopos server, stated once and explicitly.
+
+A Transport holds the server URL, the TLS policy (a CA file, SPKI pins) and an optional proxy
+URL (an HTTP proxy now; `socks5h://` for Tor once its dependency is in the lock), and builds
+every connection to that server from them: the sync and the async httpx client, and
+WebSocket connections (rooms). Nothing is ambient: the CLI builds one Transport from its
+global options (`cli/context.py`) and passes it down; `with_server` gives the same policy for
+the server a link names.
+
+Pins are checked during the TLS handshake, before any request byte is sent, for HTTP and
+WebSocket alike (`client/pinning.py`); with pins only https/wss servers are contacted.
+Redirects are never followed: a redirect would carry a ticket or a manage token to wherever
+the server points, and an Atopos server has no reason to send one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidURI
+
+from atopos import __version__
+from atopos.client.links import parse_server_url
+from atopos.client.pinning import PinMismatch, parse_pins, pin_context
+from atopos.errors import InvalidInput, NetworkError
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_WEBSOCKET_MESSAGE",
+    "TlsPolicy",
+    "Transport",
+    "Verify",
+    "build_http_client",
+]
+
+Verify = ssl.SSLContext | str | bool
+# Connecting should be quick; a read may wait while the server stores 100 MiB.
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# A room message is small; a relay must not make us buffer more than this in one frame.
+MAX_WEBSOCKET_MESSAGE = 1024 * 1024
+_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+_USER_AGENT = f"atopos/{__version__}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TlsPolicy:
+    """How HTTPS servers are checked: `ca_file` replaces the default trust store; with
+    `pins` (SHA-256 digests of SubjectPublicKeyInfo) a server must also hold a pinned key,
+    and only https:// servers are contacted at all."""
+
+    ca_file: Path | None = None
+    pins: tuple[bytes, ...] = ()
+
+    def ssl_context(self, verify: Verify = True) -> ssl.SSLContext:
+        """The SSL context that carries out this policy: CA verification as `verify` says
+        (True: `ca_file`, else the default store), plus the pin check when there are pins."""
+        if isinstance(verify, ssl.SSLContext):
+            context = verify
+        elif verify is True and self.ca_file is not None:
+            context = _context_with_ca_file(self.ca_file)
+        elif isinstance(verify, str):
+            context = _context_with_ca_file(Path(verify))
+        else:
+            context = httpx.create_ssl_context(verify=verify)
+        if self.pins:
+            pin_context(context, self.pins)
+        return context
+
+    @property
+    def is_default(self) -> bool:
+        return self.ca_file is None and not self.pins
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transport:
+    """One server (`server`, normalized), the TLS policy for it, and an optional proxy."""
+
+    server: str
+    tls: TlsPolicy = TlsPolicy()
+    proxy: str | None = None
+    timeout: httpx.Timeout = dataclasses.field(default_factory=lambda: DEFAULT_TIMEOUT)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "server", parse_server_url(self.server))
+        if self.proxy is not None and _scheme(self.proxy) not in _PROXY_SCHEMES:
+            raise InvalidInput("A proxy URL must start with http://, https:// or socks5h://.")
+
+    def with_server(self, server: str) -> Transport:
+        """The same policy and proxy for another server (the one a link names)."""
+        return dataclasses.replace(self, server=server)
+
+    def http_client(self) -> httpx.Client:
+        """A sync client for this server (see `build_http_client`)."""
+        return build_http_client(self.server, tls=self.tls, proxy=self.proxy, timeout=self.timeout)
+
+    def async_http_client(
+        self, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> httpx.AsyncClient:
+        """The asyncio twin of `http_client`, with the same checks; `transport` (an
+        in-memory one, for tests) cannot be combined with pins."""
+        options = _client_options(
+            self.server,
+            custom=transport,
+            verify=True,
+            timeout=self.timeout,
+            tls=self.tls,
+            proxy=self.proxy,
+            https_only=_https_only_async,
+        )
+        return httpx.AsyncClient(**options)
+
+    @asynccontextmanager
+    async def websocket(self, path: str) -> AsyncIterator[ClientConnection]:
+        """A WebSocket connection to `path` under the server (wss:// for https://), open
+        while the block runs. With pins the key is checked right after the TLS handshake,
+        before the upgrade request is written; a mismatch raises PinMismatch."""
+        url = httpx.URL(self.server)
+        scheme = {"https": "wss", "http": "ws"}[url.scheme]
+        if self.tls.pins and scheme != "wss":
+            raise NetworkError(
+                f"A pinned key can only be checked over https; refusing to connect to "
+                f"{self.server}."
+            )
+        target = f"{scheme}://{url.netloc.decode('ascii')}{url.path.rstrip('/')}{path}"
+        options: dict[str, Any] = {}
+        if scheme == "wss":
+            options["ssl"] = self.tls.ssl_context()
+        try:
+            async with connect(
+                target,
+                # None, not the default True: no proxy from the environment behind our back.
+                proxy=_proxy(self.proxy, socks_module="python_socks"),
+                open_timeout=self.timeout.connect,
+                max_size=MAX_WEBSOCKET_MESSAGE,
+                user_agent_header=_USER_AGENT,
+                compression=None,  # compressed frames inflate before max_size applies
+                **options,
+            ) as connection:
+                yield connection
+        except PinMismatch:
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            raise NetworkError(
+                f"The TLS certificate of {self.server} could not be verified."
+            ) from exc
+        except TimeoutError as exc:
+            raise NetworkError(f"The server at {self.server} did not answer in time.") from exc
+        except (OSError, InvalidHandshake, InvalidURI) as exc:
+            raise NetworkError(f"Could not connect to the server at {self.server}.") from exc
+
+
+def _context_with_ca_file(path: Path) -> ssl.SSLContext:
+    try:
+        if path.is_dir():
+            return ssl.create_default_context(capath=str(path))
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ValueError):
+        raise InvalidInput(f"The CA file {path} holds no certificate that can be used.") from None
+
+
+def _client_options(
+    server: str,
+    *,
+    custom: object,
+    verify: Verify,
+    timeout: httpx.Timeout,
+    tls: TlsPolicy,
+    proxy: str | None,
+    https_only: Callable[[httpx.Request], Any],
+) -> dict[str, Any]:
+    """The options the sync and the async client share; with pins, `https_only` is their
+    request hook."""
+    hooks: dict[str, list[Callable[..., Any]]] = {}
+    if tls.pins:
+        if custom is not None:
+            # A transport of the caller's would not use our SSL context: the pin would be
+            # silently skipped.
+            raise ValueError("a pinned client cannot use a custom transport")
+        if httpx.URL(server).scheme != "https":
+            raise NetworkError(
+                f"A pinned key can only be checked over https; refusing to connect to {server}."
+            )
+        hooks["request"] = [https_only]
+    return {
+        "base_url": server,
+        "transport": custom,
+        "verify": verify if tls.is_default else tls.ssl_context(verify),
+        "timeout": timeout,
+        "proxy": _proxy(proxy),
+        "follow_redirects": False,
+        "headers": {"User-Agent": _USER_AGENT},
+        "event_hooks": hooks,
+    }
+
+
+def build_http_client(
+    server: str,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    verify: Verify = True,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    tls: TlsPolicy = TlsPolicy(),
+    pin_spki: str | tuple[bytes, ...] | None = None,
+    ca_file: Path | None = None,
+    proxy: str | None = None,
+) -> httpx.Client:
+    """A sync client whose relative URLs resolve under `server` (which may carry a path
+    prefix), checking servers as `tls` says; `pin_spki` and `ca_file` override its fields.
+    `transport` (an in-memory one, for tests) cannot be combined with pins."""
+    if isinstance(pin_spki, str):
+        pin_spki = parse_pins(pin_spki)
+    tls = TlsPolicy(
+        ca_file=ca_file if ca_file is not None else tls.ca_file,
+        pins=pin_spki if pin_spki is not None else tls.pins,
+    )
+    return httpx.Client(
+        **_client_options(
+            server,
+            custom=transport,
+            verify=verify,
+            timeout=timeout,
+            tls=tls,
+            proxy=proxy,
+            https_only=_https_only,
+        )
+    )
+
+
+def _proxy(proxy: str | None, *, socks_module: str = "socksio") -> str | None:
+    """`proxy`, once the module that speaks SOCKS for the caller (httpx: socksio,
+    websockets: python_socks) is known to be there: the Tor issue adds them to the lock."""
+    if (
+        proxy is not None
+        and _scheme(proxy).startswith("socks")
+        and importlib.util.find_spec(socks_module) is None
+    ):
+        raise InvalidInput(
+            f"A SOCKS proxy needs the {socks_module} package, which this install does not have."
+        )
+    return proxy
+
+
+def _scheme(url: str) -> str:
+    try:
+        return httpx.URL(url).scheme
+    except httpx.InvalidURL:
+        return ""
+
+
+def _https_only(request: httpx.Request) -> None:
+    # Relative URLs stay on the (https) base URL; this refuses an absolute http:// one.
+    if request.url.scheme != "https":
+        raise NetworkError("A pinned key can only be checked over https; refusing to send.")
+
+
+async def _https_only_async(request: httpx.Request) -> None:
+    _https_only(request)

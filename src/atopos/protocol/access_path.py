@@ -1,0 +1,368 @@
+"""The reader's side of the access path (docs/protocol/access.md) as a sans-I/O machine.
+
+challenge → (device proof) → proof of work → ticket → reveal, in the manner of h11's
+`_state.py`: `TRANSITIONS` lists every legal move (state, event, guard → next state) in one
+place. The machine is fed events (the server's answers, a solved proof of work, a device
+proof, a finished wait) and answers with the next thing to do: a request to send, work to do
+(`SolveProofOfWork`, `MakeDeviceProof`, `Wait`), or a terminal outcome (`Revealed`: the
+reveal answer carries the envelope; `Failed`: a `Failure`, which the client raises as the
+matching Atopos error). It sends nothing, solves nothing and sleeps nowhere: the drivers
+(`client/secrets.py`, sync and async) do, so one request-building path serves both, and
+`tests/vectors/access_path.json` replays it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import TypeVar
+
+import msgspec
+
+from atopos.crypto.base64url import b64url_encode
+from atopos.protocol.answers import Failure, FailureKind, ServerAnswer, failure_for_answer
+
+__all__ = [
+    "CHALLENGE_REFUSED",
+    "NEEDS_PASSPHRASE",
+    "NO_DEVICE",
+    "REVEAL_REFUSED",
+    "TICKET_REFUSED",
+    "TOO_MUCH_WORK",
+    "TRANSITIONS",
+    "WRONG_DEVICE",
+    "AccessPath",
+    "AccessPathMisuse",
+    "Challenge",
+    "DeviceProofMade",
+    "Event",
+    "Failed",
+    "Guard",
+    "MakeDeviceProof",
+    "ProofOfWorkFound",
+    "Revealed",
+    "SendRequest",
+    "ServerAnswered",
+    "SolveProofOfWork",
+    "State",
+    "Step",
+    "Ticket",
+    "Wait",
+    "Waited",
+]
+
+_API = "/api/v1/secrets"
+_T = TypeVar("_T")
+CHALLENGE_REFUSED = "The server refused to hand out a challenge."
+TICKET_REFUSED = "The server refused the proof of work (the challenge may have expired)."
+REVEAL_REFUSED = "The access ticket was refused (expired or already used)."
+TOO_MUCH_WORK = "The server demands more proof of work than this client will do."
+NEEDS_PASSPHRASE = "This secret needs its passphrase."  # noqa: S105 (a sentence)
+WRONG_DEVICE = "This secret is bound to another device; it can only be revealed there."
+NO_DEVICE = (
+    "This secret is bound to a device and this machine has none; "
+    "it can only be revealed on that device."
+)
+
+
+# -- what the server answers (also the schemas its JSON is decoded into) ------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Challenge:
+    """A proof-of-work challenge bound to one secret id; `is_bound` when the ticket step
+    will also want a device proof, `has_passphrase` when the envelope will want one."""
+
+    challenge: str
+    bits: int
+    expires_at: int
+    is_bound: bool = False  # servers before device binding do not send it
+    has_passphrase: bool = False  # nor this, before the passphrase hint
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ticket:
+    """A short-lived, single-use permission to reveal one view."""
+
+    ticket: str = dataclasses.field(repr=False)
+    expires_at: int
+
+
+# -- events (fed to the machine) ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerAnswered:
+    """The answer to the last `SendRequest`."""
+
+    answer: ServerAnswer
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceProofMade:
+    """The answer to `MakeDeviceProof`: the signature, or None when this machine has no
+    device (the request is made anyway: the server decides, and counts the failure)."""
+
+    proof: bytes | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProofOfWorkFound:
+    """The answer to `SolveProofOfWork`."""
+
+    nonce: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Waited:
+    """The `Wait` a 429 asked for is over."""
+
+
+Event = ServerAnswered | DeviceProofMade | ProofOfWorkFound | Waited
+
+
+# -- steps (what the machine asks the driver to do next) ----------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendRequest:
+    """Send `method path` with `json` as body (None: no body). When `is_reveal`, the
+    answer's body is the envelope: stream it on success, read it (bounded) otherwise."""
+
+    method: str
+    path: str
+    json: dict[str, object] | None = dataclasses.field(default=None, repr=False)
+    is_reveal: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MakeDeviceProof:
+    """Sign `challenge` for `secret_id` with this machine's device key (docs/protocol/device.md)."""
+
+    secret_id: str
+    challenge: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SolveProofOfWork:
+    """Find a nonce for `challenge` (UTF-8) at `bits` difficulty (crypto/pow.py)."""
+
+    challenge: bytes
+    bits: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wait:
+    """Wait `seconds` (a 429's `Retry-After`), then feed `Waited`."""
+
+    seconds: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Revealed:
+    """Terminal: the reveal answer is a success; its body is the envelope (one view spent)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failed:
+    """Terminal: the walk failed (the client raises the matching error)."""
+
+    failure: Failure
+
+
+Step = SendRequest | MakeDeviceProof | SolveProofOfWork | Wait | Revealed | Failed
+
+
+# -- the table ----------------------------------------------------------------------------
+
+
+class State(enum.Enum):
+    AWAITING_CHALLENGE = "awaiting challenge"
+    MAKING_DEVICE_PROOF = "making device proof"
+    SOLVING = "solving proof of work"
+    AWAITING_TICKET = "awaiting ticket"
+    AWAITING_REVEAL = "awaiting reveal"
+    WAITING = "waiting out a rate limit"
+    REVEALED = "revealed"
+    FAILED = "failed"
+
+
+class Guard(enum.Enum):
+    """What an event turned out to be; `ANY` for events that carry no choice."""
+
+    ANY = "any"
+    OK = "ok"
+    OK_BOUND = "ok, bound to a device"
+    PASSPHRASE_MISSING = "ok, but a passphrase is needed and none can be had"  # noqa: S105
+    TOO_MUCH_WORK = "ok, but more bits than this client will solve"
+    RATE_LIMITED_RETRY = "429, retries left and Retry-After short enough"
+    ERROR = "any other failure (status or unreadable answer)"
+
+
+_S = State
+_G = Guard
+TRANSITIONS: dict[tuple[State, type[Event], Guard], State] = {
+    (_S.AWAITING_CHALLENGE, ServerAnswered, _G.OK): _S.SOLVING,
+    (_S.AWAITING_CHALLENGE, ServerAnswered, _G.OK_BOUND): _S.MAKING_DEVICE_PROOF,
+    (_S.AWAITING_CHALLENGE, ServerAnswered, _G.PASSPHRASE_MISSING): _S.FAILED,
+    (_S.AWAITING_CHALLENGE, ServerAnswered, _G.TOO_MUCH_WORK): _S.FAILED,
+    (_S.AWAITING_CHALLENGE, ServerAnswered, _G.RATE_LIMITED_RETRY): _S.WAITING,
+    (_S.AWAITING_CHALLENGE, ServerAnswered, _G.ERROR): _S.FAILED,
+    (_S.MAKING_DEVICE_PROOF, DeviceProofMade, _G.ANY): _S.SOLVING,
+    (_S.SOLVING, ProofOfWorkFound, _G.ANY): _S.AWAITING_TICKET,
+    (_S.AWAITING_TICKET, ServerAnswered, _G.OK): _S.AWAITING_REVEAL,
+    (_S.AWAITING_TICKET, ServerAnswered, _G.RATE_LIMITED_RETRY): _S.WAITING,
+    (_S.AWAITING_TICKET, ServerAnswered, _G.ERROR): _S.FAILED,
+    (_S.AWAITING_REVEAL, ServerAnswered, _G.OK): _S.REVEALED,
+    (_S.AWAITING_REVEAL, ServerAnswered, _G.RATE_LIMITED_RETRY): _S.WAITING,
+    (_S.AWAITING_REVEAL, ServerAnswered, _G.ERROR): _S.FAILED,
+    (_S.WAITING, Waited, _G.ANY): _S.AWAITING_CHALLENGE,
+}
+
+
+class AccessPathMisuse(RuntimeError):
+    """The driver fed an event the current state has no move for (a bug of the driver)."""
+
+
+class AccessPath:
+    """One reader's walk to one view of `secret_id` (canonical form; the caller checks it).
+
+    `can_unlock`: a passphrase is given or can be asked for (else a passphrase secret fails
+    before any work). A 429 at any step is waited out (`Retry-After`, at most
+    `max_retry_wait` seconds) and the walk starts again from the challenge, up to
+    `rate_limit_retries` times. `server` only names the server in error sentences.
+    """
+
+    def __init__(
+        self,
+        secret_id: str,
+        *,
+        server: str,
+        can_unlock: bool,
+        max_pow_bits: int,
+        rate_limit_retries: int = 3,
+        max_retry_wait: int = 60,
+    ) -> None:
+        self.secret_id = secret_id
+        self.state = State.AWAITING_CHALLENGE
+        self._server = server
+        self._can_unlock = can_unlock
+        self._max_pow_bits = max_pow_bits
+        self._retries_left = rate_limit_retries
+        self._max_retry_wait = max_retry_wait
+        self._challenge: Challenge | None = None
+        self._device_proof: bytes | None = None
+        self._ticket_refused = TICKET_REFUSED
+
+    def start(self) -> Step:
+        """The first step: ask for a challenge."""
+        return self._challenge_request()
+
+    def receive(self, event: Event) -> Step:
+        """Move on `event` (see `TRANSITIONS`) and say what to do next."""
+        if not any(move[:2] == (self.state, type(event)) for move in TRANSITIONS):
+            raise AccessPathMisuse(f"no move from {self.state.value} on {type(event).__name__}")
+        guard, step = self._judge(event)
+        key = (self.state, type(event), guard)
+        if key not in TRANSITIONS:
+            raise AccessPathMisuse(f"no move from {self.state.value} on {type(event).__name__}")
+        self.state = TRANSITIONS[key]
+        return step
+
+    # Each branch below returns the guard it found and the step of the state it leads to.
+
+    def _judge(self, event: Event) -> tuple[Guard, Step]:
+        if isinstance(event, ServerAnswered):
+            return self._judge_answer(event.answer)
+        if isinstance(event, DeviceProofMade):
+            self._device_proof = event.proof
+            self._ticket_refused = NO_DEVICE if event.proof is None else WRONG_DEVICE
+            return Guard.ANY, self._solve()
+        if isinstance(event, ProofOfWorkFound):
+            return Guard.ANY, self._ticket_request(event.nonce)
+        return Guard.ANY, self._challenge_request()
+
+    def _judge_answer(self, answer: ServerAnswer) -> tuple[Guard, Step]:
+        refused = {
+            State.AWAITING_CHALLENGE: CHALLENGE_REFUSED,
+            State.AWAITING_TICKET: self._ticket_refused,
+        }.get(self.state, REVEAL_REFUSED)
+        if not answer.is_success:
+            failure = failure_for_answer(answer, refused=refused)
+            if (
+                failure.kind is FailureKind.RATE_LIMITED
+                and failure.retry_after is not None
+                and self._retries_left > 0
+                and failure.retry_after <= self._max_retry_wait
+            ):
+                self._retries_left -= 1
+                return Guard.RATE_LIMITED_RETRY, Wait(failure.retry_after)
+            return Guard.ERROR, Failed(failure)
+        if self.state is State.AWAITING_CHALLENGE:
+            return self._judge_challenge(answer)
+        if self.state is State.AWAITING_TICKET:
+            ticket = self._decode(answer, Ticket)
+            if ticket is None:
+                return Guard.ERROR, self._not_understood()
+            return Guard.OK, SendRequest(
+                "POST", self._path("reveal"), {"ticket": ticket.ticket}, is_reveal=True
+            )
+        return Guard.OK, Revealed()
+
+    def _judge_challenge(self, answer: ServerAnswer) -> tuple[Guard, Step]:
+        challenge = self._decode(answer, Challenge)
+        if challenge is None:
+            return Guard.ERROR, self._not_understood()
+        self._challenge = challenge
+        self._device_proof = None
+        self._ticket_refused = TICKET_REFUSED
+        if challenge.has_passphrase and not self._can_unlock:
+            # Said before any view is spent: without a passphrase the view would be wasted.
+            failed = _failed(FailureKind.PASSPHRASE_REQUIRED, NEEDS_PASSPHRASE)
+            return Guard.PASSPHRASE_MISSING, failed
+        if challenge.bits > self._max_pow_bits:
+            return Guard.TOO_MUCH_WORK, _failed(FailureKind.REFUSED, TOO_MUCH_WORK)
+        if challenge.is_bound:
+            # The device proof comes before the work, so that loading the device (perhaps
+            # asking for its Extra Lock passphrase) does not age the solved challenge.
+            return Guard.OK_BOUND, MakeDeviceProof(self.secret_id, challenge.challenge)
+        return Guard.OK, self._solve()
+
+    def _solve(self) -> SolveProofOfWork:
+        challenge = self._current_challenge()
+        return SolveProofOfWork(challenge.challenge.encode("utf-8"), challenge.bits)
+
+    def _challenge_request(self) -> SendRequest:
+        return SendRequest("POST", self._path("challenge"))
+
+    def _ticket_request(self, nonce: int) -> SendRequest:
+        body: dict[str, object] = {"challenge": self._current_challenge().challenge, "nonce": nonce}
+        if self._device_proof is not None:
+            body["device_proof"] = b64url_encode(self._device_proof)
+        return SendRequest("POST", self._path("ticket"), body)
+
+    def _current_challenge(self) -> Challenge:
+        if self._challenge is None:
+            raise AccessPathMisuse("no challenge yet")
+        return self._challenge
+
+    def _path(self, step: str) -> str:
+        return f"{_API}/{self.secret_id}/{step}"
+
+    def _decode(self, answer: ServerAnswer, schema: type[_T]) -> _T | None:
+        if answer.body is None:
+            return None
+        try:
+            return msgspec.json.decode(answer.body, type=schema)
+        except (msgspec.DecodeError, RecursionError):  # nesting past the parser's depth
+            return None
+
+    def _not_understood(self) -> Failed:
+        return _failed(
+            FailureKind.NETWORK,
+            f"The server at {self._server} sent an answer Atopos does not understand.",
+        )
+
+
+def _failed(kind: FailureKind, message: str) -> Failed:
+    return Failed(Failure(kind, message))

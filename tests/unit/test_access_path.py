@@ -1,0 +1,124 @@
+"""The access-path machine (protocol/access_path.py) against every transcript of
+tests/vectors/access_path.json; the browser twin runs the same file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atopos.crypto import pow as proof_of_work
+from atopos.crypto.base64url import b64url_decode
+from atopos.protocol.access_path import (
+    TRANSITIONS,
+    AccessPath,
+    AccessPathMisuse,
+    DeviceProofMade,
+    Event,
+    Failed,
+    MakeDeviceProof,
+    ProofOfWorkFound,
+    Revealed,
+    SendRequest,
+    ServerAnswered,
+    SolveProofOfWork,
+    State,
+    Step,
+    Wait,
+    Waited,
+)
+from atopos.protocol.answers import ServerAnswer
+
+VECTORS = json.loads(
+    (Path(__file__).parents[1] / "vectors" / "access_path.json").read_text(encoding="utf-8")
+)
+TRANSCRIPTS = VECTORS["transcripts"]
+
+
+def as_vector(step: Step) -> dict[str, Any]:
+    """A step in the vector file's words."""
+    if isinstance(step, SendRequest):
+        request: dict[str, Any] = {"method": step.method, "path": step.path, "json": step.json}
+        if step.is_reveal:
+            request["is_reveal"] = True
+        return {"request": request}
+    if isinstance(step, MakeDeviceProof):
+        return {"device_proof": {"secret_id": step.secret_id, "challenge": step.challenge}}
+    if isinstance(step, SolveProofOfWork):
+        return {"proof_of_work": {"challenge": step.challenge.decode(), "bits": step.bits}}
+    if isinstance(step, Wait):
+        return {"wait": {"seconds": step.seconds}}
+    if isinstance(step, Revealed):
+        return {"revealed": {}}
+    failure = step.failure
+    failed: dict[str, Any] = {"error": failure.kind.value, "message": failure.message}
+    if failure.retry_after is not None:
+        failed["retry_after"] = failure.retry_after
+    return {"failed": failed}
+
+
+def as_event(then: dict[str, Any], asked: Step) -> Event:
+    """The event a vector's `then` stands for, checked against what was asked."""
+    (kind, value), *_ = then.items()
+    if kind == "answer":
+        body = json.dumps(value["json"]).encode() if "json" in value else None
+        if "body" in value:
+            body = value["body"].encode()
+        answer = ServerAnswer(value["status"], body if body is not None else b"")
+        if "retry_after" in value:
+            answer = ServerAnswer(answer.status, answer.body, value["retry_after"])
+        return ServerAnswered(answer)
+    if kind == "device_proof":
+        proof = value["proof"]
+        return DeviceProofMade(None if proof is None else b64url_decode(proof))
+    if kind == "nonce":
+        assert isinstance(asked, SolveProofOfWork)
+        assert proof_of_work.verify(asked.challenge, value, asked.bits)
+        return ProofOfWorkFound(value)
+    assert kind == "waited"
+    return Waited()
+
+
+@pytest.mark.parametrize("transcript", TRANSCRIPTS, ids=[t["name"] for t in TRANSCRIPTS])
+def test_the_machine_follows_the_transcript(transcript: dict[str, Any]) -> None:
+    path = AccessPath(transcript["secret_id"], server=transcript["server"], **transcript["options"])
+    step = path.start()
+    for position, expected in enumerate(transcript["steps"]):
+        assert as_vector(step) == expected["client"], f"step {position}"
+        if "then" not in expected:
+            assert isinstance(step, Revealed | Failed)
+            assert position == len(transcript["steps"]) - 1
+            return
+        step = path.receive(as_event(expected["then"], step))
+    raise AssertionError("the transcript has no terminal step")
+
+
+def test_the_transcripts_cover_the_briefed_cases() -> None:
+    outcomes = {t["name"]: t["steps"][-1]["client"] for t in TRANSCRIPTS}
+    assert outcomes["success"] == {"revealed": {}}
+    assert outcomes["gone"]["failed"]["error"] == "gone"
+    assert outcomes["refused"]["failed"]["error"] == "refused"
+    assert outcomes["expired challenge"]["failed"]["error"] == "refused"
+    assert outcomes["passphrase secret, none at hand"]["failed"]["error"] == "passphrase_required"
+    names = {t["name"]: t for t in TRANSCRIPTS}
+    assert any("wait" in s["client"] for s in names["rate-limited, then through"]["steps"])
+
+
+def test_an_event_with_no_move_is_a_driver_bug() -> None:
+    path = AccessPath(
+        "AAECAwQFBgcICQoLDA0ODw", server="https://x", can_unlock=False, max_pow_bits=8
+    )
+    path.start()
+    with pytest.raises(AccessPathMisuse):
+        path.receive(ProofOfWorkFound(0))
+    with pytest.raises(AccessPathMisuse):
+        path.receive(Waited())
+    assert path.state is State.AWAITING_CHALLENGE
+
+
+def test_every_state_but_the_terminal_ones_has_a_move() -> None:
+    moving = {state for state, _, _ in TRANSITIONS}
+    assert moving == set(State) - {State.REVEALED, State.FAILED}
+    assert set(TRANSITIONS.values()) == set(State)

@@ -1,0 +1,337 @@
+"""Rebuild tests/vectors/access_path.json (docs/protocol/access.md, "Client transcripts").
+
+    .venv/bin/python tests/vectors/generate_access_path_vectors.py          # rewrite the file
+    .venv/bin/python tests/vectors/generate_access_path_vectors.py --check  # exit 1 if stale
+
+The transcripts are written out by hand below from the spec (nothing imported from
+`atopos`); only the proof-of-work nonces are computed, with hashlib, so that a twin can also
+check them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PATH = HERE / "access_path.json"
+
+SERVER = "https://atopos.example"
+SECRET_ID = "AAECAwQFBgcICQoLDA0ODw"  # bytes 0..15
+API = f"/api/v1/secrets/{SECRET_ID}"
+BITS = 6
+CHALLENGE = "Y2hhbGxlbmdlLW9uZQ"  # opaque to clients; any string will do
+CHALLENGE_2 = "Y2hhbGxlbmdlLXR3bw"
+TICKET = "dGlja2V0LW9uZQ"
+PROOF = base64.urlsafe_b64encode(bytes(range(64))).rstrip(b"=").decode()
+
+TICKET_REFUSED = "The server refused the proof of work (the challenge may have expired)."
+REVEAL_REFUSED = "The access ticket was refused (expired or already used)."
+WRONG_DEVICE = "This secret is bound to another device; it can only be revealed there."
+NO_DEVICE = (
+    "This secret is bound to a device and this machine has none; "
+    "it can only be revealed on that device."
+)
+GONE = "This secret does not exist: it expired, was already viewed, or was deleted."
+
+FORMAT = [
+    "Client side of the access path (docs/protocol/access.md, 'Client transcripts').",
+    "Each transcript starts a fresh client for `secret_id` with `options` and alternates:",
+    "`client` is what the client must do next, `then` is what happens next (fed to it).",
+    "client.request {method, path, json|null}: send it; json null means no body.",
+    "  `is_reveal` true: the answer's body is the envelope (streamed on success).",
+    "client.device_proof {secret_id, challenge}: sign with the device key (device.md).",
+    "client.proof_of_work {challenge, bits}: find a nonce (access.md, 'Proof of work').",
+    "client.wait {seconds}: wait out a 429, then start again from the challenge.",
+    "client.revealed: terminal, one view spent, the reveal answer's body is the envelope.",
+    "client.failed {error, message, retry_after?}: terminal; error is one of gone, refused,",
+    "  rate_limited, passphrase_required, network; message is the Python client's sentence",
+    "  (a twin may word its own), retry_after only for rate_limited.",
+    "then.answer {status, json?|body?, retry_after?}: the server's answer; json is a JSON",
+    "  value to encode, body raw text, retry_after the Retry-After header.",
+    "then.device_proof {proof: base64url|null}: null when this machine has no device.",
+    "then.nonce: the nonce found (it solves the challenge at the bits asked).",
+    "then.waited: the wait is over.",
+]
+
+
+def solve(challenge: str, bits: int) -> int:
+    nonce = 0
+    while True:
+        digest = hashlib.sha256(f"{challenge}:{nonce}".encode()).digest()
+        if int.from_bytes(digest, "big") >> (256 - bits) == 0:
+            return nonce
+        nonce += 1
+
+
+def challenge_request() -> dict[str, Any]:
+    return {"request": {"method": "POST", "path": f"{API}/challenge", "json": None}}
+
+
+def challenge_answer(challenge: str = CHALLENGE, bits: int = BITS, **flags: bool) -> Any:
+    body = {"challenge": challenge, "bits": bits, "expires_at": 1_900_000_120, **flags}
+    return {"answer": {"status": 200, "json": body}}
+
+
+def solving(challenge: str = CHALLENGE, bits: int = BITS) -> list[dict[str, Any]]:
+    return [
+        {
+            "client": {"proof_of_work": {"challenge": challenge, "bits": bits}},
+            "then": {"nonce": solve(challenge, bits)},
+        }
+    ]
+
+
+def ticket_request(challenge: str = CHALLENGE, proof: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"challenge": challenge, "nonce": solve(challenge, BITS)}
+    if proof is not None:
+        body["device_proof"] = proof
+    return {"request": {"method": "POST", "path": f"{API}/ticket", "json": body}}
+
+
+TICKET_ANSWER = {"answer": {"status": 200, "json": {"ticket": TICKET, "expires_at": 1_900_000_060}}}
+REVEAL_REQUEST = {
+    "request": {
+        "method": "POST",
+        "path": f"{API}/reveal",
+        "json": {"ticket": TICKET},
+        "is_reveal": True,
+    }
+}
+
+
+def up_to_reveal(challenge: str = CHALLENGE, **flags: bool) -> list[dict[str, Any]]:
+    return [
+        {"client": challenge_request(), "then": challenge_answer(challenge, **flags)},
+        *solving(challenge),
+        {"client": ticket_request(challenge), "then": TICKET_ANSWER},
+    ]
+
+
+def error(status: int, code: str, retry_after: str | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"status": status, "json": {"error": code, "message": "Nope."}}
+    if retry_after is not None:
+        answer["retry_after"] = retry_after
+    return {"answer": answer}
+
+
+def failed(kind: str, message: str, **extra: int) -> dict[str, Any]:
+    return {"client": {"failed": {"error": kind, "message": message, **extra}}}
+
+
+REVEALED = {"client": {"revealed": {}}}
+OPTIONS = {"can_unlock": False, "max_pow_bits": 26, "rate_limit_retries": 3, "max_retry_wait": 60}
+
+
+def transcript(name: str, about: str, steps: list[dict[str, Any]], **options: Any) -> Any:
+    return {
+        "name": name,
+        "about": about,
+        "secret_id": SECRET_ID,
+        "server": SERVER,
+        "options": {**OPTIONS, **options},
+        "steps": steps,
+    }
+
+
+def transcripts() -> list[dict[str, Any]]:
+    return [
+        transcript(
+            "success",
+            "challenge, proof of work, ticket, reveal",
+            [
+                *up_to_reveal(),
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+        ),
+        transcript(
+            "bound secret",
+            "the device proof is made before the work and sent along",
+            [
+                {"client": challenge_request(), "then": challenge_answer(is_bound=True)},
+                {
+                    "client": {"device_proof": {"secret_id": SECRET_ID, "challenge": CHALLENGE}},
+                    "then": {"device_proof": {"proof": PROOF}},
+                },
+                *solving(),
+                {"client": ticket_request(proof=PROOF), "then": TICKET_ANSWER},
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+        ),
+        transcript(
+            "bound secret, wrong device",
+            "the server refuses the proof at the ticket",
+            [
+                {"client": challenge_request(), "then": challenge_answer(is_bound=True)},
+                {
+                    "client": {"device_proof": {"secret_id": SECRET_ID, "challenge": CHALLENGE}},
+                    "then": {"device_proof": {"proof": PROOF}},
+                },
+                *solving(),
+                {"client": ticket_request(proof=PROOF), "then": error(403, "refused")},
+                failed("refused", WRONG_DEVICE),
+            ],
+        ),
+        transcript(
+            "bound secret, no device",
+            "asked anyway without a proof: the server decides",
+            [
+                {"client": challenge_request(), "then": challenge_answer(is_bound=True)},
+                {
+                    "client": {"device_proof": {"secret_id": SECRET_ID, "challenge": CHALLENGE}},
+                    "then": {"device_proof": {"proof": None}},
+                },
+                *solving(),
+                {"client": ticket_request(), "then": error(403, "refused")},
+                failed("refused", NO_DEVICE),
+            ],
+        ),
+        transcript(
+            "passphrase secret, none at hand",
+            "stops before any work or view",
+            [
+                {"client": challenge_request(), "then": challenge_answer(has_passphrase=True)},
+                failed("passphrase_required", "This secret needs its passphrase."),
+            ],
+        ),
+        transcript(
+            "passphrase secret",
+            "with a passphrase at hand the walk goes on",
+            [
+                *up_to_reveal(has_passphrase=True),
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+            can_unlock=True,
+        ),
+        transcript(
+            "gone",
+            "404 at the challenge",
+            [
+                {"client": challenge_request(), "then": error(404, "not_found")},
+                failed("gone", GONE),
+            ],
+        ),
+        transcript(
+            "gone at reveal",
+            "burned between ticket and reveal",
+            [
+                *up_to_reveal(),
+                {"client": REVEAL_REQUEST, "then": error(404, "not_found")},
+                failed("gone", GONE),
+            ],
+        ),
+        transcript(
+            "refused",
+            "403 at the reveal: a used or expired ticket",
+            [
+                *up_to_reveal(),
+                {"client": REVEAL_REQUEST, "then": error(403, "refused")},
+                failed("refused", REVEAL_REFUSED),
+            ],
+        ),
+        transcript(
+            "expired challenge",
+            "403 at the ticket: the challenge expired meanwhile",
+            [
+                {"client": challenge_request(), "then": challenge_answer()},
+                *solving(),
+                {"client": ticket_request(), "then": error(403, "refused")},
+                failed("refused", TICKET_REFUSED),
+            ],
+        ),
+        transcript(
+            "rate-limited, then through",
+            "429 + Retry-After is waited out, then again",
+            [
+                {"client": challenge_request(), "then": error(429, "rate_limited", "5")},
+                {"client": {"wait": {"seconds": 5}}, "then": {"waited": {}}},
+                {"client": challenge_request(), "then": challenge_answer(CHALLENGE_2)},
+                *solving(CHALLENGE_2),
+                {"client": ticket_request(CHALLENGE_2), "then": TICKET_ANSWER},
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+        ),
+        transcript(
+            "rate-limited at reveal",
+            "a 429 at any step starts again from the challenge",
+            [
+                *up_to_reveal(),
+                {"client": REVEAL_REQUEST, "then": error(429, "rate_limited", "2")},
+                {"client": {"wait": {"seconds": 2}}, "then": {"waited": {}}},
+                {"client": challenge_request(), "then": error(404, "not_found")},
+                failed("gone", GONE),
+            ],
+        ),
+        transcript(
+            "rate-limited, out of retries",
+            "after rate_limit_retries waits it gives up",
+            [
+                {"client": challenge_request(), "then": error(429, "rate_limited", "1")},
+                {"client": {"wait": {"seconds": 1}}, "then": {"waited": {}}},
+                {"client": challenge_request(), "then": error(429, "rate_limited", "2")},
+                failed(
+                    "rate_limited",
+                    "The server is limiting requests; try again in 2 seconds.",
+                    retry_after=2,
+                ),
+            ],
+            rate_limit_retries=1,
+        ),
+        transcript(
+            "rate-limited too long",
+            "a Retry-After past max_retry_wait is not waited",
+            [
+                {"client": challenge_request(), "then": error(429, "rate_limited", "61")},
+                failed(
+                    "rate_limited",
+                    "The server is limiting requests; try again in 61 seconds.",
+                    retry_after=61,
+                ),
+            ],
+        ),
+        transcript(
+            "too much work",
+            "more bits than the client will solve: stop before work",
+            [
+                {"client": challenge_request(), "then": challenge_answer(bits=27)},
+                failed(
+                    "refused", "The server demands more proof of work than this client will do."
+                ),
+            ],
+        ),
+        transcript(
+            "unreadable challenge",
+            "an answer of the wrong shape",
+            [
+                {"client": challenge_request(), "then": {"answer": {"status": 200, "body": "[]"}}},
+                failed(
+                    "network", f"The server at {SERVER} sent an answer Atopos does not understand."
+                ),
+            ],
+        ),
+    ]
+
+
+def document() -> str:
+    data = {"format": FORMAT, "transcripts": transcripts()}
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    text = document()
+    if "--check" in sys.argv[1:]:
+        return 0 if PATH.read_text(encoding="utf-8") == text else 1
+    PATH.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
