@@ -1,0 +1,1 @@
+"""Sans-I/O wire formats and state machines."""
