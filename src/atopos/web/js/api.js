@@ -21,6 +21,8 @@ export class SecretGone extends ApiError {
   }
 }
 
+/** The most views a secret may allow (the server's default `max_views`). */
+export const MAX_VIEWS = 100;
 const NETWORK_ERROR = "The server could not be reached. Check your connection and try again.";
 
 function apiUrl(path) {
