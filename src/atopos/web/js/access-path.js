@@ -21,7 +21,8 @@ export const CHALLENGE_REFUSED = "The server refused to hand out a challenge.";
 export const TICKET_REFUSED =
   "The server refused the proof of work (the challenge may have expired).";
 export const REVEAL_REFUSED = "The access ticket was refused (expired or already used).";
-export const TOO_MUCH_WORK = "The server demands more proof of work than this client will do.";
+// The page's own wording (the vector file lets a twin word its failures).
+export const TOO_MUCH_WORK = "The server asks for more work than this page will do.";
 export const WRONG_DEVICE =
   "This secret is bound to another device; it can only be revealed there.";
 export const NO_DEVICE =
