@@ -5,6 +5,7 @@ ones are refused with the stated sentence."""
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,8 @@ def test_link_vector(vector: dict[str, Any]) -> None:
 def test_the_vectors_damage_every_part() -> None:
     assert {v["part"] for v in LINKS if not v["valid"]} == {"id", "fragment", "url"}
     assert {v["kind"] for v in LINKS if v["valid"]} == {"share", "manage"}
+
+
+def test_the_file_is_what_its_generator_writes() -> None:
+    generator = runpy.run_path(str(VECTORS / "generate_links_vectors.py"))
+    assert generator["build"]()["vectors"] == LINKS

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import runpy
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,8 @@ def test_the_vectors_cover_passing_and_failing_nonces() -> None:
     passes = [e["passes"] for v in POW["vectors"] for e in v["nonces"] if v["bits"] > 0]
     assert True in passes
     assert False in passes
+
+
+def test_the_file_is_what_its_generator_writes() -> None:
+    generator = runpy.run_path(str(VECTORS / "generate_pow_vectors.py"))
+    assert generator["build"]() == POW
