@@ -120,53 +120,53 @@ class Move:
     redeems_ticket: bool = False
 
 
-LIVE, EXPIRED, GONE = SecretState.LIVE, SecretState.EXPIRED, SecretState.GONE
+_LIVE, _EXPIRED, _GONE = SecretState.LIVE, SecretState.EXPIRED, SecretState.GONE
 
 # Rows in order: the first whose guard holds is taken; the last of each entry is ALWAYS.
 TRANSITIONS: Mapping[tuple[SecretState, Event], tuple[Move, ...]] = {
-    (GONE, Event.CREATE): (Move(ALWAYS, LIVE, Answer.STORED),),
+    (_GONE, Event.CREATE): (Move(ALWAYS, _LIVE, Answer.STORED),),
     # -- live ---------------------------------------------------------------------------
-    (LIVE, Event.READ): (Move(ALWAYS, LIVE, Answer.INFO),),
-    (LIVE, Event.MANAGE): (
-        Move(TOKEN_RIGHT, LIVE, Answer.ALLOWED),
-        Move(ALWAYS, LIVE, Answer.REFUSED),
+    (_LIVE, Event.READ): (Move(ALWAYS, _LIVE, Answer.INFO),),
+    (_LIVE, Event.MANAGE): (
+        Move(TOKEN_RIGHT, _LIVE, Answer.ALLOWED),
+        Move(ALWAYS, _LIVE, Answer.REFUSED),
     ),
-    (LIVE, Event.CONSUME): (
-        Move(TICKET_REDEEMED, LIVE, Answer.TICKET_USED),
+    (_LIVE, Event.CONSUME): (
+        Move(TICKET_REDEEMED, _LIVE, Answer.TICKET_USED),
         # The last view burns the secret in the same atomic step that hands it out.
-        Move(LAST_VIEW, GONE, Answer.BODY, takes_view=True, redeems_ticket=True),
-        Move(ALWAYS, LIVE, Answer.BODY, takes_view=True, redeems_ticket=True),
+        Move(LAST_VIEW, _GONE, Answer.BODY, takes_view=True, redeems_ticket=True),
+        Move(ALWAYS, _LIVE, Answer.BODY, takes_view=True, redeems_ticket=True),
     ),
-    (LIVE, Event.DELETE): (Move(ALWAYS, GONE, Answer.BURNED),),
-    (LIVE, Event.EXPIRE): (Move(ALWAYS, EXPIRED, Answer.NOTHING),),
-    (LIVE, Event.SWEEP): (Move(ALWAYS, LIVE, Answer.NOTHING),),
+    (_LIVE, Event.DELETE): (Move(ALWAYS, _GONE, Answer.BURNED),),
+    (_LIVE, Event.EXPIRE): (Move(ALWAYS, _EXPIRED, Answer.NOTHING),),
+    (_LIVE, Event.SWEEP): (Move(ALWAYS, _LIVE, Answer.NOTHING),),
     # -- expired: stored, gives nothing -----------------------------------------------------
-    (EXPIRED, Event.READ): (Move(ALWAYS, EXPIRED, Answer.GONE),),
-    (EXPIRED, Event.MANAGE): (Move(ALWAYS, EXPIRED, Answer.GONE),),
-    (EXPIRED, Event.CONSUME): (
-        Move(TICKET_REDEEMED, EXPIRED, Answer.TICKET_USED),
-        Move(ALWAYS, EXPIRED, Answer.GONE),
+    (_EXPIRED, Event.READ): (Move(ALWAYS, _EXPIRED, Answer.GONE),),
+    (_EXPIRED, Event.MANAGE): (Move(ALWAYS, _EXPIRED, Answer.GONE),),
+    (_EXPIRED, Event.CONSUME): (
+        Move(TICKET_REDEEMED, _EXPIRED, Answer.TICKET_USED),
+        Move(ALWAYS, _EXPIRED, Answer.GONE),
     ),
     # The port burns what it holds; the API never asks (MANAGE answered GONE before).
-    (EXPIRED, Event.DELETE): (Move(ALWAYS, GONE, Answer.BURNED),),
-    (EXPIRED, Event.EXPIRE): (Move(ALWAYS, EXPIRED, Answer.NOTHING),),
-    (EXPIRED, Event.SWEEP): (Move(ALWAYS, GONE, Answer.BURNED),),
+    (_EXPIRED, Event.DELETE): (Move(ALWAYS, _GONE, Answer.BURNED),),
+    (_EXPIRED, Event.EXPIRE): (Move(ALWAYS, _EXPIRED, Answer.NOTHING),),
+    (_EXPIRED, Event.SWEEP): (Move(ALWAYS, _GONE, Answer.BURNED),),
     # -- gone: nothing stored ---------------------------------------------------------------
-    (GONE, Event.READ): (Move(ALWAYS, GONE, Answer.GONE),),
-    (GONE, Event.MANAGE): (Move(ALWAYS, GONE, Answer.GONE),),
-    (GONE, Event.CONSUME): (
-        Move(TICKET_REDEEMED, GONE, Answer.TICKET_USED),
-        Move(ALWAYS, GONE, Answer.GONE),
+    (_GONE, Event.READ): (Move(ALWAYS, _GONE, Answer.GONE),),
+    (_GONE, Event.MANAGE): (Move(ALWAYS, _GONE, Answer.GONE),),
+    (_GONE, Event.CONSUME): (
+        Move(TICKET_REDEEMED, _GONE, Answer.TICKET_USED),
+        Move(ALWAYS, _GONE, Answer.GONE),
     ),
-    (GONE, Event.DELETE): (Move(ALWAYS, GONE, Answer.GONE),),
-    (GONE, Event.EXPIRE): (Move(ALWAYS, GONE, Answer.NOTHING),),
-    (GONE, Event.SWEEP): (Move(ALWAYS, GONE, Answer.NOTHING),),
+    (_GONE, Event.DELETE): (Move(ALWAYS, _GONE, Answer.GONE),),
+    (_GONE, Event.EXPIRE): (Move(ALWAYS, _GONE, Answer.NOTHING),),
+    (_GONE, Event.SWEEP): (Move(ALWAYS, _GONE, Answer.NOTHING),),
 }
 
 # Pairs no caller can produce: a new secret's id is 128 fresh random bits, so it is never
 # that of a stored one (SQLite would refuse the duplicate primary key).
 UNREACHABLE: frozenset[tuple[SecretState, Event]] = frozenset(
-    {(LIVE, Event.CREATE), (EXPIRED, Event.CREATE)}
+    {(_LIVE, Event.CREATE), (_EXPIRED, Event.CREATE)}
 )
 
 
