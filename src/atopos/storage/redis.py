@@ -192,8 +192,8 @@ class RedisSecretStore:
 
     # -- the port ---------------------------------------------------------------------------
 
+    # Lifecycle table: GONE --CREATE--> LIVE (STORED), published by PUBLISH.
     async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
-        # Lifecycle table: GONE --CREATE--> LIVE (STORED), published by PUBLISH.
         started = time.monotonic()
         keys = SecretKeys(secret.secret_id)
         head, is_chunked = await read_head(body)

@@ -24,7 +24,7 @@ import {
   PassphraseRequired,
   UnsupportedEnvelope,
 } from "./envelope.js";
-import { fragmentBytes, secretIdFromPath, serverRoot, takeFragment } from "./links.js";
+import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
 import { MAX_BITS, solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
 
@@ -117,7 +117,7 @@ async function spendView() {
   markStep("challenge");
   report(null, "");
   const path = new AccessPath(secretId, {
-    server: String(serverRoot).replace(/\/$/, ""),
+    server: location.origin,
     canUnlock: passphrase !== null,
     maxPowBits: MAX_BITS,
     rateLimitRetries: 0,
