@@ -13,13 +13,12 @@ import struct
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from atopos.crypto.device import is_valid_x25519_public_key
 from atopos.crypto.errors import DecryptionFailed
+from atopos.crypto.hkdf import derive_key
 
 __all__ = ["SEALED_SECRET_BYTES", "SealOpener", "open_secret", "seal_aad", "seal_secret"]
 
@@ -44,13 +43,7 @@ def seal_aad(room_id: bytes, epoch: int, recipient: int, roster_hash: bytes) -> 
 
 
 def _key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
-    hkdf = HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=ephemeral_public + recipient_public,
-        info=_SEAL_INFO,
-    )
-    return hkdf.derive(shared)
+    return derive_key(shared, info=_SEAL_INFO, salt=ephemeral_public + recipient_public)
 
 
 def seal_secret(
