@@ -17,13 +17,12 @@ import hashlib
 import hmac
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
-from atopos.crypto.errors import CryptoError, DecryptionFailed
+from atopos.crypto.errors import CryptoError
 from atopos.crypto.hkdf import derive_key
 from atopos.crypto.sizes import (
     AES_GCM_NONCE_BYTES,
@@ -32,6 +31,7 @@ from atopos.crypto.sizes import (
     DEVICE_SEED_BYTES,
     SECRET_ID_BYTES,
 )
+from atopos.crypto.x25519_seal import open_sealed, seal_to
 
 __all__ = [
     "DEVICE_CODE_CHARS",
@@ -319,10 +319,6 @@ def verify_device_proof(signing_key: bytes, secret_id: bytes, challenge: str, pr
 # -- sealing the device share --------------------------------------------------------------
 
 
-def _seal_key(shared: bytes, ephemeral_public: bytes, sealing_key: bytes) -> bytes:
-    return derive_key(shared, info=_SEAL_INFO, salt=ephemeral_public + sealing_key)
-
-
 def seal_device_secret(
     sealing_key: bytes, device_secret: bytes, ephemeral_private: bytes, aad: bytes
 ) -> tuple[bytes, bytes]:
@@ -336,11 +332,7 @@ def seal_device_secret(
         raise ValueError(f"the device secret must be {DEVICE_SECRET_BYTES} bytes")
     if not is_valid_x25519_public_key(sealing_key):
         raise ValueError("the device's X25519 key is not usable")
-    ephemeral = X25519PrivateKey.from_private_bytes(bytes(ephemeral_private))
-    ephemeral_public = ephemeral.public_key().public_bytes_raw()
-    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(bytes(sealing_key)))
-    key = _seal_key(shared, ephemeral_public, bytes(sealing_key))
-    return ephemeral_public, AESGCM(key).encrypt(_SEAL_NONCE, bytes(device_secret), aad)
+    return seal_to(sealing_key, device_secret, ephemeral_private, info=_SEAL_INFO, aad=aad)
 
 
 def open_device_secret(
@@ -348,14 +340,11 @@ def open_device_secret(
 ) -> bytes:
     """The device secret sealed to `device`; DecryptionFailed for another device, a changed
     byte, or a hostile (small-order) ephemeral key."""
-    try:
-        shared = device.shared_secret(bytes(ephemeral_public))
-    except ValueError:
-        raise DecryptionFailed from None
-    if not any(shared):
-        raise DecryptionFailed
-    key = _seal_key(shared, bytes(ephemeral_public), bytes(device.sealing_key))
-    try:
-        return AESGCM(key).decrypt(_SEAL_NONCE, bytes(sealed), aad)
-    except InvalidTag:
-        raise DecryptionFailed from None
+    return open_sealed(
+        device.shared_secret,
+        device.sealing_key,
+        ephemeral_public,
+        sealed,
+        info=_SEAL_INFO,
+        aad=aad,
+    )
