@@ -25,7 +25,6 @@ from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.errors import CryptoError
 from atopos.crypto.hkdf import derive_key
 from atopos.crypto.sizes import (
-    AES_GCM_NONCE_BYTES,
     AES_GCM_TAG_BYTES,
     DEVICE_SECRET_BYTES,
     DEVICE_SEED_BYTES,
@@ -71,7 +70,6 @@ _PROOF_LABEL = b"atopos/device-proof/v1\x00"
 _SEAL_INFO = b"atopos/device-seal/v1"
 # The seal key is used for exactly one encryption (it depends on a fresh ephemeral key),
 # so a constant nonce is safe and spares the header 12 bytes.
-_SEAL_NONCE = bytes(AES_GCM_NONCE_BYTES)
 
 DEVICE_CODE_PREFIX = "atd1-"
 _CODE_CHECKSUM_BYTES = 4
