@@ -68,9 +68,6 @@ _SESSION_INFO = b"atopos/device/v1/session"
 _CODE_CHECKSUM_LABEL = b"atopos/device-code/v1\x00"
 _PROOF_LABEL = b"atopos/device-proof/v1\x00"
 _SEAL_INFO = b"atopos/device-seal/v1"
-# The seal key is used for exactly one encryption (it depends on a fresh ephemeral key),
-# so a constant nonce is safe and spares the header 12 bytes.
-
 DEVICE_CODE_PREFIX = "atd1-"
 _CODE_CHECKSUM_BYTES = 4
 _CODE_BYTES = 2 * PUBLIC_KEY_BYTES + _CODE_CHECKSUM_BYTES
