@@ -148,7 +148,9 @@ def running_relay() -> Iterator[tuple[str, dict[str, NetworkRelay]]]:
     app, rooms = relay_app()
     port = free_port("127.0.0.1")
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

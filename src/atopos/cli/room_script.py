@@ -1,9 +1,10 @@
 """`atopos room join --script`: lines from stdin in, one JSON object per event out.
 
 A line is text to send, or a command (`/leave`, `/end`, `/admit N`, `/refuse N`); an empty
-line is ignored; end of input leaves the room. Every event is printed as one JSON line
-(`event_json`; the fields are listed in docs/cli.md, "Script events"), flushed at once so a
-program at the other end of the pipe sees it when it happens.
+line is ignored; end of input leaves the room. Lines wait until the member holds its first
+epoch (so `echo hi | atopos room join LINK --script` says hi once it is in). Every event
+is printed as one JSON line (`event_json`; the fields are listed in docs/cli.md, "Script
+events"), flushed at once so a program at the other end of the pipe sees it when it happens.
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ async def _read_commands(session: RoomSession, read_line: Callable[[], str], out
     lines = _lines_in_background(read_line)
     while not session.is_over:
         line = await lines.get()
+        # Lines wait for the member's first epoch: a bot may write before the room is open.
+        if not await session.until_active():
+            return
         if not line:
             await session.leave()
             return

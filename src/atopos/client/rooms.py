@@ -124,6 +124,7 @@ class RoomSession:
         self.expires_at: int | None = None
         # Called after every frame and command (Extra Lock saves the state there).
         self.on_change: Callable[[RoomMember], None] | None = None
+        self._active_or_over = asyncio.Event()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -163,6 +164,11 @@ class RoomSession:
     @property
     def is_over(self) -> bool:
         return self.outcome is not None
+
+    async def until_active(self) -> bool:
+        """Wait until the member holds an epoch (True) or the session is over (False)."""
+        await self._active_or_over.wait()
+        return not self.is_over
 
     # -- commands -------------------------------------------------------------------------
 
@@ -220,12 +226,17 @@ class RoomSession:
                     await self._maybe_update()
                     continue
                 self._handle(frame)
-                await self._maybe_update()
-                await self._flush()
+                # A send that fails because the relay closed is not the end yet: frames it
+                # sent before closing (`ended`, an `error`) are still there to read.
+                with contextlib.suppress(ConnectionClosed):
+                    await self._maybe_update()
+                    await self._flush()
                 if self.member.state is MemberState.CLOSED:
                     self._finish(self.outcome or RoomOutcome.LEFT)
         except ConnectionClosed:
-            if self.outcome is None:
+            if self.outcome is None and self.member.state is MemberState.LEAVING:
+                self._finish(RoomOutcome.LEFT)  # we had said goodbye already
+            elif self.outcome is None:
                 self._push(ConnectionLost("The connection to the relay was lost; you left."))
                 self.failure = NetworkError("The connection to the relay was lost.")
                 self._finish(RoomOutcome.NETWORK)
@@ -243,6 +254,8 @@ class RoomSession:
         for event in events:
             self._push(event)
             self._note(event)
+        if self.member.state is MemberState.ACTIVE:
+            self._active_or_over.set()
 
     def _note(self, event: MemberEvent) -> None:
         """Remember what decides the session's outcome."""
@@ -277,6 +290,7 @@ class RoomSession:
         if self.outcome is None:
             self.outcome = outcome
             self._events.put_nowait(None)
+            self._active_or_over.set()
 
 
 class _WebSocketOpener(Protocol):

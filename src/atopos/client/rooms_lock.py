@@ -198,9 +198,7 @@ class LockedRoomState:
             key_record = data[_LENGTH.size : _LENGTH.size + size]
             sealed = data[_LENGTH.size + size :]
             file_key = unlock(key_record, purpose=KEY_PURPOSE, passphrase=passphrase)
-            state = load_member(
-                unlock(sealed, purpose=STATE_PURPOSE, key=file_key), self._random
-            )
+            state = load_member(unlock(sealed, purpose=STATE_PURPOSE, key=file_key), self._random)
         except DecryptionFailed:
             raise WrongRoomPassphrase from None
         self._file_key, self._key_record = file_key, key_record
