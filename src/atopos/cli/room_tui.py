@@ -31,9 +31,9 @@ from atopos.client.rooms import (
     RoomOutcome,
     RoomSession,
 )
-from atopos.client.rooms_lock import WrongRoomPassphrase
+from atopos.client.rooms_lock import RoomState, WrongRoomPassphrase
 from atopos.client.transport import Transport
-from atopos.clock import SystemClock
+from atopos.clock import Clock, SystemClock
 from atopos.errors import AtoposError
 from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import (
@@ -64,7 +64,13 @@ class RoomApp(App[None]):
         Binding("ctrl+x", "panic", "Panic: leave and wipe", priority=True)
     ]
 
-    def __init__(self, transport: Transport, plan: LockPlan, idle_lock: float = 300) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        plan: LockPlan,
+        idle_lock: float = 300,
+        clock: Clock | None = None,
+    ) -> None:
         super().__init__()
         self.transport = transport
         self.plan = plan
@@ -77,9 +83,8 @@ class RoomApp(App[None]):
         self.expires_at: int | None = None
         self.is_locked = False
         self.lines: list[str] = []  # what the log shows, for tests and the pilot
-        self._clock = SystemClock()
+        self._clock = clock or SystemClock()
         self._last_key = self._clock.monotonic()
-        self._held_frames: list[RoomEvent] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -100,10 +105,7 @@ class RoomApp(App[None]):
                 self.session = session
                 self._show("Connecting…")
                 async for event in session.events():
-                    if self.is_locked:
-                        self._held_frames.append(event)
-                    else:
-                        self._on_event(event)
+                    self._on_event(event)
                 self.outcome, self.failure = session.outcome, session.failure
         except AtoposError as error:
             self.failure = error
@@ -188,11 +190,13 @@ class RoomApp(App[None]):
     # -- locking -----------------------------------------------------------------------
 
     def lock(self) -> None:
-        """Save the state, drop the file key and hide the conversation."""
+        """Save the member's state, then drop it and the file key from memory and hide the
+        conversation; frames wait unread in the session until `unlock`."""
         store = self.plan.store
-        if store is None or self.session is None:
+        session = self.session
+        if store is None or session is None or session.is_over or session.is_suspended:
             return
-        self.session.on_change and self.session.on_change(self.session.member)
+        store.save(RoomState(self.plan.link, self.plan.display_name, session.suspend()))
         store.lock()
         self.is_locked = True
         with contextlib.suppress(Exception):
@@ -200,13 +204,16 @@ class RoomApp(App[None]):
             self.query_one("#input", Input).password = True
         self._update_side()
 
-    def unlock(self, passphrase: str) -> bool:
+    async def unlock(self, passphrase: str) -> bool:
+        """Open the state file with `passphrase` and give the member back to the session."""
         store = self.plan.store
-        if store is None:
+        if store is None or self.session is None:
             return True
         try:
-            store.open(passphrase)
+            state = store.open(passphrase)
         except WrongRoomPassphrase:
+            return False
+        if state.member is None:
             return False
         self.is_locked = False
         with contextlib.suppress(Exception):
@@ -214,9 +221,8 @@ class RoomApp(App[None]):
             log = self.query_one("#log", RichLog)
             for line in self.lines:
                 log.write(line)
-        held, self._held_frames = self._held_frames, []
-        for event in held:
-            self._on_event(event)
+        await self.session.resume(state.member)
+        self._update_side()
         return True
 
     # -- input ---------------------------------------------------------------------------
@@ -229,7 +235,7 @@ class RoomApp(App[None]):
         text = message.value
         message.input.value = ""
         if self.is_locked:
-            if not self.unlock(text):
+            if not await self.unlock(text):
                 self._show("Wrong passphrase.")
             return
         session = self.session

@@ -33,8 +33,10 @@ from atopos.protocol.room_link import RoomLink
 from atopos.protocol.room_member import MemberState, RoomMember
 
 __all__ = [
+    "MAX_HELD_FRAMES",
     "UPDATE_CHECK_SECONDS",
     "ConnectionLost",
+    "Locked",
     "ProtocolNotice",
     "RoomEvent",
     "RoomOutcome",
@@ -44,11 +46,21 @@ __all__ = [
     "websocket_path",
 ]
 
+# Frames kept unread while the window is locked; a room busier than that costs the seat.
+MAX_HELD_FRAMES = 10_000
+
 # How often the session asks the member whether it should re-key when no frame arrives.
 UPDATE_CHECK_SECONDS = 5.0
 
 _GONE_CODES = frozenset({"ended"})
 _REFUSED_CODES = frozenset({"bad_proof", "not_admitted", "full", "rate_limited", "bad_auth"})
+
+
+class Locked(AtoposError):
+    """The session is suspended by Extra Lock's idle lock: type the passphrase first."""
+
+    def __init__(self) -> None:
+        super().__init__("The room is locked; type the Extra Lock passphrase first.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +125,8 @@ class RoomSession:
     """One member in one room over one connection (see the module docstring)."""
 
     def __init__(self, member: RoomMember, socket: RoomSocket, clock: Clock) -> None:
-        self.member = member
+        self._member: RoomMember | None = member
+        self._held: list[str | bytes] = []  # frames that came while suspended (locked)
         self._socket = socket
         self._clock = clock
         self._events: asyncio.Queue[RoomEvent | None] = asyncio.Queue()
@@ -162,6 +175,33 @@ class RoomSession:
             yield event
 
     @property
+    def member(self) -> RoomMember:
+        """The member; `Locked` while the session is suspended (Extra Lock's idle lock)."""
+        if self._member is None:
+            raise Locked
+        return self._member
+
+    @property
+    def is_suspended(self) -> bool:
+        return self._member is None
+
+    def suspend(self) -> RoomMember:
+        """Hand the member over (to be saved under Extra Lock) and forget it: until `resume`
+        frames wait unread (at most `MAX_HELD_FRAMES`) and commands raise `Locked`."""
+        member = self.member
+        self._member = None
+        return member
+
+    async def resume(self, member: RoomMember) -> None:
+        """Take the member back (as loaded from the lock) and read the frames that waited."""
+        self._member = member
+        held, self._held = self._held, []
+        for frame in held:
+            self._handle(frame)
+        with contextlib.suppress(ConnectionClosed):
+            await self._flush()
+
+    @property
     def is_over(self) -> bool:
         return self.outcome is not None
 
@@ -191,8 +231,9 @@ class RoomSession:
 
     async def leave(self) -> None:
         """Publish the signing keys, drop every key, and close the connection."""
-        if self.member.state in (MemberState.WAITING, MemberState.ACTIVE):
-            self.member.leave()
+        member = self._member
+        if member is not None and member.state in (MemberState.WAITING, MemberState.ACTIVE):
+            member.leave()
             with contextlib.suppress(ConnectionClosed, OSError):
                 await self._flush()
         self._finish(RoomOutcome.LEFT)
@@ -211,11 +252,14 @@ class RoomSession:
     # -- the loop ---------------------------------------------------------------------------
 
     async def _flush(self) -> None:
+        member = self._member
+        if member is None:
+            return
         async with self._send_lock:
-            for text in self.member.outgoing():
+            for text in member.outgoing():
                 await self._socket.send(text)
-        if self.on_change is not None and self.member.state is not MemberState.CLOSED:
-            self.on_change(self.member)
+        if self.on_change is not None and member.state is not MemberState.CLOSED:
+            self.on_change(member)
 
     async def _receive_loop(self) -> None:
         try:
@@ -225,16 +269,22 @@ class RoomSession:
                 except TimeoutError:
                     await self._maybe_update()
                     continue
+                if self._member is None:
+                    if len(self._held) >= MAX_HELD_FRAMES:
+                        raise ConnectionClosed(None, None)  # locked too long: give up the seat
+                    self._held.append(frame)
+                    continue
                 self._handle(frame)
                 # A send that fails because the relay closed is not the end yet: frames it
                 # sent before closing (`ended`, an `error`) are still there to read.
                 with contextlib.suppress(ConnectionClosed):
                     await self._maybe_update()
                     await self._flush()
-                if self.member.state is MemberState.CLOSED:
+                if self._member is not None and self._member.state is MemberState.CLOSED:
                     self._finish(self.outcome or RoomOutcome.LEFT)
         except ConnectionClosed:
-            if self.outcome is None and self.member.state is MemberState.LEAVING:
+            member = self._member
+            if self.outcome is None and member is not None and member.state is MemberState.LEAVING:
                 self._finish(RoomOutcome.LEFT)  # we had said goodbye already
             elif self.outcome is None:
                 self._push(ConnectionLost("The connection to the relay was lost; you left."))
@@ -246,15 +296,16 @@ class RoomSession:
             self._finish(RoomOutcome.NETWORK)
 
     def _handle(self, frame: str | bytes) -> None:
+        member = self.member
         try:
-            events = self.member.receive(frame, self._clock.now())
+            events = member.receive(frame, self._clock.now())
         except RoomProtocolError as error:
             self._push(ProtocolNotice(error.code, error.message))
             return
         for event in events:
             self._push(event)
             self._note(event)
-        if self.member.state is MemberState.ACTIVE:
+        if member.state is MemberState.ACTIVE:
             self._active_or_over.set()
 
     def _note(self, event: MemberEvent) -> None:
@@ -276,9 +327,10 @@ class RoomSession:
             self.expires_at = event.expires_at
 
     async def _maybe_update(self) -> None:
-        if self.member.needs_update(self._clock.now()):
+        member = self._member
+        if member is not None and member.needs_update(self._clock.now()):
             try:
-                self.member.update(self._clock.now())
+                member.update(self._clock.now())
             except RoomProtocolError as error:
                 self._push(ProtocolNotice(error.code, error.message))
             await self._flush()
