@@ -145,6 +145,9 @@ def test_three_clients_two_scripts_and_a_tui_share_order_and_safety_code(
         async with app.run_test() as pilot:
             await _pilot_until(app, pilot, lambda: len(app.members) == 3)
             code = app.safety_code
+            # senders first hold the epoch that has cat (else their words are history to it)
+            ann.wait_for(epoch_with(3))
+            bob.wait_for(epoch_with(3))
             ann.say("one from ann")
             ann.say("two from ann")
             bob.say("one from bob")
@@ -228,3 +231,72 @@ def test_knock_admit_and_refuse_from_the_cli(relay: str, home: Path) -> None:
     assert not eve.messages()
     assert bob.finish() == 0
     assert ann.finish() == 0
+
+
+def test_extra_lock_creator_link_resume_and_wipe(relay: str, home: Path, tmp_path: Path) -> None:
+    passphrase = tmp_path / "pass.txt"
+    passphrase.write_text("a long and lovely phrase\n")
+    result = atopos(
+        home,
+        "--server",
+        relay,
+        "room",
+        "create",
+        "--name",
+        "Plans",
+        "--extra-lock",
+        "--passphrase-file",
+        str(passphrase),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Creator link:" in result.stdout
+    room_link = result.stdout.splitlines()[0].split(": ", 1)[1]
+    assert room_link.split("#")[1] + "." not in result.stdout  # the creator link is not shown
+    files = list((home / "rooms").iterdir())
+    assert len(files) == 1
+    fragment = room_link.split("#")[1].encode()
+    room_id = room_link.split("/r/")[1].split("#")[0].encode()
+    assert fragment not in files[0].read_bytes()
+    assert room_id not in files[0].read_bytes()
+
+    env = {**os.environ, "ATOPOS_HOME": str(home)}
+    ann = subprocess.Popen(
+        [ATOPOS, "room", "join", "--resume", "--passphrase-file", str(passphrase), "--script"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    client = ScriptClient.__new__(ScriptClient)
+    client.process, client.events, client._lines = ann, [], queue.Queue()
+    threading.Thread(target=client._read, daemon=True).start()
+    client.wait_for(epoch_with(1))
+    bob = ScriptClient(home, room_link, "bob")
+    bob.wait_for(epoch_with(2))
+    client.wait_for(epoch_with(2))  # a message sent in epoch 1 would be history to bob
+    client.say("kept only under the lock")
+    bob.wait_for(lambda e: e.get("text") == "kept only under the lock")
+    data = files[0].read_bytes()  # the running member's state, rewritten after every frame
+    for needle in (b"kept only under the lock", b"bob", b"Plans", fragment, room_id):
+        assert needle not in data
+    client.say("/end")  # only the creator link can: the resumed link is the creator's
+    bob.wait_for(lambda e: e["event"] == "ended")
+    assert client.finish() == 0
+    assert bob.finish() == 0
+    assert list((home / "rooms").iterdir()) == []  # wiped when the room ended
+
+
+def test_a_wrong_passphrase_resumes_nothing(relay: str, home: Path, tmp_path: Path) -> None:
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text("right phrase")
+    wrong.write_text("wrong phrase")
+    created = atopos(
+        home, "--server", relay, "room", "create", "--extra-lock", "--passphrase-file", str(right)
+    )
+    assert created.returncode == 0, created.stderr
+    before = snapshot(home)
+    result = atopos(home, "room", "join", "--resume", "--passphrase-file", str(wrong), "--script")
+    assert result.returncode == 4
+    assert result.stderr.startswith("Error: No Extra Lock room state")
+    assert snapshot(home) == before
