@@ -26,9 +26,10 @@ app = typer.Typer(help="Ephemeral end-to-end encrypted group rooms.", no_args_is
 @app.command()
 def create(
     ctx: typer.Context,
-    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime: 10m, 2h, 7d (60 s to 7 days).")] = (
-        "2h"
-    ),
+    ttl: Annotated[
+        str,
+        typer.Option("--ttl", metavar="DURATION", help="Lifetime: 10m, 2h, 7d (60 s to 7 days)."),
+    ] = ("2h"),
     extra_lock: Annotated[
         bool,
         typer.Option(
@@ -41,14 +42,20 @@ def create(
         bool, typer.Option("--knock", help="Members admit or refuse each joiner.")
     ] = False,
     invites: Annotated[
-        int, typer.Option("--invites", min=0, max=100, help="Single-use invite links to print.")
+        int,
+        typer.Option(
+            "--invites", min=0, max=100, metavar="N", help="Single-use invite links to print."
+        ),
     ] = 0,
     name: Annotated[
-        str | None, typer.Option("--name", help="The room's name (sent only encrypted).")
+        str | None,
+        typer.Option("--name", metavar="NAME", help="The room's name (sent only encrypted)."),
     ] = None,
     passphrase_file: Annotated[
         Path | None,
-        typer.Option("--passphrase-file", help="Extra Lock passphrase from this file."),
+        typer.Option(
+            "--passphrase-file", metavar="FILE", help="Extra Lock passphrase from this file."
+        ),
     ] = None,
 ) -> None:
     """Create a room and print its links."""
@@ -82,9 +89,12 @@ def create(
 @app.command()
 def join(
     ctx: typer.Context,
-    link: Annotated[str | None, typer.Argument(help="The room, creator or invite link.")] = None,
+    link: Annotated[
+        str | None, typer.Argument(metavar="LINK", help="The room, creator or invite link.")
+    ] = None,
     name: Annotated[
-        str, typer.Option("--name", help="Your display name in this room (encrypted).")
+        str,
+        typer.Option("--name", metavar="NAME", help="Your display name in this room (encrypted)."),
     ] = "",
     script: Annotated[
         bool,
@@ -103,10 +113,15 @@ def join(
     ] = False,
     passphrase_file: Annotated[
         Path | None,
-        typer.Option("--passphrase-file", help="Extra Lock passphrase from this file."),
+        typer.Option(
+            "--passphrase-file", metavar="FILE", help="Extra Lock passphrase from this file."
+        ),
     ] = None,
     idle_lock: Annotated[
-        int, typer.Option("--idle-lock", min=10, help="Seconds idle before the window locks.")
+        int,
+        typer.Option(
+            "--idle-lock", min=10, metavar="SECONDS", help="Seconds idle before the window locks."
+        ),
     ] = 300,
 ) -> None:
     """Join a room: a terminal window, or JSON lines with --script."""
