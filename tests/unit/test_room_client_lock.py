@@ -126,3 +126,13 @@ def test_wipe_overwrites_then_unlinks(tmp_path: Path) -> None:
     assert LockedRoomState.files(tmp_path) == []
     assert witness.read_bytes() == bytes(len(data))
     assert not store.is_unlocked
+
+
+def test_a_fifo_or_a_directory_in_place_of_a_state_file_opens_nothing(tmp_path: Path) -> None:
+    rooms = tmp_path / "rooms"
+    rooms.mkdir()
+    os.mkfifo(rooms / "a.lock")  # would block a plain open() forever
+    (rooms / "b.lock").mkdir()
+    for path in LockedRoomState.files(tmp_path):
+        with pytest.raises(WrongRoomPassphrase):
+            LockedRoomState(path, system_random_bytes).open("anything")

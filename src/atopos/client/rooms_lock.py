@@ -24,13 +24,16 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import io
+import os
 import pickle
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from atopos.client.keystore import _private_directory, _shred, write_private_file
+from atopos.client.local_files import open_without_waiting
 from atopos.crypto.errors import DecryptionFailed
 from atopos.crypto.kdf import Argon2Params
 from atopos.crypto.lock import (
@@ -188,11 +191,13 @@ class LockedRoomState:
     def open(self, passphrase: str) -> RoomState:
         """Unlock the file with `passphrase`: the state, and the file key kept for `save`."""
         try:
-            data = self.path.read_bytes()[: _MAX_FILE_BYTES + 1]
+            data = _read_regular_file(self.path)
         except FileNotFoundError:
             raise AtoposError("The room state file is gone.") from None
+        except OSError:
+            raise WrongRoomPassphrase from None  # not a file we wrote: nothing opens it
         try:
-            if len(data) > _MAX_FILE_BYTES or len(data) < _LENGTH.size:
+            if len(data) < _LENGTH.size:
                 raise DecryptionFailed
             (size,) = _LENGTH.unpack_from(data)
             key_record = data[_LENGTH.size : _LENGTH.size + size]
@@ -209,3 +214,23 @@ class LockedRoomState:
         self._file_key = None
         with contextlib.suppress(OSError):
             _shred(self.path)
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of the regular file at `path`, at most `_MAX_FILE_BYTES`; OSError for a
+    FIFO, a directory or a device put there (opened without waiting for a writer)."""
+    descriptor, info = open_without_waiting(path)
+    try:
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_FILE_BYTES:
+            raise OSError("not a room state file")
+        data = bytearray()
+        while len(data) <= _MAX_FILE_BYTES:
+            piece = os.read(descriptor, _MAX_FILE_BYTES + 1 - len(data))
+            if not piece:
+                break
+            data += piece
+    finally:
+        os.close(descriptor)
+    if len(data) > _MAX_FILE_BYTES:
+        raise OSError("not a room state file")
+    return bytes(data)
