@@ -4,6 +4,7 @@ until the real relay is merged), a TUI driven by textual's pilot, exit codes, no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,15 +22,43 @@ from atopos.cli.room_lock import LockPlan
 from atopos.cli.room_tui import RoomApp
 from atopos.client.transport import Transport
 from tests.integration.test_room_cli_relay import running_relay
+from tests.servers import ServerProcess
 
 ATOPOS = str(Path(sys.executable).with_name("atopos"))
 WAIT = 30.0
 
 
+@dataclasses.dataclass
+class Relay:
+    url: str
+    server: ServerProcess | None = None  # the real one: its data directory and its log
+
+    def traces(self) -> bytes:
+        """Every byte the server wrote: its data directory and its debug-level log."""
+        if self.server is None:
+            return b""
+        files = [p for p in self.server.data_dir.rglob("*") if p.is_file()]
+        return b"".join(p.read_bytes() for p in [*files, self.server.log_path])
+
+
+@pytest.fixture(params=["real", "double"])
+def relay_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Relay]:
+    """The real relay (`atopos serve`, debug logs) and the network double of the protocol
+    sketch: the CLI must work with both."""
+    if request.param == "double":
+        with running_relay() as (url, _rooms):
+            yield Relay(url)
+        return
+    server = ServerProcess(tmp_path / "data", tmp_path / "server.log").start()
+    try:
+        yield Relay(server.url, server)
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def relay() -> Iterator[str]:
-    with running_relay() as (url, _rooms):
-        yield url
+def relay(relay_server: Relay) -> str:
+    return relay_server.url
 
 
 @pytest.fixture
@@ -131,7 +160,7 @@ async def _pilot_until(app: RoomApp, pilot: object, done: Callable[[], bool]) ->
 
 
 def test_three_clients_two_scripts_and_a_tui_share_order_and_safety_code(
-    relay: str, home: Path
+    relay: str, relay_server: Relay, home: Path
 ) -> None:
     before = snapshot(home)
     links = create_room(home, relay, "--name", "Plans")
@@ -181,6 +210,17 @@ def test_three_clients_two_scripts_and_a_tui_share_order_and_safety_code(
     assert bob.finish() == 0
     # without Extra Lock, nothing about the room reached the device
     assert snapshot(home) == before
+    # nor the server's disk or its debug log
+    traces = relay_server.traces()
+    room_id = links["Room link"].split("/r/")[1].split("#")[0]
+    for needle in [
+        room_id,
+        "Plans",
+        "one from ann",
+        "hi from cat",
+        links["Room link"].split("#")[1],
+    ]:
+        assert needle.encode() not in traces
 
 
 def test_unknown_and_ended_rooms_exit_3(relay: str, home: Path) -> None:
@@ -188,7 +228,7 @@ def test_unknown_and_ended_rooms_exit_3(relay: str, home: Path) -> None:
     ann = ScriptClient(home, links["Creator link"], "ann")
     ann.wait_for(epoch_with(1))
     ann.say("/end")
-    ann.wait_for(lambda e: e["event"] == "ended")
+    ann.wait_for(lambda e: e["event"] in ("closing", "ended"))
     assert ann.finish() == 0
     result = atopos(home, "room", "join", links["Room link"], "--script")
     assert result.returncode == 3, result.stderr
@@ -281,7 +321,7 @@ def test_extra_lock_creator_link_resume_and_wipe(relay: str, home: Path, tmp_pat
     for needle in (b"kept only under the lock", b"bob", b"Plans", fragment, room_id):
         assert needle not in data
     client.say("/end")  # only the creator link can: the resumed link is the creator's
-    bob.wait_for(lambda e: e["event"] == "ended")
+    bob.wait_for(lambda e: e["event"] in ("closing", "ended"))
     assert client.finish() == 0
     assert bob.finish() == 0
     assert list((home / "rooms").iterdir()) == []  # wiped when the room ended
