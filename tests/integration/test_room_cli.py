@@ -21,6 +21,8 @@ import pytest
 from atopos.cli.room_lock import LockPlan
 from atopos.cli.room_tui import RoomApp
 from atopos.client.transport import Transport
+from atopos.protocol.room_creation import make_room
+from atopos.randomness import system_random_bytes
 from tests.integration.test_room_cli_relay import running_relay
 from tests.servers import ServerProcess
 
@@ -233,9 +235,12 @@ def test_unknown_and_ended_rooms_exit_3(relay: str, home: Path) -> None:
     result = atopos(home, "room", "join", links["Room link"], "--script")
     assert result.returncode == 3, result.stderr
     assert result.stderr.strip() == "Error: This room has ended or never existed."
-    unknown = links["Room link"].replace("/r/", "/r/A")[: len(links["Room link"])]
-    other = atopos(home, "room", "join", unknown, "--script")
-    assert other.returncode in (2, 3), other.stderr  # a damaged id is a usage error
+    never = make_room(relay, system_random_bytes).member_link.text()  # never uploaded
+    other = atopos(home, "room", "join", never, "--script")
+    assert other.returncode == 3, other.stderr
+    assert other.stderr.strip() == "Error: This room has ended or never existed."
+    damaged = atopos(home, "room", "join", never[:-1], "--script")
+    assert damaged.returncode == 2, damaged.stderr
 
 
 def test_a_used_invite_exits_4(relay: str, home: Path) -> None:
