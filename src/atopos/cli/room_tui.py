@@ -3,10 +3,10 @@
 Messages and notices scroll in the main pane; the side pane lists members by short name and
 number, the safety code (shown before the first message and again whenever membership
 changes) and the room's remaining lifetime. The input line takes text or `/leave`, `/end`,
-`/admit N`, `/refuse N`. Ctrl-X is the panic key: leave, wipe the Extra Lock file, quit at
-once. With Extra Lock the window locks itself after `idle_lock` seconds without a key: the
-member's state is saved, dropped from memory, and frames wait unread until the passphrase
-is typed again.
+`/admit N`, `/refuse N`; Ctrl-Q leaves like `/leave`. Ctrl-X is the panic key: wipe the
+Extra Lock file, leave, quit at once. With Extra Lock the window locks itself after
+`idle_lock` seconds without a key: the member's state is saved, dropped from memory, and
+frames wait unread until the passphrase is typed again.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ class RoomApp(App[None]):
     #log { height: 1fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+x", "panic", "Panic: leave and wipe", priority=True)
+        Binding("ctrl+x", "panic", "Panic: leave and wipe", priority=True),
+        # Quitting is leaving (keys published, then dropped), not a silent drop.
+        Binding("ctrl+q", "leave", "Leave", priority=True),
     ]
 
     def __init__(
@@ -250,6 +252,14 @@ class RoomApp(App[None]):
                 self._show(f"me: {command[2]}")
         except (ValueError, RoomProtocolError) as error:
             self._show(error.message if isinstance(error, RoomProtocolError) else str(error))
+
+    async def action_leave(self) -> None:
+        """Leave the room the ordinary way (as `/leave`) and quit."""
+        if self.session is not None and not self.session.is_suspended:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.session.leave(), 5)
+        self.outcome = self.outcome or RoomOutcome.LEFT
+        self.exit()
 
     async def action_panic(self) -> None:
         """Leave, wipe every local trace of the room, quit: at once."""
