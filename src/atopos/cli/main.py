@@ -21,7 +21,7 @@ import typer
 from typer.exceptions import TyperException
 
 from atopos import __version__
-from atopos.cli import device, secret
+from atopos.cli import device, room, secret
 from atopos.cli.context import DEFAULT_SERVER, GlobalOptions
 from atopos.cli.exits import ExitCode, describe, exit_code_for
 from atopos.cli.global_options import GlobalValues, accept_after_commands
@@ -43,6 +43,7 @@ app = typer.Typer(
 app.command()(serve)
 app.add_typer(secret.app, name="secret")
 app.add_typer(device.app, name="device")
+app.add_typer(room.app, name="room")
 app.command()(pin)
 
 
