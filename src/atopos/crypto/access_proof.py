@@ -63,7 +63,7 @@ class AccessSigner:
 
 
 def access_proof_message(secret_id: bytes, challenge: str) -> bytes:
-    """The signed bytes: "atopos/access-proof/v1" || 0x00 || secret_id (16 bytes) || utf8(challenge)."""
+    """The signed bytes: "atopos/access-proof/v1" || 0x00 || secret_id || utf8(challenge)."""
     if len(secret_id) != SECRET_ID_BYTES:
         raise ValueError(f"a secret id is {SECRET_ID_BYTES} bytes")
     return ACCESS_PROOF_LABEL + bytes(secret_id) + challenge.encode("utf-8")
