@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from atopos.client.access_prover import AccessProver
 from atopos.client.api import (
     AsyncRevealedEnvelope,
     AsyncSecretsApi,
@@ -46,9 +47,11 @@ from atopos.crypto.randomness import draw
 from atopos.errors import InvalidInput
 from atopos.protocol.access_path import (
     AccessPath,
+    AccessProofMade,
     DeviceProofMade,
     Event,
     Failed,
+    MakeAccessProof,
     MakeDeviceProof,
     ProofOfWorkFound,
     Revealed,
@@ -134,6 +137,7 @@ def create_secret(
             expires_in=expires_in,
             views=views,
             kind=metadata.kind,
+            access_key=sealer.access_key,
             device_key=device.signing_key if device is not None else None,
         )
         record = api.create(_sealed(sealer, pieces, progress), secret)
@@ -173,13 +177,7 @@ def reveal_secret(
     spent.
     """
     this_device = LazyDevice(device)
-    reveal = _Reveal(
-        EnvelopeReader(
-            link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase, device=this_device
-        ),
-        write,
-        progress,
-    )
+    prover = AccessProver(link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase)
     path = AccessPath(
         link.secret_id,
         server=api.server,
@@ -188,7 +186,15 @@ def reveal_secret(
         rate_limit_retries=rate_limit_retries,
         max_retry_wait=max_retry_wait,
     )
-    with _spend_view(api, path, this_device, sleep) as envelope:
+    with _spend_view(api, path, _Workers(this_device, prover), sleep) as envelope:
+        # The passphrase the access proof was made with (perhaps typed just now) opens it.
+        reader = EnvelopeReader(
+            link.link_key,
+            passphrase=prover.passphrase,
+            ask_passphrase=ask_passphrase,
+            device=this_device,
+        )
+        reveal = _Reveal(reader, write, progress)
         for data in envelope:
             reveal.feed(data, envelope.size)
     return reveal.finish()
@@ -210,13 +216,14 @@ async def reveal_secret_async(
     reveal = _Reveal(
         EnvelopeReader(link.link_key, passphrase=passphrase, device=this_device), write, progress
     )
+    prover = AccessProver(link.link_key, passphrase=passphrase)
     path = AccessPath(
         link.secret_id,
         server=api.server,
         can_unlock=passphrase is not None,
         max_pow_bits=MAX_POW_BITS,
     )
-    async with _spend_view_async(api, path, this_device) as envelope:
+    async with _spend_view_async(api, path, _Workers(this_device, prover)) as envelope:
         async for data in envelope:
             reveal.feed(data, envelope.size)
     return reveal.finish()
@@ -270,9 +277,17 @@ def _sealed(
         yield advanced(envelope_bytes)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Workers:
+    """What does the client's own steps: this machine's device, the access prover."""
+
+    device: LazyDevice
+    prover: AccessProver
+
+
 @contextlib.contextmanager
 def _spend_view(
-    api: SecretsApi, path: AccessPath, device: LazyDevice, sleep: Callable[[float], object]
+    api: SecretsApi, path: AccessPath, workers: _Workers, sleep: Callable[[float], object]
 ) -> Iterator[RevealedEnvelope]:
     """Carry out the machine's steps until it reveals (the envelope streams while the block
     runs) or fails (its error is raised)."""
@@ -290,18 +305,18 @@ def _spend_view(
             sleep(step.seconds)
             step = path.receive(Waited())
         else:
-            step = path.receive(_work(step, device))
+            step = path.receive(_work(step, workers))
 
 
 @contextlib.asynccontextmanager
 async def _spend_view_async(
-    api: AsyncSecretsApi, path: AccessPath, device: LazyDevice
+    api: AsyncSecretsApi, path: AccessPath, workers: _Workers
 ) -> AsyncIterator[AsyncRevealedEnvelope]:
     """`_spend_view` for asyncio."""
     step = path.start()
     while True:
         if not isinstance(step, SendRequest) or not step.is_reveal:
-            step = path.receive(await _next_event(api, step, device))
+            step = path.receive(await _next_event(api, step, workers))
             continue
         async with api.open_reveal(step) as (answer, envelope):
             step = path.receive(ServerAnswered(answer))
@@ -310,7 +325,7 @@ async def _spend_view_async(
                 return
 
 
-async def _next_event(api: AsyncSecretsApi, step: Step, device: LazyDevice) -> Event:
+async def _next_event(api: AsyncSecretsApi, step: Step, workers: _Workers) -> Event:
     if isinstance(step, SendRequest):
         return ServerAnswered(await api.send(step))
     if isinstance(step, Wait):
@@ -318,13 +333,15 @@ async def _next_event(api: AsyncSecretsApi, step: Step, device: LazyDevice) -> E
         return Waited()
     # The proof of work (and a device store that may ask for its passphrase) would hold
     # the event loop: a worker thread does it.
-    return await asyncio.to_thread(_work, step, device)
+    return await asyncio.to_thread(_work, step, workers)
 
 
-def _work(step: Step, device: LazyDevice) -> Event:
+def _work(step: Step, workers: _Workers) -> Event:
     """The event after a step the client does on its own (no server, no waiting)."""
+    if isinstance(step, MakeAccessProof):
+        return AccessProofMade(workers.prover.sign(step))
     if isinstance(step, MakeDeviceProof):
-        return DeviceProofMade(device.sign_proof(step.secret_id, step.challenge))
+        return DeviceProofMade(workers.device.sign_proof(step.secret_id, step.challenge))
     if isinstance(step, SolveProofOfWork):
         return ProofOfWorkFound(proof_of_work.solve(step.challenge, step.bits))
     if isinstance(step, Failed):
