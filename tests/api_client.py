@@ -31,8 +31,9 @@ def envelope(content: bytes, key: bytes | None = None) -> tuple[bytes, bytes]:
 
 
 def signer_for(body: bytes) -> AccessSigner:
-    """The access key of `body`'s link key (a fresh one for a body not made by envelope())."""
-    return AccessSigner(_LINK_KEYS.get(body) or os.urandom(32))
+    """The access key of `body`'s link key (for a body not made by envelope(), a random
+    key, the same one every time it is asked for)."""
+    return AccessSigner(_LINK_KEYS.setdefault(body, os.urandom(32)))
 
 
 def access_params(body: bytes, **params: int | str) -> dict[str, int | str]:
