@@ -12,10 +12,13 @@ table=(
   # mmdebstrap makes (no registry is needed).
   "podman:podman"
   "mmdebstrap:mmdebstrap"
+  # podman's user-namespace helpers (installed on the machine where the image test was
+  # written; --no-install-recommends would leave them out).
+  "newuidmap:uidmap"
   # `make bench` only.
   "wrk:wrk"
 )
-for_tests=(redis-server chromium caddy podman mmdebstrap)
+for_tests=(redis-server chromium caddy podman mmdebstrap newuidmap)
 wanted=("$@")
 if ((${#wanted[@]} == 0)); then
   wanted=("${for_tests[@]}")

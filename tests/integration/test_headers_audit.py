@@ -118,6 +118,12 @@ for template in PAGES:
         (f"page {template}: HEAD", "HEAD", page, {}, 200),
         (f"page {template}: wrong method", "POST", page, {}, 405),
     ]
+    # With a trailing slash: a relative redirect to the page (server/pages.py).
+    if template != "/":
+        CASES += [
+            (f"page {template}/", "GET", page + "/", {}, 307),
+            (f"page {template}/: HEAD", "HEAD", page + "/", {}, 307),
+        ]
 
 
 def _audit(response: httpx.Response, what: str) -> None:

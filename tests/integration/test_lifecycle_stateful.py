@@ -7,10 +7,12 @@ create / consume / replay / race / expire / delete / sweep / reopen in any order
 create / challenge / ticket / reveal / replay / status / delete / expire / sweep over HTTP,
 so the access path (signed challenges, single-use tickets) is in the loop too.
 
-Both compare every answer with a small model of what the secret may still give:
-each view is handed out exactly once and only before expiry, a ticket (and every ticket
-minted from one solved challenge) buys at most one view, and a deleted, burned or expired
-secret gives nothing. Short runs in `make test`; `make fuzz` runs them for longer.
+Both compare every answer with a model of what the secret may still give, and that model
+is the lifecycle table (atopos.protocol.secret_lifecycle): each rule asks the table for the
+next state and the answer. So each view is handed out exactly once and only before expiry,
+a ticket (and every ticket minted from one solved challenge) buys at most one view, and a
+deleted, burned or expired secret gives nothing. Short runs in `make test`; `make fuzz` runs
+them for longer.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from hypothesis.stateful import (
 
 from atopos.crypto.envelope import open_envelope
 from atopos.errors import Gone
+from atopos.protocol.secret_lifecycle import Answer, Event, SecretLifecycle
 from atopos.server.config import ServerConfig, rate_limits
 from atopos.storage.port import NewSecret, SecretStore, TicketUsed
 from atopos.storage.redis import RedisSecretStore
@@ -89,11 +92,18 @@ async def _body(data: bytes) -> Any:
 @dataclasses.dataclass
 class StoredModel:
     body: bytes
-    views_left: int
     expires_at: int
     record: NewSecret
-    # False once burned (last view), deleted, or swept after expiry.
-    in_storage: bool = True
+    lifecycle: SecretLifecycle
+
+    @property
+    def views_left(self) -> int:
+        return self.lifecycle.views_left
+
+    @property
+    def in_storage(self) -> bool:
+        """False once burned (last view), deleted, or swept after expiry."""
+        return self.lifecycle.is_stored
 
 
 @dataclasses.dataclass
@@ -129,9 +139,6 @@ class StorageLifecycle(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.run(self.store.aclose())
 
-    def _is_live(self, model: StoredModel) -> bool:
-        return model.in_storage and model.views_left > 0 and self.now < model.expires_at
-
     async def _consume(self, secret_id: bytes, ticket_id: bytes) -> bytes:
         revealed = await self.store.consume(secret_id, ticket_id, self.now + TICKET_TTL, self.now)
         data = b"".join([piece async for piece in revealed.chunks])
@@ -142,13 +149,12 @@ class StorageLifecycle(RuleBasedStateMachine):
         """Check one consume's outcome (bytes or an exception) against the model and apply
         it; True when it took a view."""
         model = self.model[secret_id]
-        if self._is_live(model):
+        move = model.lifecycle.handle(Event.CONSUME)
+        if move.answer is Answer.BODY:
             assert outcome == model.body, f"expected the body, got {outcome!r:.80}"
-            model.views_left -= 1
-            if model.views_left == 0:
-                model.in_storage = False
             self.used.append(UsedTicket(secret_id, ticket_id, self.now + TICKET_TTL))
             return True
+        assert move.answer is Answer.GONE
         assert isinstance(outcome, Gone), f"expected Gone, got {outcome!r:.80}"
         return False
 
@@ -160,13 +166,11 @@ class StorageLifecycle(RuleBasedStateMachine):
 
     def _forget_expired(self) -> int:
         """What an SQLite sweep does to the model; returns how many secrets it burns."""
-        expired = [m for m in self.model.values() if m.in_storage and m.expires_at <= self.now]
-        for model in expired:
-            model.in_storage = False
+        answers = [model.lifecycle.handle(Event.SWEEP).answer for model in self.model.values()]
         for ticket in self.used:
             if ticket.expires_at <= self.now:
                 ticket.is_forgotten = True
-        return len(expired)
+        return answers.count(Answer.BURNED)
 
     @rule(
         target=secrets,
@@ -191,7 +195,8 @@ class StorageLifecycle(RuleBasedStateMachine):
         )
         data = os.urandom(size)
         assert self.run(self.store.create(record, _body(data))) == size
-        self.model[record.secret_id] = StoredModel(data, views, record.expires_at, record)
+        lifecycle = SecretLifecycle.created(views)
+        self.model[record.secret_id] = StoredModel(data, record.expires_at, record, lifecycle)
         return record.secret_id
 
     @rule(target=tickets, secret_id=secrets)
@@ -205,7 +210,10 @@ class StorageLifecycle(RuleBasedStateMachine):
     def race(self, secret_id: bytes, attempts: int) -> None:
         """Concurrent consumers of one secret get exactly the views it has left."""
         model = self.model[secret_id]
-        expected = min(model.views_left, attempts) if self._is_live(model) else 0
+        # The table, one fresh ticket after another: which order the store serialized the
+        # attempts in does not matter, only how many take a view.
+        answers = [model.lifecycle.handle(Event.CONSUME).answer for _ in range(attempts)]
+        expected = answers.count(Answer.BODY)
         ticket_ids = [os.urandom(16) for _ in range(attempts)]
 
         async def one(ticket_id: bytes) -> object:
@@ -222,10 +230,7 @@ class StorageLifecycle(RuleBasedStateMachine):
         assert len(won) == expected, f"{len(won)} of {attempts} won, expected {expected}"
         assert all(o == model.body or isinstance(o, Gone) for o in outcomes)
         for ticket_id in won:
-            model.views_left -= 1
             self.used.append(UsedTicket(secret_id, ticket_id, self.now + TICKET_TTL))
-        if model.views_left == 0:
-            model.in_storage = False
 
     @rule(ticket_id=tickets)
     def replay(self, ticket_id: bytes) -> None:
@@ -233,6 +238,9 @@ class StorageLifecycle(RuleBasedStateMachine):
         used = next(t for t in reversed(self.used) if t.ticket_id == ticket_id)
         outcome = self._attempt(used.secret_id, ticket_id)
         if not used.is_forgotten:
+            lifecycle = self.model[used.secret_id].lifecycle
+            move = lifecycle.handle(Event.CONSUME, is_ticket_redeemed=True)
+            assert move.answer is Answer.TICKET_USED
             assert isinstance(outcome, TicketUsed), f"replay gave {outcome!r:.80}"
             return
         # Forgotten after its expiry (the access layer refuses it long before, 403): the
@@ -245,7 +253,7 @@ class StorageLifecycle(RuleBasedStateMachine):
     def info(self, secret_id: bytes) -> None:
         model = self.model[secret_id]
         info = self.run(self.store.info(secret_id, self.now))
-        if not self._is_live(model):
+        if model.lifecycle.handle(Event.READ).answer is Answer.GONE:
             assert info is None
             return
         assert info is not None
@@ -267,12 +275,13 @@ class StorageLifecycle(RuleBasedStateMachine):
     @rule(secret_id=secrets)
     def delete(self, secret_id: bytes) -> None:
         model = self.model[secret_id]
-        assert self.run(self.store.delete(secret_id)) is model.in_storage
-        model.in_storage = False
+        answer = model.lifecycle.handle(Event.DELETE).answer
+        assert self.run(self.store.delete(secret_id)) is (answer is Answer.BURNED)
 
     @rule(seconds=st.sampled_from([1, 59, 60, 61, 600, 3600]))
     def advance(self, seconds: int) -> None:
         self.now += seconds
+        _expire(self.now, [(m.expires_at, m.lifecycle) for m in self.model.values()])
 
     @rule()
     def sweep(self) -> None:
@@ -338,6 +347,13 @@ def test_storage_lifecycle(
 # -- the HTTP API ---------------------------------------------------------------------------
 
 
+def _expire(now: int, secrets: list[tuple[int, SecretLifecycle]]) -> None:
+    """The EXPIRE event for every secret whose expires_at the clock has reached."""
+    for expires_at, lifecycle in secrets:
+        if expires_at <= now:
+            lifecycle.handle(Event.EXPIRE)
+
+
 @dataclasses.dataclass
 class ApiSecret:
     id: str
@@ -346,9 +362,12 @@ class ApiSecret:
     content: bytes
     manage_token: str
     kind: str
-    views_left: int
     expires_at: int
-    in_storage: bool = True
+    lifecycle: SecretLifecycle
+
+    @property
+    def views_left(self) -> int:
+        return self.lifecycle.views_left
 
 
 @dataclasses.dataclass
@@ -382,13 +401,15 @@ class HttpLifecycle(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        self.made: list[ApiSecret] = []
 
     @property
     def now(self) -> int:
         return int(self.clock.now())
 
     def _is_live(self, secret: ApiSecret) -> bool:
-        return secret.in_storage and secret.views_left > 0 and self.now < secret.expires_at
+        """Whether the API's READ of the secret (before a challenge or a ticket) finds it."""
+        return secret.lifecycle.handle(Event.READ).answer is Answer.INFO
 
     def _api(self, path: str) -> str:
         return f"{self.url}/api/v1/secrets{path}"
@@ -417,16 +438,18 @@ class HttpLifecycle(RuleBasedStateMachine):
         created = response.json()
         remember(created["id"], body)
         assert created["expires_at"] == self.now + expires_in
-        return ApiSecret(
+        secret = ApiSecret(
             created["id"],
             key,
             body,
             content,
             created["manage_token"],
             kind,
-            views,
             self.now + expires_in,
+            SecretLifecycle.created(views),
         )
+        self.made.append(secret)
+        return secret
 
     @rule(target=challenges, secret=secrets)
     def challenge(self, secret: ApiSecret) -> object:
@@ -466,22 +489,28 @@ class HttpLifecycle(RuleBasedStateMachine):
         """Also the replay: the bundle hands the same ticket out again."""
         secret = ticket.challenge.secret
         response = self.client.post(self._api(f"/{secret.id}/reveal"), json={"ticket": ticket.text})
-        if ticket.expires_at <= self.now or ticket.challenge.is_spent:
+        # An expired ticket is refused by the access layer before it reaches the store.
+        answer = (
+            Answer.TICKET_USED
+            if ticket.expires_at <= self.now
+            else secret.lifecycle.handle(
+                Event.CONSUME, is_ticket_redeemed=ticket.challenge.is_spent
+            ).answer
+        )
+        if answer is Answer.TICKET_USED:
             assert response.status_code == 403, (
                 f"{response.status_code}: a ticket of a spent challenge or an expired one "
                 "must be refused"
             )
             return
-        if not self._is_live(secret):
+        if answer is Answer.GONE:
             assert response.status_code == 404, response.text
             return
+        assert answer is Answer.BODY
         assert response.status_code == 200, response.text
         assert response.content == secret.envelope
         assert open_envelope(response.content, secret.key)[1] == secret.content
         ticket.challenge.is_spent = True
-        secret.views_left -= 1
-        if secret.views_left == 0:
-            secret.in_storage = False
 
     @rule(ticket=tickets, other=secrets)
     def reveal_elsewhere(self, ticket: IssuedTicket, other: ApiSecret) -> None:
@@ -509,11 +538,13 @@ class HttpLifecycle(RuleBasedStateMachine):
         response = self.client.request(
             method, self._api(path), headers={"authorization": f"Bearer {token}"}
         )
-        if not self._is_live(secret):
+        answer = secret.lifecycle.handle(Event.MANAGE, is_token_right=with_token).answer
+        if answer is Answer.GONE:
             assert response.status_code == 404, response.text
-        elif not with_token:
+        elif answer is Answer.REFUSED:
             assert response.status_code == 403, response.text
         else:
+            assert answer is Answer.ALLOWED
             assert response.status_code == ok, response.text
             return response
         return None
@@ -531,13 +562,16 @@ class HttpLifecycle(RuleBasedStateMachine):
     @rule(secret=secrets, with_token=st.booleans())
     def delete(self, secret: ApiSecret, with_token: bool) -> None:
         if self._managed("DELETE", f"/{secret.id}", secret, with_token, ok=204) is not None:
-            secret.in_storage = False
+            assert secret.lifecycle.handle(Event.DELETE).answer is Answer.BURNED
 
     @rule(seconds=st.sampled_from([1, 30, 59, 60, 61, 120, 600]), then_sweep=st.booleans())
     def advance(self, seconds: int, then_sweep: bool) -> None:
         """Time passes, and the server's sweeper (every `sweep_interval`) may run."""
         self.clock.advance(seconds)
+        _expire(self.now, [(secret.expires_at, secret.lifecycle) for secret in self.made])
         if then_sweep:
+            # Not applied to the model: over HTTP an expired secret and a swept one answer
+            # alike (the table's EXPIRED and GONE rows), and the Redis sweep is its TTL.
             self.runner.run(self.store.sweep(self.now))
 
 

@@ -17,21 +17,20 @@ import hashlib
 import hmac
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
-from atopos.crypto.errors import CryptoError, DecryptionFailed
+from atopos.crypto.errors import CryptoError
 from atopos.crypto.hkdf import derive_key
 from atopos.crypto.sizes import (
-    AES_GCM_NONCE_BYTES,
     AES_GCM_TAG_BYTES,
     DEVICE_SECRET_BYTES,
     DEVICE_SEED_BYTES,
     SECRET_ID_BYTES,
 )
+from atopos.crypto.x25519_seal import open_sealed, seal_to
 
 __all__ = [
     "DEVICE_CODE_CHARS",
@@ -69,10 +68,6 @@ _SESSION_INFO = b"atopos/device/v1/session"
 _CODE_CHECKSUM_LABEL = b"atopos/device-code/v1\x00"
 _PROOF_LABEL = b"atopos/device-proof/v1\x00"
 _SEAL_INFO = b"atopos/device-seal/v1"
-# The seal key is used for exactly one encryption (it depends on a fresh ephemeral key),
-# so a constant nonce is safe and spares the header 12 bytes.
-_SEAL_NONCE = bytes(AES_GCM_NONCE_BYTES)
-
 DEVICE_CODE_PREFIX = "atd1-"
 _CODE_CHECKSUM_BYTES = 4
 _CODE_BYTES = 2 * PUBLIC_KEY_BYTES + _CODE_CHECKSUM_BYTES
@@ -319,10 +314,6 @@ def verify_device_proof(signing_key: bytes, secret_id: bytes, challenge: str, pr
 # -- sealing the device share --------------------------------------------------------------
 
 
-def _seal_key(shared: bytes, ephemeral_public: bytes, sealing_key: bytes) -> bytes:
-    return derive_key(shared, info=_SEAL_INFO, salt=ephemeral_public + sealing_key)
-
-
 def seal_device_secret(
     sealing_key: bytes, device_secret: bytes, ephemeral_private: bytes, aad: bytes
 ) -> tuple[bytes, bytes]:
@@ -336,11 +327,7 @@ def seal_device_secret(
         raise ValueError(f"the device secret must be {DEVICE_SECRET_BYTES} bytes")
     if not is_valid_x25519_public_key(sealing_key):
         raise ValueError("the device's X25519 key is not usable")
-    ephemeral = X25519PrivateKey.from_private_bytes(bytes(ephemeral_private))
-    ephemeral_public = ephemeral.public_key().public_bytes_raw()
-    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(bytes(sealing_key)))
-    key = _seal_key(shared, ephemeral_public, bytes(sealing_key))
-    return ephemeral_public, AESGCM(key).encrypt(_SEAL_NONCE, bytes(device_secret), aad)
+    return seal_to(sealing_key, device_secret, ephemeral_private, info=_SEAL_INFO, aad=aad)
 
 
 def open_device_secret(
@@ -348,14 +335,11 @@ def open_device_secret(
 ) -> bytes:
     """The device secret sealed to `device`; DecryptionFailed for another device, a changed
     byte, or a hostile (small-order) ephemeral key."""
-    try:
-        shared = device.shared_secret(bytes(ephemeral_public))
-    except ValueError:
-        raise DecryptionFailed from None
-    if not any(shared):
-        raise DecryptionFailed
-    key = _seal_key(shared, bytes(ephemeral_public), bytes(device.sealing_key))
-    try:
-        return AESGCM(key).decrypt(_SEAL_NONCE, bytes(sealed), aad)
-    except InvalidTag:
-        raise DecryptionFailed from None
+    return open_sealed(
+        device.shared_secret,
+        device.sealing_key,
+        ephemeral_public,
+        sealed,
+        info=_SEAL_INFO,
+        aad=aad,
+    )

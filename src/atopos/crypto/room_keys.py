@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from atopos.crypto.device import is_valid_ed25519_public_key, is_valid_x25519_public_key
 from atopos.crypto.errors import DecryptionFailed
+from atopos.crypto.hkdf import derive_key
 from atopos.crypto.randomness import RandomBytes, draw
 
 __all__ = [
@@ -102,7 +101,7 @@ class ProofKind(IntEnum):
 
 
 def _hkdf(ikm: bytes, info: bytes, salt: bytes | None, length: int = SECRET_BYTES) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+    return derive_key(ikm, info=info, salt=salt, length=length)
 
 
 def _check(value: bytes, size: int, name: str) -> bytes:

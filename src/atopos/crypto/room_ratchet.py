@@ -20,10 +20,8 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from atopos.crypto.errors import CryptoError
+from atopos.crypto.hkdf import derive_key
 
 __all__ = [
     "MAX_COUNTER",
@@ -64,7 +62,7 @@ class MessageKey:
 
 
 def _hkdf(ikm: bytes, info: bytes, salt: bytes | None, length: int) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+    return derive_key(ikm, info=info, salt=salt, length=length)
 
 
 def derive_chain_key(epoch_secret: bytes, room_id: bytes, epoch: int, sender: int) -> bytes:

@@ -12,21 +12,15 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from atopos.crypto.device import is_valid_x25519_public_key
 from atopos.crypto.errors import DecryptionFailed
+from atopos.crypto.x25519_seal import open_sealed, seal_to
 
 __all__ = ["SEALED_SECRET_BYTES", "SealOpener", "open_secret", "seal_aad", "seal_secret"]
 
 SEALED_SECRET_BYTES = 32 + 16
 _SEAL_INFO = b"atopos/room/v1/seal"
 _SEAL_AAD_LABEL = b"atopos/room/v1/seal\x00"
-_NONCE = bytes(12)
 
 
 class SealOpener(Protocol):
@@ -43,16 +37,6 @@ def seal_aad(room_id: bytes, epoch: int, recipient: int, roster_hash: bytes) -> 
     return _SEAL_AAD_LABEL + bytes(room_id) + struct.pack(">QI", epoch, recipient) + roster_hash
 
 
-def _key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
-    hkdf = HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=ephemeral_public + recipient_public,
-        info=_SEAL_INFO,
-    )
-    return hkdf.derive(shared)
-
-
 def seal_secret(
     recipient_public: bytes, secret: bytes, ephemeral_private: bytes, aad: bytes
 ) -> tuple[bytes, bytes]:
@@ -61,25 +45,13 @@ def seal_secret(
         raise ValueError("the sealed secret is 32 bytes")
     if not is_valid_x25519_public_key(recipient_public):
         raise ValueError("the recipient's X25519 key is not usable")
-    ephemeral = X25519PrivateKey.from_private_bytes(bytes(ephemeral_private))
-    ephemeral_public = ephemeral.public_key().public_bytes_raw()
-    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(bytes(recipient_public)))
-    key = _key(shared, ephemeral_public, bytes(recipient_public))
-    return ephemeral_public, AESGCM(key).encrypt(_NONCE, bytes(secret), aad)
+    return seal_to(recipient_public, secret, ephemeral_private, info=_SEAL_INFO, aad=aad)
 
 
 def open_secret(opener: SealOpener, ephemeral_public: bytes, sealed: bytes, aad: bytes) -> bytes:
     """The secret sealed to `opener`; DecryptionFailed for anything else."""
     if len(sealed) != SEALED_SECRET_BYTES:
         raise DecryptionFailed
-    try:
-        shared = opener.shared_secret(bytes(ephemeral_public))
-    except ValueError:
-        raise DecryptionFailed from None
-    if not any(shared):
-        raise DecryptionFailed
-    key = _key(shared, bytes(ephemeral_public), bytes(opener.seal_key))
-    try:
-        return AESGCM(key).decrypt(_NONCE, bytes(sealed), aad)
-    except InvalidTag:
-        raise DecryptionFailed from None
+    return open_sealed(
+        opener.shared_secret, opener.seal_key, ephemeral_public, sealed, info=_SEAL_INFO, aad=aad
+    )

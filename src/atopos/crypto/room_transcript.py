@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
+from atopos.crypto.hkdf import derive_key
 from atopos.crypto.room_roster import RosterEntry, identity_hash
 
 __all__ = [
@@ -165,8 +163,8 @@ def membership_after(
 def confirm_tag(epoch_secret: bytes, room_id: bytes, transcript: bytes) -> bytes:
     """HMAC(HKDF(epoch_secret, salt room_id, info ".../confirm"), transcript after the
     commit): every member who opened the same epoch secret computes the same tag."""
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes(room_id), info=_CONFIRM_INFO)
-    return hmac.new(key.derive(bytes(epoch_secret)), transcript, hashlib.sha256).digest()
+    key = derive_key(epoch_secret, info=_CONFIRM_INFO, salt=bytes(room_id))
+    return hmac.new(key, transcript, hashlib.sha256).digest()
 
 
 def message_signing_input(

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 __all__ = ["ASSET_MEDIA_TYPES", "PAGES", "load_assets", "page_routes"]
@@ -99,7 +99,10 @@ async def _without_trailing_slash(request: Request) -> Response:
     location = "../" + quote(last, safe="")
     if request.url.query:
         location += "?" + request.url.query
-    return RedirectResponse(location, status_code=307)
+    # A content type on the empty body too: every answer names one (nosniff).
+    return Response(
+        status_code=307, headers={"location": location}, media_type="text/plain; charset=utf-8"
+    )
 
 
 def page_routes() -> list[BaseRoute]:

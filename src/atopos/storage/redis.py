@@ -10,6 +10,10 @@ Cluster node. Keys carry native TTLs: a secret's keys expire with it, a used tic
 with the ticket, the chunks of an unfinished upload after a short lease. Durability is the
 Redis server's: with `appendonly yes` and `appendfsync always` Redis fsyncs its AOF before it
 answers, and this adapter answers only after Redis did. docs/storage-redis.md has the design.
+
+Each operation implements rows of the lifecycle table in `atopos.protocol.secret_lifecycle`
+(cited per method and per script). EXPIRE is the `expires_at <= now` test of every read and
+of CONSUME; SWEEP is Redis's own key expiry (the native TTLs), so `sweep` does nothing.
 """
 
 from __future__ import annotations
@@ -178,6 +182,7 @@ class RedisSecretStore:
 
     # -- the port ---------------------------------------------------------------------------
 
+    # Lifecycle table: GONE --CREATE--> LIVE (STORED), published by PUBLISH.
     async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
         started = self._clock.monotonic()
         keys = SecretKeys(secret.secret_id)
@@ -260,6 +265,7 @@ class RedisSecretStore:
             raise Unavailable(UNAVAILABLE_MESSAGE)
 
     async def info(self, secret_id: bytes, now: int) -> SecretInfo | None:
+        # Lifecycle table: READ: LIVE answers INFO; EXPIRED and GONE answer GONE (None).
         values: list[Any] = await self._run(
             self._client.hmget(SecretKeys(secret_id).meta, _INFO_FIELDS)
         )
@@ -284,6 +290,7 @@ class RedisSecretStore:
     async def consume(
         self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
     ) -> Revealed:
+        # Lifecycle table: CONSUME, one CONSUME script run (see there).
         keys = SecretKeys(secret_id)
         base = [keys.meta, keys.ticket(ticket_id), keys.readers]
         args = [now, max(1, ticket_expires_at - now), STREAM_GRACE]
@@ -323,6 +330,7 @@ class RedisSecretStore:
                 )
 
     async def delete(self, secret_id: bytes) -> bool:
+        # Lifecycle table: DELETE: LIVE and EXPIRED -> GONE (True); GONE -> False.
         keys = SecretKeys(secret_id)
         base = [keys.meta, keys.readers]
         answer = await self._script(DELETE, base, [STREAM_GRACE])
@@ -331,7 +339,8 @@ class RedisSecretStore:
         return bool(answer[0] == b"ok")
 
     async def sweep(self, now: int) -> int:
-        """Nothing to do: Redis expires every key itself (native TTL)."""
+        """Nothing to do: Redis expires every key itself (native TTL), which is the
+        lifecycle table's SWEEP (EXPIRED -> GONE) for this adapter."""
         del now
         return 0
 

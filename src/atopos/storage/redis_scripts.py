@@ -64,6 +64,7 @@ return 1
 """,
 )
 
+# Lifecycle (protocol/secret_lifecycle.py): GONE --CREATE--> LIVE.
 # Publish a secret: the meta hash (with the body inline when there are no chunks).
 # KEYS: meta, then every chunk. ARGV: ttl (seconds), then field, value, field, value...
 # Returns 1, or 0 (nothing written) when a chunk is missing: the upload outlived its lease.
@@ -83,6 +84,9 @@ return 1
 """,
 )
 
+# Lifecycle (protocol/secret_lifecycle.py): CONSUME. A redeemed ticket id -> TICKET_USED
+# ('used') in any state; LIVE with views_left == 1 -> GONE (UNLINK), LIVE otherwise -> LIVE
+# (one view less); EXPIRED or GONE -> 'gone'.
 # Take one view. KEYS: meta, used-ticket marker, readers counter, then every chunk.
 # ARGV: now, ticket ttl (seconds), stream grace (seconds).
 # Answers: {'used'} | {'gone'} | {'chunks', n} (call again with the n chunk names)
@@ -145,6 +149,7 @@ return 0
 """,
 )
 
+# Lifecycle (protocol/secret_lifecycle.py): DELETE, LIVE or EXPIRED -> GONE; GONE -> 'gone'.
 # Burn a secret now (manage token). KEYS: meta, readers, then every chunk.
 # ARGV: stream grace (seconds). Answers {'gone'} | {'chunks', n} | {'ok'}.
 # Chunks that a reader is still streaming are left to that reader's RELEASE (and to the

@@ -6,6 +6,9 @@ pages, and a burn triggers a TRUNCATE checkpoint so no ciphertext lingers in the
 Small bodies (up to one chunk) live inline in their row and are returned by the same
 statement that burns them; larger bodies are stored as 1 MiB chunks, streamed from a read
 snapshot that was opened before the consuming transaction deleted them.
+
+Each operation implements rows of the lifecycle table in `atopos.protocol.secret_lifecycle`
+(cited per method); EXPIRE is the `expires_at > now` test in every read and consume.
 """
 
 from __future__ import annotations
@@ -146,6 +149,7 @@ class SqliteSecretStore:
         return self._reader
 
     async def create(self, secret: NewSecret, body: AsyncIterator[bytes]) -> int:
+        # Lifecycle table: GONE --CREATE--> LIVE (STORED).
         head, is_chunked = await read_head(body)
         if is_chunked:
             return await self._create_chunked(secret, fixed_chunks(head, body))
@@ -180,6 +184,7 @@ class SqliteSecretStore:
             self._uploading.discard(owner)
 
     async def info(self, secret_id: bytes, now: int) -> SecretInfo | None:
+        # Lifecycle table: READ: LIVE answers INFO; EXPIRED and GONE answer GONE (None).
         # A primary-key lookup on the event loop thread: microseconds, cheaper than a hop
         # to a worker thread; readers never wait for the writer in WAL mode.
         try:
@@ -207,6 +212,9 @@ class SqliteSecretStore:
     async def consume(
         self, secret_id: bytes, ticket_id: bytes, ticket_expires_at: int, now: int
     ) -> Revealed:
+        # Lifecycle table: CONSUME: ticket id redeemed -> TICKET_USED (any state);
+        # LIVE with views_left == 1 -> GONE (BODY), LIVE otherwise -> LIVE (BODY, one view
+        # less); EXPIRED and GONE -> GONE answer.
         # One transaction decides everything for a small body (the common case). Unknown
         # secrets go through it too: a replayed ticket is refused as replayed (403) even
         # after the secret is gone, instead of reporting "gone".
@@ -277,6 +285,7 @@ class SqliteSecretStore:
         return consume
 
     async def delete(self, secret_id: bytes) -> bool:
+        # Lifecycle table: DELETE: LIVE and EXPIRED -> GONE (BURNED, True); GONE -> False.
         request_checkpoint = self._writer.request_checkpoint
 
         def delete(conn: sqlite3.Connection) -> bool:
@@ -289,6 +298,8 @@ class SqliteSecretStore:
         return await self._write(delete)
 
     async def sweep(self, now: int) -> int:
+        # Lifecycle table: SWEEP: EXPIRED -> GONE (BURNED, counted); and redeemed
+        # ticket ids past their remember_until are forgotten.
         uploading = frozenset(self._uploading)
         request_checkpoint = self._writer.request_checkpoint
 

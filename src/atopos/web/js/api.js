@@ -21,13 +21,16 @@ export class SecretGone extends ApiError {
   }
 }
 
+/** The most views a secret may allow (the server's default `max_views`). */
+export const MAX_VIEWS = 100;
 const NETWORK_ERROR = "The server could not be reached. Check your connection and try again.";
 
 function apiUrl(path) {
   return new URL(`api/v1/${path}`, serverRoot);
 }
 
-function errorFor(status, body, retryAfterHeader) {
+/** The page's error for an unsuccessful answer (its status, body text and Retry-After). */
+export function errorFor(status, body, retryAfterHeader) {
   if (status === 404) return new SecretGone();
   const retryAfter = Number.parseInt(retryAfterHeader ?? "", 10);
   if (status === 429) {
@@ -51,13 +54,22 @@ function errorFor(status, body, retryAfterHeader) {
   return new ApiError(status, message);
 }
 
-async function send(method, path, { json, token } = {}) {
+async function send(method, path, options = {}) {
+  const response = await fetchApi(method, apiUrl(path), options);
+  if (!response.ok) {
+    throw errorFor(response.status, await response.text(), response.headers.get("retry-after"));
+  }
+  return response;
+}
+
+/** The Response to `url`, whatever its status; ApiError only when the server is unreachable. */
+async function fetchApi(method, url, { json, token } = {}) {
   const headers = {};
   if (json !== undefined) headers["content-type"] = "application/json";
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(apiUrl(path), {
+    response = await fetch(url, {
       method,
       headers,
       body: json === undefined ? undefined : JSON.stringify(json),
@@ -66,9 +78,6 @@ async function send(method, path, { json, token } = {}) {
     });
   } catch {
     throw new ApiError(0, NETWORK_ERROR);
-  }
-  if (!response.ok) {
-    throw errorFor(response.status, await response.text(), response.headers.get("retry-after"));
   }
   return response;
 }
@@ -106,29 +115,12 @@ export function createSecret(
 }
 
 /**
- * {challenge, bits, expires_at, is_bound, has_passphrase}; SecretGone when the secret does
- * not exist. Nothing is consumed. `is_bound`: the ticket will need a device proof;
- * `has_passphrase`: the envelope needs a passphrase, so ask for it before spending a view.
- * A server older than these fields omits them (read as false).
+ * Send a request step of the access path (access-path.js: challenge, ticket, reveal; its
+ * path is absolute from the server root) and return the Response, whatever its status: the
+ * machine judges it. A successful reveal's body streams the envelope.
  */
-export async function requestChallenge(secretId) {
-  return (await send("POST", `secrets/${secretId}/challenge`)).json();
-}
-
-/**
- * {ticket, expires_at} for a solved challenge. A bound secret also needs `deviceProof`
- * (docs/protocol/device.md section 7); without a right one the server answers 403 and
- * consumes nothing.
- */
-export async function requestTicket(secretId, challenge, nonce, deviceProof = null) {
-  const json = { challenge, nonce };
-  if (deviceProof !== null) json.device_proof = deviceProof;
-  return (await send("POST", `secrets/${secretId}/ticket`, { json })).json();
-}
-
-/** Spend one view: the Response whose body streams the envelope. */
-export async function reveal(secretId, ticket) {
-  return send("POST", `secrets/${secretId}/reveal`, { json: { ticket } });
+export function sendAccessRequest({ method, path, json }) {
+  return fetchApi(method, new URL(path.slice(1), serverRoot), { json: json ?? undefined });
 }
 
 /** {views_left, expires_at, created_at, kind, size, is_bound}. */

@@ -6,7 +6,7 @@
 // device secret is sealed to its X25519 key in the envelope header, and its Ed25519 key goes
 // to the server as `device_key`, so only that device can take a view and decrypt.
 
-import { ApiError, createSecret } from "./api.js";
+import { ApiError, createSecret, MAX_VIEWS } from "./api.js";
 import { encode } from "./base64url.js";
 import { InvalidDeviceCode, parseDeviceCode } from "./device.js";
 import { supportsDeviceKeys } from "./device-store.js";
@@ -25,7 +25,6 @@ import {
 } from "./ui.js";
 
 const READ_BYTES = 1 << 20;
-const MAX_VIEWS = 100;
 
 const form = byId("create-form");
 const kindText = byId("kind-text");

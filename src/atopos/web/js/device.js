@@ -10,11 +10,11 @@ export const PUBLIC_KEY_BYTES = 32;
 export const DEVICE_SECRET_BYTES = 32;
 export const SEALED_DEVICE_SECRET_BYTES = 48;
 export const SECRET_ID_BYTES = 16;
-const CHECKSUM_BYTES = 4;
+export const CHECKSUM_BYTES = 4;
 const utf8 = new TextEncoder();
-const CODE_LABEL = utf8.encode("atopos/device-code/v1");
-const PROOF_LABEL = utf8.encode("atopos/device-proof/v1");
-const SEAL_INFO = utf8.encode("atopos/device-seal/v1");
+export const CODE_LABEL = utf8.encode("atopos/device-code/v1");
+export const PROOF_LABEL = utf8.encode("atopos/device-proof/v1");
+export const SEAL_INFO = utf8.encode("atopos/device-seal/v1");
 // PKCS #8 for a raw 32-byte private key (RFC 8410): only to replay test vectors.
 const PKCS8_PREFIX = {
   Ed25519: "302e020100300506032b657004220420",

@@ -50,12 +50,12 @@ export const HEADER_BYTES_MAX = HEADER_BYTES_WITH_PASSPHRASE + DEVICE_FIELDS_BYT
 export const DEFAULT_ARGON2 = Object.freeze({ memoryKib: 65536, iterations: 3, lanes: 4 });
 
 // The chunk counter is a u32 in the nonce; one more chunk would reuse a nonce.
-const MAX_CHUNKS = 2 ** 32;
+export const MAX_CHUNKS = 2 ** 32;
 // What a reader accepts from a header: a hostile envelope cannot make this device spend
 // more than 1 GiB and 16 passes before the first tag is checked.
-const ARGON2_MEMORY_KIB_MAX = 2 ** 20;
-const ARGON2_ITERATIONS_MAX = 16;
-const ARGON2_LANES_MAX = 16;
+export const ARGON2_MEMORY_KIB_MAX = 2 ** 20;
+export const ARGON2_ITERATIONS_MAX = 16;
+export const ARGON2_LANES_MAX = 16;
 const METADATA_KEYS = new Set(["kind", "name", "size", "type"]);
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });

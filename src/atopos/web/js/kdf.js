@@ -4,9 +4,9 @@
 export const ARGON2_SALT_BYTES = 16;
 export const ENVELOPE_SALT_BYTES = 32;
 export const PASSPHRASE_KEY_BYTES = 32;
-const ENVELOPE_INFO = new TextEncoder().encode("atopos/envelope/v1");
-const KEY_BYTES = 32;
-const NONCE_PREFIX_BYTES = 7;
+export const ENVELOPE_INFO = new TextEncoder().encode("atopos/envelope/v1");
+export const KEY_BYTES = 32;
+export const NONCE_PREFIX_BYTES = 7;
 
 /** UTF-8 of the passphrase's NFC form, so the same words typed anywhere give one key. */
 export function normalizePassphrase(passphrase) {

@@ -5,6 +5,11 @@
 import { decode, encode } from "./base64url.js";
 import { SECRET_ID_BYTES } from "./device.js";
 
+/** A secret id's text form: unpadded base64url of SECRET_ID_BYTES. */
+export const SECRET_ID_CHARS = 22;
+/** The manage token after "#" in a manage link decodes to this many bytes. */
+export const MANAGE_TOKEN_BYTES = 32;
+
 /** The server's root URL, worked out from where this module was served (`/static/js/`),
  * so the pages also work behind a reverse proxy that mounts Atopos under a path. */
 export const serverRoot = new URL("../../", import.meta.url);
@@ -19,8 +24,13 @@ export function manageLink(secretId, manageToken) {
 
 /** The secret id in this page's path (`.../s/{id}` or `.../m/{id}`), or null if damaged. */
 export function secretIdFromPath() {
-  const id = location.pathname.split("/").pop();
-  return decode(id)?.length === SECRET_ID_BYTES && id.length === 22 ? id : null;
+  return secretIdOf(location.pathname);
+}
+
+/** The secret id that ends `pathname` (`.../s/{id}` or `.../m/{id}`), or null if damaged. */
+export function secretIdOf(pathname) {
+  const id = pathname.split("/").pop();
+  return decode(id)?.length === SECRET_ID_BYTES && id.length === SECRET_ID_CHARS ? id : null;
 }
 
 /** Read the fragment and erase it from the address bar and the current history entry. */

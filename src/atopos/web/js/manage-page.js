@@ -2,10 +2,8 @@
 // The manage token is read from the fragment, which is then removed from the address bar.
 
 import { ApiError, deleteSecret, SecretGone, secretStatus } from "./api.js";
-import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
+import { fragmentBytes, MANAGE_TOKEN_BYTES, secretIdFromPath, takeFragment } from "./links.js";
 import { bindConfirmBox, byId, count, formatBytes, formatWhen, showState } from "./ui.js";
-
-const MANAGE_TOKEN_BYTES = 32;
 
 const secretId = secretIdFromPath();
 const fragment = takeFragment();

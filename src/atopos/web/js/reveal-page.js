@@ -13,7 +13,8 @@
 // its X25519 key opens the seal in the envelope. Without a device no ticket is asked for;
 // a refused proof (403) spends nothing.
 
-import { ApiError, requestChallenge, requestTicket, reveal, SecretGone } from "./api.js";
+import { AccessPath, State as PathState } from "./access-path.js";
+import { ApiError, errorFor, SecretGone, sendAccessRequest } from "./api.js";
 import { loadDevice, supportsDeviceKeys } from "./device-store.js";
 import {
   DecryptionFailed,
@@ -25,7 +26,7 @@ import {
 } from "./envelope.js";
 import { isPlainText, safeFileName } from "./file-name.js";
 import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
-import { solveChallenge } from "./pow.js";
+import { MAX_BITS, solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
 
 const STEPS = ["challenge", "work", "download", "decrypt"];
@@ -119,51 +120,75 @@ function report(fraction, text) {
 
 /**
  * Walk the access path and return the reveal Response (one view spent), or null when the
- * secret needs a passphrase that has not been typed yet (nothing spent).
+ * secret needs a passphrase that has not been typed yet (nothing spent). Which request comes
+ * next and what an answer means is access-path.js's; this page sends, signs, solves and shows
+ * progress. A 429 is shown to the reader rather than waited out.
  */
 async function spendView() {
   markStep("challenge");
   report(null, "");
-  const {
-    challenge,
-    bits,
-    is_bound: isBound,
-    has_passphrase: hasPassphrase,
-  } = await requestChallenge(secretId);
-  let deviceProof = null;
-  if (isBound === true) {
-    // Before the proof of work: without a device there is no point in solving it, and no
-    // ticket is asked for.
-    if ((await loadBrowserDevice()) === null) throw new BoundElsewhere(false);
+  const path = new AccessPath(secretId, {
+    server: location.origin,
+    canUnlock: passphrase !== null,
+    maxPowBits: MAX_BITS,
+    rateLimitRetries: 0,
+  });
+  let step = path.start();
+  let answer = null;
+  let answeredAt = null;
+  while (step.failed === undefined) {
+    if (step.request !== undefined) {
+      const isReveal = step.request.is_reveal === true;
+      if (isReveal) {
+        markStep("download");
+        report(0, "");
+      }
+      const response = await sendAccessRequest(step.request);
+      // A successful reveal's body is the envelope, streamed by the caller.
+      const body = isReveal && response.ok ? null : await response.text();
+      answer = { status: response.status, body, retry_after: response.headers.get("retry-after") };
+      answeredAt = path.state;
+      step = path.receive({ answer });
+      if (step.revealed !== undefined) {
+        // From here on one view is used, whatever happens next.
+        isViewSpent = true;
+        return response;
+      }
+    } else if (step.device_proof !== undefined) {
+      // Without a device there is no point in solving the work, and no ticket is asked for.
+      if ((await loadBrowserDevice()) === null) throw new BoundElsewhere(false);
+      const proof = await device.signProof(secretId, step.device_proof.challenge);
+      step = path.receive({ device_proof: { proof } });
+    } else if (step.proof_of_work !== undefined) {
+      const { challenge, bits } = step.proof_of_work;
+      markStep("work");
+      report(0, bits > 0 ? "Starting…" : "");
+      const nonce = await solveChallenge(challenge, bits, (tried, expected) => {
+        report(1 - Math.exp(-tried / expected), `${tried.toLocaleString()} tries so far`);
+      });
+      step = path.receive({ nonce });
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, step.wait.seconds * 1000));
+      step = path.receive({ waited: true });
+    }
   }
-  if (hasPassphrase === true && passphrase === null) {
+  const { failed } = step;
+  if (failed.error === "passphrase_required") {
     // Before the proof of work and the ticket: a view spent now would bring bytes this page
     // cannot open yet. This challenge is dropped; the reader may take longer than it lives,
-    // so the next attempt asks for a fresh one.
+    // so the next attempt asks for a fresh one. A passphrase would not help a browser
+    // without the device the secret is bound to: say that instead.
+    if (path.challenge.is_bound === true && (await loadBrowserDevice()) === null) {
+      throw new BoundElsewhere(false);
+    }
     return null;
   }
-  if (isBound === true) deviceProof = await device.signProof(secretId, challenge);
-  markStep("work");
-  report(0, bits > 0 ? "Starting…" : "");
-  const nonce = await solveChallenge(challenge, bits, (tried, expected) => {
-    report(1 - Math.exp(-tried / expected), `${tried.toLocaleString()} tries so far`);
-  });
-  let ticket;
-  try {
-    ({ ticket } = await requestTicket(secretId, challenge, nonce, deviceProof));
-  } catch (error) {
-    // The server refused this device's proof: nothing was consumed.
-    if (isBound === true && error instanceof ApiError && error.status === 403) {
-      throw new BoundElsewhere(true);
-    }
-    throw error;
+  if (answer === null || answer.status < 300) throw new Error(failed.message);
+  // The server refused this device's proof: nothing was consumed.
+  if (answeredAt === PathState.AWAITING_TICKET && failed.error === "refused") {
+    if (path.challenge.is_bound === true) throw new BoundElsewhere(true);
   }
-  markStep("download");
-  report(0, "");
-  const response = await reveal(secretId, ticket);
-  // From here on one view is used, whatever happens next.
-  isViewSpent = true;
-  return response;
+  throw errorFor(answer.status, answer.body, answer.retry_after);
 }
 
 /**

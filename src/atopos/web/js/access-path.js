@@ -1,0 +1,311 @@
+// The reader's side of the access path (docs/protocol/access.md) as a machine that does no
+// I/O: the twin of src/atopos/protocol/access_path.py, with the same transition table, and
+// both replay tests/vectors/access_path.json. challenge -> (device proof) -> proof of work ->
+// ticket -> reveal: the machine is fed events and answers with the next step to take.
+//
+// Steps (what to do next), in the vector file's words:
+//   {request: {method, path, json, is_reveal?}}  send it (path from the server root)
+//   {device_proof: {secret_id, challenge}}       sign with this browser's device
+//   {proof_of_work: {challenge, bits}}           find a nonce
+//   {wait: {seconds}}                            wait out a 429
+//   {revealed: {}}                               terminal: the reveal answer is the envelope
+//   {failed: {error, message, retry_after?}}     terminal: error is gone, refused,
+//                                                rate_limited, passphrase_required, invalid,
+//                                                too_large, storage_full, unavailable, network
+// Events (what happened):
+//   {answer: {status, body, retry_after}}        body: text, or null when not read
+//   {device_proof: {proof}}                      base64url, or null without a device
+//   {nonce: n}                                   {waited: true}
+
+export const CHALLENGE_REFUSED = "The server refused to hand out a challenge.";
+export const TICKET_REFUSED =
+  "The server refused the proof of work (the challenge may have expired).";
+export const REVEAL_REFUSED = "The access ticket was refused (expired or already used).";
+// The page's own wording (the vector file lets a twin word its failures).
+export const TOO_MUCH_WORK = "The server asks for more work than this page will do.";
+export const WRONG_DEVICE =
+  "This secret is bound to another device; it can only be revealed there.";
+export const NO_DEVICE =
+  "This secret is bound to a device and this machine has none; " +
+  "it can only be revealed on that device.";
+export const PASSPHRASE_REQUIRED = "This secret needs its passphrase.";
+const GONE = "This secret does not exist: it expired, was already viewed, or was deleted.";
+const API = "/api/v1/secrets";
+// Retry-After: delta-seconds only, at most a day; anything else means one second.
+const DEFAULT_RETRY_AFTER = 1;
+const MAX_RETRY_AFTER = 24 * 3600;
+const MAX_SERVER_SENTENCE = 300;
+
+export const State = Object.freeze({
+  AWAITING_CHALLENGE: "awaiting challenge",
+  MAKING_DEVICE_PROOF: "making device proof",
+  SOLVING: "solving proof of work",
+  AWAITING_TICKET: "awaiting ticket",
+  AWAITING_REVEAL: "awaiting reveal",
+  WAITING: "waiting out a rate limit",
+  REVEALED: "revealed",
+  FAILED: "failed",
+});
+
+/** What an event turned out to be; ANY for events that carry no choice. */
+export const Guard = Object.freeze({
+  ANY: "any",
+  OK: "ok",
+  OK_BOUND: "ok, bound to a device",
+  PASSPHRASE_MISSING: "ok, but a passphrase is needed and none can be had",
+  TOO_MUCH_WORK: "ok, but more bits than this client will solve",
+  RATE_LIMITED_RETRY: "429, retries left and Retry-After short enough",
+  ERROR: "any other failure (status or unreadable answer)",
+});
+
+const S = State;
+const G = Guard;
+/** Every legal move: [state, event, guard, next state] (event: the key of the event object). */
+export const TRANSITIONS = Object.freeze([
+  [S.AWAITING_CHALLENGE, "answer", G.OK, S.SOLVING],
+  [S.AWAITING_CHALLENGE, "answer", G.OK_BOUND, S.MAKING_DEVICE_PROOF],
+  [S.AWAITING_CHALLENGE, "answer", G.PASSPHRASE_MISSING, S.FAILED],
+  [S.AWAITING_CHALLENGE, "answer", G.TOO_MUCH_WORK, S.FAILED],
+  [S.AWAITING_CHALLENGE, "answer", G.RATE_LIMITED_RETRY, S.WAITING],
+  [S.AWAITING_CHALLENGE, "answer", G.ERROR, S.FAILED],
+  [S.MAKING_DEVICE_PROOF, "device_proof", G.ANY, S.SOLVING],
+  [S.SOLVING, "nonce", G.ANY, S.AWAITING_TICKET],
+  [S.AWAITING_TICKET, "answer", G.OK, S.AWAITING_REVEAL],
+  [S.AWAITING_TICKET, "answer", G.RATE_LIMITED_RETRY, S.WAITING],
+  [S.AWAITING_TICKET, "answer", G.ERROR, S.FAILED],
+  [S.AWAITING_REVEAL, "answer", G.OK, S.REVEALED],
+  [S.AWAITING_REVEAL, "answer", G.RATE_LIMITED_RETRY, S.WAITING],
+  [S.AWAITING_REVEAL, "answer", G.ERROR, S.FAILED],
+  [S.WAITING, "waited", G.ANY, S.AWAITING_CHALLENGE],
+]);
+
+/** The driver fed an event the current state has no move for (a bug of the driver). */
+export class AccessPathMisuse extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "AccessPathMisuse";
+  }
+}
+
+function nextState(state, event, guard) {
+  const move = TRANSITIONS.find(
+    ([from, on, when]) => from === state && on === event && when === guard,
+  );
+  if (move === undefined) throw new AccessPathMisuse(`no move from ${state} on ${event}`);
+  return move[3];
+}
+
+/** Seconds a 429 asks to wait (delta-seconds only: an HTTP date would need a clock). */
+export function parseRetryAfter(value) {
+  const text = (value ?? "").trim();
+  if (/^[0-9]{1,6}$/.test(text)) return Math.min(Number(text), MAX_RETRY_AFTER);
+  return DEFAULT_RETRY_AFTER;
+}
+
+function serverSentence(body) {
+  try {
+    const parsed = JSON.parse(body);
+    if (typeof parsed?.message !== "string" || typeof parsed?.error !== "string") return null;
+    // Non-printable characters become spaces, then runs of spaces one: it ends up on screen.
+    const text = parsed.message
+      .replace(/[\p{C}\p{Z}]/gu, " ")
+      .split(/\s+/)
+      .filter(Boolean)
+      .join(" ");
+    return text.slice(0, MAX_SERVER_SENTENCE) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** The failure an unsuccessful answer stands for; `refused` is the sentence of a 403. */
+export function failureFor(answer, refused) {
+  const { status } = answer;
+  if (status === 404) return { error: "gone", message: GONE };
+  if (status === 429) {
+    const seconds = parseRetryAfter(answer.retry_after);
+    const unit = seconds === 1 ? "second" : "seconds";
+    return {
+      error: "rate_limited",
+      message: `The server is limiting requests; try again in ${seconds} ${unit}.`,
+      retry_after: seconds,
+    };
+  }
+  if (status === 403) return { error: "refused", message: refused };
+  if (status === 413) {
+    return { error: "too_large", message: "The secret is larger than this server accepts." };
+  }
+  if (status === 400 || status === 422) {
+    const sentence = typeof answer.body === "string" ? serverSentence(answer.body) : null;
+    return {
+      error: "invalid",
+      message: sentence ?? "The server rejected the request as invalid.",
+    };
+  }
+  if (status === 507) {
+    return { error: "storage_full", message: "The server's storage is full; try again later." };
+  }
+  if (status >= 500) {
+    return {
+      error: "unavailable",
+      message: `The server is unavailable right now (HTTP ${status}); try again later.`,
+    };
+  }
+  const message = `The server answered with an unexpected HTTP status ${status}.`;
+  return { error: "network", message };
+}
+
+const isInteger = (value) => typeof value === "number" && Number.isSafeInteger(value);
+const isOptionalBoolean = (value) => value === undefined || typeof value === "boolean";
+
+/** The JSON object in `body` if it has the fields `check` wants, else null. */
+function decode(body, check) {
+  if (typeof body !== "string") return null;
+  try {
+    const value = JSON.parse(body);
+    return value !== null && typeof value === "object" && !Array.isArray(value) && check(value)
+      ? value
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+const isChallenge = (value) =>
+  typeof value.challenge === "string" &&
+  isInteger(value.bits) &&
+  isInteger(value.expires_at) &&
+  isOptionalBoolean(value.is_bound) &&
+  isOptionalBoolean(value.has_passphrase);
+const isTicket = (value) => typeof value.ticket === "string" && isInteger(value.expires_at);
+
+/**
+ * One reader's walk to one view of `secretId` (canonical form; the caller checks it).
+ * `canUnlock`: a passphrase is at hand (else a passphrase secret fails before any work).
+ * A 429 is waited out (at most `maxRetryWait` seconds) and the walk starts again from the
+ * challenge, up to `rateLimitRetries` times. `server` only names the server in sentences.
+ */
+export class AccessPath {
+  constructor(
+    secretId,
+    { server, canUnlock, maxPowBits, rateLimitRetries = 3, maxRetryWait = 60 },
+  ) {
+    this.secretId = secretId;
+    this.state = State.AWAITING_CHALLENGE;
+    /** The last challenge the server handed out ({challenge, bits, is_bound, ...}), or null. */
+    this.challenge = null;
+    this._server = server;
+    this._canUnlock = canUnlock;
+    this._maxPowBits = maxPowBits;
+    this._retriesLeft = rateLimitRetries;
+    this._maxRetryWait = maxRetryWait;
+    this._deviceProof = null;
+    this._ticketRefused = TICKET_REFUSED;
+  }
+
+  /** The first step: ask for a challenge. */
+  start() {
+    return this._challengeRequest();
+  }
+
+  /** Move on `event` (see TRANSITIONS) and say what to do next. */
+  receive(event) {
+    const kind = Object.keys(event)[0];
+    if (!TRANSITIONS.some(([from, on]) => from === this.state && on === kind)) {
+      throw new AccessPathMisuse(`no move from ${this.state} on ${kind}`);
+    }
+    const [guard, step] = this._judge(kind, event[kind]);
+    this.state = nextState(this.state, kind, guard);
+    return step;
+  }
+
+  // Each branch returns the guard it found and the step of the state it leads to.
+
+  _judge(kind, value) {
+    if (kind === "answer") return this._judgeAnswer(value);
+    if (kind === "device_proof") {
+      this._deviceProof = value.proof;
+      this._ticketRefused = value.proof === null ? NO_DEVICE : WRONG_DEVICE;
+      return [G.ANY, this._solve()];
+    }
+    if (kind === "nonce") return [G.ANY, this._ticketRequest(value)];
+    return [G.ANY, this._challengeRequest()];
+  }
+
+  _judgeAnswer(answer) {
+    const refused =
+      this.state === S.AWAITING_CHALLENGE
+        ? CHALLENGE_REFUSED
+        : this.state === S.AWAITING_TICKET
+          ? this._ticketRefused
+          : REVEAL_REFUSED;
+    if (!(answer.status >= 200 && answer.status < 300)) {
+      const failure = failureFor(answer, refused);
+      if (
+        failure.error === "rate_limited" &&
+        this._retriesLeft > 0 &&
+        failure.retry_after <= this._maxRetryWait
+      ) {
+        this._retriesLeft -= 1;
+        return [G.RATE_LIMITED_RETRY, { wait: { seconds: failure.retry_after } }];
+      }
+      return [G.ERROR, { failed: failure }];
+    }
+    if (this.state === S.AWAITING_CHALLENGE) return this._judgeChallenge(answer);
+    if (this.state === S.AWAITING_TICKET) {
+      const ticket = decode(answer.body, isTicket);
+      if (ticket === null) return [G.ERROR, this._notUnderstood()];
+      const json = { ticket: ticket.ticket };
+      const path = this._path("reveal");
+      return [G.OK, { request: { method: "POST", path, json, is_reveal: true } }];
+    }
+    return [G.OK, { revealed: {} }];
+  }
+
+  _judgeChallenge(answer) {
+    const challenge = decode(answer.body, isChallenge);
+    if (challenge === null) return [G.ERROR, this._notUnderstood()];
+    this.challenge = challenge;
+    this._deviceProof = null;
+    this._ticketRefused = TICKET_REFUSED;
+    if (challenge.has_passphrase === true && !this._canUnlock) {
+      // Said before any view is spent: without a passphrase the view would be wasted.
+      const failed = { error: "passphrase_required", message: PASSPHRASE_REQUIRED };
+      return [G.PASSPHRASE_MISSING, { failed }];
+    }
+    if (challenge.bits > this._maxPowBits) {
+      return [G.TOO_MUCH_WORK, { failed: { error: "refused", message: TOO_MUCH_WORK } }];
+    }
+    if (challenge.is_bound === true) {
+      // The device proof comes before the work, so that loading the device does not age
+      // the solved challenge.
+      const proof = { secret_id: this.secretId, challenge: challenge.challenge };
+      return [G.OK_BOUND, { device_proof: proof }];
+    }
+    return [G.OK, this._solve()];
+  }
+
+  _solve() {
+    const { challenge, bits } = this.challenge;
+    return { proof_of_work: { challenge, bits } };
+  }
+
+  _challengeRequest() {
+    return { request: { method: "POST", path: this._path("challenge"), json: null } };
+  }
+
+  _ticketRequest(nonce) {
+    const json = { challenge: this.challenge.challenge, nonce };
+    if (this._deviceProof !== null) json.device_proof = this._deviceProof;
+    return { request: { method: "POST", path: this._path("ticket"), json } };
+  }
+
+  _path(step) {
+    return `${API}/${this.secretId}/${step}`;
+  }
+
+  _notUnderstood() {
+    const message = `The server at ${this._server} sent an answer Atopos does not understand.`;
+    return { failed: { error: "network", message } };
+  }
+}
