@@ -47,8 +47,16 @@ export async function accessKey(linkKey, { passphrase = null, argon2 = null } = 
     if (passphrase === null) throw new RangeError("this access key needs the passphrase");
     passphraseKey = await derivePassphraseKey(passphrase, argon2.salt, argon2);
   }
+  try {
+    return await accessKeyOf(linkKey, passphraseKey);
+  } finally {
+    passphraseKey?.fill(0);
+  }
+}
+
+/** `accessKey` from the Argon2id output itself (the creator has it already). */
+export async function accessKeyOf(linkKey, passphraseKey = null) {
   const seed = await accessSeed(linkKey, passphraseKey);
-  passphraseKey?.fill(0);
   const pkcs8 = new Uint8Array(PKCS8_ED25519_PREFIX.length + seed.length);
   pkcs8.set(PKCS8_ED25519_PREFIX);
   pkcs8.set(seed, PKCS8_ED25519_PREFIX.length);
