@@ -210,3 +210,30 @@ def test_a_secret_stored_before_the_proof_still_reveals(tmp_path: Path) -> None:
         out = bytearray()
         reveal_secret(api, ShareLink(url, b64url_encode(sid), key), out.extend)
         assert bytes(out) == b"from before"
+
+
+def test_a_typed_passphrase_is_asked_again_without_spending_a_view(url: str) -> None:
+    with SecretsApi(url) as api, httpx.Client(timeout=30) as client:
+        made = create_secret(
+            api, b"asked", expires_in=600, views=2, passphrase="right", argon2=WEAK
+        )
+        created: dict[str, str | int] = {
+            "id": made.share_link.secret_id,
+            "manage_token": made.manage_link.manage_token,
+        }
+        answers = iter(["wrong", "still wrong", "right"])
+        attempts: list[int] = []
+
+        def ask(attempt: int) -> str:
+            attempts.append(attempt)
+            return next(answers)
+
+        out = bytearray()
+        reveal_secret(api, made.share_link, out.extend, ask_passphrase=ask)
+        assert bytes(out) == b"asked"
+        assert attempts == [0, 1, 2]
+        assert _views_left(client, url, created) == 1
+        # Out of tries: refused, nothing spent.
+        with pytest.raises(WrongKey):
+            reveal_secret(api, made.share_link, lambda data: None, ask_passphrase=lambda n: "no")
+        assert _views_left(client, url, created) == 1

@@ -8,7 +8,7 @@ the envelope is opened with, so the person is asked at most once per reveal.
 
 from __future__ import annotations
 
-from atopos.client.envelope_reader import PassphrasePrompt
+from atopos.client.envelope_reader import MAX_PASSPHRASE_ATTEMPTS, PassphrasePrompt
 from atopos.crypto.access_proof import AccessSigner
 from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.errors import PassphraseRequired
@@ -25,7 +25,7 @@ class AccessProver:
     """Makes access proofs for one reveal; the derived key is kept for retries (a 429
     starts the walk again with a new challenge)."""
 
-    __slots__ = ("_ask", "_link_key", "_signers", "passphrase")
+    __slots__ = ("_ask", "_asked", "_link_key", "_signers", "passphrase")
 
     def __init__(
         self,
@@ -37,8 +37,24 @@ class AccessProver:
         self._link_key = link_key
         self._ask = ask_passphrase
         self._signers: dict[Argon2Fields | None, AccessSigner] = {}
+        self._asked = 0  # passphrases typed at the prompt so far
         # The passphrase given or typed: the envelope is opened with it.
         self.passphrase = passphrase
+
+    @property
+    def ask_passphrase(self) -> PassphrasePrompt | None:
+        """The prompt, for the envelope of a secret stored before the proof existed."""
+        return self._ask
+
+    def may_ask_again(self) -> bool:
+        """After the server refused a proof (wrong key or passphrase): True when the
+        passphrase came from the prompt and another try is allowed; it is then forgotten,
+        so that the next proof asks for a new one (nothing was spent)."""
+        if self._ask is None or self._asked == 0 or self._asked >= MAX_PASSPHRASE_ATTEMPTS:
+            return False
+        self.passphrase = None
+        self._signers.clear()
+        return True
 
     def sign(self, step: MakeAccessProof) -> bytes:
         signer = self._signers.get(step.argon2)
@@ -59,7 +75,8 @@ class AccessProver:
         if self.passphrase is None:
             if self._ask is None:
                 raise PassphraseRequired(NEEDS_PASSPHRASE)
-            self.passphrase = self._ask(0)
+            self.passphrase = self._ask(self._asked)
+            self._asked += 1
         try:
             stretched = derive_passphrase_key(self.passphrase, salt, params)
         except ValueError:

@@ -44,7 +44,7 @@ from atopos.crypto.envelope import (
     Sealer,
 )
 from atopos.crypto.randomness import draw
-from atopos.errors import InvalidInput
+from atopos.errors import InvalidInput, WrongKey
 from atopos.protocol.access_path import (
     AccessPath,
     AccessProofMade,
@@ -178,20 +178,41 @@ def reveal_secret(
     """
     this_device = LazyDevice(device)
     prover = AccessProver(link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase)
-    path = AccessPath(
-        link.secret_id,
-        server=api.server,
-        can_unlock=passphrase is not None or ask_passphrase is not None,
-        max_pow_bits=max_pow_bits,
-        rate_limit_retries=rate_limit_retries,
-        max_retry_wait=max_retry_wait,
-    )
+    while True:
+        path = AccessPath(
+            link.secret_id,
+            server=api.server,
+            can_unlock=passphrase is not None or ask_passphrase is not None,
+            max_pow_bits=max_pow_bits,
+            rate_limit_retries=rate_limit_retries,
+            max_retry_wait=max_retry_wait,
+        )
+        try:
+            return _reveal_on(api, link, path, prover, this_device, write, progress, sleep)
+        except WrongKey:
+            # Refused at the ticket step, so nothing was spent: a typed passphrase may be
+            # typed again (a wrong link key cannot be fixed by asking).
+            if not prover.may_ask_again():
+                raise
+
+
+def _reveal_on(
+    api: SecretsApi,
+    link: ShareLink,
+    path: AccessPath,
+    prover: AccessProver,
+    this_device: LazyDevice,
+    write: Callable[[bytes], object],
+    progress: ProgressCallback | None,
+    sleep: Callable[[float], object],
+) -> Metadata:
+    """One walk of `path` to a view, and the envelope opened as it streams in."""
     with _spend_view(api, path, _Workers(this_device, prover), sleep) as envelope:
         # The passphrase the access proof was made with (perhaps typed just now) opens it.
         reader = EnvelopeReader(
             link.link_key,
             passphrase=prover.passphrase,
-            ask_passphrase=ask_passphrase,
+            ask_passphrase=prover.ask_passphrase,
             device=this_device,
         )
         reveal = _Reveal(reader, write, progress)
