@@ -51,6 +51,8 @@ from typing import Any
 
 import httpx
 
+from atopos.crypto.access_proof import AccessSigner
+from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.envelope import Metadata, seal
 from bench.harness import end_process
 
@@ -128,6 +130,8 @@ class _Secret:
     views: int
     digest: bytes
     created_before_kill: bool
+    # The secret's access key (docs/protocol/access.md): its proof buys tickets.
+    signer: AccessSigner = dataclasses.field(repr=False)
     reveals: int = 0  # answered 200
     uncertain: int = 0  # cut off: the view may or may not have been taken
 
@@ -342,10 +346,11 @@ class _Load:
     async def _create(self, conn: _Connection, rng: random.Random) -> None:
         views = rng.choice((1, 1, 1, 3))
         content = os.urandom(rng.randrange(8, 200))
-        body = seal(
-            content, Metadata("text", len(content)), os.urandom(32), random_bytes=os.urandom
-        )
-        answer = await self._call(conn, "POST", f"{self.api}?views={views}", body, OCTETS)
+        link_key = os.urandom(32)
+        body = seal(content, Metadata("text", len(content)), link_key, random_bytes=os.urandom)
+        signer = AccessSigner(link_key)
+        query = f"views={views}&access_key={b64url_encode(signer.public_key)}"
+        answer = await self._call(conn, "POST", f"{self.api}?{query}", body, OCTETS)
         if answer is not None and answer[0] == 201:
             created = json.loads(answer[1])
             self.secrets.append(
@@ -355,6 +360,7 @@ class _Load:
                     views,
                     hashlib.sha256(body).digest(),
                     created_before_kill=self.kill_time is None,
+                    signer=signer,
                 )
             )
 
@@ -366,7 +372,9 @@ class _Load:
         if challenge is None or challenge[0] != 200:
             return False
         text = json.loads(challenge[1])["challenge"]
-        ticket = await self._json(conn, f"{base}/ticket", {"challenge": text, "nonce": 0})
+        proof = b64url_encode(secret.signer.sign_proof(b64url_decode(secret.id), text))
+        trade = {"challenge": text, "nonce": 0, "access_proof": proof}
+        ticket = await self._json(conn, f"{base}/ticket", trade)
         if ticket is None or ticket[0] != 200:
             return False
         value = json.loads(ticket[1])["ticket"]

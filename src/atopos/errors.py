@@ -17,6 +17,7 @@ __all__ = [
     "StorageFull",
     "TooLarge",
     "Unavailable",
+    "WrongKey",
 ]
 
 
@@ -34,6 +35,16 @@ class Gone(AtoposError):
 
 class Refused(AtoposError):
     """The request was understood and denied (bad ticket, wrong passphrase, wrong device)."""
+
+
+class WrongKey(Refused):
+    """The access proof does not match: the link's key or the passphrase is wrong. Said at
+    the ticket step, so nothing was spent (docs/protocol/access.md)."""
+
+    MESSAGE = "The key in the link or the passphrase is wrong; no view was spent."
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)
 
 
 class RateLimited(Refused):

@@ -67,6 +67,7 @@ async () => {
 
 _EVENT_NAMES = {
     "ServerAnswered": "answer",
+    "AccessProofMade": "access_proof",
     "DeviceProofMade": "device_proof",
     "ProofOfWorkFound": "nonce",
     "Waited": "waited",

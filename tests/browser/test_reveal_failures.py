@@ -25,7 +25,8 @@ from tests.browser.harness import (
 from tests.servers import ServerProcess
 
 CUT_OFF_TITLE = "The download was cut off"
-WRONG_KEY_TITLE = "The key in the link does not open this secret"
+# The key-knowledge proof's refusal at the ticket step (nothing spent).
+REFUSED_KEY_TITLE = "Wrong key or passphrase"
 
 
 def create_file_secret(
@@ -99,21 +100,35 @@ def test_a_cut_off_download_says_so(
 
 
 def test_a_wrong_key_says_so(new_context: NewContext, web_server: ServerProcess) -> None:
+    """A mistyped link is refused at the ticket step by the key-knowledge proof
+    (docs/protocol/access.md): the page says the key or passphrase is wrong before any reveal,
+    and the view is still there for the right link."""
     creator, _ = new_context()
     links = create_text_secret(creator.new_page(), web_server.url, "opened by the right key only")
     link, key = links.share.split("#")
     # Another valid 32-byte key: the first character changed, as a mistyped link would be.
     wrong = link + "#" + ("B" if key[0] != "B" else "C") + key[1:]
-    reader, _ = new_context()
+    reader, guard = new_context()
+    guard.allow_http_error(403)  # the refused ticket
     page = reader.new_page()
+    reveals: list[str] = []
+    page.on(
+        "request",
+        lambda request: reveals.append(request.url) if request.url.endswith("/reveal") else None,
+    )
     page.goto(wrong)
     page.get_by_role("button", name="Reveal secret").click()
     wait_for_state(page, "failed")
-    expect(page.locator("#failed-title")).to_have_text(WRONG_KEY_TITLE)
+    expect(page.locator("#failed-title")).to_have_text(REFUSED_KEY_TITLE)
     message = page.locator("#failed-message")
-    expect(message).to_contain_text("arrived whole")
+    expect(message).to_contain_text("Nothing was used")
     expect(message).not_to_contain_text("network")
+    expect(message).not_to_contain_text("This view has been used")
     screenshot(page, "reveal-wrong-key")
+    # Refused before the reveal step: no reveal request was made, and the view is not spent.
+    assert reveals == []
+    other, _ = new_context()
+    assert reveal_text(other.new_page(), links.share) == "opened by the right key only"
 
 
 def test_leaving_a_revealed_page_asks_first(

@@ -129,26 +129,29 @@ def test_wrong_passphrase_then_right_one_spends_one_view(
         creator.new_page(), web_server.url, SECRET, views=2, passphrase=PASSPHRASE
     )
     reader, guard = new_context()
+    guard.allow_http_error(403)  # the ticket refused for the wrong passphrase
     page = reader.new_page()
     open_until_asked(page, links.share)
 
     page.get_by_label("Passphrase").fill("wrong horse")
     page.get_by_role("button", name="Unlock").click()
-    # The view was spent on the wrong passphrase; the ciphertext stays in this tab.
+    # The key-knowledge proof (docs/protocol/access.md): the wrong passphrase is refused at
+    # the ticket step, so no view is spent and the reader is simply asked again.
     expect(page.locator("#passphrase-error")).to_contain_text("does not open")
+    expect(page.locator("#passphrase-error")).to_contain_text("Wrong key or passphrase")
     wait_for_state(page, "passphrase")
-    expect(page.locator("#passphrase-held")).to_be_visible()
+    expect(page.locator("#passphrase-held")).to_be_hidden()
     screenshot(page, "reveal-passphrase-first-wrong")
     assert SECRET not in (page.text_content("main") or "")
-    assert len(api_calls(guard, "reveal")) == 1
-    assert views_left(web_server, links.manage) == 1
+    assert len(api_calls(guard, "reveal")) == 0
+    assert views_left(web_server, links.manage) == 2
 
     page.get_by_label("Passphrase").fill(PASSPHRASE)
-    page.get_by_role("button", name="Unlock").click()
+    page.get_by_role("button", name="Unlock and reveal").click()
     wait_for_state(page, "text")
     assert page.locator("#secret-output").text_content() == SECRET
-    # Opened from the bytes the tab held: no second ticket, no second view.
-    assert len(api_calls(guard, "ticket")) == 1
+    # One refused ticket, one granted; one reveal, one view.
+    assert len(api_calls(guard, "ticket")) == 2
     assert len(api_calls(guard, "reveal")) == 1
     assert views_left(web_server, links.manage) == 1
 
@@ -173,6 +176,7 @@ def test_many_chunk_file_behind_a_passphrase_spends_one_view(
     links = read_links(page)
 
     reader, guard = new_context()
+    guard.allow_http_error(403)  # a ticket refused for a wrong passphrase
     page = reader.new_page()
     page.add_init_script(SMALL_READS)
     open_until_asked(page, links.share)
@@ -181,8 +185,11 @@ def test_many_chunk_file_behind_a_passphrase_spends_one_view(
     page.get_by_label("Passphrase").fill(first_try)
     page.get_by_role("button", name="Unlock").click()
     if first_try != PASSPHRASE:
+        # Refused at the ticket step: nothing spent, asked again.
         expect(page.locator("#passphrase-error")).to_contain_text("does not open")
-        expect(page.locator("#passphrase-held")).to_be_visible()
+        expect(page.locator("#passphrase-held")).to_be_hidden()
+        assert api_calls(guard, "reveal") == []
+        assert views_left(web_server, links.manage) == 2
         page.get_by_label("Passphrase").fill(PASSPHRASE)
         page.get_by_role("button", name="Unlock").click()
     wait_for_state(page, "file")

@@ -20,10 +20,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from atopos.crypto.access_proof import AccessSigner
 from atopos.crypto.base64url import b64url_encode
 from atopos.crypto.device import DeviceKeys
 from atopos.server.config import ServerConfig, rate_limits
-from tests.api_client import OCTETS, envelope
+from tests.api_client import OCTETS, access_params, envelope
 from tests.fuzz.test_parsers import header_like, json_bodies
 from tests.fuzzing import fuzz_settings
 from tests.servers import ManualClock, in_process_server
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.fuzz
 
 ALPHABET = string.ascii_letters + string.digits + "-_"
 VALID_DEVICE_KEY = b64url_encode(DeviceKeys.from_seed(bytes(32)).public.signing_key)
+VALID_ACCESS_KEY = b64url_encode(AccessSigner(bytes(32)).public_key)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +73,11 @@ parameter = st.one_of(
         st.sampled_from([VALID_DEVICE_KEY, "", "A" * 43, VALID_DEVICE_KEY + "A"])
         | st.text(ALPHABET, max_size=50),
     ),
+    st.tuples(
+        st.just("access_key"),
+        st.sampled_from([VALID_ACCESS_KEY, "", "A" * 43, VALID_ACCESS_KEY + "A"])
+        | st.text(ALPHABET, max_size=50),
+    ),
     st.tuples(st.text(max_size=10), st.text(max_size=10)),
 )
 
@@ -90,7 +97,8 @@ def test_create_parameters_are_accepted_only_when_valid(
         given_names = [name for name, _ in parameters]
         assert len(given_names) == len(set(given_names))
         values = dict(parameters)
-        assert set(values) <= {"views", "expires_in", "kind", "device_key"}
+        assert set(values) <= {"views", "expires_in", "kind", "device_key", "access_key"}
+        assert values.get("access_key") == VALID_ACCESS_KEY
         if "views" in values:
             assert 1 <= int(values["views"]) <= 100
         if "expires_in" in values:
@@ -111,7 +119,9 @@ def test_create_bodies_are_envelopes_or_refused(
 ) -> None:
     url, client = surface
     headers = {"content-type": content_type} if content_type else {}
-    response = client.post(f"{url}/api/v1/secrets", content=body, headers=headers)
+    response = client.post(
+        f"{url}/api/v1/secrets", params=access_params(body), content=body, headers=headers
+    )
     assert _is_clean(response)
     # A bare header and random bytes are never long enough to hold a sealed record.
     assert response.status_code == 422

@@ -13,7 +13,7 @@ from atopos.crypto import pow as proof_of_work
 from atopos.crypto.base64url import b64url_encode
 from atopos.server.config import ServerConfig, rate_limits
 from atopos.storage.sqlite import SqliteSecretStore
-from tests.api_client import create, envelope
+from tests.api_client import access_proof, create, envelope
 from tests.servers import ManualClock, in_process_server
 
 BASE_BITS = 4
@@ -72,7 +72,11 @@ def test_a_harder_challenge_lives_longer_and_still_buys_one_view(tmp_path: Path)
         assert issued["bits"] == BASE_BITS + 3
         assert issued["expires_at"] - clock.now() == config.challenge_ttl * 8
         nonce = proof_of_work.solve(issued["challenge"].encode(), issued["bits"])
-        trade = {"challenge": issued["challenge"], "nonce": nonce}
+        trade = {
+            "challenge": issued["challenge"],
+            "nonce": nonce,
+            "access_proof": access_proof(sid, issued["challenge"]),
+        }
 
         # Past the base lifetime, the harder challenge is still good.
         clock.advance(config.challenge_ttl * 2)

@@ -9,7 +9,15 @@ import pytest
 
 from atopos.crypto.envelope import open_envelope
 from atopos.server.middleware import CONTENT_SECURITY_POLICY
-from tests.api_client import OCTETS, create, envelope, reveal, ticket
+from tests.api_client import (
+    OCTETS,
+    access_params,
+    access_proof,
+    create,
+    envelope,
+    reveal,
+    ticket,
+)
 from tests.servers import ManualClock
 
 
@@ -81,7 +89,11 @@ def test_one_challenge_buys_one_view(api: str, client: httpx.Client) -> None:
     body, _ = envelope(b"c")
     sid = str(create(client, api, body, views=5)["id"])
     c = client.post(f"{api}/api/v1/secrets/{sid}/challenge").json()
-    solved = {"challenge": c["challenge"], "nonce": 0}
+    solved = {
+        "challenge": c["challenge"],
+        "nonce": 0,
+        "access_proof": access_proof(sid, c["challenge"]),
+    }
     first = client.post(f"{api}/api/v1/secrets/{sid}/ticket", json=solved).json()["ticket"]
     second = client.post(f"{api}/api/v1/secrets/{sid}/ticket", json=solved).json()["ticket"]
     assert reveal(client, api, sid, first).status_code == 200
@@ -117,6 +129,8 @@ def test_status_and_delete_need_the_manage_token(api: str, client: httpx.Client)
     assert client.delete(url, headers=auth).status_code == 404
 
 
+# Any valid access key: the requests below must fail for their own reason, not for lacking one.
+ANY_ACCESS_KEY = access_params(b"")["access_key"]
 BAD_REQUESTS = [
     # (description, method, path, kwargs, expected status)
     ("unknown id", "POST", "/api/v1/secrets/AAAAAAAAAAAAAAAAAAAAAA/challenge", {}, 404),
@@ -163,11 +177,17 @@ BAD_REQUESTS = [
     (
         "garbage envelope",
         "POST",
-        "/api/v1/secrets",
+        f"/api/v1/secrets?access_key={ANY_ACCESS_KEY}",
         {"content": b"\0" * 4096, "headers": OCTETS},
         422,
     ),
-    ("empty envelope", "POST", "/api/v1/secrets", {"content": b"", "headers": OCTETS}, 422),
+    (
+        "empty envelope",
+        "POST",
+        f"/api/v1/secrets?access_key={ANY_ACCESS_KEY}",
+        {"content": b"", "headers": OCTETS},
+        422,
+    ),
     ("wrong content type", "POST", "/api/v1/secrets", {"json": {"a": 1}}, 422),
     ("views 0", "POST", "/api/v1/secrets?views=0", {"content": b"x", "headers": OCTETS}, 422),
     ("views huge", "POST", "/api/v1/secrets?views=101", {"content": b"x", "headers": OCTETS}, 422),
@@ -221,8 +241,8 @@ def test_declared_oversized_body_is_refused_before_reading(api: str) -> None:
     parts = urlsplit(api)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
         sock.sendall(
-            b"POST /api/v1/secrets HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/octet-stream\r\nContent-Length: 1099511627776\r\n\r\n"
+            f"POST /api/v1/secrets?access_key={ANY_ACCESS_KEY} HTTP/1.1\r\nHost: x\r\n".encode()
+            + b"Content-Type: application/octet-stream\r\nContent-Length: 1099511627776\r\n\r\n"
         )
         # No body is sent: the answer must come from the header alone.
         head = sock.recv(4096).decode("latin-1")
@@ -248,7 +268,12 @@ def test_streamed_oversized_body_is_cut_off(tmp_path: object, clock: ManualClock
 
     with in_process_server(config, clock) as url, httpx.Client() as client:
         # No Content-Length: the limit must hold while reading.
-        response = client.post(f"{url}/api/v1/secrets", content=chunks(), headers=OCTETS)  # type: ignore[arg-type]
+        response = client.post(
+            f"{url}/api/v1/secrets",
+            params=access_params(big),
+            content=chunks(),  # type: ignore[arg-type]
+            headers=OCTETS,
+        )
         assert response.status_code == 413
 
 
@@ -313,7 +338,7 @@ def test_device_key_must_match_the_envelope(api: str, client: httpx.Client) -> N
     body, _ = envelope(b"not bound")
     response = client.post(
         f"{api}/api/v1/secrets",
-        params={"device_key": b64url_encode(public)},
+        params=access_params(body, device_key=b64url_encode(public)),
         content=body,
         headers=OCTETS,
     )

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.api_client import create, envelope
+from tests.api_client import access_params, create, envelope
 from tests.servers import ServerProcess
 
 
@@ -51,7 +51,9 @@ def test_an_abandoned_upload_is_no_500_and_leaves_nothing(
     real = envelope(b"x" * (declared // 2))[0]
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
-            b"POST /api/v1/secrets HTTP/1.1\r\nHost: atopos\r\n"
+            f"POST /api/v1/secrets?access_key={access_params(real)['access_key']}".encode()
+            + b" HTTP/1.1\r\n"
+            + b"Host: atopos\r\n"
             b"Content-Type: application/octet-stream\r\n"
             + f"Content-Length: {declared}\r\n\r\n".encode()
             + real[: declared // 2]

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from atopos.server.config import ServerConfig, rate_limits
-from tests.api_client import OCTETS, envelope
+from tests.api_client import OCTETS, access_params, envelope
 from tests.servers import ManualClock, in_process_server
 
 
@@ -27,7 +27,9 @@ def _create(client: httpx.Client, url: str, forwarded: list[str]) -> int:
     headers = [(b"content-type", OCTETS["content-type"].encode())]
     headers += [(b"x-forwarded-for", line.encode()) for line in forwarded]
     body = envelope(b"x")[0]
-    return client.post(f"{url}/api/v1/secrets", content=body, headers=headers).status_code
+    return client.post(
+        f"{url}/api/v1/secrets", params=access_params(body), content=body, headers=headers
+    ).status_code
 
 
 def test_a_forged_forwarded_line_does_not_change_who_the_client_is(tmp_path: Path) -> None:

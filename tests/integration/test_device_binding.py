@@ -21,7 +21,7 @@ from atopos.crypto import pow as proof_of_work
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import DeviceKeys
 from atopos.crypto.envelope import Metadata, seal
-from tests.api_client import OCTETS, envelope
+from tests.api_client import OCTETS, access_params, access_proof, envelope, remember
 from tests.servers import ATOPOS, ServerProcess
 
 SECRET = b"the vault code is 0451\n"
@@ -312,11 +312,12 @@ def _create_bound(client: httpx.Client, url: str, keys: DeviceKeys, views: int =
     )
     response = client.post(
         f"{url}/api/v1/secrets",
-        params={"views": views, "device_key": b64url_encode(keys.public.signing_key)},
+        params=access_params(body, views=views, device_key=b64url_encode(keys.public.signing_key)),
         content=body,
         headers=OCTETS,
     )
     assert response.status_code == 201, response.text
+    remember(response.json()["id"], body)
     return str(response.json()["id"])
 
 
@@ -331,7 +332,12 @@ def _challenge(client: httpx.Client, url: str, sid: str) -> tuple[str, int, bool
 def _ticket(
     client: httpx.Client, url: str, sid: str, challenge: str, nonce: int, proof: str | None
 ) -> httpx.Response:
-    body: dict[str, object] = {"challenge": challenge, "nonce": nonce}
+    # The right access proof: these tests are about the device proof.
+    body: dict[str, object] = {
+        "challenge": challenge,
+        "nonce": nonce,
+        "access_proof": access_proof(sid, challenge),
+    }
     if proof is not None:
         body["device_proof"] = proof
     return client.post(f"{url}/api/v1/secrets/{sid}/ticket", json=body)
@@ -384,8 +390,11 @@ def test_a_proof_is_bound_to_one_challenge_and_one_secret(
 
 def test_unbound_secrets_ignore_device_proofs(server: ServerProcess, client: httpx.Client) -> None:
     body, _ = envelope(b"plain")
-    response = client.post(f"{server.url}/api/v1/secrets", content=body, headers=OCTETS)
+    response = client.post(
+        f"{server.url}/api/v1/secrets", params=access_params(body), content=body, headers=OCTETS
+    )
     sid = response.json()["id"]
+    remember(sid, body)
     challenge, nonce, is_bound = _challenge(client, server.url, sid)
     assert not is_bound
     assert _ticket(client, server.url, sid, challenge, nonce, "A" * 86).status_code == 200
@@ -408,7 +417,7 @@ def test_create_refuses_a_device_key_that_is_not_an_ed25519_key(
     body, _ = envelope(b"x")
     response = client.post(
         f"{server.url}/api/v1/secrets",
-        params={"device_key": device_key},
+        params=access_params(body, device_key=device_key),
         content=body,
         headers=OCTETS,
     )

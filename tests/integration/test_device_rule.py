@@ -16,7 +16,7 @@ from atopos.crypto import pow as proof_of_work
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import DeviceKeys
 from atopos.crypto.envelope import Metadata, seal
-from tests.api_client import OCTETS, envelope
+from tests.api_client import OCTETS, access_params, access_proof, envelope, remember
 from tests.servers import ServerProcess
 
 BASE_BITS = 4
@@ -54,7 +54,12 @@ def _bound_envelope(device: DeviceKeys) -> bytes:
 
 
 def _create(client: httpx.Client, body: bytes, **params: str | int) -> httpx.Response:
-    return client.post("/secrets", params=params, content=body, headers=OCTETS)
+    response = client.post(
+        "/secrets", params=access_params(body, **params), content=body, headers=OCTETS
+    )
+    if response.status_code == 201:
+        remember(response.json()["id"], body)
+    return response
 
 
 def _create_bound(client: httpx.Client, device: DeviceKeys) -> tuple[str, str]:
@@ -80,7 +85,9 @@ def _solved(client: httpx.Client, sid: str) -> tuple[str, int]:
 
 
 def _ticket(client: httpx.Client, sid: str, body: dict[str, object]) -> httpx.Response:
-    return client.post(f"/secrets/{sid}/ticket", json=body)
+    # With the right access proof (access.md): these tests are about the device proof.
+    proof = access_proof(sid, str(body["challenge"]))
+    return client.post(f"/secrets/{sid}/ticket", json={**body, "access_proof": proof})
 
 
 def _proof(device: DeviceKeys, sid: str, challenge: str) -> str:

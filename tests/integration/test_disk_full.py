@@ -37,7 +37,7 @@ import pytest
 
 from atopos.crypto.base64url import b64url_decode
 from atopos.server.middleware import CONTENT_SECURITY_POLICY
-from tests.api_client import OCTETS, envelope, reveal, ticket
+from tests.api_client import OCTETS, access_params, envelope, remember, reveal, ticket
 from tests.servers import ServerProcess
 
 FILESYSTEM_MIB = 8
@@ -121,7 +121,9 @@ def _create(
     client: httpx.Client, url: str, size: int = 3000, **params: int | str
 ) -> httpx.Response:
     body, _ = envelope(os.urandom(size))
-    return client.post(f"{url}/api/v1/secrets", params=params, content=body, headers=OCTETS)
+    return client.post(
+        f"{url}/api/v1/secrets", params=access_params(body, **params), content=body, headers=OCTETS
+    )
 
 
 def _scenario(
@@ -138,9 +140,13 @@ def _scenario(
         for _ in range(4):
             body, _ = envelope(os.urandom(200))
             response = client.post(
-                f"{url}/api/v1/secrets", params={"views": 2}, content=body, headers=OCTETS
+                f"{url}/api/v1/secrets",
+                params=access_params(body, views=2),
+                content=body,
+                headers=OCTETS,
             )
             assert response.status_code == 201
+            remember(response.json()["id"], body)
             existing.append((response.json(), body))
 
         # Secrets acknowledged while filling up count like any other.

@@ -13,7 +13,7 @@ import httpx
 
 from atopos.crypto.envelope import Metadata, parse_header, seal
 from atopos.server.config import ServerConfig, rate_limits
-from tests.api_client import OCTETS
+from tests.api_client import OCTETS, access_params
 from tests.servers import ManualClock, in_process_server
 
 KiB = 1024
@@ -35,7 +35,10 @@ def _used_pages(data_dir: Path) -> int:
 
 def _post(client: httpx.Client, url: str, body: bytes) -> httpx.Response:
     return client.post(
-        f"{url}/api/v1/secrets", content=body, headers=OCTETS, params={"kind": "file"}
+        f"{url}/api/v1/secrets",
+        content=body,
+        headers=OCTETS,
+        params=access_params(body, kind="file"),
     )
 
 

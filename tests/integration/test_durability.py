@@ -11,7 +11,16 @@ import httpx
 
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.envelope import Metadata, seal
-from tests.api_client import OCTETS, create, envelope, reveal, ticket
+from tests.api_client import (
+    OCTETS,
+    access_params,
+    access_proof,
+    create,
+    envelope,
+    remember,
+    reveal,
+    ticket,
+)
 from tests.servers import ServerProcess
 
 
@@ -20,7 +29,12 @@ async def _tickets(client: httpx.AsyncClient, url: str, sid: str, count: int) ->
         c = (await client.post(f"{url}/api/v1/secrets/{sid}/challenge")).json()
         nonce = proof_of_work.solve(c["challenge"].encode(), c["bits"])
         response = await client.post(
-            f"{url}/api/v1/secrets/{sid}/ticket", json={"challenge": c["challenge"], "nonce": nonce}
+            f"{url}/api/v1/secrets/{sid}/ticket",
+            json={
+                "challenge": c["challenge"],
+                "nonce": nonce,
+                "access_proof": access_proof(sid, c["challenge"]),
+            },
         )
         value: str = response.json()["ticket"]
         return value
@@ -36,9 +50,13 @@ def test_race_on_a_one_view_secret_gives_exactly_one_200(server: ServerProcess) 
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             body, _ = envelope(b"only once")
             response = await client.post(
-                f"{server.url}/api/v1/secrets", content=body, headers=OCTETS
+                f"{server.url}/api/v1/secrets",
+                params=access_params(body),
+                content=body,
+                headers=OCTETS,
             )
             sid = response.json()["id"]
+            remember(sid, body)
             tickets = await _tickets(client, server.url, sid, attempts)
             start = asyncio.Event()
 
@@ -66,9 +84,13 @@ def test_race_replaying_one_ticket_gives_exactly_one_200(server: ServerProcess) 
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             body, _ = envelope(b"many views")
             response = await client.post(
-                f"{server.url}/api/v1/secrets", params={"views": 100}, content=body, headers=OCTETS
+                f"{server.url}/api/v1/secrets",
+                params=access_params(body, views=100),
+                content=body,
+                headers=OCTETS,
             )
             sid = response.json()["id"]
+            remember(sid, body)
             (value,) = await _tickets(client, server.url, sid, 1)
             return await asyncio.gather(
                 *(
@@ -90,7 +112,12 @@ def test_kill_9_after_a_burst_loses_no_acknowledged_secret(server: ServerProcess
             bodies = [envelope(os.urandom(64))[0] for _ in range(burst)]
             responses = await asyncio.gather(
                 *(
-                    client.post(f"{server.url}/api/v1/secrets", content=body, headers=OCTETS)
+                    client.post(
+                        f"{server.url}/api/v1/secrets",
+                        params=access_params(body),
+                        content=body,
+                        headers=OCTETS,
+                    )
                     for body in bodies
                 )
             )

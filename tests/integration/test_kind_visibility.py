@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from atopos.crypto.base64url import b64url_decode
-from tests.api_client import OCTETS, envelope
+from tests.api_client import OCTETS, access_params, envelope
 from tests.servers import ATOPOS, ServerProcess
 
 FILE_NAME = "merger-plan-zx81q.pdf"
@@ -47,7 +47,16 @@ def test_only_the_kind_is_in_the_clear_never_the_file_name(
         assert status.json()["kind"] == "file"
         # A reader learns nothing of the kind before the view: the challenge does not say.
         challenge = client.post(f"/secrets/{sid}/challenge").json()
-        assert set(challenge) == {"challenge", "bits", "expires_at", "is_bound", "has_passphrase"}
+        # (has_access_key and argon2 are the key-knowledge proof's: docs/protocol/access.md.)
+        assert set(challenge) == {
+            "challenge",
+            "bits",
+            "expires_at",
+            "is_bound",
+            "has_passphrase",
+            "has_access_key",
+            "argon2",
+        }
     # The name stays inside the ciphertext: not in the database, its WAL or anything beside.
     stored = _stored_bytes(server.data_dir)
     assert b64url_decode(sid) in stored  # the search does see what is stored
@@ -59,7 +68,9 @@ def test_only_the_kind_is_in_the_clear_never_the_file_name(
 def test_the_kind_is_what_the_creator_declares(server: ServerProcess) -> None:
     body, _ = envelope(b"text inside")  # encrypted metadata says "text"
     with httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as client:
-        created = client.post("/secrets", params={"kind": "file"}, content=body, headers=OCTETS)
+        created = client.post(
+            "/secrets", params=access_params(body, kind="file"), content=body, headers=OCTETS
+        )
         assert created.status_code == 201, created.text
         record = created.json()
         status = client.get(
@@ -67,7 +78,9 @@ def test_the_kind_is_what_the_creator_declares(server: ServerProcess) -> None:
             headers={"authorization": f"Bearer {record['manage_token']}"},
         )
         assert status.json()["kind"] == "file"
-        without = client.post("/secrets", content=body, headers=OCTETS).json()
+        without = client.post(
+            "/secrets", params=access_params(body), content=body, headers=OCTETS
+        ).json()
         default = client.get(
             f"/secrets/{without['id']}/status",
             headers={"authorization": f"Bearer {without['manage_token']}"},

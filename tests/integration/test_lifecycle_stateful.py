@@ -45,7 +45,7 @@ from atopos.server.config import ServerConfig, rate_limits
 from atopos.storage.port import NewSecret, SecretStore, TicketUsed
 from atopos.storage.redis import RedisSecretStore
 from atopos.storage.sqlite import CHUNK_BYTES, SqliteSecretStore
-from tests.api_client import OCTETS, envelope
+from tests.api_client import OCTETS, access_params, access_proof, envelope, remember
 from tests.fuzzing import fuzz_settings
 from tests.servers import ManualClock, in_process_server
 
@@ -430,12 +430,13 @@ class HttpLifecycle(RuleBasedStateMachine):
         body, key = envelope(content)
         response = self.client.post(
             self._api(""),
-            params={"views": views, "expires_in": expires_in, "kind": kind},
+            params=access_params(body, views=views, expires_in=expires_in, kind=kind),
             content=body,
             headers=OCTETS,
         )
         assert response.status_code == 201, response.text
         created = response.json()
+        remember(created["id"], body)
         assert created["expires_at"] == self.now + expires_in
         secret = ApiSecret(
             created["id"],
@@ -466,7 +467,11 @@ class HttpLifecycle(RuleBasedStateMachine):
     def ticket(self, challenge: IssuedChallenge) -> object:
         response = self.client.post(
             self._api(f"/{challenge.secret.id}/ticket"),
-            json={"challenge": challenge.text, "nonce": 0},
+            json={
+                "challenge": challenge.text,
+                "nonce": 0,
+                "access_proof": access_proof(challenge.secret.id, challenge.text),
+            },
         )
         if challenge.expires_at <= self.now:
             assert response.status_code == 403, response.text
@@ -614,10 +619,13 @@ def test_a_later_ticket_of_a_spent_challenge_is_refused_after_a_sweep(
     with in_process_server(config, clock, store) as url, httpx.Client(timeout=30) as client:
         api = f"{url}/api/v1/secrets"
         body, _ = envelope(b"two views")
-        created = client.post(api, params={"views": 2}, content=body, headers=OCTETS).json()
+        created = client.post(
+            api, params=access_params(body, views=2), content=body, headers=OCTETS
+        ).json()
         sid = created["id"]
+        remember(sid, body)
         challenge = client.post(f"{api}/{sid}/challenge").json()["challenge"]
-        solved = {"challenge": challenge, "nonce": 0}
+        solved = {"challenge": challenge, "nonce": 0, "access_proof": access_proof(sid, challenge)}
         first = client.post(f"{api}/{sid}/ticket", json=solved).json()["ticket"]
         assert client.post(f"{api}/{sid}/reveal", json={"ticket": first}).status_code == 200
         clock.advance(60)

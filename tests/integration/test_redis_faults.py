@@ -19,7 +19,16 @@ from atopos.errors import Unavailable
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
 from atopos.storage.ephemeral_redis import PersistenceCheck
 from atopos.storage.redis import RedisSecretStore
-from tests.api_client import OCTETS, create, envelope, reveal, ticket
+from tests.api_client import (
+    OCTETS,
+    access_params,
+    access_proof,
+    create,
+    envelope,
+    remember,
+    reveal,
+    ticket,
+)
 from tests.redis_servers import Nodes, RedisServer, start_nodes, write_key_file
 from tests.servers import free_port
 
@@ -77,13 +86,17 @@ def test_kill_9_of_redis_keeps_every_acknowledged_secret(
                     while True:
                         body, _ = envelope(os.urandom(48))
                         response = await client.post(
-                            f"{url}/api/v1/secrets", content=body, headers=OCTETS
+                            f"{url}/api/v1/secrets",
+                            params=access_params(body),
+                            content=body,
+                            headers=OCTETS,
                         )
                         if response.status_code != 201:
                             assert killed.is_set(), response.text
                             refused.add(response.status_code)
                             return
                         acknowledged.append(response.json())
+                        remember(response.json()["id"], body)
                         if len(acknowledged) >= kill_after and not killed.is_set():
                             killed.set()
                             redis_alone.kill9()
@@ -147,12 +160,19 @@ def test_with_redis_stopped_every_storage_route_is_503_then_service_resumes(
             assert health.json() == DOWN
             calls = {
                 "create": lambda: client.post(
-                    f"{node.url}/api/v1/secrets", content=body, headers=OCTETS
+                    f"{node.url}/api/v1/secrets",
+                    params=access_params(body),
+                    content=body,
+                    headers=OCTETS,
                 ),
                 "challenge": lambda: client.post(f"{node.url}/api/v1/secrets/{sid}/challenge"),
                 "ticket": lambda: client.post(
                     f"{node.url}/api/v1/secrets/{sid}/ticket",
-                    json={"challenge": challenge["challenge"], "nonce": 0},
+                    json={
+                        "challenge": challenge["challenge"],
+                        "nonce": 0,
+                        "access_proof": access_proof(sid, challenge["challenge"]),
+                    },
                 ),
                 "reveal": lambda: reveal(client, node.url, sid, ready_ticket),
                 "status": lambda: client.get(

@@ -16,7 +16,16 @@ import pytest
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.base64url import b64url_decode
 from atopos.storage.redis import SecretKeys
-from tests.api_client import OCTETS, create, envelope, reveal, ticket
+from tests.api_client import (
+    OCTETS,
+    access_params,
+    access_proof,
+    create,
+    envelope,
+    remember,
+    reveal,
+    ticket,
+)
 from tests.redis_servers import Nodes, RedisServer, start_all, start_nodes, write_key_file
 from tests.servers import ServerProcess
 
@@ -46,7 +55,11 @@ async def _ticket(client: httpx.AsyncClient, url: str, sid: str) -> str:
     nonce = proof_of_work.solve(challenge["challenge"].encode(), challenge["bits"])
     response = await client.post(
         f"{url}/api/v1/secrets/{sid}/ticket",
-        json={"challenge": challenge["challenge"], "nonce": nonce},
+        json={
+            "challenge": challenge["challenge"],
+            "nonce": nonce,
+            "access_proof": access_proof(sid, challenge["challenge"]),
+        },
     )
     assert response.status_code == 200, response.text
     value: str = response.json()["ticket"]
@@ -82,8 +95,14 @@ def test_two_nodes_race_on_a_one_view_secret_gives_exactly_one_200(nodes: Nodes)
     async def scenario() -> list[int]:
         async with _client(64) as client:
             body, _ = envelope(b"only once")
-            response = await client.post(f"{urls[0]}/api/v1/secrets", content=body, headers=OCTETS)
+            response = await client.post(
+                f"{urls[0]}/api/v1/secrets",
+                params=access_params(body),
+                content=body,
+                headers=OCTETS,
+            )
             sid = response.json()["id"]
+            remember(sid, body)
             # Each ticket comes from the node that will NOT redeem it: the key is shared.
             tickets = await asyncio.gather(
                 *(_ticket(client, urls[(n + 1) % 2], sid) for n in range(ATTEMPTS))
@@ -103,9 +122,13 @@ def test_two_nodes_race_replaying_one_ticket_gives_exactly_one_200(nodes: Nodes)
         async with _client(8) as client:
             body, _ = envelope(b"many views")
             response = await client.post(
-                f"{urls[0]}/api/v1/secrets", params={"views": 100}, content=body, headers=OCTETS
+                f"{urls[0]}/api/v1/secrets",
+                params=access_params(body, views=100),
+                content=body,
+                headers=OCTETS,
             )
             sid = response.json()["id"]
+            remember(sid, body)
             value = await _ticket(client, urls[1], sid)
         return await _race(urls, sid, [value] * ATTEMPTS)
 
@@ -171,7 +194,10 @@ def test_kill_9_of_a_node_during_a_creation_burst_loses_no_acknowledged_secret(
                     body, _ = envelope(os.urandom(48))
                     try:
                         response = await client.post(
-                            f"{node.url}/api/v1/secrets", content=body, headers=OCTETS
+                            f"{node.url}/api/v1/secrets",
+                            params=access_params(body),
+                            content=body,
+                            headers=OCTETS,
                         )
                     except httpx.HTTPError:
                         assert node is nodes.a
@@ -225,7 +251,12 @@ def test_rate_limits_hold_across_nodes(
             statuses = []
             for n in range(11):
                 node = both.a if n % 2 == 0 else both.b
-                response = client.post(f"{node.url}/api/v1/secrets", content=body, headers=OCTETS)
+                response = client.post(
+                    f"{node.url}/api/v1/secrets",
+                    params=access_params(body),
+                    content=body,
+                    headers=OCTETS,
+                )
                 statuses.append(response.status_code)
             assert statuses[:10] == [201] * 10
             assert statuses[10] == 429

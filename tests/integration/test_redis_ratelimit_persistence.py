@@ -21,7 +21,7 @@ import pytest
 from atopos.errors import Unavailable
 from atopos.server.ratelimit import RateLimits, rate_limit_storage
 from atopos.storage.ephemeral_redis import check_at_start
-from tests.api_client import OCTETS, create, envelope
+from tests.api_client import OCTETS, access_params, create, envelope
 from tests.redis_servers import RedisClusterServers, RedisServer
 from tests.servers import ATOPOS, ManualClock, ServerProcess, free_port
 
@@ -67,7 +67,9 @@ def create_statuses(url: str, count: int) -> list[int]:
     body, _ = envelope(b"counted")
     with httpx.Client(timeout=30) as client:
         return [
-            client.post(f"{url}/api/v1/secrets", content=body, headers=OCTETS).status_code
+            client.post(
+                f"{url}/api/v1/secrets", params=access_params(body), content=body, headers=OCTETS
+            ).status_code
             for _ in range(count)
         ]
 

@@ -77,6 +77,31 @@ def test_the_passphrase_hint_is_kept(store_factory: StoreFactory) -> None:
     run_on(store_factory, scenario)
 
 
+def test_the_access_key_and_kdf_fields_are_kept(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        keyed = dataclasses.replace(
+            secret(), has_passphrase=True, access_key=b"\x01" * 32, kdf_fields=b"\x02" * 28
+        )
+        await store.create(keyed, body(b"keyed"))
+        info = await store.info(keyed.secret_id, NOW)
+        assert info is not None
+        assert info.access_key == b"\x01" * 32
+        assert info.kdf_fields == b"\x02" * 28
+        large = dataclasses.replace(secret(), access_key=b"\x03" * 32)
+        await store.create(large, body(b"x" * (3 * 1024 * 1024)))
+        info = await store.info(large.secret_id, NOW)
+        assert info is not None
+        assert (info.access_key, info.kdf_fields) == (b"\x03" * 32, None)
+        # A secret stored without one (before the proof existed) still has none.
+        old = secret()
+        await store.create(old, body(b"old"))
+        info = await store.info(old.secret_id, NOW)
+        assert info is not None
+        assert (info.access_key, info.kdf_fields) == (None, None)
+
+    run_on(store_factory, scenario)
+
+
 def test_a_bound_secret_keeps_its_device_key(store_factory: StoreFactory) -> None:
     async def scenario(store: SecretStore) -> None:
         device_key = os.urandom(32)

@@ -3,6 +3,7 @@ tests/vectors/access_path.json; the browser twin runs the same file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from atopos.protocol.access_path import (
     TRANSITIONS,
     AccessPath,
     AccessPathMisuse,
+    AccessProofMade,
     DeviceProofMade,
     Event,
     Failed,
+    MakeAccessProof,
     MakeDeviceProof,
     ProofOfWorkFound,
     Revealed,
@@ -44,6 +47,10 @@ def as_vector(step: Step) -> dict[str, Any]:
         if step.is_reveal:
             request["is_reveal"] = True
         return {"request": request}
+    if isinstance(step, MakeAccessProof):
+        argon2 = None if step.argon2 is None else dataclasses.asdict(step.argon2)
+        asked = {"secret_id": step.secret_id, "challenge": step.challenge, "argon2": argon2}
+        return {"access_proof": asked}
     if isinstance(step, MakeDeviceProof):
         return {"device_proof": {"secret_id": step.secret_id, "challenge": step.challenge}}
     if isinstance(step, SolveProofOfWork):
@@ -70,6 +77,9 @@ def as_event(then: dict[str, Any], asked: Step) -> Event:
         if "retry_after" in value:
             answer = ServerAnswer(answer.status, answer.body, value["retry_after"])
         return ServerAnswered(answer)
+    if kind == "access_proof":
+        assert isinstance(asked, MakeAccessProof)
+        return AccessProofMade(b64url_decode(value["proof"]))
     if kind == "device_proof":
         proof = value["proof"]
         return DeviceProofMade(None if proof is None else b64url_decode(proof))
@@ -102,6 +112,8 @@ def test_the_transcripts_cover_the_briefed_cases() -> None:
     assert outcomes["refused"]["failed"]["error"] == "refused"
     assert outcomes["expired challenge"]["failed"]["error"] == "refused"
     assert outcomes["passphrase secret, none at hand"]["failed"]["error"] == "passphrase_required"
+    assert outcomes["keyed secret"] == {"revealed": {}}
+    assert outcomes["keyed secret, wrong key"]["failed"]["error"] == "wrong_key"
     names = {t["name"]: t for t in TRANSCRIPTS}
     assert any("wait" in s["client"] for s in names["rate-limited, then through"]["steps"])
 

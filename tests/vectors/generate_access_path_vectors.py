@@ -28,6 +28,9 @@ CHALLENGE = "Y2hhbGxlbmdlLW9uZQ"  # opaque to clients; any string will do
 CHALLENGE_2 = "Y2hhbGxlbmdlLXR3bw"
 TICKET = "dGlja2V0LW9uZQ"
 PROOF = base64.urlsafe_b64encode(bytes(range(64))).rstrip(b"=").decode()
+ACCESS_PROOF = base64.urlsafe_b64encode(bytes(range(64, 128))).rstrip(b"=").decode()
+ARGON2 = {"memory_kib": 65536, "iterations": 3, "lanes": 4, "salt": "AAECAwQFBgcICQoLDA0ODw"}
+WRONG_KEY = "The key in the link or the passphrase is wrong; no view was spent."
 
 TICKET_REFUSED = "The server refused the proof of work (the challenge may have expired)."
 REVEAL_REFUSED = "The access ticket was refused (expired or already used)."
@@ -44,15 +47,19 @@ FORMAT = [
     "`client` is what the client must do next, `then` is what happens next (fed to it).",
     "client.request {method, path, json|null}: send it; json null means no body.",
     "  `is_reveal` true: the answer's body is the envelope (streamed on success).",
+    "client.access_proof {secret_id, challenge, argon2|null}: derive the access key from the",
+    "  link key (and, with argon2 {memory_kib, iterations, lanes, salt}, the passphrase) and",
+    "  sign (access.md, 'Key-knowledge proof').",
     "client.device_proof {secret_id, challenge}: sign with the device key (device.md).",
     "client.proof_of_work {challenge, bits}: find a nonce (access.md, 'Proof of work').",
     "client.wait {seconds}: wait out a 429, then start again from the challenge.",
     "client.revealed: terminal, one view spent, the reveal answer's body is the envelope.",
     "client.failed {error, message, retry_after?}: terminal; error is one of gone, refused,",
-    "  rate_limited, passphrase_required, network; message is the Python client's sentence",
-    "  (a twin may word its own), retry_after only for rate_limited.",
+    "  wrong_key, rate_limited, passphrase_required, network; message is the Python client's",
+    "  sentence (a twin may word its own), retry_after only for rate_limited.",
     "then.answer {status, json?|body?, retry_after?}: the server's answer; json is a JSON",
     "  value to encode, body raw text, retry_after the Retry-After header.",
+    "then.access_proof {proof: base64url}: the access proof made.",
     "then.device_proof {proof: base64url|null}: null when this machine has no device.",
     "then.nonce: the nonce found (it solves the challenge at the bits asked).",
     "then.waited: the wait is over.",
@@ -72,7 +79,7 @@ def challenge_request() -> dict[str, Any]:
     return {"request": {"method": "POST", "path": f"{API}/challenge", "json": None}}
 
 
-def challenge_answer(challenge: str = CHALLENGE, bits: int = BITS, **flags: bool) -> Any:
+def challenge_answer(challenge: str = CHALLENGE, bits: int = BITS, **flags: Any) -> Any:
     body = {"challenge": challenge, "bits": bits, "expires_at": 1_900_000_120, **flags}
     return {"answer": {"status": 200, "json": body}}
 
@@ -86,8 +93,12 @@ def solving(challenge: str = CHALLENGE, bits: int = BITS) -> list[dict[str, Any]
     ]
 
 
-def ticket_request(challenge: str = CHALLENGE, proof: str | None = None) -> dict[str, Any]:
+def ticket_request(
+    challenge: str = CHALLENGE, proof: str | None = None, access_proof: str | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"challenge": challenge, "nonce": solve(challenge, BITS)}
+    if access_proof is not None:
+        body["access_proof"] = access_proof
     if proof is not None:
         body["device_proof"] = proof
     return {"request": {"method": "POST", "path": f"{API}/ticket", "json": body}}
@@ -110,6 +121,16 @@ def up_to_reveal(challenge: str = CHALLENGE, **flags: bool) -> list[dict[str, An
         *solving(challenge),
         {"client": ticket_request(challenge), "then": TICKET_ANSWER},
     ]
+
+
+def access_proving(challenge: str = CHALLENGE, argon2: Any = None) -> dict[str, Any]:
+    asked = {"secret_id": SECRET_ID, "challenge": challenge, "argon2": argon2}
+    return {"client": {"access_proof": asked}, "then": {"access_proof": {"proof": ACCESS_PROOF}}}
+
+
+def keyed(**flags: Any) -> Any:
+    """A challenge answer of a server with the key-knowledge proof."""
+    return challenge_answer(has_access_key=True, argon2=None, **flags)
 
 
 def error(status: int, code: str, retry_after: str | None = None) -> dict[str, Any]:
@@ -209,6 +230,82 @@ def transcripts() -> list[dict[str, Any]]:
                 REVEALED,
             ],
             can_unlock=True,
+        ),
+        transcript(
+            "keyed secret",
+            "the access proof is made before the work and sent along",
+            [
+                {"client": challenge_request(), "then": keyed()},
+                access_proving(),
+                *solving(),
+                {"client": ticket_request(access_proof=ACCESS_PROOF), "then": TICKET_ANSWER},
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+        ),
+        transcript(
+            "keyed secret with a passphrase",
+            "the Argon2id fields of the challenge go to the access proof",
+            [
+                {
+                    "client": challenge_request(),
+                    "then": challenge_answer(
+                        has_access_key=True, has_passphrase=True, argon2=ARGON2
+                    ),
+                },
+                access_proving(argon2=ARGON2),
+                *solving(),
+                {"client": ticket_request(access_proof=ACCESS_PROOF), "then": TICKET_ANSWER},
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+            can_unlock=True,
+        ),
+        transcript(
+            "keyed secret, wrong key",
+            "the server refuses the access proof at the ticket: nothing spent",
+            [
+                {"client": challenge_request(), "then": keyed()},
+                access_proving(),
+                *solving(),
+                {
+                    "client": ticket_request(access_proof=ACCESS_PROOF),
+                    "then": error(403, "wrong_key"),
+                },
+                failed("wrong_key", WRONG_KEY),
+            ],
+        ),
+        transcript(
+            "keyed and bound secret",
+            "the access proof, then the device proof, both sent along",
+            [
+                {"client": challenge_request(), "then": keyed(is_bound=True)},
+                access_proving(),
+                {
+                    "client": {"device_proof": {"secret_id": SECRET_ID, "challenge": CHALLENGE}},
+                    "then": {"device_proof": {"proof": PROOF}},
+                },
+                *solving(),
+                {
+                    "client": ticket_request(proof=PROOF, access_proof=ACCESS_PROOF),
+                    "then": TICKET_ANSWER,
+                },
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+        ),
+        transcript(
+            "keyed passphrase secret, none at hand",
+            "stops before any work or view, like an unkeyed one",
+            [
+                {
+                    "client": challenge_request(),
+                    "then": challenge_answer(
+                        has_access_key=True, has_passphrase=True, argon2=ARGON2
+                    ),
+                },
+                failed("passphrase_required", "This secret needs its passphrase."),
+            ],
         ),
         transcript(
             "gone",

@@ -101,13 +101,15 @@ class AsyncRevealedEnvelope:
 @dataclasses.dataclass(frozen=True, slots=True)
 class NewSecret:
     """What the server is told about an envelope it is asked to store: `size` bytes, kept
-    `expires_in` seconds for `views` views; with `device_key` (Ed25519, 32 bytes) the
-    ticket step will demand that device's proof."""
+    `expires_in` seconds for `views` views. The ticket step will demand a proof made with
+    `access_key` (Ed25519, 32 bytes: docs/protocol/access.md), and with `device_key` (Ed25519,
+    32 bytes) that device's proof too."""
 
     size: int
     expires_in: int
     views: int
     kind: Kind
+    access_key: bytes
     device_key: bytes | None = None
 
 
@@ -326,7 +328,12 @@ class AsyncSecretsApi(_ApiBase):
 
 
 def _create_call(secret: NewSecret, envelope: object) -> _Call:
-    params = {"expires_in": str(secret.expires_in), "views": str(secret.views), "kind": secret.kind}
+    params = {
+        "expires_in": str(secret.expires_in),
+        "views": str(secret.views),
+        "kind": secret.kind,
+        "access_key": b64url_encode(secret.access_key),
+    }
     if secret.device_key is not None:
         params["device_key"] = b64url_encode(secret.device_key)
     return _Call(

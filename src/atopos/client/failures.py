@@ -14,6 +14,7 @@ from atopos.errors import (
     StorageFull,
     TooLarge,
     Unavailable,
+    WrongKey,
 )
 from atopos.protocol.answers import Failure, FailureKind
 
@@ -22,6 +23,7 @@ __all__ = ["error_for"]
 _ERRORS: dict[FailureKind, type[AtoposError]] = {
     FailureKind.GONE: Gone,
     FailureKind.REFUSED: Refused,
+    FailureKind.WRONG_KEY: WrongKey,
     FailureKind.INVALID_INPUT: InvalidInput,
     FailureKind.TOO_LARGE: TooLarge,
     FailureKind.STORAGE_FULL: StorageFull,

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from atopos.client.access_prover import AccessProver
 from atopos.client.api import (
     AsyncRevealedEnvelope,
     AsyncSecretsApi,
@@ -43,12 +44,14 @@ from atopos.crypto.envelope import (
     Sealer,
 )
 from atopos.crypto.randomness import draw
-from atopos.errors import InvalidInput
+from atopos.errors import InvalidInput, WrongKey
 from atopos.protocol.access_path import (
     AccessPath,
+    AccessProofMade,
     DeviceProofMade,
     Event,
     Failed,
+    MakeAccessProof,
     MakeDeviceProof,
     ProofOfWorkFound,
     Revealed,
@@ -134,6 +137,7 @@ def create_secret(
             expires_in=expires_in,
             views=views,
             kind=metadata.kind,
+            access_key=sealer.access_key,
             device_key=device.signing_key if device is not None else None,
         )
         record = api.create(_sealed(sealer, pieces, progress), secret)
@@ -173,22 +177,45 @@ def reveal_secret(
     spent.
     """
     this_device = LazyDevice(device)
-    reveal = _Reveal(
-        EnvelopeReader(
-            link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase, device=this_device
-        ),
-        write,
-        progress,
-    )
-    path = AccessPath(
-        link.secret_id,
-        server=api.server,
-        can_unlock=passphrase is not None or ask_passphrase is not None,
-        max_pow_bits=max_pow_bits,
-        rate_limit_retries=rate_limit_retries,
-        max_retry_wait=max_retry_wait,
-    )
-    with _spend_view(api, path, this_device, sleep) as envelope:
+    prover = AccessProver(link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase)
+    while True:
+        path = AccessPath(
+            link.secret_id,
+            server=api.server,
+            can_unlock=passphrase is not None or ask_passphrase is not None,
+            max_pow_bits=max_pow_bits,
+            rate_limit_retries=rate_limit_retries,
+            max_retry_wait=max_retry_wait,
+        )
+        try:
+            return _reveal_on(api, link, path, prover, this_device, write, progress, sleep)
+        except WrongKey:
+            # Refused at the ticket step, so nothing was spent: a typed passphrase may be
+            # typed again (a wrong link key cannot be fixed by asking).
+            if not prover.may_ask_again():
+                raise
+
+
+def _reveal_on(
+    api: SecretsApi,
+    link: ShareLink,
+    path: AccessPath,
+    prover: AccessProver,
+    this_device: LazyDevice,
+    write: Callable[[bytes], object],
+    progress: ProgressCallback | None,
+    sleep: Callable[[float], object],
+) -> Metadata:
+    """One walk of `path` to a view, and the envelope opened as it streams in."""
+    with _spend_view(api, path, _Workers(this_device, prover), sleep) as envelope:
+        # The passphrase the access proof was made with (perhaps typed just now) opens it.
+        reader = EnvelopeReader(
+            link.link_key,
+            passphrase=prover.passphrase,
+            ask_passphrase=prover.ask_passphrase,
+            device=this_device,
+        )
+        reveal = _Reveal(reader, write, progress)
         for data in envelope:
             reveal.feed(data, envelope.size)
     return reveal.finish()
@@ -210,13 +237,14 @@ async def reveal_secret_async(
     reveal = _Reveal(
         EnvelopeReader(link.link_key, passphrase=passphrase, device=this_device), write, progress
     )
+    prover = AccessProver(link.link_key, passphrase=passphrase)
     path = AccessPath(
         link.secret_id,
         server=api.server,
         can_unlock=passphrase is not None,
         max_pow_bits=MAX_POW_BITS,
     )
-    async with _spend_view_async(api, path, this_device) as envelope:
+    async with _spend_view_async(api, path, _Workers(this_device, prover)) as envelope:
         async for data in envelope:
             reveal.feed(data, envelope.size)
     return reveal.finish()
@@ -270,9 +298,17 @@ def _sealed(
         yield advanced(envelope_bytes)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Workers:
+    """What does the client's own steps: this machine's device, the access prover."""
+
+    device: LazyDevice
+    prover: AccessProver
+
+
 @contextlib.contextmanager
 def _spend_view(
-    api: SecretsApi, path: AccessPath, device: LazyDevice, sleep: Callable[[float], object]
+    api: SecretsApi, path: AccessPath, workers: _Workers, sleep: Callable[[float], object]
 ) -> Iterator[RevealedEnvelope]:
     """Carry out the machine's steps until it reveals (the envelope streams while the block
     runs) or fails (its error is raised)."""
@@ -290,18 +326,18 @@ def _spend_view(
             sleep(step.seconds)
             step = path.receive(Waited())
         else:
-            step = path.receive(_work(step, device))
+            step = path.receive(_work(step, workers))
 
 
 @contextlib.asynccontextmanager
 async def _spend_view_async(
-    api: AsyncSecretsApi, path: AccessPath, device: LazyDevice
+    api: AsyncSecretsApi, path: AccessPath, workers: _Workers
 ) -> AsyncIterator[AsyncRevealedEnvelope]:
     """`_spend_view` for asyncio."""
     step = path.start()
     while True:
         if not isinstance(step, SendRequest) or not step.is_reveal:
-            step = path.receive(await _next_event(api, step, device))
+            step = path.receive(await _next_event(api, step, workers))
             continue
         async with api.open_reveal(step) as (answer, envelope):
             step = path.receive(ServerAnswered(answer))
@@ -310,7 +346,7 @@ async def _spend_view_async(
                 return
 
 
-async def _next_event(api: AsyncSecretsApi, step: Step, device: LazyDevice) -> Event:
+async def _next_event(api: AsyncSecretsApi, step: Step, workers: _Workers) -> Event:
     if isinstance(step, SendRequest):
         return ServerAnswered(await api.send(step))
     if isinstance(step, Wait):
@@ -318,13 +354,15 @@ async def _next_event(api: AsyncSecretsApi, step: Step, device: LazyDevice) -> E
         return Waited()
     # The proof of work (and a device store that may ask for its passphrase) would hold
     # the event loop: a worker thread does it.
-    return await asyncio.to_thread(_work, step, device)
+    return await asyncio.to_thread(_work, step, workers)
 
 
-def _work(step: Step, device: LazyDevice) -> Event:
+def _work(step: Step, workers: _Workers) -> Event:
     """The event after a step the client does on its own (no server, no waiting)."""
+    if isinstance(step, MakeAccessProof):
+        return AccessProofMade(workers.prover.sign(step))
     if isinstance(step, MakeDeviceProof):
-        return DeviceProofMade(device.sign_proof(step.secret_id, step.challenge))
+        return DeviceProofMade(workers.device.sign_proof(step.secret_id, step.challenge))
     if isinstance(step, SolveProofOfWork):
         return ProofOfWorkFound(proof_of_work.solve(step.challenge, step.bits))
     if isinstance(step, Failed):

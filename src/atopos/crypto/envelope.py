@@ -25,6 +25,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from atopos.crypto.access_proof import AccessSigner
 from atopos.crypto.device import (
     EPHEMERAL_PRIVATE_BYTES,
     PUBLIC_KEY_BYTES,
@@ -406,10 +407,13 @@ class Sealer:
         "_pending",
         "_plaintext_size",
         "_unsent_header",
+        "access_key",
         "size",
     )
 
     size: int
+    # The public access key to upload with the envelope (crypto/access_proof.py).
+    access_key: bytes
 
     def __init__(
         self,
@@ -465,6 +469,7 @@ class Sealer:
             assert argon2_salt is not None
             passphrase_key = derive_passphrase_key(passphrase, argon2_salt, argon2)
         keys = derive_envelope_keys(bytes(link_key), salt, passphrase_key, device_secret)
+        self.access_key = AccessSigner(bytes(link_key), passphrase_key).public_key
         self._aead: AESGCM | None = AESGCM(keys.key)
         self._nonce_prefix = keys.nonce_prefix
 

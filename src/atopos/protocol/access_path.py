@@ -1,14 +1,14 @@
 """The reader's side of the access path (docs/protocol/access.md) as a sans-I/O machine.
 
-challenge → (device proof) → proof of work → ticket → reveal, in the manner of h11's
-`_state.py`: `TRANSITIONS` lists every legal move (state, event, guard → next state) in one
-place. The machine is fed events (the server's answers, a solved proof of work, a device
-proof, a finished wait) and answers with the next thing to do: a request to send, work to do
-(`SolveProofOfWork`, `MakeDeviceProof`, `Wait`), or a terminal outcome (`Revealed`: the
-reveal answer carries the envelope; `Failed`: a `Failure`, which the client raises as the
-matching Atopos error). It sends nothing, solves nothing and sleeps nowhere: the drivers
-(`client/secrets.py`, sync and async) do, so one request-building path serves both, and
-`tests/vectors/access_path.json` replays it.
+challenge → access proof → (device proof) → proof of work → ticket → reveal, in the manner
+of h11's `_state.py`: `TRANSITIONS` lists every legal move (state, event, guard → next
+state) in one place. The machine is fed events (the server's answers, a solved proof of
+work, a device proof, a finished wait) and answers with the next thing to do: a request to
+send, work to do (`MakeAccessProof`, `SolveProofOfWork`, `MakeDeviceProof`, `Wait`), or a
+terminal outcome (`Revealed`: the reveal answer carries the envelope; `Failed`: a `Failure`,
+which the client raises as the matching Atopos error). It sends nothing, solves nothing and
+sleeps nowhere: the drivers (`client/secrets.py`, sync and async) do, so one
+request-building path serves both, and `tests/vectors/access_path.json` replays it.
 """
 
 from __future__ import annotations
@@ -33,11 +33,14 @@ __all__ = [
     "WRONG_DEVICE",
     "AccessPath",
     "AccessPathMisuse",
+    "AccessProofMade",
+    "Argon2Fields",
     "Challenge",
     "DeviceProofMade",
     "Event",
     "Failed",
     "Guard",
+    "MakeAccessProof",
     "MakeDeviceProof",
     "ProofOfWorkFound",
     "Revealed",
@@ -69,15 +72,29 @@ NO_DEVICE = (
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Argon2Fields:
+    """The envelope header's Argon2id cost and salt (base64url), as the challenge carries
+    them: what an access proof needs besides the link key when there is a passphrase."""
+
+    memory_kib: int
+    iterations: int
+    lanes: int
+    salt: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Challenge:
     """A proof-of-work challenge bound to one secret id; `is_bound` when the ticket step
-    will also want a device proof, `has_passphrase` when the envelope will want one."""
+    will also want a device proof, `has_access_key` when it will want an access proof,
+    `has_passphrase` when the envelope (and so the access proof) needs a passphrase."""
 
     challenge: str
     bits: int
     expires_at: int
     is_bound: bool = False  # servers before device binding do not send it
     has_passphrase: bool = False  # nor this, before the passphrase hint
+    has_access_key: bool = False  # nor these two, before the key-knowledge proof
+    argon2: Argon2Fields | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,6 +124,13 @@ class DeviceProofMade:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AccessProofMade:
+    """The answer to `MakeAccessProof`: the 64-byte signature."""
+
+    proof: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ProofOfWorkFound:
     """The answer to `SolveProofOfWork`."""
 
@@ -118,7 +142,7 @@ class Waited:
     """The `Wait` a 429 asked for is over."""
 
 
-Event = ServerAnswered | DeviceProofMade | ProofOfWorkFound | Waited
+Event = ServerAnswered | AccessProofMade | DeviceProofMade | ProofOfWorkFound | Waited
 
 
 # -- steps (what the machine asks the driver to do next) ----------------------------------
@@ -133,6 +157,16 @@ class SendRequest:
     path: str
     json: dict[str, object] | None = dataclasses.field(default=None, repr=False)
     is_reveal: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MakeAccessProof:
+    """Sign `challenge` for `secret_id` with the access key derived from the link key and,
+    when `argon2` is given, the passphrase stretched with it (docs/protocol/access.md)."""
+
+    secret_id: str
+    challenge: str
+    argon2: Argon2Fields | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,7 +204,7 @@ class Failed:
     failure: Failure
 
 
-Step = SendRequest | MakeDeviceProof | SolveProofOfWork | Wait | Revealed | Failed
+Step = SendRequest | MakeAccessProof | MakeDeviceProof | SolveProofOfWork | Wait | Revealed | Failed
 
 
 # -- the table ----------------------------------------------------------------------------
@@ -178,6 +212,7 @@ Step = SendRequest | MakeDeviceProof | SolveProofOfWork | Wait | Revealed | Fail
 
 class State(enum.Enum):
     AWAITING_CHALLENGE = "awaiting challenge"
+    MAKING_ACCESS_PROOF = "making access proof"
     MAKING_DEVICE_PROOF = "making device proof"
     SOLVING = "solving proof of work"
     AWAITING_TICKET = "awaiting ticket"
@@ -193,6 +228,7 @@ class Guard(enum.Enum):
     ANY = "any"
     OK = "ok"
     OK_BOUND = "ok, bound to a device"
+    OK_KEYED = "ok, the secret wants an access proof"
     PASSPHRASE_MISSING = "ok, but a passphrase is needed and none can be had"  # noqa: S105
     TOO_MUCH_WORK = "ok, but more bits than this client will solve"
     RATE_LIMITED_RETRY = "429, retries left and Retry-After short enough"
@@ -204,10 +240,13 @@ _G = Guard
 TRANSITIONS: dict[tuple[State, type[Event], Guard], State] = {
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.OK): _S.SOLVING,
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.OK_BOUND): _S.MAKING_DEVICE_PROOF,
+    (_S.AWAITING_CHALLENGE, ServerAnswered, _G.OK_KEYED): _S.MAKING_ACCESS_PROOF,
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.PASSPHRASE_MISSING): _S.FAILED,
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.TOO_MUCH_WORK): _S.FAILED,
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.RATE_LIMITED_RETRY): _S.WAITING,
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.ERROR): _S.FAILED,
+    (_S.MAKING_ACCESS_PROOF, AccessProofMade, _G.ANY): _S.SOLVING,
+    (_S.MAKING_ACCESS_PROOF, AccessProofMade, _G.OK_BOUND): _S.MAKING_DEVICE_PROOF,
     (_S.MAKING_DEVICE_PROOF, DeviceProofMade, _G.ANY): _S.SOLVING,
     (_S.SOLVING, ProofOfWorkFound, _G.ANY): _S.AWAITING_TICKET,
     (_S.AWAITING_TICKET, ServerAnswered, _G.OK): _S.AWAITING_REVEAL,
@@ -252,6 +291,7 @@ class AccessPath:
         self._max_retry_wait = max_retry_wait
         self._challenge: Challenge | None = None
         self._device_proof: bytes | None = None
+        self._access_proof: bytes | None = None
         self._ticket_refused = TICKET_REFUSED
 
     def start(self) -> Step:
@@ -274,6 +314,10 @@ class AccessPath:
     def _judge(self, event: Event) -> tuple[Guard, Step]:
         if isinstance(event, ServerAnswered):
             return self._judge_answer(event.answer)
+        if isinstance(event, AccessProofMade):
+            self._access_proof = event.proof
+            guard, step = self._after_access_proof()
+            return (Guard.ANY if guard is Guard.OK else guard), step
         if isinstance(event, DeviceProofMade):
             self._device_proof = event.proof
             self._ticket_refused = NO_DEVICE if event.proof is None else WRONG_DEVICE
@@ -315,6 +359,7 @@ class AccessPath:
             return Guard.ERROR, self._not_understood()
         self._challenge = challenge
         self._device_proof = None
+        self._access_proof = None
         self._ticket_refused = TICKET_REFUSED
         if challenge.has_passphrase and not self._can_unlock:
             # Said before any view is spent: without a passphrase the view would be wasted.
@@ -322,6 +367,17 @@ class AccessPath:
             return Guard.PASSPHRASE_MISSING, failed
         if challenge.bits > self._max_pow_bits:
             return Guard.TOO_MUCH_WORK, _failed(FailureKind.REFUSED, TOO_MUCH_WORK)
+        if challenge.has_access_key:
+            if challenge.has_passphrase and challenge.argon2 is None:
+                return Guard.ERROR, self._not_understood()
+            # First, like the device proof: deriving the key (Argon2id, perhaps asking for
+            # the passphrase) must not age a solved challenge.
+            argon2 = challenge.argon2 if challenge.has_passphrase else None
+            return Guard.OK_KEYED, MakeAccessProof(self.secret_id, challenge.challenge, argon2)
+        return self._after_access_proof()
+
+    def _after_access_proof(self) -> tuple[Guard, Step]:
+        challenge = self._current_challenge()
         if challenge.is_bound:
             # The device proof comes before the work, so that loading the device (perhaps
             # asking for its Extra Lock passphrase) does not age the solved challenge.
@@ -337,6 +393,8 @@ class AccessPath:
 
     def _ticket_request(self, nonce: int) -> SendRequest:
         body: dict[str, object] = {"challenge": self._current_challenge().challenge, "nonce": nonce}
+        if self._access_proof is not None:
+            body["access_proof"] = b64url_encode(self._access_proof)
         if self._device_proof is not None:
             body["device_proof"] = b64url_encode(self._device_proof)
         return SendRequest("POST", self._path("ticket"), body)

@@ -1,12 +1,12 @@
 """What an Atopos server's HTTP answer means to a client: a status becomes a `Failure`.
 
-The mapping lives here once, for every client route and both drivers (sync and async):
-404 gone, 403 refused, 429 rate-limited (with `Retry-After`), 413 too large, 400/422 invalid
-input, 507 storage full, 503 and other 5xx unavailable, anything else a network failure.
-`Failure` is plain data (protocol/ imports no error classes); the client turns it into the
-matching `atopos.errors` exception in one place (`client/failures.py`). Sentences are our
-own (or the server's sanitized one for invalid input) and never contain a ticket, token or
-key.
+The mapping lives here once, for every client route and both drivers (sync and async): 404
+gone, 403 refused (`wrong_key` when the access proof failed), 429 rate-limited (with
+`Retry-After`), 413 too large, 400/422 invalid input, 507 storage full, 503 and other 5xx
+unavailable, anything else a network failure. `Failure` is plain data (protocol/ imports no
+error classes); the client turns it into the matching `atopos.errors` exception in one place
+(`client/failures.py`). Sentences are our own (or the server's sanitized one for invalid
+input) and never contain a ticket, token or key.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import msgspec
 
 __all__ = [
     "GONE",
+    "WRONG_KEY",
     "Failure",
     "FailureKind",
     "ServerAnswer",
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 GONE = "This secret does not exist: it expired, was already viewed, or was deleted."
+WRONG_KEY = "The key in the link or the passphrase is wrong; no view was spent."
 _MAX_SERVER_SENTENCE = 300
 # Ask again after this long when a 429 carries no usable Retry-After.
 _DEFAULT_RETRY_AFTER = 1
@@ -52,6 +54,7 @@ class FailureKind(enum.Enum):
 
     GONE = "gone"
     REFUSED = "refused"
+    WRONG_KEY = "wrong_key"
     RATE_LIMITED = "rate_limited"
     PASSPHRASE_REQUIRED = "passphrase_required"  # noqa: S105 (a name, not a password)
     INVALID_INPUT = "invalid_input"
@@ -90,6 +93,9 @@ def failure_for_answer(answer: ServerAnswer, *, refused: str) -> Failure:
             retry_after,
         )
     if status == 403:
+        if _server_error(answer.body) == "wrong_key":
+            # The access proof failed (docs/protocol/access.md): said before any view is spent.
+            return Failure(FailureKind.WRONG_KEY, WRONG_KEY)
         return Failure(FailureKind.REFUSED, refused)
     if status == 413:
         return Failure(FailureKind.TOO_LARGE, "The secret is larger than this server accepts.")
@@ -115,6 +121,16 @@ def parse_retry_after(value: str | None) -> int:
     if value.isascii() and value.isdigit() and len(value) <= 6:
         return min(max(int(value), 0), _MAX_RETRY_AFTER)
     return _DEFAULT_RETRY_AFTER
+
+
+def _server_error(body: bytes | None) -> str | None:
+    """The server's error code (`error`), when the body is an error answer."""
+    if body is None:
+        return None
+    try:
+        return msgspec.json.decode(body, type=_ErrorBody).error
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def _server_sentence(body: bytes | None) -> str | None:

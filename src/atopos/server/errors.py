@@ -14,6 +14,7 @@ from atopos.errors import (
     StorageFull,
     TooLarge,
     Unavailable,
+    WrongKey,
 )
 
 __all__ = ["ErrorResponse", "error_response", "response_for", "status_of"]
@@ -29,6 +30,7 @@ class ErrorResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 # Most specific first.
 _STATUSES: tuple[tuple[type[AtoposError], int, str], ...] = (
     (RateLimited, 429, "rate_limited"),
+    (WrongKey, 403, "wrong_key"),
     (Refused, 403, "refused"),
     (Gone, 404, "gone"),
     (TooLarge, 413, "too_large"),

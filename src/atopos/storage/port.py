@@ -53,6 +53,12 @@ class NewSecret:
     # From the envelope header (read, not trusted for anything but this hint): lets a
     # reader's client ask for the passphrase before it spends a view.
     has_passphrase: bool = False
+    # The Ed25519 access key the ticket step checks a proof against (docs/protocol/access.md,
+    # "Key-knowledge proof"); None only for secrets stored before it existed.
+    access_key: bytes | None = None
+    # The envelope header's Argon2id cost and salt (crypto/kdf.py ARGON2_FIELDS, 28 bytes):
+    # a reader needs them for the proof before it has the envelope. None without passphrase.
+    kdf_fields: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +72,8 @@ class SecretInfo:
     expires_at: int
     device_key: bytes | None
     has_passphrase: bool = False
+    access_key: bytes | None = None
+    kdf_fields: bytes | None = None
 
     @property
     def is_bound(self) -> bool:

@@ -88,6 +88,8 @@ _INFO_FIELDS = (
     b"expires_at",
     b"device_key",
     b"has_passphrase",
+    b"access_key",
+    b"kdf_fields",
 )
 _log = logging.getLogger("atopos.storage")
 T = TypeVar("T")
@@ -251,6 +253,10 @@ class RedisSecretStore:
             fields += [b"device_key", secret.device_key]
         if secret.has_passphrase:
             fields += [b"has_passphrase", 1]
+        if secret.access_key is not None:
+            fields += [b"access_key", secret.access_key]
+        if secret.kdf_fields is not None:
+            fields += [b"kdf_fields", secret.kdf_fields]
         published = await self._script(
             PUBLISH, [keys.meta, *chunk_keys], [max(1, lifetime), *fields]
         )
@@ -263,7 +269,8 @@ class RedisSecretStore:
         values: list[Any] = await self._run(
             self._client.hmget(SecretKeys(secret_id).meta, _INFO_FIELDS)
         )
-        manage_hash, kind, size, views_left, created_at, expires_at, device_key, locked = values
+        manage_hash, kind, size, views_left, created_at, expires_at, device_key = values[:7]
+        locked, access_key, kdf_fields = values[7:]
         if manage_hash is None or int(expires_at) <= now:
             return None
         return SecretInfo(
@@ -276,6 +283,8 @@ class RedisSecretStore:
             expires_at=int(expires_at),
             device_key=device_key,
             has_passphrase=locked is not None,
+            access_key=access_key,
+            kdf_fields=kdf_fields,
         )
 
     async def consume(

@@ -30,7 +30,7 @@ from atopos.storage.sqlite_writer import GroupCommitWriter, storage_error
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 T = TypeVar("T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (
@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS secrets (
     expires_at INTEGER NOT NULL,
     device_key BLOB,
     body BLOB,
-    has_passphrase INTEGER NOT NULL DEFAULT 0
+    has_passphrase INTEGER NOT NULL DEFAULT 0,
+    access_key BLOB,
+    kdf_fields BLOB
 );
 CREATE INDEX IF NOT EXISTS secrets_by_expiry ON secrets (expires_at);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -60,7 +62,7 @@ CREATE INDEX IF NOT EXISTS used_tickets_by_expiry ON used_tickets (expires_at);
 """
 _INFO = (
     "SELECT id, manage_hash, kind, size, views_left, created_at, expires_at, device_key,"
-    " has_passphrase FROM secrets WHERE id = ? AND expires_at > ?"
+    " has_passphrase, access_key, kdf_fields FROM secrets WHERE id = ? AND expires_at > ?"
 )
 
 
@@ -97,10 +99,15 @@ class SqliteSecretStore:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise RuntimeError("the database was written by a newer Atopos")
+            # Migrations of an existing file (0 is a new one: the schema below makes it).
             if version == 1:
                 conn.execute(
                     "ALTER TABLE secrets ADD COLUMN has_passphrase INTEGER NOT NULL DEFAULT 0"
                 )
+            if 1 <= version <= 2:
+                # Secrets stored before the key-knowledge proof keep working without one.
+                conn.execute("ALTER TABLE secrets ADD COLUMN access_key BLOB")
+                conn.execute("ALTER TABLE secrets ADD COLUMN kdf_fields BLOB")
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         finally:
@@ -186,7 +193,8 @@ class SqliteSecretStore:
             raise storage_error(exc) from exc
         if row is None:
             return None
-        sid, manage_hash, kind, size, views_left, created_at, expires_at, device_key, locked = row
+        sid, manage_hash, kind, size, views_left, created_at, expires_at, device_key = row[:8]
+        locked, access_key, kdf_fields = row[8:]
         return SecretInfo(
             secret_id=sid,
             manage_token_hash=manage_hash,
@@ -197,6 +205,8 @@ class SqliteSecretStore:
             expires_at=expires_at,
             device_key=device_key,
             has_passphrase=bool(locked),
+            access_key=access_key,
+            kdf_fields=kdf_fields,
         )
 
     async def consume(
@@ -319,7 +329,8 @@ class SqliteSecretStore:
 def _insert_row(conn: sqlite3.Connection, secret: NewSecret, size: int, body: bytes | None) -> None:
     conn.execute(
         "INSERT INTO secrets (id, manage_hash, kind, size, views_left, created_at, expires_at,"
-        " device_key, body, has_passphrase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " device_key, body, has_passphrase, access_key, kdf_fields)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             secret.secret_id,
             secret.manage_token_hash,
@@ -331,6 +342,8 @@ def _insert_row(conn: sqlite3.Connection, secret: NewSecret, size: int, body: by
             secret.device_key,
             body,
             int(secret.has_passphrase),
+            secret.access_key,
+            secret.kdf_fields,
         ),
     )
 

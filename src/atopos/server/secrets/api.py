@@ -9,15 +9,19 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from atopos.crypto.access_proof import verify_access_proof
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proof
+from atopos.crypto.envelope import Header
+from atopos.crypto.kdf import pack_argon2_fields, unpack_argon2_fields
 from atopos.crypto.sizes import MANAGE_TOKEN_BYTES, SECRET_ID_BYTES, SECRET_ID_CHARS
-from atopos.errors import Gone, InvalidInput, Refused
+from atopos.errors import Gone, InvalidInput, Refused, WrongKey
 from atopos.server.bodies import declared_length, limited_stream, read_json
 from atopos.server.identity import ClientId
 from atopos.server.node import Node
 from atopos.server.secrets.quota import StorageQuota
 from atopos.server.secrets.schemas import (
+    Argon2Fields,
     ChallengeResponse,
     CreateResponse,
     RevealRequest,
@@ -42,7 +46,7 @@ __all__ = ["SecretsApi"]
 
 _ENVELOPE = "application/octet-stream"
 _JSON = "application/json"
-_CREATE_PARAMS = frozenset({"expires_in", "views", "kind", "device_key"})
+_CREATE_PARAMS = frozenset({"expires_in", "views", "kind", "device_key", "access_key"})
 _encode = msgspec.json.encode
 # Bodies up to this size are sent as one response (cheaper than a streaming response).
 _BUFFERED_REVEAL_BYTES = 1024 * 1024
@@ -114,6 +118,7 @@ class SecretsApi:
         client = await self._limited(request, "create", _ENVELOPE)
         expires_in, views, kind = self._create_params(request)
         device_key = _device_key_param(request.query_params.get("device_key"))
+        access_key = _access_key_param(request.query_params.get("access_key"))
         declared = declared_length(request, self._max_envelope)
         await self._quota.admit(client, declared)
         stream = limited_stream(request, self._max_envelope)
@@ -134,6 +139,8 @@ class SecretsApi:
             expires_at=now + expires_in,
             device_key=device_key,
             has_passphrase=header.has_passphrase,
+            access_key=access_key,
+            kdf_fields=_kdf_fields(header),
         )
         size = await self._store.create(secret, checked_envelope(header, head, stream))
         if declared is None:
@@ -148,7 +155,7 @@ class SecretsApi:
         unknown = set(params.keys()) - _CREATE_PARAMS
         if unknown or any(len(params.getlist(name)) > 1 for name in params):
             raise InvalidInput(
-                "Only expires_in, views, kind and device_key may be given, once each."
+                "Only expires_in, views, kind, device_key and access_key may be given, once each."
             )
         config = self._config
         expires_in = _int_param(params.get("expires_in"), config.default_ttl, "expires_in")
@@ -178,6 +185,8 @@ class SecretsApi:
                 issued.expires_at,
                 is_bound=info.is_bound,
                 has_passphrase=info.has_passphrase,
+                has_access_key=info.access_key is not None,
+                argon2=_argon2_answer(info.kdf_fields),
             )
         )
 
@@ -190,6 +199,14 @@ class SecretsApi:
         info = await self._store.info(secret_id, now)
         if info is None:
             raise Gone(GONE_MESSAGE)
+        # The key-knowledge proof: whoever lacks the link key (and the passphrase) is refused
+        # here, before a view could be spent. The ticket minted above is then dropped.
+        if info.access_key is not None and not (
+            body.access_proof is not None
+            and verify_access_proof(info.access_key, secret_id, body.challenge, body.access_proof)
+        ):
+            await self._access.record_failure(ident)
+            raise WrongKey()
         # A bound secret's ticket also needs the device's signature over this challenge and
         # this secret id (docs/protocol/device.md); the ticket minted above is then dropped.
         if info.device_key is not None and not (
@@ -258,6 +275,37 @@ def _device_key_param(text: str | None) -> bytes | None:
     if not is_valid_ed25519_public_key(key):
         raise InvalidInput("device_key must be an Ed25519 public key as unpadded base64url.")
     return key
+
+
+def _access_key_param(text: str | None) -> bytes:
+    """The secret's Ed25519 access key (unpadded base64url of 32 bytes); every new secret
+    has one, so a client from before the key-knowledge proof is told plainly."""
+    if text is None:
+        raise InvalidInput(
+            "access_key is missing: this client is too old for this server "
+            "(every secret now needs a key-knowledge proof); please upgrade it."
+        )
+    try:
+        key = b64url_decode(text)
+    except ValueError:
+        key = b""
+    if not is_valid_ed25519_public_key(key):
+        raise InvalidInput("access_key must be an Ed25519 public key as unpadded base64url.")
+    return key
+
+
+def _kdf_fields(header: Header) -> bytes | None:
+    """The header's Argon2id cost and salt as stored (crypto/kdf.py ARGON2_FIELDS)."""
+    if header.argon2 is None or header.argon2_salt is None:
+        return None
+    return pack_argon2_fields(header.argon2, header.argon2_salt)
+
+
+def _argon2_answer(kdf_fields: bytes | None) -> Argon2Fields | None:
+    if kdf_fields is None:
+        return None
+    params, salt = unpack_argon2_fields(kdf_fields, 0)
+    return Argon2Fields(params.memory_kib, params.iterations, params.lanes, b64url_encode(salt))
 
 
 def _int_param(text: str | None, default: int, name: str) -> int:

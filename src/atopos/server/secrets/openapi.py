@@ -50,7 +50,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         403: (
             "Refused: bad, used or expired ticket or challenge, wrong proof of work, missing "
-            "or wrong device proof, wrong token."
+            "or wrong access proof (wrong key or passphrase), missing or wrong device proof, "
+            "wrong token."
         ),
         404: "Gone: unknown, expired, already viewed or deleted.",
         413: "Body too large.",
@@ -113,6 +114,18 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
                                 "Bind the secret to a device: its Ed25519 public key, 32 bytes "
                                 "as unpadded base64url. The ticket step then requires "
                                 "device_proof. A key that is not a valid Ed25519 point is 422."
+                            ),
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
+                        },
+                        {
+                            "name": "access_key",
+                            "in": "query",
+                            "required": True,
+                            "description": (
+                                "The Ed25519 access key (32 bytes, unpadded base64url) derived "
+                                "from the link key and passphrase (docs/protocol/access.md); "
+                                "the ticket step then requires access_proof. Missing or not a "
+                                "valid Ed25519 point is 422."
                             ),
                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
                         },

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
+    "Argon2Fields",
     "ChallengeResponse",
     "CreateResponse",
     "RevealRequest",
@@ -25,6 +26,9 @@ class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     nonce: _Nonce
     # base64url Ed25519 signature (86 characters); required for a bound secret, else ignored.
     device_proof: _Token | None = None
+    # base64url Ed25519 signature (86 characters) by the secret's access key; required when
+    # the secret has one (every secret created since the key-knowledge proof), else ignored.
+    access_proof: _Token | None = None
 
     def __post_init__(self) -> None:
         if self.nonce > 2**64 - 1:
@@ -41,6 +45,15 @@ class CreateResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     expires_at: int
 
 
+class Argon2Fields(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The envelope header's Argon2id cost and salt (docs/protocol/envelope.md section 2)."""
+
+    memory_kib: int
+    iterations: int
+    lanes: int
+    salt: str  # 16 bytes, unpadded base64url
+
+
 class ChallengeResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     challenge: str
     bits: int
@@ -49,6 +62,10 @@ class ChallengeResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     is_bound: bool
     # True when the envelope's header says it needs a passphrase: ask before the view.
     has_passphrase: bool
+    # True when the ticket step will also want `access_proof` (docs/protocol/access.md).
+    has_access_key: bool
+    # What the access proof needs besides the link key when there is a passphrase.
+    argon2: Argon2Fields | None
 
 
 class TicketResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -1,19 +1,22 @@
 // The reader's side of the access path (docs/protocol/access.md) as a machine that does no
 // I/O: the twin of src/atopos/protocol/access_path.py, with the same transition table, and
-// both replay tests/vectors/access_path.json. challenge -> (device proof) -> proof of work ->
-// ticket -> reveal: the machine is fed events and answers with the next step to take.
+// both replay tests/vectors/access_path.json. challenge -> access proof -> (device proof) ->
+// proof of work -> ticket -> reveal: the machine is fed events and answers with the next step.
 //
 // Steps (what to do next), in the vector file's words:
 //   {request: {method, path, json, is_reveal?}}  send it (path from the server root)
+//   {access_proof: {secret_id, challenge, argon2}}  derive the access key (link key, and the
+//                                                passphrase under argon2 when not null), sign
 //   {device_proof: {secret_id, challenge}}       sign with this browser's device
 //   {proof_of_work: {challenge, bits}}           find a nonce
 //   {wait: {seconds}}                            wait out a 429
 //   {revealed: {}}                               terminal: the reveal answer is the envelope
-//   {failed: {error, message, retry_after?}}     terminal: error is gone, refused,
+//   {failed: {error, message, retry_after?}}     terminal: error is gone, refused, wrong_key,
 //                                                rate_limited, passphrase_required, invalid,
 //                                                too_large, storage_full, unavailable, network
 // Events (what happened):
 //   {answer: {status, body, retry_after}}        body: text, or null when not read
+//   {access_proof: {proof}}                      base64url
 //   {device_proof: {proof}}                      base64url, or null without a device
 //   {nonce: n}                                   {waited: true}
 
@@ -29,6 +32,7 @@ export const NO_DEVICE =
   "This secret is bound to a device and this machine has none; " +
   "it can only be revealed on that device.";
 export const PASSPHRASE_REQUIRED = "This secret needs its passphrase.";
+export const WRONG_KEY = "The key in the link or the passphrase is wrong; no view was spent.";
 const GONE = "This secret does not exist: it expired, was already viewed, or was deleted.";
 const API = "/api/v1/secrets";
 // Retry-After: delta-seconds only, at most a day; anything else means one second.
@@ -38,6 +42,7 @@ const MAX_SERVER_SENTENCE = 300;
 
 export const State = Object.freeze({
   AWAITING_CHALLENGE: "awaiting challenge",
+  MAKING_ACCESS_PROOF: "making access proof",
   MAKING_DEVICE_PROOF: "making device proof",
   SOLVING: "solving proof of work",
   AWAITING_TICKET: "awaiting ticket",
@@ -52,6 +57,7 @@ export const Guard = Object.freeze({
   ANY: "any",
   OK: "ok",
   OK_BOUND: "ok, bound to a device",
+  OK_KEYED: "ok, the secret wants an access proof",
   PASSPHRASE_MISSING: "ok, but a passphrase is needed and none can be had",
   TOO_MUCH_WORK: "ok, but more bits than this client will solve",
   RATE_LIMITED_RETRY: "429, retries left and Retry-After short enough",
@@ -64,10 +70,13 @@ const G = Guard;
 export const TRANSITIONS = Object.freeze([
   [S.AWAITING_CHALLENGE, "answer", G.OK, S.SOLVING],
   [S.AWAITING_CHALLENGE, "answer", G.OK_BOUND, S.MAKING_DEVICE_PROOF],
+  [S.AWAITING_CHALLENGE, "answer", G.OK_KEYED, S.MAKING_ACCESS_PROOF],
   [S.AWAITING_CHALLENGE, "answer", G.PASSPHRASE_MISSING, S.FAILED],
   [S.AWAITING_CHALLENGE, "answer", G.TOO_MUCH_WORK, S.FAILED],
   [S.AWAITING_CHALLENGE, "answer", G.RATE_LIMITED_RETRY, S.WAITING],
   [S.AWAITING_CHALLENGE, "answer", G.ERROR, S.FAILED],
+  [S.MAKING_ACCESS_PROOF, "access_proof", G.ANY, S.SOLVING],
+  [S.MAKING_ACCESS_PROOF, "access_proof", G.OK_BOUND, S.MAKING_DEVICE_PROOF],
   [S.MAKING_DEVICE_PROOF, "device_proof", G.ANY, S.SOLVING],
   [S.SOLVING, "nonce", G.ANY, S.AWAITING_TICKET],
   [S.AWAITING_TICKET, "answer", G.OK, S.AWAITING_REVEAL],
@@ -102,6 +111,18 @@ export function parseRetryAfter(value) {
   return DEFAULT_RETRY_AFTER;
 }
 
+/** The server's error code (`error`) when `body` is an error answer, else null. */
+function serverError(body) {
+  try {
+    const parsed = JSON.parse(body);
+    return typeof parsed?.error === "string" && typeof parsed?.message === "string"
+      ? parsed.error
+      : null;
+  } catch {
+    return null;
+  }
+}
+
 function serverSentence(body) {
   try {
     const parsed = JSON.parse(body);
@@ -131,7 +152,13 @@ export function failureFor(answer, refused) {
       retry_after: seconds,
     };
   }
-  if (status === 403) return { error: "refused", message: refused };
+  if (status === 403) {
+    // The access proof failed (docs/protocol/access.md): said before any view is spent.
+    if (typeof answer.body === "string" && serverError(answer.body) === "wrong_key") {
+      return { error: "wrong_key", message: WRONG_KEY };
+    }
+    return { error: "refused", message: refused };
+  }
   if (status === 413) {
     return { error: "too_large", message: "The secret is larger than this server accepts." };
   }
@@ -171,12 +198,22 @@ function decode(body, check) {
   }
 }
 
+const isArgon2 = (value) =>
+  value === undefined ||
+  value === null ||
+  (typeof value === "object" &&
+    isInteger(value.memory_kib) &&
+    isInteger(value.iterations) &&
+    isInteger(value.lanes) &&
+    typeof value.salt === "string");
 const isChallenge = (value) =>
   typeof value.challenge === "string" &&
   isInteger(value.bits) &&
   isInteger(value.expires_at) &&
   isOptionalBoolean(value.is_bound) &&
-  isOptionalBoolean(value.has_passphrase);
+  isOptionalBoolean(value.has_passphrase) &&
+  isOptionalBoolean(value.has_access_key) &&
+  isArgon2(value.argon2);
 const isTicket = (value) => typeof value.ticket === "string" && isInteger(value.expires_at);
 
 /**
@@ -200,6 +237,7 @@ export class AccessPath {
     this._retriesLeft = rateLimitRetries;
     this._maxRetryWait = maxRetryWait;
     this._deviceProof = null;
+    this._accessProof = null;
     this._ticketRefused = TICKET_REFUSED;
   }
 
@@ -223,6 +261,11 @@ export class AccessPath {
 
   _judge(kind, value) {
     if (kind === "answer") return this._judgeAnswer(value);
+    if (kind === "access_proof") {
+      this._accessProof = value.proof;
+      const [guard, step] = this._afterAccessProof();
+      return [guard === G.OK ? G.ANY : guard, step];
+    }
     if (kind === "device_proof") {
       this._deviceProof = value.proof;
       this._ticketRefused = value.proof === null ? NO_DEVICE : WRONG_DEVICE;
@@ -267,6 +310,7 @@ export class AccessPath {
     if (challenge === null) return [G.ERROR, this._notUnderstood()];
     this.challenge = challenge;
     this._deviceProof = null;
+    this._accessProof = null;
     this._ticketRefused = TICKET_REFUSED;
     if (challenge.has_passphrase === true && !this._canUnlock) {
       // Said before any view is spent: without a passphrase the view would be wasted.
@@ -276,6 +320,21 @@ export class AccessPath {
     if (challenge.bits > this._maxPowBits) {
       return [G.TOO_MUCH_WORK, { failed: { error: "refused", message: TOO_MUCH_WORK } }];
     }
+    if (challenge.has_access_key === true) {
+      const hasPassphrase = challenge.has_passphrase === true;
+      if (hasPassphrase && (challenge.argon2 ?? null) === null) {
+        return [G.ERROR, this._notUnderstood()];
+      }
+      // First, like the device proof: deriving the key (Argon2id) must not age the work.
+      const argon2 = hasPassphrase ? challenge.argon2 : null;
+      const proof = { secret_id: this.secretId, challenge: challenge.challenge, argon2 };
+      return [G.OK_KEYED, { access_proof: proof }];
+    }
+    return this._afterAccessProof();
+  }
+
+  _afterAccessProof() {
+    const challenge = this.challenge;
     if (challenge.is_bound === true) {
       // The device proof comes before the work, so that loading the device does not age
       // the solved challenge.
@@ -296,6 +355,7 @@ export class AccessPath {
 
   _ticketRequest(nonce) {
     const json = { challenge: this.challenge.challenge, nonce };
+    if (this._accessProof !== null) json.access_proof = this._accessProof;
     if (this._deviceProof !== null) json.device_proof = this._deviceProof;
     return { request: { method: "POST", path: this._path("ticket"), json } };
   }

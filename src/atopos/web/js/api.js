@@ -85,14 +85,20 @@ async function fetchApi(method, url, { json, token } = {}) {
 /**
  * Upload an envelope (a Blob). XMLHttpRequest, because fetch cannot report upload
  * progress: `onProgress(sent, total)`. Resolves to {id, manage_token, expires_at}.
+ * `accessKey` (base64url of the Ed25519 access key, docs/protocol/access.md) is required;
  * `deviceKey` (base64url of the device's Ed25519 public key) binds the secret to a device.
  */
 export function createSecret(
   envelope,
-  { expiresIn, views, kind, deviceKey = null },
+  { expiresIn, views, kind, accessKey, deviceKey = null },
   onProgress = () => {},
 ) {
-  const query = new URLSearchParams({ expires_in: String(expiresIn), views: String(views), kind });
+  const query = new URLSearchParams({
+    expires_in: String(expiresIn),
+    views: String(views),
+    kind,
+    access_key: accessKey,
+  });
   if (deviceKey !== null) query.set("device_key", deviceKey);
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();

@@ -213,6 +213,7 @@ async function createFrom(request) {
       expiresIn: request.expiresIn,
       views: request.views,
       kind: request.kind,
+      accessKey: encode(sealer.accessKey),
       deviceKey: request.device === null ? null : encode(request.device.signingKey),
     },
     (sent, total) =>

@@ -13,6 +13,7 @@
 // key: bit 0 a passphrase (Argon2id fields follow the salt), bit 1 a device (an ephemeral
 // X25519 public key and the device secret sealed to the device follow; docs/protocol/device.md).
 
+import { accessKeyOf } from "./access-proof.js";
 import {
   ARGON2_SALT_BYTES,
   deriveEnvelopeKeys,
@@ -156,7 +157,8 @@ function decodeMetadata(bytes) {
 
 // -- header ------------------------------------------------------------------------------------
 
-function isValidArgon2({ memoryKib, iterations, lanes }) {
+/** Whether an Argon2id cost is within what a reader accepts (section 2's bounds). */
+export function isValidArgon2({ memoryKib, iterations, lanes }) {
   return (
     Number.isInteger(lanes) &&
     lanes >= 1 &&
@@ -450,6 +452,8 @@ export class Sealer {
       header = concatBytes([header, ephemeral.publicKey, sealed]);
     }
     const keys = await deriveEnvelopeKeys(linkKey, salt, passphraseKey, deviceSecret);
+    // The public access key to upload with the envelope (docs/protocol/access.md).
+    const { publicKey: accessKey } = await accessKeyOf(linkKey, passphraseKey);
     passphraseKey?.fill(0);
     deviceSecret?.fill(0);
     return new Sealer(CONSTRUCTING, {
@@ -461,12 +465,15 @@ export class Sealer {
       encodedMetadata,
       size,
       contentSize: metadata.size,
+      accessKey,
     });
   }
 
   constructor(token, state) {
     if (token !== CONSTRUCTING) throw new TypeError("use `await Sealer.create(...)`");
     this.size = state.size;
+    /** The Ed25519 access key (32 bytes) the server checks access proofs against. */
+    this.accessKey = state.accessKey;
     this.#key = state.keys.key;
     this.#noncePrefix = state.keys.noncePrefix;
     this.#header = state.header;

@@ -12,13 +12,22 @@
 // `is_bound`; this browser's device (device-store.js) signs the proof for the ticket, and
 // its X25519 key opens the seal in the envelope. Without a device no ticket is asked for;
 // a refused proof (403) spends nothing.
+//
+// The key-knowledge proof (docs/protocol/access.md): the challenge says `has_access_key`,
+// and the page signs it with the access key made from the link key and the passphrase (with
+// the Argon2id cost and salt the challenge carries). A typo in the link or a wrong passphrase
+// is refused at the ticket step, before any view is spent: the page says so and, for a
+// passphrase, asks again.
 
+import { accessKey } from "./access-proof.js";
 import { AccessPath, State as PathState } from "./access-path.js";
 import { ApiError, errorFor, SecretGone, sendAccessRequest } from "./api.js";
+import { decode, encode } from "./base64url.js";
 import { loadDevice, supportsDeviceKeys } from "./device-store.js";
 import {
   DecryptionFailed,
   DeviceRequired,
+  isValidArgon2,
   LINK_KEY_BYTES,
   Opener,
   PassphraseRequired,
@@ -54,6 +63,32 @@ let savedFile = null;
 let device = null;
 
 /** The secret is bound to a device this browser does not hold; nothing was spent. */
+/** The server refused the access proof: the link's key or the passphrase is wrong. */
+class WrongKey extends Error {
+  constructor(message, hadPassphrase) {
+    super(message);
+    this.name = "WrongKey";
+    this.hadPassphrase = hadPassphrase;
+  }
+}
+
+/** The access proof over `challenge`, from the link key and, with `fields`, the passphrase. */
+async function makeAccessProof(challenge, fields) {
+  let argon2 = null;
+  if (fields !== null) {
+    const salt = decode(fields.salt);
+    argon2 = { memoryKib: fields.memory_kib, iterations: fields.iterations, lanes: fields.lanes };
+    if (salt === null || salt.length !== 16 || !isValidArgon2(argon2)) {
+      throw new Error("The server sent passphrase settings this page does not accept.");
+    }
+    argon2.salt = salt;
+    markStep("challenge");
+    report(null, "Checking the passphrase. This takes a moment on purpose.");
+  }
+  const key = await accessKey(linkKey, { passphrase, argon2 });
+  return key.signProof(decode(secretId), challenge);
+}
+
 class BoundElsewhere extends Error {
   constructor(isRefused) {
     super("This secret is bound to another device.");
@@ -154,6 +189,10 @@ async function spendView() {
         isViewSpent = true;
         return response;
       }
+    } else if (step.access_proof !== undefined) {
+      const { challenge, argon2 } = step.access_proof;
+      const proof = encode(await makeAccessProof(challenge, argon2));
+      step = path.receive({ access_proof: { proof } });
     } else if (step.device_proof !== undefined) {
       // Without a device there is no point in solving the work, and no ticket is asked for.
       if ((await loadBrowserDevice()) === null) throw new BoundElsewhere(false);
@@ -184,6 +223,9 @@ async function spendView() {
     return null;
   }
   if (answer === null || answer.status < 300) throw new Error(failed.message);
+  if (failed.error === "wrong_key") {
+    throw new WrongKey(failed.message, path.challenge.has_passphrase === true);
+  }
   // The server refused this device's proof: nothing was consumed.
   if (answeredAt === PathState.AWAITING_TICKET && failed.error === "refused") {
     if (path.challenge.is_bound === true) throw new BoundElsewhere(true);
@@ -274,7 +316,19 @@ async function run() {
       present(received.metadata, received.content);
     }
   } catch (error) {
-    fail(error);
+    if (error instanceof WrongKey && error.hadPassphrase) {
+      // Nothing was spent: ask again (a typo in the link cannot be fixed here, but the
+      // sentence names both).
+      passphrase = null;
+      showPassphraseForm("first");
+      showPassphraseError(
+        "Wrong key or passphrase: that passphrase does not open this secret with this link." +
+          " Nothing was used; check it and try again.",
+      );
+      passphraseInput.select();
+    } else {
+      fail(error);
+    }
   } finally {
     revealButton.disabled = false;
   }
@@ -420,6 +474,15 @@ function fail(error) {
   }
   if (error instanceof DownloadCutOff || error instanceof DecryptionFailed) {
     showDecryptionFailure(error);
+    return;
+  }
+  if (error instanceof WrongKey) {
+    byId("failed-title").textContent = "Wrong key or passphrase";
+    byId("failed-message").textContent =
+      "The key in this link does not fit the secret: check that the whole link was copied." +
+      " Nothing was used; the secret is still there.";
+    byId("retry-actions").hidden = true;
+    showState("failed");
     return;
   }
   if (error instanceof BoundElsewhere) {

@@ -1,0 +1,86 @@
+"""The key-knowledge proof (docs/protocol/access.md, "Key-knowledge proof").
+
+The creator derives an Ed25519 key pair one-way from the content key material (the link
+key, and the Argon2id output when the secret has a passphrase) and uploads only its public
+half, the *access key*. At the ticket step the reader signs the secret id and the fresh
+challenge with the private half, the *access proof*: so a typo in the link, a wrong
+passphrase or an id alone is refused before any view is spent. The server cannot test
+passphrase guesses with the access key, because every guess also needs the link key.
+"""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from atopos.crypto.base64url import b64url_decode
+from atopos.crypto.hkdf import derive_key
+from atopos.crypto.sizes import SECRET_ID_BYTES
+
+__all__ = [
+    "ACCESS_KEY_BYTES",
+    "ACCESS_KEY_INFO",
+    "ACCESS_PROOF_BYTES",
+    "ACCESS_PROOF_LABEL",
+    "AccessSigner",
+    "access_proof_message",
+    "verify_access_proof",
+]
+
+ACCESS_KEY_INFO = b"atopos/access-key/v1"
+ACCESS_PROOF_LABEL = b"atopos/access-proof/v1\x00"
+ACCESS_KEY_BYTES = 32
+ACCESS_PROOF_BYTES = 64
+_LINK_KEY_BYTES = 32
+_PASSPHRASE_KEY_BYTES = 32
+
+
+class AccessSigner:
+    """The private half of a secret's access key; its repr shows nothing."""
+
+    __slots__ = ("_signing", "public_key")
+
+    public_key: bytes
+
+    def __init__(self, link_key: bytes, passphrase_key: bytes | None = None) -> None:
+        """seed = HKDF-SHA256(link_key [|| passphrase_key], empty salt,
+        info "atopos/access-key/v1", 32 bytes), used as the RFC 8032 private key."""
+        if len(link_key) != _LINK_KEY_BYTES:
+            raise ValueError(f"the link key must be {_LINK_KEY_BYTES} bytes")
+        if passphrase_key is not None and len(passphrase_key) != _PASSPHRASE_KEY_BYTES:
+            raise ValueError(f"the passphrase key must be {_PASSPHRASE_KEY_BYTES} bytes")
+        ikm = bytes(link_key) + (bytes(passphrase_key) if passphrase_key is not None else b"")
+        seed = derive_key(ikm, info=ACCESS_KEY_INFO)
+        self._signing = Ed25519PrivateKey.from_private_bytes(seed)
+        self.public_key = self._signing.public_key().public_bytes_raw()
+
+    def __repr__(self) -> str:
+        return "AccessSigner(...)"
+
+    def sign_proof(self, secret_id: bytes, challenge: str) -> bytes:
+        """The 64-byte access proof for this secret id and this exact challenge."""
+        return self._signing.sign(access_proof_message(secret_id, challenge))
+
+
+def access_proof_message(secret_id: bytes, challenge: str) -> bytes:
+    """The signed bytes: "atopos/access-proof/v1" || 0x00 || secret_id || utf8(challenge)."""
+    if len(secret_id) != SECRET_ID_BYTES:
+        raise ValueError(f"a secret id is {SECRET_ID_BYTES} bytes")
+    return ACCESS_PROOF_LABEL + bytes(secret_id) + challenge.encode("utf-8")
+
+
+def verify_access_proof(access_key: bytes, secret_id: bytes, challenge: str, proof: str) -> bool:
+    """True when `proof` (unpadded base64url of 64 bytes) is the access key's signature over
+    this secret id and this challenge. Never raises for bad input: it is simply False."""
+    try:
+        signature = b64url_decode(proof)
+    except ValueError:
+        return False
+    if len(signature) != ACCESS_PROOF_BYTES or len(secret_id) != SECRET_ID_BYTES:
+        return False
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes(access_key))
+        key.verify(signature, access_proof_message(secret_id, challenge))
+    except (InvalidSignature, ValueError):
+        return False
+    return True

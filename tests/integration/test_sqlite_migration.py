@@ -1,0 +1,77 @@
+"""An SQLite file written by an older Atopos opens, is migrated to the current schema, and its
+secrets keep working (those stored before the key-knowledge proof have no access key)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from atopos.storage.sqlite import SqliteSecretStore
+from tests.integration.store_scenarios import NOW, body, secret
+
+# The `secrets` table as schema versions 1 and 2 made it (the other tables did not change).
+_OLD_SECRETS = """
+CREATE TABLE secrets (
+    id BLOB PRIMARY KEY NOT NULL,
+    manage_hash BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    views_left INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    device_key BLOB,
+    body BLOB{extra}
+);
+"""
+
+
+def _old_database(path: Path, version: int) -> bytes:
+    extra = ",\n    has_passphrase INTEGER NOT NULL DEFAULT 0" if version == 2 else ""
+    old_id = b"\x05" * 16
+    conn = sqlite3.connect(path)
+    conn.executescript(_OLD_SECRETS.format(extra=extra))
+    conn.execute(
+        "INSERT INTO secrets (id, manage_hash, kind, size, views_left, created_at, expires_at,"
+        " device_key, body) VALUES (?, ?, 'text', 3, 2, ?, ?, NULL, ?)",
+        (old_id, b"\x00" * 32, NOW, NOW + 600, b"old"),
+    )
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.commit()
+    conn.close()
+    return old_id
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_database_is_migrated_and_its_secrets_still_open(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "atopos.db"
+    old_id = _old_database(path, version)
+
+    async def scenario() -> None:
+        store = SqliteSecretStore(path)
+        await store.start(NOW)
+        try:
+            info = await store.info(old_id, NOW)
+            assert info is not None
+            assert (info.views_left, info.access_key, info.kdf_fields) == (2, None, None)
+            keyed = dataclasses.replace(secret(), access_key=b"\x01" * 32, kdf_fields=b"\x02" * 28)
+            await store.create(keyed, body(b"new"))
+            info = await store.info(keyed.secret_id, NOW)
+            assert info is not None
+            assert (info.access_key, info.kdf_fields) == (b"\x01" * 32, b"\x02" * 28)
+            revealed = await store.consume(old_id, b"t" * 16, NOW + 60, NOW)
+            assert b"".join([piece async for piece in revealed.chunks]) == b"old"
+        finally:
+            await store.aclose()
+
+    asyncio.run(scenario())
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    finally:
+        conn.close()
