@@ -2,6 +2,7 @@
 -- challenge -> ticket -> reveal, on the ids of slice-<thread>.txt in order.
 -- Revealed ids go to revealed-<thread>.txt; `inflight` names a reveal sent but unanswered.
 local common = require("common")
+local access = require("access")
 setup, done = common.setup, common.done({ "flows", "bad", "bad_body", "pos", "exhausted", "inflight" })
 flows, bad, bad_body, pos, exhausted, inflight = 0, 0, 0, 1, 0, ""
 local ids, revealed, size, step, token
@@ -25,7 +26,9 @@ function request()
   if step == "challenge" then
     return wrk.format("POST", base .. "/challenge", nil, "")
   elseif step == "ticket" then
-    return wrk.format("POST", base .. "/ticket", json, '{"challenge":"' .. token .. '","nonce":0}')
+    local proof = access.proof(id, token)
+    local body = '{"challenge":"' .. token .. '","nonce":0,"access_proof":"' .. proof .. '"}'
+    return wrk.format("POST", base .. "/ticket", json, body)
   end
   inflight = id
   return wrk.format("POST", base .. "/reveal", json, '{"ticket":"' .. token .. '"}')
