@@ -16,13 +16,16 @@ export class RoomsUnavailable extends ApiError {
   }
 }
 
+const ATTEMPTS = 3;
+
+/** The answer's status and parsed JSON; ApiError for failures other than 409. */
 async function postJson(path, body) {
   let response;
   try {
     response = await fetch(new URL(`api/v1/${path}`, serverRoot), {
       method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "omit",
       cache: "no-store",
     });
@@ -31,18 +34,34 @@ async function postJson(path, body) {
   }
   if (response.status === 404) throw new RoomsUnavailable();
   const text = await response.text();
+  if (response.status === 409) return { status: 409, json: null };
   if (!response.ok) throw errorFor(response.status, text, response.headers.get("retry-after"));
-  return JSON.parse(text);
+  return { status: response.status, json: JSON.parse(text) };
 }
 
 /**
- * Upload a room made by room-creation.js: a challenge bound to the room id, the proof of
- * work, then `POST /api/v1/rooms`. Resolves to {expires_at}.
+ * Make and upload a room: `makeRoom()` (room-creation.js, every secret drawn here), then
+ * `POST /api/v1/rooms/{room_id}/challenge`, the proof of work, and `POST /api/v1/rooms`
+ * with the body plus `challenge` and `nonce`. A room id already in use (409) is drawn
+ * again. Resolves to {room, expiresAt}.
  */
-export async function uploadRoom(creation, onProgress = () => {}) {
-  const { challenge, bits } = await postJson("rooms/challenge", { room_id: creation.room_id });
-  const nonce = await solveChallenge(challenge, bits, onProgress);
-  return postJson("rooms", { ...creation, challenge, nonce });
+export async function createRoom(makeRoom, onProgress = () => {}) {
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const room = await makeRoom();
+    const id = room.creation.room_id;
+    const { json: challenge } = await postJson(`rooms/${id}/challenge`);
+    if (!Number.isInteger(challenge?.bits) || typeof challenge.challenge !== "string") {
+      throw new ApiError(0, "The server's answer was not understood.");
+    }
+    const nonce = await solveChallenge(challenge.challenge, challenge.bits, onProgress);
+    const created = await postJson("rooms", {
+      ...room.creation,
+      challenge: challenge.challenge,
+      nonce,
+    });
+    if (created.status !== 409) return { room, expiresAt: created.json.expires_at };
+  }
+  throw new ApiError(409, "The server refused every room id this page drew. Try again.");
 }
 
 /** ws(s)://host/…/api/v1/rooms/{room_id}: the relay, on this page's own origin. */

@@ -3,7 +3,7 @@
 // member link (copy button, QR code drawn here), the invites and the creator link.
 
 import { ApiError } from "./api.js";
-import { uploadRoom } from "./room-api.js";
+import { createRoom } from "./room-api.js";
 import { makeRoom } from "./room-creation.js";
 import { missingRoomAlgorithms } from "./room-support.js";
 import { qrSvg } from "./qr.js";
@@ -58,17 +58,15 @@ async function create(event) {
   button.disabled = true;
   progress.hidden = false;
   try {
-    const room = await makeRoom(serverRoot.href, randomBytes, {
-      ttl: Number(byId("room-lifetime-select").value),
-      knock,
-      invites,
-      name,
-    });
-    const answer = await uploadRoom(room.creation, (tried, expected) => {
-      progress.max = 1;
-      progress.value = 1 - Math.exp(-tried / expected);
-    });
-    show(room, answer.expires_at, knock);
+    const options = { ttl: Number(byId("room-lifetime-select").value), knock, invites, name };
+    const { room, expiresAt } = await createRoom(
+      () => makeRoom(serverRoot.href, randomBytes, options),
+      (tried, expected) => {
+        progress.max = 1;
+        progress.value = 1 - Math.exp(-tried / expected);
+      },
+    );
+    show(room, expiresAt, knock);
   } catch (failure) {
     byId("failed-message").textContent =
       failure instanceof ApiError ? failure.message : "This browser could not make the room.";

@@ -1,0 +1,532 @@
+"""The room pages (/rooms, /r/{room_id}) in Debian's Chromium, with Python members in the same
+rooms.
+
+Until the real relay (branch rooms-relay) is merged, the pages are served beside the relay
+double of tests/rooms_relay_double.py on one loopback origin (so the page's CSP,
+`connect-src 'self'`, holds): the pages' routes from server/pages.py behind the server's
+EdgeMiddleware, plus the room routes as docs/cli.md ("Rooms") names them. The network
+wrapper follows the one in rooms-client's tests/integration/test_room_cli_relay.py. The
+Python members are protocol/room_member.py over a real `websockets` connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import uvicorn
+from bench.harness import free_port
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.sync.client import connect
+
+from atopos.protocol.room_creation import RoomCreation, make_room
+from atopos.protocol.room_errors import RoomProtocolError
+from atopos.protocol.room_events import EpochStarted, MessageReceived, RelayError
+from atopos.protocol.room_link import parse_room_link
+from atopos.protocol.room_member import MemberState, RoomMember
+from atopos.protocol.room_wire import Challenge, Error, b64, encode_frame
+from atopos.randomness import system_random_bytes
+from atopos.server.middleware import CONTENT_SECURITY_POLICY, EdgeMiddleware
+from atopos.server.pages import page_routes
+from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.harness import Guard, screenshot
+from tests.rooms_relay_double import Connection, RelayDouble
+
+TIMEOUT_MS = 30_000
+
+
+# -- the relay double on a socket, beside the pages ------------------------------------------
+
+
+class _NoMember:
+    def outgoing(self) -> list[str]:
+        return []
+
+
+@dataclass
+class _Wire:
+    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    is_finished: bool = False
+
+
+class _NetworkRelay(RelayDouble):
+    def __init__(self, creation: RoomCreation, rooms: dict[str, _NetworkRelay]) -> None:
+        super().__init__(creation, system_random_bytes)
+        self.wires: dict[int, _Wire] = {}
+        self.rooms = rooms
+
+    def deliver(self, connection: Connection, text: str) -> None:
+        wire = self.wires.get(id(connection))
+        if wire is not None and not wire.is_finished:
+            wire.queue.put_nowait(text)
+
+    def settle(self) -> None:
+        for connection in self.connections:
+            wire = self.wires.get(id(connection))
+            if connection.is_closed and wire is not None and not wire.is_finished:
+                wire.is_finished = True
+                wire.queue.put_nowait(None)
+        if self.is_ended:
+            self.rooms.pop(self.creation.room_id, None)
+
+
+def _app() -> tuple[Any, dict[str, _NetworkRelay]]:
+    rooms: dict[str, _NetworkRelay] = {}
+
+    async def challenge(request: Request) -> Response:
+        room_id = request.path_params["room_id"]
+        return JSONResponse({"challenge": f"room:{room_id}", "bits": 0, "expires_at": 0})
+
+    async def create(request: Request) -> Response:
+        body = await request.json()
+        if body.pop("challenge", None) != f"room:{body.get('room_id')}" or "nonce" not in body:
+            return JSONResponse({"message": "proof of work missing"}, status_code=403)
+        body.pop("nonce")
+        try:
+            creation = msgspec.convert(body, RoomCreation)
+        except msgspec.ValidationError as error:
+            return JSONResponse({"message": str(error)}, status_code=422)
+        if creation.room_id in rooms:
+            return JSONResponse({"message": "taken"}, status_code=409)
+        rooms[creation.room_id] = _NetworkRelay(creation, rooms)
+        return JSONResponse({"expires_at": int(time.time()) + creation.ttl}, status_code=201)
+
+    async def room_socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        relay = rooms.get(websocket.path_params["room_id"])
+        if relay is None:
+            await websocket.send_text(encode_frame(Error(code="ended", message="no such room")))
+            await websocket.close(4404)
+            return
+        wire = _Wire()
+        connection = Connection(member=_NoMember(), challenge=b"")  # type: ignore[arg-type]
+        relay.wires[id(connection)] = wire
+        connection.challenge = relay.random_bytes(32)
+        relay.connections.append(connection)
+        relay.send(connection, Challenge(v=1, nonce=b64(connection.challenge)))
+
+        async def write() -> None:
+            while (text := await wire.queue.get()) is not None:
+                await websocket.send_text(text)
+            await websocket.close(1000)
+
+        writer = asyncio.create_task(write())
+        try:
+            while not wire.is_finished:
+                text = await websocket.receive_text()
+                try:
+                    relay.handle(connection, text)
+                except RoomProtocolError as error:
+                    relay.close(connection, error.code)
+                relay.settle()
+        except WebSocketDisconnect:
+            if not connection.is_closed:
+                relay.on_leave(connection, [])
+                relay.settle()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, 5)
+
+    routes = [
+        Route("/api/v1/rooms/{room_id}/challenge", challenge, methods=["POST"]),
+        Route("/api/v1/rooms", create, methods=["POST"]),
+        WebSocketRoute("/api/v1/rooms/{room_id}", room_socket),
+        *page_routes(),
+    ]
+    return EdgeMiddleware(Starlette(routes=routes)), rooms
+
+
+@dataclass
+class RoomServer:
+    url: str
+    rooms: dict[str, _NetworkRelay]
+
+
+@pytest.fixture(scope="module")
+def room_server() -> Iterator[RoomServer]:
+    app, rooms = _app()
+    port = free_port("127.0.0.1")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(500):
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/rooms", timeout=1).status_code == 200:
+                break
+        threading.Event().wait(0.02)  # polling interval while the server starts
+    try:
+        yield RoomServer(url, rooms)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def contexts(browser: Browser, room_server: RoomServer) -> Iterator[Any]:
+    made: list[tuple[BrowserContext, Guard]] = []
+
+    def make(**options: Any) -> tuple[BrowserContext, Guard]:
+        options.setdefault("viewport", DESKTOP)
+        context = browser.new_context(**options)
+        context.set_default_timeout(TIMEOUT_MS)
+        guard = Guard(room_server.url)
+        guard.watch(context)
+        made.append((context, guard))
+        return context, guard
+
+    yield make
+    for context, _ in made:
+        context.close()
+    for _, guard in made:
+        guard.check()
+
+
+# -- a Python member on a real WebSocket ------------------------------------------------------
+
+
+class PythonMember:
+    """protocol/room_member.py over `websockets` in a thread: commands in, events out."""
+
+    def __init__(self, link: str, name: str) -> None:
+        parsed = parse_room_link(link)
+        self.member = RoomMember(parsed, name, system_random_bytes)
+        ws_url = parsed.base_url.replace("http", "ws", 1) + "/api/v1/rooms/" + parsed.room_path[3:]
+        self.events: list[Any] = []
+        self.errors: list[RoomProtocolError] = []
+        self.commands: queue.Queue[Any] = queue.Queue()
+        self.lock = threading.Lock()
+        self.socket = connect(ws_url, compression=None, legacy=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    text = self.socket.recv(timeout=0.05)
+                    with self.lock:
+                        try:
+                            self.events += self.member.receive(text, time.time())
+                        except RoomProtocolError as error:
+                            self.errors.append(error)
+                with self.lock:
+                    while not self.commands.empty():
+                        self.commands.get()(self.member)
+                    for frame in self.member.outgoing():
+                        self.socket.send(frame)
+
+    def do(self, command: Any) -> None:
+        self.commands.put(command)
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = 20) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for event in self.events:
+                    if predicate(event):
+                        return event
+            threading.Event().wait(0.05)  # polling interval
+        raise AssertionError(f"no {what}; events: {self.events}, errors: {self.errors}")
+
+    def texts(self) -> list[str]:
+        with self.lock:
+            return [e.text for e in self.events if isinstance(e, MessageReceived)]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.socket.close()
+
+
+def _python_room(server: RoomServer, **options: Any) -> Any:
+    new = make_room(server.url, system_random_bytes, **options)
+    body = msgspec.to_builtins(new.creation) | {"challenge": f"room:{new.creation.room_id}"}
+    response = httpx.post(f"{server.url}/api/v1/rooms", json=body | {"nonce": 0}, timeout=10)
+    assert response.status_code == 201, response.text
+    return new
+
+
+# -- steps in the page -----------------------------------------------------------------------
+
+
+def _state(page: Page, name: str) -> None:
+    expect(page.locator(f'[data-state="{name}"]:not([hidden])')).to_be_visible(timeout=TIMEOUT_MS)
+
+
+def _join(page: Page, link: str, name: str) -> None:
+    page.goto(link)
+    _state(page, "ready")
+    page.get_by_label("Your name in this room").fill(name)
+    page.get_by_role("button", name="Join").click()
+
+
+def _send(page: Page, text: str) -> None:
+    box = page.get_by_label("Message", exact=True)
+    box.fill(text)
+    box.press("Enter")
+
+
+def _safety(page: Page) -> str:
+    return page.locator("#safety-code").text_content() or ""
+
+
+def _create_in_browser(page: Page, server: RoomServer, **fields: Any) -> dict[str, Any]:
+    page.goto(f"{server.url}/rooms")
+    _state(page, "compose")
+    page.get_by_label("Room name").fill(fields.get("name", "Plans"))
+    if fields.get("knock"):
+        page.get_by_label("Members admit each newcomer").check()
+    page.get_by_label("Single-use invites").fill(str(fields.get("invites", 0)))
+    page.get_by_role("button", name="Make the room").click()
+    _state(page, "done")
+    return {
+        "member": page.locator("#member-link").text_content(),
+        "creator": page.locator("#creator-link").text_content(),
+        "invites": page.locator("#invite-links code").all_text_contents(),
+    }
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+def test_the_page_reads_the_link_removes_the_key_and_waits_for_join(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="Quiet")
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    assert page.evaluate("location.hash") == ""
+    assert page.evaluate("location.href") == f"{room_server.url}{new.member_link.room_path}"
+    # about:blank and this page: the entry with the key was replaced, not pushed.
+    assert page.evaluate("history.length") == 2
+    assert not [r for r in guard.requests if "/api/" in r], guard.requests
+    screenshot(page, "room-ready-desktop")
+
+
+def test_a_damaged_link_says_so_without_any_request(contexts: Any, room_server: RoomServer) -> None:
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(f"{room_server.url}/r/AAECAwQFBgcICQoLDA0ODw#short")
+    _state(page, "broken")
+    assert page.evaluate("location.hash") == ""
+    assert not [r for r in guard.requests if "/api/" in r]
+
+
+def test_two_browsers_and_two_python_members_talk_with_one_safety_code(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    alice_context, _ = contexts()
+    alice = alice_context.new_page()
+    links = _create_in_browser(alice, room_server, name="Plans")
+    screenshot(alice, "room-created-desktop")
+    _join(alice, links["creator"], "alice")
+    _state(alice, "room")
+    bob = PythonMember(links["member"], "bob")
+    carol_context, _ = contexts(viewport=PHONE, color_scheme="dark")
+    carol = carol_context.new_page()
+    _join(carol, links["member"], "carol")
+    _state(carol, "room")
+    dave = PythonMember(links["member"], "dave")
+    for member in (bob, dave):
+        member.wait_for(
+            lambda e: isinstance(e, EpochStarted) and len(e.members) == 4, "a four-member epoch"
+        )
+    expect(alice.locator("#members li")).to_have_count(4)
+    expect(carol.locator("#members li")).to_have_count(4)
+    code = bob.member.safety_code
+    assert code is not None
+    assert dave.member.safety_code == code
+    expect(alice.locator("#safety-code")).to_have_text(code)
+    expect(carol.locator("#safety-code")).to_have_text(code)
+    _send(alice, "hello from alice")
+    _send(carol, "hello from carol")
+    bob.do(lambda m: m.send_text("hello from bob"))
+    dave.do(lambda m: m.send_text("hello from dave"))
+    for page in (alice, carol):
+        for text in ("bob", "dave", "alice", "carol"):
+            expect(page.locator("#messages")).to_contain_text(f"hello from {text}")
+    for member in (bob, dave):
+        for text in ("alice", "carol"):
+            member.wait_for(
+                lambda e, t=text: isinstance(e, MessageReceived) and e.text == f"hello from {t}",
+                f"{text}'s message",
+            )
+    expect(alice.locator(".message.own.pending")).to_have_count(0)
+    screenshot(alice, "room-chat-desktop-light")
+    screenshot(carol, "room-chat-phone-dark")
+    bob.close()
+    dave.close()
+
+
+def test_a_room_made_in_python_is_joined_in_the_browser(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="From the terminal")
+    creator = PythonMember(new.creator_link.text(), "erin")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    _join(page, new.member_link.text(), "frank")
+    _state(page, "room")
+    expect(page.locator("#room-title")).to_have_text("From the terminal")
+    creator.wait_for(
+        lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "frank's arrival"
+    )
+    expect(page.locator("#safety-code")).to_have_text(creator.member.safety_code or "")
+    creator.do(lambda m: m.send_text("welcome frank"))
+    expect(page.locator("#messages")).to_contain_text("welcome frank")
+    creator.close()
+
+
+def test_knock_mode_a_browser_admits_one_python_joiner_and_refuses_another(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    context, _ = contexts()
+    page = context.new_page()
+    links = _create_in_browser(page, room_server, name="Knock", knock=True)
+    _join(page, links["creator"], "gina")
+    _state(page, "room")
+    welcome = PythonMember(links["member"], "hal")
+    expect(page.locator("#knocks li")).to_have_count(1)
+    screenshot(page, "room-knock-desktop")
+    page.get_by_role("button", name="Admit hal").click()
+    welcome.wait_for(lambda e: isinstance(e, EpochStarted), "admission")
+    expect(page.locator("#members li")).to_have_count(2)
+    intruder = PythonMember(links["member"], "ivan")
+    expect(page.locator("#knocks li")).to_have_count(1)
+    page.get_by_role("button", name="Refuse ivan").click()
+    intruder.wait_for(
+        lambda e: isinstance(e, RelayError) and e.code == "not_admitted", "the refusal"
+    )
+    assert intruder.member.state is MemberState.CLOSED
+    assert not any(isinstance(e, EpochStarted) for e in intruder.events)
+    welcome.close()
+    intruder.close()
+
+
+def test_a_used_invite_is_refused_with_a_clear_page(contexts: Any, room_server: RoomServer) -> None:
+    new = _python_room(room_server, invites=1)
+    creator = PythonMember(new.creator_link.text(), "jo")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    invitee = PythonMember(new.invite_links[0].text(), "kim")
+    invitee.wait_for(lambda e: isinstance(e, EpochStarted), "the invitee's epoch")
+    context, guard = contexts()
+    guard.allow_http_error(403)
+    page = context.new_page()
+    _join(page, new.invite_links[0].text(), "lee")
+    _state(page, "refused")
+    expect(page.locator("#refused-message")).to_contain_text("already been used")
+    screenshot(page, "room-invite-used-desktop")
+    creator.close()
+    invitee.close()
+
+
+_STORAGE = """
+async () => {
+  const dbs = indexedDB.databases ? await indexedDB.databases() : [];
+  const registrations = await navigator.serviceWorker.getRegistrations();
+  return {
+    indexedDB: dbs.map((db) => db.name),
+    localStorage: localStorage.length,
+    sessionStorage: sessionStorage.length,
+    caches: await caches.keys(),
+    serviceWorkers: registrations.length,
+  };
+}
+"""
+
+
+def test_panic_leaves_no_trace_and_the_others_see_the_leave(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server)
+    creator = PythonMember(new.creator_link.text(), "max")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    _join(page, new.member_link.text(), "nia")
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "nia")
+    # Something another page of this origin might have left behind.
+    page.evaluate(
+        """async () => {
+          localStorage.setItem("x", "1");
+          sessionStorage.setItem("y", "2");
+          await caches.open("c");
+          await new Promise((resolve) => {
+            const request = indexedDB.open("leftover");
+            request.onsuccess = () => { request.result.close(); resolve(); };
+          });
+        }"""
+    )
+    page.get_by_role("button", name="Panic").click()
+    _state(page, "wiped")
+    assert page.evaluate(_STORAGE) == {
+        "indexedDB": [],
+        "localStorage": 0,
+        "sessionStorage": 0,
+        "caches": [],
+        "serviceWorkers": 0,
+    }
+    assert page.locator("#messages li").count() == 0
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 1, "nia's leave")
+    screenshot(page, "room-wiped-desktop")
+    creator.close()
+
+
+def test_the_room_page_carries_the_csp_and_explains_itself_without_javascript(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    response = httpx.get(f"{room_server.url}/r/AAECAwQFBgcICQoLDA0ODw", timeout=10)
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    context, _ = contexts(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{room_server.url}/r/AAECAwQFBgcICQoLDA0ODw#x")
+    expect(page.get_by_role("heading", name="This room needs JavaScript")).to_be_visible()
+    screenshot(page, "room-no-javascript-desktop")
+
+
+def test_a_thousand_messages_stay_fast(contexts: Any, room_server: RoomServer) -> None:
+    new = _python_room(room_server)
+    creator = PythonMember(new.creator_link.text(), "olga")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    _join(page, new.member_link.text(), "pat")
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "pat")
+
+    def burst(member: RoomMember) -> None:
+        for number in range(1000):
+            member.send_text(f"message {number}")
+
+    started = time.monotonic()
+    creator.do(burst)
+    expect(page.locator("#messages .message")).to_have_count(1000, timeout=120_000)
+    elapsed = time.monotonic() - started
+    typing = time.monotonic()
+    _send(page, "still quick")
+    expect(page.locator(".message.own")).to_have_count(1)
+    assert time.monotonic() - typing < 2, "sending after 1,000 messages is slow"
+    assert elapsed < 90, f"1,000 messages took {elapsed:.1f} s"
+    creator.close()
