@@ -530,3 +530,37 @@ def test_a_thousand_messages_stay_fast(contexts: Any, room_server: RoomServer) -
     assert time.monotonic() - typing < 2, "sending after 1,000 messages is slow"
     assert elapsed < 90, f"1,000 messages took {elapsed:.1f} s"
     creator.close()
+
+
+def test_rooms_work_with_webassembly_disabled(
+    browser_type: Any, browser_type_launch_args: dict[str, Any], room_server: RoomServer
+) -> None:
+    """Tor Browser's "Safer" level turns the JIT and WebAssembly off; rooms use neither (no
+    Extra Lock yet). The V8 flag the brief names, --noexpose_wasm, is gone from Debian's
+    Chromium 156 (an unknown flag voids the whole --js-flags); --jitless removes the
+    WebAssembly object, which the test checks."""
+    args = [*browser_type_launch_args["args"], "--js-flags=--jitless"]
+    browser = browser_type.launch(**{**browser_type_launch_args, "args": args})
+    try:
+        context = browser.new_context(viewport=DESKTOP)
+        context.set_default_timeout(TIMEOUT_MS)
+        guard = Guard(room_server.url)
+        guard.watch(context)
+        page = context.new_page()
+        links = _create_in_browser(page, room_server, name="No wasm")
+        assert page.evaluate("typeof WebAssembly") == "undefined"
+        _join(page, links["creator"], "quinn")
+        _state(page, "room")
+        other = PythonMember(links["member"], "rae")
+        other.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "rae")
+        _send(page, "no wasm needed")
+        other.wait_for(
+            lambda e: isinstance(e, MessageReceived) and e.text == "no wasm needed", "the text"
+        )
+        other.do(lambda m: m.send_text("indeed"))
+        expect(page.locator("#messages")).to_contain_text("indeed")
+        other.close()
+        context.close()
+        guard.check()
+    finally:
+        browser.close()
