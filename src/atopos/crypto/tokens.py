@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
+import enum
 import hashlib
 import hmac
 import struct
@@ -26,8 +27,10 @@ __all__ = [
     "SECRET_ID_BYTES",
     "Challenge",
     "InvalidToken",
+    "Purpose",
     "Ticket",
     "TokenKeys",
+    "bound_id_for",
     "ticket_id_for",
 ]
 
@@ -76,6 +79,23 @@ class Ticket:
     # Until when the store must remember this ticket id once redeemed: the last moment any
     # ticket minted from the same challenge can still be valid.
     remember_until: int
+
+
+class Purpose(enum.Enum):
+    """What a challenge's proof of work pays for; the challenge is bound to it and one id."""
+
+    SECRET_ACCESS = "secret-access"  # noqa: S105 (a label, not a password): a ticket to view one secret (bound to the secret id)
+    ROOM_CREATION = "room-creation"  # creating one room (bound to the room id)
+
+
+def bound_id_for(purpose: Purpose, subject: bytes) -> bytes:
+    """The 16 bytes a challenge carries in its id field. For a secret it is the secret id
+    itself (the version 1 format, unchanged); for any other purpose it is a hash of the
+    purpose and the subject, so a challenge for one purpose never passes for another."""
+    if purpose is Purpose.SECRET_ACCESS:
+        return subject
+    label = b"atopos/challenge-purpose\x00" + purpose.value.encode("ascii") + b"\x00"
+    return hashlib.sha256(label + subject).digest()[:SECRET_ID_BYTES]
 
 
 def ticket_id_for(challenge: str) -> bytes:

@@ -11,7 +11,14 @@ import dataclasses
 
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.sizes import CHALLENGE_SALT_BYTES
-from atopos.crypto.tokens import InvalidToken, Ticket, TokenKeys, ticket_id_for
+from atopos.crypto.tokens import (
+    InvalidToken,
+    Purpose,
+    Ticket,
+    TokenKeys,
+    bound_id_for,
+    ticket_id_for,
+)
 from atopos.errors import Refused
 from atopos.randomness import RandomBytes
 from atopos.server.identity import ClientId
@@ -54,6 +61,13 @@ class AccessControl:
         self._ticket_ttl = ticket_ttl
 
     async def challenge(self, secret_id: bytes, ident: ClientId, now: int) -> IssuedChallenge:
+        """A challenge whose ticket views the secret `secret_id`."""
+        return await self.challenge_for(Purpose.SECRET_ACCESS, secret_id, ident, now)
+
+    async def challenge_for(
+        self, purpose: Purpose, subject: bytes, ident: ClientId, now: int
+    ) -> IssuedChallenge:
+        """A challenge bound to one purpose and one id (a secret's, a new room's)."""
         bits = self._pow_bits
         if bits:
             # Difficulty rises for identifiers that recently failed; at 0 bits (tests,
@@ -65,9 +79,33 @@ class AccessControl:
         # share its address (a NAT, a Tor exit).
         expires_at = now + (self._challenge_ttl << max(0, bits - self._pow_bits))
         token = self._keys.issue_challenge(
-            secret_id, expires_at, bits, self._random_bytes(CHALLENGE_SALT_BYTES)
+            bound_id_for(purpose, subject),
+            expires_at,
+            bits,
+            self._random_bytes(CHALLENGE_SALT_BYTES),
         )
         return IssuedChallenge(token, bits, expires_at)
+
+    async def check_work(
+        self,
+        purpose: Purpose,
+        subject: bytes,
+        challenge: str,
+        nonce: int,
+        ident: ClientId,
+        now: int,
+    ) -> int:
+        """Check a solved challenge of `purpose` for `subject` (no ticket: the work pays for
+        the request that carries it); when the challenge expires, Refused otherwise."""
+        try:
+            opened = self._keys.open_challenge(challenge, bound_id_for(purpose, subject), now)
+        except InvalidToken:
+            await self._limits.record_failure(ident)
+            raise Refused("The challenge is invalid or expired; ask for a new one.") from None
+        if not proof_of_work.verify(challenge.encode("ascii"), nonce, opened.bits):
+            await self._limits.record_failure(ident)
+            raise Refused("The proof of work is wrong.")
+        return opened.expires_at
 
     async def ticket(
         self, secret_id: bytes, challenge: str, nonce: int, ident: ClientId, now: int

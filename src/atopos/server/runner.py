@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from atopos import __version__
 from atopos.errors import InvalidInput
+from atopos.protocol.room_wire import MAX_FRAME_CHARS
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
 from atopos.server.connection_guard import ConnectionLimits, guarded_http_protocol
@@ -130,6 +131,15 @@ def uvicorn_config(
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        # Rooms (docs/protocol/rooms.md section 13): the largest frame plus a margin (a frame
+        # a little over it reaches the relay and gets 4400 too_large; a far larger one is
+        # cut by the WebSocket layer with 1009), no compression (it
+        # would leak sizes and costs CPU per member), and a ping every 30 s that a peer must
+        # answer within 90 s: a dead or silent peer is gone after at most 120 s.
+        ws_max_size=MAX_FRAME_CHARS + 65_536,
+        ws_per_message_deflate=False,
+        ws_ping_interval=30.0,
+        ws_ping_timeout=90.0,
     )
 
 
