@@ -1,183 +1,55 @@
-"""The room pages (/rooms, /r/{room_id}) in Debian's Chromium, with Python members in the same
-rooms.
-
-Until the real relay (branch rooms-relay) is merged, the pages are served beside the relay
-double of tests/rooms_relay_double.py on one loopback origin (so the page's CSP,
-`connect-src 'self'`, holds): the pages' routes from server/pages.py behind the server's
-EdgeMiddleware, plus the room routes as docs/cli.md ("Rooms") names them. The network
-wrapper follows the one in rooms-client's tests/integration/test_room_cli_relay.py. The
-Python members are protocol/room_member.py over a real `websockets` connection.
+"""The room pages (/rooms, /r/{room_id}) in Debian's Chromium against the real server (pages
+and relay on one loopback origin, so the page's CSP, `connect-src 'self'`, holds), with
+Python members in the same rooms: protocol/room_member.py over a real `websockets`
+connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-import uvicorn
-from bench.harness import free_port
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.sync.client import connect
 
-from atopos.protocol.room_creation import RoomCreation, make_room
+from atopos.clock import SystemClock
+from atopos.crypto import pow as proof_of_work
+from atopos.protocol.room_creation import make_room
 from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import EpochStarted, MessageReceived, RelayError
 from atopos.protocol.room_link import parse_room_link
 from atopos.protocol.room_member import MemberState, RoomMember
-from atopos.protocol.room_wire import Challenge, Error, b64, encode_frame
 from atopos.randomness import system_random_bytes
-from atopos.server.middleware import CONTENT_SECURITY_POLICY, EdgeMiddleware
-from atopos.server.pages import page_routes
+from atopos.server.middleware import CONTENT_SECURITY_POLICY
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.harness import Guard, screenshot
-from tests.rooms_relay_double import Connection, RelayDouble
+from tests.room_relay_server import relay_server
 
 TIMEOUT_MS = 30_000
 
 
-# -- the relay double on a socket, beside the pages ------------------------------------------
-
-
-class _NoMember:
-    def outgoing(self) -> list[str]:
-        return []
-
-
-@dataclass
-class _Wire:
-    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
-    is_finished: bool = False
-
-
-class _NetworkRelay(RelayDouble):
-    def __init__(self, creation: RoomCreation, rooms: dict[str, _NetworkRelay]) -> None:
-        super().__init__(creation, system_random_bytes)
-        self.wires: dict[int, _Wire] = {}
-        self.rooms = rooms
-
-    def deliver(self, connection: Connection, text: str) -> None:
-        wire = self.wires.get(id(connection))
-        if wire is not None and not wire.is_finished:
-            wire.queue.put_nowait(text)
-
-    def settle(self) -> None:
-        for connection in self.connections:
-            wire = self.wires.get(id(connection))
-            if connection.is_closed and wire is not None and not wire.is_finished:
-                wire.is_finished = True
-                wire.queue.put_nowait(None)
-        if self.is_ended:
-            self.rooms.pop(self.creation.room_id, None)
-
-
-def _app() -> tuple[Any, dict[str, _NetworkRelay]]:
-    rooms: dict[str, _NetworkRelay] = {}
-
-    async def challenge(request: Request) -> Response:
-        room_id = request.path_params["room_id"]
-        return JSONResponse({"challenge": f"room:{room_id}", "bits": 0, "expires_at": 0})
-
-    async def create(request: Request) -> Response:
-        body = await request.json()
-        if body.pop("challenge", None) != f"room:{body.get('room_id')}" or "nonce" not in body:
-            return JSONResponse({"message": "proof of work missing"}, status_code=403)
-        body.pop("nonce")
-        try:
-            creation = msgspec.convert(body, RoomCreation)
-        except msgspec.ValidationError as error:
-            return JSONResponse({"message": str(error)}, status_code=422)
-        if creation.room_id in rooms:
-            return JSONResponse({"message": "taken"}, status_code=409)
-        rooms[creation.room_id] = _NetworkRelay(creation, rooms)
-        return JSONResponse({"expires_at": int(time.time()) + creation.ttl}, status_code=201)
-
-    async def room_socket(websocket: WebSocket) -> None:
-        await websocket.accept()
-        relay = rooms.get(websocket.path_params["room_id"])
-        if relay is None:
-            await websocket.send_text(encode_frame(Error(code="ended", message="no such room")))
-            await websocket.close(4404)
-            return
-        wire = _Wire()
-        connection = Connection(member=_NoMember(), challenge=b"")  # type: ignore[arg-type]
-        relay.wires[id(connection)] = wire
-        connection.challenge = relay.random_bytes(32)
-        relay.connections.append(connection)
-        relay.send(connection, Challenge(v=1, nonce=b64(connection.challenge)))
-
-        async def write() -> None:
-            while (text := await wire.queue.get()) is not None:
-                await websocket.send_text(text)
-            await websocket.close(1000)
-
-        writer = asyncio.create_task(write())
-        try:
-            while not wire.is_finished:
-                text = await websocket.receive_text()
-                try:
-                    relay.handle(connection, text)
-                except RoomProtocolError as error:
-                    relay.close(connection, error.code)
-                relay.settle()
-        except WebSocketDisconnect:
-            if not connection.is_closed:
-                relay.on_leave(connection, [])
-                relay.settle()
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer, 5)
-
-    routes = [
-        Route("/api/v1/rooms/{room_id}/challenge", challenge, methods=["POST"]),
-        Route("/api/v1/rooms", create, methods=["POST"]),
-        WebSocketRoute("/api/v1/rooms/{room_id}", room_socket),
-        *page_routes(),
-    ]
-    return EdgeMiddleware(Starlette(routes=routes)), rooms
+# -- the real server: pages and relay on one origin -------------------------------------------
 
 
 @dataclass
 class RoomServer:
     url: str
-    rooms: dict[str, _NetworkRelay]
 
 
 @pytest.fixture(scope="module")
-def room_server() -> Iterator[RoomServer]:
-    app, rooms = _app()
-    port = free_port("127.0.0.1")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(500):
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/rooms", timeout=1).status_code == 200:
-                break
-        threading.Event().wait(0.02)  # polling interval while the server starts
-    try:
-        yield RoomServer(url, rooms)
-    finally:
-        server.should_exit = True
-        thread.join(10)
+def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoomServer]:
+    """`create_app` on loopback (tests/room_relay_server.py): the pages, the room creation
+    routes (proof of work at 0 bits) and the relay, behind the server's edge middleware."""
+    with relay_server(tmp_path_factory.mktemp("rooms"), SystemClock()) as server:
+        yield RoomServer(server.url)
 
 
 @pytest.fixture
@@ -264,9 +136,13 @@ class PythonMember:
 
 
 def _python_room(server: RoomServer, **options: Any) -> Any:
+    """make_room, the challenge and its proof of work, the upload: as a client does."""
     new = make_room(server.url, system_random_bytes, **options)
-    body = msgspec.to_builtins(new.creation) | {"challenge": f"room:{new.creation.room_id}"}
-    response = httpx.post(f"{server.url}/api/v1/rooms", json=body | {"nonce": 0}, timeout=10)
+    room_id = new.creation.room_id
+    challenge = httpx.post(f"{server.url}/api/v1/rooms/{room_id}/challenge", timeout=10).json()
+    nonce = proof_of_work.solve(challenge["challenge"].encode(), challenge["bits"])
+    body = msgspec.to_builtins(new.creation) | {"challenge": challenge["challenge"], "nonce": nonce}
+    response = httpx.post(f"{server.url}/api/v1/rooms", json=body, timeout=10)
     assert response.status_code == 201, response.text
     return new
 
@@ -523,12 +399,15 @@ def test_a_thousand_messages_stay_fast(contexts: Any, room_server: RoomServer) -
     _state(page, "room")
     creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "pat")
 
-    def burst(member: RoomMember) -> None:
-        for number in range(1000):
+    def burst(member: RoomMember, first: int) -> None:
+        for number in range(first, first + 40):
             member.send_text(f"message {number}")
 
     started = time.monotonic()
-    creator.do(burst)
+    # The relay allows 50 frames a second per connection (burst 100): 40 a second it is.
+    for first in range(0, 1000, 40):
+        creator.do(lambda m, f=first: burst(m, f))
+        threading.Event().wait(1)
     expect(page.locator("#messages .message")).to_have_count(1000, timeout=120_000)
     elapsed = time.monotonic() - started
     typing = time.monotonic()
@@ -613,7 +492,11 @@ def test_each_state_at_each_size_and_scheme_and_the_creator_ends_the_room(
     page.get_by_role("button", name="Yes, end it").click()
     _state(page, "ended")
     shot("ended")
-    guest.wait_for(lambda e: type(e).__name__ == "RoomEnded", "the end of the room")
+    # The guest leaves on "closing" (publishing its keys); the relay then closes it.
+    guest.wait_for(
+        lambda e: type(e).__name__ in ("RoomClosing", "RoomEnded") and e.reason == "creator",
+        "the end of the room",
+    )
     guest.close()
 
 

@@ -32,6 +32,7 @@ let expiresAt = null;
 let lifetimeTimer = 0;
 let updateTimer = 0;
 let finished = false;
+let closingReason = null; // set by the relay's "closing": the room is ending
 const namesSeen = new Map(); // index -> name, for notices about people who left
 const ownMessages = new Map(); // "epoch:counter" -> list item, until the relay confirms
 
@@ -233,6 +234,7 @@ function onEvents(events) {
         finish("left", "The room went on without you: you are no longer a member.");
         break;
       case "RoomClosing":
+        closingReason = event.reason;
         notice(`The room ends in ${event.seconds} seconds.`);
         break;
       case "RoomEnded":
@@ -281,7 +283,9 @@ function onEpoch(event) {
 function onClose(event) {
   socket = null;
   if (finished) return;
-  if (member?.state === MemberState.LEAVING) {
+  if (closingReason !== null) {
+    finish("ended", endedMessage(closingReason));
+  } else if (member?.state === MemberState.LEAVING) {
     finish("left");
   } else if (event.code === 4404) {
     finish("ended", "This room has ended or never existed.");
