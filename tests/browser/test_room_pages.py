@@ -529,3 +529,30 @@ def test_keyboard_only_join_send_and_panic(contexts: Any, room_server: RoomServe
     _state(page, "wiped")
     creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 1, "uma's leave")
     creator.close()
+
+
+def test_a_browser_without_ed25519_is_told_so_and_nothing_is_sent(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    """As in a browser whose WebCrypto lacks Ed25519 (Firefox before 129, Tor Browser 14):
+    a clear page naming it, and no fallback."""
+    new = _python_room(room_server)
+    context, guard = contexts()
+    context.add_init_script(
+        """
+        if (globalThis.crypto?.subtle) {
+          const original = crypto.subtle.generateKey.bind(crypto.subtle);
+          crypto.subtle.generateKey = (algorithm, ...rest) =>
+            (algorithm?.name ?? algorithm) === "Ed25519"
+              ? Promise.reject(new DOMException("Unrecognized name.", "NotSupportedError"))
+              : original(algorithm, ...rest);
+        }
+        """
+    )
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "unsupported")
+    expect(page.locator("#missing-algorithms")).to_have_text("Ed25519")
+    assert page.evaluate("location.hash") == ""
+    assert not [r for r in guard.requests if "/api/" in r]
+    screenshot(page, "room-unsupported-desktop")
