@@ -556,3 +556,47 @@ def test_a_browser_without_ed25519_is_told_so_and_nothing_is_sent(
     assert page.evaluate("location.hash") == ""
     assert not [r for r in guard.requests if "/api/" in r]
     screenshot(page, "room-unsupported-desktop")
+
+
+def test_extra_lock_keeps_only_a_sealed_record_and_a_reload_asks_for_the_passphrase(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="Locked")
+    creator = PythonMember(new.creator_link.text(), "vic")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    assert page.evaluate("localStorage.length") == 0
+    page.get_by_label("Your name in this room").fill("wendy")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill("correct horse battery")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "wendy")
+    stored = page.evaluate("JSON.stringify(Object.entries(localStorage))")
+    assert page.evaluate("localStorage.length") == 1
+    for plaintext in (new.creation.room_id, "wendy", new.member_link.text().split("#")[1]):
+        assert plaintext not in stored
+    page.reload()
+    _state(page, "locked")
+    screenshot(page, "room-locked-desktop")
+    before = len(guard.requests)
+    page.get_by_label("Passphrase", exact=True).fill("wrong horse battery")
+    page.get_by_role("button", name="Open and join").click()
+    expect(page.locator("#unlock-error")).to_contain_text("does not open")
+    assert not [r for r in guard.requests[before:] if "/api/" in r]
+    page.get_by_label("Passphrase", exact=True).fill("correct horse battery")
+    page.get_by_role("button", name="Open and join").click()
+    _state(page, "room")
+    expect(page.locator("#room-title")).to_have_text("Locked")
+    creator.wait_for(
+        lambda e: isinstance(e, EpochStarted) and len(e.members) == 2 and e.epoch >= 4,
+        "wendy back",
+    )
+    expect(page.locator("#safety-code")).to_have_text(creator.member.safety_code or "")
+    page.get_by_role("button", name="Leave").click()
+    _state(page, "left")
+    assert page.evaluate("localStorage.length") == 0
+    creator.close()

@@ -12,6 +12,7 @@ import { parseRoomLink } from "./room-link.js";
 import { MemberState, RoomMember } from "./room-member.js";
 import { missingRoomAlgorithms } from "./room-support.js";
 import { wipeOriginStorage } from "./room-wipe.js";
+import { forgetRoomLock, hasRoomLock, keepRoomLock, openRoomLock } from "./room-lock.js";
 import { bindConfirmBox, byId, showState } from "./ui.js";
 
 const UPDATE_CHECK_MS = 15_000;
@@ -325,6 +326,8 @@ function stopTimers() {
 function finish(state, message) {
   if (finished) return;
   finished = true;
+  // A lost connection keeps Extra Lock (a reload joins again); anything final deletes it.
+  if (state !== "failed") forgetRoomLock();
   stopTimers();
   member = null;
   if (socket !== null) {
@@ -392,11 +395,22 @@ async function panic() {
 // -- the page --------------------------------------------------------------------------------
 
 async function start() {
+  const hadFragment = location.hash !== "";
   link = readLink();
+  bindControls();
+  if (link === null && !hadFragment && hasRoomLock()) {
+    showState("locked", { focus: false });
+    byId("unlock-passphrase").focus();
+    return;
+  }
   if (link === null) {
     showState("broken", { focus: false });
     return;
   }
+  await offerJoin();
+}
+
+async function offerJoin() {
   const missing = await missingRoomAlgorithms();
   if (missing.length) {
     byId("missing-algorithms").textContent = missing.join(" and ");
@@ -409,16 +423,66 @@ async function start() {
   }
   showState("ready", { focus: false });
   byId("display-name").focus();
-  byId("join-form").addEventListener("submit", (event) => {
+}
+
+function bindControls() {
+  byId("extra-lock").addEventListener("change", () => {
+    byId("lock-passphrase-field").hidden = !byId("extra-lock").checked;
+  });
+  byId("join-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const name = byId("display-name").value.trim();
+    const error = byId("name-error");
     if (!isSealableName(name)) {
-      const error = byId("name-error");
       error.textContent = "This name is too long.";
       error.hidden = false;
       return;
     }
+    const passphrase = byId("lock-passphrase").value;
+    if (byId("extra-lock").checked) {
+      if (passphrase.length < 8) {
+        error.textContent = "Extra Lock needs a passphrase of at least 8 characters.";
+        error.hidden = false;
+        byId("lock-passphrase").focus();
+        return;
+      }
+      showState("joining");
+      byId("joining-message").textContent = "Locking the room under your passphrase…";
+      try {
+        await keepRoomLock(link.text(), name, passphrase);
+      } catch {
+        fail("Extra Lock could not run in this browser (it needs WebAssembly for Argon2id).");
+        return;
+      }
+      byId("lock-passphrase").value = "";
+    }
     join(name).catch(() => fail("The room could not be joined in this browser."));
+  });
+  byId("unlock-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = byId("unlock-error");
+    error.hidden = true;
+    const button = byId("unlock-button");
+    button.disabled = true;
+    try {
+      const kept = await openRoomLock(byId("unlock-passphrase").value);
+      link = parseRoomLink(kept.link);
+      byId("unlock-passphrase").value = "";
+      join(kept.name).catch(() => fail("The room could not be joined in this browser."));
+    } catch (failure) {
+      error.textContent =
+        failure?.name === "WrongRoomPassphrase"
+          ? failure.message
+          : "The kept room could not be opened in this browser.";
+      error.hidden = false;
+      byId("unlock-passphrase").focus();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  byId("forget-lock-button").addEventListener("click", () => {
+    forgetRoomLock();
+    showState("broken");
   });
   byId("cancel-join-button").addEventListener("click", () => panic());
   byId("compose").addEventListener("submit", (event) => {
