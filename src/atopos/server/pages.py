@@ -1,5 +1,5 @@
-"""The browser pages (`/`, `/s/{id}`, `/m/{id}`, `/device`) and their static assets
-(`/static/...`).
+"""The browser pages (`/`, `/s/{id}`, `/m/{id}`, `/device`, and for rooms `/rooms` and
+`/r/{room_id}`) and their static assets (`/static/...`).
 
 Pages are static files from the `atopos.web` package: all cryptography runs in the browser,
 so serving a page looks nothing up. A GET of a share link (a link preview, a scanner) can
@@ -51,6 +51,8 @@ PAGES = {
     "/s/{id}": "reveal.html",
     "/m/{id}": "manage.html",
     "/device": "device.html",
+    "/rooms": "room-create.html",
+    "/r/{id}": "room.html",
 }
 _HTML = "text/html; charset=utf-8"
 # Share links are not for search engines; robots that honour this also skip the preview.

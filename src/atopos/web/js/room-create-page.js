@@ -1,0 +1,115 @@
+// The page that makes a room (/rooms): draws every secret in this browser (room-creation.js),
+// uploads only what the relay needs after a proof of work (room-api.js), and shows the
+// member link (copy button, QR code drawn here), the invites and the creator link.
+
+import { ApiError } from "./api.js";
+import { createRoom } from "./room-api.js";
+import { makeRoom } from "./room-creation.js";
+import { missingRoomAlgorithms } from "./room-support.js";
+import { qrSvg } from "./qr.js";
+import { serverRoot } from "./links.js";
+import { bindCopy, byId, formatWhen, showState } from "./ui.js";
+
+function randomBytes(size) {
+  return crypto.getRandomValues(new Uint8Array(size));
+}
+
+function linkRow(text, label) {
+  const item = document.createElement("li");
+  const row = document.createElement("div");
+  row.className = "link-row";
+  const code = document.createElement("code");
+  code.className = "link";
+  code.textContent = text;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "button secondary";
+  button.textContent = "Copy";
+  button.setAttribute("aria-label", `Copy ${label}`);
+  const status = document.createElement("p");
+  status.className = "hint";
+  status.setAttribute("aria-live", "polite");
+  bindCopy(button, () => text, status);
+  row.append(code, button);
+  item.append(row, status);
+  return item;
+}
+
+async function create(event) {
+  event.preventDefault();
+  const error = byId("room-error");
+  error.hidden = true;
+  const invites = Number(byId("room-invites").value || "0");
+  if (!Number.isInteger(invites) || invites < 0 || invites > 100) {
+    error.textContent = "Invites: a whole number from 0 to 100.";
+    error.hidden = false;
+    byId("room-invites").focus();
+    return;
+  }
+  const name = byId("room-name").value.trim();
+  if (new TextEncoder().encode(name).length > 126) {
+    error.textContent = "The room name is too long.";
+    error.hidden = false;
+    return;
+  }
+  const knock = byId("room-knock").checked;
+  const button = byId("create-room-button");
+  const progress = byId("room-progress");
+  button.disabled = true;
+  progress.hidden = false;
+  try {
+    const options = { ttl: Number(byId("room-lifetime-select").value), knock, invites, name };
+    const { room, expiresAt } = await createRoom(
+      () => makeRoom(serverRoot.href, randomBytes, options),
+      (tried, expected) => {
+        progress.max = 1;
+        progress.value = 1 - Math.exp(-tried / expected);
+      },
+    );
+    show(room, expiresAt, knock);
+  } catch (failure) {
+    byId("failed-message").textContent =
+      failure instanceof ApiError ? failure.message : "This browser could not make the room.";
+    showState("failed");
+  } finally {
+    button.disabled = false;
+    progress.hidden = true;
+  }
+}
+
+function show(room, expiresAt, knock) {
+  const memberText = room.memberLink.text();
+  const creatorText = room.creatorLink.text();
+  byId("member-link").textContent = memberText;
+  byId("creator-link").textContent = creatorText;
+  byId("open-room").href = creatorText;
+  byId("room-expiry").textContent = `The room ends by itself ${formatWhen(expiresAt)}.`;
+  byId("knock-note").textContent = knock ? " once a member admits them" : "";
+  byId("member-qr").replaceChildren(qrSvg(memberText, "QR code of the room link"));
+  const list = byId("invite-links");
+  list.replaceChildren(
+    ...room.inviteLinks.map((invite, i) => linkRow(invite.text(), `invite ${i + 1}`)),
+  );
+  byId("invites-card").hidden = room.inviteLinks.length === 0;
+  byId("room-form").reset();
+  showState("done");
+}
+
+async function start() {
+  const missing = await missingRoomAlgorithms();
+  if (missing.length) {
+    byId("missing-algorithms").textContent = missing.join(" and ");
+    showState("unsupported", { focus: false });
+    return;
+  }
+  bindCopy(byId("copy-member"), () => byId("member-link").textContent, byId("copy-member-status"));
+  bindCopy(
+    byId("copy-creator"),
+    () => byId("creator-link").textContent,
+    byId("copy-creator-status"),
+  );
+  byId("room-form").addEventListener("submit", create);
+  showState("compose", { focus: false });
+}
+
+start();

@@ -1,0 +1,602 @@
+"""The room pages (/rooms, /r/{room_id}) in Debian's Chromium against the real server (pages
+and relay on one loopback origin, so the page's CSP, `connect-src 'self'`, holds), with
+Python members in the same rooms: protocol/room_member.py over a real `websockets`
+connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+from websockets.sync.client import connect
+
+from atopos.clock import SystemClock
+from atopos.crypto import pow as proof_of_work
+from atopos.protocol.room_creation import make_room
+from atopos.protocol.room_errors import RoomProtocolError
+from atopos.protocol.room_events import EpochStarted, MessageReceived, RelayError
+from atopos.protocol.room_link import parse_room_link
+from atopos.protocol.room_member import MemberState, RoomMember
+from atopos.randomness import system_random_bytes
+from atopos.server.middleware import CONTENT_SECURITY_POLICY
+from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.harness import Guard, screenshot
+from tests.room_relay_server import relay_server
+
+TIMEOUT_MS = 30_000
+
+
+# -- the real server: pages and relay on one origin -------------------------------------------
+
+
+@dataclass
+class RoomServer:
+    url: str
+
+
+@pytest.fixture(scope="module")
+def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoomServer]:
+    """`create_app` on loopback (tests/room_relay_server.py): the pages, the room creation
+    routes (proof of work at 0 bits) and the relay, behind the server's edge middleware."""
+    with relay_server(tmp_path_factory.mktemp("rooms"), SystemClock()) as server:
+        yield RoomServer(server.url)
+
+
+@pytest.fixture
+def contexts(browser: Browser, room_server: RoomServer) -> Iterator[Any]:
+    made: list[tuple[BrowserContext, Guard]] = []
+
+    def make(**options: Any) -> tuple[BrowserContext, Guard]:
+        options.setdefault("viewport", DESKTOP)
+        context = browser.new_context(**options)
+        context.set_default_timeout(TIMEOUT_MS)
+        guard = Guard(room_server.url)
+        guard.watch(context)
+        made.append((context, guard))
+        return context, guard
+
+    yield make
+    for context, _ in made:
+        context.close()
+    for _, guard in made:
+        guard.check()
+
+
+# -- a Python member on a real WebSocket ------------------------------------------------------
+
+
+class PythonMember:
+    """protocol/room_member.py over `websockets` in a thread: commands in, events out."""
+
+    def __init__(self, link: str, name: str) -> None:
+        parsed = parse_room_link(link)
+        self.member = RoomMember(parsed, name, system_random_bytes)
+        ws_url = parsed.base_url.replace("http", "ws", 1) + "/api/v1/rooms/" + parsed.room_path[3:]
+        self.events: list[Any] = []
+        self.errors: list[RoomProtocolError] = []
+        self.received: list[str] = []
+        self.commands: queue.Queue[Any] = queue.Queue()
+        self.lock = threading.Lock()
+        self.socket = connect(ws_url, compression=None, legacy=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    text = self.socket.recv(timeout=0.05)
+                    self.received.append(text[:60])
+                    with self.lock:
+                        try:
+                            self.events += self.member.receive(text, time.time())
+                        except RoomProtocolError as error:
+                            self.errors.append(error)
+                with self.lock:
+                    while not self.commands.empty():
+                        self.commands.get()(self.member)
+                    frames = self.member.outgoing()
+                # A frame sent after the relay closed is lost; what it sent first is still read.
+                with contextlib.suppress(Exception):
+                    for frame in frames:
+                        self.socket.send(frame)
+
+    def do(self, command: Any) -> None:
+        self.commands.put(command)
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = 20) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for event in self.events:
+                    if predicate(event):
+                        return event
+            threading.Event().wait(0.05)  # polling interval
+        raise AssertionError(
+            f"no {what}; events: {self.events}, errors: {self.errors}, frames: {self.received}"
+        )
+
+    def texts(self) -> list[str]:
+        with self.lock:
+            return [e.text for e in self.events if isinstance(e, MessageReceived)]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.socket.close()
+
+
+def _python_room(server: RoomServer, **options: Any) -> Any:
+    """make_room, the challenge and its proof of work, the upload: as a client does."""
+    new = make_room(server.url, system_random_bytes, **options)
+    room_id = new.creation.room_id
+    challenge = httpx.post(f"{server.url}/api/v1/rooms/{room_id}/challenge", timeout=10).json()
+    nonce = proof_of_work.solve(challenge["challenge"].encode(), challenge["bits"])
+    body = msgspec.to_builtins(new.creation) | {"challenge": challenge["challenge"], "nonce": nonce}
+    response = httpx.post(f"{server.url}/api/v1/rooms", json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    return new
+
+
+# -- steps in the page -----------------------------------------------------------------------
+
+
+def _state(page: Page, name: str) -> None:
+    expect(page.locator(f'[data-state="{name}"]:not([hidden])')).to_be_visible(timeout=TIMEOUT_MS)
+
+
+def _join(page: Page, link: str, name: str) -> None:
+    page.goto(link)
+    _state(page, "ready")
+    page.get_by_label("Your name in this room").fill(name)
+    page.get_by_role("button", name="Join").click()
+
+
+def _send(page: Page, text: str) -> None:
+    box = page.get_by_label("Message", exact=True)
+    box.fill(text)
+    box.press("Enter")
+
+
+def _safety(page: Page) -> str:
+    return page.locator("#safety-code").text_content() or ""
+
+
+def _create_in_browser(page: Page, server: RoomServer, **fields: Any) -> dict[str, Any]:
+    page.goto(f"{server.url}/rooms")
+    _state(page, "compose")
+    page.get_by_label("Room name").fill(fields.get("name", "Plans"))
+    if fields.get("knock"):
+        page.get_by_label("Members admit each newcomer").check()
+    page.get_by_label("Single-use invites").fill(str(fields.get("invites", 0)))
+    page.get_by_role("button", name="Make the room").click()
+    _state(page, "done")
+    return {
+        "member": page.locator("#member-link").text_content(),
+        "creator": page.locator("#creator-link").text_content(),
+        "invites": page.locator("#invite-links code").all_text_contents(),
+    }
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+def test_the_page_reads_the_link_removes_the_key_and_waits_for_join(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="Quiet")
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    assert page.evaluate("location.hash") == ""
+    assert page.evaluate("location.href") == f"{room_server.url}{new.member_link.room_path}"
+    # about:blank and this page: the entry with the key was replaced, not pushed.
+    assert page.evaluate("history.length") == 2
+    assert not [r for r in guard.requests if "/api/" in r], guard.requests
+    screenshot(page, "room-ready-desktop")
+
+
+def test_a_damaged_link_says_so_without_any_request(contexts: Any, room_server: RoomServer) -> None:
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(f"{room_server.url}/r/AAECAwQFBgcICQoLDA0ODw#short")
+    _state(page, "broken")
+    assert page.evaluate("location.hash") == ""
+    assert not [r for r in guard.requests if "/api/" in r]
+
+
+def test_two_browsers_and_two_python_members_talk_with_one_safety_code(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    alice_context, _ = contexts()
+    alice = alice_context.new_page()
+    links = _create_in_browser(alice, room_server, name="Plans")
+    screenshot(alice, "room-created-desktop")
+    _join(alice, links["creator"], "alice")
+    _state(alice, "room")
+    bob = PythonMember(links["member"], "bob")
+    carol_context, _ = contexts(viewport=PHONE, color_scheme="dark")
+    carol = carol_context.new_page()
+    _join(carol, links["member"], "carol")
+    _state(carol, "room")
+    dave = PythonMember(links["member"], "dave")
+    for member in (bob, dave):
+        member.wait_for(
+            lambda e: isinstance(e, EpochStarted) and len(e.members) == 4, "a four-member epoch"
+        )
+    expect(alice.locator("#members li")).to_have_count(4)
+    expect(carol.locator("#members li")).to_have_count(4)
+    code = bob.member.safety_code
+    assert code is not None
+    assert dave.member.safety_code == code
+    expect(alice.locator("#safety-code")).to_have_text(code)
+    expect(carol.locator("#safety-code")).to_have_text(code)
+    _send(alice, "hello from alice")
+    _send(carol, "hello from carol")
+    bob.do(lambda m: m.send_text("hello from bob"))
+    dave.do(lambda m: m.send_text("hello from dave"))
+    for page in (alice, carol):
+        for text in ("bob", "dave", "alice", "carol"):
+            expect(page.locator("#messages")).to_contain_text(f"hello from {text}")
+    for member in (bob, dave):
+        for text in ("alice", "carol"):
+            member.wait_for(
+                lambda e, t=text: isinstance(e, MessageReceived) and e.text == f"hello from {t}",
+                f"{text}'s message",
+            )
+    expect(alice.locator(".message.own.pending")).to_have_count(0)
+    screenshot(alice, "room-chat-desktop-light")
+    screenshot(carol, "room-chat-phone-dark")
+    bob.close()
+    dave.close()
+
+
+def test_a_room_made_in_python_is_joined_in_the_browser(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="From the terminal")
+    creator = PythonMember(new.creator_link.text(), "erin")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    _join(page, new.member_link.text(), "frank")
+    _state(page, "room")
+    expect(page.locator("#room-title")).to_have_text("From the terminal")
+    creator.wait_for(
+        lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "frank's arrival"
+    )
+    expect(page.locator("#safety-code")).to_have_text(creator.member.safety_code or "")
+    creator.do(lambda m: m.send_text("welcome frank"))
+    expect(page.locator("#messages")).to_contain_text("welcome frank")
+    creator.close()
+
+
+def test_knock_mode_a_browser_admits_one_python_joiner_and_refuses_another(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    context, _ = contexts()
+    page = context.new_page()
+    links = _create_in_browser(page, room_server, name="Knock", knock=True)
+    _join(page, links["creator"], "gina")
+    _state(page, "room")
+    welcome = PythonMember(links["member"], "hal")
+    expect(page.locator("#knocks li")).to_have_count(1)
+    screenshot(page, "room-knock-desktop")
+    page.get_by_role("button", name="Admit hal").click()
+    welcome.wait_for(lambda e: isinstance(e, EpochStarted), "admission")
+    expect(page.locator("#members li")).to_have_count(2)
+    intruder = PythonMember(links["member"], "ivan")
+    expect(page.locator("#knocks li")).to_have_count(1)
+    page.get_by_role("button", name="Refuse ivan").click()
+    intruder.wait_for(
+        lambda e: isinstance(e, RelayError) and e.code == "not_admitted", "the refusal"
+    )
+    assert intruder.member.state is MemberState.CLOSED
+    assert not any(isinstance(e, EpochStarted) for e in intruder.events)
+    welcome.close()
+    intruder.close()
+
+
+def test_a_used_invite_is_refused_with_a_clear_page(contexts: Any, room_server: RoomServer) -> None:
+    new = _python_room(room_server, invites=1)
+    creator = PythonMember(new.creator_link.text(), "jo")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    invitee = PythonMember(new.invite_links[0].text(), "kim")
+    invitee.wait_for(lambda e: isinstance(e, EpochStarted), "the invitee's epoch")
+    context, guard = contexts()
+    guard.allow_http_error(403)
+    page = context.new_page()
+    _join(page, new.invite_links[0].text(), "lee")
+    _state(page, "refused")
+    expect(page.locator("#refused-message")).to_contain_text("already been used")
+    screenshot(page, "room-invite-used-desktop")
+    creator.close()
+    invitee.close()
+
+
+_STORAGE = """
+async () => {
+  const dbs = indexedDB.databases ? await indexedDB.databases() : [];
+  const registrations = await navigator.serviceWorker.getRegistrations();
+  return {
+    indexedDB: dbs.map((db) => db.name),
+    localStorage: localStorage.length,
+    sessionStorage: sessionStorage.length,
+    caches: await caches.keys(),
+    serviceWorkers: registrations.length,
+  };
+}
+"""
+
+
+def test_panic_leaves_no_trace_and_the_others_see_the_leave(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server)
+    creator = PythonMember(new.creator_link.text(), "max")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    _join(page, new.member_link.text(), "nia")
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "nia")
+    # Something another page of this origin might have left behind.
+    page.evaluate(
+        """async () => {
+          localStorage.setItem("x", "1");
+          sessionStorage.setItem("y", "2");
+          await caches.open("c");
+          await new Promise((resolve) => {
+            const request = indexedDB.open("leftover");
+            request.onsuccess = () => { request.result.close(); resolve(); };
+          });
+        }"""
+    )
+    page.get_by_role("button", name="Panic").click()
+    _state(page, "wiped")
+    assert page.evaluate(_STORAGE) == {
+        "indexedDB": [],
+        "localStorage": 0,
+        "sessionStorage": 0,
+        "caches": [],
+        "serviceWorkers": 0,
+    }
+    assert page.locator("#messages li").count() == 0
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 1, "nia's leave")
+    screenshot(page, "room-wiped-desktop")
+    creator.close()
+
+
+def test_the_room_page_carries_the_csp_and_explains_itself_without_javascript(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    response = httpx.get(f"{room_server.url}/r/AAECAwQFBgcICQoLDA0ODw", timeout=10)
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    context, _ = contexts(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{room_server.url}/r/AAECAwQFBgcICQoLDA0ODw#x")
+    expect(page.get_by_role("heading", name="This room needs JavaScript")).to_be_visible()
+    screenshot(page, "room-no-javascript-desktop")
+
+
+def test_a_thousand_messages_stay_fast(contexts: Any, room_server: RoomServer) -> None:
+    new = _python_room(room_server)
+    creator = PythonMember(new.creator_link.text(), "olga")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    _join(page, new.member_link.text(), "pat")
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "pat")
+
+    def burst(member: RoomMember, first: int) -> None:
+        for number in range(first, first + 40):
+            member.send_text(f"message {number}")
+
+    started = time.monotonic()
+    # The relay allows 50 frames a second per connection (burst 100): 40 a second it is.
+    for first in range(0, 1000, 40):
+        creator.do(lambda m, f=first: burst(m, f))
+        threading.Event().wait(1)
+    expect(page.locator("#messages .message")).to_have_count(1000, timeout=120_000)
+    elapsed = time.monotonic() - started
+    typing = time.monotonic()
+    _send(page, "still quick")
+    expect(page.locator(".message.own")).to_have_count(1)
+    assert time.monotonic() - typing < 2, "sending after 1,000 messages is slow"
+    assert elapsed < 90, f"1,000 messages took {elapsed:.1f} s"
+    creator.close()
+
+
+def test_rooms_work_with_webassembly_disabled(
+    browser_type: Any, browser_type_launch_args: dict[str, Any], room_server: RoomServer
+) -> None:
+    """Tor Browser's "Safer" level turns the JIT and WebAssembly off; rooms use neither (no
+    Extra Lock yet). The V8 flag the brief names, --noexpose_wasm, is gone from Debian's
+    Chromium 156 (an unknown flag voids the whole --js-flags); --jitless removes the
+    WebAssembly object, which the test checks."""
+    args = [*browser_type_launch_args["args"], "--js-flags=--jitless"]
+    browser = browser_type.launch(**{**browser_type_launch_args, "args": args})
+    try:
+        context = browser.new_context(viewport=DESKTOP)
+        context.set_default_timeout(TIMEOUT_MS)
+        guard = Guard(room_server.url)
+        guard.watch(context)
+        page = context.new_page()
+        links = _create_in_browser(page, room_server, name="No wasm")
+        assert page.evaluate("typeof WebAssembly") == "undefined"
+        _join(page, links["creator"], "quinn")
+        _state(page, "room")
+        other = PythonMember(links["member"], "rae")
+        other.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "rae")
+        _send(page, "no wasm needed")
+        other.wait_for(
+            lambda e: isinstance(e, MessageReceived) and e.text == "no wasm needed", "the text"
+        )
+        other.do(lambda m: m.send_text("indeed"))
+        expect(page.locator("#messages")).to_contain_text("indeed")
+        other.close()
+        context.close()
+        guard.check()
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize(
+    ("size", "scheme"),
+    [("desktop", "light"), ("desktop", "dark"), ("phone", "light"), ("phone", "dark")],
+)
+def test_each_state_at_each_size_and_scheme_and_the_creator_ends_the_room(
+    contexts: Any, room_server: RoomServer, size: str, scheme: str
+) -> None:
+    viewport = DESKTOP if size == "desktop" else PHONE
+    context, _ = contexts(viewport=viewport, color_scheme=scheme)
+    page = context.new_page()
+
+    def shot(state: str) -> None:
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{state} scrolls sideways at {size} size"
+        screenshot(page, f"room-{state}-{size}-{scheme}")
+
+    page.goto(f"{room_server.url}/rooms")
+    _state(page, "compose")
+    shot("create")
+    links = _create_in_browser(page, room_server, name="States", invites=2)
+    shot("create-done")
+    page.goto(links["creator"])
+    _state(page, "ready")
+    shot("ready")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    guest = PythonMember(links["member"], "sam")
+    guest.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "sam")
+    guest.do(lambda m: m.send_text("a message from sam"))
+    _send(page, "a message from the creator")
+    expect(page.locator("#messages")).to_contain_text("a message from sam")
+    shot("chat")
+    page.get_by_role("button", name="End room").click()
+    expect(page.get_by_role("button", name="Keep it open")).to_be_focused()
+    shot("end-confirm")
+    page.get_by_role("button", name="Yes, end it").click()
+    _state(page, "ended")
+    shot("ended")
+    # The guest leaves on "closing" (publishing its keys); the relay then closes it.
+    guest.wait_for(
+        lambda e: type(e).__name__ in ("RoomClosing", "RoomEnded") and e.reason == "creator",
+        "the end of the room",
+    )
+    guest.close()
+
+
+def test_keyboard_only_join_send_and_panic(contexts: Any, room_server: RoomServer) -> None:
+    new = _python_room(room_server)
+    creator = PythonMember(new.creator_link.text(), "tess")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    expect(page.get_by_label("Your name in this room")).to_be_focused()
+    page.keyboard.type("uma")
+    page.keyboard.press("Enter")
+    _state(page, "room")
+    expect(page.get_by_label("Message", exact=True)).to_be_focused()
+    page.keyboard.type("typed only")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("second line")
+    page.keyboard.press("Enter")
+    creator.wait_for(
+        lambda e: isinstance(e, MessageReceived) and e.text == "typed only\nsecond line",
+        "the typed message",
+    )
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Send")).to_be_focused()
+    # Escape twice within a second: the panic key.
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    _state(page, "wiped")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 1, "uma's leave")
+    creator.close()
+
+
+def test_a_browser_without_ed25519_is_told_so_and_nothing_is_sent(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    """As in a browser whose WebCrypto lacks Ed25519 (Firefox before 129, Tor Browser 14):
+    a clear page naming it, and no fallback."""
+    new = _python_room(room_server)
+    context, guard = contexts()
+    context.add_init_script(
+        """
+        if (globalThis.crypto?.subtle) {
+          const original = crypto.subtle.generateKey.bind(crypto.subtle);
+          crypto.subtle.generateKey = (algorithm, ...rest) =>
+            (algorithm?.name ?? algorithm) === "Ed25519"
+              ? Promise.reject(new DOMException("Unrecognized name.", "NotSupportedError"))
+              : original(algorithm, ...rest);
+        }
+        """
+    )
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "unsupported")
+    expect(page.locator("#missing-algorithms")).to_have_text("Ed25519")
+    assert page.evaluate("location.hash") == ""
+    assert not [r for r in guard.requests if "/api/" in r]
+    screenshot(page, "room-unsupported-desktop")
+
+
+def test_extra_lock_keeps_only_a_sealed_record_and_a_reload_asks_for_the_passphrase(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="Locked")
+    creator = PythonMember(new.creator_link.text(), "vic")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    assert page.evaluate("localStorage.length") == 0
+    page.get_by_label("Your name in this room").fill("wendy")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill("correct horse battery")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "wendy")
+    stored = page.evaluate("JSON.stringify(Object.entries(localStorage))")
+    assert page.evaluate("localStorage.length") == 1
+    for plaintext in (new.creation.room_id, "wendy", new.member_link.text().split("#")[1]):
+        assert plaintext not in stored
+    page.reload()
+    _state(page, "locked")
+    screenshot(page, "room-locked-desktop")
+    before = len(guard.requests)
+    page.get_by_label("Passphrase", exact=True).fill("wrong horse battery")
+    page.get_by_role("button", name="Open and join").click()
+    expect(page.locator("#unlock-error")).to_contain_text("does not open")
+    assert not [r for r in guard.requests[before:] if "/api/" in r]
+    page.get_by_label("Passphrase", exact=True).fill("correct horse battery")
+    page.get_by_role("button", name="Open and join").click()
+    _state(page, "room")
+    expect(page.locator("#room-title")).to_have_text("Locked")
+    creator.wait_for(
+        lambda e: isinstance(e, EpochStarted) and len(e.members) == 2 and e.epoch >= 4,
+        "wendy back",
+    )
+    expect(page.locator("#safety-code")).to_have_text(creator.member.safety_code or "")
+    page.get_by_role("button", name="Leave").click()
+    _state(page, "left")
+    assert page.evaluate("localStorage.length") == 0
+    creator.close()
