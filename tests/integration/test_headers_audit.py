@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from atopos.crypto.base64url import b64url_encode
 from atopos.server.app import create_app
@@ -161,6 +161,8 @@ def test_the_cases_cover_every_route_and_method(tmp_path: Path) -> None:
     routes = app.app.routes  # type: ignore[attr-defined]
     served = set()
     for route in routes:
+        if isinstance(route, WebSocketRoute):
+            continue  # no HTTP answer: the room relay's own tests audit its handshake
         assert isinstance(route, Route)
         for method in route.methods or ():
             served.add((method, route.path))
@@ -169,6 +171,8 @@ def test_the_cases_cover_every_route_and_method(tmp_path: Path) -> None:
         if status == 405:
             continue
         for route in routes:
+            if isinstance(route, WebSocketRoute):
+                continue
             match, _ = route.matches(
                 {
                     "type": "http",
