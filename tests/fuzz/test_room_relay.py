@@ -128,6 +128,7 @@ def _mutate(text: str, how: int, where: int, junk: str) -> str:
 
 _frame = st.one_of(
     st.text(max_size=200),
+    st.text(st.characters(codec=None, categories=["Cs", "Ll"]), max_size=5),
     st.builds(
         _mutate,
         st.sampled_from(_CORPUS),

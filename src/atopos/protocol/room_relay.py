@@ -301,6 +301,9 @@ class RelayRoom:
             code: ErrorCode = "too_large" if error.code == "too_large" else "malformed"
             self._fail(out, record, code, error.message, now)
             return out
+        except UnicodeEncodeError:  # a str with lone surrogates (never from a WebSocket)
+            self._fail(out, record, "malformed", "The frame is not valid UTF-8.", now)
+            return out
         handler = self._handlers().get((record.state, _frame_type(frame)))
         if handler is None:
             self._fail(out, record, "unexpected", "This frame is not expected now.", now)
