@@ -364,6 +364,7 @@ def test_members_per_room_connections_per_client_and_room_caps(tmp_path: Path) -
             carol = await join(server, new.member_link, "carol")
             assert await carol.closed() == 4429
             assert any(isinstance(e, RelayError) and e.code == "full" for e in carol.events)
+            await until(lambda: server.rooms.registry.open_connections() == 2)  # carol's is gone
             extra = await _raw(server, _room_key(new))
             await extra.recv()  # third connection of this client: allowed
             fourth = await _raw(server, _room_key(new))
