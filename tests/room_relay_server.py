@@ -94,6 +94,7 @@ class Peer:
     member: RoomMember
     socket: ClientConnection
     received: list[str] = dataclasses.field(default_factory=list)
+    sent: list[str] = dataclasses.field(default_factory=list)
     events: list[MemberEvent] = dataclasses.field(default_factory=list)
     errors: list[RoomProtocolError] = dataclasses.field(default_factory=list)
     close_code: int | None = None
@@ -111,11 +112,12 @@ class Peer:
                 await self.flush()
         except ConnectionClosed:
             pass
-        rcvd = self.socket.close_rcvd
-        self.close_code = rcvd.code if rcvd is not None else None
+        await self.socket.wait_closed()
+        self.close_code = self.socket.close_code
 
     async def flush(self) -> None:
         for text in self.member.outgoing():
+            self.sent.append(text)
             with contextlib.suppress(ConnectionClosed):
                 await self.socket.send(text)
 

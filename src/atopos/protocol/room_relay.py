@@ -222,6 +222,7 @@ class _Connection:
     index: int | None = None
     tokens: float = 0.0
     refilled_at: float = 0.0
+    has_left: bool = False  # sent `leave` while the room was closing: waits for `ended`
 
 
 @dataclass(slots=True)
@@ -299,6 +300,9 @@ class RelayRoom:
         except RoomProtocolError as error:
             code: ErrorCode = "too_large" if error.code == "too_large" else "malformed"
             self._fail(out, record, code, error.message, now)
+            return out
+        except UnicodeEncodeError:  # a str with lone surrogates (never from a WebSocket)
+            self._fail(out, record, "malformed", "The frame is not valid UTF-8.", now)
             return out
         handler = self._handlers().get((record.state, _frame_type(frame)))
         if handler is None:
@@ -550,15 +554,19 @@ class RelayRoom:
 
     def _on_leave(self, out: list[Action], record: _Connection, frame: Leave, now: float) -> None:
         index = record.index
+        if self.state is RoomState.CLOSING:
+            # The room is ending: the leave is fanned out, and the connection stays until
+            # `ended` so that every member sees the end (section 11.4).
+            if not record.has_left and index is not None:
+                record.has_left = True
+                keys = frame.signing_keys
+                self._fan_out(out, lambda seq: Left(seq=seq, index=index, signing_keys=keys))
+            return
         record.state = ConnectionState.CLOSED
         del self.connections[record.id]
         out.append(CloseConnection(record.id, CLOSE_NORMAL))
-        if index is not None and self.state is RoomState.OPEN:
+        if index is not None:
             self._member_gone(out, index, list(frame.signing_keys), now)
-        elif index is not None:
-            self._fan_out(
-                out, lambda seq: Left(seq=seq, index=index, signing_keys=frame.signing_keys)
-            )
 
     def _on_end(self, out: list[Action], record: _Connection, frame: End, now: float) -> None:
         message = end_proof_message(self.room_id, record.challenge)
@@ -602,8 +610,10 @@ class RelayRoom:
             self._schedule(out, now)
             if not self.connections and self.empty_since is None:
                 self.empty_since = now
-        elif self.state is RoomState.CLOSING and not self._member_ids():
-            self._finish(out)
+        elif self.state is RoomState.CLOSING and all(
+            self.connections[c].has_left for c in self._member_ids()
+        ):
+            self._finish(out)  # everyone has left: no need to wait for the grace
 
     def _schedule(self, out: list[Action], now: float) -> None:
         """Announce the next change unless one waits for its commit (section 12)."""

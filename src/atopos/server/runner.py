@@ -21,6 +21,7 @@ from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
 from atopos.server.connection_guard import ConnectionLimits, guarded_http_protocol
 from atopos.server.logs import configure_logging
+from atopos.server.websocket_protocol import QuietWebSocketProtocol
 
 __all__ = ["listening_socket", "serve", "start_up_lines", "storage_scheme", "uvicorn_config"]
 
@@ -136,6 +137,7 @@ def uvicorn_config(
         # cut by the WebSocket layer with 1009), no compression (it
         # would leak sizes and costs CPU per member), and a ping every 30 s that a peer must
         # answer within 90 s: a dead or silent peer is gone after at most 120 s.
+        ws=QuietWebSocketProtocol,
         ws_max_size=MAX_FRAME_CHARS + 65_536,
         ws_per_message_deflate=False,
         ws_ping_interval=30.0,

@@ -71,6 +71,10 @@ class RoomRegistry:
             raise RateLimited("Too many room connections from this address.", 60)
         self._connections[client.narrow] = count + 1
 
+    def open_connections(self) -> int:
+        """Room connections open on this node (every client identifier)."""
+        return sum(self._connections.values())
+
     def close_connection(self, client: ClientId) -> None:
         count = self._connections.get(client.narrow, 0) - 1
         if count > 0:

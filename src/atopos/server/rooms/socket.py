@@ -119,8 +119,9 @@ class RoomSockets:
             room = self._registry.rooms.get(room_key)
             if room is not None:
                 await self.apply(room_key, room.closed(connection, self._node.clock.now()))
-            with contextlib.suppress(Exception):
-                await websocket.close(CLOSE_NORMAL_ON_EXIT)
+            with contextlib.suppress(Exception):  # a stalled peer cannot hold this task
+                timeout = self._registry.limits.send_timeout_seconds
+                await asyncio.wait_for(websocket.close(CLOSE_NORMAL_ON_EXIT), timeout)
 
     async def _read(
         self, websocket: WebSocket, room_key: str, connection: int, outbox: _Outbox
