@@ -109,6 +109,10 @@ CASES: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("unknown path", "GET", "/no/such/thing", {}, 404),
     ("unknown API path", "POST", "/api/v1/nothing", {}, 404),
     ("reveal page of anything", "GET", "/s/not-even-an-id", {}, 200),
+    ("room challenge", "POST", f"/api/v1/rooms/{UNKNOWN_ID}/challenge", {}, 200),
+    ("room challenge: wrong method", "GET", f"/api/v1/rooms/{UNKNOWN_ID}/challenge", {}, 405),
+    ("room create: not JSON", "POST", "/api/v1/rooms", {"content": b"{"}, 422),
+    ("room create: wrong method", "GET", "/api/v1/rooms", {}, 405),
 ]
 # Every page the server has: GET and HEAD serve it, anything else is 405.
 for template in PAGES:
