@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+from collections.abc import Callable
 from functools import cache
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.rooms_support import open_room
@@ -136,3 +138,11 @@ def test_message_frames_round_trip(
         seq=seq, epoch=epoch, sender=sender, counter=counter, ct=b64(ct), sig=b64(sig)
     )
     assert decode_relay_frame(encode_frame(frame)) == frame
+
+
+@pytest.mark.parametrize("decode", [decode_client_frame, decode_relay_frame])
+def test_a_lone_surrogate_is_a_malformed_frame(decode: Callable[[str], object]) -> None:
+    # A str may hold one (the WebSocket layer never delivers it, but the decoder takes str).
+    with pytest.raises(RoomProtocolError) as refused:
+        decode('{"type":"error","code":"\ud800"}')
+    assert refused.value.code == "malformed"

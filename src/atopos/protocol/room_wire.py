@@ -352,7 +352,7 @@ def _decode(decoder: msgspec.json.Decoder[object], data: str | bytes) -> object:
         raise RoomProtocolError("too_large", "The frame is too large.")
     try:
         frame = decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, UnicodeEncodeError, RecursionError):
         raise RoomProtocolError("malformed", "The frame is not a valid room frame.") from None
     if not isinstance(frame, _LARGE) and len(data) > MAX_CONTROL_FRAME_CHARS:
         raise RoomProtocolError("too_large", "The frame is too large.")
