@@ -11,10 +11,11 @@ import ipaddress
 import logging
 import os
 import resource
+import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -53,6 +54,7 @@ def serve(
     # Bound first: a busy port is one sentence (InvalidInput), not uvicorn's log and exit.
     listener = None if is_onion_only else listening_socket(config.host, config.port)
     onion_listener: socket.socket | None = None
+    server: NodeServer | None = None
     try:
         if onion is not None:
             onion_listener = listening_socket("127.0.0.1", 0)
@@ -94,6 +96,9 @@ def serve(
         for sock in (listener, onion_listener):
             if sock is not None:
                 sock.close()
+        # Only now, the onion service removed: SIGTERM's default action ends the process.
+        if server is not None:
+            server.raise_captured_signals()
 
 
 def _tell(log_format: str, line: str) -> None:
@@ -133,8 +138,26 @@ class NodeServer(uvicorn.Server):
         onion_protocol: type[asyncio.Protocol] | None = None,
     ) -> None:
         super().__init__(config)
+        self._deferred_signals: list[int] = []
         self._onion_listener = onion_listener
         self._onion_protocol = onion_protocol
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, except that the signal that stopped the server is raised again by
+        `raise_captured_signals`, once the caller has cleaned up, and not on the way out of
+        `run` (SIGTERM would end the process before the onion service is removed)."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._deferred_signals = [*self._deferred_signals, *self._captured_signals]
+                self._captured_signals.clear()
+
+    def raise_captured_signals(self) -> None:
+        deferred, self._deferred_signals = self._deferred_signals, []
+        for captured in reversed(deferred):
+            signal.raise_signal(captured)
 
     async def startup(self, sockets: Sequence[socket.socket] | None = None) -> None:
         await super().startup(sockets=list(sockets) if sockets is not None else None)
