@@ -5,7 +5,9 @@ relays and exits too), two more relays, a client whose SOCKS port the tests rout
 through, and an onion host: a tor with a control port that `atopos serve --onion
 --tor-control` attaches to. Every torrc is generated here, every address is 127.0.0.1, and
 `TestingTorNetwork 1` with chutney's fast-voting options brings a consensus in well under a
-minute. Each tor is told to exit with the test process (`__OwningControllerProcess`), so a
+minute. The relays are exits (clients count a relay an exit only when its policy opens
+public addresses, so `accept *:*`); the tests only ask them for loopback servers. Each tor
+is told to exit with the test process (`__OwningControllerProcess`), so a
 crashed run leaves none behind. The network's start time is printed.
 """
 
@@ -68,10 +70,14 @@ Address {host}
 ORPort {host}:{orport}
 DirPort {host}:{dirport}
 ExitRelay 1
-ExitPolicy accept 127.0.0.0/8:*
-ExitPolicy reject *:*
+ExitPolicyRejectPrivate 0
+ExitPolicyRejectLocalInterfaces 0
+ExitPolicy accept *:*
 """
 _CLIENT = """\
+TestingClientMaxIntervalWithoutRequest 1
+TestingClientDownloadInitialDelay 0
+TestingClientConsensusDownloadInitialDelay 0
 SocksPort {host}:{socksport}
 ControlPort {host}:{controlport}
 CookieAuthentication 1
@@ -127,8 +133,10 @@ class TorNetwork:
 
     def torrc_for_joining(self) -> str:
         """What a new tor needs to join this network as a client."""
-        return "TestingTorNetwork 1\nPathsNeededToBuildCircuits 0.67\n" + (
-            self.dir_authority_lines()
+        return (
+            "TestingTorNetwork 1\nPathsNeededToBuildCircuits 0.67\n"
+            + _CLIENT.split("SocksPort")[0]
+            + self.dir_authority_lines()
         )
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
@@ -140,7 +148,14 @@ class TorNetwork:
         self.client = self._node("client", relay=False)
         self.onion_host = self._node("onionhost", relay=False)
         authorities = self.dir_authority_lines()
-        for node in [*self.authorities, *self.relays, self.client, self.onion_host]:
+        deadline = started + timeout
+        relays = [*self.authorities, *self.relays]
+        for node in [*relays, self.client, self.onion_host]:
+            if node is self.client:
+                # Clients start once a consensus lists every relay: one fetched earlier
+                # (empty, the relays' descriptors not yet voted on) would make them wait
+                # for their next download slot, 15 s or more.
+                _wait_consensus(self.authorities[0], len(relays), deadline)
             torrc = _COMMON.format(dir=node.directory, nick=node.nick, owner=os.getpid())
             torrc += authorities
             if node in self.authorities:
@@ -157,7 +172,6 @@ class TorNetwork:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        deadline = started + timeout
         for node in (self.client, self.onion_host):
             _wait_bootstrapped(node, deadline)
         self.start_seconds = time.monotonic() - started
@@ -235,6 +249,20 @@ def _dir_authority_line(node: _Tor) -> str:
         f"DirAuthority {node.nick} orport={node.orport} no-v2 v3ident={match.group(1)} "
         f"{_HOST}:{node.dirport} {relay_fingerprint}\n"
     )
+
+
+def _wait_consensus(authority: _Tor, relays: int, deadline: float) -> None:
+    """Poll an authority's consensus until it lists `relays` relays."""
+    consensus = authority.directory / "cached-microdesc-consensus"
+    while time.monotonic() < deadline:
+        assert authority.process is not None
+        if authority.process.poll() is not None:
+            raise RuntimeError(f"tor {authority.nick} exited: {authority.log_text()[-2000:]}")
+        with contextlib.suppress(FileNotFoundError):
+            if consensus.read_text(errors="replace").count("\nr ") >= relays:
+                return
+        time.sleep(0.2)  # polling interval, not a wait for readiness
+    raise TimeoutError(f"no consensus with every relay: {authority.log_text()[-2000:]}")
 
 
 def _wait_bootstrapped(node: _Tor, deadline: float) -> None:

@@ -184,7 +184,7 @@ def _launched_tor(options: OnionOptions, runtime: Path) -> Iterator[Any]:
         f"ControlPort unix:{control}",
         "CookieAuthentication 1",
         "SocksPort 0",
-        "Log notice stderr",
+        "Log notice stdout",  # stem reads the bootstrap progress there
     ]
     if options.tor_config is not None:
         if not options.tor_config.is_file():
