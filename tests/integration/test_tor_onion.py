@@ -62,9 +62,8 @@ def start_onion_server(
             [
                 ATOPOS,
                 "serve",
-                "--onion",
-                "--tor-control",
-                network.onion_host_control,
+                *(() if "--tor-config" in extra else ("--onion", "--tor-control")),
+                *(() if "--tor-config" in extra else (network.onion_host_control,)),
                 "--port",
                 str(port),
                 "--data",
@@ -90,7 +89,8 @@ def start_onion_server(
         match = re.search(r"^http://([a-z2-7]{56}\.onion)/$", text, re.MULTILINE)
         if match and '"msg":"onion service published"' in text:
             server = OnionServer(process, log_path, port, f"http://{match.group(1)}")
-            wait_healthy(server.clearnet_url, process)
+            if "--onion-only" not in extra:
+                wait_healthy(server.clearnet_url, process)
             return server
         if process.poll() is not None or time.monotonic() > deadline:
             end_process(process)
@@ -279,3 +279,50 @@ def _read_all(sock: socket.socket) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_onion_only_with_a_tor_of_its_own(
+    tor_network: TorNetwork,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """No --tor-control: `atopos serve` starts tor itself (here told by --tor-config to join
+    the private network), listens on no open port, and its tor ends with it."""
+    tor_config = tmp_path / "torrc-extra"
+    tor_config.write_text(tor_network.torrc_for_joining())
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    env = {"TMPDIR": str(runtime), "XDG_RUNTIME_DIR": ""}
+    server = start_onion_server(
+        tor_network, tmp_path / "own", "--onion-only", "--tor-config", str(tor_config), env=env
+    )
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+        with httpx.Client(proxy=socks(tor_network, "own-tor"), timeout=60) as client:
+            assert client.get(f"{server.onion_url}/healthz").json()["status"] == "ok"
+        (own,) = runtime.iterdir()
+        tor_pids = _processes_naming(own)
+        assert tor_pids, "no tor process runs from the node's directory"
+    finally:
+        _stop(server)
+    assert not any(runtime.iterdir())
+    assert not any(_is_running(pid) for pid in tor_pids)
+
+
+def _processes_naming(directory: Path) -> list[int]:
+    """The processes whose command line names `directory` (the node's tor)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if str(directory).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
