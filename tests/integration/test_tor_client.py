@@ -25,14 +25,16 @@ from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture
 LINK_KEY = "A" * 43
 
 
-def atopos(*args: str, tor: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+def atopos(
+    *args: str, tor: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [ATOPOS, *args],
         input=stdin,
         capture_output=True,
         timeout=120,
         check=False,
-        env={**os.environ, "ATOPOS_TOR": tor},
+        env={**os.environ, "ATOPOS_TOR": tor, **(env or {})},
     )
 
 
@@ -49,9 +51,18 @@ def test_with_tor_down_the_cli_exits_5_and_the_server_sees_no_connection() -> No
         watched.listen(8)
         server = f"http://127.0.0.1:{watched.getsockname()[1]}"
         dead_tor = f"socks5h://127.0.0.1:{free_port()}"
-        created = atopos("--tor", "--server", server, "secret", "create", tor=dead_tor, stdin=b"x")
+        # An environment that names the server as one to reach directly changes nothing.
+        direct = {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+        created = atopos(
+            "--tor", "--server", server, "secret", "create", tor=dead_tor, stdin=b"x", env=direct
+        )
         revealed = atopos(
-            "secret", "reveal", f"{server}/s/{'A' * 22}#{LINK_KEY}", "--tor", tor=dead_tor
+            "secret",
+            "reveal",
+            f"{server}/s/{'A' * 22}#{LINK_KEY}",
+            "--tor",
+            tor=dead_tor,
+            env=direct,
         )
         for result in (created, revealed):
             assert result.returncode == 5, result.stderr
@@ -63,6 +74,13 @@ def test_with_tor_down_the_cli_exits_5_and_the_server_sees_no_connection() -> No
         # The watch would have seen one: a direct connection shows at once.
         with socket.create_connection(watched.getsockname(), timeout=5):
             assert _has_pending_connection(watched)
+
+
+def test_atopos_tor_must_be_socks5h() -> None:
+    """socks5:// would have the name resolved here, a DNS query outside Tor."""
+    result = atopos("secret", "create", tor="socks5://127.0.0.1:9050", stdin=b"x")
+    assert result.returncode == 2
+    assert "socks5h://" in result.stderr.decode()
 
 
 def test_a_clearnet_server_through_tor(
