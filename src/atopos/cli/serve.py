@@ -139,8 +139,8 @@ def serve(
     if log_format not in LOG_FORMATS:
         raise InvalidInput("--log-format must be auto, human or json.")
     is_onion = onion or onion_only
-    if not is_onion and (onion_key_file or tor_control or tor_config):
-        raise InvalidInput("--onion-key-file, --tor-control and --tor-config need --onion.")
+    if not is_onion and (onion_key_file or tor_config):
+        raise InvalidInput("--onion-key-file and --tor-config need --onion.")
     if tor_control is not None and tor_config is not None:
         raise InvalidInput("--tor-config is for a tor started here; not with --tor-control.")
 
