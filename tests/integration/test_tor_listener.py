@@ -5,18 +5,23 @@ test_tor_onion.py runs the same through real tor processes)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bench.harness import free_port
+from starlette.types import Receive, Scope, Send
+from websockets.asyncio.client import connect
 
 from atopos.server.app import create_app
+from atopos.server.client_address import client_address_source
 from atopos.server.config import ServerConfig
-from atopos.server.connection_guard import guarded_http_protocol
+from atopos.server.connection_guard import ConnectionLimits, guarded_http_protocol
 from atopos.server.onion_proxy_header import ProxyHeaderRefused, parse_proxy_line
 from atopos.server.runner import NodeServer, listening_socket, uvicorn_config
 from tests.api_client import envelope
@@ -144,3 +149,47 @@ def _read_all(sock: socket.socket) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _client_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app that tells a WebSocket client who the node thinks it is."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    assert scope["type"] == "websocket"
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": client_address_source(()).address_of(scope)})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+def test_a_websocket_on_the_onion_listener_is_named_by_its_circuit() -> None:
+    """The relay's WebSocket handshakes (rooms) see the circuit too, not tor's 127.0.0.1."""
+    onion = listening_socket("127.0.0.1", 0)
+    config = uvicorn_config(_client_echo, "127.0.0.1", free_port())
+    server = NodeServer(
+        config,
+        onion_listener=onion,
+        onion_protocol=guarded_http_protocol(ConnectionLimits(), reads_proxy_header=True),
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    async def who_am_i() -> str | bytes:
+        raw = socket.create_connection(onion.getsockname(), timeout=10)
+        raw.sendall(_proxy_line(0x2A0005))
+        async with connect(f"ws://127.0.0.1:{onion.getsockname()[1]}/", sock=raw) as ws:
+            return await ws.recv()
+
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.02)  # polling interval, not a wait for readiness
+        assert asyncio.run(who_am_i()) == f"tor-circuit:{0x2A0005}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        onion.close()
