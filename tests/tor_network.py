@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from bench.harness import end_process, free_port
 
-__all__ = ["START_TIMEOUT", "TorNetwork", "tor_network", "tor_network_or_skip"]
+__all__ = ["START_TIMEOUT", "TorNetwork", "require_tor", "tor_network"]
 
 START_TIMEOUT = 90.0
 TOR = shutil.which("tor") or "/usr/bin/tor"
@@ -308,14 +308,16 @@ def _shared_network() -> Iterator[TorNetwork]:
                 _shared = None
 
 
-def tor_network_or_skip() -> None:
+def require_tor() -> None:
+    """Fail, not skip, without tor: CI installs it (scripts/system-deps.sh), and a skipped
+    Tor test would hide that nothing of Tor was tested."""
     if not (os.access(TOR, os.X_OK) and os.access(TOR_GENCERT, os.X_OK)):
-        pytest.skip("tor is not installed (scripts/system-deps.sh installs it)")
+        pytest.fail("tor and tor-gencert are not installed: run scripts/system-deps.sh")
 
 
 @pytest.fixture(scope="session")
 def tor_network() -> Iterator[TorNetwork]:
     """The private Tor network, started on first use and stopped after the session."""
-    tor_network_or_skip()
+    require_tor()
     with _shared_network() as network:
         yield network
