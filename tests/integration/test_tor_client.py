@@ -94,6 +94,13 @@ def test_a_clearnet_server_through_tor(
         assert created.returncode == 0, created.stderr
         revealed = atopos("--tor", "secret", "reveal", created.stdout.decode().strip(), tor=proxy)
         assert (revealed.returncode, revealed.stdout) == (0, b"y"), revealed.stderr
+
+        # The SDK's asyncio client (rooms' TUI) goes the same way.
+        async def health() -> object:
+            async with Transport(server.url, proxy=proxy).async_http_client() as client:
+                return (await client.get("/healthz")).json()
+
+        assert asyncio.run(health()) == {"status": "ok", "storage": "up"}
     finally:
         server.stop()
 
@@ -138,6 +145,17 @@ def test_websocket_connections_go_through_tor(
             return await connection.recv()
 
     assert asyncio.run(talk()) == "through tor"
+
+
+def test_the_async_client_with_tor_down_is_one_sentence() -> None:
+    transport = Transport("http://127.0.0.1:9", proxy=f"socks5h://127.0.0.1:{free_port()}")
+
+    async def get() -> None:
+        async with transport.async_http_client() as client:
+            await client.get("/healthz")
+
+    with pytest.raises(NetworkError, match="is Tor running"):
+        asyncio.run(get())
 
 
 def test_a_websocket_with_tor_down_is_one_sentence_and_no_connection() -> None:
