@@ -115,6 +115,7 @@ class TorNetwork:
     client: _Tor | None = None
     onion_host: _Tor | None = None
     start_seconds: float = 0.0
+    is_announced: bool = False
 
     @property
     def socks_url(self) -> str:
@@ -175,7 +176,6 @@ class TorNetwork:
         for node in (self.client, self.onion_host):
             _wait_bootstrapped(node, deadline)
         self.start_seconds = time.monotonic() - started
-        print(f"\nprivate Tor network up in {self.start_seconds:.1f} s ({self.directory})")
 
     def stop(self) -> None:
         nodes = [*self.authorities, *self.relays, self.client, self.onion_host]
@@ -316,8 +316,15 @@ def require_tor() -> None:
 
 
 @pytest.fixture(scope="session")
-def tor_network() -> Iterator[TorNetwork]:
-    """The private Tor network, started on first use and stopped after the session."""
+def tor_network(request: pytest.FixtureRequest) -> Iterator[TorNetwork]:
+    """The private Tor network, started on first use and stopped after the session; its
+    start time goes to the terminal (past pytest's output capture)."""
     require_tor()
     with _shared_network() as network:
+        if not network.is_announced:
+            network.is_announced = True
+            line = f"private Tor network up in {network.start_seconds:.1f} s ({network.directory})"
+            capture = request.config.pluginmanager.get_plugin("capturemanager")
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                print(f"\n{line}")
         yield network

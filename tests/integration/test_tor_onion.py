@@ -90,7 +90,11 @@ def start_onion_server(
         if match and '"msg":"onion service published"' in text:
             server = OnionServer(process, log_path, port, f"http://{match.group(1)}")
             if "--onion-only" not in extra:
-                wait_healthy(server.clearnet_url, process)
+                try:
+                    wait_healthy(server.clearnet_url, process)
+                except BaseException:
+                    end_process(process)
+                    raise
             return server
         if process.poll() is not None or time.monotonic() > deadline:
             end_process(process)
