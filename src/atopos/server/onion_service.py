@@ -109,7 +109,11 @@ def publish_onion_service(
 def _configure(
     controller: Any, service_dir: Path, target_port: int, cleanup: contextlib.ExitStack
 ) -> PublishedOnion:
-
+    # Listening before the service exists: tor may upload its descriptor at once.
+    uploads = _DescriptorUploads()
+    with contextlib.suppress(stem.ControllerError):
+        controller.add_event_listener(uploads.on_event, EventType.HS_DESC)
+        cleanup.callback(_quietly, controller.remove_event_listener, uploads.on_event)
     try:
         before = controller.get_hidden_service_conf()
     except stem.ControllerError as exc:
@@ -142,17 +146,35 @@ def _configure(
             controller.set_hidden_service_conf(before)
 
     cleanup.callback(remove)
-    address = _wait_hostname(service_dir)
-    published = PublishedOnion(address, has_pow_defence)
-
-    def on_descriptor(event: Any) -> None:
-        if event.action == "UPLOADED" and f"{event.address}.onion" == address:
-            published.published.set()
-
-    with contextlib.suppress(stem.ControllerError):
-        controller.add_event_listener(on_descriptor, EventType.HS_DESC)
-        cleanup.callback(_quietly, controller.remove_event_listener, on_descriptor)
+    published = PublishedOnion(_wait_hostname(service_dir), has_pow_defence)
+    uploads.watch(published)
     return published
+
+
+class _DescriptorUploads:
+    """Sets a service's `published` event on tor's first HS_DESC UPLOADED for its address,
+    whether that came before the address was known or after."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._uploaded: set[str] = set()
+        self._watched: PublishedOnion | None = None
+
+    def on_event(self, event: Any) -> None:
+        if event.action != "UPLOADED":
+            return
+        with self._lock:
+            self._uploaded.add(f"{event.address}.onion")
+            self._update()
+
+    def watch(self, published: PublishedOnion) -> None:
+        with self._lock:
+            self._watched = published
+            self._update()
+
+    def _update(self) -> None:
+        if self._watched is not None and self._watched.address in self._uploaded:
+            self._watched.published.set()
 
 
 def _wait_hostname(service_dir: Path) -> str:
