@@ -41,7 +41,9 @@ from atopos.errors import InvalidInput, Unavailable
 
 __all__ = ["OnionOptions", "PublishedOnion", "publish_onion_service"]
 
-_log = logging.getLogger("atopos.server")
+# stem narrates every control command at debug level and its reader thread's shutdown at
+# info, many lines a second: only its warnings reach the node's log.
+logging.getLogger("stem").setLevel(logging.WARNING)
 
 # tor's hs_ed25519_secret_key file: a 32-byte tag, then the 64-byte expanded secret key.
 _KEY_FILE_NAME = "hs_ed25519_secret_key"

@@ -118,8 +118,11 @@ def _announce_onion(
     log.info("onion service started", extra={"pow_defence": published.has_pow_defence})
 
     def wait_published() -> None:
-        if published.published.wait(timeout=600):
+        if not published.published.wait(timeout=600):
+            return
+        if log_format == "human":
             _tell(log_format, "  the onion service is published: Tor clients can reach it now")
+        else:
             log.info("onion service published")
 
     threading.Thread(target=wait_published, daemon=True, name="onion-published").start()
