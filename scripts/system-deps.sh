@@ -8,6 +8,8 @@ table=(
   "redis-server:redis-server"
   "chromium:chromium"
   "caddy:caddy"
+  # The Tor tests' private network and `atopos serve --onion` (tor and tor-gencert).
+  "tor:tor"
   # The container image's test (tests/container/): podman builds it from a Debian base that
   # mmdebstrap makes (no registry is needed).
   "podman:podman"
@@ -18,7 +20,7 @@ table=(
   # `make bench` only.
   "wrk:wrk"
 )
-for_tests=(redis-server chromium caddy podman mmdebstrap newuidmap)
+for_tests=(redis-server chromium caddy tor podman mmdebstrap newuidmap)
 wanted=("$@")
 if ((${#wanted[@]} == 0)); then
   wanted=("${for_tests[@]}")

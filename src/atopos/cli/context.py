@@ -4,17 +4,30 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from atopos.errors import InvalidInput
+
 if TYPE_CHECKING:
     from atopos.client.transport import Transport
 
-__all__ = ["DEFAULT_SERVER", "GlobalOptions", "global_options"]
+__all__ = [
+    "DEFAULT_SERVER",
+    "DEFAULT_TOR_PROXY",
+    "ENV_TOR",
+    "GlobalOptions",
+    "global_options",
+    "tor_proxy",
+]
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+# The SOCKS port of a tor daemon (Debian's `tor` package); Tor Browser's own is 9150.
+DEFAULT_TOR_PROXY = "socks5h://127.0.0.1:9050"
+ENV_TOR = "ATOPOS_TOR"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,7 +35,7 @@ class GlobalOptions:
     server: str = DEFAULT_SERVER
     ca_file: Path | None = None  # --ca-file; `atopos pin` also builds its own context from it
     pins: tuple[bytes, ...] = ()  # --pin-spki, parsed
-    proxy: str | None = None  # no option sets it yet (the Tor issue's --tor will)
+    proxy: str | None = None  # --tor (or ATOPOS_TOR): the Tor SOCKS proxy, socks5h://
 
     def transport(self, server: str | None = None) -> Transport:
         """How to reach `server` (default --server): every command's connections, links'
@@ -35,6 +48,23 @@ class GlobalOptions:
             tls=TlsPolicy(ca_file=self.ca_file, pins=self.pins),
             proxy=self.proxy,
         )
+
+
+def tor_proxy(*, is_requested: bool, environ: Mapping[str, str]) -> str | None:
+    """The proxy `--tor` (or a non-empty ATOPOS_TOR) routes everything through, or None.
+
+    Only socks5h:// is accepted: it has Tor resolve the server's name, so no DNS query
+    leaves this machine and a .onion name works (socks5:// would resolve it here)."""
+    configured = environ.get(ENV_TOR, "").strip()
+    if not is_requested and not configured:
+        return None
+    proxy = configured or DEFAULT_TOR_PROXY
+    if not proxy.lower().startswith("socks5h://"):
+        raise InvalidInput(
+            f"{ENV_TOR} must be a socks5h://host:port URL (Tor resolves names then), "
+            "such as socks5h://127.0.0.1:9050."
+        )
+    return proxy
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:

@@ -1,4 +1,4 @@
-"""Global options (`--server`, `--pin-spki`, `--ca-file`) before or after the command.
+"""Global options (`--server`, `--pin-spki`, `--ca-file`, `--tor`) before or after the command.
 
 click parses a group's options only before the subcommand's name, while people type
 `atopos secret create --server URL` as readily as `atopos --server URL secret create`

@@ -22,7 +22,7 @@ from typer.exceptions import TyperException
 
 from atopos import __version__
 from atopos.cli import device, room, secret
-from atopos.cli.context import DEFAULT_SERVER, GlobalOptions
+from atopos.cli.context import DEFAULT_SERVER, GlobalOptions, tor_proxy
 from atopos.cli.exits import ExitCode, describe, exit_code_for
 from atopos.cli.global_options import GlobalValues, accept_after_commands
 from atopos.cli.pin import pin
@@ -88,6 +88,15 @@ def _root(
             help="Trust only the CAs in this PEM file for https servers.",
         ),
     ] = None,
+    tor: Annotated[
+        bool,
+        typer.Option(
+            "--tor",
+            help="Reach every server through Tor (socks5h, names resolved by Tor), never "
+            "directly: the SOCKS proxy in ATOPOS_TOR (setting it also turns this on), "
+            "default socks5h://127.0.0.1:9050. Also accepted after the command.",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -109,7 +118,8 @@ def _put_in_force(ctx: typer.Context, values: GlobalValues) -> None:
         from atopos.client.pinning import parse_pins
 
         pins = parse_pins(pin_spki)
-    ctx.obj = GlobalOptions(server=server, ca_file=ca_file, pins=pins)
+    proxy = tor_proxy(is_requested=bool(values["tor"]), environ=os.environ)
+    ctx.obj = GlobalOptions(server=server, ca_file=ca_file, pins=pins, proxy=proxy)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from atopos.cli.context import global_options
+from atopos.errors import InvalidInput
 
 __all__ = ["pin"]
 
@@ -25,6 +26,11 @@ def pin(
     from atopos.client.pinning import describe_certificate, fetch_server_certificate
     from atopos.client.transport import TlsPolicy
 
+    if global_options(ctx).proxy is not None:
+        # It opens its own TLS connection, which does not go through a proxy.
+        raise InvalidInput(
+            "atopos pin connects directly, not through Tor; take the pin where the server runs."
+        )
     server = parse_server_url(url)
     context = TlsPolicy(ca_file=global_options(ctx).ca_file).ssl_context()
     info = describe_certificate(fetch_server_certificate(server, context))

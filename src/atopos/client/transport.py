@@ -1,11 +1,16 @@
 """`Transport`: how this client reaches one Atopos server, stated once and explicitly.
 
 A Transport holds the server URL, the TLS policy (a CA file, SPKI pins) and an optional proxy
-URL (an HTTP proxy now; `socks5h://` for Tor once its dependency is in the lock), and builds
-every connection to that server from them: the sync and the async httpx client, and
-WebSocket connections (rooms). Nothing is ambient: the CLI builds one Transport from its
-global options (`cli/context.py`) and passes it down; `with_server` gives the same policy for
-the server a link names.
+URL (an HTTP proxy, or `socks5h://` for Tor: `--tor`), and builds every connection to that
+server from them: the sync and the async httpx client, and WebSocket connections (rooms).
+
+With a proxy, every connection goes through it and nowhere else: the proxy is mounted for
+every URL, the environment's proxy settings (NO_PROXY included) are not consulted, and a
+proxy that does not answer is one sentence, never a direct attempt. `socks5h://` names the
+server to the proxy, so Tor resolves it (a .onion cannot be resolved anywhere else).
+
+Nothing is ambient: the CLI builds one Transport from its global options (`cli/context.py`)
+and passes it down; `with_server` gives the same policy for the server a link names.
 
 Pins are checked during the TLS handshake, before any request byte is sent, for HTTP and
 WebSocket alike (`client/pinning.py`); with pins only https/wss servers are contacted.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,7 +31,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI, ProxyError
 
 from atopos import __version__
 from atopos.client.links import parse_server_url
@@ -101,6 +107,13 @@ class Transport:
         """A sync client for this server (see `build_http_client`)."""
         return build_http_client(self.server, tls=self.tls, proxy=self.proxy, timeout=self.timeout)
 
+    def check_proxy(self) -> None:
+        """When there is a proxy, make sure something listens there (NetworkError, one
+        sentence, if not): callers use it to say "Tor is not running" rather than "the
+        server is unreachable". Only the proxy is contacted, never the server."""
+        if self.proxy is not None and not _is_listening(self.proxy):
+            raise _proxy_unreachable(self.proxy)
+
     def async_http_client(
         self, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> httpx.AsyncClient:
@@ -114,6 +127,7 @@ class Transport:
             tls=self.tls,
             proxy=self.proxy,
             https_only=_https_only_async,
+            is_async=True,
         )
         return httpx.AsyncClient(**options)
 
@@ -133,6 +147,8 @@ class Transport:
         options: dict[str, Any] = {}
         if scheme == "wss":
             options["ssl"] = self.tls.ssl_context()
+        if self.proxy is not None:
+            self.check_proxy()
         try:
             async with connect(
                 target,
@@ -153,7 +169,12 @@ class Transport:
             ) from exc
         except TimeoutError as exc:
             raise NetworkError(f"The server at {self.server} did not answer in time.") from exc
+        except ProxyError as exc:
+            assert self.proxy is not None
+            raise _through_proxy_failed(self.proxy, self.server) from exc
         except (OSError, InvalidHandshake, InvalidURI) as exc:
+            if self.proxy is not None and not _is_listening(self.proxy):
+                raise _proxy_unreachable(self.proxy) from exc
             raise NetworkError(f"Could not connect to the server at {self.server}.") from exc
 
 
@@ -175,6 +196,7 @@ def _client_options(
     tls: TlsPolicy,
     proxy: str | None,
     https_only: Callable[[httpx.Request], Any],
+    is_async: bool = False,
 ) -> dict[str, Any]:
     """The options the sync and the async client share; with pins, `https_only` is their
     request hook."""
@@ -189,16 +211,104 @@ def _client_options(
                 f"A pinned key can only be checked over https; refusing to connect to {server}."
             )
         hooks["request"] = [https_only]
-    return {
+    checked_verify = verify if tls.is_default else tls.ssl_context(verify)
+    options: dict[str, Any] = {
         "base_url": server,
         "transport": custom,
-        "verify": verify if tls.is_default else tls.ssl_context(verify),
+        "verify": checked_verify,
         "timeout": timeout,
-        "proxy": _proxy(proxy),
         "follow_redirects": False,
         "headers": {"User-Agent": _USER_AGENT},
         "event_hooks": hooks,
     }
+    if proxy is not None and custom is None:
+        # Mounted for every URL, with the environment's proxy settings off: NO_PROXY
+        # would otherwise name hosts reached directly, around the proxy.
+        options["trust_env"] = False
+        if is_async:
+            inner_async = httpx.AsyncHTTPTransport(verify=checked_verify, proxy=_proxy(proxy))
+            options["mounts"] = {"all://": _AsyncProxiedTransport(inner_async, proxy, server)}
+        else:
+            inner = httpx.HTTPTransport(verify=checked_verify, proxy=_proxy(proxy))
+            options["mounts"] = {"all://": _ProxiedTransport(inner, proxy, server)}
+    else:
+        options["proxy"] = _proxy(proxy)
+    return options
+
+
+class _ProxiedTransport(httpx.BaseTransport):
+    """httpx's transport through the proxy, whose failures say where things broke."""
+
+    def __init__(self, inner: httpx.HTTPTransport, proxy: str, server: str) -> None:
+        self._inner, self._proxy, self._server = inner, proxy, server
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self._inner.handle_request(request)
+        except (httpx.ConnectError, httpx.ProxyError) as exc:
+            raise _proxy_failure(exc, self._proxy, self._server) from exc
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncProxiedTransport(httpx.AsyncBaseTransport):
+    """The asyncio twin of `_ProxiedTransport`."""
+
+    def __init__(self, inner: httpx.AsyncHTTPTransport, proxy: str, server: str) -> None:
+        self._inner, self._proxy, self._server = inner, proxy, server
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except (httpx.ConnectError, httpx.ProxyError) as exc:
+            raise _proxy_failure(exc, self._proxy, self._server) from exc
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _proxy_failure(
+    error: httpx.ConnectError | httpx.ProxyError, proxy: str, server: str
+) -> Exception:
+    """The proxy does not answer; or it answered that it cannot reach the server; or the
+    failure came later (TLS with the server: left to the caller's usual words)."""
+    if isinstance(error, httpx.ProxyError):
+        return _through_proxy_failed(proxy, server)
+    if not _is_listening(proxy):
+        return _proxy_unreachable(proxy)
+    return error
+
+
+def _proxy_unreachable(proxy: str) -> NetworkError:
+    return NetworkError(
+        f"Nothing answers at the proxy {_proxy_address(proxy)} (is Tor running? ATOPOS_TOR "
+        "names another); nothing was sent."
+    )
+
+
+def _through_proxy_failed(proxy: str, server: str) -> NetworkError:
+    return NetworkError(
+        f"The proxy at {_proxy_address(proxy)} could not reach the server at {server}."
+    )
+
+
+def _proxy_address(proxy: str) -> str:
+    """host:port of a proxy URL, without any user name or password in it."""
+    url = httpx.URL(proxy)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{url.port}" if url.port is not None else host
+
+
+def _is_listening(proxy: str) -> bool:
+    """Whether a TCP connection to the proxy opens (the proxy itself, never the server)."""
+    url = httpx.URL(proxy)
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 1080)
+    try:
+        with socket.create_connection((url.host, port), timeout=5):
+            return True
+    except OSError:
+        return False
 
 
 def build_http_client(

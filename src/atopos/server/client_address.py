@@ -2,8 +2,9 @@
 
 One source serves every product and every kind of connection (HTTP requests and WebSocket
 handshakes both carry an ASGI scope): the socket's peer, or the address a trusted proxy
-forwarded. The Tor issue adds a source that names the circuit an onion client came on.
-The address only ever feeds `EphemeralIdentifiers`; it is never logged or stored.
+forwarded, or, for a client of the onion service, the Tor circuit it came on (its
+listener read that from tor's PROXY line: server/connection_guard.py). The address only
+ever feeds `EphemeralIdentifiers`; it is never logged or stored.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from typing import Protocol
 
 from starlette.types import Scope
 
-__all__ = ["ClientAddressSource", "SocketPeer", "TrustedProxy", "client_address_source"]
+from atopos.server.onion_proxy_header import is_circuit_address
+
+__all__ = [
+    "ClientAddressSource",
+    "OnionCircuit",
+    "SocketPeer",
+    "TrustedProxy",
+    "client_address_source",
+]
 
 
 class ClientAddressSource(Protocol):
@@ -62,10 +71,29 @@ class TrustedProxy:
         return address
 
 
+class OnionCircuit:
+    """An onion client is its Tor circuit; every other client is named by `others`.
+
+    The onion listener names each connection's peer `tor-circuit:<id>` from tor's PROXY
+    line; a TCP peer on the open listener is always an IP address, so it cannot pose as a
+    circuit, and no header is consulted for onion clients (they reach the node directly,
+    not through the TLS proxy)."""
+
+    def __init__(self, others: ClientAddressSource) -> None:
+        self._others = others
+
+    def address_of(self, scope: Scope) -> str:
+        peer = _peer(scope)
+        if is_circuit_address(peer):
+            return peer
+        return self._others.address_of(scope)
+
+
 def _header_lines(scope: Scope, name: bytes) -> list[str]:
     """Every value of a header, in the order the lines came."""
     return [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
 
 
 def client_address_source(trusted_proxies: tuple[str, ...]) -> ClientAddressSource:
-    return TrustedProxy(trusted_proxies) if trusted_proxies else SocketPeer()
+    others: ClientAddressSource = TrustedProxy(trusted_proxies) if trusted_proxies else SocketPeer()
+    return OnionCircuit(others)

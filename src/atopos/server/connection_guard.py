@@ -19,6 +19,12 @@ no per-client cap, so the node runs its HTTP protocol through this subclass:
 
 WebSocket connections count against the same caps; their own timeouts belong to the room
 relay.
+
+The onion service's own listener (and only it: `reads_proxy_header`) first reads the PROXY
+line tor sends with each stream (server/onion_proxy_header.py) and names the connection's
+client by its Tor circuit: every onion client arrives from loopback, and would otherwise
+share one per-peer cap and one rate budget. A connection there without that line is closed.
+On the open listener a PROXY line is nothing but a malformed HTTP request (400).
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ from typing import Any
 
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from atopos.server.onion_proxy_header import (
+    MAX_PROXY_LINE,
+    ProxyHeaderRefused,
+    circuit_address,
+    parse_proxy_line,
+)
 
 __all__ = ["ConnectionLimits", "guarded_http_protocol"]
 
@@ -75,27 +88,81 @@ _CLIENT_FULL = _refusal(
 )
 
 
-def guarded_http_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with the node's timeouts and caps."""
+def guarded_http_protocol(
+    limits: ConnectionLimits, *, reads_proxy_header: bool = False
+) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with the node's timeouts and caps; with
+    `reads_proxy_header` (the onion listener only), each connection must open with tor's
+    PROXY line, and its client is then the Tor circuit that line names."""
     max_connections = limits.effective_max_connections()
 
     class GuardedHttpProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
         _body_timer: asyncio.TimerHandle | None = None
         _stall_timer: asyncio.TimerHandle | None = None
+        # The PROXY line read so far; None once it has been read (or on the open listener).
+        _proxy_line: bytearray | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            refusal = self._over_a_cap()
+            if reads_proxy_header:
+                self._proxy_line = bytearray()
+            # On the onion listener every peer is tor on loopback: the per-client cap is
+            # checked once the PROXY line has named the circuit.
+            refusal = self._over_a_cap(per_client=not reads_proxy_header)
             if refusal is not None:
                 transport.write(refusal)
                 transport.close()
                 return
             self._header_timer = self.loop.call_later(limits.header_timeout, self._expire)
 
-        def _over_a_cap(self) -> bytes | None:
+        def data_received(self, data: bytes) -> None:
+            if self._proxy_line is None:
+                super().data_received(data)
+                return
+            self._proxy_line += data
+            end = self._proxy_line.find(b"\r\n")
+            if end < 0:
+                if len(self._proxy_line) >= MAX_PROXY_LINE:
+                    self._expire()
+                return
+            line, rest = bytes(self._proxy_line[: end + 2]), bytes(self._proxy_line[end + 2 :])
+            self._proxy_line = None
+            try:
+                circuit = parse_proxy_line(line)
+            except ProxyHeaderRefused:
+                self._expire()
+                return
+            self.client = (circuit_address(circuit), self.client[1] if self.client else 0)
+            refusal = self._over_a_cap(per_client=True)
+            if refusal is not None:
+                self.transport.write(refusal)
+                self.transport.close()
+                return
+            self._name_websocket_client()
+            if rest:
+                super().data_received(rest)
+
+        def _name_websocket_client(self) -> None:
+            """A WebSocket upgrade hands the socket to a new protocol that reads its peer
+            from the socket again: give it the circuit instead."""
+            base = self.ws_protocol_class
+            if base is None:
+                return
+            circuit_client = self.client
+
+            class CircuitWebSocket(base):  # type: ignore[misc, valid-type]
+                def connection_made(self, transport: asyncio.Transport) -> None:
+                    super().connection_made(transport)
+                    self.client = circuit_client
+
+            self.ws_protocol_class = CircuitWebSocket
+
+        def _over_a_cap(self, *, per_client: bool) -> bytes | None:
             if len(self.connections) > max_connections:
                 return _SERVER_FULL
+            if not per_client:
+                return None
             peer = self.client[0] if self.client else None
             if peer is None or peer in limits.exempt_peers:
                 return None

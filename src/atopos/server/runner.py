@@ -1,15 +1,21 @@
-"""Run the server on uvicorn (`atopos serve`)."""
+"""Run the server on uvicorn (`atopos serve`): the open listener, and with `--onion` a
+second one on loopback that only the onion service's tor reaches (it reads tor's PROXY
+line: server/connection_guard.py), in the same process and the same app."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import ipaddress
 import logging
 import os
 import resource
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -21,39 +27,163 @@ from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
 from atopos.server.connection_guard import ConnectionLimits, guarded_http_protocol
 from atopos.server.logs import configure_logging
+from atopos.server.onion_service import OnionOptions, PublishedOnion, publish_onion_service
 from atopos.server.websocket_protocol import QuietWebSocketProtocol
 
-__all__ = ["listening_socket", "serve", "start_up_lines", "storage_scheme", "uvicorn_config"]
+__all__ = [
+    "NodeServer",
+    "listening_socket",
+    "serve",
+    "start_up_lines",
+    "storage_scheme",
+    "uvicorn_config",
+]
 
 
-def serve(config: ServerConfig, *, log_format: str = "json") -> None:
+def serve(
+    config: ServerConfig,
+    *,
+    log_format: str = "json",
+    onion: OnionOptions | None = None,
+    is_onion_only: bool = False,
+    show_onion: Callable[[PublishedOnion], None] | None = None,
+) -> None:
     """Run until interrupted; `log_format` is `human` (start-up lines for a person on a
-    terminal, then short log lines) or `json`."""
+    terminal, then short log lines) or `json`. With `onion`, also publish an onion service
+    (`show_onion` tells its address); `is_onion_only` binds no open listener at all."""
     configure_logging(config.log_level, log_format)
     _raise_descriptor_limit()
     # Bound first: a busy port is one sentence (InvalidInput), not uvicorn's log and exit.
-    listener = listening_socket(config.host, config.port)
+    listener = None if is_onion_only else listening_socket(config.host, config.port)
+    onion_listener: socket.socket | None = None
+    server: NodeServer | None = None
     try:
+        if onion is not None:
+            onion_listener = listening_socket("127.0.0.1", 0)
+            # Listening at once: tor may connect before uvicorn accepts; the backlog holds it.
+            onion_listener.listen(128)
         if config.storage_url is None:
             config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(config.data_dir, 0o700)
         # Built before anything is logged: a bad key file or storage URL stops the start
         # with one sentence.
         app = create_app(config)
-    except BaseException:
-        listener.close()
-        raise
-    if log_format == "human":
-        for line in start_up_lines(config, listener.getsockname()[1]):
-            print(line, file=sys.stderr, flush=True)
-    else:
-        logging.getLogger("atopos.server").info(
-            "starting",
-            extra={"storage": storage_scheme(config), "pow_bits": config.pow_bits},
+        if log_format == "human":
+            port = listener.getsockname()[1] if listener is not None else None
+            for line in start_up_lines(config, port):
+                print(line, file=sys.stderr, flush=True)
+        else:
+            logging.getLogger("atopos.server").info(
+                "starting",
+                extra={"storage": storage_scheme(config), "pow_bits": config.pow_bits},
+            )
+        limits = config.connection_limits()
+        server = NodeServer(
+            uvicorn_config(app, config.host, config.port, limits),
+            onion_listener=onion_listener,
+            onion_protocol=guarded_http_protocol(limits, reads_proxy_header=True),
         )
-    uvicorn.Server(uvicorn_config(app, config.host, config.port, config.connection_limits())).run(
-        sockets=[listener]
-    )
+        sockets = [listener] if listener is not None else []
+        if onion is None or onion_listener is None:
+            server.run(sockets=sockets)
+            return
+        with publish_onion_service(
+            onion,
+            onion_listener.getsockname()[1],
+            on_starting_tor=lambda: _tell(log_format, "  starting tor for the onion service..."),
+        ) as published:
+            _announce_onion(published, log_format, show_onion)
+            server.run(sockets=sockets)
+    finally:
+        for sock in (listener, onion_listener):
+            if sock is not None:
+                sock.close()
+        # Only now, the onion service removed: SIGTERM's default action ends the process.
+        if server is not None:
+            server.raise_captured_signals()
+
+
+def _tell(log_format: str, line: str) -> None:
+    if log_format == "human":
+        print(line, file=sys.stderr, flush=True)
+
+
+def _announce_onion(
+    published: PublishedOnion,
+    log_format: str,
+    show_onion: Callable[[PublishedOnion], None] | None,
+) -> None:
+    if show_onion is not None:
+        show_onion(published)
+    log = logging.getLogger("atopos.server")
+    # (The address itself would be redacted from a log line: show_onion prints it.)
+    log.info("onion service started", extra={"pow_defence": published.has_pow_defence})
+
+    def wait_published() -> None:
+        if not published.published.wait(timeout=600):
+            return
+        if log_format == "human":
+            _tell(log_format, "  the onion service is published: Tor clients can reach it now")
+        else:
+            log.info("onion service published")
+
+    threading.Thread(target=wait_published, daemon=True, name="onion-published").start()
+
+
+class NodeServer(uvicorn.Server):
+    """uvicorn's server with, besides its own listeners, the onion listener: the same app,
+    lifespan, connection set and graceful shutdown, but the protocol that reads tor's PROXY
+    line first. (uvicorn gives every socket of one server the same protocol.)"""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        onion_listener: socket.socket | None = None,
+        onion_protocol: type[asyncio.Protocol] | None = None,
+    ) -> None:
+        super().__init__(config)
+        self._deferred_signals: list[int] = []
+        self._onion_listener = onion_listener
+        self._onion_protocol = onion_protocol
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, except that the signal that stopped the server is raised again by
+        `raise_captured_signals`, once the caller has cleaned up, and not on the way out of
+        `run` (SIGTERM would end the process before the onion service is removed)."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._deferred_signals = [*self._deferred_signals, *self._captured_signals]
+                self._captured_signals.clear()
+
+    def raise_captured_signals(self) -> None:
+        deferred, self._deferred_signals = self._deferred_signals, []
+        for captured in reversed(deferred):
+            signal.raise_signal(captured)
+
+    async def startup(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        await super().startup(sockets=list(sockets) if sockets is not None else None)
+        if self._onion_listener is None or self._onion_protocol is None or self.should_exit:
+            return
+        onion_protocol = self._onion_protocol
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return onion_protocol(  # type: ignore[call-arg]
+                config=self.config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=_loop,
+            )
+
+        loop = asyncio.get_running_loop()
+        self.servers.append(
+            await loop.create_server(
+                create_protocol, sock=self._onion_listener, backlog=self.config.backlog
+            )
+        )
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -88,9 +218,10 @@ def storage_scheme(config: ServerConfig) -> str:
     return config.resolved_storage_url().split(":", 1)[0]
 
 
-def start_up_lines(config: ServerConfig, port: int) -> list[str]:
-    """What a person starting the server on a terminal wants to know: where to open it,
-    where secrets are kept, how hard the proof of work is, and how to stop."""
+def start_up_lines(config: ServerConfig, port: int | None) -> list[str]:
+    """What a person starting the server on a terminal wants to know: where to open it
+    (`port` None: nowhere but its onion service), where secrets are kept, how hard the
+    proof of work is, and how to stop."""
     host = config.host
     shown, note = host, ""
     with contextlib.suppress(ValueError):  # a host name, not an address
@@ -106,8 +237,9 @@ def start_up_lines(config: ServerConfig, port: int) -> list[str]:
     work = f"{config.pow_bits} bits"
     if config.pow_bits == 0:
         work += " (for tests only: any answer passes)"
+    serving = f"serving at {url}{note}" if port is not None else "serving on its onion only"
     return [
-        f"Atopos {__version__} is serving at {url}{note}",
+        f"Atopos {__version__} is {serving}",
         f"  storage: {storage}",
         f"  proof of work: {work}",
         "  Press Ctrl-C to stop. Logs follow (JSON instead: --log-format json).",

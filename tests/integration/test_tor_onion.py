@@ -1,0 +1,332 @@
+"""The server as an onion service and the CLI over Tor, on the private Tor network: real tor
+processes, a real `atopos serve --onion`, the real CLI with `--tor`.
+
+Tor isolates streams by SOCKS credentials (IsolateSOCKSAuth, on by default), so each
+`socks5h://NAME:x@...` below is a client of its own, on a circuit of its own: the node, which
+keys limits on the circuit its onion listener reads from tor's PROXY line, must count them
+apart although every one of them reaches it from 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from bench.harness import end_process, free_port
+
+from tests.api_client import OCTETS, envelope
+from tests.servers import ATOPOS, wait_healthy
+from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
+
+PUBLISH_TIMEOUT = 60.0
+CREATE_LIMIT = 3
+BASE_BITS = 8
+
+
+@dataclasses.dataclass
+class OnionServer:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    port: int
+    onion_url: str
+
+    @property
+    def clearnet_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_onion_server(
+    network: TorNetwork, directory: Path, *extra: str, env: dict[str, str] | None = None
+) -> OnionServer:
+    """`atopos serve --onion`, attached to the network's onion host, once its descriptor is
+    uploaded (Tor clients can reach it from then on)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = directory / "serve.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                ATOPOS,
+                "serve",
+                *(() if "--tor-config" in extra else ("--onion", "--tor-control")),
+                *(() if "--tor-config" in extra else (network.onion_host_control,)),
+                "--port",
+                str(port),
+                "--data",
+                str(directory / "data"),
+                "--pow-bits",
+                str(BASE_BITS),
+                "--log-format",
+                "json",
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "ATOPOS_RATE_CREATE": str(CREATE_LIMIT),
+                "ATOPOS_LOG_LEVEL": "info",
+                **(env or {}),
+            },
+        )
+    deadline = time.monotonic() + PUBLISH_TIMEOUT
+    while True:
+        text = log_path.read_text(errors="replace")
+        match = re.search(r"^http://([a-z2-7]{56}\.onion)/$", text, re.MULTILINE)
+        if match and '"msg":"onion service published"' in text:
+            server = OnionServer(process, log_path, port, f"http://{match.group(1)}")
+            if "--onion-only" not in extra:
+                try:
+                    wait_healthy(server.clearnet_url, process)
+                except BaseException:
+                    end_process(process)
+                    raise
+            return server
+        if process.poll() is not None or time.monotonic() > deadline:
+            end_process(process)
+            raise RuntimeError(f"the onion service did not come up:\n{text[-3000:]}")
+        time.sleep(0.1)  # polling interval, not a wait for readiness
+
+
+@pytest.fixture(scope="module")
+def onion_server(
+    tor_network: TorNetwork,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OnionServer]:
+    server = start_onion_server(tor_network, tmp_path_factory.mktemp("onion"))
+    try:
+        yield server
+    finally:
+        end_process(server.process, grace=15)
+
+
+def socks(network: TorNetwork, client: str) -> str:
+    """The network's SOCKS proxy as one isolated client (its own circuits)."""
+    return network.socks_url.replace("socks5h://", f"socks5h://{client}:x@")
+
+
+def atopos(
+    *args: str, proxy: str, stdin: bytes = b"", home: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "ATOPOS_TOR": proxy}
+    if home is not None:
+        env["ATOPOS_HOME"] = str(home)
+    return subprocess.run(
+        [ATOPOS, *args],
+        input=stdin,
+        capture_output=True,
+        timeout=180,
+        check=False,
+        env=env,
+    )
+
+
+def test_secret_create_and_reveal_over_tor_with_the_onion_address(
+    tor_network: TorNetwork,  # noqa: F811
+    onion_server: OnionServer,
+    tmp_path: Path,
+) -> None:
+    proxy = socks(tor_network, "cli-text")
+    created = atopos(
+        "--tor", "--server", onion_server.onion_url, "secret", "create", proxy=proxy, stdin=b"hi"
+    )
+    assert created.returncode == 0, created.stderr
+    link = created.stdout.decode().strip()
+    assert link.startswith(f"{onion_server.onion_url}/s/")
+    # --tor after the command, as DESIGN.md allows.
+    revealed = atopos("secret", "reveal", link, "--tor", proxy=proxy)
+    assert (revealed.returncode, revealed.stdout) == (0, b"hi"), revealed.stderr
+    again = atopos("secret", "reveal", link, "--tor", proxy=proxy)
+    assert again.returncode == 3
+
+    proxy = socks(tor_network, "cli-file")
+    content = os.urandom(300_000)
+    source = tmp_path / "photo.bin"
+    source.write_bytes(content)
+    created = atopos(
+        "--tor",
+        "--server",
+        onion_server.onion_url,
+        "secret",
+        "create",
+        "--file",
+        str(source),
+        proxy=proxy,
+    )
+    assert created.returncode == 0, created.stderr
+    target = tmp_path / "out.bin"
+    revealed = atopos(
+        "--tor", "secret", "reveal", created.stdout.decode().strip(), "-o", str(target), proxy=proxy
+    )
+    assert revealed.returncode == 0, revealed.stderr
+    assert target.read_bytes() == content
+
+
+def test_two_circuits_have_separate_budgets_and_difficulties(
+    tor_network: TorNetwork,  # noqa: F811
+    onion_server: OnionServer,
+) -> None:
+    url = onion_server.onion_url
+    body = envelope(b"x")[0]
+    with (
+        httpx.Client(proxy=socks(tor_network, "alice"), timeout=60) as alice,
+        httpx.Client(proxy=socks(tor_network, "bob"), timeout=60) as bob,
+    ):
+        sid = alice.post(f"{url}/api/v1/secrets", content=body, headers=OCTETS).json()["id"]
+        # Alice fails the ticket step four times: her price rises by three bits.
+        for _ in range(4):
+            failed = alice.post(
+                f"{url}/api/v1/secrets/{sid}/ticket", json={"challenge": "forged", "nonce": 0}
+            )
+            assert failed.status_code == 403, failed.text
+        alice_bits = alice.post(f"{url}/api/v1/secrets/{sid}/challenge").json()["bits"]
+        bob_bits = bob.post(f"{url}/api/v1/secrets/{sid}/challenge").json()["bits"]
+        assert (alice_bits, bob_bits) == (BASE_BITS + 3, BASE_BITS)
+
+        # Alice spends her creation budget (one spent above); Bob still has all of his.
+        statuses = [
+            alice.post(f"{url}/api/v1/secrets", content=body, headers=OCTETS).status_code
+            for _ in range(CREATE_LIMIT)
+        ]
+        assert statuses == [201] * (CREATE_LIMIT - 1) + [429]
+        assert [
+            bob.post(f"{url}/api/v1/secrets", content=body, headers=OCTETS).status_code
+            for _ in range(CREATE_LIMIT)
+        ] == [201] * CREATE_LIMIT
+
+
+def test_a_proxy_line_sent_to_the_open_listener_is_refused(onion_server: OnionServer) -> None:
+    """Anyone on the network could write tor's PROXY line to the open port to pose as a
+    circuit of their choosing: there it is no HTTP, and is answered 400."""
+    request = (
+        b"PROXY TCP6 fc00:dead:beef:4dad::0:7 ::1 7 80\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", onion_server.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+
+def test_the_onion_key_file_keeps_the_address(
+    tor_network: TorNetwork,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "onion.key"
+    first = start_onion_server(tor_network, tmp_path / "first", "--onion-key-file", str(key_file))
+    try:
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    finally:
+        _stop(first)
+    second = start_onion_server(tor_network, tmp_path / "second", "--onion-key-file", str(key_file))
+    try:
+        assert second.onion_url == first.onion_url
+        with httpx.Client(proxy=socks(tor_network, "keyfile"), timeout=60) as client:
+            assert client.get(f"{second.onion_url}/healthz").json()["status"] == "ok"
+    finally:
+        _stop(second)
+    # Without the file, a new address each time.
+    third = start_onion_server(tor_network, tmp_path / "third")
+    try:
+        assert third.onion_url != first.onion_url
+    finally:
+        _stop(third)
+
+
+def test_the_service_is_removed_from_tor_when_the_server_stops(
+    tor_network: TorNetwork,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from stem.control import Controller
+
+    host, port = tor_network.onion_host_control.rsplit(":", 1)
+    with Controller.from_port(address=host, port=int(port)) as controller:
+        controller.authenticate()
+        others = controller.get_hidden_service_conf()
+        server = start_onion_server(tor_network, tmp_path / "gone")
+        running = controller.get_hidden_service_conf()
+        (ours,) = set(running) - set(others)
+        assert running[ours]["HiddenServiceExportCircuitID"] == "haproxy"
+        assert Path(ours, "hs_ed25519_secret_key").exists()
+        _stop(server)
+        # Other services of the tor are left as they were; ours and its key are gone.
+        assert controller.get_hidden_service_conf() == others
+        assert not Path(ours).exists()
+
+
+def _stop(server: OnionServer) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        # uvicorn ends gracefully, then SIGTERM is raised again once the service is gone.
+        assert server.process.wait(timeout=20) == -signal.SIGTERM, server.output()[-2000:]
+    finally:
+        end_process(server.process)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    with contextlib.suppress(ConnectionResetError, TimeoutError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_onion_only_with_a_tor_of_its_own(
+    tor_network: TorNetwork,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """No --tor-control: `atopos serve` starts tor itself (here told by --tor-config to join
+    the private network), listens on no open port, and its tor ends with it."""
+    tor_config = tmp_path / "torrc-extra"
+    tor_config.write_text(tor_network.torrc_for_joining())
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    env = {"TMPDIR": str(runtime), "XDG_RUNTIME_DIR": ""}
+    server = start_onion_server(
+        tor_network, tmp_path / "own", "--onion-only", "--tor-config", str(tor_config), env=env
+    )
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+        with httpx.Client(proxy=socks(tor_network, "own-tor"), timeout=60) as client:
+            assert client.get(f"{server.onion_url}/healthz").json()["status"] == "ok"
+        (own,) = runtime.iterdir()
+        tor_pids = _processes_naming(own)
+        assert tor_pids, "no tor process runs from the node's directory"
+    finally:
+        _stop(server)
+    assert not any(runtime.iterdir())
+    assert not any(_is_running(pid) for pid in tor_pids)
+
+
+def _processes_naming(directory: Path) -> list[int]:
+    """The processes whose command line names `directory` (the node's tor)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if str(directory).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
