@@ -27,8 +27,8 @@ from atopos.protocol.room_link import RoomLink
 from atopos.protocol.room_member import RoomMember
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig, rate_limits
-from atopos.server.rooms import RoomsProduct
 from atopos.server.rooms.limits import RoomNodeLimits
+from atopos.server.rooms.mount import RoomsProduct
 from atopos.server.runner import uvicorn_config
 from tests.rooms_support import SeededRandom
 

@@ -24,8 +24,8 @@ from atopos.server.middleware import EdgeMiddleware
 from atopos.server.node import build_node
 from atopos.server.pages import page_routes
 from atopos.server.product import Product
-from atopos.server.rooms import RoomsProduct
 from atopos.server.rooms.limits import RoomNodeLimits
+from atopos.server.rooms.mount import RoomsProduct
 from atopos.server.secrets import SecretsProduct
 from atopos.storage.factory import open_store
 from atopos.storage.port import SecretStore
@@ -46,14 +46,15 @@ def create_app(
     room_limits: RoomNodeLimits | None = None,
     on_rooms: Callable[[RoomsProduct], None] | None = None,
 ) -> ASGIApp:
-    """The node's app. `room_limits` shrinks the relay's caps and `on_rooms` hands the
-    rooms product to a test (to read its RAM state or fire its ticker)."""
+    """The node's app. `room_limits` (default: the config's) shrinks the relay's caps in
+    tests, and `on_rooms` hands the rooms product to a test (to read its RAM state or fire
+    its ticker)."""
     clock = clock or SystemClock()
     node = build_node(config, clock, random_bytes, token_keys=token_keys)
     products: list[Product] = [
         SecretsProduct(node, store or open_store(config.resolved_storage_url(), clock))
     ]
-    rooms = RoomsProduct(node, limits=room_limits)
+    rooms = RoomsProduct(node, limits=room_limits or config.room_limits())
     if on_rooms is not None:
         on_rooms(rooms)
     products.append(rooms)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from atopos.errors import InvalidInput
 from atopos.server.connection_guard import ConnectionLimits
+from atopos.server.rooms.limits import RoomNodeLimits
 from atopos.storage.urls import is_redis_url
 
 __all__ = [
@@ -36,6 +37,8 @@ GiB = 1024 * MiB
 # The route classes that have a per-minute limit each (the `rate_<class>` settings).
 RATE_LIMITED_ROUTES = ("create", "challenge", "ticket", "reveal", "manage")
 _GUARD_DEFAULTS = ConnectionLimits()
+_ROOM_DEFAULTS = RoomNodeLimits()
+_RELAY_DEFAULTS = _ROOM_DEFAULTS.relay
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,6 +90,12 @@ class ServerConfig:
     # client may upload per hour (its wider IPv6 networks 4 and 16 times more); 0: no quota.
     storage_quota_bytes: int = 10 * GiB
     upload_quota_per_hour_bytes: int = 1 * GiB
+    # The room relay's caps (server/rooms/limits.py, docs/protocol/rooms.md section 13).
+    room_max_members: int = _RELAY_DEFAULTS.max_members
+    max_rooms: int = _ROOM_DEFAULTS.max_rooms
+    room_connections_per_client: int = _ROOM_DEFAULTS.connections_per_client
+    rooms_per_client_per_hour: int = _ROOM_DEFAULTS.rooms_per_client_per_hour
+    room_empty_grace: float = _RELAY_DEFAULTS.empty_grace_seconds
 
     def connection_limits(self) -> ConnectionLimits:
         return ConnectionLimits(
@@ -97,6 +106,19 @@ class ServerConfig:
             max_connections=self.max_connections,
             max_connections_per_client=self.max_connections_per_client,
             exempt_peers=frozenset(self.trusted_proxies),
+        )
+
+    def room_limits(self) -> RoomNodeLimits:
+        return dataclasses.replace(
+            _ROOM_DEFAULTS,
+            relay=dataclasses.replace(
+                _RELAY_DEFAULTS,
+                max_members=self.room_max_members,
+                empty_grace_seconds=self.room_empty_grace,
+            ),
+            max_rooms=self.max_rooms,
+            connections_per_client=self.room_connections_per_client,
+            rooms_per_client_per_hour=self.rooms_per_client_per_hour,
         )
 
     def resolved_storage_url(self) -> str:
@@ -277,4 +299,9 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("ATOPOS_IDLE_TIMEOUT", "idle_timeout", _seconds, _SECONDS),
     _setting("ATOPOS_MAX_CONNECTIONS", "max_connections", _count, _WHOLE),
     _setting("ATOPOS_MAX_CONNECTIONS_PER_CLIENT", "max_connections_per_client", _count, _WHOLE),
+    _setting("ATOPOS_ROOM_MAX_MEMBERS", "room_max_members", _count, _WHOLE),
+    _setting("ATOPOS_MAX_ROOMS", "max_rooms", _count, _WHOLE),
+    _setting("ATOPOS_ROOM_CONNECTIONS_PER_CLIENT", "room_connections_per_client", _count, _WHOLE),
+    _setting("ATOPOS_ROOMS_PER_CLIENT_PER_HOUR", "rooms_per_client_per_hour", _count, _WHOLE),
+    _setting("ATOPOS_ROOM_EMPTY_GRACE", "room_empty_grace", _seconds, _SECONDS),
 )

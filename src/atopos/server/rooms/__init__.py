@@ -1,7 +1,3 @@
-"""Rooms on a node: creation, the RAM-only relay over WebSockets, the room bus."""
-
-from __future__ import annotations
-
-from atopos.server.rooms.mount import RoomsProduct
-
-__all__ = ["RoomsProduct"]
+"""Rooms on a node: creation, the RAM-only relay over WebSockets, the room bus
+(`mount.RoomsProduct` is what the app mounts; `limits` is read by the config too, so this
+package imports nothing on its own)."""
