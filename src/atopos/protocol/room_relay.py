@@ -45,6 +45,7 @@ from atopos.protocol.room_wire import (
     Refuse,
     RelayedCommit,
     RelayedMessage,
+    RelayErrorCode,
     RelayFrame,
     RosterItem,
     Sent,
@@ -85,18 +86,7 @@ CLOSE_RATE_LIMITED = 4429
 CLOSE_FULL = 4429  # a full room is a capacity refusal, like a rate limit
 
 EndReason: TypeAlias = Literal["creator", "ttl", "empty"]
-ErrorCode: TypeAlias = Literal[
-    "malformed",
-    "too_large",
-    "unexpected",
-    "bad_proof",
-    "bad_commit",
-    "stale",
-    "not_admitted",
-    "ended",
-    "full",
-    "rate_limited",
-]
+ErrorCode: TypeAlias = RelayErrorCode
 _CLOSE_FOR: dict[str, int] = {
     "malformed": CLOSE_MALFORMED,
     "too_large": CLOSE_MALFORMED,

@@ -45,6 +45,7 @@ __all__ = [
     "Message",
     "Prove",
     "Refuse",
+    "RelayErrorCode",
     "RelayFrame",
     "RelayedCommit",
     "RelayedMessage",
@@ -308,19 +309,23 @@ class Ended(_Frame, tag="ended", frozen=True):
     reason: Literal["creator", "ttl", "empty"]
 
 
+# The codes of the relay's `error` frame (section 13).
+RelayErrorCode: TypeAlias = Literal[
+    "malformed",
+    "too_large",
+    "unexpected",
+    "bad_proof",
+    "bad_commit",
+    "stale",
+    "not_admitted",
+    "ended",
+    "full",
+    "rate_limited",
+]
+
+
 class Error(_Frame, tag="error", frozen=True):
-    code: Literal[
-        "malformed",
-        "too_large",
-        "unexpected",
-        "bad_proof",
-        "bad_commit",
-        "stale",
-        "not_admitted",
-        "ended",
-        "full",
-        "rate_limited",
-    ]
+    code: RelayErrorCode
     message: Message_
 
 
