@@ -195,16 +195,17 @@ def _shared_secrets(route: Sequence[Hop], ephemeral: bytes) -> tuple[bytes, list
     alpha = private.public_key().public_bytes_raw()
     blindings: list[X25519PrivateKey] = []
     keys: list[_HopKeys] = []
-    for hop in route:
+    for index, hop in enumerate(route):
+        if index:
+            # The last hop's blinding is never used, so it is not built.
+            blindings.append(X25519PrivateKey.from_private_bytes(keys[-1].blinding))
         try:
             shared = private.exchange(X25519PublicKey.from_public_bytes(hop.public_key))
             for blinding in blindings:
                 shared = blinding.exchange(X25519PublicKey.from_public_bytes(shared))
         except ValueError:
             raise ValueError("a hop's public key is not a usable X25519 key") from None
-        hop_keys = _hop_keys(shared)
-        keys.append(hop_keys)
-        blindings.append(X25519PrivateKey.from_private_bytes(hop_keys.blinding))
+        keys.append(_hop_keys(shared))
     return alpha, keys
 
 
