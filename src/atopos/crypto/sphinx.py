@@ -71,7 +71,8 @@ _HOP_INFO = b"atopos sphinx v1 hop keys"
 _SURB_INFO = b"atopos sphinx v1 surb payload key"
 # header key, MAC key, Lioness key, blinding scalar, replay tag.
 _HOP_KEYS_BYTES = _KEY_BYTES + _KEY_BYTES + LIONESS_KEY_BYTES + _KEY_BYTES + _KEY_BYTES
-_ZERO_COUNTER = bytes(16)
+# CTR from a zero counter: every key here encrypts exactly one stream.
+_CTR_FROM_ZERO = modes.CTR(bytes(16))
 _ZERO_TAG = bytes(_TAG_BYTES)
 
 
@@ -158,7 +159,7 @@ def _hop_keys(shared: bytes) -> _HopKeys:
 
 
 def _stream(key: bytes, length: int) -> bytes:
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor()
+    encryptor = Cipher(algorithms.AES(key), _CTR_FROM_ZERO).encryptor()
     return encryptor.update(bytes(length))
 
 

@@ -18,11 +18,12 @@ __all__ = ["LIONESS_KEY_BYTES", "lioness_decrypt", "lioness_encrypt"]
 # Four 32-byte round keys.
 LIONESS_KEY_BYTES = 128
 _SIDE = 32
-_ZERO_COUNTER = bytes(16)
+# CTR from a zero counter: each round key (L ^ K) encrypts one stream.
+_CTR_FROM_ZERO = modes.CTR(bytes(16))
 
 
 def _stream_xor(key: bytes, data: bytes) -> bytes:
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor()
+    encryptor = Cipher(algorithms.AES(key), _CTR_FROM_ZERO).encryptor()
     return encryptor.update(data) + encryptor.finalize()
 
 
