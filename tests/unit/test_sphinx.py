@@ -284,3 +284,13 @@ def test_bad_routes_are_refused_by_the_sender() -> None:
         create_forward_packet([Hop(key, b"a" * 32, -1)], b"F" * 32, message, os.urandom)
     with pytest.raises(ValueError, match="exactly"):
         create_forward_packet([Hop(key, b"a" * 32, 0)], b"F" * 32, message[:-1], os.urandom)
+
+
+def test_a_second_reply_on_the_same_surb_has_the_same_replay_tag() -> None:
+    keys = NODES[:3]
+    route = [Hop(k.public_key().public_bytes_raw(), bytes([i]) * 32, 0) for i, k in enumerate(keys)]
+    surb, _ = create_surb(route, b"S" * 32, os.urandom)
+    _, first = create_reply_packet(surb, b"a" * MESSAGE_BYTES)
+    _, second = create_reply_packet(surb, b"b" * MESSAGE_BYTES)
+    assert first != second
+    assert process_packet(keys[0], first).replay_tag == process_packet(keys[0], second).replay_tag
