@@ -1,0 +1,172 @@
+"""Sphinx packet benchmark: hop processings/s on one core and 5-hop packet build time, for
+Atopos (crypto/sphinx.py), a bare hop written directly on pyca primitives (the floor) and
+`sphinxmix` (the Loopix authors' library), side by side in the same run.
+
+    .venv/bin/python bench/sphinx.py [--seconds 1.0] [--rounds 5]
+
+sphinxmix (and petlib) are installed with `pip install --target /tmp/atopos-bench-sphinxmix`
+on first use, never into the project's environment. Prints ONE JSON line on stdout (progress
+on stderr). See docs/performance.md, "Mixnet packets".
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from atopos.crypto import sphinx
+
+SPHINXMIX_DIR = Path("/tmp/atopos-bench-sphinxmix")
+HOPS = 5
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def rate(work: Callable[[], object], seconds: float, rounds: int) -> float:
+    """Best calls/s over `rounds` runs of about `seconds` each (best: least disturbed by the
+    other engineers sharing the machine)."""
+    best = 0.0
+    for _ in range(rounds):
+        calls, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            for _ in range(20):
+                work()
+            calls += 20
+        best = max(best, calls / elapsed)
+    return best
+
+
+_CTR = modes.CTR(bytes(16))
+
+
+def bare_hop(private: X25519PrivateKey, packet: bytes) -> tuple[bytes, bytes]:
+    """The same hop as crypto/sphinx.py with no structure around it: the floor."""
+    alpha, beta, gamma = packet[:32], packet[32:377], packet[377:409]
+    shared = private.exchange(X25519PublicKey.from_public_bytes(alpha))
+    okm = HKDF(hashes.SHA256(), 256, None, b"atopos sphinx v1 hop keys").derive(shared)
+    if not hmac.compare_digest(hmac.digest(okm[32:64], beta, hashlib.sha256), gamma):
+        raise ValueError
+    stream = Cipher(algorithms.AES(okm[:32]), _CTR).encryptor().update(bytes(414))
+    opened = int.from_bytes(beta + bytes(69), "little") ^ int.from_bytes(stream, "little")
+    routing = opened.to_bytes(414, "little")
+    k = okm[64:192]
+    left, right = packet[409:441], packet[441:]
+
+    def x32(a: bytes, b: bytes) -> bytes:
+        return (int.from_bytes(a) ^ int.from_bytes(b)).to_bytes(32)
+
+    left = x32(left, hmac.digest(k[96:], right, hashlib.sha256))
+    right = Cipher(algorithms.AES(x32(left, k[64:96])), _CTR).encryptor().update(right)
+    left = x32(left, hmac.digest(k[32:64], right, hashlib.sha256))
+    right = Cipher(algorithms.AES(x32(left, k[:32])), _CTR).encryptor().update(right)
+    blinding = X25519PrivateKey.from_private_bytes(okm[192:224])
+    next_alpha = blinding.exchange(X25519PublicKey.from_public_bytes(alpha))
+    return routing[:69], next_alpha + routing[69:] + routing[37:69] + left + right
+
+
+def atopos_figures(seconds: float, rounds: int) -> dict[str, Any]:
+    keys = [X25519PrivateKey.generate() for _ in range(HOPS)]
+    route = [
+        sphinx.Hop(k.public_key().public_bytes_raw(), bytes([i]) * 32, 50)
+        for i, k in enumerate(keys)
+    ]
+    message = os.urandom(sphinx.MESSAGE_BYTES)
+    packet = sphinx.create_forward_packet(route, b"R" * 32, message, os.urandom)
+    relay = sphinx.process_packet(keys[0], packet)
+    assert isinstance(relay, sphinx.Relay)
+    _routing, bare_next = bare_hop(keys[0], packet)
+    assert bare_next == relay.packet, "the bare hop must compute the same packet"
+    build = rate(
+        lambda: sphinx.create_forward_packet(route, b"R" * 32, message, os.urandom),
+        seconds,
+        rounds,
+    )
+    return {
+        "hop_per_s": round(rate(lambda: sphinx.process_packet(keys[0], packet), seconds, rounds)),
+        "bare_hop_per_s": round(rate(lambda: bare_hop(keys[0], packet), seconds, rounds)),
+        "build_5_hops_ms": round(1000 / build, 3),
+        "packet_bytes": sphinx.PACKET_BYTES,
+    }
+
+
+def sphinxmix_figures(seconds: float, rounds: int) -> dict[str, Any]:
+    if not (SPHINXMIX_DIR / "sphinxmix").exists():
+        log(f"installing sphinxmix into {SPHINXMIX_DIR}")
+        command = [sys.executable, "-m", "pip", "install", "-q", "--target", str(SPHINXMIX_DIR)]
+        subprocess.run([*command, "sphinxmix"], check=True, timeout=600)
+    sys.path.append(str(SPHINXMIX_DIR))
+    from sphinxmix.SphinxClient import Nenc, create_forward_message
+    from sphinxmix.SphinxNode import sphinx_process
+    from sphinxmix.SphinxParams import SphinxParams
+
+    # Same payload size; the header room for 5 hops of sphinxmix's own routing encoding.
+    params = SphinxParams(header_len=192 * 2, body_len=sphinx.PAYLOAD_BYTES)
+    group = params.group
+    secrets = [group.gensecret() for _ in range(HOPS)]
+    publics = [group.expon(group.g, [x]) for x in secrets]
+    routing = [Nenc(i) for i in range(HOPS)]
+    message = os.urandom(sphinx.MESSAGE_BYTES - 64)
+    header, delta = create_forward_message(params, routing, publics, b"dest", message)
+    sphinx_process(params, secrets[0], header, delta)
+    build = rate(
+        lambda: create_forward_message(params, routing, publics, b"dest", message), seconds, rounds
+    )
+    return {
+        "hop_per_s": round(
+            rate(lambda: sphinx_process(params, secrets[0], header, delta), seconds, rounds)
+        ),
+        "build_5_hops_ms": round(1000 / build, 3),
+        "group": type(group).__name__,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    log("atopos and the bare hop")
+    ours = atopos_figures(args.seconds, args.rounds)
+    log("sphinxmix")
+    try:
+        theirs: dict[str, Any] = sphinxmix_figures(args.seconds, args.rounds)
+    except (subprocess.SubprocessError, ImportError, OSError) as error:
+        theirs = {"error": f"{type(error).__name__}: {error}"}
+    result: dict[str, Any] = {
+        "bench": "sphinx",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "atopos": ours,
+        "sphinxmix": theirs,
+        "hop_vs_bare": round(ours["hop_per_s"] / ours["bare_hop_per_s"], 3),
+    }
+    if "hop_per_s" in theirs:
+        result["hop_vs_sphinxmix"] = round(ours["hop_per_s"] / theirs["hop_per_s"], 3)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
