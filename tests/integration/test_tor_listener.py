@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from bench.harness import free_port
@@ -24,7 +25,7 @@ from atopos.server.config import ServerConfig
 from atopos.server.connection_guard import ConnectionLimits, guarded_http_protocol
 from atopos.server.onion_proxy_header import ProxyHeaderRefused, parse_proxy_line
 from atopos.server.runner import NodeServer, listening_socket, uvicorn_config
-from tests.api_client import envelope
+from tests.api_client import access_params, envelope
 from tests.servers import ManualClock, wait_healthy
 
 CREATE_LIMIT = 2
@@ -65,8 +66,9 @@ def _proxy_line(circuit: int) -> bytes:
 def _create(port: int, prefix: bytes) -> bytes:
     """POST one secret on a new connection that starts with `prefix`; the raw answer."""
     body = envelope(b"x")[0]
+    query = urlencode(access_params(body)).encode()
     request = prefix + (
-        b"POST /api/v1/secrets HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"POST /api/v1/secrets?" + query + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
         b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

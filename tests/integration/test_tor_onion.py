@@ -25,7 +25,7 @@ import httpx
 import pytest
 from bench.harness import end_process, free_port
 
-from tests.api_client import OCTETS, envelope
+from tests.api_client import OCTETS, access_params, envelope
 from tests.servers import ATOPOS, wait_healthy
 from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
 
@@ -186,7 +186,9 @@ def test_two_circuits_have_separate_budgets_and_difficulties(
         httpx.Client(proxy=socks(tor_network, "alice"), timeout=60) as alice,
         httpx.Client(proxy=socks(tor_network, "bob"), timeout=60) as bob,
     ):
-        sid = alice.post(f"{url}/api/v1/secrets", content=body, headers=OCTETS).json()["id"]
+        sid = alice.post(
+            f"{url}/api/v1/secrets", params=access_params(body), content=body, headers=OCTETS
+        ).json()["id"]
         # Alice fails the ticket step four times: her price rises by three bits.
         for _ in range(4):
             failed = alice.post(
@@ -199,12 +201,16 @@ def test_two_circuits_have_separate_budgets_and_difficulties(
 
         # Alice spends her creation budget (one spent above); Bob still has all of his.
         statuses = [
-            alice.post(f"{url}/api/v1/secrets", content=body, headers=OCTETS).status_code
+            alice.post(
+                f"{url}/api/v1/secrets", params=access_params(body), content=body, headers=OCTETS
+            ).status_code
             for _ in range(CREATE_LIMIT)
         ]
         assert statuses == [201] * (CREATE_LIMIT - 1) + [429]
         assert [
-            bob.post(f"{url}/api/v1/secrets", content=body, headers=OCTETS).status_code
+            bob.post(
+                f"{url}/api/v1/secrets", params=access_params(body), content=body, headers=OCTETS
+            ).status_code
             for _ in range(CREATE_LIMIT)
         ] == [201] * CREATE_LIMIT
 
