@@ -10,12 +10,10 @@ passphrase guesses with the access key, because every guess also needs the link 
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from atopos.crypto.base64url import b64url_decode
+from atopos.crypto.challenge_proof import challenge_proof_message, verify_challenge_proof
 from atopos.crypto.hkdf import derive_key
-from atopos.crypto.sizes import SECRET_ID_BYTES
 
 __all__ = [
     "ACCESS_KEY_BYTES",
@@ -64,23 +62,10 @@ class AccessSigner:
 
 def access_proof_message(secret_id: bytes, challenge: str) -> bytes:
     """The signed bytes: "atopos/access-proof/v1" || 0x00 || secret_id || utf8(challenge)."""
-    if len(secret_id) != SECRET_ID_BYTES:
-        raise ValueError(f"a secret id is {SECRET_ID_BYTES} bytes")
-    return ACCESS_PROOF_LABEL + bytes(secret_id) + challenge.encode("utf-8")
+    return challenge_proof_message(ACCESS_PROOF_LABEL, secret_id, challenge)
 
 
 def verify_access_proof(access_key: bytes, secret_id: bytes, challenge: str, proof: str) -> bool:
     """True when `proof` (unpadded base64url of 64 bytes) is the access key's signature over
     this secret id and this challenge. Never raises for bad input: it is simply False."""
-    try:
-        signature = b64url_decode(proof)
-    except ValueError:
-        return False
-    if len(signature) != ACCESS_PROOF_BYTES or len(secret_id) != SECRET_ID_BYTES:
-        return False
-    try:
-        key = Ed25519PublicKey.from_public_bytes(bytes(access_key))
-        key.verify(signature, access_proof_message(secret_id, challenge))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return verify_challenge_proof(ACCESS_PROOF_LABEL, access_key, secret_id, challenge, proof)

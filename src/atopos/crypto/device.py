@@ -17,11 +17,11 @@ import hashlib
 import hmac
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
+from atopos.crypto.challenge_proof import challenge_proof_message, verify_challenge_proof
 from atopos.crypto.errors import CryptoError
 from atopos.crypto.hkdf import derive_key
 from atopos.crypto.sizes import (
@@ -289,26 +289,13 @@ def derive_session_key(seed: bytes) -> bytes:
 
 def device_proof_message(secret_id: bytes, challenge: str) -> bytes:
     """The signed message: b"atopos/device-proof/v1" || 0x00 || secret_id || utf8(challenge)."""
-    if len(secret_id) != SECRET_ID_BYTES:
-        raise ValueError(f"a secret id is {SECRET_ID_BYTES} bytes")
-    return _PROOF_LABEL + bytes(secret_id) + challenge.encode("utf-8")
+    return challenge_proof_message(_PROOF_LABEL, secret_id, challenge)
 
 
 def verify_device_proof(signing_key: bytes, secret_id: bytes, challenge: str, proof: str) -> bool:
     """True when `proof` (unpadded base64url of 64 bytes) is the device's signature over
     this secret id and this challenge. Never raises for bad input: it is simply False."""
-    try:
-        signature = b64url_decode(proof)
-    except ValueError:
-        return False
-    if len(signature) != SIGNATURE_BYTES or len(secret_id) != SECRET_ID_BYTES:
-        return False
-    try:
-        key = Ed25519PublicKey.from_public_bytes(bytes(signing_key))
-        key.verify(signature, device_proof_message(secret_id, challenge))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return verify_challenge_proof(_PROOF_LABEL, signing_key, secret_id, challenge, proof)
 
 
 # -- sealing the device share --------------------------------------------------------------
