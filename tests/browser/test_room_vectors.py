@@ -290,8 +290,9 @@ async ([side, frame]) => {
 """
 
 _REPLAY = """
-async ({ member, random }) => {
+async ({ member, random, suspend = false }) => {
   const m = await window.roomTools.load();
+  const codec = await import("/static/js/room-snapshot.js");
   const stream = m.b64.decode(random);
   let drawn = 0;
   const randomBytes = (size) => {
@@ -301,9 +302,13 @@ async ({ member, random }) => {
     return out;
   };
   const link = m.link.parseRoomLink(member.link);
-  const replay = await m.member.RoomMember.create(link, member.name, randomBytes);
+  let replay = await m.member.RoomMember.create(link, member.name, randomBytes, {
+    isSuspendable: suspend,
+  });
   const sent = [];
   const texts = [];
+  let suspended = 0;
+  let spentRefuses = true;
   const commands = { send_text: "sendText", update: "update", leave: "leave" };
   for (const step of member.steps) {
     if (step.receive !== undefined) {
@@ -319,9 +324,30 @@ async ({ member, random }) => {
     } else {
       await replay[commands[step.command]](...step.args);
     }
+    if (suspend && ["waiting", "active"].includes(replay.state)) {
+      // Suspended with its frames still queued: the outbox goes through the bytes too.
+      const bytes = codec.encodeSnapshot(replay.suspend());
+      const spent = replay;
+      replay = await m.member.RoomMember.resume(codec.decodeSnapshot(bytes), randomBytes);
+      suspended += 1;
+      try {
+        await spent.receive(step.receive ?? "{}", 0);
+        spentRefuses = false;
+      } catch {
+        // the spent member refuses every frame
+      }
+      if (spent.outgoing().length !== 0) spentRefuses = false;
+    }
     sent.push(...replay.outgoing());
   }
-  return { sent, texts, safetyCode: replay.safetyCode, state: replay.state };
+  return {
+    sent,
+    texts,
+    safetyCode: replay.safetyCode,
+    state: replay.state,
+    suspended,
+    spentRefuses,
+  };
 }
 """
 
@@ -380,6 +406,23 @@ def test_transcript_replays_to_the_same_frames(page: Page, member: dict[str, Any
         differing = [key for key in expected_fields if got_fields.get(key) != expected_fields[key]]
         assert got == expected, f"fields {differing} differ in {expected_fields['t']}"
     assert result.get("error") is None
+    assert result["sent"] == member["sent"]
+    assert result["texts"] == member["texts"]
+    assert result["safetyCode"] == member["safety_code"]
+
+
+@pytest.mark.parametrize("member", _load("transcript.json")["members"], ids=lambda m: m["name"])
+def test_a_member_suspended_to_bytes_after_every_step_goes_on_the_same(
+    page: Page, member: dict[str, Any]
+) -> None:
+    """Extra Lock's idle lock: RoomMember.suspend, room-snapshot.js's bytes and
+    RoomMember.resume after every step (frames still queued) change nothing the member sends
+    or reads, and the spent object refuses every frame."""
+    random = _stream(member["random_label"], 16384)
+    result = _run(page, _REPLAY, {"member": member, "random": random, "suspend": True})
+    assert result.get("error") is None
+    assert result["suspended"] >= len(member["steps"]) // 2
+    assert result["spentRefuses"]
     assert result["sent"] == member["sent"]
     assert result["texts"] == member["texts"]
     assert result["safetyCode"] == member["safety_code"]

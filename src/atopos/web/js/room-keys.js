@@ -226,33 +226,38 @@ export async function openMetadata(secrets, sealed, aad) {
  * A member's fresh per-room key pairs: Ed25519 signs its frames, X25519 receives epoch
  * secrets. The X25519 private key is a non-extractable CryptoKey. The Ed25519 seed is kept
  * as bytes on purpose: the protocol publishes it when the member leaves (deniability).
+ * A suspendable pair (Extra Lock's idle lock) also keeps the X25519 private bytes, so that
+ * `toSnapshot` can hand both to the lock and the page can drop every CryptoKey.
  */
 export class MemberKeys {
-  static async fromBytes(signSeed, sealPrivate) {
+  static async fromBytes(signSeed, sealPrivate, { isSuspendable = false } = {}) {
     const signing = await ed25519FromSeed(check(signSeed, KEY_BYTES, "seed"));
     const sealing = await x25519FromPrivate(check(sealPrivate, KEY_BYTES, "key"));
+    const kept = isSuspendable ? sealPrivate.slice() : null;
     sealPrivate.fill(0);
-    return new MemberKeys(signSeed.slice(), signing, sealing);
+    return new MemberKeys(signSeed.slice(), signing, sealing, kept);
   }
 
   /** 32 + 32 bytes of `randomBytes`: the Ed25519 seed first, then the X25519 key. */
-  static async generate(randomBytes) {
+  static async generate(randomBytes, options = {}) {
     const seed = randomBytes(KEY_BYTES);
     const seal = randomBytes(KEY_BYTES);
-    return MemberKeys.fromBytes(seed, seal);
+    return MemberKeys.fromBytes(seed, seal, options);
   }
 
-  constructor(seed, signing, sealing) {
+  constructor(seed, signing, sealing, sealPrivate = null) {
     this.signKey = signing.publicKey;
     this.sealKey = sealing.publicKey;
     this.#seed = seed;
     this.#sign = signing.privateKey;
     this.#seal = sealing.privateKey;
+    this.#sealPrivate = sealPrivate;
   }
 
   #seed;
   #sign;
   #seal;
+  #sealPrivate;
 
   sign(message) {
     return ed25519Sign(this.#sign, message);
@@ -268,8 +273,15 @@ export class MemberKeys {
     return this.#seed.slice();
   }
 
-  /** Overwrite the seed this object holds (the CryptoKeys go with the object). */
+  /** Copies of {signSeed, sealPrivate} of a suspendable pair (`fromBytes` takes them back). */
+  toSnapshot() {
+    if (this.#sealPrivate === null) throw new TypeError("these keys were not made suspendable");
+    return { signSeed: this.#seed.slice(), sealPrivate: this.#sealPrivate.slice() };
+  }
+
+  /** Overwrite the bytes this object holds (the CryptoKeys go with the object). */
   wipe() {
     this.#seed.fill(0);
+    this.#sealPrivate?.fill(0);
   }
 }

@@ -5,7 +5,9 @@
 // It opens no socket and reads no clock; randomness comes from the randomBytes it is given.
 // Calls must not overlap: the caller awaits each one before the next (a frame queue).
 // A refused frame throws RoomProtocolError and leaves the state as it was, except that its
-// sequence number counts as seen.
+// sequence number counts as seen. A member made with `isSuspendable` (Extra Lock) can be
+// handed over whole as bytes and numbers (suspend) and made again from them (resume): the
+// page's idle lock seals that and drops the object, keys and all.
 
 import { isValidX25519PublicKey } from "./device.js";
 import { bytesEqual } from "./room-bytes.js";
@@ -40,6 +42,7 @@ import {
   roomNameAad,
   sealMetadata,
 } from "./room-keys.js";
+import { RoomLink } from "./room-link.js";
 import { decryptMessage, encryptMessage, MAX_BODY_BYTES, messageAad } from "./room-message.js";
 import { EpochChains, MessageKeyUnavailable } from "./room-ratchet.js";
 import { rostersEqual } from "./room-roster.js";
@@ -60,6 +63,7 @@ import { b64, decodeRelayFrame, encodeClientFrame, MAX_MEMBERS, unb64 } from "./
 
 export const UPDATE_AFTER_MESSAGES = 100;
 export const UPDATE_AFTER_SECONDS = 600;
+export const SNAPSHOT_VERSION = 1;
 
 export const MemberState = Object.freeze({
   CONNECTING: "connecting",
@@ -153,12 +157,18 @@ function decodeBody(bytes) {
 
 /** One member's side of one room connection. */
 export class RoomMember {
-  /** `link` is a RoomLink; `randomBytes(n)` gives n fresh bytes. */
+  /**
+   * `link` is a RoomLink; `randomBytes(n)` gives n fresh bytes. `options.isSuspendable` keeps
+   * the raw bytes `suspend` needs (the X25519 private key, the room's two shards), which a
+   * member otherwise holds only as non-extractable CryptoKeys.
+   */
   static async create(link, displayName, randomBytes, options = {}) {
     if (!isSealableName(displayName)) {
       throw new RangeError(`a display name is at most ${MAX_PROFILE_TEXT_BYTES} bytes of UTF-8`);
     }
-    const keys = await MemberKeys.generate(randomBytes);
+    const keys = await MemberKeys.generate(randomBytes, {
+      isSuspendable: options.isSuspendable ?? false,
+    });
     return new RoomMember(link, displayName, randomBytes, keys, options);
   }
 
@@ -173,6 +183,7 @@ export class RoomMember {
     this.#random = randomBytes;
     this.#updateAfterMessages = options.updateAfterMessages ?? UPDATE_AFTER_MESSAGES;
     this.#updateAfterSeconds = options.updateAfterSeconds ?? UPDATE_AFTER_SECONDS;
+    this.#isSuspendable = options.isSuspendable ?? false;
     this.#keys = keys;
   }
 
@@ -180,7 +191,9 @@ export class RoomMember {
   #random;
   #updateAfterMessages;
   #updateAfterSeconds;
+  #isSuspendable;
   #keys;
+  #shards = null; // {sLink, sRelay}: what the room secrets come from (suspendable only)
   #publishedSeeds = [];
   #challenge = null;
   #secrets = null;
@@ -384,7 +397,8 @@ export class RoomMember {
         throw new RoomProtocolError("bad_proof", "The invite does not open.");
       }
     }
-    const secrets = await deriveRoomSecrets(sLink, unb64(frame.s_relay), this.roomId);
+    const sRelay = unb64(frame.s_relay);
+    const secrets = await deriveRoomSecrets(sLink, sRelay, this.roomId);
     const aad = roomNameAad(this.roomId, frame.knock, frame.invite_only);
     let name;
     try {
@@ -412,6 +426,7 @@ export class RoomMember {
       ),
     );
     this.#secrets = secrets;
+    if (this.#isSuspendable) this.#shards = { sLink: sLink.slice(), sRelay };
     this.isKnock = frame.knock;
     this.#profile = profile;
     this.#send({
@@ -622,7 +637,7 @@ export class RoomMember {
     if (this.#pending !== null) {
       throw new RoomProtocolError("unexpected", "A commit of this member is still pending.");
     }
-    const newKeys = await MemberKeys.generate(this.#random);
+    const newKeys = await MemberKeys.generate(this.#random, { isSuspendable: this.#isSuspendable });
     const roster = this.#epoch.roster.map((e) =>
       e.index === this.index ? { ...e, signKey: newKeys.signKey, sealKey: newKeys.sealKey } : e,
     );
@@ -948,6 +963,148 @@ export class RoomMember {
     const sig = await ed25519Sign(key.privateKey, endProofMessage(this.roomId, this.#challenge));
     this.#send({ t: "end", sig: b64(sig) });
     this.#move("end");
+  }
+
+  // -- Extra Lock's idle lock ---------------------------------------------------------------
+
+  /**
+   * Everything this member holds, as copies in bytes, numbers, strings, arrays and Maps (what
+   * room-snapshot.js encodes); then this object wipes itself (and its link's secrets) and
+   * refuses every later call (it is spent, not a protocol move: the member goes on in
+   * `resume`). Only a suspendable member
+   * in the room or waiting to be added can be suspended, between two calls.
+   */
+  suspend() {
+    if (!this.#isSuspendable) throw new TypeError("this member was not made suspendable");
+    if (this.state !== S.WAITING && this.state !== S.ACTIVE) {
+      throw new RoomProtocolError("unexpected", `No suspending while ${this.state}.`);
+    }
+    const epochCopy = (epoch) =>
+      epoch === null
+        ? null
+        : { number: epoch.number, roster: epoch.roster, chains: epoch.chains.toSnapshot() };
+    const pending = this.#pending;
+    const snapshot = {
+      version: SNAPSHOT_VERSION,
+      state: this.state,
+      link: {
+        baseUrl: this.link.baseUrl,
+        roomId: this.link.roomId.slice(),
+        sLink: this.link.sLink?.slice() ?? null,
+        creatorSecret: this.link.creatorSecret?.slice() ?? null,
+        inviteSecret: this.link.inviteSecret?.slice() ?? null,
+      },
+      index: this.index,
+      safetyCode: this.safetyCode,
+      isKnock: this.isKnock,
+      displayName: this.#displayName,
+      updateAfterMessages: this.#updateAfterMessages,
+      updateAfterSeconds: this.#updateAfterSeconds,
+      keys: this.#keys.toSnapshot(),
+      publishedSeeds: this.#publishedSeeds.map((seed) => seed.slice()),
+      challenge: this.#challenge,
+      shards: this.#shards && { sLink: this.#shards.sLink.slice(), sRelay: this.#shards.sRelay },
+      profile: this.#profile,
+      lastSeq: this.#lastSeq,
+      epoch: epochCopy(this.#epoch),
+      previous: epochCopy(this.#previous),
+      epochLink: this.#epochLink?.slice() ?? null,
+      epochStartedAt: this.#epochStartedAt,
+      transcript: this.#transcript,
+      membership: this.#membership,
+      announced: this.#announced,
+      pending: pending && {
+        epoch: pending.epoch,
+        signingInput: pending.signingInput,
+        epochSecret: pending.epochSecret.slice(),
+        newKeys: pending.newKeys?.toSnapshot() ?? null,
+      },
+      knocks: new Map(this.#knocks),
+      names: new Map(this.#names),
+      outbox: [...this.#outbox],
+      undelivered: new Set(this.#undelivered),
+    };
+    pending?.newKeys?.wipe();
+    for (const seed of this.#publishedSeeds) seed.fill(0);
+    this.#shards?.sLink.fill(0);
+    this.#shards = null;
+    this.#outbox = [];
+    for (const secret of [this.link.sLink, this.link.creatorSecret, this.link.inviteSecret]) {
+      secret?.fill(0);
+    }
+    this.#wipe();
+    this.state = S.CLOSED;
+    return snapshot;
+  }
+
+  /** The member `suspend` handed over, made again (its CryptoKeys imported anew). */
+  static async resume(snapshot, randomBytes) {
+    if (snapshot?.version !== SNAPSHOT_VERSION) {
+      throw new TypeError("not a room member snapshot of this version");
+    }
+    const { signSeed, sealPrivate } = snapshot.keys;
+    const keys = await MemberKeys.fromBytes(signSeed, sealPrivate, { isSuspendable: true });
+    signSeed.fill(0);
+    const member = new RoomMember(
+      new RoomLink(snapshot.link),
+      snapshot.displayName,
+      randomBytes,
+      keys,
+      {
+        updateAfterMessages: snapshot.updateAfterMessages,
+        updateAfterSeconds: snapshot.updateAfterSeconds,
+        isSuspendable: true,
+      },
+    );
+    await member.#restore(snapshot);
+    return member;
+  }
+
+  async #restore(s) {
+    const epochFrom = (epoch) =>
+      epoch === null
+        ? null
+        : {
+            number: epoch.number,
+            roster: epoch.roster,
+            chains: EpochChains.fromSnapshot(epoch.chains),
+          };
+    this.state = s.state;
+    this.index = s.index;
+    this.safetyCode = s.safetyCode;
+    this.isKnock = s.isKnock;
+    this.#publishedSeeds = s.publishedSeeds;
+    this.#challenge = s.challenge;
+    if (s.shards !== null) {
+      this.#shards = s.shards;
+      this.#secrets = await deriveRoomSecrets(s.shards.sLink, s.shards.sRelay, this.roomId);
+    }
+    this.#profile = s.profile;
+    this.#lastSeq = s.lastSeq;
+    this.#epoch = epochFrom(s.epoch);
+    this.#previous = epochFrom(s.previous);
+    this.#epochLink = s.epochLink;
+    this.#epochStartedAt = s.epochStartedAt;
+    this.#transcript = s.transcript;
+    this.#membership = s.membership;
+    this.#announced = s.announced;
+    if (s.pending !== null) {
+      const { signSeed, sealPrivate } = s.pending.newKeys ?? {};
+      this.#pending = {
+        epoch: s.pending.epoch,
+        signingInput: s.pending.signingInput,
+        epochSecret: s.pending.epochSecret,
+        newKeys:
+          s.pending.newKeys === null
+            ? null
+            : await MemberKeys.fromBytes(signSeed, sealPrivate, { isSuspendable: true }),
+      };
+      signSeed?.fill(0);
+    }
+    this.#knocks = s.knocks;
+    this.#names = s.names;
+    this.#outbox = s.outbox;
+    this.#undelivered = s.undelivered;
   }
 
   /** Drop every secret this object holds, overwriting the bytes it can reach. */

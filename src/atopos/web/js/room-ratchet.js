@@ -135,6 +135,35 @@ export class EpochChains {
     return out.sort((a, b) => a - b);
   }
 
+  /**
+   * Copies of every chain key, counter and skipped material (bytes and numbers only), for
+   * Extra Lock's idle lock to seal; `fromSnapshot` makes the chains again.
+   */
+  toSnapshot() {
+    return {
+      epoch: this.epoch,
+      ownIndex: this.ownIndex,
+      epochLink: this.epochLink.slice(),
+      chains: [...this.#chains].map(([sender, chain]) => [
+        sender,
+        chain.chainKey.slice(),
+        chain.nextCounter,
+      ]),
+      skipped: [...this.#skipped].map(([id, material]) => [id, material.slice()]),
+    };
+  }
+
+  static fromSnapshot({ epoch, ownIndex, epochLink, chains, skipped }) {
+    const made = new EpochChains(
+      epoch,
+      ownIndex,
+      epochLink,
+      new Map(chains.map(([sender, chainKey, nextCounter]) => [sender, { chainKey, nextCounter }])),
+    );
+    for (const [id, material] of skipped) made.#skipped.set(id, material);
+    return made;
+  }
+
   /** Overwrite every chain key and skipped material. */
   wipe() {
     for (const chain of this.#chains.values()) chain.chainKey.fill(0);
