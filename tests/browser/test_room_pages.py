@@ -7,9 +7,11 @@ connection.
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +26,12 @@ from atopos.clock import SystemClock
 from atopos.crypto import pow as proof_of_work
 from atopos.protocol.room_creation import make_room
 from atopos.protocol.room_errors import RoomProtocolError
-from atopos.protocol.room_events import EpochStarted, MessageReceived, RelayError
+from atopos.protocol.room_events import (
+    EpochStarted,
+    MessageDelivered,
+    MessageReceived,
+    RelayError,
+)
 from atopos.protocol.room_link import parse_room_link
 from atopos.protocol.room_member import MemberState, RoomMember
 from atopos.randomness import system_random_bytes
@@ -587,6 +594,8 @@ def test_extra_lock_keeps_only_a_sealed_record_and_a_reload_asks_for_the_passphr
     page.get_by_role("button", name="Open and join").click()
     expect(page.locator("#unlock-error")).to_contain_text("does not open")
     assert not [r for r in guard.requests[before:] if "/api/" in r]
+    _state(page, "locked")
+    assert page.evaluate("localStorage.length") == 1
     page.get_by_label("Passphrase", exact=True).fill("correct horse battery")
     page.get_by_role("button", name="Open and join").click()
     _state(page, "room")
@@ -596,7 +605,271 @@ def test_extra_lock_keeps_only_a_sealed_record_and_a_reload_asks_for_the_passphr
         "wendy back",
     )
     expect(page.locator("#safety-code")).to_have_text(creator.member.safety_code or "")
+    # Resuming after a reload is a new arrival: the relay saw the old connection leave.
+    assert [e for e in creator.events if type(e).__name__ == "MemberLeft"]
     page.get_by_role("button", name="Leave").click()
     _state(page, "left")
     assert page.evaluate("localStorage.length") == 0
+    creator.close()
+
+
+# -- Extra Lock: the idle lock, the make-a-room page, reloads ---------------------------------
+
+PASSPHRASE = "correct horse battery"
+# Heap snapshot nodes (type, name) that hold a member's keys: our classes' objects and
+# Blink's CryptoKey objects. None may be left in the page while it is locked.
+_KEY_HOLDERS = {
+    ("object", "RoomMember"),
+    ("object", "EpochChains"),
+    ("object", "MemberKeys"),
+    ("native", "CryptoKey"),
+}
+
+
+def _heap(page: Page) -> tuple[Counter[str], list[str]]:
+    """After a forced garbage collection: how many objects of each `_KEY_HOLDERS` class the
+    page's JavaScript heap holds, and every string in it (Chromium's heap snapshot)."""
+    cdp = page.context.new_cdp_session(page)
+    chunks: list[str] = []
+    cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda event: chunks.append(event["chunk"]))
+    cdp.send("HeapProfiler.enable")
+    cdp.send("HeapProfiler.collectGarbage")
+    cdp.send("HeapProfiler.takeHeapSnapshot", {"reportProgress": False})
+    cdp.detach()
+    snapshot = json.loads("".join(chunks))
+    meta = snapshot["snapshot"]["meta"]
+    fields = meta["node_fields"]
+    width, type_at, name_at = len(fields), fields.index("type"), fields.index("name")
+    types, strings, nodes = meta["node_types"][0], snapshot["strings"], snapshot["nodes"]
+    counts: Counter[str] = Counter()
+    for at in range(0, len(nodes), width):
+        name = strings[nodes[at + name_at]]
+        if (types[nodes[at + type_at]], name) in _KEY_HOLDERS:
+            counts[name] += 1
+    return counts, strings
+
+
+def _shots(page: Page, name: str) -> None:
+    """Screenshots of the state shown at desktop and phone size, light and dark, with no
+    sideways scrolling."""
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(viewport)
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{name} scrolls sideways at {size} size"
+            screenshot(page, f"room-{name}-{size}-{scheme}")
+    page.set_viewport_size(DESKTOP)
+    page.emulate_media(color_scheme="light")
+
+
+def test_an_idle_extra_lock_page_drops_its_keys_and_the_passphrase_resumes_the_same_seat(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="Quiet hours")
+    creator = PythonMember(new.creator_link.text(), "yara")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    page.clock.install()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    page.get_by_label("Your name in this room").fill("zoe")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    expect(page.get_by_label("Lock this page when unused for")).to_have_value("300")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    joined = creator.wait_for(
+        lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "zoe's arrival"
+    )
+    creator.do(lambda m: m.send_text("said before the lock"))
+    expect(page.locator("#messages")).to_contain_text("said before the lock")
+    _send(page, "typed before the lock")
+    creator.wait_for(
+        lambda e: isinstance(e, MessageReceived) and e.text == "typed before the lock", "zoe's"
+    )
+    expect(page.locator(".message.own.pending")).to_have_count(0)
+    page.get_by_label("Message", exact=True).fill("an unsent draft")
+    code = _safety(page)
+    assert code == creator.member.safety_code
+    holders = _heap(page)[0]
+    assert holders["RoomMember"] == 1
+    assert holders["CryptoKey"] >= 3, holders  # the X25519, member-auth and metadata keys
+
+    # Four idle minutes leave it open; a key press starts the count again.
+    page.clock.fast_forward("04:00")
+    _state(page, "room")
+    page.keyboard.press("Shift")
+    page.clock.fast_forward("04:00")
+    _state(page, "room")
+    page.clock.fast_forward("01:01")
+    _state(page, "idle-locked")
+    expect(page.get_by_label("Extra Lock passphrase")).to_be_focused()
+
+    # Locked: no plaintext in the page, no key-holding object in its heap.
+    assert page.locator("#messages li").count() == 0
+    assert page.locator("#members li").count() == 0
+    html = page.content()
+    for plaintext in (
+        "said before the lock",
+        "typed before the lock",
+        "an unsent draft",
+        "yara",
+        "zoe",
+        "Quiet hours",
+        code,
+    ):
+        assert plaintext not in html, plaintext
+    assert page.title() == "Atopos · Room"
+    holders, strings = _heap(page)
+    assert holders == Counter(), holders
+    assert not [text for text in strings if "said before the lock" in text]
+    _shots(page, "idle-locked")
+
+    # What comes meanwhile waits unread; a wrong passphrase opens nothing.
+    creator.do(lambda m: m.send_text("said while locked"))
+    creator.wait_for(
+        lambda e: isinstance(e, MessageDelivered) and e.counter == 1, "the relay's receipt"
+    )
+    page.get_by_label("Extra Lock passphrase").fill("wrong horse battery")
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.locator("#idle-unlock-error")).to_contain_text("does not open")
+    _state(page, "idle-locked")
+    assert page.locator("#messages li").count() == 0
+    assert "said while locked" not in page.content()
+    assert _heap(page)[0] == Counter()
+    screenshot(page, "room-idle-locked-wrong-desktop")
+
+    # The right one: the same seat, the conversation, the draft, and what waited.
+    page.get_by_label("Extra Lock passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Unlock").click()
+    _state(page, "room")
+    for text in ("said before the lock", "typed before the lock", "said while locked"):
+        expect(page.locator("#messages")).to_contain_text(text)
+    expect(page.get_by_label("Message", exact=True)).to_have_value("an unsent draft")
+    expect(page.locator("#room-title")).to_have_text("Quiet hours")
+    expect(page.locator("#members li")).to_have_count(2)
+    expect(page.locator("#safety-code")).to_have_text(code)
+    _send(page, "typed after the unlock")
+    creator.wait_for(
+        lambda e: isinstance(e, MessageReceived) and e.text == "typed after the unlock",
+        "a message sealed with the resumed keys",
+    )
+    creator.do(lambda m: m.send_text("said after the unlock"))
+    expect(page.locator("#messages")).to_contain_text("said after the unlock")
+    # Nobody left or joined: the relay kept the seat through the lock.
+    assert not [e for e in creator.events if type(e).__name__ == "MemberLeft"]
+    assert creator.member.epoch == joined.epoch
+    assert creator.member.safety_code == code
+    creator.close()
+
+
+def test_the_room_ended_while_the_page_was_locked_shows_after_the_unlock(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="Short")
+    creator = PythonMember(new.creator_link.text(), "ada")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    page.clock.install()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    page.get_by_label("Lock this page when unused for").select_option("60")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "arrival")
+    page.clock.fast_forward("01:01")
+    _state(page, "idle-locked")
+    creator.do(lambda m: m.end())
+    # The relay says "closing", waits 5 s, says "ended" and closes: all while locked.
+    expect(page.locator("#idle-lock-status")).to_contain_text(
+        "closed while the page was locked", timeout=TIMEOUT_MS
+    )
+    _state(page, "idle-locked")
+    page.get_by_label("Extra Lock passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Unlock").click()
+    _state(page, "ended")
+    expect(page.locator("#ended-message")).to_contain_text("Its creator ended it")
+    assert page.evaluate("localStorage.length") == 0
+    creator.close()
+
+
+def test_extra_lock_on_the_make_a_room_page_seals_the_creator_link_and_opening_asks_for_it(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(f"{room_server.url}/rooms")
+    _state(page, "compose")
+    page.get_by_label("Room name").fill("Sealed plans")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Your name in this room").fill("abe")
+    page.get_by_role("button", name="Make the room").click()
+    expect(page.locator("#room-error")).to_contain_text("at least 8 characters")
+    assert not [r for r in guard.requests if "/api/" in r]
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    _shots(page, "create-extra-lock")
+    page.get_by_role("button", name="Make the room").click()
+    _state(page, "done")
+    expect(page.locator("#extra-lock-note")).to_contain_text("Extra Lock is on")
+    creator_link = page.locator("#creator-link").text_content() or ""
+    member_link = page.locator("#member-link").text_content() or ""
+    room_page, fragment = creator_link.split("#")
+    stored = page.evaluate("JSON.stringify(Object.entries(localStorage))")
+    assert page.evaluate("localStorage.length") == 1
+    for plaintext in (fragment, *fragment.split("."), room_page.rsplit("/", 1)[1], "abe"):
+        assert plaintext not in stored
+    assert page.get_by_role("link", name="Open the room").get_attribute("href") == room_page
+    _shots(page, "create-done-extra-lock")
+    page.get_by_role("link", name="Open the room").click()
+    _state(page, "locked")
+    before = len(guard.requests)
+    page.get_by_label("Passphrase", exact=True).fill("wrong horse battery")
+    page.get_by_role("button", name="Open and join").click()
+    expect(page.locator("#unlock-error")).to_contain_text("does not open")
+    assert not [r for r in guard.requests[before:] if "/api/" in r]
+    page.get_by_label("Passphrase", exact=True).fill(PASSPHRASE)
+    page.get_by_role("button", name="Open and join").click()
+    _state(page, "room")
+    expect(page.locator("#room-title")).to_have_text("Sealed plans")
+    expect(page.locator("#members li")).to_have_text(["abe (you)"])
+    expect(page.get_by_role("button", name="End room")).to_be_visible()
+    guest = PythonMember(member_link, "bea")
+    guest.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "bea")
+    expect(page.locator("#safety-code")).to_have_text(guest.member.safety_code or "")
+    guest.close()
+
+
+def test_without_extra_lock_nothing_is_stored_and_a_reload_opens_nothing(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server)
+    creator = PythonMember(new.creator_link.text(), "cy")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, guard = contexts()
+    page = context.new_page()
+    _join(page, new.member_link.text(), "dee")
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "dee")
+    empty = {
+        "indexedDB": [],
+        "localStorage": 0,
+        "sessionStorage": 0,
+        "caches": [],
+        "serviceWorkers": 0,
+    }
+    assert page.evaluate(_STORAGE) == empty
+    before = len(guard.requests)
+    page.reload()
+    _state(page, "broken")
+    assert page.evaluate(_STORAGE) == empty
+    assert not [r for r in guard.requests[before:] if "/api/" in r]
+    # The reload dropped the connection: to the room, dee left.
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 1, "dee gone")
     creator.close()

@@ -1,10 +1,14 @@
 // The page that makes a room (/rooms): draws every secret in this browser (room-creation.js),
 // uploads only what the relay needs after a proof of work (room-api.js), and shows the
-// member link (copy button, QR code drawn here), the invites and the creator link.
+// member link (copy button, QR code drawn here), the invites and the creator link. With
+// Extra Lock the creator link and name are sealed under the passphrase (room-lock.js), and
+// "Open the room" goes to the room without its key: the room page asks for the passphrase.
 
 import { ApiError } from "./api.js";
 import { createRoom } from "./room-api.js";
 import { makeRoom } from "./room-creation.js";
+import { isSealableName } from "./room-keys.js";
+import { keepRoomLock } from "./room-lock.js";
 import { missingRoomAlgorithms } from "./room-support.js";
 import { qrSvg } from "./qr.js";
 import { serverRoot } from "./links.js";
@@ -52,6 +56,21 @@ async function create(event) {
     error.hidden = false;
     return;
   }
+  const isLocked = byId("room-extra-lock").checked;
+  const creatorName = byId("room-lock-name").value.trim();
+  const passphrase = byId("room-lock-passphrase").value;
+  if (isLocked && !isSealableName(creatorName)) {
+    error.textContent = "Your name is too long.";
+    error.hidden = false;
+    byId("room-lock-name").focus();
+    return;
+  }
+  if (isLocked && passphrase.length < 8) {
+    error.textContent = "Extra Lock needs a passphrase of at least 8 characters.";
+    error.hidden = false;
+    byId("room-lock-passphrase").focus();
+    return;
+  }
   const knock = byId("room-knock").checked;
   const button = byId("create-room-button");
   const progress = byId("room-progress");
@@ -66,7 +85,10 @@ async function create(event) {
         progress.value = 1 - Math.exp(-tried / expected);
       },
     );
-    show(room, expiresAt, knock);
+    const lock = isLocked
+      ? { name: creatorName, passphrase, idleSeconds: Number(byId("room-lock-idle").value) }
+      : null;
+    show(room, expiresAt, knock, await lockRoom(room, lock));
   } catch (failure) {
     byId("failed-message").textContent =
       failure instanceof ApiError ? failure.message : "This browser could not make the room.";
@@ -77,12 +99,32 @@ async function create(event) {
   }
 }
 
-function show(room, expiresAt, knock) {
+/** Seal the creator link under Extra Lock; true when it is kept (or null: not asked for). */
+async function lockRoom(room, lock) {
+  if (lock === null) return null;
+  try {
+    await keepRoomLock(
+      { link: room.creatorLink.text(), name: lock.name, idleSeconds: lock.idleSeconds },
+      lock.passphrase,
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function show(room, expiresAt, knock, isLocked) {
   const memberText = room.memberLink.text();
   const creatorText = room.creatorLink.text();
   byId("member-link").textContent = memberText;
   byId("creator-link").textContent = creatorText;
-  byId("open-room").href = creatorText;
+  // Kept under Extra Lock: the room page opens it with the passphrase, not from the link.
+  byId("open-room").href = isLocked ? creatorText.split("#")[0] : creatorText;
+  const note = byId("extra-lock-note");
+  note.hidden = isLocked === null;
+  note.textContent = isLocked
+    ? 'Extra Lock is on: this browser keeps your creator link encrypted under your passphrase, and "Open the room" asks for it.'
+    : "Extra Lock could not run in this browser (its Argon2id needs WebAssembly): nothing was kept. Open the room with the creator link.";
   byId("room-expiry").textContent = `The room ends by itself ${formatWhen(expiresAt)}.`;
   byId("knock-note").textContent = knock ? " once a member admits them" : "";
   byId("member-qr").replaceChildren(qrSvg(memberText, "QR code of the room link"));
@@ -92,6 +134,7 @@ function show(room, expiresAt, knock) {
   );
   byId("invites-card").hidden = room.inviteLinks.length === 0;
   byId("room-form").reset();
+  byId("room-lock-fields").hidden = true;
   showState("done");
 }
 
@@ -108,6 +151,9 @@ async function start() {
     () => byId("creator-link").textContent,
     byId("copy-creator-status"),
   );
+  byId("room-extra-lock").addEventListener("change", () => {
+    byId("room-lock-fields").hidden = !byId("room-extra-lock").checked;
+  });
   byId("room-form").addEventListener("submit", create);
   showState("compose", { focus: false });
 }

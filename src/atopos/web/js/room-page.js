@@ -3,6 +3,12 @@
 // it connects to the relay on this origin and drives a RoomMember (room-member.js) with the
 // relay's frames, one at a time. Nothing about the room is stored (no IndexedDB, no
 // localStorage); leaving drops every key, and Panic also empties the origin's storage.
+//
+// With Extra Lock (js/room-lock.js) the page also locks itself after a period without input
+// (js/room-idle.js): between two frames it suspends the member to bytes
+// (js/room-snapshot.js) with what the page showed, seals them under the passphrase's key,
+// drops the member, the link, that key and every plaintext from the page, and keeps the
+// connection: frames wait unread until the passphrase opens the room where it was.
 
 import { encode } from "./base64url.js";
 import { RoomProtocolError } from "./room-errors.js";
@@ -12,10 +18,22 @@ import { parseRoomLink } from "./room-link.js";
 import { MemberState, RoomMember } from "./room-member.js";
 import { missingRoomAlgorithms } from "./room-support.js";
 import { wipeOriginStorage } from "./room-wipe.js";
-import { forgetRoomLock, hasRoomLock, keepRoomLock, openRoomLock } from "./room-lock.js";
+import {
+  DEFAULT_IDLE_LOCK_SECONDS,
+  forgetRoomLock,
+  hasRoomLock,
+  keepRoomLock,
+  openRoomLock,
+  openSuspendedRoom,
+  sealSuspendedRoom,
+} from "./room-lock.js";
+import { IdleTimer } from "./room-idle.js";
+import { decodeSnapshot, encodeSnapshot, wipeSnapshot } from "./room-snapshot.js";
 import { bindConfirmBox, byId, showState } from "./ui.js";
 
 const UPDATE_CHECK_MS = 15_000;
+// Frames kept unread while locked (as the terminal client); a busier room costs the seat.
+export const MAX_HELD_FRAMES = 10_000;
 const CLOSE_REASONS = {
   not_admitted: "The members of this room did not let you in.",
   bad_proof:
@@ -34,8 +52,18 @@ let lifetimeTimer = 0;
 let updateTimer = 0;
 let finished = false;
 let closingReason = null; // set by the relay's "closing": the room is ending
+let isInRoom = false; // an epoch with this member in it has started
 const namesSeen = new Map(); // index -> name, for notices about people who left
 const ownMessages = new Map(); // "epoch:counter" -> list item, until the relay confirms
+// Extra Lock's idle lock.
+let lockKey = null; // the passphrase's LockKey while the room is open with Extra Lock
+let idleSeconds = DEFAULT_IDLE_LOCK_SECONDS;
+let idleTimer = null;
+let isIdleLocked = false;
+let lockSalt = null; // while locked: the salt the passphrase is stretched with
+let suspendedRoom = null; // while locked: the sealed member and page
+let heldFrames = []; // while locked: relay frames, unread
+let closedWhileLocked = null; // the socket's close event, if it came while locked
 
 function now() {
   return Date.now() / 1000;
@@ -68,9 +96,7 @@ function nameOf(index) {
   return name ? name : `Member ${index}`;
 }
 
-function appendItem(className, parts) {
-  const list = byId("messages");
-  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+function listItem(className, parts) {
   const item = document.createElement("li");
   item.className = className;
   for (const [tag, text, partClass] of parts) {
@@ -79,6 +105,13 @@ function appendItem(className, parts) {
     if (partClass) element.className = partClass;
     item.append(element);
   }
+  return item;
+}
+
+function appendItem(className, parts) {
+  const list = byId("messages");
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const item = listItem(className, parts);
   list.append(item);
   if (nearBottom || className.includes("own")) list.scrollTop = list.scrollHeight;
   return item;
@@ -108,6 +141,11 @@ function renderMembers() {
 
 function addKnock(index, name) {
   namesSeen.set(index, name);
+  showKnock(index);
+  notice(`${nameOf(index)} asks to join. Admit or refuse them under "Asking to join".`);
+}
+
+function showKnock(index) {
   const item = document.createElement("li");
   item.dataset.index = String(index);
   const label = document.createElement("span");
@@ -137,7 +175,6 @@ function addKnock(index, name) {
   item.append(label, admit, refuse);
   byId("knocks").append(item);
   byId("knocks-box").hidden = false;
-  notice(`${nameOf(index)} asks to join. Admit or refuse them under "Asking to join".`);
 }
 
 // -- lifetime --------------------------------------------------------------------------------
@@ -215,6 +252,7 @@ function onEvents(events) {
         if (item) {
           item.classList.remove("pending");
           item.querySelector(".status")?.remove();
+          delete item.dataset.sentId;
           ownMessages.delete(`${event.epoch}:${event.counter}`);
         }
         break;
@@ -264,12 +302,14 @@ function onRelayError(code) {
 }
 
 function onEpoch(event) {
-  const first = document.body.dataset.currentState !== "room";
+  const first = !isInRoom;
   renderMembers();
   const code = byId("safety-code");
   code.textContent = event.safetyCode;
   if (first) {
-    showState("room");
+    isInRoom = true;
+    // Locked meanwhile: the room view comes back with the unlock.
+    if (!isIdleLocked) showState("room");
     notice(`You joined. Safety code: ${event.safetyCode}. Compare it with the others.`);
     byId("end-button").hidden = link.creatorSecret === null;
     byId("message-input").focus();
@@ -284,6 +324,13 @@ function onEpoch(event) {
 function onClose(event) {
   socket = null;
   if (finished) return;
+  if (isIdleLocked) {
+    // The frames before it wait unread: the unlock reads them, then this close.
+    closedWhileLocked = event;
+    byId("idle-lock-status").textContent =
+      "The connection to the room closed while the page was locked. Unlock to see why.";
+    return;
+  }
   if (closingReason !== null) {
     finish("ended", endedMessage(closingReason));
   } else if (member?.state === MemberState.LEAVING) {
@@ -301,11 +348,14 @@ function onClose(event) {
 
 async function join(displayName) {
   showState("joining");
-  member = await RoomMember.create(link, displayName, randomBytes);
+  member = await RoomMember.create(link, displayName, randomBytes, {
+    isSuspendable: lockKey !== null,
+  });
   socket = new WebSocket(relayUrl(encode(link.roomId)));
   socket.addEventListener("message", ({ data }) => {
     if (typeof data !== "string") return;
-    run(async () => onEvents(await member.receive(data, now())));
+    if (isIdleLocked) holdFrame(data);
+    else receive(data);
   });
   socket.addEventListener("close", onClose);
   socket.addEventListener("error", () => {});
@@ -313,6 +363,201 @@ async function join(displayName) {
   updateTimer = setInterval(() => {
     if (member?.needsUpdate(now())) run(() => member.update(now()));
   }, UPDATE_CHECK_MS);
+  if (lockKey !== null) {
+    idleTimer = new IdleTimer(idleSeconds, idleLock);
+    idleTimer.start();
+  }
+}
+
+function receive(data) {
+  run(async () => onEvents(await member.receive(data, now())));
+}
+
+// -- Extra Lock's idle lock ------------------------------------------------------------------
+
+function holdFrame(data) {
+  if (heldFrames.length >= MAX_HELD_FRAMES) {
+    fail(
+      "While this page was locked, more room events arrived than it can keep unread, so it gave up its seat. Open the room again with the passphrase or the link.",
+    );
+    return;
+  }
+  heldFrames.push(data);
+}
+
+/** What the room view shows, to be sealed with the member (no key in it). */
+function takePageView() {
+  return {
+    title: byId("room-title").textContent,
+    items: [...byId("messages").children].map((item) => ({
+      className: item.className,
+      parts: [...item.children].map((part) => [
+        part.tagName.toLowerCase(),
+        part.textContent,
+        part.className,
+      ]),
+      sentId: item.dataset.sentId ?? null,
+    })),
+    knocks: [...byId("knocks").children].map((item) => Number(item.dataset.index)),
+    names: new Map(namesSeen),
+    draft: byId("message-input").value,
+    joiningMessage: byId("joining-message").textContent,
+  };
+}
+
+/** Empty every place the room's plaintext was shown: messages, names, title, code, draft. */
+function clearRoomView() {
+  for (const id of ["messages", "members", "knocks"]) byId(id).replaceChildren();
+  byId("knocks-box").hidden = true;
+  byId("confirm-end").hidden = true;
+  byId("room-title").textContent = "Room";
+  byId("safety-code").textContent = "…";
+  byId("message-input").value = "";
+  byId("compose-status").textContent = "";
+  byId("joining-message").textContent = "";
+  document.title = "Atopos · Room";
+  namesSeen.clear();
+  ownMessages.clear();
+}
+
+function restorePageView(view) {
+  for (const [index, name] of view.names) namesSeen.set(index, name);
+  byId("room-title").textContent = view.title;
+  document.title = `Atopos · ${view.title}`;
+  const items = view.items.map(({ className, parts, sentId }) => {
+    const item = listItem(className, parts);
+    if (sentId !== null) {
+      item.dataset.sentId = sentId;
+      ownMessages.set(sentId, item);
+    }
+    return item;
+  });
+  const list = byId("messages");
+  list.append(...items);
+  list.scrollTop = list.scrollHeight;
+  for (const index of view.knocks) showKnock(index);
+  byId("message-input").value = view.draft;
+  byId("joining-message").textContent = view.joiningMessage;
+  if (isInRoom) {
+    renderMembers();
+    byId("safety-code").textContent = member.safetyCode ?? "…";
+    byId("end-button").hidden = link.creatorSecret === null;
+  }
+}
+
+/**
+ * Lock the room after idle time: once the queued steps are done, seal the suspended member
+ * and the page view under the LockKey, then drop the member, the link, the key and the
+ * plaintext. The connection stays; frames wait in `heldFrames`.
+ */
+function idleLock() {
+  if (lockKey === null || member === null || finished || isIdleLocked) return;
+  isIdleLocked = true;
+  const shownBefore = document.body.dataset.currentState;
+  showState("idle-locked", { focus: false });
+  byId("idle-unlock-passphrase").focus();
+  queue = queue.then(async () => {
+    if (finished || member === null) return;
+    if (member.state !== MemberState.ACTIVE && member.state !== MemberState.WAITING) {
+      // Still in the handshake (or on the way out): nothing to lock yet.
+      isIdleLocked = false;
+      showState(shownBefore);
+      releaseHeldFrames();
+      idleTimer?.start();
+      return;
+    }
+    flush();
+    const snapshot = { member: member.suspend(), page: takePageView() };
+    const key = lockKey;
+    member = null;
+    link = null;
+    lockKey = null;
+    clearRoomView();
+    const bytes = encodeSnapshot(snapshot);
+    wipeSnapshot(snapshot);
+    try {
+      const sealed = await sealSuspendedRoom(key, bytes);
+      if (!finished) {
+        suspendedRoom = sealed;
+        lockSalt = key.salt;
+      }
+    } catch {
+      fail("This page could not lock the room. Open it again with the passphrase or the link.");
+    } finally {
+      bytes.fill(0);
+    }
+  });
+}
+
+function releaseHeldFrames() {
+  const frames = heldFrames;
+  heldFrames = [];
+  for (const data of frames) receive(data);
+}
+
+async function idleUnlock(event) {
+  event.preventDefault();
+  const error = byId("idle-unlock-error");
+  const button = byId("idle-unlock-button");
+  error.hidden = true;
+  button.disabled = true;
+  try {
+    await queue; // the room is sealed by now
+    if (finished || suspendedRoom === null) return;
+    let opened;
+    try {
+      opened = await openSuspendedRoom(
+        lockSalt,
+        suspendedRoom,
+        byId("idle-unlock-passphrase").value,
+      );
+    } catch (failure) {
+      error.textContent =
+        failure?.name === "WrongRoomPassphrase"
+          ? "This passphrase does not open the room."
+          : "The room could not be opened in this browser.";
+      error.hidden = false;
+      byId("idle-unlock-passphrase").focus();
+      return;
+    }
+    const snapshot = decodeSnapshot(opened.bytes);
+    opened.bytes.fill(0);
+    if (finished) return;
+    member = await RoomMember.resume(snapshot.member, randomBytes);
+    link = member.link;
+    lockKey = opened.lockKey;
+    suspendedRoom = null;
+    lockSalt = null;
+    isIdleLocked = false;
+    byId("idle-unlock-passphrase").value = "";
+    byId("idle-lock-status").textContent = "";
+    restorePageView(snapshot.page);
+    showState(isInRoom ? "room" : "joining", { focus: false });
+    if (isInRoom) byId("message-input").focus();
+    releaseHeldFrames();
+    run(async () => {}); // sends what the member had queued
+    idleTimer.start();
+    if (closedWhileLocked !== null) {
+      const closed = closedWhileLocked;
+      closedWhileLocked = null;
+      queue.then(() => onClose(closed));
+    }
+  } catch {
+    fail("The room could not be opened in this browser. Open it again with the link.");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Drop whatever the idle lock holds (the sealed room, the key, the waiting frames). */
+function dropIdleLock() {
+  idleTimer?.stop();
+  isIdleLocked = false;
+  lockKey = null;
+  lockSalt = null;
+  suspendedRoom = null;
+  heldFrames = [];
+  closedWhileLocked = null;
 }
 
 // -- ending ----------------------------------------------------------------------------------
@@ -329,6 +574,7 @@ function finish(state, message) {
   // A lost connection keeps Extra Lock (a reload joins again); anything final deletes it.
   if (state !== "failed") forgetRoomLock();
   stopTimers();
+  dropIdleLock();
   member = null;
   if (socket !== null) {
     socket.close(1000);
@@ -375,6 +621,7 @@ async function panic() {
   }
   finished = true;
   stopTimers();
+  dropIdleLock();
   member = null;
   if (socket !== null) {
     const closing = socket;
@@ -385,6 +632,7 @@ async function panic() {
   for (const id of ["messages", "members", "knocks"]) byId(id).replaceChildren();
   byId("room-title").textContent = "Room";
   byId("safety-code").textContent = "";
+  byId("message-input").value = "";
   document.title = "Atopos";
   namesSeen.clear();
   ownMessages.clear();
@@ -426,6 +674,8 @@ async function offerJoin() {
 }
 
 function bindControls() {
+  byId("idle-unlock-form").addEventListener("submit", idleUnlock);
+  byId("idle-panic-button").addEventListener("click", () => panic());
   byId("extra-lock").addEventListener("change", () => {
     byId("lock-passphrase-field").hidden = !byId("extra-lock").checked;
   });
@@ -448,8 +698,9 @@ function bindControls() {
       }
       showState("joining");
       byId("joining-message").textContent = "Locking the room under your passphrase…";
+      idleSeconds = Number(byId("lock-idle").value);
       try {
-        await keepRoomLock(link.text(), name, passphrase);
+        lockKey = await keepRoomLock({ link: link.text(), name, idleSeconds }, passphrase);
       } catch {
         fail("Extra Lock could not run in this browser (it needs WebAssembly for Argon2id).");
         return;
@@ -467,6 +718,8 @@ function bindControls() {
     try {
       const kept = await openRoomLock(byId("unlock-passphrase").value);
       link = parseRoomLink(kept.link);
+      lockKey = kept.lockKey;
+      idleSeconds = kept.idleSeconds;
       byId("unlock-passphrase").value = "";
       join(kept.name).catch(() => fail("The room could not be joined in this browser."));
     } catch (failure) {
@@ -504,7 +757,8 @@ function bindControls() {
   });
   document.addEventListener("keydown", (event) => {
     // Escape twice within a second is the panic key, as in the terminal client.
-    if (event.key !== "Escape" || document.body.dataset.currentState !== "room") return;
+    const state = document.body.dataset.currentState;
+    if (event.key !== "Escape" || (state !== "room" && state !== "idle-locked")) return;
     const at = Date.now();
     if (at - Number(document.body.dataset.lastEscape ?? 0) < 1000) panic();
     document.body.dataset.lastEscape = String(at);
@@ -524,7 +778,8 @@ function send() {
         ["p", text, "text"],
         ["span", "sending…", "status"],
       ]);
-      ownMessages.set(`${sent.epoch}:${sent.counter}`, item);
+      item.dataset.sentId = `${sent.epoch}:${sent.counter}`;
+      ownMessages.set(item.dataset.sentId, item);
     } catch (error) {
       input.value = text;
       byId("compose-status").textContent =

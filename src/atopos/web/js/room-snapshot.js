@@ -119,8 +119,10 @@ function write(writer, value) {
   }
 }
 
-/** The bytes of `value` (null, booleans, numbers, strings, Uint8Array, arrays, plain
- * objects, Map and Set, nested). */
+/**
+ * The bytes of `value`: null, booleans, numbers, strings, Uint8Array, arrays, plain objects,
+ * Map and Set, nested.
+ */
 export function encodeSnapshot(value) {
   const writer = new Writer();
   write(writer, value);
@@ -224,4 +226,17 @@ export function decodeSnapshot(bytes) {
   const value = read(reader, 0);
   if (reader.at !== bytes.length) throw new DamagedSnapshot();
   return value;
+}
+
+/** Overwrite every byte array inside `value` (after it was encoded and is no longer used). */
+export function wipeSnapshot(value) {
+  if (value instanceof Uint8Array) {
+    value.fill(0);
+  } else if (Array.isArray(value) || value instanceof Set) {
+    for (const item of value) wipeSnapshot(item);
+  } else if (value instanceof Map) {
+    for (const item of value.values()) wipeSnapshot(item);
+  } else if (value !== null && typeof value === "object") {
+    for (const item of Object.values(value)) wipeSnapshot(item);
+  }
 }
