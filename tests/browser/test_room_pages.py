@@ -428,10 +428,10 @@ def test_a_thousand_messages_stay_fast(contexts: Any, room_server: RoomServer) -
 def test_rooms_work_with_webassembly_disabled(
     browser_type: Any, browser_type_launch_args: dict[str, Any], room_server: RoomServer
 ) -> None:
-    """Tor Browser's "Safer" level turns the JIT and WebAssembly off; rooms use neither (no
-    Extra Lock yet). The V8 flag the brief names, --noexpose_wasm, is gone from Debian's
-    Chromium 156 (an unknown flag voids the whole --js-flags); --jitless removes the
-    WebAssembly object, which the test checks."""
+    """Tor Browser's "Safer" level turns the JIT and WebAssembly off; rooms use neither
+    (without Extra Lock, whose Argon2id runs in WebAssembly). The V8 flag the brief names,
+    --noexpose_wasm, is gone from Debian's Chromium 156 (an unknown flag voids the whole
+    --js-flags); --jitless removes the WebAssembly object, which the test checks."""
     args = [*browser_type_launch_args["args"], "--js-flags=--jitless"]
     browser = browser_type.launch(**{**browser_type_launch_args, "args": args})
     try:

@@ -154,6 +154,9 @@ async function start() {
   byId("room-extra-lock").addEventListener("change", () => {
     byId("room-lock-fields").hidden = !byId("room-extra-lock").checked;
   });
+  byId("room-lock-passphrase").addEventListener("input", () => {
+    byId("room-error").hidden = true;
+  });
   byId("room-form").addEventListener("submit", create);
   showState("compose", { focus: false });
 }
