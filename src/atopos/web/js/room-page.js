@@ -33,7 +33,7 @@ import { bindConfirmBox, byId, showState } from "./ui.js";
 
 const UPDATE_CHECK_MS = 15_000;
 // Frames kept unread while locked (as the terminal client); a busier room costs the seat.
-export const MAX_HELD_FRAMES = 10_000;
+const MAX_HELD_FRAMES = 10_000;
 const CLOSE_REASONS = {
   not_admitted: "The members of this room did not let you in.",
   bad_proof:
