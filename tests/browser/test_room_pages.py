@@ -873,3 +873,43 @@ def test_without_extra_lock_nothing_is_stored_and_a_reload_opens_nothing(
     # The reload dropped the connection: to the room, dee left.
     creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 1, "dee gone")
     creator.close()
+
+
+def test_a_page_waiting_to_be_admitted_locks_and_comes_in_after_the_unlock(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    new = _python_room(room_server, name="Knock first", knock=True)
+    creator = PythonMember(new.creator_link.text(), "gil")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    page.clock.install()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    page.get_by_label("Your name in this room").fill("hana")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    page.get_by_label("Lock this page when unused for").select_option("60")
+    page.get_by_role("button", name="Join").click()
+    expect(page.locator("#joining-message")).to_contain_text("lets you in")
+    knock = creator.wait_for(lambda e: type(e).__name__ == "JoinRequested", "hana's knock")
+    page.clock.fast_forward("01:01")
+    _state(page, "idle-locked")
+    assert _heap(page)[0] == Counter()
+    # Admitted while locked: the commit that adds hana waits unread.
+    creator.do(lambda m: m.admit(knock.index))
+    added = creator.wait_for(
+        lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "hana's admission"
+    )
+    _state(page, "idle-locked")
+    page.get_by_label("Extra Lock passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Unlock").click()
+    _state(page, "room")
+    expect(page.locator("#room-title")).to_have_text("Knock first")
+    expect(page.locator("#safety-code")).to_have_text(added.safety_code)
+    _send(page, "thanks for letting me in")
+    creator.wait_for(
+        lambda e: isinstance(e, MessageReceived) and e.text == "thanks for letting me in",
+        "hana's first message",
+    )
+    creator.close()
