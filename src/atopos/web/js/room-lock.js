@@ -27,6 +27,9 @@ export const EXTRA_LOCK_ARGON2 = Object.freeze({ memoryKib: 65536, iterations: 3
  * terminal's `--idle-lock`); the join and make-a-room pages offer other periods. */
 export const DEFAULT_IDLE_LOCK_SECONDS = 300;
 export const MIN_IDLE_LOCK_SECONDS = 10;
+/** Relay frames a locked page keeps unread (as the terminal, client/rooms.py); one more
+ * gives up the seat. */
+export const MAX_HELD_FRAMES = 10_000;
 const AAD = new TextEncoder().encode("atopos/room-lock/v1");
 const SUSPENDED_AAD = new TextEncoder().encode("atopos/room-lock/v1/suspended");
 const SALT_BYTES = 16;

@@ -20,6 +20,7 @@ import { missingRoomAlgorithms } from "./room-support.js";
 import { wipeOriginStorage } from "./room-wipe.js";
 import {
   DEFAULT_IDLE_LOCK_SECONDS,
+  MAX_HELD_FRAMES,
   forgetRoomLock,
   hasRoomLock,
   keepRoomLock,
@@ -32,8 +33,6 @@ import { decodeSnapshot, encodeSnapshot, wipeSnapshot } from "./room-snapshot.js
 import { bindConfirmBox, byId, showState } from "./ui.js";
 
 const UPDATE_CHECK_MS = 15_000;
-// Frames kept unread while locked (as the terminal client); a busier room costs the seat.
-const MAX_HELD_FRAMES = 10_000;
 const CLOSE_REASONS = {
   not_admitted: "The members of this room did not let you in.",
   bad_proof:
