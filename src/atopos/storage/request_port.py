@@ -15,6 +15,7 @@ import enum
 from typing import Protocol
 
 from atopos.errors import Gone
+from atopos.storage.port import SecretStore
 
 __all__ = [
     "REQUEST_GONE_MESSAGE",
@@ -23,6 +24,7 @@ __all__ = [
     "RequestState",
     "RequestStore",
     "RequestTaken",
+    "SecretAndRequestStore",
 ]
 
 # One wording for unknown, expired and already filled, so no answer tells them apart.
@@ -104,3 +106,7 @@ class RequestStore(Protocol):
         """Mark the request filled by `secret_id` and keep its record until `expires_at`
         (the secret's expiry), so its requester can still ask for it."""
         ...
+
+
+class SecretAndRequestStore(SecretStore, RequestStore, Protocol):
+    """What a storage adapter implements: both ports (SQLite and Redis do)."""
