@@ -158,7 +158,7 @@ def reveal(
         str,
         typer.Argument(
             metavar="LINK",
-            help="The share link: <server>/s/<id>#<key> (or a pickup link: <server>/w/<id>#...).",
+            help="The share link: <server>/s/<id>#<key> (or a pickup link: <server>/ask/<id>#...).",
         ),
     ],
     passphrase_file: PassphraseFile = None,

@@ -4,7 +4,7 @@ text form is parsed and formatted.
 A request link, ``{server}/q/{id}#{request key}.{device code}``, goes to the person who is
 to fill in the secret: the fragment (which never reaches a server) carries the request key
 and the requester's device code, so the filler's page seals to the device the requester
-named, not to one the server could swap in. A pickup link, ``{server}/w/{id}#{request
+named, not to one the server could swap in. A pickup link, ``{server}/ask/{id}#{request
 key}.{request token}``, stays with the requester: it is what waits for the secret and opens
 it on the requester's device.
 """
@@ -52,12 +52,12 @@ class PickupLink:
 
     def __str__(self) -> str:
         key = b64url_encode(self.request_key)
-        return f"{self.server}/w/{self.request_id}#{key}.{self.request_token}"
+        return f"{self.server}/ask/{self.request_id}#{key}.{self.request_token}"
 
 
 def is_pickup_link(text: str) -> bool:
-    """True when `text` looks like a pickup link (``…/w/{id}#…``), valid or not."""
-    return "/w/" in text.partition("#")[0]
+    """True when `text` looks like a pickup link (``…/ask/{id}#…``), valid or not."""
+    return "/ask/" in text.partition("#")[0]
 
 
 def parse_request_link(text: str) -> RequestLink:
@@ -73,8 +73,8 @@ def parse_request_link(text: str) -> RequestLink:
 
 
 def parse_pickup_link(text: str) -> PickupLink:
-    """Parse ``{server}/w/{id}#{key}.{token}``; InvalidLink with a sentence."""
-    server, request_id, key, rest = _parse(text, marker="w", what="pickup link")
+    """Parse ``{server}/ask/{id}#{key}.{token}``; InvalidLink with a sentence."""
+    server, request_id, key, rest = _parse(text, marker="ask", what="pickup link")
     if not is_manage_token(rest):
         raise InvalidLink("The token in the pickup link is damaged; copy the whole link.")
     return PickupLink(server, request_id, key, rest)
