@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from atopos.crypto.device import DeviceKeys
 from atopos.crypto.envelope import Metadata, seal
 from atopos.crypto.request_keys import fill_token_of
 from atopos.errors import Gone, Refused
+from atopos.server.config import ServerConfig, rate_limits
 from tests.integration.test_device_binding import Device, one_line_refusal
-from tests.servers import ATOPOS, ManualClock, ServerProcess
+from tests.servers import ATOPOS, ManualClock, ServerProcess, in_process_server
 
 SECRET = b"the wifi password is correct-horse\n"
 OCTETS = {"content-type": "application/octet-stream"}
@@ -255,28 +257,82 @@ def test_every_bad_input_is_a_clear_4xx(api: str, clock: ManualClock) -> None:
     assert response.status_code == 404
 
 
-def test_of_concurrent_fills_exactly_one_is_stored(server: ServerProcess) -> None:
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
+def backend_url(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> Iterator[str]:
+    """A server on each real backend (SQLite, one Redis, a Redis Cluster)."""
+    storage: dict[str, str] = {}
+    if request.param != "sqlite":
+        fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+        storage = {
+            "storage_url": request.getfixturevalue(fixture),
+            "rate_limit_storage_url": "memory://",
+        }
+    config = ServerConfig(data_dir=tmp_path / "data", pow_bits=0, **rate_limits(0), **storage)
+    with in_process_server(config, clock) as url:
+        yield url
+
+
+def test_of_concurrent_fills_exactly_one_is_stored(backend_url: str) -> None:
     device = DeviceKeys.from_seed(os.urandom(32))
     key = os.urandom(32)
-    created = new_request(server.url, device, key)
+    created = new_request(backend_url, device, key)
     envelopes = [sealed_to(device, key, b"filler %d" % n) for n in range(24)]
     start = threading.Barrier(len(envelopes))
 
     def attempt(body: bytes) -> int:
         start.wait()
-        return fill_raw(server.url, created["id"], fill_token_of(key), body).status_code
+        return fill_raw(backend_url, created["id"], fill_token_of(key), body).status_code
 
     with ThreadPoolExecutor(len(envelopes)) as pool:
         statuses = list(pool.map(attempt, envelopes))
     assert sorted(set(statuses)) == [201, 404]
     assert statuses.count(201) == 1
     token = {"authorization": f"Bearer {created['request_token']}"}
-    status = httpx.get(f"{server.url}/api/v1/requests/{created['id']}", headers=token).json()
+    status = httpx.get(f"{backend_url}/api/v1/requests/{created['id']}", headers=token).json()
     assert status["state"] == "filled"
     # The stored secret is the winner's: it opens on the device to that filler's words.
     winner = statuses.index(201)
-    with SecretsApi(server.url) as api:
+    with SecretsApi(backend_url) as api:
         received: list[bytes] = []
-        share = parse_share_link(f"{server.url}/s/{status['secret_id']}#{b64url_encode(key)}")
+        share = parse_share_link(f"{backend_url}/s/{status['secret_id']}#{b64url_encode(key)}")
         reveal_secret(api, share, received.append, device=lambda: device)
     assert b"".join(received) == b"filler %d" % winner
+
+
+def test_requests_are_priced_like_creates(tmp_path: Path, clock: ManualClock) -> None:
+    """Opening and filling count against the `create` rate limit (429 with Retry-After)."""
+    limits = {**rate_limits(0), "rate_create": 3}
+    config = ServerConfig(data_dir=tmp_path / "data", pow_bits=0, **limits)
+    device = DeviceKeys.from_seed(os.urandom(32))
+    key = os.urandom(32)
+    with in_process_server(config, clock) as url:
+        created = new_request(url, device, key)
+        new_request(url, device, os.urandom(32))
+        assert (
+            fill_raw(url, created["id"], fill_token_of(key), sealed_to(device, key)).status_code
+            == 201
+        )
+        refused = httpx.post(
+            f"{url}/api/v1/requests",
+            json={
+                "device_key": b64url_encode(device.public.signing_key),
+                "access_key": b64url_encode(AccessSigner(key).public_key),
+                "fill_token": b64url_encode(fill_token_of(key)),
+            },
+        )
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) > 0
+
+
+def test_cli_refuses_bad_request_options_before_sending(people: tuple[Device, Device]) -> None:
+    requester, _ = people
+    requester.init()
+    assert "--wait" in one_line_refusal(requester.run("secret", "request", "-o", "x.txt"), code=2)
+    assert "1 minute" in one_line_refusal(
+        requester.run("secret", "request", "--expires", "30s"), code=2
+    )
+    assert "pickup link" in one_line_refusal(
+        requester.run("secret", "reveal", "http://127.0.0.1:1/ask/" + "A" * 22 + "#x.y"), code=2
+    )
