@@ -336,3 +336,40 @@ def test_cli_refuses_bad_request_options_before_sending(people: tuple[Device, De
     assert "pickup link" in one_line_refusal(
         requester.run("secret", "reveal", "http://127.0.0.1:1/ask/" + "A" * 22 + "#x.y"), code=2
     )
+
+
+def test_the_server_logs_nothing_of_a_request(
+    server: ServerProcess, people: tuple[Device, Device]
+) -> None:
+    """A whole request flow at debug level: no request id, key, token, fill token, secret id,
+    device key or content in the server's output."""
+    requester, _ = people
+    code = requester.init()
+    content = b"LOGGED-NOWHERE-" + os.urandom(6).hex().encode()
+    request_link, pickup_link = open_by_cli(requester)
+    fill(server.url, request_link, content)
+    assert requester.ok("secret", "reveal", pickup_link).encode() == content
+    request = parse_request_link(request_link)
+    pickup = parse_pickup_link(pickup_link)
+    with SecretsApi(server.url) as api:
+        status = api.request_status(pickup.request_id, pickup.request_token)
+    assert status.secret_id is not None
+
+    def spellings(raw: bytes) -> list[str]:
+        return [b64url_encode(raw), raw.hex(), repr(raw)[2:-1]]
+
+    needles = [
+        content.decode(),
+        code,
+        request.request_id,
+        status.secret_id,
+        pickup.request_token,
+        *spellings(request.request_key),
+        *spellings(fill_token_of(request.request_key)),
+        *spellings(request.device.signing_key),
+        *spellings(request.device.sealing_key),
+    ]
+    output = server.output()
+    assert '"route":"/api/v1/requests/{id}/fill"' in output  # the flow was logged
+    for needle in needles:
+        assert needle not in output, f"the server logged {needle[:6]}..."
