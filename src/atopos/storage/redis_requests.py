@@ -4,6 +4,7 @@ A request is one hash, `atopos:{<tag>}:request` (the tag a digest of the request
 secrets: what Redis shows cannot be turned back into a request link), with a native TTL. A
 claim, a release and a completion are each one Lua script on that one key, so a claim is
 atomic on one Redis and on a Cluster alike. docs/storage-redis.md has the layout.
+
 Each operation implements the rows of its event in `protocol/request_lifecycle.py`
 (EXPIRE is the `expires_at > now` test of every read and claim).
 """

@@ -3,6 +3,7 @@ same file as the secrets, written through the same group-commit writer.
 
 A claim is one `UPDATE ... WHERE secret_id IS NULL`, so of concurrent claims exactly one
 changes the row; the others see it taken.
+
 Each operation implements the rows of its event in `protocol/request_lifecycle.py`
 (EXPIRE is the `expires_at > now` test of every read and claim).
 """
