@@ -78,7 +78,12 @@ async function fill() {
   const metadata =
     text !== null
       ? { kind: "text", size: text.length }
-      : { kind: "file", name: file.name.toWellFormed(), size: file.size, type: file.type || undefined };
+      : {
+          kind: "file",
+          name: file.name.toWellFormed(),
+          size: file.size,
+          type: file.type || undefined,
+        };
   try {
     encodeMetadata(metadata);
   } catch {

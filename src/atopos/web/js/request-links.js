@@ -12,7 +12,8 @@ export function requestLink(requestId, requestKey, deviceCode) {
 }
 
 export function pickupPath(requestId, requestKey, requestToken) {
-  return `${new URL(`ask/${requestId}`, serverRoot).pathname}#${encode(requestKey)}.${requestToken}`;
+  const path = new URL(`ask/${requestId}`, serverRoot).pathname;
+  return `${path}#${encode(requestKey)}.${requestToken}`;
 }
 
 /** The request key of a fragment's first part, or null. */
