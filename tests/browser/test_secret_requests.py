@@ -155,3 +155,25 @@ def test_a_browser_requester_is_told_and_alone_opens_it(
     wait_for_state(asking, "text")
     assert asking.locator("#secret-output").text_content() == secret
     requester_guard.allow_http_error(404)
+
+
+def test_the_request_pages_carry_the_csp_and_explain_themselves_without_javascript(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    from atopos.server.middleware import CONTENT_SECURITY_POLICY
+
+    request_id = "AAECAwQFBgcICQoLDA0ODw"
+    context, guard = new_context(java_script_enabled=False)
+    for path, heading in (
+        (f"/q/{request_id}#x.y", "Sending a requested secret needs JavaScript"),
+        ("/ask/new", "Asking for a secret needs JavaScript"),
+        (f"/ask/{request_id}#x.y", "Asking for a secret needs JavaScript"),
+    ):
+        response = httpx.get(f"{web_server.url}{path.partition('#')[0]}", timeout=10)
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        page = context.new_page()
+        page.goto(f"{web_server.url}{path}")
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
+        assert page.locator("[data-state]:not([hidden])").count() == 0
+    screenshot(page, "request-no-javascript")
+    assert [r for r in guard.requests if "/api/" in r] == []
