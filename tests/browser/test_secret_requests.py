@@ -16,6 +16,7 @@ import httpx
 from playwright.sync_api import expect
 
 from atopos.client.request_links import parse_pickup_link
+from atopos.server.middleware import CONTENT_SECURITY_POLICY
 from tests.browser.conftest import NewContext
 from tests.browser.harness import screenshot, wait_for_state
 from tests.servers import ATOPOS, ServerProcess
@@ -160,8 +161,6 @@ def test_a_browser_requester_is_told_and_alone_opens_it(
 def test_the_request_pages_carry_the_csp_and_explain_themselves_without_javascript(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:
-    from atopos.server.middleware import CONTENT_SECURITY_POLICY
-
     request_id = "AAECAwQFBgcICQoLDA0ODw"
     context, guard = new_context(java_script_enabled=False)
     for path, heading in (
