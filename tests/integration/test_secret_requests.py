@@ -373,3 +373,22 @@ def test_the_server_logs_nothing_of_a_request(
     assert '"route":"/api/v1/requests/{id}/fill"' in output  # the flow was logged
     for needle in needles:
         assert needle not in output, f"the server logged {needle[:6]}..."
+
+
+def test_a_request_filled_from_the_cli(
+    server: ServerProcess, people: tuple[Device, Device]
+) -> None:
+    requester, filler = people
+    requester.init()
+    request_link, pickup_link = open_by_cli(requester)
+    done = filler.run("secret", "fill", request_link, stdin=SECRET)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "Sent" in done.stderr.decode()
+    assert requester.ok("secret", "reveal", pickup_link).encode() == SECRET
+    # Once only: exit 3 with the request's sentence.
+    assert "already filled" in one_line_refusal(
+        filler.run("secret", "fill", request_link, stdin=b"again"), code=3
+    )
+    assert "request link" in one_line_refusal(
+        filler.run("secret", "fill", request_link.replace("atd1-", "atd2-"), stdin=b"x"), code=2
+    )

@@ -55,6 +55,7 @@ def test_links_are_written_and_read_as_the_vectors_say() -> None:
     assert parse_pickup_link(links["pickup_link"]) == pickup
     assert is_pickup_link(links["pickup_link"])
     assert not is_pickup_link(links["request_link"])
+    assert not is_pickup_link("https://host/ask/atopos/s/" + links["request_id"] + "#key")
     assert links["request_key"] not in repr(request)
     assert links["request_token"] not in repr(pickup)
 

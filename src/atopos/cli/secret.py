@@ -1,4 +1,4 @@
-"""`atopos secret create | reveal | request | status | delete`.
+"""`atopos secret create | reveal | request | fill | status | delete`.
 
 stdout carries only what a script wants (the share link, the plaintext, status lines);
 everything meant for the person at the terminal goes to stderr.
@@ -321,6 +321,30 @@ def request(
             force=force,
             device_passphrase_file=device_passphrase_file,
         )
+
+
+@app.command()
+def fill(
+    ctx: typer.Context,
+    link: Annotated[
+        str,
+        typer.Argument(
+            metavar="REQUEST_LINK", help="The request link: <server>/q/<id>#<key>.<device code>."
+        ),
+    ],
+) -> None:
+    """Fill in a request link with text from stdin (the browser page takes files too).
+
+    The text is sealed to the requester's device, named in the link: only it can open it.
+    """
+    from atopos.client.api import SecretsApi
+    from atopos.client.request_links import parse_request_link
+    from atopos.client.secret_requests import fill_request
+
+    request = parse_request_link(link)
+    with SecretsApi(global_options(ctx).transport(request.server)) as api:
+        fill_request(api, request, _read_text_secret())
+    typer.echo("Sent: only the device that asked for it can open it, once.", err=True)
 
 
 def _wait_for_pickup(ctx: typer.Context, text: str) -> str:

@@ -56,8 +56,10 @@ class PickupLink:
 
 
 def is_pickup_link(text: str) -> bool:
-    """True when `text` looks like a pickup link (``…/ask/{id}#…``), valid or not."""
-    return "/ask/" in text.partition("#")[0]
+    """True when `text` looks like a pickup link (its path ends in ``/ask/{one segment}``),
+    valid or not; a share link of a server mounted under a path with ``/ask/`` is not."""
+    _, marker, last = text.strip().partition("#")[0].rpartition("/ask/")
+    return bool(marker) and "/" not in last
 
 
 def parse_request_link(text: str) -> RequestLink:
