@@ -110,7 +110,7 @@ def test_a_file_dropped_on_the_request_page_reaches_the_cli_device(
 def test_a_browser_requester_is_told_and_alone_opens_it(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:
-    requester, requester_guard = new_context()
+    requester, _ = new_context()
     asking = requester.new_page()
     asking.goto(f"{web_server.url}/ask/new")
     wait_for_state(asking, "ask")
@@ -155,7 +155,6 @@ def test_a_browser_requester_is_told_and_alone_opens_it(
     asking.get_by_role("button", name="Reveal secret").click()
     wait_for_state(asking, "text")
     assert asking.locator("#secret-output").text_content() == secret
-    requester_guard.allow_http_error(404)
 
 
 def test_the_request_pages_carry_the_csp_and_explain_themselves_without_javascript(
