@@ -72,6 +72,59 @@ def test_an_older_database_is_migrated_and_its_secrets_still_open(
     asyncio.run(scenario())
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    finally:
+        conn.close()
+
+
+def test_a_version_3_database_gains_the_requests_table(tmp_path: Path) -> None:
+    """Schema version 4 adds secret requests; a version-3 file keeps its secrets and can
+    hold requests after the upgrade."""
+    from atopos.storage.request_port import NewRequest
+
+    path = tmp_path / "atopos.db"
+    kept = secret()
+
+    async def write_version_3() -> None:
+        store = SqliteSecretStore(path)
+        await store.start(NOW)
+        try:
+            await store.create(kept, body(b"kept"))
+        finally:
+            await store.aclose()
+
+    asyncio.run(write_version_3())
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE requests")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    request = NewRequest(
+        request_id=b"\x07" * 16,
+        token_hash=b"\x01" * 32,
+        fill_token_hash=b"\x02" * 32,
+        device_key=b"\x03" * 32,
+        access_key=b"\x04" * 32,
+        created_at=NOW,
+        expires_at=NOW + 600,
+        secret_lifetime=600,
+    )
+
+    async def upgrade() -> None:
+        store = SqliteSecretStore(path)
+        await store.start(NOW)
+        try:
+            assert await store.info(kept.secret_id, NOW) is not None
+            await store.create_request(request)
+            info = await store.request_info(request.request_id, NOW)
+            assert info is not None
+            assert info.access_key == b"\x04" * 32
+        finally:
+            await store.aclose()
+
+    asyncio.run(upgrade())
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     finally:
         conn.close()

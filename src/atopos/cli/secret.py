@@ -1,4 +1,4 @@
-"""`atopos secret create | reveal | status | delete`.
+"""`atopos secret create | reveal | request | fill | status | delete`.
 
 stdout carries only what a script wants (the share link, the plaintext, status lines);
 everything meant for the person at the terminal goes to stderr.
@@ -155,7 +155,11 @@ def create(
 def reveal(
     ctx: typer.Context,
     link: Annotated[
-        str, typer.Argument(metavar="LINK", help="The share link: <server>/s/<id>#<key>.")
+        str,
+        typer.Argument(
+            metavar="LINK",
+            help="The share link: <server>/s/<id>#<key> (or a pickup link: <server>/ask/<id>#...).",
+        ),
     ],
     passphrase_file: PassphraseFile = None,
     output: Annotated[
@@ -180,12 +184,18 @@ def reveal(
         ),
     ] = None,
 ) -> None:
-    """Spend one view of a secret and print it (or save it with -o)."""
+    """Spend one view of a secret and print it (or save it with -o).
+
+    A pickup link (from `atopos secret request`) first waits until the request is filled.
+    """
     from atopos.cli.device import device_loader
     from atopos.client.api import SecretsApi
     from atopos.client.links import parse_share_link
+    from atopos.client.request_links import is_pickup_link
     from atopos.client.secrets import reveal_secret
 
+    if is_pickup_link(link):
+        link = _wait_for_pickup(ctx, link)
     share_link = parse_share_link(link)
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     # Every check that can fail locally runs before the view is spent.
@@ -226,6 +236,139 @@ def reveal(
                 target.destination(metadata.kind, metadata.name), overwrite=target.overwrite
             )
     typer.echo(f"Saved to {saved}", err=True)
+
+
+@app.command()
+def request(
+    ctx: typer.Context,
+    expires: Annotated[
+        str,
+        typer.Option(
+            "--expires",
+            metavar="DURATION",
+            help="How long the request stays open, and the secret then lives: like 10m, 1h "
+            "or 7d; at least 1m, at most 30d on a server with the default limits.",
+        ),
+    ] = "1d",
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Wait until it is filled, then reveal it (like reveal)."),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="PATH",
+            help="With --wait: write to this file, or into this directory.",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print {request_link, pickup_link, expires_at} as JSON."),
+    ] = False,
+    device_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--device-passphrase-file",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            metavar="FILE",
+            help="File holding this device's Extra Lock passphrase (with --wait).",
+        ),
+    ] = None,
+) -> None:
+    """Ask someone for a secret: print a request link they fill in a browser.
+
+    The secret is sealed to this device and opens only here. Reveal it with --wait, or
+    later with `atopos secret reveal PICKUP_LINK` (the pickup link is printed on stderr).
+    """
+    from atopos.client.api import SecretsApi
+    from atopos.client.duration import parse_duration
+    from atopos.client.keystore import DeviceStore
+    from atopos.client.secret_requests import open_request
+
+    expires_in = parse_duration(expires)
+    if expires_in < MIN_EXPIRES_SECONDS:
+        raise InvalidInput("A request must live at least 1 minute; give --expires 1m or more.")
+    if output is not None and not wait:
+        raise InvalidInput("-o needs --wait: without it nothing is revealed now.")
+    device = DeviceStore.from_environment().public()
+    with SecretsApi(global_options(ctx).transport()) as api:
+        opened = open_request(api, device, expires_in=expires_in)
+    if as_json:
+        record = {
+            "request_link": str(opened.request_link),
+            "pickup_link": str(opened.pickup_link),
+            "expires_at": opened.expires_at,
+        }
+        typer.echo(json.dumps(record))
+    else:
+        typer.echo(str(opened.request_link))
+        typer.echo(
+            f"Pickup link (keep it private; it opens only on this device): {opened.pickup_link}",
+            err=True,
+        )
+    if wait:
+        sys.stdout.flush()
+        reveal(
+            ctx,
+            str(opened.pickup_link),
+            passphrase_file=None,
+            output=output,
+            force=force,
+            device_passphrase_file=device_passphrase_file,
+        )
+
+
+@app.command()
+def fill(
+    ctx: typer.Context,
+    link: Annotated[
+        str,
+        typer.Argument(
+            metavar="REQUEST_LINK", help="The request link: <server>/q/<id>#<key>.<device code>."
+        ),
+    ],
+) -> None:
+    """Fill in a request link with text from stdin (the browser page takes files too).
+
+    The text is sealed to the requester's device, named in the link: only it can open it.
+    """
+    from atopos.client.api import SecretsApi
+    from atopos.client.request_links import parse_request_link
+    from atopos.client.secret_requests import fill_request
+
+    request = parse_request_link(link)
+    with SecretsApi(global_options(ctx).transport(request.server)) as api:
+        fill_request(api, request, _read_text_secret())
+    typer.echo("Sent: only the device that asked for it can open it, once.", err=True)
+
+
+def _wait_for_pickup(ctx: typer.Context, text: str) -> str:
+    """Wait until the pickup link's request is filled; the filled secret's share link."""
+    from atopos.client.api import SecretsApi
+    from atopos.client.request_links import parse_pickup_link
+    from atopos.client.secret_requests import wait_for_fill
+
+    pickup = parse_pickup_link(text)
+    waited: list[bool] = []
+
+    def say_waiting() -> None:
+        waited.append(True)
+        typer.echo(
+            "Waiting for the secret to be filled in (Ctrl-C stops waiting; the pickup link "
+            "keeps working).",
+            err=True,
+        )
+
+    with SecretsApi(global_options(ctx).transport(pickup.server)) as api:
+        share_link = wait_for_fill(api, pickup, on_waiting=say_waiting)
+    if waited:
+        typer.echo("The secret arrived.", err=True)
+    return str(share_link)
 
 
 @app.command()

@@ -32,8 +32,10 @@ __all__ = [
     "AsyncSecretsApi",
     "Challenge",
     "CreatedRecord",
+    "CreatedRequest",
     "Kind",
     "NewSecret",
+    "RequestStatus",
     "RevealedEnvelope",
     "SecretStatus",
     "SecretsApi",
@@ -136,6 +138,36 @@ class _Call:
         }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreatedRequest:
+    """The server's receipt for a new secret request (docs/protocol/requests.md)."""
+
+    request_id: str
+    request_token: str = dataclasses.field(repr=False)
+    expires_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestStatus:
+    """What the request token may learn about a request: `state` is open, filling or
+    filled, and `secret_id` names the filled secret."""
+
+    state: Literal["open", "filling", "filled"]
+    expires_at: _ServerNumber
+    created_at: int
+    secret_id: str | None = None
+
+
+class _RequestCreatedBody(msgspec.Struct, frozen=True):
+    id: str
+    request_token: str
+    expires_at: _ServerNumber
+
+
+class _RequestFilledBody(msgspec.Struct, frozen=True):
+    expires_at: _ServerNumber
+
+
 class _CreateBody(msgspec.Struct, frozen=True):
     id: str
     manage_token: str
@@ -228,6 +260,30 @@ class SecretsApi(_ApiBase):
 
     def delete(self, secret_id: str, manage_token: str) -> None:
         self._call(_delete_call(secret_id, manage_token))
+
+    def create_request(
+        self, *, device_key: bytes, access_key: bytes, fill_token: bytes, expires_in: int
+    ) -> CreatedRequest:
+        """Open a secret request bound to the device with Ed25519 key `device_key`."""
+        body = self._call(_create_request_call(device_key, access_key, fill_token, expires_in))
+        created = self._decode(body, _RequestCreatedBody)
+        if not is_secret_id(created.id) or not is_manage_token(created.request_token):
+            raise self._not_understood()
+        return CreatedRequest(created.id, created.request_token, created.expires_at)
+
+    def request_status(self, request_id: str, request_token: str) -> RequestStatus:
+        body = self._call(_request_status_call(request_id, request_token))
+        status = self._decode(body, RequestStatus)
+        if status.secret_id is not None and not is_secret_id(status.secret_id):
+            raise self._not_understood()
+        return status
+
+    def fill_request(
+        self, request_id: str, fill_token: bytes, envelope: Iterable[bytes], size: int, kind: Kind
+    ) -> int:
+        """Upload the envelope that fills the request; returns the secret's expiry."""
+        body = self._call(_fill_call(request_id, fill_token, envelope, size, kind))
+        return self._decode(body, _RequestFilledBody).expires_at
 
     def send(self, request: SendRequest) -> ServerAnswer:
         """Carry out one access-path request and return the server's answer, whatever its
@@ -391,3 +447,50 @@ def _bearer(manage_token: str) -> dict[str, str]:
     if not is_manage_token(manage_token):
         raise InvalidInput("That is not a valid manage token.")
     return {"Authorization": f"Bearer {manage_token}"}
+
+
+# -- secret requests (docs/protocol/requests.md) --------------------------------------------
+
+_REQUESTS = "/api/v1/requests"
+
+
+def _create_request_call(
+    device_key: bytes, access_key: bytes, fill_token: bytes, expires_in: int
+) -> _Call:
+    return _Call(
+        "POST",
+        _REQUESTS,
+        refused="The server refused to open this request.",
+        json={
+            "device_key": b64url_encode(device_key),
+            "access_key": b64url_encode(access_key),
+            "fill_token": b64url_encode(fill_token),
+            "expires_in": expires_in,
+        },
+    )
+
+
+def _request_status_call(request_id: str, request_token: str) -> _Call:
+    return _Call(
+        "GET",
+        f"{_REQUESTS}/{_checked_id(request_id)}",
+        refused="The pickup link is not valid for this request.",
+        headers=_bearer(request_token),
+    )
+
+
+def _fill_call(
+    request_id: str, fill_token: bytes, envelope: Iterable[bytes], size: int, kind: Kind
+) -> _Call:
+    return _Call(
+        "POST",
+        f"{_REQUESTS}/{_checked_id(request_id)}/fill",
+        refused="The request link is damaged: the server refused its fill token.",
+        params={"kind": kind},
+        headers={
+            "Authorization": f"Bearer {b64url_encode(fill_token)}",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+        },
+        content=envelope,
+    )

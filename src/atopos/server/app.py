@@ -28,7 +28,7 @@ from atopos.server.rooms.limits import RoomNodeLimits
 from atopos.server.rooms.mount import RoomsProduct
 from atopos.server.secrets import SecretsProduct
 from atopos.storage.factory import open_store
-from atopos.storage.port import SecretStore
+from atopos.storage.request_port import SecretAndRequestStore
 
 __all__ = ["create_app"]
 
@@ -41,7 +41,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     random_bytes: RandomBytes = system_random_bytes,
-    store: SecretStore | None = None,
+    store: SecretAndRequestStore | None = None,
     token_keys: TokenKeys | None = None,
     room_limits: RoomNodeLimits | None = None,
     on_rooms: Callable[[RoomsProduct], None] | None = None,

@@ -1,5 +1,5 @@
-"""The browser pages (`/`, `/s/{id}`, `/m/{id}`, `/device`, and for rooms `/rooms` and
-`/r/{room_id}`) and their static assets (`/static/...`).
+"""The browser pages (`/`, `/s/{id}`, `/m/{id}`, `/device`, for secret requests `/ask/{id}`
+and `/q/{id}`, and for rooms `/rooms` and `/r/{room_id}`) and their static assets (`/static/...`).
 
 Pages are static files from the `atopos.web` package: all cryptography runs in the browser,
 so serving a page looks nothing up. A GET of a share link (a link preview, a scanner) can
@@ -51,6 +51,10 @@ PAGES = {
     "/s/{id}": "reveal.html",
     "/m/{id}": "manage.html",
     "/device": "device.html",
+    # Secret requests (docs/protocol/requests.md): /ask/new asks, /ask/{id} waits (the
+    # pickup link), /q/{id} fills.
+    "/ask/{id}": "request.html",
+    "/q/{id}": "request-fill.html",
     "/rooms": "room-create.html",
     "/r/{id}": "room.html",
 }

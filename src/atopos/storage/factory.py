@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput
-from atopos.storage.port import SecretStore
+from atopos.storage.request_port import SecretAndRequestStore
 from atopos.storage.urls import is_redis_url
 
 __all__ = ["open_store"]
 
 
-def open_store(url: str, clock: Clock | None = None) -> SecretStore:
+def open_store(url: str, clock: Clock | None = None) -> SecretAndRequestStore:
     """The store the URL names, reading intervals from `clock` (the system's by default)."""
     clock = clock or SystemClock()
     if url.startswith("sqlite:///"):

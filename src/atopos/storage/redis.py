@@ -50,6 +50,7 @@ from atopos.storage.port import (
     TicketUsed,
 )
 from atopos.storage.redis_clients import async_client
+from atopos.storage.redis_requests import RedisRequests
 from atopos.storage.redis_scripts import (
     CONSUME,
     DELETE,
@@ -117,7 +118,7 @@ class SecretKeys:
         return self.prefix + b"ticket:" + b64url_encode(ticket_id).encode("ascii")
 
 
-class RedisSecretStore:
+class RedisSecretStore(RedisRequests):
     """`SecretStore` on Redis or Redis Cluster (see the module docstring)."""
 
     def __init__(self, client: RedisClient, clock: Clock | None = None) -> None:

@@ -26,11 +26,12 @@ from atopos.clock import Clock
 from atopos.errors import Gone
 from atopos.storage.chunks import CHUNK_BYTES, fixed_chunks, once, read_head
 from atopos.storage.port import GONE_MESSAGE, NewSecret, Revealed, SecretInfo, TicketUsed
+from atopos.storage.sqlite_requests import REQUESTS_SCHEMA, SqliteRequests, sweep_requests
 from atopos.storage.sqlite_writer import GroupCommitWriter, storage_error
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 T = TypeVar("T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (
@@ -74,7 +75,7 @@ def _open(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-class SqliteSecretStore:
+class SqliteSecretStore(SqliteRequests):
     """`SecretStore` on one SQLite file (see module docstring for the guarantees)."""
 
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
@@ -108,7 +109,8 @@ class SqliteSecretStore:
                 # Secrets stored before the key-knowledge proof keep working without one.
                 conn.execute("ALTER TABLE secrets ADD COLUMN access_key BLOB")
                 conn.execute("ALTER TABLE secrets ADD COLUMN kdf_fields BLOB")
-            conn.executescript(_SCHEMA)
+            # Version 4 adds the `requests` table (secret requests), made by the script.
+            conn.executescript(_SCHEMA + REQUESTS_SCHEMA)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         finally:
             os.umask(old_umask)
@@ -316,6 +318,7 @@ class SqliteSecretStore:
                 [row for row in orphans if row[0] not in uploading],
             )
             conn.execute("DELETE FROM used_tickets WHERE expires_at <= ?", (now,))
+            sweep_requests(conn, now)
             if expired or orphans:
                 request_checkpoint()
             return len(expired)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 import msgspec
@@ -19,6 +18,7 @@ from atopos.errors import Gone, InvalidInput, Refused, WrongKey
 from atopos.server.bodies import declared_length, limited_stream, read_json
 from atopos.server.identity import ClientId
 from atopos.server.node import Node
+from atopos.server.secrets.manage_tokens import hash_manage_token
 from atopos.server.secrets.quota import StorageQuota
 from atopos.server.secrets.schemas import (
     Argon2Fields,
@@ -54,10 +54,6 @@ _BUFFERED_REVEAL_BYTES = 1024 * 1024
 
 def _json(payload: msgspec.Struct, status: int = 200) -> Response:
     return Response(_encode(payload), status_code=status, media_type="application/json")
-
-
-def _hash_token(token: bytes) -> bytes:
-    return hashlib.sha256(b"atopos/manage-token\x00" + token).digest()
 
 
 class SecretsApi:
@@ -107,7 +103,7 @@ class SecretsApi:
         if info is None:
             raise Gone(GONE_MESSAGE)
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            _hash_token(token), info.manage_token_hash
+            hash_manage_token(token), info.manage_token_hash
         ):
             raise Refused("The manage token is missing or wrong.")
         return info
@@ -132,7 +128,7 @@ class SecretsApi:
         manage_token = self._node.random_bytes(MANAGE_TOKEN_BYTES)
         secret = NewSecret(
             secret_id=secret_id,
-            manage_token_hash=_hash_token(manage_token),
+            manage_token_hash=hash_manage_token(manage_token),
             kind=kind,
             views=views,
             created_at=now,

@@ -16,8 +16,9 @@ from atopos.errors import AtoposError
 from atopos.server.node import Node
 from atopos.server.secrets.api import SecretsApi
 from atopos.server.secrets.openapi import openapi_document
+from atopos.server.secrets.requests_api import RequestsApi
 from atopos.server.secrets.sizes import max_envelope_bytes
-from atopos.storage.port import SecretStore
+from atopos.storage.request_port import SecretAndRequestStore
 
 __all__ = ["SecretsProduct"]
 
@@ -25,10 +26,11 @@ _log = logging.getLogger("atopos.server")
 
 
 class SecretsProduct:
-    def __init__(self, node: Node, store: SecretStore) -> None:
+    def __init__(self, node: Node, store: SecretAndRequestStore) -> None:
         self._node = node
         self._store = store
         self._api = SecretsApi(node, store)
+        self._requests = RequestsApi(node, store)
         config = node.config
         self._openapi = openapi_document(
             max_envelope_bytes(config.max_content_bytes), config.max_ttl, config.max_views
@@ -44,6 +46,10 @@ class SecretsProduct:
             Route("/api/v1/secrets/{id}/reveal", api.reveal, methods=["POST"]),
             Route("/api/v1/secrets/{id}/status", api.status, methods=["GET"]),
             Route("/api/v1/secrets/{id}", api.delete, methods=["DELETE"]),
+            # Secret requests (docs/protocol/requests.md).
+            Route("/api/v1/requests", self._requests.create, methods=["POST"]),
+            Route("/api/v1/requests/{id}", self._requests.status, methods=["GET"]),
+            Route("/api/v1/requests/{id}/fill", self._requests.fill, methods=["POST"]),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
         ]
 

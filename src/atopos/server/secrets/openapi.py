@@ -13,6 +13,7 @@ import msgspec
 
 from atopos import __version__
 from atopos.server.errors import ErrorResponse
+from atopos.server.secrets.openapi_requests import REQUEST_SCHEMAS, request_paths
 from atopos.server.secrets.schemas import (
     ChallengeResponse,
     CreateResponse,
@@ -75,6 +76,7 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
             StatusResponse,
             TicketRequest,
             TicketResponse,
+            *REQUEST_SCHEMAS,
         ],
         ref_template="#/components/schemas/{name}",
     )
@@ -209,7 +211,11 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
         },
         "components": {
             "schemas": components,
-            "securitySchemes": {"manageToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "manageToken": {"type": "http", "scheme": "bearer"},
+                "fillToken": {"type": "http", "scheme": "bearer"},
+            },
         },
     }
+    document["paths"].update(request_paths(envelope, _json_body, _json_response, _errors))
     return msgspec.json.encode(document)

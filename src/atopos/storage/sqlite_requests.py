@@ -1,0 +1,151 @@
+"""The secret requests of the SQLite adapter (`storage/request_port.py`): one table in the
+same file as the secrets, written through the same group-commit writer.
+
+A claim is one `UPDATE ... WHERE secret_id IS NULL`, so of concurrent claims exactly one
+changes the row; the others see it taken.
+
+Each operation implements the rows of its event in `protocol/request_lifecycle.py`
+(EXPIRE is the `expires_at > now` test of every read and claim).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from atopos.storage.request_port import NewRequest, RequestInfo, RequestTaken
+from atopos.storage.sqlite_writer import storage_error
+
+__all__ = ["REQUESTS_SCHEMA", "SqliteRequests", "sweep_requests"]
+
+T = TypeVar("T")
+
+REQUESTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id BLOB PRIMARY KEY NOT NULL,
+    token_hash BLOB NOT NULL,
+    fill_hash BLOB NOT NULL,
+    device_key BLOB NOT NULL,
+    access_key BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    secret_lifetime INTEGER NOT NULL,
+    secret_id BLOB,
+    is_filled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS requests_by_expiry ON requests (expires_at);
+"""
+_INSERT = (
+    "INSERT INTO requests (id, token_hash, fill_hash, device_key, access_key, created_at,"
+    " expires_at, secret_lifetime, secret_id, is_filled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0)"
+)
+_SELECT = (
+    "SELECT id, token_hash, fill_hash, device_key, access_key, created_at, expires_at,"
+    " secret_lifetime, secret_id, is_filled FROM requests WHERE id = ? AND expires_at > ?"
+)
+_CLAIM = (
+    "UPDATE requests SET secret_id = ? WHERE id = ? AND expires_at > ? AND secret_id IS NULL"
+    " RETURNING id, token_hash, fill_hash, device_key, access_key, created_at, expires_at,"
+    " secret_lifetime, secret_id, is_filled"
+)
+
+
+class SqliteRequests:
+    """`RequestStore` for `SqliteSecretStore`, which provides `_write` and `_reader_conn`."""
+
+    if TYPE_CHECKING:
+
+        async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T: ...
+
+        def _reader_conn(self) -> sqlite3.Connection: ...
+
+    async def create_request(self, request: NewRequest) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                _INSERT,
+                (
+                    request.request_id,
+                    request.token_hash,
+                    request.fill_token_hash,
+                    request.device_key,
+                    request.access_key,
+                    request.created_at,
+                    request.expires_at,
+                    request.secret_lifetime,
+                ),
+            )
+
+        await self._write(insert)
+
+    async def request_info(self, request_id: bytes, now: int) -> RequestInfo | None:
+        try:
+            row = (
+                self._reader_conn()
+                .execute(
+                    _SELECT,
+                    (request_id, now),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+        return None if row is None else _info(row)
+
+    async def claim_request(self, request_id: bytes, secret_id: bytes, now: int) -> RequestInfo:
+        def claim(conn: sqlite3.Connection) -> RequestInfo:
+            row = conn.execute(
+                _CLAIM,
+                (secret_id, request_id, now),
+            ).fetchone()
+            if row is None:
+                raise RequestTaken()
+            return _info(row)
+
+        return await self._write(claim)
+
+    async def release_request(self, request_id: bytes, secret_id: bytes) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE requests SET secret_id = NULL"
+                " WHERE id = ? AND secret_id = ? AND is_filled = 0",
+                (request_id, secret_id),
+            )
+
+        await self._write(release)
+
+    async def complete_request(
+        self, request_id: bytes, secret_id: bytes, expires_at: int, now: int
+    ) -> None:
+        del now  # the sweep compares expires_at with its own now
+
+        def complete(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE requests SET is_filled = 1, expires_at = max(expires_at, ?)"
+                " WHERE id = ? AND secret_id = ?",
+                (expires_at, request_id, secret_id),
+            )
+
+        await self._write(complete)
+
+
+def sweep_requests(conn: sqlite3.Connection, now: int) -> None:
+    """Forget expired requests (run inside the store's sweep)."""
+    conn.execute("DELETE FROM requests WHERE expires_at <= ?", (now,))
+
+
+def _info(row: Any) -> RequestInfo:
+    (rid, token_hash, fill_hash, device_key, access_key, created, expires, lifetime) = row[:8]
+    secret_id, is_filled = row[8:]
+    return RequestInfo(
+        request_id=rid,
+        token_hash=token_hash,
+        fill_token_hash=fill_hash,
+        device_key=device_key,
+        access_key=access_key,
+        created_at=created,
+        expires_at=expires,
+        secret_lifetime=lifetime,
+        secret_id=secret_id,
+        is_filled=bool(is_filled),
+    )
