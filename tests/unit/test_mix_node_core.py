@@ -169,15 +169,17 @@ def test_routes_take_one_node_per_layer_and_avoid_suspects() -> None:
     source = _Counter()
     suspect = TOPOLOGY.layers[1][0].node_id
     for _ in range(50):
-        route = choose_route(TOPOLOGY, GATEWAY_A, GATEWAY_B, source, 50.0, avoid={suspect})
+        route = choose_route(TOPOLOGY, GATEWAY_A, GATEWAY_B, source, 50.0, {suspect: 1})
         assert route[0].address == GATEWAY_A.node_id
         assert route[-1].address == GATEWAY_B.node_id
         for layer, hop in zip(TOPOLOGY.layers, route[1:-1], strict=True):
             assert hop.address in {n.node_id for n in layer}
         assert route[2].address == TOPOLOGY.layers[1][1].node_id
-    # A whole layer suspect: the route still goes through it.
-    everyone = {n.node_id for n in TOPOLOGY.layers[1]}
-    assert choose_route(TOPOLOGY, GATEWAY_A, GATEWAY_B, source, 50.0, avoid=everyone)
+    # A whole layer suspect: the least suspect node is taken.
+    other = TOPOLOGY.layers[1][1].node_id
+    for _ in range(20):
+        route = choose_route(TOPOLOGY, GATEWAY_A, GATEWAY_B, source, 50.0, {suspect: 5, other: 1})
+        assert route[2].address == other
 
 
 def test_delays_are_exponential_with_the_asked_mean() -> None:

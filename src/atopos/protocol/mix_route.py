@@ -9,13 +9,19 @@ Every draw comes from the injected `RandomBytes`.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Mapping
 
 from atopos.crypto.randomness import RandomBytes, draw
 from atopos.crypto.sphinx import MAX_DELAY_MS, Hop
 from atopos.protocol.mix_topology import MixNode, Topology
 
-__all__ = ["DEFAULT_MEAN_DELAY_MS", "choose_index", "choose_route", "exponential"]
+__all__ = [
+    "DEFAULT_MEAN_DELAY_MS",
+    "choose_index",
+    "choose_route",
+    "delayed_hop",
+    "exponential",
+]
 
 DEFAULT_MEAN_DELAY_MS = 50.0
 _UNIFORM_BITS = 53
@@ -45,7 +51,8 @@ def choose_index(random_bytes: RandomBytes, count: int) -> int:
             return value % count
 
 
-def _hop(node: MixNode, random_bytes: RandomBytes, mean_delay_ms: float) -> Hop:
+def delayed_hop(node: MixNode, random_bytes: RandomBytes, mean_delay_ms: float) -> Hop:
+    """The Sphinx hop for `node` with an exponential delay of mean `mean_delay_ms`."""
     delay = min(round(exponential(random_bytes, mean_delay_ms)), MAX_DELAY_MS)
     return Hop(public_key=node.public_key, address=node.node_id, delay_ms=delay)
 
@@ -56,15 +63,18 @@ def choose_route(
     exit_gateway: MixNode,
     random_bytes: RandomBytes,
     mean_delay_ms: float = DEFAULT_MEAN_DELAY_MS,
-    avoid: Collection[bytes] = (),
+    suspicion: Mapping[bytes, int] | None = None,
 ) -> list[Hop]:
     """entry, one node per layer, exit_gateway; each with an exponential delay.
 
-    Nodes whose id is in `avoid` (a client's suspects: its loops through them did not come
-    back) are skipped, unless a whole layer is suspect, when the layer is used as it is."""
+    `suspicion` counts, per node id, the sender's loops through it that did not come back
+    lately; in each layer the node is drawn uniformly from the least suspect ones, so a
+    dead node is avoided even when a busy network made its neighbours look suspect too."""
+    suspicion = suspicion or {}
     nodes = [entry]
     for layer in topology.layers:
-        healthy = [n for n in layer if n.node_id not in avoid] or list(layer)
+        least = min(suspicion.get(n.node_id, 0) for n in layer)
+        healthy = [n for n in layer if suspicion.get(n.node_id, 0) == least]
         nodes.append(healthy[choose_index(random_bytes, len(healthy))])
     nodes.append(exit_gateway)
-    return [_hop(node, random_bytes, mean_delay_ms) for node in nodes]
+    return [delayed_hop(node, random_bytes, mean_delay_ms) for node in nodes]
