@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import msgspec
@@ -95,6 +95,11 @@ class Topology:
     valid_until: int
     layers: tuple[tuple[MixNode, ...], ...]
     gateways: tuple[MixNode, ...]
+    _by_id: dict[bytes, MixNode] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A node looks its next hop up once per packet: by id, not by scanning.
+        object.__setattr__(self, "_by_id", {n.node_id: n for n in self.nodes()})
 
     def nodes(self) -> Iterator[MixNode]:
         """Every node: the layers' in order, then the gateways."""
@@ -104,7 +109,7 @@ class Topology:
 
     def node(self, node_id: bytes) -> MixNode | None:
         """The node with this Sphinx address, or None."""
-        return next((n for n in self.nodes() if n.node_id == node_id), None)
+        return self._by_id.get(node_id)
 
     def layer_of(self, node_id: bytes) -> int | None:
         """0-based layer of a mix node; None for a gateway or an unknown id."""
