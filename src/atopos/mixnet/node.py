@@ -45,11 +45,14 @@ _SWEEP_SECONDS = 1.0
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What this node learnt from one packet (kept only with `record_observations`): the
-    link it came in on and where it went next (a node id or a mailbox / SURB id)."""
+    link it came in on, when, where it went next (a node id or a mailbox / SURB id) and
+    after what delay."""
 
     predecessor: str
     outcome: str
     next_hop: bytes | None
+    at: float
+    delay_ms: int | None
 
 
 class MixNodeService:
@@ -193,25 +196,32 @@ class MixNodeService:
         except (OSError, TimeoutError):
             writer.close()
 
-    def _observe(self, predecessor: str, outcome: str, next_hop: bytes | None) -> None:
+    def _observe(
+        self,
+        predecessor: str,
+        outcome: str,
+        next_hop: bytes | None = None,
+        delay_ms: int | None = None,
+    ) -> None:
         if self.settings.record_observations:
-            self.observations.append(Observation(predecessor, outcome, next_hop))
+            at = self._clock.monotonic()
+            self.observations.append(Observation(predecessor, outcome, next_hop, at, delay_ms))
 
     def _receive(self, packet: bytes, predecessor: str) -> None:
         self.counters["received"] += 1
         outcome = self.core.receive(packet)
         if isinstance(outcome, Dropped):
             self.counters[f"dropped {outcome.reason.value}"] += 1
-            self._observe(predecessor, f"dropped {outcome.reason.value}", None)
+            self._observe(predecessor, f"dropped {outcome.reason.value}")
         elif isinstance(outcome, Forward):
-            self._observe(predecessor, "forward", outcome.next_node.node_id)
+            self._observe(predecessor, "forward", outcome.next_node.node_id, outcome.delay_ms)
             self._later(outcome.delay_ms, partial(self._forward, outcome.next_node, outcome.packet))
         elif isinstance(outcome, StoreMail):
-            self._observe(predecessor, "mail", outcome.address)
+            self._observe(predecessor, "mail", outcome.address, outcome.delay_ms)
             frame = encode_frame(Mail(outcome.kind, outcome.address, outcome.content))
             self._later(outcome.delay_ms, partial(self._store, outcome.address, frame))
         elif isinstance(outcome, LoopHome):
-            self._observe(predecessor, "loop home", None)
+            self._observe(predecessor, "loop home")
             self.counters["loops home"] += 1
 
     def _later(self, delay_ms: int, action: Callable[[], None]) -> None:
