@@ -4,6 +4,7 @@ processes carries a client's message to its own mailbox; bad setups exit 2 in on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -121,3 +122,30 @@ def test_bad_setups_exit_2_with_one_sentence(setup: tuple[Path, Path, Path, Topo
     again = _atopos("mix", "keygen", "--key-file", str(gateway_key))
     assert again.returncode == 2
     assert "never overwritten" in again.stderr
+
+
+def test_sighup_takes_a_newer_topology_and_keeps_the_old_one_otherwise(
+    setup: tuple[Path, Path, Path, Topology],
+) -> None:
+    mix_key, _, document, topology = setup
+    process = _start(
+        "serve", "--layer", "1", "--topology", str(document), "--key-file", str(mix_key)
+    )
+    assert process.stderr is not None
+    try:
+        document.write_text("not a topology")
+        process.send_signal(signal.SIGHUP)
+        assert process.stderr.readline().startswith("Kept topology 1: ")
+        newer = dataclasses.replace(topology, serial=2)
+        document.write_bytes(sign_topology(newer, AUTHORITY))
+        process.send_signal(signal.SIGHUP)
+        assert process.stderr.readline().strip() == "Topology 2 in use."
+        document.write_bytes(sign_topology(topology, AUTHORITY))
+        process.send_signal(signal.SIGHUP)
+        assert "older" in process.stderr.readline()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)

@@ -1,6 +1,8 @@
 """Running one mix node or gateway as a process (`atopos mix serve | gateway`): load the key
 file and the signed topology, find this node in it by its public key, serve until SIGTERM or
-SIGINT, or until the topology's window ends (a node never serves an expired topology)."""
+SIGINT, or until the topology's window ends (a node never serves an expired topology).
+SIGHUP re-reads the topology file and takes it if it verifies, is not older, and still has
+this node with the same key and role; otherwise the node keeps the one it has."""
 
 from __future__ import annotations
 
@@ -90,13 +92,48 @@ async def serve_node(
     what = "gateway" if layer is None else f"mix node of layer {layer}"
     announce(f"Atopos {what} listening on {me.host}:{me.port}.")
     stop = asyncio.Event()
+    reload = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
-    remaining = max(0.0, topology.valid_until - clock.now())
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
     try:
-        await asyncio.wait_for(stop.wait(), remaining)
-    except TimeoutError:
-        announce("The topology has expired; stopping.")
+        while not stop.is_set():
+            remaining = max(0.0, service.core.topology.valid_until - clock.now())
+            waiters = {loop.create_task(stop.wait()), loop.create_task(reload.wait())}
+            done, pending = await asyncio.wait(
+                waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+            if not done:
+                announce("The topology has expired; stopping.")
+                return
+            if reload.is_set():
+                reload.clear()
+                announce(_reload(service, topology_path, authority, clock, key_epoch, layer))
     finally:
         await service.close()
+
+
+def _reload(
+    service: MixNodeService,
+    path: Path,
+    authority: Ed25519PublicKey,
+    clock: Clock,
+    key_epoch: int,
+    layer: int | None,
+) -> str:
+    """Take the topology file's document if it fits; one sentence saying what happened."""
+    try:
+        topology = load_topology(path, authority, clock)
+        me = _find_me(topology, service.me.public_key, key_epoch, layer)
+    except InvalidInput as error:
+        return f"Kept topology {service.core.topology.serial}: {error.message}"
+    if topology.serial < service.core.topology.serial or me != service.me:
+        return (
+            f"Kept topology {service.core.topology.serial}: the file's is older, or moves "
+            "this node."
+        )
+    service.use_topology(topology)
+    return f"Topology {topology.serial} in use."
