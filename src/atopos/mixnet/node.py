@@ -168,7 +168,7 @@ class MixNodeService:
                     break
                 if isinstance(frame, PacketFrame):
                     self._receive(frame.packet, predecessor)
-                elif isinstance(frame, MailboxOpen) and self.role is Role.GATEWAY and not outbox:
+                elif isinstance(frame, MailboxOpen) and self._may_open_mailbox(outbox):
                     outbox = asyncio.Queue(self.settings.mailbox_messages)
                     if not self.mailboxes.attach(frame.mailbox_id, outbox):
                         break
@@ -186,6 +186,10 @@ class MixNodeService:
             writer.close()
             self._writers.discard(writer)
             self._connections.discard(task)
+
+    def _may_open_mailbox(self, outbox: asyncio.Queue[bytes] | None) -> bool:
+        """Only a gateway has mailboxes, and a connection opens at most one."""
+        return self.role is Role.GATEWAY and outbox is None
 
     async def _push(self, writer: asyncio.StreamWriter, outbox: asyncio.Queue[bytes]) -> None:
         try:
