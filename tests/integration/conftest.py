@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.mixnet_support import Lab
 from tests.redis_servers import RedisClusterServers, RedisServer
 
 
@@ -59,3 +60,13 @@ def redis_cluster_url(redis_cluster: RedisClusterServers) -> str:
     """The session's Redis Cluster, empty."""
     redis_cluster.flush()
     return redis_cluster.url
+
+
+@pytest.fixture(scope="session")
+def mixnet_lab() -> Iterator[Lab]:
+    """One test mixnet per session (3 layers x 2 nodes + 2 gateways, behind taps)."""
+    lab = Lab()
+    try:
+        yield lab
+    finally:
+        lab.close()

@@ -20,7 +20,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "storage": frozenset({"crypto", "protocol"}),
     "server": frozenset({"crypto", "protocol", "storage", "web"}),
     "client": frozenset({"crypto", "protocol"}),
-    "cli": frozenset({"client", "crypto", "protocol", "server"}),
+    "cli": frozenset({"client", "crypto", "protocol", "server", "mixnet"}),
     "mixnet": frozenset({"crypto", "protocol", "client"}),
     "web": frozenset(),
 }

@@ -21,7 +21,7 @@ import typer
 from typer.exceptions import TyperException
 
 from atopos import __version__
-from atopos.cli import device, room, secret
+from atopos.cli import device, mix, room, secret
 from atopos.cli.context import DEFAULT_SERVER, GlobalOptions, tor_proxy
 from atopos.cli.exits import ExitCode, describe, exit_code_for
 from atopos.cli.global_options import GlobalValues, accept_after_commands
@@ -44,6 +44,7 @@ app.command()(serve)
 app.add_typer(secret.app, name="secret")
 app.add_typer(device.app, name="device")
 app.add_typer(room.app, name="room")
+app.add_typer(mix.app, name="mix")
 app.command()(pin)
 
 

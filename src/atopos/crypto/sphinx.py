@@ -103,20 +103,24 @@ class Relay:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """Final hop of a forward packet: hand `message` to the mailbox `address`."""
+    """Final hop of a forward packet: hand `message` to the mailbox `address` after
+    `delay_ms`."""
 
     address: bytes
     message: bytes
     replay_tag: bytes
+    delay_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class DeliverReply:
-    """Final hop of a reply: hand the opaque `payload` to the SURB's owner, `surb_id`."""
+    """Final hop of a reply: hand the opaque `payload` to the SURB's owner, `surb_id`, after
+    `delay_ms`."""
 
     surb_id: bytes
     payload: bytes
     replay_tag: bytes
+    delay_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +332,7 @@ def process_packet(private_key: X25519PrivateKey, packet: bytes) -> Relay | Deli
     if command == COMMAND_DELIVER:
         if not hmac.compare_digest(payload[:_TAG_BYTES], _ZERO_TAG):
             raise InvalidPacket
-        return Deliver(address, payload[_TAG_BYTES:], keys.replay_tag)
+        return Deliver(address, payload[_TAG_BYTES:], keys.replay_tag, delay_ms)
     if command == COMMAND_DELIVER_REPLY:
-        return DeliverReply(address, payload, keys.replay_tag)
+        return DeliverReply(address, payload, keys.replay_tag, delay_ms)
     raise InvalidPacket
