@@ -913,3 +913,72 @@ def test_a_page_waiting_to_be_admitted_locks_and_comes_in_after_the_unlock(
         "hana's first message",
     )
     creator.close()
+
+
+# Holds every PKCS#8 import (the private keys RoomMember.resume imports) until the test lets
+# them go: the real WebCrypto call, only later, so a test can act in the middle of an unlock.
+_HOLD_PRIVATE_KEY_IMPORTS = """
+() => {
+  const subtle = crypto.subtle;
+  const importKey = subtle.importKey.bind(subtle);
+  let release;
+  window.heldImports = 0;
+  window.releaseImports = new Promise((resolve) => { release = resolve; });
+  window.letImportsGo = () => release();
+  subtle.importKey = async (format, ...rest) => {
+    if (format === "pkcs8") {
+      window.heldImports += 1;
+      await window.releaseImports;
+    }
+    return importKey(format, ...rest);
+  };
+}
+"""
+
+
+def test_panic_in_the_middle_of_an_unlock_wins_and_leaves_nothing(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    """Panic while the idle lock's unlock is still making the member again: the page stays
+    wiped, the resumed member does not come back, and the others see the leave."""
+    new = _python_room(room_server, name="Interrupted")
+    creator = PythonMember(new.creator_link.text(), "ivy")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    page.clock.install()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    page.get_by_label("Your name in this room").fill("jo")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    page.get_by_label("Lock this page when unused for").select_option("60")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "arrival")
+    creator.do(lambda m: m.send_text("said before the lock"))
+    expect(page.locator("#messages")).to_contain_text("said before the lock")
+    page.clock.fast_forward("01:01")
+    _state(page, "idle-locked")
+    expect(page.locator("#idle-unlock-button")).to_be_enabled()
+
+    page.evaluate(_HOLD_PRIVATE_KEY_IMPORTS)
+    page.get_by_label("Extra Lock passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Unlock").click()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while page.evaluate("() => window.heldImports") == 0:
+        assert time.monotonic() < deadline, "the unlock never reached RoomMember.resume"
+        time.sleep(0.05)
+    page.get_by_role("button", name="Panic").click()
+    _state(page, "wiped")
+    page.evaluate("() => window.letImportsGo()")
+    # The unlock has run to its end (its button comes back) and changed nothing.
+    expect(page.locator("#idle-unlock-button")).to_be_enabled()
+    page.clock.run_for(1000)
+    _state(page, "wiped")
+    assert page.locator("#messages li").count() == 0
+    assert "said before the lock" not in page.content()
+    assert page.evaluate(_STORAGE)["localStorage"] == 0
+    assert _heap(page)[0] == Counter()
+    creator.wait_for(lambda e: type(e).__name__ == "MemberLeft", "jo's leave")
+    creator.close()

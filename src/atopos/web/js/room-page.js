@@ -519,10 +519,23 @@ async function idleUnlock(event) {
       byId("idle-unlock-passphrase").focus();
       return;
     }
-    const snapshot = decodeSnapshot(opened.bytes);
-    opened.bytes.fill(0);
-    if (finished) return;
-    member = await RoomMember.resume(snapshot.member, randomBytes);
+    let snapshot;
+    try {
+      snapshot = decodeSnapshot(opened.bytes);
+    } finally {
+      opened.bytes.fill(0);
+    }
+    if (finished) {
+      wipeSnapshot(snapshot);
+      return;
+    }
+    const resumed = await RoomMember.resume(snapshot.member, randomBytes);
+    if (finished) {
+      // Panic (or the end) came while the keys were imported: it wins, nothing comes back.
+      wipeSnapshot(resumed.suspend());
+      return;
+    }
+    member = resumed;
     link = member.link;
     lockKey = opened.lockKey;
     suspendedRoom = null;
