@@ -982,3 +982,68 @@ def test_panic_in_the_middle_of_an_unlock_wins_and_leaves_nothing(
     assert _heap(page)[0] == Counter()
     creator.wait_for(lambda e: type(e).__name__ == "MemberLeft", "jo's leave")
     creator.close()
+
+
+# Holds every AES-GCM key import (Extra Lock's key, made once Argon2id is done) until the
+# test lets them go: the real WebCrypto call, only later.
+_HOLD_AES_KEY_IMPORTS = """
+() => {
+  const subtle = crypto.subtle;
+  const importKey = subtle.importKey.bind(subtle);
+  let release;
+  window.heldImports = 0;
+  window.doneImports = 0;
+  window.releaseImports = new Promise((resolve) => { release = resolve; });
+  window.letImportsGo = () => release();
+  subtle.importKey = async (format, raw, algorithm, ...rest) => {
+    if (algorithm === "AES-GCM") {
+      window.heldImports += 1;
+      await window.releaseImports;
+    }
+    const key = await importKey(format, raw, algorithm, ...rest);
+    window.doneImports += 1;
+    return key;
+  };
+}
+"""
+
+
+def test_cancel_while_extra_lock_is_made_keeps_nothing_and_joins_nothing(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    """Cancel (Panic) pressed on "Locking the room under your passphrase…": once Argon2id
+    is done, the page neither stores the sealed record nor joins the room."""
+    new = _python_room(room_server, name="Never mind")
+    creator = PythonMember(new.creator_link.text(), "kai")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    page.evaluate(_HOLD_AES_KEY_IMPORTS)
+    page.get_by_label("Your name in this room").fill("lu")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    page.get_by_role("button", name="Join").click()
+    _state(page, "joining")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while page.evaluate("() => window.heldImports") == 0:
+        assert time.monotonic() < deadline, "Argon2id never finished"
+        time.sleep(0.05)
+    page.get_by_role("button", name="Cancel").click()
+    _state(page, "wiped")
+    page.evaluate("() => window.letImportsGo()")
+    while page.evaluate("() => window.doneImports") == 0:
+        assert time.monotonic() < deadline, "the held import never ran"
+        time.sleep(0.05)
+    # A few turns of the event loop: what the join handler does next has happened.
+    page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 500))")
+    _state(page, "wiped")
+    assert page.evaluate(_STORAGE)["localStorage"] == 0
+    assert _heap(page)[0] == Counter()
+    assert sockets == []
+    assert not [r for r in guard.requests if "/api/" in r]
+    assert not [e for e in creator.events if isinstance(e, EpochStarted) and len(e.members) > 1]
+    creator.close()
