@@ -1047,3 +1047,30 @@ def test_cancel_while_extra_lock_is_made_keeps_nothing_and_joins_nothing(
     assert not [r for r in guard.requests if "/api/" in r]
     assert not [e for e in creator.events if isinstance(e, EpochStarted) and len(e.members) > 1]
     creator.close()
+
+
+def test_the_idle_lock_counts_on_a_monotonic_clock_not_the_wall_clock(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    """The computer's clock set back an hour (by hand, or a time sync) does not hold the idle
+    lock off for that hour: a minute of no input still locks."""
+    new = _python_room(room_server, name="Clock")
+    creator = PythonMember(new.creator_link.text(), "max")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    page.clock.install()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    page.get_by_label("Lock this page when unused for").select_option("60")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "arrival")
+    wall = page.evaluate("() => Date.now()")
+    page.clock.set_system_time(wall / 1000 - 3600)  # a number is in seconds here
+    assert page.evaluate("() => Date.now()") < wall - 3_500_000
+    page.clock.fast_forward("01:01")
+    _state(page, "idle-locked")
+    creator.close()
