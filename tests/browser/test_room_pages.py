@@ -809,7 +809,7 @@ def test_extra_lock_on_the_make_a_room_page_seals_the_creator_link_and_opening_a
     _state(page, "compose")
     page.get_by_label("Room name").fill("Sealed plans")
     page.get_by_role("checkbox", name="Extra Lock").check()
-    page.get_by_label("Your name in this room").fill("abe")
+    page.get_by_label("Your name in this room").fill("abelard of the sealed plans")
     page.get_by_role("button", name="Make the room").click()
     expect(page.locator("#room-error")).to_contain_text("at least 8 characters")
     assert not [r for r in guard.requests if "/api/" in r]
@@ -823,7 +823,12 @@ def test_extra_lock_on_the_make_a_room_page_seals_the_creator_link_and_opening_a
     room_page, fragment = creator_link.split("#")
     stored = page.evaluate("JSON.stringify(Object.entries(localStorage))")
     assert page.evaluate("localStorage.length") == 1
-    for plaintext in (fragment, *fragment.split("."), room_page.rsplit("/", 1)[1], "abe"):
+    for plaintext in (
+        fragment,
+        *fragment.split("."),
+        room_page.rsplit("/", 1)[1],
+        "abelard of the sealed plans",
+    ):
         assert plaintext not in stored
     assert page.get_by_role("link", name="Open the room").get_attribute("href") == room_page
     _shots(page, "create-done-extra-lock")
@@ -838,7 +843,7 @@ def test_extra_lock_on_the_make_a_room_page_seals_the_creator_link_and_opening_a
     page.get_by_role("button", name="Open and join").click()
     _state(page, "room")
     expect(page.locator("#room-title")).to_have_text("Sealed plans")
-    expect(page.locator("#members li")).to_have_text(["abe (you)"])
+    expect(page.locator("#members li")).to_have_text(["abelard of the sealed plans (you)"])
     expect(page.get_by_role("button", name="End room")).to_be_visible()
     guest = PythonMember(member_link, "bea")
     guest.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "bea")
