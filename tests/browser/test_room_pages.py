@@ -809,7 +809,7 @@ def test_extra_lock_on_the_make_a_room_page_seals_the_creator_link_and_opening_a
     _state(page, "compose")
     page.get_by_label("Room name").fill("Sealed plans")
     page.get_by_role("checkbox", name="Extra Lock").check()
-    page.get_by_label("Your name in this room").fill("abe")
+    page.get_by_label("Your name in this room").fill("abelard of the sealed plans")
     page.get_by_role("button", name="Make the room").click()
     expect(page.locator("#room-error")).to_contain_text("at least 8 characters")
     assert not [r for r in guard.requests if "/api/" in r]
@@ -823,7 +823,12 @@ def test_extra_lock_on_the_make_a_room_page_seals_the_creator_link_and_opening_a
     room_page, fragment = creator_link.split("#")
     stored = page.evaluate("JSON.stringify(Object.entries(localStorage))")
     assert page.evaluate("localStorage.length") == 1
-    for plaintext in (fragment, *fragment.split("."), room_page.rsplit("/", 1)[1], "abe"):
+    for plaintext in (
+        fragment,
+        *fragment.split("."),
+        room_page.rsplit("/", 1)[1],
+        "abelard of the sealed plans",
+    ):
         assert plaintext not in stored
     assert page.get_by_role("link", name="Open the room").get_attribute("href") == room_page
     _shots(page, "create-done-extra-lock")
@@ -838,7 +843,7 @@ def test_extra_lock_on_the_make_a_room_page_seals_the_creator_link_and_opening_a
     page.get_by_role("button", name="Open and join").click()
     _state(page, "room")
     expect(page.locator("#room-title")).to_have_text("Sealed plans")
-    expect(page.locator("#members li")).to_have_text(["abe (you)"])
+    expect(page.locator("#members li")).to_have_text(["abelard of the sealed plans (you)"])
     expect(page.get_by_role("button", name="End room")).to_be_visible()
     guest = PythonMember(member_link, "bea")
     guest.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "bea")
@@ -912,4 +917,165 @@ def test_a_page_waiting_to_be_admitted_locks_and_comes_in_after_the_unlock(
         lambda e: isinstance(e, MessageReceived) and e.text == "thanks for letting me in",
         "hana's first message",
     )
+    creator.close()
+
+
+# Holds every PKCS#8 import (the private keys RoomMember.resume imports) until the test lets
+# them go: the real WebCrypto call, only later, so a test can act in the middle of an unlock.
+_HOLD_PRIVATE_KEY_IMPORTS = """
+() => {
+  const subtle = crypto.subtle;
+  const importKey = subtle.importKey.bind(subtle);
+  let release;
+  window.heldImports = 0;
+  window.releaseImports = new Promise((resolve) => { release = resolve; });
+  window.letImportsGo = () => release();
+  subtle.importKey = async (format, ...rest) => {
+    if (format === "pkcs8") {
+      window.heldImports += 1;
+      await window.releaseImports;
+    }
+    return importKey(format, ...rest);
+  };
+}
+"""
+
+
+def test_panic_in_the_middle_of_an_unlock_wins_and_leaves_nothing(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    """Panic while the idle lock's unlock is still making the member again: the page stays
+    wiped, the resumed member does not come back, and the others see the leave."""
+    new = _python_room(room_server, name="Interrupted")
+    creator = PythonMember(new.creator_link.text(), "ivy")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    page.clock.install()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    page.get_by_label("Your name in this room").fill("jo")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    page.get_by_label("Lock this page when unused for").select_option("60")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "arrival")
+    creator.do(lambda m: m.send_text("said before the lock"))
+    expect(page.locator("#messages")).to_contain_text("said before the lock")
+    page.clock.fast_forward("01:01")
+    _state(page, "idle-locked")
+    expect(page.locator("#idle-unlock-button")).to_be_enabled()
+
+    page.evaluate(_HOLD_PRIVATE_KEY_IMPORTS)
+    page.get_by_label("Extra Lock passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Unlock").click()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while page.evaluate("() => window.heldImports") == 0:
+        assert time.monotonic() < deadline, "the unlock never reached RoomMember.resume"
+        time.sleep(0.05)
+    page.get_by_role("button", name="Panic").click()
+    _state(page, "wiped")
+    page.evaluate("() => window.letImportsGo()")
+    # The unlock has run to its end (its button comes back) and changed nothing.
+    expect(page.locator("#idle-unlock-button")).to_be_enabled()
+    page.clock.run_for(1000)
+    _state(page, "wiped")
+    assert page.locator("#messages li").count() == 0
+    assert "said before the lock" not in page.content()
+    assert page.evaluate(_STORAGE)["localStorage"] == 0
+    assert _heap(page)[0] == Counter()
+    creator.wait_for(lambda e: type(e).__name__ == "MemberLeft", "jo's leave")
+    creator.close()
+
+
+# Holds every AES-GCM key import (Extra Lock's key, made once Argon2id is done) until the
+# test lets them go: the real WebCrypto call, only later.
+_HOLD_AES_KEY_IMPORTS = """
+() => {
+  const subtle = crypto.subtle;
+  const importKey = subtle.importKey.bind(subtle);
+  let release;
+  window.heldImports = 0;
+  window.doneImports = 0;
+  window.releaseImports = new Promise((resolve) => { release = resolve; });
+  window.letImportsGo = () => release();
+  subtle.importKey = async (format, raw, algorithm, ...rest) => {
+    if (algorithm === "AES-GCM") {
+      window.heldImports += 1;
+      await window.releaseImports;
+    }
+    const key = await importKey(format, raw, algorithm, ...rest);
+    window.doneImports += 1;
+    return key;
+  };
+}
+"""
+
+
+def test_cancel_while_extra_lock_is_made_keeps_nothing_and_joins_nothing(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    """Cancel (Panic) pressed on "Locking the room under your passphrase…": once Argon2id
+    is done, the page neither stores the sealed record nor joins the room."""
+    new = _python_room(room_server, name="Never mind")
+    creator = PythonMember(new.creator_link.text(), "kai")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, guard = contexts()
+    page = context.new_page()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    page.evaluate(_HOLD_AES_KEY_IMPORTS)
+    page.get_by_label("Your name in this room").fill("lu")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    page.get_by_role("button", name="Join").click()
+    _state(page, "joining")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while page.evaluate("() => window.heldImports") == 0:
+        assert time.monotonic() < deadline, "Argon2id never finished"
+        time.sleep(0.05)
+    page.get_by_role("button", name="Cancel").click()
+    _state(page, "wiped")
+    page.evaluate("() => window.letImportsGo()")
+    while page.evaluate("() => window.doneImports") == 0:
+        assert time.monotonic() < deadline, "the held import never ran"
+        time.sleep(0.05)
+    # A few turns of the event loop: what the join handler does next has happened.
+    page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 500))")
+    _state(page, "wiped")
+    assert page.evaluate(_STORAGE)["localStorage"] == 0
+    assert _heap(page)[0] == Counter()
+    assert sockets == []
+    assert not [r for r in guard.requests if "/api/" in r]
+    assert not [e for e in creator.events if isinstance(e, EpochStarted) and len(e.members) > 1]
+    creator.close()
+
+
+def test_the_idle_lock_counts_on_a_monotonic_clock_not_the_wall_clock(
+    contexts: Any, room_server: RoomServer
+) -> None:
+    """The computer's clock set back an hour (by hand, or a time sync) does not hold the idle
+    lock off for that hour: a minute of no input still locks."""
+    new = _python_room(room_server, name="Clock")
+    creator = PythonMember(new.creator_link.text(), "max")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted), "the founding epoch")
+    context, _ = contexts()
+    page = context.new_page()
+    page.clock.install()
+    page.goto(new.member_link.text())
+    _state(page, "ready")
+    page.get_by_role("checkbox", name="Extra Lock").check()
+    page.get_by_label("Passphrase for Extra Lock").fill(PASSPHRASE)
+    page.get_by_label("Lock this page when unused for").select_option("60")
+    page.get_by_role("button", name="Join").click()
+    _state(page, "room")
+    creator.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "arrival")
+    wall = page.evaluate("() => Date.now()")
+    page.clock.set_system_time(wall / 1000 - 3600)  # a number is in seconds here
+    assert page.evaluate("() => Date.now()") < wall - 3_500_000
+    page.clock.fast_forward("01:01")
+    _state(page, "idle-locked")
     creator.close()

@@ -371,6 +371,34 @@ def test_ratchet(page: Page, case: dict[str, Any]) -> None:
     assert _run(page, _RATCHET, case) == []
 
 
+_WIPE = """
+async (c) => {
+  const m = await window.roomTools.load();
+  const raw = m.b64.decode;
+  const chains = await m.ratchet.EpochChains.create(
+    raw(c.epoch_secret), raw(c.room_id), c.epoch, [c.sender, 99], 99,
+  );
+  await chains.receiveKey(c.sender, 3); // leaves skipped material behind
+  const link = chains.epochLink;
+  const copy = chains.toSnapshot();
+  chains.wipe();
+  return {
+    linkWiped: link.every((byte) => byte === 0),
+    copyKept: m.b64.encode(copy.epochLink) === c.epoch_link,
+    skippedKept: copy.skipped.length === 3 && copy.skipped.every(([, x]) => x.some(Boolean)),
+  };
+}
+"""
+
+
+def test_wiping_epoch_chains_overwrites_the_epoch_link_and_spares_a_snapshot(page: Page) -> None:
+    """epoch_link chains the next epoch's secret (rooms.md section 8): a wiped EpochChains
+    (a closed, left or idle-locked member) overwrites it like its chain keys; the copy the
+    idle lock took stays whole."""
+    case = _load("ratchet.json")["cases"][0]
+    assert _run(page, _WIPE, case) == {"linkWiped": True, "copyKept": True, "skippedKept": True}
+
+
 @pytest.mark.parametrize("case", _load("messages.json")["cases"])
 def test_messages(page: Page, case: dict[str, Any]) -> None:
     assert _run(page, _MESSAGES, case) == []

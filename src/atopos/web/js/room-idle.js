@@ -1,6 +1,7 @@
 // Extra Lock's idle timer for the room page: `onIdle` runs once after `seconds` without a
-// key or pointer input anywhere on the page. Time comes only from setTimeout and Date.now,
-// so a test drives it with Playwright's clock instead of waiting minutes.
+// key or pointer input anywhere on the page. Time comes only from setTimeout and
+// performance.now (monotonic: a wall clock set back does not hold the lock off), so a test
+// drives it with Playwright's clock instead of waiting minutes.
 
 const INPUT_EVENTS = ["keydown", "pointerdown", "pointermove", "wheel", "touchstart"];
 
@@ -17,14 +18,14 @@ export class IdleTimer {
   #timer = 0;
   #isRunning = false;
   #noteInput = () => {
-    this.#lastInput = Date.now();
+    this.#lastInput = performance.now();
   };
 
   /** Count from now; input on the page starts the count again. */
   start() {
     this.stop();
     this.#isRunning = true;
-    this.#lastInput = Date.now();
+    this.#lastInput = performance.now();
     for (const name of INPUT_EVENTS) {
       window.addEventListener(name, this.#noteInput, { capture: true, passive: true });
     }
@@ -43,7 +44,7 @@ export class IdleTimer {
     // One timer, re-armed only when it fires: input itself just notes the time.
     this.#timer = setTimeout(() => {
       if (!this.#isRunning) return;
-      const idleMs = Date.now() - this.#lastInput;
+      const idleMs = performance.now() - this.#lastInput;
       if (idleMs >= this.#periodMs) {
         this.stop();
         this.#onIdle();

@@ -1114,6 +1114,7 @@ export class RoomMember {
     this.#previous?.chains.wipe();
     this.#epoch = null;
     this.#previous = null;
+    this.#epochLink?.fill(0); // its own copy after a resume
     this.#epochLink = null;
     this.#pending?.epochSecret.fill(0);
     this.#pending = null;

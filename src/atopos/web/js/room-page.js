@@ -347,9 +347,11 @@ function onClose(event) {
 
 async function join(displayName) {
   showState("joining");
-  member = await RoomMember.create(link, displayName, randomBytes, {
+  const made = await RoomMember.create(link, displayName, randomBytes, {
     isSuspendable: lockKey !== null,
   });
+  if (finished) return; // cancelled while the keys were made
+  member = made;
   socket = new WebSocket(relayUrl(encode(link.roomId)));
   socket.addEventListener("message", ({ data }) => {
     if (typeof data !== "string") return;
@@ -519,10 +521,23 @@ async function idleUnlock(event) {
       byId("idle-unlock-passphrase").focus();
       return;
     }
-    const snapshot = decodeSnapshot(opened.bytes);
-    opened.bytes.fill(0);
-    if (finished) return;
-    member = await RoomMember.resume(snapshot.member, randomBytes);
+    let snapshot;
+    try {
+      snapshot = decodeSnapshot(opened.bytes);
+    } finally {
+      opened.bytes.fill(0);
+    }
+    if (finished) {
+      wipeSnapshot(snapshot);
+      return;
+    }
+    const resumed = await RoomMember.resume(snapshot.member, randomBytes);
+    if (finished) {
+      // Panic (or the end) came while the keys were imported: it wins, nothing comes back.
+      wipeSnapshot(resumed.suspend());
+      return;
+    }
+    member = resumed;
     link = member.link;
     lockKey = opened.lockKey;
     suspendedRoom = null;
@@ -698,13 +713,21 @@ function bindControls() {
       showState("joining");
       byId("joining-message").textContent = "Locking the room under your passphrase…";
       idleSeconds = Number(byId("lock-idle").value);
+      let kept;
       try {
-        lockKey = await keepRoomLock({ link: link.text(), name, idleSeconds }, passphrase);
+        kept = await keepRoomLock({ link: link.text(), name, idleSeconds }, passphrase);
       } catch {
         fail("Extra Lock could not run in this browser (it needs WebAssembly for Argon2id).");
         return;
+      } finally {
+        byId("lock-passphrase").value = "";
       }
-      byId("lock-passphrase").value = "";
+      if (finished) {
+        // Cancel or Panic came while Argon2id ran: keep nothing, join nothing.
+        forgetRoomLock();
+        return;
+      }
+      lockKey = kept;
     }
     join(name).catch(() => fail("The room could not be joined in this browser."));
   });

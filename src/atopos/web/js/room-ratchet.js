@@ -164,8 +164,9 @@ export class EpochChains {
     return made;
   }
 
-  /** Overwrite every chain key and skipped material. */
+  /** Overwrite every chain key, skipped material and the epoch link. */
   wipe() {
+    this.epochLink.fill(0);
     for (const chain of this.#chains.values()) chain.chainKey.fill(0);
     for (const material of this.#skipped.values()) material.fill(0);
     this.#chains.clear();
