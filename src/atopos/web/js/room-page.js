@@ -474,9 +474,10 @@ function idleLock() {
     link = null;
     lockKey = null;
     clearRoomView();
-    const bytes = encodeSnapshot(snapshot);
-    wipeSnapshot(snapshot);
+    let bytes = new Uint8Array(0);
     try {
+      bytes = encodeSnapshot(snapshot);
+      wipeSnapshot(snapshot);
       const sealed = await sealSuspendedRoom(key, bytes);
       if (!finished) {
         suspendedRoom = sealed;
