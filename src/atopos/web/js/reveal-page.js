@@ -35,6 +35,7 @@ import {
 } from "./envelope.js";
 import { isPlainText, safeFileName } from "./file-name.js";
 import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
+import { watchSlowPassphrase } from "./passphrase-progress.js";
 import { MAX_BITS, solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
 
@@ -150,6 +151,9 @@ function report(fraction, text) {
   setProgress(progress, fraction, text);
   detail.textContent = text;
 }
+
+// Without WebAssembly the passphrase step is slow: say so, with its progress.
+watchSlowPassphrase(report);
 
 // -- the access path --------------------------------------------------------------------------
 

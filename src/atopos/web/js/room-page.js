@@ -5,6 +5,7 @@
 // localStorage); leaving drops every key, and Panic also empties the origin's storage.
 
 import { encode } from "./base64url.js";
+import { watchSlowPassphrase } from "./passphrase-progress.js";
 import { RoomProtocolError } from "./room-errors.js";
 import { relayUrl } from "./room-api.js";
 import { isSealableName } from "./room-keys.js";
@@ -426,6 +427,12 @@ async function offerJoin() {
 }
 
 function bindControls() {
+  // Without WebAssembly, Extra Lock's Argon2id is slow: say so, with its progress.
+  watchSlowPassphrase((_fraction, text) => {
+    byId("joining-message").textContent = text;
+    byId("unlock-progress").textContent = text;
+    byId("unlock-progress").hidden = false;
+  });
   byId("extra-lock").addEventListener("change", () => {
     byId("lock-passphrase-field").hidden = !byId("extra-lock").checked;
   });
@@ -451,7 +458,7 @@ function bindControls() {
       try {
         await keepRoomLock(link.text(), name, passphrase);
       } catch {
-        fail("Extra Lock could not run in this browser (it needs WebAssembly for Argon2id).");
+        fail("Extra Lock could not run in this browser.");
         return;
       }
       byId("lock-passphrase").value = "";
