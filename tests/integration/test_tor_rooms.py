@@ -16,6 +16,15 @@ from tests.integration.test_tor_onion import OnionServer, atopos, socks, start_o
 from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
 
 
+def room_links(output: str) -> dict[str, str]:
+    """`room create`'s lines ("Creator link (keep it…): URL") by their label."""
+    links = {}
+    for line in output.splitlines():
+        label, _, link = line.partition(": ")
+        links[label.split(" (")[0]] = link
+    return links
+
+
 @pytest.fixture(scope="module")
 def onion_node(
     tor_network: TorNetwork,  # noqa: F811
@@ -47,10 +56,7 @@ def test_two_tor_clients_talk_in_a_room_on_the_onion_address(
         home=home,
     )
     assert created.returncode == 0, created.stderr
-    links = {}
-    for line in created.stdout.decode().splitlines():
-        label, _, link = line.partition(": ")
-        links[label.split(" (")[0]] = link
+    links = room_links(created.stdout.decode())
     assert links["Room link"].startswith(f"{onion_node.onion_url}/r/")
 
     # A .onion address is reachable only through Tor: that the clients meet proves the way.
