@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, BrowserType, Page
+from playwright.sync_api import Browser, BrowserContext, BrowserType, Page, expect
 
 from tests.browser.harness import TIMEOUT_MS, Guard
 from tests.servers import ServerProcess
@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SAFER_ARGS = ["--js-flags=--jitless"]
+EXPECT_TIMEOUT_MS = 5_000  # Playwright's default for expect()
 SECURITY_LEVELS = ["standard", "safer"]
 DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -109,8 +110,11 @@ def new_context(
 ) -> Iterator[NewContext]:
     """Make guarded browser contexts (fresh profile: no storage shared with others)."""
     made: list[tuple[BrowserContext, Guard]] = []
-    if security_level(request) == "safer":
+    is_safer_level = security_level(request) == "safer"
+    if is_safer_level:
         assert is_safer(browser), "WebAssembly is still there at the safer level"
+        # Argon2id in plain JavaScript takes tens of seconds: so may a page's next state.
+        expect.set_options(timeout=TIMEOUT_MS)
 
     def make(**options: Any) -> tuple[BrowserContext, Guard]:
         options.setdefault("viewport", DESKTOP)
@@ -122,7 +126,11 @@ def new_context(
         made.append((context, guard))
         return context, guard
 
-    yield make
+    try:
+        yield make
+    finally:
+        if is_safer_level:
+            expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     for context, _ in made:
         context.close()
     for _, guard in made:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import NewContext
+from tests.browser.conftest import SECURITY_LEVELS, NewContext
 from tests.browser.harness import (
     Guard,
     create_text_secret,
@@ -82,6 +82,7 @@ def progress_values(page: Page) -> list[float]:
     return values
 
 
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 def test_text_created_in_one_context_reveals_in_another_then_is_gone(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:
@@ -165,6 +166,7 @@ def test_get_of_the_share_link_consumes_nothing(
     assert reveal_text(page, links.share) == "preview-proof"
 
 
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 def test_twenty_mib_file_round_trips_with_progress(
     new_context: NewContext, web_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -241,6 +243,17 @@ def test_a_dropped_file_is_shared(new_context: NewContext, web_server: ServerPro
     assert Path(download.path()).read_bytes() == "dropped ✓\n".encode()
 
 
+# Counts the Argon2id runs of the page (each announces its engine once, at its start).
+COUNT_ARGON2_RUNS = """async () => {
+  const { passphraseProgress } = await import("/static/js/kdf.js");
+  window.__argon2Runs = 0;
+  passphraseProgress.addEventListener("passphrase-progress", ({ detail }) => {
+    if (!(detail.fraction > 0)) window.__argon2Runs += 1;
+  });
+}"""
+
+
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 def test_passphrase_secret_needs_the_passphrase(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:
@@ -264,10 +277,13 @@ def test_passphrase_secret_needs_the_passphrase(
     wait_for_state(page, "passphrase")
     screenshot(page, "reveal-passphrase-wrong")
 
+    page.evaluate(COUNT_ARGON2_RUNS)
     page.get_by_label("Passphrase").fill("correct horse")
     page.get_by_label("Passphrase").press("Enter")
     wait_for_state(page, "text")
     assert page.locator("#secret-output").text_content() == "behind a passphrase"
+    # The access proof's Argon2id output opens the envelope too: the slow step ran once.
+    assert page.evaluate("window.__argon2Runs") == 1
 
 
 def test_manage_page_shows_status_and_deletes(
