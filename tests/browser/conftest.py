@@ -8,9 +8,9 @@ server's origin.
 Tor Browser's security levels: `browser` is Chromium as it ships ("standard") unless a test
 asks for `@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)`, which runs
 it once more in a Chromium with `--js-flags=--jitless` ("safer": no JIT and no WebAssembly,
-what Tor Browser's "Safer" level turns off). Every context made by `new_context` in that
-browser first checks that WebAssembly is really absent. (`--noexpose_wasm`, the older V8
-switch, is gone from Chromium 156, and an unknown V8 flag voids the whole `--js-flags`.)
+what Tor Browser's "Safer" level turns off). Every test at that level first checks that
+WebAssembly is really absent (`at_the_safer_level`). (`--noexpose_wasm`, the older V8 switch,
+is gone from Chromium 156, and an unknown V8 flag voids the whole `--js-flags`.)
 """
 
 from __future__ import annotations
@@ -93,6 +93,23 @@ def is_safer(browser: Browser) -> bool:
     return kind == "undefined"
 
 
+@pytest.fixture(autouse=True)
+def at_the_safer_level(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For a test at the "safer" level: check that its browser has no WebAssembly, and let
+    expect() wait as long as a page state may take there (Argon2id in plain JavaScript
+    takes tens of seconds)."""
+    if security_level(request) != "safer":
+        yield
+        return
+    browser: Browser = request.getfixturevalue("browser")
+    assert is_safer(browser), "WebAssembly is still there at the safer level"
+    expect.set_options(timeout=TIMEOUT_MS)
+    try:
+        yield
+    finally:
+        expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
+
 @pytest.fixture(scope="session")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the session: proof of work off, rate limits off."""
@@ -105,16 +122,9 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
 
 
 @pytest.fixture
-def new_context(
-    request: pytest.FixtureRequest, browser: Browser, web_server: ServerProcess
-) -> Iterator[NewContext]:
+def new_context(browser: Browser, web_server: ServerProcess) -> Iterator[NewContext]:
     """Make guarded browser contexts (fresh profile: no storage shared with others)."""
     made: list[tuple[BrowserContext, Guard]] = []
-    is_safer_level = security_level(request) == "safer"
-    if is_safer_level:
-        assert is_safer(browser), "WebAssembly is still there at the safer level"
-        # Argon2id in plain JavaScript takes tens of seconds: so may a page's next state.
-        expect.set_options(timeout=TIMEOUT_MS)
 
     def make(**options: Any) -> tuple[BrowserContext, Guard]:
         options.setdefault("viewport", DESKTOP)
@@ -126,11 +136,7 @@ def new_context(
         made.append((context, guard))
         return context, guard
 
-    try:
-        yield make
-    finally:
-        if is_safer_level:
-            expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    yield make
     for context, _ in made:
         context.close()
     for _, guard in made:

@@ -400,3 +400,25 @@ def test_proof_of_work_screen(guarded: tuple[Page, Guard], web_server: ServerPro
     expect(page.locator('[data-step="work"]')).to_have_attribute("data-status", "active")
     screenshot(page, "reveal-proof-of-work")
     assert page.locator(state(page, "opening")).is_visible()
+
+
+def test_secret_pages_explain_themselves_without_javascript(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """Tor Browser's "Safest" level turns JavaScript off: the pages say why they cannot work,
+    which level does, and the CLI way; opening a share link spends nothing."""
+    context, guard = new_context(java_script_enabled=False)
+    page = context.new_page()
+    # (Playwright's text matching skips <noscript>: its paragraph is found by CSS.)
+    notice = page.locator("noscript > p")
+    page.goto(f"{web_server.url}/")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("This page needs JavaScript")
+    expect(notice).to_contain_text("“Safest” security level turns JavaScript off")
+    expect(notice).to_contain_text("atopos secret create --tor")
+    page.goto(f"{web_server.url}/s/{'A' * 22}#{'B' * 43}")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("Nothing has been used up")
+    expect(notice).to_contain_text("atopos secret reveal --tor LINK")
+    screenshot(page, "reveal-no-javascript")
+    assert not [request for request in guard.requests if "/api/" in request]
