@@ -484,6 +484,7 @@ function bindControls() {
       error.hidden = false;
       byId("unlock-passphrase").focus();
     } finally {
+      byId("unlock-progress").hidden = true;
       button.disabled = false;
     }
   });
