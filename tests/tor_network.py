@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench.harness import end_process, free_port
@@ -126,6 +127,25 @@ class TorNetwork:
     def onion_host_control(self) -> str:
         assert self.onion_host is not None
         return f"{_HOST}:{self.onion_host.control_port}"
+
+    @contextlib.contextmanager
+    def onion_host_controller(self) -> Iterator[Any]:
+        """An authenticated stem Controller of the onion host, for tests that look into it.
+
+        The tors name this process their owner (`__OwningControllerProcess`), and stem,
+        seeing that, sends TAKEOWNERSHIP on connecting: the tor would then exit when this
+        connection closes, taking every later Tor test of the session with it. Ownership is
+        handed back to the process before the connection closes."""
+        from stem.control import Controller
+
+        assert self.onion_host is not None
+        with Controller.from_port(address=_HOST, port=self.onion_host.control_port) as controller:
+            controller.authenticate()
+            try:
+                yield controller
+            finally:
+                controller.set_conf("__OwningControllerProcess", str(os.getpid()))
+                controller.msg("DROPOWNERSHIP")
 
     def dir_authority_lines(self) -> str:
         """The torrc lines that point a tor at this network's authorities (a tor that

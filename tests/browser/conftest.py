@@ -4,6 +4,13 @@ for the session, a fresh context per test) against a real `atopos serve` on loop
 Every context made through `new_context` is guarded: at the end of the test it must have
 logged no console error and no uncaught exception, and requested nothing outside the
 server's origin.
+
+Tor Browser's security levels: `browser` is Chromium as it ships ("standard") unless a test
+asks for `@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)`, which runs
+it once more in a Chromium with `--js-flags=--jitless` ("safer": no JIT and no WebAssembly,
+what Tor Browser's "Safer" level turns off). Every test at that level first checks that
+WebAssembly is really absent (`at_the_safer_level`). (`--noexpose_wasm`, the older V8 switch,
+is gone from Chromium 156, and an unknown V8 flag voids the whole `--js-flags`.)
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, BrowserType, Page, expect
 
 from tests.browser.harness import TIMEOUT_MS, Guard
 from tests.servers import ServerProcess
@@ -30,6 +37,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+SAFER_ARGS = ["--js-flags=--jitless"]
+EXPECT_TIMEOUT_MS = 5_000  # Playwright's default for expect()
+SECURITY_LEVELS = ["standard", "safer"]
 DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -41,6 +51,63 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/system-deps.sh (make test does).")
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def safer_browser(
+    browser_type: BrowserType, browser_type_launch_args: dict[str, Any]
+) -> Iterator[Browser]:
+    """Chromium at Tor Browser's "Safer" level: no JIT, no WebAssembly."""
+    args = [*browser_type_launch_args["args"], *SAFER_ARGS]
+    browser = browser_type.launch(**{**browser_type_launch_args, "args": args})
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser(request: pytest.FixtureRequest, browser: Browser) -> Browser:
+    """The standard browser, or the "safer" one when a test parametrises `browser`."""
+    level = getattr(request, "param", "standard")
+    if level == "safer":
+        safer: Browser = request.getfixturevalue("safer_browser")
+        return safer
+    assert level == "standard", level
+    return browser
+
+
+def security_level(request: pytest.FixtureRequest) -> str:
+    """The level the test runs at: its `browser` parameter, "standard" without one."""
+    callspec = getattr(request.node, "callspec", None)
+    return str(callspec.params.get("browser", "standard")) if callspec else "standard"
+
+
+def is_safer(browser: Browser) -> bool:
+    """Whether pages of `browser` lack WebAssembly (the "safer" level)."""
+    context = browser.new_context()
+    try:
+        kind = context.new_page().evaluate("typeof WebAssembly")
+    finally:
+        context.close()
+    return kind == "undefined"
+
+
+@pytest.fixture(autouse=True)
+def at_the_safer_level(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For a test at the "safer" level: check that its browser has no WebAssembly, and let
+    expect() wait as long as a page state may take there (Argon2id in plain JavaScript
+    takes tens of seconds)."""
+    if security_level(request) != "safer":
+        yield
+        return
+    browser: Browser = request.getfixturevalue("browser")
+    assert is_safer(browser), "WebAssembly is still there at the safer level"
+    expect.set_options(timeout=TIMEOUT_MS)
+    try:
+        yield
+    finally:
+        expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 # Chromium reports every HTTP error answer of fetch() on the console with this text; a
 # test that expects one (a 404 for a burned secret) allows it by status.
 _HTTP_ERROR = re.compile(r"^Failed to load resource: the server responded with a status of (\d+)")
-TIMEOUT_MS = 60_000
+# Argon2id without WebAssembly (the "safer" level) takes about a minute on a busy machine.
+TIMEOUT_MS = 180_000
 
 
 @dataclasses.dataclass

@@ -4,6 +4,9 @@ loaded from the running server into a page, as the pages load it.
 Positive vectors: sealing with the vector's random bytes injected gives the envelope byte
 for byte, and opening it (whole and one byte at a time) gives back metadata and content.
 Negative vectors: opening fails with the named error, whole and one byte at a time.
+Both run at Tor Browser's "standard" and "safer" levels (tests/browser/conftest.py): the
+passphrase vectors pin the WebAssembly Argon2id (hash-wasm) and the plain JavaScript fallback
+(@noble/hashes) to the same bytes, and the test checks which engine ran.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
+from tests.browser.conftest import SECURITY_LEVELS, security_level
 from tests.browser.harness import open_vector_page
 from tests.servers import ServerProcess
 
@@ -41,6 +45,9 @@ async (vector) => {
   const envelope = await import("/static/js/envelope.js");
   const kdf = await import("/static/js/kdf.js");
   const { hex, toHex, concat } = window.vectorTools;
+  const engines = new Set();
+  const listen = ({ detail }) => engines.add(detail.engine);
+  kdf.passphraseProgress.addEventListener("passphrase-progress", listen);
   const random = hex(vector.random);
   let drawn = 0;
   const randomBytes = (size) => random.slice(drawn, (drawn += size));
@@ -75,7 +82,10 @@ async (vector) => {
     passphraseKey = await kdf.derivePassphraseKey(vector.passphrase, random.slice(32, 48), argon2);
   }
   const keys = await kdf.deriveEnvelopeKeys(hex(vector.link_key), salt, passphraseKey);
+  kdf.passphraseProgress.removeEventListener("passphrase-progress", listen);
   return {
+    engines: [...engines],
+    hasWebAssembly: typeof WebAssembly !== "undefined",
     envelope: toHex(sealed),
     sealedSize: envelope.sealedSize(vector.metadata, {
       hasPassphrase: vector.passphrase !== null,
@@ -120,9 +130,16 @@ def vector_page(browser: Browser, web_server: ServerProcess) -> Iterator[Page]:
         yield page
 
 
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 @pytest.mark.parametrize("vector", POSITIVE, ids=[vector["name"] for vector in POSITIVE])
-def test_positive_vector(vector_page: Page, vector: dict[str, Any]) -> None:
+def test_positive_vector(
+    request: pytest.FixtureRequest, vector_page: Page, vector: dict[str, Any]
+) -> None:
     result = vector_page.evaluate(_SEAL_AND_OPEN, vector)
+    is_safer = security_level(request) == "safer"
+    assert result["hasWebAssembly"] is not is_safer
+    if vector["passphrase"] is not None:
+        assert result["engines"] == ["plain" if is_safer else "wasm"]
     assert result["envelope"] == vector["envelope"]
     assert result["sealedSize"] == len(vector["envelope"]) // 2
     for opened in (result["opened"], result["openedByteByByte"]):
@@ -132,6 +149,7 @@ def test_positive_vector(vector_page: Page, vector: dict[str, Any]) -> None:
     assert result["noncePrefix"] == vector["nonce_prefix"]
 
 
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 @pytest.mark.parametrize("vector", NEGATIVE, ids=[vector["name"] for vector in NEGATIVE])
 def test_negative_vector(vector_page: Page, vector: dict[str, Any]) -> None:
     result = vector_page.evaluate(_OPEN_INVALID, vector)

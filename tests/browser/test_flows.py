@@ -14,10 +14,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import NewContext
+from tests.browser.conftest import SECURITY_LEVELS, NewContext, security_level
 from tests.browser.harness import (
     Guard,
     create_text_secret,
+    read_links,
     reveal_text,
     screenshot,
     state,
@@ -82,6 +83,7 @@ def progress_values(page: Page) -> list[float]:
     return values
 
 
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 def test_text_created_in_one_context_reveals_in_another_then_is_gone(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:
@@ -165,6 +167,7 @@ def test_get_of_the_share_link_consumes_nothing(
     assert reveal_text(page, links.share) == "preview-proof"
 
 
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 def test_twenty_mib_file_round_trips_with_progress(
     new_context: NewContext, web_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -241,13 +244,39 @@ def test_a_dropped_file_is_shared(new_context: NewContext, web_server: ServerPro
     assert Path(download.path()).read_bytes() == "dropped ✓\n".encode()
 
 
+# Counts the Argon2id runs of the page (each announces its engine once, at its start).
+COUNT_ARGON2_RUNS = """async () => {
+  const { passphraseProgress } = await import("/static/js/kdf.js");
+  window.__argon2Runs = 0;
+  passphraseProgress.addEventListener("passphrase-progress", ({ detail }) => {
+    if (!(detail.fraction > 0)) window.__argon2Runs += 1;
+  });
+}"""
+
+
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 def test_passphrase_secret_needs_the_passphrase(
-    new_context: NewContext, web_server: ServerProcess
+    request: pytest.FixtureRequest, new_context: NewContext, web_server: ServerProcess
 ) -> None:
+    is_safer = security_level(request) == "safer"
     creator, _ = new_context()
-    links = create_text_secret(
-        creator.new_page(), web_server.url, "behind a passphrase", passphrase="correct horse"
-    )
+    create_page = creator.new_page()
+    if is_safer:
+        # Without WebAssembly the page says why the step is slow, and how far it is.
+        create_page.goto(f"{web_server.url}/")
+        create_page.get_by_label("Secret text").fill("behind a passphrase")
+        create_page.get_by_label("Views allowed").fill("1")
+        create_page.get_by_label("Passphrase").fill("correct horse")
+        create_page.get_by_role("button", name="Encrypt and create link").click()
+        detail = create_page.locator("#working-detail")
+        expect(detail).to_contain_text("without WebAssembly")
+        expect(detail).to_contain_text(re.compile(r"\d+ % done, about \d+ s left"))
+        wait_for_state(create_page, "done")
+        links = read_links(create_page)
+    else:
+        links = create_text_secret(
+            create_page, web_server.url, "behind a passphrase", passphrase="correct horse"
+        )
     reader, guard = new_context()
     guard.allow_http_error(403)  # the wrong passphrase's ticket (access.md: nothing spent)
     page = reader.new_page()
@@ -264,10 +293,15 @@ def test_passphrase_secret_needs_the_passphrase(
     wait_for_state(page, "passphrase")
     screenshot(page, "reveal-passphrase-wrong")
 
+    page.evaluate(COUNT_ARGON2_RUNS)
     page.get_by_label("Passphrase").fill("correct horse")
     page.get_by_label("Passphrase").press("Enter")
+    if is_safer:
+        expect(page.locator("#opening-detail")).to_contain_text("% done")
     wait_for_state(page, "text")
     assert page.locator("#secret-output").text_content() == "behind a passphrase"
+    # The access proof's Argon2id output opens the envelope too: the slow step ran once.
+    assert page.evaluate("window.__argon2Runs") == 1
 
 
 def test_manage_page_shows_status_and_deletes(
@@ -384,3 +418,25 @@ def test_proof_of_work_screen(guarded: tuple[Page, Guard], web_server: ServerPro
     expect(page.locator('[data-step="work"]')).to_have_attribute("data-status", "active")
     screenshot(page, "reveal-proof-of-work")
     assert page.locator(state(page, "opening")).is_visible()
+
+
+def test_secret_pages_explain_themselves_without_javascript(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """Tor Browser's "Safest" level turns JavaScript off: the pages say why they cannot work,
+    which level does, and the CLI way; opening a share link spends nothing."""
+    context, guard = new_context(java_script_enabled=False)
+    page = context.new_page()
+    # (Playwright's text matching skips <noscript>: its paragraph is found by CSS.)
+    notice = page.locator("noscript > p")
+    page.goto(f"{web_server.url}/")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("This page needs JavaScript")
+    expect(notice).to_contain_text("“Safest” security level turns JavaScript off")
+    expect(notice).to_contain_text("atopos secret create --tor")
+    page.goto(f"{web_server.url}/s/{'A' * 22}#{'B' * 43}")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("Nothing has been used up")
+    expect(notice).to_contain_text("atopos secret reveal --tor LINK")
+    screenshot(page, "reveal-no-javascript")
+    assert not [request for request in guard.requests if "/api/" in request]

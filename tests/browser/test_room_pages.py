@@ -36,12 +36,9 @@ from atopos.protocol.room_link import parse_room_link
 from atopos.protocol.room_member import MemberState, RoomMember
 from atopos.randomness import system_random_bytes
 from atopos.server.middleware import CONTENT_SECURITY_POLICY
-from tests.browser.conftest import DESKTOP, PHONE
-from tests.browser.harness import Guard, screenshot
+from tests.browser.conftest import DESKTOP, PHONE, SECURITY_LEVELS
+from tests.browser.harness import TIMEOUT_MS, Guard, screenshot
 from tests.room_relay_server import relay_server
-
-TIMEOUT_MS = 30_000
-
 
 # -- the real server: pages and relay on one origin -------------------------------------------
 
@@ -426,37 +423,32 @@ def test_a_thousand_messages_stay_fast(contexts: Any, room_server: RoomServer) -
 
 
 def test_rooms_work_with_webassembly_disabled(
-    browser_type: Any, browser_type_launch_args: dict[str, Any], room_server: RoomServer
+    safer_browser: Browser, room_server: RoomServer
 ) -> None:
-    """Tor Browser's "Safer" level turns the JIT and WebAssembly off; rooms use neither
-    (without Extra Lock, whose Argon2id runs in WebAssembly). The V8 flag the brief names,
-    --noexpose_wasm, is gone from Debian's Chromium 156 (an unknown flag voids the whole
-    --js-flags); --jitless removes the WebAssembly object, which the test checks."""
-    args = [*browser_type_launch_args["args"], "--js-flags=--jitless"]
-    browser = browser_type.launch(**{**browser_type_launch_args, "args": args})
-    try:
-        context = browser.new_context(viewport=DESKTOP)
-        context.set_default_timeout(TIMEOUT_MS)
-        guard = Guard(room_server.url)
-        guard.watch(context)
-        page = context.new_page()
-        links = _create_in_browser(page, room_server, name="No wasm")
-        assert page.evaluate("typeof WebAssembly") == "undefined"
-        _join(page, links["creator"], "quinn")
-        _state(page, "room")
-        other = PythonMember(links["member"], "rae")
-        other.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "rae")
-        _send(page, "no wasm needed")
-        other.wait_for(
-            lambda e: isinstance(e, MessageReceived) and e.text == "no wasm needed", "the text"
-        )
-        other.do(lambda m: m.send_text("indeed"))
-        expect(page.locator("#messages")).to_contain_text("indeed")
-        other.close()
-        context.close()
-        guard.check()
-    finally:
-        browser.close()
+    """Tor Browser's "Safer" level turns the JIT and WebAssembly off; joining without Extra
+    Lock uses neither. The V8 flag the brief names, --noexpose_wasm, is gone from Debian's
+    Chromium 156 (an unknown flag voids the whole --js-flags); --jitless removes the
+    WebAssembly object, which the test checks. (Extra Lock at this level: the test below.)"""
+    context = safer_browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(TIMEOUT_MS)
+    guard = Guard(room_server.url)
+    guard.watch(context)
+    page = context.new_page()
+    links = _create_in_browser(page, room_server, name="No wasm")
+    assert page.evaluate("typeof WebAssembly") == "undefined"
+    _join(page, links["creator"], "quinn")
+    _state(page, "room")
+    other = PythonMember(links["member"], "rae")
+    other.wait_for(lambda e: isinstance(e, EpochStarted) and len(e.members) == 2, "rae")
+    _send(page, "no wasm needed")
+    other.wait_for(
+        lambda e: isinstance(e, MessageReceived) and e.text == "no wasm needed", "the text"
+    )
+    other.do(lambda m: m.send_text("indeed"))
+    expect(page.locator("#messages")).to_contain_text("indeed")
+    other.close()
+    context.close()
+    guard.check()
 
 
 @pytest.mark.parametrize(
@@ -565,6 +557,7 @@ def test_a_browser_without_ed25519_is_told_so_and_nothing_is_sent(
     screenshot(page, "room-unsupported-desktop")
 
 
+@pytest.mark.parametrize("browser", SECURITY_LEVELS, indirect=True)
 def test_extra_lock_keeps_only_a_sealed_record_and_a_reload_asks_for_the_passphrase(
     contexts: Any, room_server: RoomServer
 ) -> None:

@@ -99,10 +99,17 @@ def create_room(home: Path, relay: str, *options: str) -> dict[str, str]:
 class ScriptClient:
     """`atopos room join --script` as a child process, its events read by a thread."""
 
-    def __init__(self, home: Path, link: str, name: str) -> None:
-        env = {**os.environ, "ATOPOS_HOME": str(home)}
+    def __init__(
+        self,
+        home: Path,
+        link: str,
+        name: str,
+        env: dict[str, str] | None = None,
+        options: tuple[str, ...] = (),
+    ) -> None:
+        env = {**os.environ, "ATOPOS_HOME": str(home), **(env or {})}
         self.process = subprocess.Popen(
-            [ATOPOS, "room", "join", link, "--script", "--name", name],
+            [ATOPOS, "room", "join", link, "--script", "--name", name, *options],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -257,11 +257,7 @@ def test_the_service_is_removed_from_tor_when_the_server_stops(
     tor_network: TorNetwork,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    from stem.control import Controller
-
-    host, port = tor_network.onion_host_control.rsplit(":", 1)
-    with Controller.from_port(address=host, port=int(port)) as controller:
-        controller.authenticate()
+    with tor_network.onion_host_controller() as controller:
         others = controller.get_hidden_service_conf()
         server = start_onion_server(tor_network, tmp_path / "gone")
         running = controller.get_hidden_service_conf()

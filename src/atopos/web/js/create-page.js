@@ -12,6 +12,7 @@ import { InvalidDeviceCode, parseDeviceCode } from "./device.js";
 import { supportsDeviceKeys } from "./device-store.js";
 import { encodeMetadata, LINK_KEY_BYTES, Sealer } from "./envelope.js";
 import { manageLink, shareLink } from "./links.js";
+import { watchSlowPassphrase } from "./passphrase-progress.js";
 import { qrSvg } from "./qr.js";
 import {
   bindCopy,
@@ -157,6 +158,9 @@ function report(step, fraction, detail = "") {
   setProgress(workingProgress, fraction, detail || step);
   workingDetail.textContent = detail;
 }
+
+// Without WebAssembly the passphrase step is slow: say so, with its progress.
+watchSlowPassphrase((fraction, text) => report("Strengthening the passphrase…", fraction, text));
 
 /** Seal the text (already UTF-8) or the file, 1 MiB at a time; returns the envelope. */
 async function sealAll(sealer, text, file) {

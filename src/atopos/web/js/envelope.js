@@ -553,6 +553,19 @@ export class Sealer {
 
 // -- opening -----------------------------------------------------------------------------------
 
+/** Whether `stretched` was made with the salt and cost `header` names. */
+function isStretchedFor(stretched, header) {
+  if (stretched === null) return false;
+  const { salt, argon2 } = stretched;
+  return (
+    salt.length === header.argon2Salt.length &&
+    salt.every((byte, index) => byte === header.argon2Salt[index]) &&
+    argon2.memoryKib === header.argon2.memoryKib &&
+    argon2.iterations === header.argon2.iterations &&
+    argon2.lanes === header.argon2.lanes
+  );
+}
+
 /**
  * Open an envelope fed in arbitrary slices: `await feed(bytes)` returns the content that
  * became available, `await finish()` the rest. Content is provisional until finish()
@@ -565,6 +578,7 @@ export class Opener {
   metadata = null;
   #linkKey;
   #passphrase;
+  #stretched;
   #device;
   #headerBytes = new Uint8Array(0);
   #key = null;
@@ -585,11 +599,16 @@ export class Opener {
   /**
    * `device`, for an envelope sealed to one: {sealingKey (32 bytes, its X25519 public key),
    * sharedSecret(ephemeralPublic) -> 32 bytes} — see device.js `deviceFromKeys`.
+   * `stretched`: the passphrase's Argon2id output already computed for this secret (the
+   * reveal page has it from the access proof), {key, salt, argon2: {memoryKib, iterations,
+   * lanes}}; used only when the header names the same salt and cost, so the slow step runs
+   * once. The caller keeps (and wipes) it.
    */
-  constructor(linkKey, { passphrase = null, device = null } = {}) {
+  constructor(linkKey, { passphrase = null, device = null, stretched = null } = {}) {
     checkLinkKey(linkKey);
     this.#linkKey = linkKey.slice();
     this.#passphrase = passphrase;
+    this.#stretched = stretched;
     this.#device = device;
   }
 
@@ -676,7 +695,10 @@ export class Opener {
       if (typeof this.#passphrase !== "string" || !this.#passphrase.isWellFormed()) {
         throw new DecryptionFailed();
       }
-      passphraseKey = await derivePassphraseKey(this.#passphrase, header.argon2Salt, header.argon2);
+      passphraseKey = isStretchedFor(this.#stretched, header)
+        ? this.#stretched.key.slice()
+        : await derivePassphraseKey(this.#passphrase, header.argon2Salt, header.argon2);
+      this.#stretched = null;
     }
     const keys = await deriveEnvelopeKeys(this.#linkKey, header.salt, passphraseKey, deviceSecret);
     passphraseKey?.fill(0);

@@ -14,15 +14,40 @@ export function normalizePassphrase(passphrase) {
 }
 
 /**
+ * Where Argon2id's progress goes, for the page to show: a "passphrase-progress" event whose
+ * detail is {engine: "wasm" | "plain", fraction: 0..1 or null}. The plain JavaScript engine
+ * (no WebAssembly, as in Tor Browser's "Safer" level) takes tens of seconds at our
+ * parameters (docs/browser.md), so the pages say so while it runs.
+ */
+export const passphraseProgress = new EventTarget();
+
+function announce(engine, fraction) {
+  passphraseProgress.dispatchEvent(
+    new CustomEvent("passphrase-progress", { detail: { engine, fraction } }),
+  );
+}
+
+/**
  * Argon2id (version 0x13, 32-byte tag, no secret, no associated data) of the normalised
- * passphrase, computed by the vendored hash-wasm build in a short-lived worker.
+ * passphrase, computed in a short-lived worker by the vendored hash-wasm build, or by the
+ * vendored @noble/hashes where the browser has no WebAssembly (same bytes, slower).
  */
 export async function derivePassphraseKey(passphrase, salt, { memoryKib, iterations, lanes }) {
   const password = normalizePassphrase(passphrase);
   const worker = new Worker(new URL("./argon2-worker.js", import.meta.url), { type: "module" });
+  let engine = null;
   try {
     const reply = await new Promise((resolve, reject) => {
-      worker.onmessage = ({ data }) => resolve(data);
+      worker.onmessage = ({ data }) => {
+        if (data.engine !== undefined) {
+          engine = data.engine;
+          announce(engine, engine === "plain" ? 0 : null);
+        } else if (data.progress !== undefined) {
+          announce(engine, data.progress);
+        } else {
+          resolve(data);
+        }
+      };
       worker.onerror = (event) => {
         event.preventDefault();
         reject(new Error("The passphrase could not be processed in this browser."));

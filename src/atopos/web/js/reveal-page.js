@@ -19,7 +19,7 @@
 // is refused at the ticket step, before any view is spent: the page says so and, for a
 // passphrase, asks again.
 
-import { accessKey } from "./access-proof.js";
+import { accessKeyOf } from "./access-proof.js";
 import { AccessPath, State as PathState } from "./access-path.js";
 import { ApiError, errorFor, SecretGone, sendAccessRequest } from "./api.js";
 import { decode, encode } from "./base64url.js";
@@ -34,7 +34,9 @@ import {
   UnsupportedEnvelope,
 } from "./envelope.js";
 import { isPlainText, safeFileName } from "./file-name.js";
+import { derivePassphraseKey } from "./kdf.js";
 import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
+import { watchSlowPassphrase } from "./passphrase-progress.js";
 import { MAX_BITS, solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
 
@@ -58,6 +60,8 @@ let heldEnvelope = [];
 let passphraseMode = "first";
 // The passphrase typed before the view was spent, until the envelope is opened with it.
 let passphrase = null;
+// Its Argon2id output from the access proof, for the envelope (the slow step runs once).
+let stretched = null;
 let savedFile = null;
 // This browser's device, loaded when a secret asks for it.
 let device = null;
@@ -85,8 +89,19 @@ async function makeAccessProof(challenge, fields) {
     markStep("challenge");
     report(null, "Checking the passphrase. This takes a moment on purpose.");
   }
-  const key = await accessKey(linkKey, { passphrase, argon2 });
+  let passphraseKey = null;
+  if (argon2 !== null) {
+    forgetStretched();
+    passphraseKey = await derivePassphraseKey(passphrase, argon2.salt, argon2);
+    stretched = { key: passphraseKey, salt: argon2.salt, argon2 };
+  }
+  const key = await accessKeyOf(linkKey, passphraseKey);
   return key.signProof(decode(secretId), challenge);
+}
+
+function forgetStretched() {
+  stretched?.key.fill(0);
+  stretched = null;
 }
 
 class BoundElsewhere extends Error {
@@ -150,6 +165,9 @@ function report(fraction, text) {
   setProgress(progress, fraction, text);
   detail.textContent = text;
 }
+
+// Without WebAssembly the passphrase step is slow: say so, with its progress.
+watchSlowPassphrase(report);
 
 // -- the access path --------------------------------------------------------------------------
 
@@ -241,7 +259,7 @@ async function spendView() {
 async function receive(response) {
   const total = Number(response.headers.get("content-length")) || 0;
   const reader = response.body.getReader();
-  let opener = new Opener(linkKey, { passphrase, device });
+  let opener = new Opener(linkKey, { passphrase, device, stretched });
   const content = [];
   // Every byte until the opener has authenticated the metadata, which proves its key (and so
   // the passphrase): enough to start again with the device or with another passphrase.
@@ -266,7 +284,7 @@ async function receive(response) {
         // Sealed to a device although the server did not ask for a proof (a third-party
         // writer): the header is all that was read, so start again with this browser's device.
         if ((await loadBrowserDevice()) === null) throw error;
-        opener = new Opener(linkKey, { passphrase, device });
+        opener = new Opener(linkKey, { passphrase, device, stretched });
         try {
           for (const piece of held) content.push(...(await opener.feed(piece)));
           if (opener.metadata !== null) held = [];
@@ -330,6 +348,7 @@ async function run() {
       fail(error);
     }
   } finally {
+    forgetStretched();
     revealButton.disabled = false;
   }
 }

@@ -11,6 +11,7 @@
 // connection: frames wait unread until the passphrase opens the room where it was.
 
 import { encode } from "./base64url.js";
+import { watchSlowPassphrase } from "./passphrase-progress.js";
 import { RoomProtocolError } from "./room-errors.js";
 import { relayUrl } from "./room-api.js";
 import { isSealableName } from "./room-keys.js";
@@ -691,6 +692,12 @@ async function offerJoin() {
 function bindControls() {
   byId("idle-unlock-form").addEventListener("submit", idleUnlock);
   byId("idle-panic-button").addEventListener("click", () => panic());
+  // Without WebAssembly, Extra Lock's Argon2id is slow: say so, with its progress.
+  watchSlowPassphrase((_fraction, text) => {
+    byId("joining-message").textContent = text;
+    byId("unlock-progress").textContent = text;
+    byId("unlock-progress").hidden = false;
+  });
   byId("extra-lock").addEventListener("change", () => {
     byId("lock-passphrase-field").hidden = !byId("extra-lock").checked;
   });
@@ -718,7 +725,7 @@ function bindControls() {
       try {
         kept = await keepRoomLock({ link: link.text(), name, idleSeconds }, passphrase);
       } catch {
-        fail("Extra Lock could not run in this browser (it needs WebAssembly for Argon2id).");
+        fail("Extra Lock could not run in this browser.");
         return;
       } finally {
         byId("lock-passphrase").value = "";
@@ -753,6 +760,7 @@ function bindControls() {
       error.hidden = false;
       byId("unlock-passphrase").focus();
     } finally {
+      byId("unlock-progress").hidden = true;
       button.disabled = false;
     }
   });
