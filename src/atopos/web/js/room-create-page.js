@@ -124,7 +124,7 @@ function show(room, expiresAt, knock, isLocked) {
   note.hidden = isLocked === null;
   note.textContent = isLocked
     ? 'Extra Lock is on: this browser keeps your creator link encrypted under your passphrase, and "Open the room" asks for it.'
-    : "Extra Lock could not run in this browser (its Argon2id needs WebAssembly): nothing was kept. Open the room with the creator link.";
+    : "Extra Lock could not keep the room in this browser (its storage may be full or turned off): nothing was kept. Open the room with the creator link.";
   byId("room-expiry").textContent = `The room ends by itself ${formatWhen(expiresAt)}.`;
   byId("knock-note").textContent = knock ? " once a member admits them" : "";
   byId("member-qr").replaceChildren(qrSvg(memberText, "QR code of the room link"));
