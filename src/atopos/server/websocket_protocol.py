@@ -12,6 +12,11 @@ hundreds of connections; through ASGI every delivery costs a coroutine chain, a 
 and a task switch, which this path skips while the reader keeps up (docs/performance.md,
 "Rooms"). A backed-up connection still goes through ASGI's `websocket.send`, which waits
 for the transport and is timed out by the relay.
+
+Its receive queue and its writable flag are the lean ones of `lean_asyncio` (about 3 KiB
+less per connection), and once the handshake is answered its response (a header map, about
+1 KiB) is dropped instead of kept for the life of the connection: an idle room member
+should cost as little as possible.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+
+from atopos.server.lean_asyncio import LeanEvent, LeanQueue
 
 __all__ = ["SEND_NOW_EXTENSION", "QuietWebSocketProtocol", "SendNow"]
 
@@ -38,6 +46,10 @@ class QuietWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.conn.debug = False  # no per-frame debug lines (they hold frame contents)
+        # Duck-typed for the calls uvicorn makes on them (see lean_asyncio).
+        self.queue = LeanQueue()  # type: ignore[assignment]
+        self.writable = LeanEvent()  # type: ignore[assignment]
+        self.writable.set()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -45,6 +57,13 @@ class QuietWebSocketProtocol(WebSocketsSansIOProtocol):
             # The app's task is created but has not run yet: it sees the extension.
             extensions = cast(dict[str, object], self.scope["extensions"])
             extensions[SEND_NOW_EXTENSION] = self.send_text_now
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # Read only by the handshake (handle_connect and the accept above). The request
+            # stays referenced by the websockets parser anyway.
+            del self.request, self.response
 
     def send_text_now(self, data: bytes) -> bool:
         """Frame `data` (UTF-8 text) and hand it to the transport, if the handshake is done,

@@ -15,6 +15,7 @@ import contextlib
 from collections import deque
 from collections.abc import Iterable
 
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from atopos.errors import RateLimited
@@ -150,6 +151,12 @@ class RoomSockets:
         self._bus = bus
         self._outboxes: dict[int, _Outbox] = {}
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The route's ASGI app. (A plain endpoint function would be wrapped by Starlette in
+        two more coroutine frames and closures, which every idle connection keeps alive;
+        the edge middleware already turns any error into a 1011 close.)"""
+        await self.endpoint(WebSocket(scope, receive=receive, send=send))
+
     async def endpoint(self, websocket: WebSocket) -> None:
         scope = websocket.scope
         if is_cross_site(scope):
@@ -208,22 +215,30 @@ class RoomSockets:
     async def _read(
         self, websocket: WebSocket, room_key: str, connection: int, outbox: _Outbox
     ) -> None:
-        while not outbox.is_closing:
-            try:
-                message = await websocket.receive()
-            except WebSocketDisconnect:
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            room = self._registry.rooms.get(room_key)
-            if room is None:
-                return
-            if not isinstance(text, str):
-                outbox.put(_BINARY)
-                outbox.close(CLOSE_MALFORMED)
-                return
-            await self.apply(room_key, room.receive(connection, text, self._node.clock.now()))
+        while not outbox.is_closing and await self._take(websocket, room_key, connection, outbox):
+            pass
+
+    async def _take(
+        self, websocket: WebSocket, room_key: str, connection: int, outbox: _Outbox
+    ) -> bool:
+        """Read and apply one message; False once the connection is done. (Its own frame, so
+        that an idle connection's reader holds no last message while it waits.)"""
+        try:
+            message = await websocket.receive()
+        except WebSocketDisconnect:
+            return False
+        if message["type"] == "websocket.disconnect":
+            return False
+        text = message.get("text")
+        room = self._registry.rooms.get(room_key)
+        if room is None:
+            return False
+        if not isinstance(text, str):
+            outbox.put(_BINARY)
+            outbox.close(CLOSE_MALFORMED)
+            return False
+        await self.apply(room_key, room.receive(connection, text, self._node.clock.now()))
+        return True
 
     async def apply(self, room_key: str, actions: Iterable[Action]) -> None:
         """Carry out what the relay's table decided."""
