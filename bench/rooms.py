@@ -12,7 +12,9 @@ relay cannot check the crypto anyway) and measure, with 1 KiB ciphertexts:
 
 * fan-out latency p50/p99 until the last member has a message, one sender at `--rate` Hz;
 * the deliveries/s ceiling: 10 senders, closed loop (a message in flight per sender);
-* KiB per idle connection: server RSS after N members joined, minus before, over N.
+* KiB per idle connection: server RSS after N members joined, minus before, over N;
+* server CPU per delivery over both timed phases (user + system time of the server process,
+  which foreign load on a shared machine moves far less than latency).
 
 Both rooms are up at once and the two timed figures alternate between the relays in
 `--rounds` slices (bare then Atopos, then Atopos then bare, ...), so that on a shared machine
@@ -286,14 +288,24 @@ async def _ceiling(fleet: Fleet, send: Any, seconds: float, first: int) -> tuple
     return fleet.deliveries - start_deliveries, time.perf_counter() - started
 
 
-class Relay:
-    """One relay's members, ready to measure: the fleet, a send by member slot, a close."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, fleet: Fleet, send: Any, close: Any, kib_per_idle_connection: float) -> None:
+
+class Relay:
+    """One relay's members, ready to measure: the fleet, a send by member slot, a close,
+    and the server process (its CPU per delivery is the figure foreign load moves least)."""
+
+    def __init__(
+        self, fleet: Fleet, send: Any, close: Any, kib_per_idle_connection: float, pid: int
+    ) -> None:
         self.fleet = fleet
         self.send = send
         self.close = close
         self.kib_per_idle_connection = kib_per_idle_connection
+        self.pid = pid
 
 
 async def join_atopos(port: int, pid: int, members: int) -> Relay:
@@ -345,7 +357,7 @@ async def join_atopos(port: int, pid: int, members: int) -> Relay:
             task.cancel()
         await asyncio.gather(*(member.socket.close() for member in people))
 
-    return Relay(fleet, send, close, round((rss_after - rss_before) / members, 1))
+    return Relay(fleet, send, close, round((rss_after - rss_before) / members, 1), pid)
 
 
 async def join_bare(port: int, pid: int, members: int) -> Relay:
@@ -364,7 +376,7 @@ async def join_bare(port: int, pid: int, members: int) -> Relay:
             task.cancel()
         await asyncio.gather(*(socket.close() for socket in sockets))
 
-    return Relay(fleet, send, close, round((rss_after - rss_before) / members, 1))
+    return Relay(fleet, send, close, round((rss_after - rss_before) / members, 1), pid)
 
 
 async def measure(
@@ -379,17 +391,22 @@ async def measure(
     latencies: dict[str, list[float]] = {name: [] for name in names}
     delivered = {name: 0 for name in names}
     elapsed = {name: 0.0 for name in names}
+    cpu = {name: 0.0 for name in names}
     slice_s = args.seconds / args.rounds
     counter = 0
     for round_ in range(args.rounds):
         order = names if round_ % 2 == 0 else names[::-1]
         for name in order:
             relay = relays[name]
+            cpu[name] -= _cpu_seconds(relay.pid)
             latencies[name] += await _latency(relay.fleet, relay.send, args.rate, slice_s, counter)
+            cpu[name] += _cpu_seconds(relay.pid)
             counter += 1_000_000
         for name in order:
             relay = relays[name]
+            cpu[name] -= _cpu_seconds(relay.pid)
             n, seconds = await _ceiling(relay.fleet, relay.send, slice_s, counter)
+            cpu[name] += _cpu_seconds(relay.pid)
             delivered[name] += n
             elapsed[name] += seconds
             counter += 1_000_000
@@ -399,6 +416,10 @@ async def measure(
         out[name] = {
             **_percentiles(latencies[name], sent),
             "deliveries_per_s": round(delivered[name] / elapsed[name]),
+            # Server CPU over both timed phases, over every message delivered in them.
+            "server_cpu_us_per_delivery": round(
+                cpu[name] / max(1, relays[name].fleet.deliveries) * 1e6, 2
+            ),
             "kib_per_idle_connection": relays[name].kib_per_idle_connection,
         }
         await relays[name].close()
@@ -527,6 +548,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "p99_ms" in a and "p99_ms" in b:
         out["p99_ratio"] = round(a["p99_ms"] / b["p99_ms"], 2)
     out["ceiling_ratio"] = round(a["deliveries_per_s"] / max(1, b["deliveries_per_s"]), 2)
+    out["server_cpu_ratio"] = round(
+        a["server_cpu_us_per_delivery"] / max(0.01, b["server_cpu_us_per_delivery"]), 2
+    )
     out["member_cpu"] = member_costs(args.sizes)
     return out
 
