@@ -79,7 +79,10 @@ class QuietWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         try:
             self.conn.send_text(data)
-        except InvalidState:  # the peer's close arrived first
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        except (InvalidState, RuntimeError, OSError):
+            # The peer's close arrived first, or the transport just failed: the caller's
+            # queued path meets the same state through ASGI and ends this connection; the
+            # fan-out (another connection's task) must not see this one's error.
             return False
-        self.transport.write(b"".join(self.conn.data_to_send()))
         return True
