@@ -129,8 +129,9 @@ class _Outbox:
         try:
             backlog = self._backlog
             while backlog:
-                await asyncio.wait_for(self._websocket.send_text(backlog[0]), self._timeout)
-                backlog.popleft()
+                # Taken off first: an overflow may clear the backlog while this send waits.
+                text = backlog.popleft()
+                await asyncio.wait_for(self._websocket.send_text(text), self._timeout)
             if self._close_code is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._websocket.close(self._close_code), self._timeout)
