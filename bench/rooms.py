@@ -1,6 +1,7 @@
 """Atopos rooms benchmark: the relay's fan-out against a bare `websockets` relay, in one run.
 
-    .venv/bin/python bench/rooms.py [--members 500] [--seconds 5] [--rate 20] [--json-out PATH]
+    .venv/bin/python bench/rooms.py [--members 500] [--seconds 5] [--rate 20] [--rounds 5]
+                                    [--json-out PATH]
 
 Starts two servers on free loopback ports, each in its own process: the Atopos node (the real
 app, `create_app` on uvicorn with the node's config, room caps raised for one client address
@@ -11,7 +12,13 @@ relay cannot check the crypto anyway) and measure, with 1 KiB ciphertexts:
 
 * fan-out latency p50/p99 until the last member has a message, one sender at `--rate` Hz;
 * the deliveries/s ceiling: 10 senders, closed loop (a message in flight per sender);
-* KiB per idle connection: server RSS after N members joined, minus before, over N.
+* KiB per idle connection: server RSS after N members joined, minus before, over N;
+* server CPU per delivery over both timed phases (user + system time of the server process,
+  which foreign load on a shared machine moves far less than latency).
+
+Both rooms are up at once and the two timed figures alternate between the relays in
+`--rounds` slices (bare then Atopos, then Atopos then bare, ...), so that on a shared machine
+both relays meet the same foreign load; each figure pools its slices.
 
 Then, in this process with the real member code: CPU per message sent and received, and the
 cost of an epoch change (a member's self-update: commit build, and one member's verify) at
@@ -232,28 +239,35 @@ async def _polled(condition: Any, within: float) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _latency(fleet: Fleet, send: Any, rate: float, seconds: float) -> dict[str, float]:
+async def _latency(fleet: Fleet, send: Any, rate: float, seconds: float, first: int) -> list[float]:
+    """One sender at `rate` Hz for `seconds`; the ms until the last member has each message."""
     sent_at: dict[int, float] = {}
     count = int(rate * seconds)
-    for counter in range(count):
+    counters = range(first, first + count)
+    for counter in counters:
         fleet.done[counter] = asyncio.Event()
         sent_at[counter] = time.perf_counter()
         await send(0, counter)
         await asyncio.sleep(1 / rate)
-    await _polled(lambda: len(fleet.last_at) >= count, 10)
-    latencies = sorted((fleet.last_at[c] - sent_at[c]) * 1000 for c in fleet.last_at)
-    if not latencies:
-        return {"delivered_messages": 0}
+    await _polled(lambda: all(c in fleet.last_at for c in counters), 10)
+    return [(fleet.last_at[c] - sent_at[c]) * 1000 for c in counters if c in fleet.last_at]
+
+
+def _percentiles(latencies: list[float], sent: int) -> dict[str, float]:
+    ordered = sorted(latencies)
+    if not ordered:
+        return {"delivered_messages": 0, "sent_messages": sent}
     return {
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
-        "delivered_messages": len(latencies),
-        "sent_messages": count,
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+        "delivered_messages": len(ordered),
+        "sent_messages": sent,
     }
 
 
-async def _ceiling(fleet: Fleet, send: Any, seconds: float, first: int) -> dict[str, float]:
-    """Each of the senders keeps one message in flight until all have it."""
+async def _ceiling(fleet: Fleet, send: Any, seconds: float, first: int) -> tuple[int, float]:
+    """Each of the senders keeps one message in flight until all have it: (deliveries,
+    elapsed seconds)."""
     start_deliveries = fleet.deliveries
     started = time.perf_counter()
     stop = started + seconds
@@ -271,12 +285,30 @@ async def _ceiling(fleet: Fleet, send: Any, seconds: float, first: int) -> dict[
                 return
 
     await asyncio.gather(*(sender(s) for s in range(_CEILING_SENDERS)))
-    elapsed = time.perf_counter() - started
-    return {"deliveries_per_s": round((fleet.deliveries - start_deliveries) / elapsed)}
+    return fleet.deliveries - start_deliveries, time.perf_counter() - started
 
 
-async def run_atopos(port: int, pid: int, members: int, rate: float, seconds: float) -> Any:
-    from atopos.crypto.base64url import b64url_encode
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Relay:
+    """One relay's members, ready to measure: the fleet, a send by member slot, a close,
+    and the server process (its CPU per delivery is the figure foreign load moves least)."""
+
+    def __init__(
+        self, fleet: Fleet, send: Any, close: Any, kib_per_idle_connection: float, pid: int
+    ) -> None:
+        self.fleet = fleet
+        self.send = send
+        self.close = close
+        self.kib_per_idle_connection = kib_per_idle_connection
+        self.pid = pid
+
+
+async def join_atopos(port: int, pid: int, members: int) -> Relay:
     from atopos.protocol.room_creation import make_room
 
     base = f"http://127.0.0.1:{port}"
@@ -293,7 +325,7 @@ async def run_atopos(port: int, pid: int, members: int, rate: float, seconds: fl
     fleet = Fleet(members - 1)
     url = f"ws://127.0.0.1:{port}/api/v1/rooms/{room_id}"
     # The first member founds the room; the others join together, so the relay batches
-    # them into one change (one big commit instead of hundreds of growing ones).
+    # them into few changes (a few big commits instead of hundreds of growing ones).
     first = AtoposMember(await _connect(url), fleet)
     await first.handshake(new.creation, s_link)
     tasks = [asyncio.create_task(_reader(first.socket, fleet, first.on_other))]
@@ -313,26 +345,22 @@ async def run_atopos(port: int, pid: int, members: int, rate: float, seconds: fl
     await asyncio.sleep(1)
     rss_after = process_memory_kib(pid)["vmrss_kib"]
     epoch = people[0].epoch
-    del b64url_encode
 
     async def send(slot: int, counter: int) -> None:
         member = people[slot]
         await member.socket.send(_msg_text(epoch, member.index, counter))
 
-    latency = await _latency(fleet, send, rate, seconds)
-    ceiling = await _ceiling(fleet, send, seconds, first=1_000_000)
-    for member in people:
-        await member.socket.close()
-    for task in tasks:
-        task.cancel()
-    return {
-        **latency,
-        **ceiling,
-        "kib_per_idle_connection": round((rss_after - rss_before) / members, 1),
-    }
+    async def close() -> None:
+        # Readers first: a committer that still answered would make every leave one more
+        # commit to everyone left (minutes of JSON for the client, and not measured).
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(member.socket.close() for member in people))
+
+    return Relay(fleet, send, close, round((rss_after - rss_before) / members, 1), pid)
 
 
-async def run_bare(port: int, pid: int, members: int, rate: float, seconds: float) -> Any:
+async def join_bare(port: int, pid: int, members: int) -> Relay:
     rss_before = process_memory_kib(pid)["vmrss_kib"]
     fleet = Fleet(members - 1)
     sockets = [await _connect(f"ws://127.0.0.1:{port}/") for _ in range(members)]
@@ -343,17 +371,59 @@ async def run_bare(port: int, pid: int, members: int, rate: float, seconds: floa
     async def send(slot: int, counter: int) -> None:
         await sockets[slot].send(_msg_text(1, slot, counter))
 
-    latency = await _latency(fleet, send, rate, seconds)
-    ceiling = await _ceiling(fleet, send, seconds, first=1_000_000)
-    for socket in sockets:
-        await socket.close()
-    for task in tasks:
-        task.cancel()
-    return {
-        **latency,
-        **ceiling,
-        "kib_per_idle_connection": round((rss_after - rss_before) / members, 1),
-    }
+    async def close() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(socket.close() for socket in sockets))
+
+    return Relay(fleet, send, close, round((rss_after - rss_before) / members, 1), pid)
+
+
+async def measure(
+    atopos_port: int, atopos_pid: int, bare_port: int, bare_pid: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Both rooms are up at once; the measurements alternate between the two relays in
+    `args.rounds` slices, so that both see the same load on a shared machine."""
+    relays = {"bare": await join_bare(bare_port, bare_pid, args.members)}
+    log(f"bare: {args.members} connected")
+    relays["atopos"] = await join_atopos(atopos_port, atopos_pid, args.members)
+    names = ("bare", "atopos")
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    delivered = {name: 0 for name in names}
+    elapsed = {name: 0.0 for name in names}
+    cpu = {name: 0.0 for name in names}
+    slice_s = args.seconds / args.rounds
+    counter = 0
+    for round_ in range(args.rounds):
+        order = names if round_ % 2 == 0 else names[::-1]
+        for name in order:
+            relay = relays[name]
+            cpu[name] -= _cpu_seconds(relay.pid)
+            latencies[name] += await _latency(relay.fleet, relay.send, args.rate, slice_s, counter)
+            cpu[name] += _cpu_seconds(relay.pid)
+            counter += 1_000_000
+        for name in order:
+            relay = relays[name]
+            cpu[name] -= _cpu_seconds(relay.pid)
+            n, seconds = await _ceiling(relay.fleet, relay.send, slice_s, counter)
+            cpu[name] += _cpu_seconds(relay.pid)
+            delivered[name] += n
+            elapsed[name] += seconds
+            counter += 1_000_000
+    sent = int(args.rate * slice_s) * args.rounds
+    out: dict[str, Any] = {}
+    for name in names:
+        out[name] = {
+            **_percentiles(latencies[name], sent),
+            "deliveries_per_s": round(delivered[name] / elapsed[name]),
+            # Server CPU over both timed phases, over every message delivered in them.
+            "server_cpu_us_per_delivery": round(
+                cpu[name] / max(1, relays[name].fleet.deliveries) * 1e6, 2
+            ),
+            "kib_per_idle_connection": relays[name].kib_per_idle_connection,
+        }
+        await relays[name].close()
+    return out
 
 
 # -- member CPU: messages and epoch changes, with the real member code ------------------------
@@ -458,7 +528,12 @@ def member_costs(sizes: list[int]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"bench": "rooms", "members": args.members, "rate_hz": args.rate}
+    out: dict[str, Any] = {
+        "bench": "rooms",
+        "members": args.members,
+        "rate_hz": args.rate,
+        "rounds": args.rounds,
+    }
     with tempfile.TemporaryDirectory() as tmp, Processes(Path(tmp)) as procs:
         me = [sys.executable, str(Path(__file__).resolve())]
         port_a, port_b = free_port(), free_port()
@@ -466,18 +541,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bare = procs.start("bare", [*me, "--serve-bare", str(port_b)], {})
         wait_http("127.0.0.1", port_a, "/healthz", atopos)
         time.sleep(0.5)
-        log("bare relay")
-        out["bare"] = asyncio.run(run_bare(port_b, bare.pid, args.members, args.rate, args.seconds))
+        out |= asyncio.run(measure(port_a, atopos.pid, port_b, bare.pid, args))
         log(f"bare: {out['bare']}")
-        log("atopos relay")
-        out["atopos"] = asyncio.run(
-            run_atopos(port_a, atopos.pid, args.members, args.rate, args.seconds)
-        )
         log(f"atopos: {out['atopos']}")
     a, b = out["atopos"], out["bare"]
     if "p99_ms" in a and "p99_ms" in b:
         out["p99_ratio"] = round(a["p99_ms"] / b["p99_ms"], 2)
     out["ceiling_ratio"] = round(a["deliveries_per_s"] / max(1, b["deliveries_per_s"]), 2)
+    out["server_cpu_ratio"] = round(
+        a["server_cpu_us_per_delivery"] / max(0.01, b["server_cpu_us_per_delivery"]), 2
+    )
     out["member_cpu"] = member_costs(args.sizes)
     return out
 
@@ -487,6 +560,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating slices per figure")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 500])
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--serve-atopos", nargs=2, metavar=("PORT", "DIR"))

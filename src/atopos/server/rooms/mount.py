@@ -41,7 +41,7 @@ class RoomsProduct:
         return [
             Route("/api/v1/rooms", self._creation.create, methods=["POST"]),
             Route("/api/v1/rooms/{room_id}/challenge", self._creation.challenge, methods=["POST"]),
-            WebSocketRoute("/api/v1/rooms/{room_id}", self.sockets.endpoint),
+            WebSocketRoute("/api/v1/rooms/{room_id}", self.sockets),
         ]
 
     async def start(self) -> None:

@@ -1,17 +1,21 @@
 """One WebSocket of a room: reads frames into the relay's table, writes what it says.
 
-Each connection has a bounded outbound queue drained by its own writer task, so fan-out
-never waits on a slow reader: a reader whose queue overflows, or whose one send takes longer
-than the send timeout, is closed 4408 (section 13). Binary messages are malformed (4400).
-Nothing about the room (its id, a frame) is logged.
+Fan-out never waits on a slow reader. While a connection keeps up, each frame is written to
+its transport at once (the server's `SEND_NOW_EXTENSION`: no task, no queue). Once its
+transport is backed up, frames wait in a bounded backlog that a writer task, started only
+then, drains through ASGI with the send timeout. A reader whose backlog overflows, or whose
+one send takes longer than the send timeout, is closed 4408 (section 13). Binary messages
+are malformed (4400). Nothing about the room (its id, a frame) is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Iterable
 
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from atopos.errors import RateLimited
@@ -31,40 +35,114 @@ from atopos.server.cross_site import is_cross_site
 from atopos.server.node import Node
 from atopos.server.rooms.bus import RoomBus
 from atopos.server.rooms.registry import RoomRegistry
+from atopos.server.websocket_protocol import SEND_NOW_EXTENSION, SendNow
 
 __all__ = ["RoomSockets"]
 
 _CHALLENGE_BYTES = 32
 _UNKNOWN = encode_frame(Error(code="ended", message="The room has ended or never existed."))
 _BINARY = encode_frame(Error(code="malformed", message="A frame is a text message."))
+_SEND_FAILED = (TimeoutError, WebSocketDisconnect, RuntimeError, OSError)
 
 
 class _Outbox:
-    """The frames waiting for one connection, and its close code once decided."""
+    """The way out of one connection: straight to the transport while it keeps up, else a
+    bounded backlog drained by a writer task; then its close code once decided.
 
-    def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[str | int] = asyncio.Queue(size)
+    `finished` is done when the connection is done for: its close was sent, a send failed or
+    timed out, or its reader ended; the handler then stops reading it.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_close_code",
+        "_is_reading",
+        "_send_now",
+        "_size",
+        "_timeout",
+        "_websocket",
+        "_writer",
+        "finished",
+        "is_closing",
+    )
+
+    def __init__(
+        self, websocket: WebSocket, send_now: SendNow | None, size: int, timeout: float
+    ) -> None:
+        self._websocket = websocket
+        self._send_now = send_now
+        self._size = size
+        self._timeout = timeout
+        self._backlog: deque[str] | None = None  # made when first needed (an empty one is ~600 B)
+        self._writer: asyncio.Task[None] | None = None
+        self._close_code: int | None = None
+        self._is_reading = True
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.is_closing = False
 
     def put(self, text: str) -> None:
         if self.is_closing:
             return
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.close(CLOSE_TIMEOUT)  # a reader this far behind is stalled
+        if self._writer is None and self._send_now is not None and self._send_now(text.encode()):
+            return
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        if len(backlog) >= self._size:
+            backlog.clear()  # a reader this far behind is stalled: drop it, not the rest
+            self.close(CLOSE_TIMEOUT)
+            return
+        backlog.append(text)
+        self._start_writer()
 
     def close(self, code: int) -> None:
+        """Send what is queued, then close with `code`."""
         if self.is_closing:
             return
         self.is_closing = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(code)
-        if self.queue.full():
-            # No room for the close marker: empty the queue, then close at once.
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(code)
+        self._close_code = code
+        self._start_writer()
+
+    async def stop(self) -> None:
+        """The handler is done with this connection: stop its writer."""
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+    def reader_ended(self, _: object = None) -> None:
+        """The reader is gone; a running writer still gets to send what it holds."""
+        self._is_reading = False
+        if self._writer is None:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            backlog = self._backlog
+            while backlog:
+                # Taken off first: an overflow may clear the backlog while this send waits.
+                text = backlog.popleft()
+                await asyncio.wait_for(self._websocket.send_text(text), self._timeout)
+            if self._close_code is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._websocket.close(self._close_code), self._timeout)
+                self._finish()
+        except _SEND_FAILED:
+            self.is_closing = True
+            self._finish()
+        finally:
+            self._writer = None
+            if not self._is_reading:
+                self._finish()
 
 
 class RoomSockets:
@@ -73,6 +151,12 @@ class RoomSockets:
         self._registry = registry
         self._bus = bus
         self._outboxes: dict[int, _Outbox] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The route's ASGI app. (A plain endpoint function would be wrapped by Starlette in
+        two more coroutine frames and closures, which every idle connection keeps alive;
+        the edge middleware already turns any error into a 1011 close.)"""
+        await self.endpoint(WebSocket(scope, receive=receive, send=send))
 
     async def endpoint(self, websocket: WebSocket) -> None:
         scope = websocket.scope
@@ -100,61 +184,62 @@ class RoomSockets:
             await websocket.close(CLOSE_UNKNOWN)
             return
         connection = self._registry.next_connection()
-        outbox = _Outbox(self._registry.limits.queued_frames_per_connection)
+        limits = self._registry.limits
+        send_now: SendNow | None = websocket.scope.get("extensions", {}).get(SEND_NOW_EXTENSION)
+        outbox = _Outbox(
+            websocket, send_now, limits.queued_frames_per_connection, limits.send_timeout_seconds
+        )
         self._outboxes[connection] = outbox
         self._bus.subscribe(room_key, connection, outbox.put)
-        writer = asyncio.create_task(self._write(websocket, outbox))
         try:
             challenge = self._node.random_bytes(_CHALLENGE_BYTES)
             await self.apply(room_key, room.open(connection, challenge, self._node.clock.now()))
             reader = asyncio.create_task(self._read(websocket, room_key, connection, outbox))
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (reader, writer):
-                task.cancel()
+            reader.add_done_callback(outbox.reader_ended)
+            try:
+                await outbox.finished
+            finally:
+                reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await reader
         finally:
             self._bus.unsubscribe(room_key, connection)
             self._outboxes.pop(connection, None)
             room = self._registry.rooms.get(room_key)
             if room is not None:
                 await self.apply(room_key, room.closed(connection, self._node.clock.now()))
+            await outbox.stop()
             with contextlib.suppress(Exception):  # a stalled peer cannot hold this task
-                timeout = self._registry.limits.send_timeout_seconds
+                timeout = limits.send_timeout_seconds
                 await asyncio.wait_for(websocket.close(CLOSE_NORMAL_ON_EXIT), timeout)
 
     async def _read(
         self, websocket: WebSocket, room_key: str, connection: int, outbox: _Outbox
     ) -> None:
-        while not outbox.is_closing:
-            try:
-                message = await websocket.receive()
-            except WebSocketDisconnect:
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            room = self._registry.rooms.get(room_key)
-            if room is None:
-                return
-            if not isinstance(text, str):
-                outbox.put(_BINARY)
-                outbox.close(CLOSE_MALFORMED)
-                return
-            await self.apply(room_key, room.receive(connection, text, self._node.clock.now()))
+        while not outbox.is_closing and await self._take(websocket, room_key, connection, outbox):
+            pass
 
-    async def _write(self, websocket: WebSocket, outbox: _Outbox) -> None:
-        timeout = self._registry.limits.send_timeout_seconds
-        while True:
-            item = await outbox.queue.get()
-            if isinstance(item, int):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(websocket.close(item), timeout)
-                return
-            try:
-                await asyncio.wait_for(websocket.send_text(item), timeout)
-            except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
-                return
+    async def _take(
+        self, websocket: WebSocket, room_key: str, connection: int, outbox: _Outbox
+    ) -> bool:
+        """Read and apply one message; False once the connection is done. (Its own frame, so
+        that an idle connection's reader holds no last message while it waits.)"""
+        try:
+            message = await websocket.receive()
+        except WebSocketDisconnect:
+            return False
+        if message["type"] == "websocket.disconnect":
+            return False
+        text = message.get("text")
+        room = self._registry.rooms.get(room_key)
+        if room is None:
+            return False
+        if not isinstance(text, str):
+            outbox.put(_BINARY)
+            outbox.close(CLOSE_MALFORMED)
+            return False
+        await self.apply(room_key, room.receive(connection, text, self._node.clock.now()))
+        return True
 
     async def apply(self, room_key: str, actions: Iterable[Action]) -> None:
         """Carry out what the relay's table decided."""
