@@ -26,6 +26,7 @@ from atopos.cli.passphrase import (
 from atopos.cli.progress import TransferProgress
 from atopos.cli.terminal import has_terminal, is_tty
 from atopos.cli.terminal_text import TerminalText
+from atopos.client.links import ShareLink
 from atopos.errors import InvalidInput, TooLarge
 
 __all__ = ["app"]
@@ -106,12 +107,23 @@ def create(
             help="Only this device (its code from `atopos device show`) can reveal it.",
         ),
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            metavar="K/N",
+            help="Print N split links instead of one, any K of which open the secret "
+            "(2 <= K <= N <= 10): send each over a different channel.",
+        ),
+    ] = None,
 ) -> None:
     """Encrypt text from stdin (or --file) and print its share link."""
     from atopos.client.api import SecretsApi
     from atopos.client.device import parse_device_code_input
     from atopos.client.duration import parse_duration
     from atopos.client.secrets import create_secret
+    from atopos.client.split_links import parse_split, split_share_link
+    from atopos.randomness import system_random_bytes
 
     if ask_passphrase and passphrase_file is not None:
         raise InvalidInput("Give --passphrase or --passphrase-file, not both.")
@@ -119,6 +131,7 @@ def create(
     if expires_in < MIN_EXPIRES_SECONDS:
         raise InvalidInput("A secret must live at least 1 minute; give --expires 1m or more.")
     device = parse_device_code_input(bind_device) if bind_device is not None else None
+    split_into = parse_split(split) if split is not None else None
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     if ask_passphrase and not has_terminal():
         raise InvalidInput(
@@ -139,23 +152,41 @@ def create(
                 progress=bar.update,
                 device=device,
             )
+    links = [str(created.share_link)]
+    if split_into is not None:
+        threshold, count = split_into
+        parts = split_share_link(
+            created.share_link,
+            threshold=threshold,
+            count=count,
+            random_bytes=system_random_bytes,
+        )
+        links = [str(part) for part in parts]
     if as_json:
-        record = {
-            "link": str(created.share_link),
-            "manage_link": str(created.manage_link),
-            "expires_at": created.expires_at,
-        }
+        record: dict[str, object] = {"link": links[0]} if split_into is None else {"links": links}
+        record |= {"manage_link": str(created.manage_link), "expires_at": created.expires_at}
         typer.echo(json.dumps(record))
     else:
-        typer.echo(str(created.share_link))
+        for link in links:
+            typer.echo(link)
+        if split_into is not None:
+            typer.echo(
+                f"Any {split_into[0]} of these {split_into[1]} links open the secret; "
+                "send each over a different channel.",
+                err=True,
+            )
         typer.echo(f"Manage link (keep it private): {created.manage_link}", err=True)
 
 
 @app.command()
 def reveal(
     ctx: typer.Context,
-    link: Annotated[
-        str, typer.Argument(metavar="LINK", help="The share link: <server>/s/<id>#<key>.")
+    links: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="LINK...",
+            help="The share link (<server>/s/<id>#<key>), or enough split links of one secret.",
+        ),
     ],
     passphrase_file: PassphraseFile = None,
     output: Annotated[
@@ -183,10 +214,9 @@ def reveal(
     """Spend one view of a secret and print it (or save it with -o)."""
     from atopos.cli.device import device_loader
     from atopos.client.api import SecretsApi
-    from atopos.client.links import parse_share_link
     from atopos.client.secrets import reveal_secret
 
-    share_link = parse_share_link(link)
+    share_link = _share_link_of(links)
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     # Every check that can fail locally runs before the view is spent.
     target = OutputTarget.resolve(output, overwrite=force) if output is not None else None
@@ -265,6 +295,28 @@ def delete(
     with SecretsApi(global_options(ctx).transport(link.server)) as api:
         api.delete(link.secret_id, link.manage_token)
     typer.echo("The secret was deleted.", err=True)
+
+
+def _share_link_of(texts: list[str]) -> ShareLink:
+    """The share link that the LINK arguments stand for; on a terminal, asks for the split
+    links still missing. No request is made before the key is whole, so nothing is spent."""
+    from atopos.client.links import parse_reveal_link
+    from atopos.client.split_links import MoreSharesNeeded, combine_share_links
+
+    links = [parse_reveal_link(text) for text in texts]
+    while True:
+        try:
+            return combine_share_links(links)
+        except MoreSharesNeeded as needed:
+            if not is_tty(sys.stdin):
+                raise
+            typer.echo(needed.message, err=True)
+            pasted = typer.prompt(
+                f"Paste another split link ({needed.missing} more needed)",
+                hide_input=True,
+                err=True,
+            )
+            links.append(parse_reveal_link(pasted))
 
 
 def _reveal_to_stdout(reveal: Callable[[Callable[[bytes], None]], object]) -> None:
