@@ -1,5 +1,6 @@
 """An SQLite file written by an older Atopos opens, is migrated to the current schema, and its
-secrets keep working (those stored before the key-knowledge proof have no access key)."""
+secrets keep working (those stored before the key-knowledge proof have no access key; those
+stored before reveal receipts get receipts from the migration on)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ CREATE TABLE secrets (
 
 
 def _old_database(path: Path, version: int) -> bytes:
-    extra = ",\n    has_passphrase INTEGER NOT NULL DEFAULT 0" if version == 2 else ""
+    extra = ",\n    has_passphrase INTEGER NOT NULL DEFAULT 0" if version >= 2 else ""
+    if version >= 3:
+        extra += ",\n    access_key BLOB,\n    kdf_fields BLOB"
     old_id = b"\x05" * 16
     conn = sqlite3.connect(path)
     conn.executescript(_OLD_SECRETS.format(extra=extra))
@@ -72,6 +75,35 @@ def test_an_older_database_is_migrated_and_its_secrets_still_open(
     asyncio.run(scenario())
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        # 4 since reveal receipts (it was 3 when the key-knowledge proof came).
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    finally:
+        conn.close()
+
+
+def test_a_version_3_database_gets_receipts_for_its_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "atopos.db"
+    old_id = _old_database(path, 3)
+
+    async def scenario() -> None:
+        store = SqliteSecretStore(path)
+        await store.start(NOW)
+        try:
+            receipts = await store.receipts(old_id, NOW)
+            assert receipts is not None
+            assert (receipts.manage_token_hash, receipts.expires_at) == (b"\x00" * 32, NOW + 600)
+            assert receipts.viewed_at == ()
+            revealed = await store.consume(old_id, b"t" * 16, NOW + 60, NOW + 61)
+            assert b"".join([piece async for piece in revealed.chunks]) == b"old"
+            receipts = await store.receipts(old_id, NOW)
+            assert receipts is not None
+            assert receipts.viewed_at == (NOW + 60 - NOW % 60,)
+        finally:
+            await store.aclose()
+
+    asyncio.run(scenario())
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     finally:
         conn.close()
