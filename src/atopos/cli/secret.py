@@ -10,7 +10,7 @@ import contextlib
 import datetime
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -40,6 +40,8 @@ _READ_BYTES = 64 * 1024
 # The server's shortest lifetime (server/secrets_api.py); anything shorter is refused there,
 # so it is refused here before a passphrase or a secret is typed.
 MIN_EXPIRES_SECONDS = 60
+# Each `status --wait` request waits this long on the server (its cap: 25 s), then asks again.
+_RECEIPT_WAIT_SECONDS = 25
 
 PassphraseFile = Annotated[
     Path | None,
@@ -265,18 +267,59 @@ def status(
         str,
         typer.Argument(metavar="MANAGE_LINK", help="The manage link: <server>/m/<id>#<token>."),
     ],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Then wait until the next view is spent (exit 0) or the secret expires or is "
+            "deleted (exit 3).",
+        ),
+    ] = False,
 ) -> None:
-    """Show views left, expiry, kind and stored size of a secret."""
+    """Show views left, expiry, kind, stored size and when each view was spent."""
     from atopos.client.api import SecretsApi
     from atopos.client.links import parse_manage_link
+    from atopos.errors import Gone
 
     link = parse_manage_link(manage_link)
     with SecretsApi(global_options(ctx).transport(link.server)) as api:
-        info = api.status(link.secret_id, link.manage_token)
-    typer.echo(f"Views left: {info.views_left}")
-    typer.echo(f"Expires at: {_local_time(info.expires_at)}")
-    typer.echo(f"Kind: {info.kind}")
-    typer.echo(f"Size: {info.size} bytes (encrypted and padded)")
+        try:
+            info = api.status(link.secret_id, link.manage_token)
+        except Gone:
+            # Its last view burned it: the receipts are kept until it would have expired.
+            receipts = api.receipts(link.secret_id, link.manage_token)
+            typer.echo("Views left: 0 (every view was spent; the secret is gone)")
+            typer.echo(f"Expires at: {_local_time(receipts.expires_at)}")
+            viewed_at = receipts.viewed_at
+        else:
+            typer.echo(f"Views left: {info.views_left}")
+            typer.echo(f"Expires at: {_local_time(info.expires_at)}")
+            typer.echo(f"Kind: {info.kind}")
+            typer.echo(f"Size: {info.size} bytes (encrypted and padded)")
+            viewed_at = info.viewed_at
+        _echo_views(viewed_at)
+        if not wait:
+            return
+        typer.echo("Waiting for the next view (Ctrl-C to stop)...", err=True)
+        seen = len(viewed_at)
+        while True:
+            try:
+                receipts = api.receipts(
+                    link.secret_id, link.manage_token, seen=seen, wait=_RECEIPT_WAIT_SECONDS
+                )
+            except Gone:
+                raise Gone(
+                    "The secret expired or was deleted before another view was spent."
+                ) from None
+            if len(receipts.viewed_at) > seen:
+                _echo_views(receipts.viewed_at[seen:])
+                return
+
+
+def _echo_views(viewed_at: Sequence[int]) -> None:
+    """One line a view, to the minute (the server keeps nothing finer)."""
+    for minute in viewed_at:
+        typer.echo(f"Viewed at: {_local_time(minute, with_seconds=False)}")
 
 
 @app.command()
@@ -382,9 +425,9 @@ def _binary_stdout() -> BinaryIO:
     return typer.get_binary_stream("stdout")
 
 
-def _local_time(timestamp: int) -> str:
+def _local_time(timestamp: int, *, with_seconds: bool = True) -> str:
     try:
         moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).astimezone()
     except (OverflowError, OSError, ValueError):  # past year 9999, or before this OS's epoch
         return f"{timestamp} (seconds since 1970)"
-    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z" if with_seconds else "%Y-%m-%d %H:%M %Z")

@@ -43,6 +43,7 @@ class SecretsProduct:
             Route("/api/v1/secrets/{id}/ticket", api.ticket, methods=["POST"]),
             Route("/api/v1/secrets/{id}/reveal", api.reveal, methods=["POST"]),
             Route("/api/v1/secrets/{id}/status", api.status, methods=["GET"]),
+            Route("/api/v1/secrets/{id}/receipts", api.receipts, methods=["GET"]),
             Route("/api/v1/secrets/{id}", api.delete, methods=["DELETE"]),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
         ]
