@@ -40,8 +40,8 @@ _READ_BYTES = 64 * 1024
 # The server's shortest lifetime (server/secrets_api.py); anything shorter is refused there,
 # so it is refused here before a passphrase or a secret is typed.
 MIN_EXPIRES_SECONDS = 60
-# Each `status --wait` request waits this long on the server (its cap: 25 s), then asks again.
-_RECEIPT_WAIT_SECONDS = 25
+# Each `status --wait` request waits this long on the server (its cap: 15 s), then asks again.
+_RECEIPT_WAIT_SECONDS = 15
 
 PassphraseFile = Annotated[
     Path | None,

@@ -240,7 +240,7 @@ class SecretsApi(_ApiBase):
     def receipts(
         self, secret_id: str, manage_token: str, *, seen: int = 0, wait: int = 0
     ) -> SecretReceipts:
-        """The reveal receipts; with `wait` (seconds, at most 25), answered once more than
+        """The reveal receipts; with `wait` (seconds, at most 15), answered once more than
         `seen` views were spent or the wait is over (docs/protocol/access.md)."""
         call = _receipts_call(secret_id, manage_token, seen=seen, wait=wait)
         return self._decode(self._call(call), SecretReceipts)
