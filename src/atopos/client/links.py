@@ -116,9 +116,9 @@ def parse_share_link(text: str) -> ShareLink:
 
 def parse_reveal_link(text: str) -> ShareLink | KeyShareLink:
     """Parse a share link or a split link (its fragment one key share of 44 bytes)."""
-    server, secret_id, fragment = _parse(text, marker="s", what="share link")
-    if not _decodes_to(fragment, KEY_SHARE_BYTES):
+    if not _decodes_to(text.strip().partition("#")[2], KEY_SHARE_BYTES):
         return parse_share_link(text)
+    server, secret_id, fragment = _parse(text, marker="s", what="share link")
     try:
         share = KeyShare.from_bytes(b64url_decode(fragment))
     except InvalidShares as error:
