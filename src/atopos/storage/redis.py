@@ -108,7 +108,9 @@ class SecretKeys:
         self.prefix = KEY_PREFIX + b"{" + tag.encode("ascii") + b"}:"
         self.meta = self.prefix + b"meta"
         self.readers = self.prefix + b"readers"
-        self.receipts = self.prefix + b"receipts"
+        # Same hash tag (one Cluster slot, so the scripts stay atomic), outside the secret's
+        # own prefix: the receipts are not the secret, and outlive its burn.
+        self.receipts = KEY_PREFIX + b"receipts:{" + tag.encode("ascii") + b"}"
 
     def chunk(self, seq: int) -> bytes:
         return self.prefix + b"chunk:%d" % seq
