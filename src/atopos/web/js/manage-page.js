@@ -74,12 +74,14 @@ async function refresh() {
   }
 }
 
-/** Gone: if its last view burned it, the receipts are still there until it would expire. */
+/** Gone: if its last view burned it, its receipts are still there until it would expire,
+ * and the "gone" page lists them. */
 async function showSpent() {
   try {
     const receipts = await secretReceipts(secretId, manageToken);
     showViews(byId("spent-viewed"), receipts.viewed_at);
-    showState("spent", { focus: false });
+    byId("gone-receipts").hidden = false;
+    showState("gone", { focus: false });
   } catch (error) {
     fail(error);
   }
