@@ -130,7 +130,7 @@ def test_create_bodies_are_envelopes_or_refused(
 @fuzz_settings(150)
 @given(
     st.one_of(st.text(ALPHABET, max_size=30), st.text(max_size=30).map(quote)),
-    st.sampled_from(["challenge", "ticket", "reveal", "status", ""]),
+    st.sampled_from(["challenge", "ticket", "reveal", "status", "receipts", ""]),
     st.one_of(
         st.none(), st.text(max_size=60), st.text(ALPHABET, max_size=60).map("Bearer ".__add__)
     ),
@@ -154,6 +154,6 @@ def test_ids_tokens_and_json_bodies_never_break_a_route(
         and (authorization == authorization.strip())
     ):
         headers["authorization"] = authorization
-    method = {"status": "GET", "": "DELETE"}.get(route, "POST")
+    method = {"status": "GET", "receipts": "GET", "": "DELETE"}.get(route, "POST")
     response = client.request(method, path, content=body, headers=headers)
     assert _is_clean(response)

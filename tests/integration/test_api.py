@@ -283,6 +283,7 @@ ROUTES = [
     ("POST", "/api/v1/secrets/{sid}/ticket"),
     ("POST", "/api/v1/secrets/{sid}/reveal"),
     ("GET", "/api/v1/secrets/{sid}/status"),
+    ("GET", "/api/v1/secrets/{sid}/receipts"),
     ("DELETE", "/api/v1/secrets/{sid}"),
     ("GET", "/healthz"),
     ("GET", "/openapi.json"),

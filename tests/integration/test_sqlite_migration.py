@@ -1,5 +1,6 @@
 """An SQLite file written by an older Atopos opens, is migrated to the current schema, and its
-secrets keep working (those stored before the key-knowledge proof have no access key)."""
+secrets keep working (those stored before the key-knowledge proof have no access key; those
+stored before reveal receipts get receipts from the migration on)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ CREATE TABLE secrets (
 
 
 def _old_database(path: Path, version: int) -> bytes:
-    extra = ",\n    has_passphrase INTEGER NOT NULL DEFAULT 0" if version == 2 else ""
+    extra = ",\n    has_passphrase INTEGER NOT NULL DEFAULT 0" if version >= 2 else ""
+    if version >= 3:
+        extra += ",\n    access_key BLOB,\n    kdf_fields BLOB"
     old_id = b"\x05" * 16
     conn = sqlite3.connect(path)
     conn.executescript(_OLD_SECRETS.format(extra=extra))
@@ -72,7 +75,8 @@ def test_an_older_database_is_migrated_and_its_secrets_still_open(
     asyncio.run(scenario())
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        # 5 since reveal receipts (4 added secret requests, 3 the key-knowledge proof).
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     finally:
         conn.close()
 
@@ -123,8 +127,33 @@ def test_a_version_3_database_gains_the_requests_table(tmp_path: Path) -> None:
             await store.aclose()
 
     asyncio.run(upgrade())
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_an_older_database_gets_receipts_for_its_secrets(tmp_path: Path, version: int) -> None:
+    """Version 5 adds receipts; files of version 3 and 4 (secret requests) had none."""
+    path = tmp_path / "atopos.db"
+    old_id = _old_database(path, version)
+
+    async def scenario() -> None:
+        store = SqliteSecretStore(path)
+        await store.start(NOW)
+        try:
+            receipts = await store.receipts(old_id, NOW)
+            assert receipts is not None
+            assert (receipts.manage_token_hash, receipts.expires_at) == (b"\x00" * 32, NOW + 600)
+            assert receipts.viewed_at == ()
+            revealed = await store.consume(old_id, b"t" * 16, NOW + 60, NOW + 61)
+            assert b"".join([piece async for piece in revealed.chunks]) == b"old"
+            receipts = await store.receipts(old_id, NOW)
+            assert receipts is not None
+            assert receipts.viewed_at == (NOW + 60 - NOW % 60,)
+        finally:
+            await store.aclose()
+
+    asyncio.run(scenario())
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     finally:
         conn.close()

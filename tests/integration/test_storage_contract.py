@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from atopos.errors import Gone
-from atopos.storage.port import SecretStore, TicketUsed
+from atopos.storage.port import Receipts, SecretStore, TicketUsed, spent_minute
 from atopos.storage.redis import RedisSecretStore
 from atopos.storage.sqlite import CHUNK_BYTES, SqliteSecretStore
 from tests.integration.store_scenarios import (
@@ -326,3 +326,59 @@ def test_durable_across_reopen(store_factory: StoreFactory) -> None:
             await store.aclose()
 
     asyncio.run(scenario())
+
+
+# -- reveal receipts ----------------------------------------------------------------------------
+
+
+def test_receipts_record_the_minute_of_each_view_and_outlive_the_burn(
+    store_factory: StoreFactory,
+) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=3, ttl=3600)
+        await store.create(record, body(b"x" * (2 * CHUNK_BYTES + 5)))
+        fresh = await store.receipts(record.secret_id, NOW)
+        assert fresh == Receipts(record.manage_token_hash, record.expires_at, ())
+        times = [NOW + 7, NOW + 130, NOW + 1799]
+        for number, now in enumerate(times):
+            revealed = await store.consume(record.secret_id, b"%16d" % number, now + 60, now)
+            await revealed.chunks.aclose()
+        assert await store.info(record.secret_id, NOW + 1800) is None  # burned
+        kept = await store.receipts(record.secret_id, NOW + 1800)
+        assert kept is not None
+        assert kept.viewed_at == (NOW - NOW % 60, NOW + 120, NOW + 1740)
+        assert kept.viewed_at == tuple(spent_minute(now) for now in times)
+        assert kept.manage_token_hash == record.manage_token_hash
+        # Gone with the secret's lifetime, whatever the views did.
+        assert await store.receipts(record.secret_id, record.expires_at) is None
+        if isinstance(store, SqliteSecretStore):  # Redis forgets them by the keys' TTL
+            await store.sweep(record.expires_at)
+            assert await store.receipts(record.secret_id, NOW) is None
+
+    run_on(store_factory, scenario)
+
+
+def test_a_refused_consume_records_no_receipt(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=2)
+        await store.create(record, body(b"small"))
+        assert await read_all(store, record.secret_id, b"t1" * 8) == b"small"
+        with pytest.raises(TicketUsed):
+            await read_all(store, record.secret_id, b"t1" * 8)
+        receipts = await store.receipts(record.secret_id, NOW)
+        assert receipts is not None
+        assert receipts.viewed_at == (spent_minute(NOW),)
+
+    run_on(store_factory, scenario)
+
+
+def test_delete_burns_the_receipts_too(store_factory: StoreFactory) -> None:
+    async def scenario(store: SecretStore) -> None:
+        record = secret(views=2)
+        await store.create(record, body(b"small"))
+        await read_all(store, record.secret_id, b"t1" * 8)
+        assert await store.delete(record.secret_id) is True
+        assert await store.receipts(record.secret_id, NOW) is None
+        assert await store.receipts(os.urandom(16), NOW) is None
+
+    run_on(store_factory, scenario)

@@ -161,6 +161,15 @@ class FakeServer:
             },
         )
 
+    def _receipts(self, request: httpx.Request, secret_id: str) -> httpx.Response:
+        # This fake keeps no receipts: a secret it forgot is gone for them too.
+        stored = self._authorized(request, secret_id)
+        if isinstance(stored, httpx.Response):
+            return stored
+        return httpx.Response(
+            200, json={"views_left": stored.views, "expires_at": 1_900_000_000, "viewed_at": []}
+        )
+
     def _delete(self, request: httpx.Request, secret_id: str) -> httpx.Response:
         stored = self._authorized(request, secret_id)
         if isinstance(stored, httpx.Response):

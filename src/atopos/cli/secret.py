@@ -10,7 +10,7 @@ import contextlib
 import datetime
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -26,6 +26,7 @@ from atopos.cli.passphrase import (
 from atopos.cli.progress import TransferProgress
 from atopos.cli.terminal import has_terminal, is_tty
 from atopos.cli.terminal_text import TerminalText
+from atopos.client.links import ShareLink
 from atopos.errors import InvalidInput, TooLarge
 
 __all__ = ["app"]
@@ -39,6 +40,8 @@ _READ_BYTES = 64 * 1024
 # The server's shortest lifetime (server/secrets_api.py); anything shorter is refused there,
 # so it is refused here before a passphrase or a secret is typed.
 MIN_EXPIRES_SECONDS = 60
+# Each `status --wait` request waits this long on the server (its cap: 15 s), then asks again.
+_RECEIPT_WAIT_SECONDS = 15
 
 PassphraseFile = Annotated[
     Path | None,
@@ -106,12 +109,23 @@ def create(
             help="Only this device (its code from `atopos device show`) can reveal it.",
         ),
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            metavar="K/N",
+            help="Print N split links instead of one, any K of which open the secret "
+            "(2 <= K <= N <= 10): send each over a different channel.",
+        ),
+    ] = None,
 ) -> None:
     """Encrypt text from stdin (or --file) and print its share link."""
     from atopos.client.api import SecretsApi
     from atopos.client.device import parse_device_code_input
     from atopos.client.duration import parse_duration
     from atopos.client.secrets import create_secret
+    from atopos.client.split_links import parse_split, split_share_link
+    from atopos.randomness import system_random_bytes
 
     if ask_passphrase and passphrase_file is not None:
         raise InvalidInput("Give --passphrase or --passphrase-file, not both.")
@@ -119,6 +133,7 @@ def create(
     if expires_in < MIN_EXPIRES_SECONDS:
         raise InvalidInput("A secret must live at least 1 minute; give --expires 1m or more.")
     device = parse_device_code_input(bind_device) if bind_device is not None else None
+    split_into = parse_split(split) if split is not None else None
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     if ask_passphrase and not has_terminal():
         raise InvalidInput(
@@ -139,26 +154,43 @@ def create(
                 progress=bar.update,
                 device=device,
             )
+    links = [str(created.share_link)]
+    if split_into is not None:
+        threshold, count = split_into
+        parts = split_share_link(
+            created.share_link,
+            threshold=threshold,
+            count=count,
+            random_bytes=system_random_bytes,
+        )
+        links = [str(part) for part in parts]
     if as_json:
-        record = {
-            "link": str(created.share_link),
-            "manage_link": str(created.manage_link),
-            "expires_at": created.expires_at,
-        }
+        record: dict[str, object] = {"link": links[0]} if split_into is None else {"links": links}
+        record |= {"manage_link": str(created.manage_link), "expires_at": created.expires_at}
         typer.echo(json.dumps(record))
     else:
-        typer.echo(str(created.share_link))
+        for link in links:
+            typer.echo(link)
+        if split_into is not None:
+            typer.echo(
+                f"Any {split_into[0]} of these {split_into[1]} links open the secret; "
+                "send each over a different channel.",
+                err=True,
+            )
         typer.echo(f"Manage link (keep it private): {created.manage_link}", err=True)
 
 
 @app.command()
 def reveal(
     ctx: typer.Context,
-    link: Annotated[
-        str,
+    links: Annotated[
+        list[str],
         typer.Argument(
-            metavar="LINK",
-            help="The share link: <server>/s/<id>#<key> (or a pickup link: <server>/ask/<id>#...).",
+            metavar="LINK...",
+            help=(
+                "The share link (<server>/s/<id>#<key>), enough split links of one secret,"
+                " or a pickup link (<server>/ask/<id>#...)."
+            ),
         ),
     ],
     passphrase_file: PassphraseFile = None,
@@ -190,13 +222,12 @@ def reveal(
     """
     from atopos.cli.device import device_loader
     from atopos.client.api import SecretsApi
-    from atopos.client.links import parse_share_link
     from atopos.client.request_links import is_pickup_link
     from atopos.client.secrets import reveal_secret
 
-    if is_pickup_link(link):
-        link = _wait_for_pickup(ctx, link)
-    share_link = parse_share_link(link)
+    if len(links) == 1 and is_pickup_link(links[0]):
+        links = [_wait_for_pickup(ctx, links[0])]
+    share_link = _share_link_of(links)
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
     # Every check that can fail locally runs before the view is spent.
     target = OutputTarget.resolve(output, overwrite=force) if output is not None else None
@@ -315,7 +346,7 @@ def request(
         sys.stdout.flush()
         reveal(
             ctx,
-            str(opened.pickup_link),
+            [str(opened.pickup_link)],
             passphrase_file=None,
             output=output,
             force=force,
@@ -378,18 +409,59 @@ def status(
         str,
         typer.Argument(metavar="MANAGE_LINK", help="The manage link: <server>/m/<id>#<token>."),
     ],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Then wait until the next view is spent (exit 0) or the secret expires or is "
+            "deleted (exit 3).",
+        ),
+    ] = False,
 ) -> None:
-    """Show views left, expiry, kind and stored size of a secret."""
+    """Show views left, expiry, kind, stored size and when each view was spent."""
     from atopos.client.api import SecretsApi
     from atopos.client.links import parse_manage_link
+    from atopos.errors import Gone
 
     link = parse_manage_link(manage_link)
     with SecretsApi(global_options(ctx).transport(link.server)) as api:
-        info = api.status(link.secret_id, link.manage_token)
-    typer.echo(f"Views left: {info.views_left}")
-    typer.echo(f"Expires at: {_local_time(info.expires_at)}")
-    typer.echo(f"Kind: {info.kind}")
-    typer.echo(f"Size: {info.size} bytes (encrypted and padded)")
+        try:
+            info = api.status(link.secret_id, link.manage_token)
+        except Gone:
+            # Its last view burned it: the receipts are kept until it would have expired.
+            receipts = api.receipts(link.secret_id, link.manage_token)
+            typer.echo("Views left: 0 (every view was spent; the secret is gone)")
+            typer.echo(f"Expires at: {_local_time(receipts.expires_at)}")
+            viewed_at = receipts.viewed_at
+        else:
+            typer.echo(f"Views left: {info.views_left}")
+            typer.echo(f"Expires at: {_local_time(info.expires_at)}")
+            typer.echo(f"Kind: {info.kind}")
+            typer.echo(f"Size: {info.size} bytes (encrypted and padded)")
+            viewed_at = info.viewed_at
+        _echo_views(viewed_at)
+        if not wait:
+            return
+        typer.echo("Waiting for the next view (Ctrl-C to stop)...", err=True)
+        seen = len(viewed_at)
+        while True:
+            try:
+                receipts = api.receipts(
+                    link.secret_id, link.manage_token, seen=seen, wait=_RECEIPT_WAIT_SECONDS
+                )
+            except Gone:
+                raise Gone(
+                    "The secret expired or was deleted before another view was spent."
+                ) from None
+            if len(receipts.viewed_at) > seen:
+                _echo_views(receipts.viewed_at[seen:])
+                return
+
+
+def _echo_views(viewed_at: Sequence[int]) -> None:
+    """One line a view, to the minute (the server keeps nothing finer)."""
+    for minute in viewed_at:
+        typer.echo(f"Viewed at: {_local_time(minute, with_seconds=False)}")
 
 
 @app.command()
@@ -408,6 +480,28 @@ def delete(
     with SecretsApi(global_options(ctx).transport(link.server)) as api:
         api.delete(link.secret_id, link.manage_token)
     typer.echo("The secret was deleted.", err=True)
+
+
+def _share_link_of(texts: list[str]) -> ShareLink:
+    """The share link that the LINK arguments stand for; on a terminal, asks for the split
+    links still missing. No request is made before the key is whole, so nothing is spent."""
+    from atopos.client.links import parse_reveal_link
+    from atopos.client.split_links import MoreSharesNeeded, combine_share_links
+
+    links = [parse_reveal_link(text) for text in texts]
+    while True:
+        try:
+            return combine_share_links(links)
+        except MoreSharesNeeded as needed:
+            if not is_tty(sys.stdin):
+                raise
+            typer.echo(needed.message, err=True)
+            pasted = typer.prompt(
+                f"Paste another split link ({needed.missing} more needed)",
+                hide_input=True,
+                err=True,
+            )
+            links.append(parse_reveal_link(pasted))
 
 
 def _reveal_to_stdout(reveal: Callable[[Callable[[bytes], None]], object]) -> None:
@@ -473,9 +567,9 @@ def _binary_stdout() -> BinaryIO:
     return typer.get_binary_stream("stdout")
 
 
-def _local_time(timestamp: int) -> str:
+def _local_time(timestamp: int, *, with_seconds: bool = True) -> str:
     try:
         moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).astimezone()
     except (OverflowError, OSError, ValueError):  # past year 9999, or before this OS's epoch
         return f"{timestamp} (seconds since 1970)"
-    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z" if with_seconds else "%Y-%m-%d %H:%M %Z")

@@ -37,6 +37,7 @@ __all__ = [
     "NewSecret",
     "RequestStatus",
     "RevealedEnvelope",
+    "SecretReceipts",
     "SecretStatus",
     "SecretsApi",
     "Ticket",
@@ -76,6 +77,16 @@ class SecretStatus:
     kind: Kind
     size: _ServerNumber
     is_bound: bool = False
+    viewed_at: tuple[_ServerNumber, ...] = ()  # servers before reveal receipts do not send it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SecretReceipts:
+    """The minute each view was spent (Unix seconds), also after the last view."""
+
+    views_left: _ServerNumber
+    expires_at: _ServerNumber
+    viewed_at: tuple[_ServerNumber, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -258,6 +269,14 @@ class SecretsApi(_ApiBase):
     def status(self, secret_id: str, manage_token: str) -> SecretStatus:
         return self._decode(self._call(_status_call(secret_id, manage_token)), SecretStatus)
 
+    def receipts(
+        self, secret_id: str, manage_token: str, *, seen: int = 0, wait: int = 0
+    ) -> SecretReceipts:
+        """The reveal receipts; with `wait` (seconds, at most 15), answered once more than
+        `seen` views were spent or the wait is over (docs/protocol/access.md)."""
+        call = _receipts_call(secret_id, manage_token, seen=seen, wait=wait)
+        return self._decode(self._call(call), SecretReceipts)
+
     def delete(self, secret_id: str, manage_token: str) -> None:
         self._call(_delete_call(secret_id, manage_token))
 
@@ -344,6 +363,13 @@ class AsyncSecretsApi(_ApiBase):
         body = await self._call(_status_call(secret_id, manage_token))
         return self._decode(body, SecretStatus)
 
+    async def receipts(
+        self, secret_id: str, manage_token: str, *, seen: int = 0, wait: int = 0
+    ) -> SecretReceipts:
+        """`SecretsApi.receipts` for asyncio."""
+        call = _receipts_call(secret_id, manage_token, seen=seen, wait=wait)
+        return self._decode(await self._call(call), SecretReceipts)
+
     async def delete(self, secret_id: str, manage_token: str) -> None:
         await self._call(_delete_call(secret_id, manage_token))
 
@@ -407,6 +433,16 @@ def _status_call(secret_id: str, manage_token: str) -> _Call:
         "GET",
         f"{_API}/{_checked_id(secret_id)}/status",
         refused="The manage link is not valid for this secret.",
+        headers=_bearer(manage_token),
+    )
+
+
+def _receipts_call(secret_id: str, manage_token: str, *, seen: int, wait: int) -> _Call:
+    return _Call(
+        "GET",
+        f"{_API}/{_checked_id(secret_id)}/receipts",
+        refused="The manage link is not valid for this secret.",
+        params={"seen": str(seen), "wait": str(wait)},
         headers=_bearer(manage_token),
     )
 

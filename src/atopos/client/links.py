@@ -1,6 +1,7 @@
 """Share and manage links: the only place their text form is parsed and formatted.
 
 A share link is ``{server}/s/{id}#{link key}`` and a manage link ``{server}/m/{id}#{token}``.
+A split link (docs/protocol/links.md) is a share link whose fragment is one key share.
 The fragment never reaches a server, so the key rides in it. Parsing is strict: a link that
 was mangled in transit (cut short, wrapped, re-encoded) is rejected with a sentence saying
 what is wrong rather than half-working against the wrong secret or server.
@@ -13,6 +14,7 @@ import ipaddress
 from urllib.parse import SplitResult, urlsplit
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
+from atopos.crypto.shamir import KEY_SHARE_BYTES, InvalidShares, KeyShare
 from atopos.crypto.sizes import (
     LINK_KEY_BYTES,
     MANAGE_TOKEN_BYTES,
@@ -25,11 +27,13 @@ __all__ = [
     "MANAGE_TOKEN_BYTES",
     "SECRET_ID_BYTES",
     "InvalidLink",
+    "KeyShareLink",
     "ManageLink",
     "ShareLink",
     "is_manage_token",
     "is_secret_id",
     "parse_manage_link",
+    "parse_reveal_link",
     "parse_server_url",
     "parse_share_link",
 ]
@@ -68,6 +72,18 @@ class ManageLink:
         return f"{self.server}/m/{self.secret_id}#{self.manage_token}"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyShareLink:
+    """A split link: where the secret is, which one, and one share of its link key."""
+
+    server: str
+    secret_id: str
+    share: KeyShare = dataclasses.field(repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.server}/s/{self.secret_id}#{b64url_encode(self.share.to_bytes())}"
+
+
 def is_secret_id(text: str) -> bool:
     """True for the canonical text form of a 16-byte secret id (22 base64url characters)."""
     return len(text) == SECRET_ID_CHARS and _decodes_to(text, SECRET_ID_BYTES)
@@ -91,9 +107,23 @@ def parse_share_link(text: str) -> ShareLink:
     server, secret_id, fragment = _parse(text, marker="s", what="share link")
     if not fragment:
         raise InvalidLink("The share link has no key after '#'; copy the whole link.")
+    if _decodes_to(fragment, KEY_SHARE_BYTES):
+        raise InvalidLink("This link is one share of a split secret; give it with the others.")
     if not _decodes_to(fragment, LINK_KEY_BYTES):
         raise InvalidLink("The key after '#' in the share link is damaged; copy the whole link.")
     return ShareLink(server, secret_id, b64url_decode(fragment))
+
+
+def parse_reveal_link(text: str) -> ShareLink | KeyShareLink:
+    """Parse a share link or a split link (its fragment one key share of 44 bytes)."""
+    if not _decodes_to(text.strip().partition("#")[2], KEY_SHARE_BYTES):
+        return parse_share_link(text)
+    server, secret_id, fragment = _parse(text, marker="s", what="share link")
+    try:
+        share = KeyShare.from_bytes(b64url_decode(fragment))
+    except InvalidShares as error:
+        raise InvalidLink(f"The key share after '#' is damaged: {error}") from None
+    return KeyShareLink(server, secret_id, share)
 
 
 def parse_manage_link(text: str) -> ManageLink:

@@ -109,7 +109,9 @@ TOKEN_RIGHT = Guard("manage token matches", lambda facts: facts.is_token_right)
 class Move:
     """One row: when `guard` holds, go to `target` and answer `answer`.
 
-    `takes_view` decrements views_left; `redeems_ticket` records the ticket id as used
+    `takes_view` decrements views_left and records the minute as a reveal receipt (kept,
+    without the secret, until its expiry: storage/port.py `Receipts`); `redeems_ticket`
+    records the ticket id as used
     (until the ticket's remember_until; SQLite forgets it in a later sweep, Redis by TTL).
     """
 

@@ -20,10 +20,12 @@ __all__ = [
     "KIND_TEXT",
     "UNAVAILABLE_MESSAGE",
     "NewSecret",
+    "Receipts",
     "Revealed",
     "SecretInfo",
     "SecretStore",
     "TicketUsed",
+    "spent_minute",
 ]
 
 KIND_TEXT = "text"
@@ -80,6 +82,22 @@ class SecretInfo:
         return self.device_key is not None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Receipts:
+    """A secret's reveal receipts: the minute each view was spent, in order, and what the
+    manage token is checked against. Kept, without any ciphertext, after the last view
+    burns the secret and until `expires_at`, so the manage link can still say when."""
+
+    manage_token_hash: bytes
+    expires_at: int
+    viewed_at: tuple[int, ...]
+
+
+def spent_minute(now: int) -> int:
+    """The receipt of a view spent at `now`: truncated to the minute, nothing finer."""
+    return now - now % 60
+
+
 @dataclasses.dataclass(slots=True)
 class Revealed:
     """One consumed view: the ciphertext's size and its bytes, streamed in order.
@@ -119,12 +137,19 @@ class SecretStore(Protocol):
         """
         ...
 
+    async def receipts(self, secret_id: bytes, now: int) -> Receipts | None:
+        """The secret's reveal receipts, live or burned by its last view, until it expires;
+        None when unknown, deleted or expired. Every `consume` that takes a view records
+        `spent_minute(now)` in the same atomic step."""
+        ...
+
     async def delete(self, secret_id: bytes) -> bool:
-        """Burn the secret now; False when there was nothing to burn."""
+        """Burn the secret now, and its receipts; False when there was nothing to burn."""
         ...
 
     async def sweep(self, now: int) -> int:
-        """Burn expired secrets and forget expired tickets; return how many secrets."""
+        """Burn expired secrets, forget expired tickets and receipts; return how many
+        secrets."""
         ...
 
     async def check(self) -> None:

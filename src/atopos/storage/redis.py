@@ -45,9 +45,11 @@ from atopos.storage.port import (
     GONE_MESSAGE,
     UNAVAILABLE_MESSAGE,
     NewSecret,
+    Receipts,
     Revealed,
     SecretInfo,
     TicketUsed,
+    spent_minute,
 )
 from atopos.storage.redis_clients import async_client
 from atopos.storage.redis_requests import RedisRequests
@@ -100,13 +102,16 @@ class SecretKeys:
     """The names of one secret's keys. The tag is a digest of the id, not the id: what
     Redis (and its AOF) shows an operator cannot be turned back into a share link."""
 
-    __slots__ = ("meta", "prefix", "readers")
+    __slots__ = ("meta", "prefix", "readers", "receipts")
 
     def __init__(self, secret_id: bytes) -> None:
         tag = b64url_encode(hashlib.sha256(b"atopos/redis-tag\x00" + secret_id).digest()[:16])
         self.prefix = KEY_PREFIX + b"{" + tag.encode("ascii") + b"}:"
         self.meta = self.prefix + b"meta"
         self.readers = self.prefix + b"readers"
+        # Same hash tag (one Cluster slot, so the scripts stay atomic), outside the secret's
+        # own prefix: the receipts are not the secret, and outlive its burn.
+        self.receipts = KEY_PREFIX + b"receipts:{" + tag.encode("ascii") + b"}"
 
     def chunk(self, seq: int) -> bytes:
         return self.prefix + b"chunk:%d" % seq
@@ -259,7 +264,9 @@ class RedisSecretStore(RedisRequests):
         if secret.kdf_fields is not None:
             fields += [b"kdf_fields", secret.kdf_fields]
         published = await self._script(
-            PUBLISH, [keys.meta, *chunk_keys], [max(1, lifetime), *fields]
+            PUBLISH,
+            [keys.meta, keys.receipts, *chunk_keys],
+            [max(1, lifetime), secret.manage_token_hash, secret.expires_at, *fields],
         )
         if published != 1:
             # A chunk outlived its upload lease (or Redis lost it): store nothing.
@@ -293,8 +300,8 @@ class RedisSecretStore(RedisRequests):
     ) -> Revealed:
         # Lifecycle table: CONSUME, one CONSUME script run (see there).
         keys = SecretKeys(secret_id)
-        base = [keys.meta, keys.ticket(ticket_id), keys.readers]
-        args = [now, max(1, ticket_expires_at - now), STREAM_GRACE]
+        base = [keys.meta, keys.ticket(ticket_id), keys.readers, keys.receipts]
+        args = [now, max(1, ticket_expires_at - now), STREAM_GRACE, spent_minute(now)]
         chunk_keys: list[bytes] = []
         answer = await self._script(CONSUME, base, args)
         if answer[0] == b"chunks":
@@ -330,10 +337,22 @@ class RedisSecretStore(RedisRequests):
                     self._script(RELEASE, [keys.meta, keys.readers, *chunk_keys], [])
                 )
 
+    async def receipts(self, secret_id: bytes, now: int) -> Receipts | None:
+        values: list[Any] = await self._run(
+            self._client.hmget(
+                SecretKeys(secret_id).receipts, [b"manage_hash", b"expires_at", b"viewed_at"]
+            )
+        )
+        manage_hash, expires_at, viewed_at = values
+        if manage_hash is None or expires_at is None or int(expires_at) <= now:
+            return None
+        minutes = tuple(int(text) for text in (viewed_at or b"").split(b",") if text)
+        return Receipts(manage_hash, int(expires_at), minutes)
+
     async def delete(self, secret_id: bytes) -> bool:
         # Lifecycle table: DELETE: LIVE and EXPIRED -> GONE (True); GONE -> False.
         keys = SecretKeys(secret_id)
-        base = [keys.meta, keys.readers]
+        base = [keys.meta, keys.readers, keys.receipts]
         answer = await self._script(DELETE, base, [STREAM_GRACE])
         if answer[0] == b"chunks":
             answer = await self._script(DELETE, base + keys.chunks(int(answer[1])), [STREAM_GRACE])

@@ -65,19 +65,21 @@ return 1
 )
 
 # Lifecycle (protocol/secret_lifecycle.py): GONE --CREATE--> LIVE.
-# Publish a secret: the meta hash (with the body inline when there are no chunks).
-# KEYS: meta, then every chunk. ARGV: ttl (seconds), then field, value, field, value...
+# Publish a secret: the meta hash (with the body inline when there are no chunks) and its
+# receipts hash (manage_hash, expires_at, viewed_at = ''), both with the secret's TTL.
+# KEYS: meta, receipts, then every chunk. ARGV: ttl (seconds), manage hash, expires_at,
+# then field, value, field, value... of the meta hash.
 # Returns 1, or 0 (nothing written) when a chunk is missing: the upload outlived its lease.
 PUBLISH = LuaScript(
     """
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
     return 0
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-for i = 2, #KEYS do
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], 'manage_hash', ARGV[2], 'expires_at', ARGV[3], 'viewed_at', '')
+for i = 1, #KEYS do
   redis.call('EXPIRE', KEYS[i], ARGV[1])
 end
 return 1
@@ -87,8 +89,9 @@ return 1
 # Lifecycle (protocol/secret_lifecycle.py): CONSUME. A redeemed ticket id -> TICKET_USED
 # ('used') in any state; LIVE with views_left == 1 -> GONE (UNLINK), LIVE otherwise -> LIVE
 # (one view less); EXPIRED or GONE -> 'gone'.
-# Take one view. KEYS: meta, used-ticket marker, readers counter, then every chunk.
-# ARGV: now, ticket ttl (seconds), stream grace (seconds).
+# Take one view and append its minute to the receipts' viewed_at (comma-separated), which
+# outlive the burn until their own TTL. KEYS: meta, used-ticket marker, readers counter,
+# receipts, then every chunk. ARGV: now, ticket ttl (seconds), stream grace (seconds), minute.
 # Answers: {'used'} | {'gone'} | {'chunks', n} (call again with the n chunk names)
 #        | {'ok', size, inline body or '', chunk count}
 # The ticket check comes first, so a replayed ticket is refused as replayed even after the
@@ -104,10 +107,17 @@ if views_left == nil or views_left <= 0 or tonumber(f[2]) <= tonumber(ARGV[1]) t
   return {'gone'}
 end
 local chunks = tonumber(f[4])
-if #KEYS ~= 3 + chunks then
+if #KEYS ~= 4 + chunks then
   return {'chunks', chunks}
 end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+local viewed = redis.call('HGET', KEYS[4], 'viewed_at')
+if viewed then
+  if viewed ~= '' then
+    viewed = viewed .. ','
+  end
+  redis.call('HSET', KEYS[4], 'viewed_at', viewed .. ARGV[4])
+end
 views_left = views_left - 1
 if views_left == 0 then
   redis.call('UNLINK', KEYS[1])
@@ -122,7 +132,7 @@ end
 local grace = tonumber(ARGV[3])
 redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], grace)
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   if views_left == 0 or redis.call('TTL', KEYS[i]) < grace then
     redis.call('EXPIRE', KEYS[i], grace)
   end
@@ -150,7 +160,8 @@ return 0
 )
 
 # Lifecycle (protocol/secret_lifecycle.py): DELETE, LIVE or EXPIRED -> GONE; GONE -> 'gone'.
-# Burn a secret now (manage token). KEYS: meta, readers, then every chunk.
+# Burn a secret now (manage token), and its receipts. KEYS: meta, readers, receipts, then
+# every chunk.
 # ARGV: stream grace (seconds). Answers {'gone'} | {'chunks', n} | {'ok'}.
 # Chunks that a reader is still streaming are left to that reader's RELEASE (and to the
 # grace TTL, should its node die).
@@ -160,12 +171,12 @@ local chunks = tonumber(redis.call('HGET', KEYS[1], 'chunks'))
 if chunks == nil then
   return {'gone'}
 end
-if #KEYS ~= 2 + chunks then
+if #KEYS ~= 3 + chunks then
   return {'chunks', chunks}
 end
-redis.call('UNLINK', KEYS[1])
+redis.call('UNLINK', KEYS[1], KEYS[3])
 local streaming = tonumber(redis.call('GET', KEYS[2]) or '0') > 0
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   if streaming then
     redis.call('EXPIRE', KEYS[i], ARGV[1])
   else

@@ -25,13 +25,21 @@ from typing import TypeVar
 from atopos.clock import Clock
 from atopos.errors import Gone
 from atopos.storage.chunks import CHUNK_BYTES, fixed_chunks, once, read_head
-from atopos.storage.port import GONE_MESSAGE, NewSecret, Revealed, SecretInfo, TicketUsed
+from atopos.storage.port import (
+    GONE_MESSAGE,
+    NewSecret,
+    Receipts,
+    Revealed,
+    SecretInfo,
+    TicketUsed,
+    spent_minute,
+)
 from atopos.storage.sqlite_requests import REQUESTS_SCHEMA, SqliteRequests, sweep_requests
 from atopos.storage.sqlite_writer import GroupCommitWriter, storage_error
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
 
-_SCHEMA_VERSION = 4
+_SCHEMA_VERSION = 5
 T = TypeVar("T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (
@@ -60,6 +68,17 @@ CREATE TABLE IF NOT EXISTS used_tickets (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS used_tickets_by_expiry ON used_tickets (expires_at);
+CREATE TABLE IF NOT EXISTS receipts (
+    id BLOB PRIMARY KEY NOT NULL,
+    manage_hash BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS receipts_by_expiry ON receipts (expires_at);
+CREATE TABLE IF NOT EXISTS view_receipts (
+    owner BLOB NOT NULL,
+    minute INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS view_receipts_by_owner ON view_receipts (owner);
 """
 _INFO = (
     "SELECT id, manage_hash, kind, size, views_left, created_at, expires_at, device_key,"
@@ -111,6 +130,13 @@ class SqliteSecretStore(SqliteRequests):
                 conn.execute("ALTER TABLE secrets ADD COLUMN kdf_fields BLOB")
             # Version 4 adds the `requests` table (secret requests), made by the script.
             conn.executescript(_SCHEMA + REQUESTS_SCHEMA)
+            if 1 <= version <= 4:
+                # Version 5: secrets stored before receipts get them from now on (earlier
+                # views unknown).
+                conn.execute(
+                    "INSERT OR IGNORE INTO receipts (id, manage_hash, expires_at)"
+                    " SELECT id, manage_hash, expires_at FROM secrets"
+                )
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         finally:
             os.umask(old_umask)
@@ -278,6 +304,12 @@ class SqliteSecretStore(SqliteRequests):
                 # Undone with the whole operation (ticket included); the caller retries
                 # with a read snapshot open.
                 raise _NeedsSnapshot
+            # The receipt, in the same transaction as the view (nothing is recorded
+            # for a secret without a receipts row).
+            conn.execute(
+                "INSERT INTO view_receipts (owner, minute) SELECT id, ? FROM receipts WHERE id = ?",
+                (spent_minute(now), secret_id),
+            )
             if burned:
                 if body is None:
                     conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
@@ -286,6 +318,22 @@ class SqliteSecretStore(SqliteRequests):
 
         return consume
 
+    async def receipts(self, secret_id: bytes, now: int) -> Receipts | None:
+        try:
+            conn = self._reader_conn()
+            row = conn.execute(
+                "SELECT manage_hash, expires_at FROM receipts WHERE id = ? AND expires_at > ?",
+                (secret_id, now),
+            ).fetchone()
+            if row is None:
+                return None
+            minutes = conn.execute(
+                "SELECT minute FROM view_receipts WHERE owner = ? ORDER BY rowid", (secret_id,)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+        return Receipts(row[0], row[1], tuple(minute for (minute,) in minutes))
+
     async def delete(self, secret_id: bytes) -> bool:
         # Lifecycle table: DELETE: LIVE and EXPIRED -> GONE (BURNED, True); GONE -> False.
         request_checkpoint = self._writer.request_checkpoint
@@ -293,6 +341,8 @@ class SqliteSecretStore(SqliteRequests):
         def delete(conn: sqlite3.Connection) -> bool:
             deleted = conn.execute("DELETE FROM secrets WHERE id = ?", (secret_id,)).rowcount
             conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
+            conn.execute("DELETE FROM receipts WHERE id = ?", (secret_id,))
+            conn.execute("DELETE FROM view_receipts WHERE owner = ?", (secret_id,))
             if deleted:
                 request_checkpoint()
             return bool(deleted)
@@ -319,6 +369,10 @@ class SqliteSecretStore(SqliteRequests):
             )
             conn.execute("DELETE FROM used_tickets WHERE expires_at <= ?", (now,))
             sweep_requests(conn, now)
+            forgotten = conn.execute(
+                "DELETE FROM receipts WHERE expires_at <= ? RETURNING id", (now,)
+            ).fetchall()
+            conn.executemany("DELETE FROM view_receipts WHERE owner = ?", forgotten)
             if expired or orphans:
                 request_checkpoint()
             return len(expired)
@@ -330,6 +384,10 @@ class SqliteSecretStore(SqliteRequests):
 
 
 def _insert_row(conn: sqlite3.Connection, secret: NewSecret, size: int, body: bytes | None) -> None:
+    conn.execute(
+        "INSERT INTO receipts (id, manage_hash, expires_at) VALUES (?, ?, ?)",
+        (secret.secret_id, secret.manage_token_hash, secret.expires_at),
+    )
     conn.execute(
         "INSERT INTO secrets (id, manage_hash, kind, size, views_left, created_at, expires_at,"
         " device_key, body, has_passphrase, access_key, kdf_fields)"

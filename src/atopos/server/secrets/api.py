@@ -20,10 +20,12 @@ from atopos.server.identity import ClientId
 from atopos.server.node import Node
 from atopos.server.secrets.manage_tokens import hash_manage_token
 from atopos.server.secrets.quota import StorageQuota
+from atopos.server.secrets.receipts import MAX_RECEIPT_WAIT_SECONDS, ReceiptWaiters
 from atopos.server.secrets.schemas import (
     Argon2Fields,
     ChallengeResponse,
     CreateResponse,
+    ReceiptsResponse,
     RevealRequest,
     StatusResponse,
     TicketRequest,
@@ -47,6 +49,9 @@ __all__ = ["SecretsApi"]
 _ENVELOPE = "application/octet-stream"
 _JSON = "application/json"
 _CREATE_PARAMS = frozenset({"expires_in", "views", "kind", "device_key", "access_key"})
+_RECEIPTS_PARAMS = frozenset({"seen", "wait"})
+# More views than any server allows; a `seen` beyond it is a client's mistake.
+_MAX_SEEN = 10_000
 _encode = msgspec.json.encode
 # Bodies up to this size are sent as one response (cheaper than a streaming response).
 _BUFFERED_REVEAL_BYTES = 1024 * 1024
@@ -66,6 +71,7 @@ class SecretsApi:
         self._quota = StorageQuota(
             store, node.limits, node.clock, total_bytes=node.config.storage_quota_bytes
         )
+        self._receipt_waiters = ReceiptWaiters(store, self._now)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -94,18 +100,10 @@ class SecretsApi:
 
     async def _authorized(self, request: Request) -> SecretInfo:
         secret_id = self._secret_id(request)
-        scheme, _, token_text = request.headers.get("authorization", "").partition(" ")
-        try:
-            token = b64url_decode(token_text.strip())
-        except ValueError:
-            token = b""
         info = await self._store.info(secret_id, self._now())
         if info is None:
             raise Gone(GONE_MESSAGE)
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            hash_manage_token(token), info.manage_token_hash
-        ):
-            raise Refused("The manage token is missing or wrong.")
+        _check_manage_token(request, info.manage_token_hash)
         return info
 
     # -- endpoints ------------------------------------------------------------------------
@@ -245,8 +243,51 @@ class SecretsApi:
                 kind="file" if info.kind == KIND_FILE else "text",
                 size=info.size,
                 is_bound=info.is_bound,
+                viewed_at=list(await self._viewed_at(info.secret_id)),
             )
         )
+
+    async def _viewed_at(self, secret_id: bytes) -> tuple[int, ...]:
+        receipts = await self._store.receipts(secret_id, self._now())
+        return () if receipts is None else receipts.viewed_at
+
+    async def receipts(self, request: Request) -> Response:
+        """The reveal receipts, also after the last view; with `wait`, a long poll that
+        answers once more than `seen` views were spent (or the wait is over)."""
+        await self._limited(request, "manage")
+        secret_id = self._secret_id(request)
+        seen, wait = self._receipts_params(request)
+        receipts = await self._store.receipts(secret_id, self._now())
+        if receipts is None:
+            raise Gone(GONE_MESSAGE)
+        _check_manage_token(request, receipts.manage_token_hash)
+        latest = await self._receipt_waiters.wait(secret_id, receipts, seen=seen, wait=wait)
+        if latest is None:
+            raise Gone(GONE_MESSAGE)
+        info = await self._store.info(secret_id, self._now())
+        return _json(
+            ReceiptsResponse(
+                views_left=0 if info is None else info.views_left,
+                expires_at=latest.expires_at,
+                viewed_at=list(latest.viewed_at),
+            )
+        )
+
+    @staticmethod
+    def _receipts_params(request: Request) -> tuple[int, int]:
+        params = request.query_params
+        if set(params.keys()) - _RECEIPTS_PARAMS or any(
+            len(params.getlist(name)) > 1 for name in params
+        ):
+            raise InvalidInput("Only seen and wait may be given, once each.")
+        seen = _int_param(params.get("seen"), 0, "seen")
+        wait = _int_param(params.get("wait"), 0, "wait")
+        if seen > _MAX_SEEN or wait > MAX_RECEIPT_WAIT_SECONDS:
+            raise InvalidInput(
+                f"seen must be at most {_MAX_SEEN} and wait at most "
+                f"{MAX_RECEIPT_WAIT_SECONDS} seconds."
+            )
+        return seen, wait
 
     async def delete(self, request: Request) -> Response:
         await self._limited(request, "manage")
@@ -254,6 +295,18 @@ class SecretsApi:
         if not await self._store.delete(info.secret_id):
             raise Gone(GONE_MESSAGE)
         return Response(status_code=204)
+
+
+def _check_manage_token(request: Request, manage_token_hash: bytes) -> None:
+    scheme, _, token_text = request.headers.get("authorization", "").partition(" ")
+    try:
+        token = b64url_decode(token_text.strip())
+    except ValueError:
+        token = b""
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        hash_manage_token(token), manage_token_hash
+    ):
+        raise Refused("The manage token is missing or wrong.")
 
 
 def _media_type(request: Request) -> str:

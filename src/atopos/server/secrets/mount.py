@@ -45,6 +45,7 @@ class SecretsProduct:
             Route("/api/v1/secrets/{id}/ticket", api.ticket, methods=["POST"]),
             Route("/api/v1/secrets/{id}/reveal", api.reveal, methods=["POST"]),
             Route("/api/v1/secrets/{id}/status", api.status, methods=["GET"]),
+            Route("/api/v1/secrets/{id}/receipts", api.receipts, methods=["GET"]),
             Route("/api/v1/secrets/{id}", api.delete, methods=["DELETE"]),
             # Secret requests (docs/protocol/requests.md).
             Route("/api/v1/requests", self._requests.create, methods=["POST"]),

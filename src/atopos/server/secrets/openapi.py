@@ -14,9 +14,11 @@ import msgspec
 from atopos import __version__
 from atopos.server.errors import ErrorResponse
 from atopos.server.secrets.openapi_requests import REQUEST_SCHEMAS, request_paths
+from atopos.server.secrets.receipts import MAX_RECEIPT_WAIT_SECONDS
 from atopos.server.secrets.schemas import (
     ChallengeResponse,
     CreateResponse,
+    ReceiptsResponse,
     RevealRequest,
     StatusResponse,
     TicketRequest,
@@ -74,6 +76,7 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
             ErrorResponse,
             RevealRequest,
             StatusResponse,
+            ReceiptsResponse,
             TicketRequest,
             TicketResponse,
             *REQUEST_SCHEMAS,
@@ -183,6 +186,37 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
                     "responses": {
                         "200": _json_response("Status.", "StatusResponse"),
                         **_errors(403, 404, 429, 503),
+                    },
+                }
+            },
+            "/api/v1/secrets/{id}/receipts": {
+                "get": {
+                    "operationId": "secretReceipts",
+                    "summary": "The minute each view was spent, also after the last one; with "
+                    "wait, a long poll until more than `seen` views were spent.",
+                    "parameters": [
+                        _ID,
+                        {
+                            "name": "seen",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 10_000},
+                        },
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": MAX_RECEIPT_WAIT_SECONDS,
+                            },
+                        },
+                    ],
+                    "security": _BEARER,
+                    "responses": {
+                        "200": _json_response("Receipts.", "ReceiptsResponse"),
+                        **_errors(403, 404, 422, 429, 503),
                     },
                 }
             },

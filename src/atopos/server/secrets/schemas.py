@@ -10,6 +10,7 @@ __all__ = [
     "Argon2Fields",
     "ChallengeResponse",
     "CreateResponse",
+    "ReceiptsResponse",
     "RevealRequest",
     "StatusResponse",
     "TicketRequest",
@@ -80,3 +81,13 @@ class StatusResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     kind: Literal["text", "file"]
     size: int
     is_bound: bool
+    # The minute (Unix seconds, a multiple of 60) each view was spent, oldest first.
+    viewed_at: list[int]
+
+
+class ReceiptsResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Reveal receipts: kept after the last view burned the secret, until it expires."""
+
+    views_left: int  # 0 once the last view was spent
+    expires_at: int
+    viewed_at: list[int]

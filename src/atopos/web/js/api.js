@@ -134,6 +134,11 @@ export async function secretStatus(secretId, manageToken) {
   return (await send("GET", `secrets/${secretId}/status`, { token: manageToken })).json();
 }
 
+/** Reveal receipts: {views_left, expires_at, viewed_at}, also after the last view. */
+export async function secretReceipts(secretId, manageToken) {
+  return (await send("GET", `secrets/${secretId}/receipts`, { token: manageToken })).json();
+}
+
 export async function deleteSecret(secretId, manageToken) {
   await send("DELETE", `secrets/${secretId}`, { token: manageToken });
 }

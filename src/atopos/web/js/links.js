@@ -4,6 +4,7 @@
 
 import { decode, encode } from "./base64url.js";
 import { SECRET_ID_BYTES } from "./device.js";
+import { KEY_SHARE_BYTES, parseShare } from "./shamir.js";
 
 /** A secret id's text form: unpadded base64url of SECRET_ID_BYTES. */
 export const SECRET_ID_CHARS = 22;
@@ -46,4 +47,15 @@ export function takeFragment() {
 export function fragmentBytes(fragment, size) {
   const bytes = decode(fragment);
   return bytes !== null && bytes.length === size ? bytes : null;
+}
+
+/** The key share in a split link's fragment (docs/protocol/links.md), or null if none. */
+export function fragmentShare(fragment) {
+  const bytes = fragmentBytes(fragment, KEY_SHARE_BYTES);
+  if (bytes === null) return null;
+  try {
+    return parseShare(bytes);
+  } catch {
+    return null;
+  }
 }

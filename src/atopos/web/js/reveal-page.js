@@ -18,6 +18,10 @@
 // the Argon2id cost and salt the challenge carries). A typo in the link or a wrong passphrase
 // is refused at the ticket step, before any view is spent: the page says so and, for a
 // passphrase, asks again.
+//
+// A split link (docs/protocol/links.md) carries one key share: the page asks for the other
+// links (paste fields) and combines them here before "Reveal" is offered. Until the key is
+// whole nothing is sent, so a reader short of links spends nothing.
 
 import { accessKeyOf } from "./access-proof.js";
 import { AccessPath, State as PathState } from "./access-path.js";
@@ -35,7 +39,8 @@ import {
 } from "./envelope.js";
 import { isPlainText, safeFileName } from "./file-name.js";
 import { derivePassphraseKey } from "./kdf.js";
-import { fragmentBytes, secretIdFromPath, takeFragment } from "./links.js";
+import { fragmentBytes, fragmentShare, secretIdFromPath, secretIdOf, takeFragment } from "./links.js";
+import { combineKey, InvalidShares, sharesMissing } from "./shamir.js";
 import { watchSlowPassphrase } from "./passphrase-progress.js";
 import { MAX_BITS, solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
@@ -43,7 +48,10 @@ import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } fro
 const STEPS = ["challenge", "work", "download", "decrypt"];
 
 const secretId = secretIdFromPath();
-const linkKey = fragmentBytes(takeFragment(), LINK_KEY_BYTES);
+const fragment = takeFragment();
+// Set from the fragment, or once enough split links are combined.
+let linkKey = fragmentBytes(fragment, LINK_KEY_BYTES);
+const firstShare = linkKey === null ? fragmentShare(fragment) : null;
 const progress = byId("opening-progress");
 const detail = byId("opening-detail");
 const revealButton = byId("reveal-button");
@@ -438,6 +446,83 @@ function showPassphraseError(message) {
   passphraseInput.focus();
 }
 
+// -- split links ------------------------------------------------------------------------------
+
+const sharesError = byId("shares-error");
+
+/** Ask for the split links still missing: one paste field for each. */
+function showSharesForm() {
+  const missing = firstShare.threshold - 1;
+  byId("shares-lede").textContent =
+    `The sender split this secret into ${firstShare.count} links, sent separately; any` +
+    ` ${firstShare.threshold} of them open it. You opened one: paste ${missing} more` +
+    ` below. Nothing has been used yet.`;
+  const fields = byId("share-fields");
+  fields.replaceChildren();
+  for (let i = 1; i <= missing; i++) {
+    const field = document.createElement("div");
+    field.className = "field";
+    const label = document.createElement("label");
+    label.htmlFor = `share-link-${i}`;
+    label.textContent = `Another split link (${i} of ${missing})`;
+    const input = document.createElement("input");
+    input.id = `share-link-${i}`;
+    input.type = "text";
+    input.autocomplete = "off";
+    input.spellcheck = false;
+    input.className = "share-link-input";
+    field.append(label, input);
+    fields.append(field);
+  }
+  showState("shares");
+  fields.querySelector("input")?.focus();
+}
+
+/** The key share in a pasted split link of this secret; an Error with a sentence otherwise. */
+function pastedShare(text) {
+  let url;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    throw new Error("One of the pasted links is not a link; copy the whole link.");
+  }
+  if (secretIdOf(url.pathname) !== secretId) {
+    throw new Error("One of the pasted links is for a different secret.");
+  }
+  const share = fragmentShare(url.hash.slice(1));
+  if (share === null) {
+    throw new Error("One of the pasted links is not a split link, or it is damaged.");
+  }
+  return share;
+}
+
+function submitShares(event) {
+  event.preventDefault();
+  sharesError.hidden = true;
+  try {
+    const shares = [firstShare];
+    for (const input of document.querySelectorAll(".share-link-input")) {
+      if (input.value.trim() !== "") shares.push(pastedShare(input.value));
+    }
+    const missing = sharesMissing(shares);
+    if (missing > 0) {
+      throw new Error(
+        `${missing} more split ${missing === 1 ? "link is" : "links are"} needed.` +
+          " Nothing has been used.",
+      );
+    }
+    linkKey = combineKey(shares);
+    for (const input of document.querySelectorAll(".share-link-input")) input.value = "";
+    showState("ready");
+  } catch (error) {
+    sharesError.textContent =
+      error instanceof InvalidShares
+        ? `These links do not belong together: ${error.message}`
+        : error.message;
+    sharesError.hidden = false;
+  }
+}
+
 // -- showing the result -------------------------------------------------------------------------
 
 function asText(content) {
@@ -606,11 +691,13 @@ function wasViewSpent() {
 
 if (!hasWebCrypto()) {
   showState("unsupported", { focus: false });
-} else if (linkKey === null && wasViewSpent()) {
+} else if (linkKey === null && firstShare === null && wasViewSpent()) {
   showState("used", { focus: false });
-} else if (secretId === null || linkKey === null) {
+} else if (secretId === null || (linkKey === null && firstShare === null)) {
   showState("broken", { focus: false });
 } else {
+  byId("shares-form").addEventListener("submit", submitShares);
+  if (firstShare !== null) showSharesForm();
   revealButton.addEventListener("click", run);
   byId("retry-button").addEventListener("click", run);
   passphraseForm.addEventListener("submit", submitPassphrase);
