@@ -8,7 +8,11 @@ import asyncio
 import os
 
 import httpx
+import pytest
 
+from atopos.client.api import SecretsApi
+from atopos.client.secrets import create_secret, reveal_secret
+from atopos.errors import Gone
 from tests.api_client import OCTETS, access_params, create, envelope, remember, solved
 from tests.servers import ServerProcess
 
@@ -115,3 +119,25 @@ def test_racing_one_shot_reveals_of_a_one_view_secret_give_exactly_one_200(
     statuses = asyncio.run(scenario())
     assert statuses.count(200) == 1
     assert statuses.count(404) == attempts - 1
+
+
+def test_the_sdk_reveals_in_two_requests_with_one_shot(server: ServerProcess) -> None:
+    paths: list[str] = []
+
+    def record(request: httpx.Request) -> None:
+        paths.append(request.url.path.rsplit("/", 1)[-1])
+
+    with SecretsApi(server.url) as api:
+        made = create_secret(api, b"plain", expires_in=600, views=2)
+        api._client.event_hooks["request"].append(record)
+        out = bytearray()
+        reveal_secret(api, made.share_link, out.extend, one_shot=True)
+        assert bytes(out) == b"plain"
+        assert paths == ["challenge", "ticket"]
+        # The other view, the two-step way.
+        out.clear()
+        reveal_secret(api, made.share_link, out.extend)
+        assert bytes(out) == b"plain"
+        assert paths[2:] == ["challenge", "ticket", "reveal"]
+        with pytest.raises(Gone):
+            reveal_secret(api, made.share_link, out.extend, one_shot=True)
