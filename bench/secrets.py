@@ -56,7 +56,8 @@ TARGETS = {
     "pow_verify_us": 2.0,
     "ticket_verify_us": 5.0,
 }
-REQUESTS_PER_FLOW = 3  # challenge, ticket, reveal
+# challenge, ticket with "reveal": true (BENCH_THREE_STEP=1: challenge, ticket, reveal)
+REQUESTS_PER_FLOW = 3 if os.environ.get("BENCH_THREE_STEP") == "1" else 2
 BURNED_SAMPLE = 200
 UNREVEALED_SAMPLE = 50
 

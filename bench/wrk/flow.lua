@@ -1,11 +1,14 @@
 -- Atopos reveal flow, one secret each (server at --pow-bits 0, so nonce 0 solves):
--- challenge -> ticket -> reveal, on the ids of slice-<thread>.txt in order.
+-- challenge -> ticket with "reveal": true (the envelope comes back at once, as the clients
+-- do it), or with BENCH_THREE_STEP=1 challenge -> ticket -> reveal; on the ids of
+-- slice-<thread>.txt in order.
 -- Revealed ids go to revealed-<thread>.txt; `inflight` names a reveal sent but unanswered.
 local common = require("common")
 local access = require("access")
 setup, done = common.setup, common.done({ "flows", "bad", "bad_body", "pos", "exhausted", "inflight" })
 flows, bad, bad_body, pos, exhausted, inflight = 0, 0, 0, 1, 0, ""
 local ids, revealed, size, step, token
+local one_shot = os.getenv("BENCH_THREE_STEP") ~= "1"
 local json = { ["Content-Type"] = "application/json" }
 
 function init(args)
@@ -27,8 +30,12 @@ function request()
     return wrk.format("POST", base .. "/challenge", nil, "")
   elseif step == "ticket" then
     local proof = access.proof(id, token)
-    local body = '{"challenge":"' .. token .. '","nonce":0,"access_proof":"' .. proof .. '"}'
-    return wrk.format("POST", base .. "/ticket", json, body)
+    local body = '{"challenge":"' .. token .. '","nonce":0,"access_proof":"' .. proof .. '"'
+    if one_shot then
+      inflight = id
+      return wrk.format("POST", base .. "/ticket", json, body .. ',"reveal":true}')
+    end
+    return wrk.format("POST", base .. "/ticket", json, body .. "}")
   end
   inflight = id
   return wrk.format("POST", base .. "/reveal", json, '{"ticket":"' .. token .. '"}')
@@ -48,7 +55,7 @@ function response(status, headers, body)
   end
   if step == "challenge" then
     token, step = body:match('"challenge":"([%w_-]+)"'), "ticket"
-  elseif step == "ticket" then
+  elseif step == "ticket" and not one_shot then
     token, step = body:match('"ticket":"([%w_-]+)"'), "reveal"
   else
     flows = flows + 1

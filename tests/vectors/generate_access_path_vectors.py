@@ -53,6 +53,8 @@ FORMAT = [
     "client.device_proof {secret_id, challenge}: sign with the device key (device.md).",
     "client.proof_of_work {challenge, bits}: find a nonce (access.md, 'Proof of work').",
     "client.wait {seconds}: wait out a 429, then start again from the challenge.",
+    "options.one_shot (absent: false): the ticket request carries reveal: true and its",
+    "  answer is the envelope; a 422 to it is an older server: ask for the ticket alone.",
     "client.revealed: terminal, one view spent, the reveal answer's body is the envelope.",
     "client.failed {error, message, retry_after?}: terminal; error is one of gone, refused,",
     "  wrong_key, rate_limited, passphrase_required, network; message is the Python client's",
@@ -94,13 +96,21 @@ def solving(challenge: str = CHALLENGE, bits: int = BITS) -> list[dict[str, Any]
 
 
 def ticket_request(
-    challenge: str = CHALLENGE, proof: str | None = None, access_proof: str | None = None
+    challenge: str = CHALLENGE,
+    proof: str | None = None,
+    access_proof: str | None = None,
+    *,
+    reveal: bool = False,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"challenge": challenge, "nonce": solve(challenge, BITS)}
     if access_proof is not None:
         body["access_proof"] = access_proof
     if proof is not None:
         body["device_proof"] = proof
+    if reveal:
+        body["reveal"] = True
+        request = {"method": "POST", "path": f"{API}/ticket", "json": body, "is_reveal": True}
+        return {"request": request}
     return {"request": {"method": "POST", "path": f"{API}/ticket", "json": body}}
 
 
@@ -403,6 +413,53 @@ def transcripts() -> list[dict[str, Any]]:
                     "refused", "The server demands more proof of work than this client will do."
                 ),
             ],
+        ),
+        transcript(
+            "one shot",
+            "the ticket step with reveal: true answers the envelope (access.md, 'One shot')",
+            [
+                {"client": challenge_request(), "then": keyed()},
+                access_proving(),
+                *solving(),
+                {
+                    "client": ticket_request(access_proof=ACCESS_PROOF, reveal=True),
+                    "then": {"answer": {"status": 200}},
+                },
+                REVEALED,
+            ],
+            one_shot=True,
+        ),
+        transcript(
+            "one shot, wrong key",
+            "refused at the ticket step with reveal, like the two-step path: nothing spent",
+            [
+                {"client": challenge_request(), "then": keyed()},
+                access_proving(),
+                *solving(),
+                {
+                    "client": ticket_request(access_proof=ACCESS_PROOF, reveal=True),
+                    "then": error(403, "wrong_key"),
+                },
+                failed("wrong_key", WRONG_KEY),
+            ],
+            one_shot=True,
+        ),
+        transcript(
+            "one shot, older server",
+            "a 422 to reveal: true: the same ticket request without it, then the reveal step",
+            [
+                {"client": challenge_request(), "then": keyed()},
+                access_proving(),
+                *solving(),
+                {
+                    "client": ticket_request(access_proof=ACCESS_PROOF, reveal=True),
+                    "then": error(422, "invalid"),
+                },
+                {"client": ticket_request(access_proof=ACCESS_PROOF), "then": TICKET_ANSWER},
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+            one_shot=True,
         ),
         transcript(
             "unreadable challenge",

@@ -63,6 +63,17 @@ def serve(
             help="Base proof-of-work difficulty; 0 for tests only. Env: ATOPOS_POW_BITS.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            metavar="N",
+            help="Worker processes sharing the port and the store, to use N cores; rooms "
+            "need 1. Env: ATOPOS_WORKERS; default: 1. docs/operations.md.",
+        ),
+    ] = None,
     log_format: Annotated[
         str,
         typer.Option(
@@ -151,6 +162,7 @@ def serve(
         storage_url=storage,
         key_file=key_file,
         pow_bits=pow_bits,
+        workers=workers,
     )
     # Logs go to stderr: its being a terminal decides the format of `auto`.
     options = OnionOptions(control=tor_control, key_file=onion_key_file, tor_config=tor_config)

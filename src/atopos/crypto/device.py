@@ -84,6 +84,7 @@ _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
 
 def _ed25519_decode(raw: bytes) -> tuple[int, int] | None:
+    # RFC 8032, section 5.1.3: one exponentiation finds the square root of u/v.
     y = int.from_bytes(raw, "little")
     sign = y >> 255
     y &= (1 << 255) - 1
@@ -91,26 +92,33 @@ def _ed25519_decode(raw: bytes) -> tuple[int, int] | None:
         return None
     u = (y * y - 1) % _P
     v = (_D * y * y + 1) % _P
-    x2 = u * pow(v, _P - 2, _P) % _P
-    if x2 == 0:
-        return None if sign else (0, y)
-    x = pow(x2, (_P + 3) // 8, _P)
-    if (x * x - x2) % _P:
+    v3 = v * v * v % _P
+    x = u * v3 * pow(u * v3 * v3 * v, (_P - 5) // 8, _P) % _P
+    vx2 = v * x * x % _P
+    if vx2 == (-u) % _P:
         x = x * _SQRT_M1 % _P
-    if (x * x - x2) % _P:
+    elif vx2 != u:
+        return None
+    if x == 0 and sign:
         return None
     if x & 1 != sign:
         x = _P - x
     return x, y
 
 
-def _ed25519_add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    # The twisted Edwards addition law (a = -1), complete on edwards25519.
-    (x1, y1), (x2, y2) = a, b
-    t = _D * x1 * x2 * y1 * y2 % _P
-    x3 = (x1 * y2 + y1 * x2) * pow(1 + t, _P - 2, _P) % _P
-    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P
-    return x3, y3
+def _has_small_order(x: int, y: int) -> bool:
+    """Whether the point times the cofactor 8 is the neutral point (0, 1): three doublings in
+    projective coordinates (RFC 8032, section 5.1.4, a = -1), with no inversion."""
+    px, py, pz = x, y, 1
+    for _ in range(3):
+        a, b = px * px % _P, py * py % _P
+        c = 2 * pz * pz % _P
+        h = a + b
+        e = h - (px + py) * (px + py)
+        g = a - b
+        f = c + g
+        px, py, pz = e * f % _P, g * h % _P, f * g % _P
+    return px == 0 and py == pz
 
 
 def is_valid_ed25519_public_key(raw: bytes) -> bool:
@@ -119,11 +127,7 @@ def is_valid_ed25519_public_key(raw: bytes) -> bool:
     if len(raw) != PUBLIC_KEY_BYTES:
         return False
     point = _ed25519_decode(bytes(raw))
-    if point is None:
-        return False
-    for _ in range(3):  # times the cofactor 8
-        point = _ed25519_add(point, point)
-    return point != (0, 1)
+    return point is not None and not _has_small_order(*point)
 
 
 def is_valid_x25519_public_key(raw: bytes) -> bool:

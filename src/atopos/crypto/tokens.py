@@ -56,7 +56,6 @@ def _canonical_last_chars(token_bytes: int) -> frozenset[str]:
 
 _CHALLENGE_LAST = _canonical_last_chars(_CHALLENGE.size + _TAG_BYTES)
 _TICKET_LAST = _canonical_last_chars(_TICKET.size + _TAG_BYTES)
-_digest = hmac.digest
 _compare = hmac.compare_digest
 
 
@@ -120,19 +119,20 @@ class TokenKeys:
         if len(current) != KEY_BYTES or (previous is not None and len(previous) != KEY_BYTES):
             raise ValueError("token keys are 32 bytes")
         self._current_id = _key_id(current)
-        self._keys = {self._current_id: current}
+        # HMAC-SHA256 already keyed, copied per token: the key schedule is paid once here,
+        # not on every token (a third of the time of verifying one).
+        self._keyed = {self._current_id: hmac.new(current, digestmod=hashlib.sha256)}
         if previous is not None and _key_id(previous) != self._current_id:
-            self._keys[_key_id(previous)] = previous
+            self._keyed[_key_id(previous)] = hmac.new(previous, digestmod=hashlib.sha256)
 
     def _sign(self, payload: bytes) -> str:
-        tag = _digest(self._keys[self._current_id], payload, "sha256")[:_TAG_BYTES]
-        return b64url_encode(payload + tag)
+        return b64url_encode(payload + _tag(self._keyed[self._current_id], payload))
 
     def _open(self, token: str, expected_chars: int, last: frozenset[str], size: int) -> bytes:
         raw = _decode(token, expected_chars, last)
         payload, tag = raw[:size], raw[size:]
-        key = self._keys.get(payload[1])
-        if key is None or not _compare(_digest(key, payload, "sha256")[:_TAG_BYTES], tag):
+        keyed = self._keyed.get(payload[1])
+        if keyed is None or not _compare(_tag(keyed, payload), tag):
             raise InvalidToken
         return payload
 
@@ -164,6 +164,12 @@ class TokenKeys:
         if kind != _TYPE_TICKET or not _compare(bound_id, secret_id) or expires_at <= now:
             raise InvalidToken
         return Ticket(bound_id, ticket_id, expires_at, remember_until)
+
+
+def _tag(keyed: hmac.HMAC, payload: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(payload)
+    return mac.digest()[:_TAG_BYTES]
 
 
 def _key_id(key: bytes) -> int:

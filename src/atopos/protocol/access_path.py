@@ -1,6 +1,7 @@
 """The reader's side of the access path (docs/protocol/access.md) as a sans-I/O machine.
 
-challenge → access proof → (device proof) → proof of work → ticket → reveal, in the manner
+challenge → access proof → (device proof) → proof of work → ticket → reveal, or with
+`one_shot` a ticket step that reveals at once (`"reveal": true`), in the manner
 of h11's `_state.py`: `TRANSITIONS` lists every legal move (state, event, guard → next
 state) in one place. The machine is fed events (the server's answers, a solved proof of
 work, a device proof, a finished wait) and answers with the next thing to do: a request to
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 _API = "/api/v1/secrets"
+_UNPROCESSABLE = 422
 _T = TypeVar("_T")
 CHALLENGE_REFUSED = "The server refused to hand out a challenge."
 TICKET_REFUSED = "The server refused the proof of work (the challenge may have expired)."
@@ -229,6 +231,8 @@ class Guard(enum.Enum):
     OK = "ok"
     OK_BOUND = "ok, bound to a device"
     OK_KEYED = "ok, the secret wants an access proof"
+    OK_REVEALED = "ok, and the ticket step revealed the envelope"
+    OLDER_SERVER = "422 to a ticket step with reveal: a server without it"
     PASSPHRASE_MISSING = "ok, but a passphrase is needed and none can be had"  # noqa: S105
     TOO_MUCH_WORK = "ok, but more bits than this client will solve"
     RATE_LIMITED_RETRY = "429, retries left and Retry-After short enough"
@@ -250,6 +254,8 @@ TRANSITIONS: dict[tuple[State, type[Event], Guard], State] = {
     (_S.MAKING_DEVICE_PROOF, DeviceProofMade, _G.ANY): _S.SOLVING,
     (_S.SOLVING, ProofOfWorkFound, _G.ANY): _S.AWAITING_TICKET,
     (_S.AWAITING_TICKET, ServerAnswered, _G.OK): _S.AWAITING_REVEAL,
+    (_S.AWAITING_TICKET, ServerAnswered, _G.OK_REVEALED): _S.REVEALED,
+    (_S.AWAITING_TICKET, ServerAnswered, _G.OLDER_SERVER): _S.AWAITING_TICKET,
     (_S.AWAITING_TICKET, ServerAnswered, _G.RATE_LIMITED_RETRY): _S.WAITING,
     (_S.AWAITING_TICKET, ServerAnswered, _G.ERROR): _S.FAILED,
     (_S.AWAITING_REVEAL, ServerAnswered, _G.OK): _S.REVEALED,
@@ -270,6 +276,8 @@ class AccessPath:
     before any work). A 429 at any step is waited out (`Retry-After`, at most
     `max_retry_wait` seconds) and the walk starts again from the challenge, up to
     `rate_limit_retries` times. `server` only names the server in error sentences.
+    `one_shot`: the ticket request asks for the envelope at once (one request fewer); a
+    server that answers it 422 (one from before) is asked again for the ticket alone.
     """
 
     def __init__(
@@ -281,8 +289,11 @@ class AccessPath:
         max_pow_bits: int,
         rate_limit_retries: int = 3,
         max_retry_wait: int = 60,
+        one_shot: bool = False,
     ) -> None:
         self.secret_id = secret_id
+        self._one_shot = one_shot
+        self._nonce = 0
         self.state = State.AWAITING_CHALLENGE
         self._server = server
         self._can_unlock = can_unlock
@@ -331,6 +342,14 @@ class AccessPath:
             State.AWAITING_CHALLENGE: CHALLENGE_REFUSED,
             State.AWAITING_TICKET: self._ticket_refused,
         }.get(self.state, REVEAL_REFUSED)
+        if (
+            self._one_shot
+            and self.state is State.AWAITING_TICKET
+            and answer.status == _UNPROCESSABLE
+        ):
+            # Nothing was spent: the server refused the unknown field before any check.
+            self._one_shot = False
+            return Guard.OLDER_SERVER, self._ticket_request(self._nonce)
         if not answer.is_success:
             failure = failure_for_answer(answer, refused=refused)
             if (
@@ -344,6 +363,8 @@ class AccessPath:
             return Guard.ERROR, Failed(failure)
         if self.state is State.AWAITING_CHALLENGE:
             return self._judge_challenge(answer)
+        if self.state is State.AWAITING_TICKET and self._one_shot:
+            return Guard.OK_REVEALED, Revealed()
         if self.state is State.AWAITING_TICKET:
             ticket = self._decode(answer, Ticket)
             if ticket is None:
@@ -392,11 +413,15 @@ class AccessPath:
         return SendRequest("POST", self._path("challenge"))
 
     def _ticket_request(self, nonce: int) -> SendRequest:
+        self._nonce = nonce
         body: dict[str, object] = {"challenge": self._current_challenge().challenge, "nonce": nonce}
         if self._access_proof is not None:
             body["access_proof"] = b64url_encode(self._access_proof)
         if self._device_proof is not None:
             body["device_proof"] = b64url_encode(self._device_proof)
+        if self._one_shot:
+            body["reveal"] = True
+            return SendRequest("POST", self._path("ticket"), body, is_reveal=True)
         return SendRequest("POST", self._path("ticket"), body)
 
     def _current_challenge(self) -> Challenge:

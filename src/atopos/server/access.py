@@ -40,6 +40,9 @@ class IssuedChallenge:
 class IssuedTicket:
     ticket: str
     expires_at: int
+    # What the ticket carries, for a ticket step that redeems it at once (`reveal`).
+    ticket_id: bytes
+    remember_until: int
 
 
 class AccessControl:
@@ -122,10 +125,9 @@ class AccessControl:
         # expires ticket_ttl after it at the latest: the store remembers a redeemed id so long.
         remember_until = opened.expires_at + self._ticket_ttl
         expires_at = min(now + self._ticket_ttl, remember_until)
-        ticket = self._keys.issue_ticket(
-            secret_id, ticket_id_for(challenge), expires_at, remember_until
-        )
-        return IssuedTicket(ticket, expires_at)
+        ticket_id = ticket_id_for(challenge)
+        ticket = self._keys.issue_ticket(secret_id, ticket_id, expires_at, remember_until)
+        return IssuedTicket(ticket, expires_at, ticket_id, remember_until)
 
     async def open_ticket(self, secret_id: bytes, ticket: str, ident: ClientId, now: int) -> Ticket:
         try:

@@ -20,12 +20,14 @@ from atopos.randomness import RandomBytes, system_random_bytes
 from atopos.server.config import ServerConfig
 from atopos.server.error_pages import html_for_browsers
 from atopos.server.errors import error_response, response_for
+from atopos.server.keyfile import NodeKeys
 from atopos.server.middleware import EdgeMiddleware
 from atopos.server.node import build_node
 from atopos.server.pages import page_routes
 from atopos.server.product import Product
 from atopos.server.rooms.limits import RoomNodeLimits
 from atopos.server.rooms.mount import RoomsProduct
+from atopos.server.rooms.refused import RoomsRefused
 from atopos.server.secrets import SecretsProduct
 from atopos.storage.factory import open_store
 from atopos.storage.request_port import SecretAndRequestStore
@@ -45,19 +47,27 @@ def create_app(
     token_keys: TokenKeys | None = None,
     room_limits: RoomNodeLimits | None = None,
     on_rooms: Callable[[RoomsProduct], None] | None = None,
+    node_keys: NodeKeys | None = None,
 ) -> ASGIApp:
     """The node's app. `room_limits` (default: the config's) shrinks the relay's caps in
     tests, and `on_rooms` hands the rooms product to a test (to read its RAM state or fire
-    its ticker)."""
+    its ticker). `node_keys`: the keys a worker shares with the node's other workers."""
     clock = clock or SystemClock()
-    node = build_node(config, clock, random_bytes, token_keys=token_keys)
-    products: list[Product] = [
-        SecretsProduct(node, store or open_store(config.resolved_storage_url(), clock))
-    ]
-    rooms = RoomsProduct(node, limits=room_limits or config.room_limits())
-    if on_rooms is not None:
-        on_rooms(rooms)
-    products.append(rooms)
+    node = build_node(config, clock, random_bytes, token_keys=token_keys, node_keys=node_keys)
+    has_workers = config.workers > 1
+    store = store or open_store(
+        config.resolved_storage_url(), clock, is_shared_by_workers=has_workers
+    )
+    products: list[Product] = [SecretsProduct(node, store)]
+    if has_workers:
+        # Rooms live in one process's RAM: with several workers, members of one room would
+        # land on different relays (server/rooms/refused.py).
+        products.append(RoomsRefused())
+    else:
+        rooms = RoomsProduct(node, limits=room_limits or config.room_limits())
+        if on_rooms is not None:
+            on_rooms(rooms)
+        products.append(rooms)
     app = Starlette(
         routes=[*(r for p in products for r in p.routes()), *_node_routes(products)],
         lifespan=_lifespan(products),

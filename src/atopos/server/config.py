@@ -75,6 +75,8 @@ class ServerConfig:
     rate_reveal: int = 60
     rate_manage: int = 60
     sweep_interval: float = 30.0
+    # Worker processes sharing the listening socket and the store (server/workers.py).
+    workers: int = 1
     log_level: str = "info"
     # Honour X-Forwarded-For (its last entry) from these proxy addresses only, e.g. Caddy on
     # the same machine: ATOPOS_TRUSTED_PROXIES=127.0.0.1 (deploy/, docs/operations.md).
@@ -227,6 +229,16 @@ def _count(text: str) -> int:
     return value
 
 
+MAX_WORKERS = 64
+
+
+def _worker_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError("not a worker count")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 < value < 1e9:
@@ -291,6 +303,7 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("ATOPOS_CHALLENGE_TTL", "challenge_ttl", parse_seconds, _DURATION),
     _setting("ATOPOS_TICKET_TTL", "ticket_ttl", parse_seconds, _DURATION),
     _setting("ATOPOS_SWEEP_INTERVAL", "sweep_interval", _seconds, _SECONDS),
+    _setting("ATOPOS_WORKERS", "workers", _worker_count, "a whole number from 1 to 64"),
     _setting("ATOPOS_STORAGE_QUOTA", "storage_quota_bytes", parse_size, _SIZE),
     _setting("ATOPOS_UPLOAD_QUOTA_PER_HOUR", "upload_quota_per_hour_bytes", parse_size, _SIZE),
     _setting("ATOPOS_HEADER_TIMEOUT", "header_timeout", _seconds, _SECONDS),

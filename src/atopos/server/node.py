@@ -67,11 +67,14 @@ def build_node(
     random_bytes: RandomBytes,
     *,
     token_keys: TokenKeys | None = None,
+    node_keys: NodeKeys | None = None,
 ) -> Node:
     """Every problem of the configuration (a bad key file, a rate-limit Redis that persists)
-    stops the start here, with one sentence (InvalidInput)."""
+    stops the start here, with one sentence (InvalidInput). `node_keys`, given by the worker
+    supervisor (server/workers.py), are the keys every worker of the node shares."""
     # Read before anything else, so a bad key file stops the start with one sentence.
-    node_keys = load_key_file(config.key_file) if config.key_file is not None else None
+    if node_keys is None and config.key_file is not None:
+        node_keys = load_key_file(config.key_file)
     # Then the same for a rate-limit Redis that would write client identifiers to disk.
     rate_limit_url = config.resolved_rate_limit_storage_url()
     persistence_check = _rate_limit_persistence_check(config, rate_limit_url, clock)

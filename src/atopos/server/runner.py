@@ -21,14 +21,20 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from atopos import __version__
+from atopos.clock import SystemClock
+from atopos.crypto.sizes import NODE_KEY_BYTES
 from atopos.errors import InvalidInput
 from atopos.protocol.room_wire import MAX_FRAME_CHARS
+from atopos.randomness import system_random_bytes
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
 from atopos.server.connection_guard import ConnectionLimits, guarded_http_protocol
+from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.logs import configure_logging
 from atopos.server.onion_service import OnionOptions, PublishedOnion, publish_onion_service
 from atopos.server.websocket_protocol import QuietWebSocketProtocol
+from atopos.server.workers import WorkerSupervisor
+from atopos.storage.factory import open_store
 
 __all__ = [
     "NodeServer",
@@ -52,6 +58,9 @@ def serve(
     terminal, then short log lines) or `json`. With `onion`, also publish an onion service
     (`show_onion` tells its address); `is_onion_only` binds no open listener at all."""
     configure_logging(config.log_level, log_format)
+    if config.workers > 1:
+        _serve_workers(config, log_format=log_format, has_onion=onion is not None)
+        return
     _raise_descriptor_limit()
     # Bound first: a busy port is one sentence (InvalidInput), not uvicorn's log and exit.
     listener = None if is_onion_only else listening_socket(config.host, config.port)
@@ -101,6 +110,77 @@ def serve(
         # Only now, the onion service removed: SIGTERM's default action ends the process.
         if server is not None:
             server.raise_captured_signals()
+
+
+def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) -> None:
+    """`config.workers` processes on one listening socket (server/workers.py)."""
+    if has_onion:
+        raise InvalidInput("--onion runs in a single process; set --workers 1 to use it.")
+    if config.has_rate_limits() and config.resolved_rate_limit_storage_url() is None:
+        raise InvalidInput(
+            "With several workers, rate limits must be counted in a shared Redis: set "
+            "ATOPOS_RATE_LIMIT_STORAGE (deploy/redis/atopos-ephemeral.conf), or "
+            "ATOPOS_RATE_LIMIT=0 behind a proxy that limits."
+        )
+    _raise_descriptor_limit()
+    listener = listening_socket(config.host, config.port)
+    try:
+        if config.storage_url is None:
+            config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(config.data_dir, 0o700)
+        clock = SystemClock()
+        # Drawn once, before the fork: a challenge one worker issued passes at every other.
+        keys = (
+            load_key_file(config.key_file)
+            if config.key_file is not None
+            else NodeKeys(system_random_bytes(NODE_KEY_BYTES))
+        )
+        create_app(config, clock=clock, node_keys=keys)  # a bad setting: one sentence, here
+        _prepare_store(config, clock)
+        if log_format == "human":
+            for line in start_up_lines(config, listener.getsockname()[1]):
+                print(line, file=sys.stderr, flush=True)
+        else:
+            logging.getLogger("atopos.server").info(
+                "starting",
+                extra={
+                    "storage": storage_scheme(config),
+                    "pow_bits": config.pow_bits,
+                    "workers": config.workers,
+                },
+            )
+        logging.getLogger("atopos.server").warning(
+            "rooms are refused: they need a single worker process"
+        )
+        listener.listen(2048)
+        limits = config.connection_limits()
+
+        def work(_index: int) -> None:
+            app = create_app(config, node_keys=keys)
+            NodeServer(uvicorn_config(app, config.host, config.port, limits)).run(
+                sockets=[listener]
+            )
+
+        status = WorkerSupervisor(config.workers, work, clock).run()
+    finally:
+        listener.close()
+    if status:
+        raise SystemExit(status)
+
+
+def _prepare_store(config: ServerConfig, clock: SystemClock) -> None:
+    """Open the store once before the workers do: an SQLite file is created or migrated by
+    one process only, and its chunks of interrupted uploads are removed while no upload can
+    be in progress (workers leave them alone: storage/sqlite.py). Nothing keeps running."""
+    if config.has_redis_storage():
+        return
+    store = open_store(config.resolved_storage_url(), clock)
+
+    async def open_and_close() -> None:
+        await store.start(int(clock.now()))
+        await store.aclose()
+
+    asyncio.run(open_and_close())
 
 
 def _tell(log_format: str, line: str) -> None:
@@ -238,12 +318,14 @@ def start_up_lines(config: ServerConfig, port: int | None) -> list[str]:
     if config.pow_bits == 0:
         work += " (for tests only: any answer passes)"
     serving = f"serving at {url}{note}" if port is not None else "serving on its onion only"
-    return [
+    lines = [
         f"Atopos {__version__} is {serving}",
         f"  storage: {storage}",
         f"  proof of work: {work}",
-        "  Press Ctrl-C to stop. Logs follow (JSON instead: --log-format json).",
     ]
+    if config.workers > 1:
+        lines.append(f"  workers: {config.workers} processes (rooms are off: they need one)")
+    return [*lines, "  Press Ctrl-C to stop. Logs follow (JSON instead: --log-format json)."]
 
 
 def uvicorn_config(

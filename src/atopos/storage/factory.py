@@ -10,13 +10,16 @@ from atopos.storage.urls import is_redis_url
 __all__ = ["open_store"]
 
 
-def open_store(url: str, clock: Clock | None = None) -> SecretAndRequestStore:
-    """The store the URL names, reading intervals from `clock` (the system's by default)."""
+def open_store(
+    url: str, clock: Clock | None = None, *, is_shared_by_workers: bool = False
+) -> SecretAndRequestStore:
+    """The store the URL names, reading intervals from `clock` (the system's by default).
+    `is_shared_by_workers`: other processes of this node write the same SQLite file."""
     clock = clock or SystemClock()
     if url.startswith("sqlite:///"):
         from atopos.storage.sqlite import SqliteSecretStore
 
-        return SqliteSecretStore.from_url(url, clock)
+        return SqliteSecretStore.from_url(url, clock, is_shared_by_processes=is_shared_by_workers)
     if is_redis_url(url):
         # Imported on demand: a node on SQLite never loads the Redis client.
         from atopos.storage.redis import RedisSecretStore

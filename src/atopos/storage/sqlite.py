@@ -97,18 +97,31 @@ def _open(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
 class SqliteSecretStore(SqliteRequests):
     """`SecretStore` on one SQLite file (see module docstring for the guarantees)."""
 
-    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: Path, clock: Clock | None = None, *, is_shared_by_processes: bool = False
+    ) -> None:
+        """`is_shared_by_processes`: other processes (a node's workers) write the same file.
+        The writers then take turns on its flock (storage/sqlite_writer.py), and the sweep
+        leaves chunks without a secret row alone: they may be another process's upload in
+        progress, which this one cannot see."""
         self._path = path
-        self._writer = GroupCommitWriter(self._connect_writer, clock)
+        self._removes_orphan_chunks = not is_shared_by_processes
+        # With other processes on the file, their writers take turns on its flock.
+        self._writer = GroupCommitWriter(
+            self._connect_writer, clock, lock_path=path if is_shared_by_processes else None
+        )
         self._reader: sqlite3.Connection | None = None
         # Secrets whose chunks are being uploaded: the sweeper must not take them for orphans.
         self._uploading: set[bytes] = set()
 
     @classmethod
-    def from_url(cls, url: str, clock: Clock | None = None) -> SqliteSecretStore:
+    def from_url(
+        cls, url: str, clock: Clock | None = None, *, is_shared_by_processes: bool = False
+    ) -> SqliteSecretStore:
         if not url.startswith("sqlite:///"):
             raise ValueError("an SQLite storage URL looks like sqlite:///path/to/atopos.db")
-        return cls(Path(url.removeprefix("sqlite://")), clock)
+        path = Path(url.removeprefix("sqlite://"))
+        return cls(path, clock, is_shared_by_processes=is_shared_by_processes)
 
     def _connect_writer(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -353,6 +366,7 @@ class SqliteSecretStore(SqliteRequests):
         # Lifecycle table: SWEEP: EXPIRED -> GONE (BURNED, counted); and redeemed
         # ticket ids past their remember_until are forgotten.
         uploading = frozenset(self._uploading)
+        removes_orphans = self._removes_orphan_chunks
         request_checkpoint = self._writer.request_checkpoint
 
         def sweep(conn: sqlite3.Connection) -> int:
@@ -360,9 +374,11 @@ class SqliteSecretStore(SqliteRequests):
                 "DELETE FROM secrets WHERE expires_at <= ? RETURNING id", (now,)
             ).fetchall()
             conn.executemany("DELETE FROM chunks WHERE owner = ?", expired)
-            orphans = conn.execute(
-                "SELECT DISTINCT owner FROM chunks WHERE owner NOT IN (SELECT id FROM secrets)"
-            ).fetchall()
+            orphans = []
+            if removes_orphans:
+                orphans = conn.execute(
+                    "SELECT DISTINCT owner FROM chunks WHERE owner NOT IN (SELECT id FROM secrets)"
+                ).fetchall()
             conn.executemany(
                 "DELETE FROM chunks WHERE owner = ?",
                 [row for row in orphans if row[0] not in uploading],

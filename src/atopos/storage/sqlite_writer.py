@@ -6,17 +6,25 @@ The thread takes all operations that queued up while the previous batch was comm
 commits them in one transaction (`synchronous=FULL`: the WAL is fsynced before COMMIT
 returns) and only then resolves the callers' futures. A caller that got a result therefore
 holds a durable answer, and many concurrent callers share the cost of one fsync.
+
+When several processes write the same file (`atopos serve --workers N`), each has its own
+writer, and `lock_path` names the file whose exclusive flock a writer holds from BEGIN to
+COMMIT (and over a checkpoint): the writers then take turns, woken by the kernel the moment
+the lock is free, instead of SQLite's busy handler polling with sleeps of up to 100 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from atopos.clock import Clock, SystemClock
@@ -45,9 +53,15 @@ def storage_error(exc: sqlite3.Error) -> Unavailable:
 
 class GroupCommitWriter:
     def __init__(
-        self, connect: Callable[[], sqlite3.Connection], clock: Clock | None = None
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        clock: Clock | None = None,
+        *,
+        lock_path: Path | None = None,
     ) -> None:
         self._connect = connect
+        self._lock_path = lock_path
+        self._lock_fd: int | None = None
         self._clock = clock or SystemClock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._checkpoint_wanted = False
@@ -80,6 +94,8 @@ class GroupCommitWriter:
     def _run(self) -> None:
         try:
             conn = self._connect()
+            if self._lock_path is not None:
+                self._lock_fd = os.open(self._lock_path, os.O_RDONLY | os.O_CLOEXEC)
         except BaseException as exc:
             self._startup_error = exc
             self._ready.set()
@@ -121,26 +137,41 @@ class GroupCommitWriter:
                 self._checkpoint(conn)
         finally:
             conn.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn to write, when other processes write the same file."""
+        if self._lock_fd is None:
+            yield
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         # A lone operation needs no savepoint: the transaction is its own (two
         # statements fewer for every batch of one, the usual batch under light load).
         isolate = len(batch) > 1
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for operation, future, _loop in batch:
-                outcomes.append((future, *_apply(conn, operation, isolate=isolate)))
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            # The transaction as a whole failed (disk full at commit, I/O error): nothing
-            # of the batch is durable, so every caller hears so.
-            _log.error("sqlite commit failed", extra={"error": type(exc).__name__})
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = storage_error(exc)
-            outcomes = [(future, None, failure) for _op, future, _loop in batch]
+        with self._turn():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for operation, future, _loop in batch:
+                    outcomes.append((future, *_apply(conn, operation, isolate=isolate)))
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                # The transaction as a whole failed (disk full at commit, I/O error): nothing
+                # of the batch is durable, so every caller hears so.
+                _log.error("sqlite commit failed", extra={"error": type(exc).__name__})
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                failure = storage_error(exc)
+                outcomes = [(future, None, failure) for _op, future, _loop in batch]
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for (_op, _future, loop), outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append(outcome)
@@ -156,7 +187,8 @@ class GroupCommitWriter:
         (busy_timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
         conn.execute("PRAGMA busy_timeout = 0")
         try:
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            with self._turn():
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error:
             busy = 1
         finally:

@@ -209,7 +209,12 @@ class SecretsApi:
         ):
             await self._access.record_failure(ident)
             raise Refused("This secret is bound to a device; the device proof is missing or wrong.")
-        return _json(TicketResponse(issued.ticket, issued.expires_at))
+        if not body.reveal:
+            return _json(TicketResponse(issued.ticket, issued.expires_at))
+        # Ticket and reveal in one request: the reveal step's budget is spent too, and the
+        # view is taken exactly as the reveal step takes it (same ticket id, same store call).
+        await self._node.limits.hit("reveal", ident)
+        return await self._redeem(secret_id, issued.ticket_id, issued.remember_until, ident, now)
 
     async def reveal(self, request: Request) -> Response:
         ident = await self._limited(request, "reveal", _JSON)
@@ -217,12 +222,16 @@ class SecretsApi:
         body = await read_json(request, RevealRequest, self._config.max_json_bytes)
         now = self._now()
         ticket = await self._access.open_ticket(secret_id, body.ticket, ident, now)
+        return await self._redeem(secret_id, ticket.ticket_id, ticket.remember_until, ident, now)
+
+    async def _redeem(
+        self, secret_id: bytes, ticket_id: bytes, remember_until: int, ident: ClientId, now: int
+    ) -> Response:
+        """Spend one view for a ticket id; the envelope as the answer."""
         # Every ticket minted from one challenge carries this ticket id: the store remembers
         # it until the last of them has expired, or a later one would buy a second view.
         try:
-            revealed = await self._store.consume(
-                secret_id, ticket.ticket_id, ticket.remember_until, now
-            )
+            revealed = await self._store.consume(secret_id, ticket_id, remember_until, now)
         except TicketUsed:
             await self._access.record_failure(ident)
             raise

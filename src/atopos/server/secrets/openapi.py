@@ -156,11 +156,18 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
             "/api/v1/secrets/{id}/ticket": {
                 "post": {
                     "operationId": "getTicket",
-                    "summary": "Trade a solved challenge for a single-use ticket.",
+                    "summary": "Trade a solved challenge for a single-use ticket; with "
+                    '"reveal": true, redeem it at once and answer with the envelope.',
                     "parameters": [_ID],
                     "requestBody": _json_body("TicketRequest"),
                     "responses": {
-                        "200": _json_response("Ticket.", "TicketResponse"),
+                        "200": {
+                            "description": "The ticket (JSON), or with reveal the envelope.",
+                            "content": {
+                                **_json_response("Ticket.", "TicketResponse")["content"],
+                                **envelope,
+                            },
+                        },
                         **_errors(403, 404, 413, 422, 429, 503),
                     },
                 }

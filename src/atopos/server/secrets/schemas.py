@@ -30,6 +30,9 @@ class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # base64url Ed25519 signature (86 characters) by the secret's access key; required when
     # the secret has one (every secret created since the key-knowledge proof), else ignored.
     access_proof: _Token | None = None
+    # True: redeem the ticket at once and answer with the envelope, as the reveal step
+    # would (one request fewer for a reader who reveals now; docs/protocol/access.md).
+    reveal: bool = False
 
     def __post_init__(self) -> None:
         if self.nonce > 2**64 - 1:

@@ -1,7 +1,8 @@
 // The reader's side of the access path (docs/protocol/access.md) as a machine that does no
 // I/O: the twin of src/atopos/protocol/access_path.py, with the same transition table, and
 // both replay tests/vectors/access_path.json. challenge -> access proof -> (device proof) ->
-// proof of work -> ticket -> reveal: the machine is fed events and answers with the next step.
+// proof of work -> ticket -> reveal, or with `oneShot` a ticket step that reveals at once
+// ("reveal": true): the machine is fed events and answers with the next step.
 //
 // Steps (what to do next), in the vector file's words:
 //   {request: {method, path, json, is_reveal?}}  send it (path from the server root)
@@ -58,6 +59,8 @@ export const Guard = Object.freeze({
   OK: "ok",
   OK_BOUND: "ok, bound to a device",
   OK_KEYED: "ok, the secret wants an access proof",
+  OK_REVEALED: "ok, and the ticket step revealed the envelope",
+  OLDER_SERVER: "422 to a ticket step with reveal: a server without it",
   PASSPHRASE_MISSING: "ok, but a passphrase is needed and none can be had",
   TOO_MUCH_WORK: "ok, but more bits than this client will solve",
   RATE_LIMITED_RETRY: "429, retries left and Retry-After short enough",
@@ -80,6 +83,8 @@ export const TRANSITIONS = Object.freeze([
   [S.MAKING_DEVICE_PROOF, "device_proof", G.ANY, S.SOLVING],
   [S.SOLVING, "nonce", G.ANY, S.AWAITING_TICKET],
   [S.AWAITING_TICKET, "answer", G.OK, S.AWAITING_REVEAL],
+  [S.AWAITING_TICKET, "answer", G.OK_REVEALED, S.REVEALED],
+  [S.AWAITING_TICKET, "answer", G.OLDER_SERVER, S.AWAITING_TICKET],
   [S.AWAITING_TICKET, "answer", G.RATE_LIMITED_RETRY, S.WAITING],
   [S.AWAITING_TICKET, "answer", G.ERROR, S.FAILED],
   [S.AWAITING_REVEAL, "answer", G.OK, S.REVEALED],
@@ -221,13 +226,17 @@ const isTicket = (value) => typeof value.ticket === "string" && isInteger(value.
  * `canUnlock`: a passphrase is at hand (else a passphrase secret fails before any work).
  * A 429 is waited out (at most `maxRetryWait` seconds) and the walk starts again from the
  * challenge, up to `rateLimitRetries` times. `server` only names the server in sentences.
+ * `oneShot`: the ticket request asks for the envelope at once (one request fewer); a server
+ * that answers it 422 (one from before) is asked again for the ticket alone.
  */
 export class AccessPath {
   constructor(
     secretId,
-    { server, canUnlock, maxPowBits, rateLimitRetries = 3, maxRetryWait = 60 },
+    { server, canUnlock, maxPowBits, rateLimitRetries = 3, maxRetryWait = 60, oneShot = false },
   ) {
     this.secretId = secretId;
+    this._oneShot = oneShot;
+    this._nonce = 0;
     this.state = State.AWAITING_CHALLENGE;
     /** The last challenge the server handed out ({challenge, bits, is_bound, ...}), or null. */
     this.challenge = null;
@@ -282,6 +291,11 @@ export class AccessPath {
         : this.state === S.AWAITING_TICKET
           ? this._ticketRefused
           : REVEAL_REFUSED;
+    if (this._oneShot && this.state === S.AWAITING_TICKET && answer.status === 422) {
+      // Nothing was spent: the server refused the unknown field before any check.
+      this._oneShot = false;
+      return [G.OLDER_SERVER, this._ticketRequest(this._nonce)];
+    }
     if (!(answer.status >= 200 && answer.status < 300)) {
       const failure = failureFor(answer, refused);
       if (
@@ -295,6 +309,7 @@ export class AccessPath {
       return [G.ERROR, { failed: failure }];
     }
     if (this.state === S.AWAITING_CHALLENGE) return this._judgeChallenge(answer);
+    if (this.state === S.AWAITING_TICKET && this._oneShot) return [G.OK_REVEALED, { revealed: {} }];
     if (this.state === S.AWAITING_TICKET) {
       const ticket = decode(answer.body, isTicket);
       if (ticket === null) return [G.ERROR, this._notUnderstood()];
@@ -354,10 +369,16 @@ export class AccessPath {
   }
 
   _ticketRequest(nonce) {
+    this._nonce = nonce;
     const json = { challenge: this.challenge.challenge, nonce };
     if (this._accessProof !== null) json.access_proof = this._accessProof;
     if (this._deviceProof !== null) json.device_proof = this._deviceProof;
-    return { request: { method: "POST", path: this._path("ticket"), json } };
+    const path = this._path("ticket");
+    if (this._oneShot) {
+      json.reveal = true;
+      return { request: { method: "POST", path, json, is_reveal: true } };
+    }
+    return { request: { method: "POST", path, json } };
   }
 
   _path(step) {

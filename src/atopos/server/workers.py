@@ -1,0 +1,134 @@
+"""Several worker processes for one node (`atopos serve --workers N`), under one supervisor.
+
+The supervisor binds the listening socket, then forks the workers; each runs the whole app
+on its own event loop and accepts from that one shared socket, so the kernel spreads the
+connections over them and the node uses every core. What must be one across the node is
+made before the fork or kept outside the processes: the node keys (challenges and tickets
+that one worker issued pass at any other) are drawn once in the supervisor; the store is one
+SQLite file in WAL mode that every worker's group-commit writer opens (BEGIN IMMEDIATE and a
+busy timeout serialise their commits, and a 201 still follows an fsync); redeemed ticket ids
+live in that store; rate-limit counters need the shared Redis (server/config.py refuses
+in-memory ones). docs/operations.md, "Worker processes", says what stays per worker.
+
+The supervisor restarts a worker that dies, forwards SIGTERM and SIGINT to the workers as a
+SIGTERM (each finishes its requests), and exits once they have all ended. A worker whose
+supervisor is gone (kill -9) sees its end of a pipe close and stops too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from atopos.clock import Clock
+
+__all__ = ["WorkerSupervisor"]
+
+_log = logging.getLogger("atopos.server")
+# A worker that dies this soon after it started, this many times in a row, will not do better
+# when started again: the supervisor stops the node instead of forking forever.
+_EARLY_DEATH_SECONDS = 2.0
+_EARLY_DEATHS_TO_GIVE_UP = 5
+
+
+class WorkerSupervisor:
+    def __init__(self, count: int, work: Callable[[int], None], clock: Clock) -> None:
+        """`work(index)` runs one worker to its end, in the forked child."""
+        self._count = count
+        self._work = work
+        self._clock = clock
+        self._workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
+        self._is_stopping = False
+        self._early_deaths = 0
+        self._watch_read, self._watch_write = -1, -1
+
+    def run(self) -> int:
+        """Fork the workers and keep them running until a signal; the exit status (0, or 1
+        when the workers kept dying at start)."""
+        self._watch_read, self._watch_write = os.pipe()
+        previous = {signum: signal.signal(signum, self._forward) for signum in _FORWARDED_SIGNALS}
+        try:
+            for index in range(self._count):
+                self._spawn(index)
+            return self._supervise()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(self._watch_read)
+            os.close(self._watch_write)
+
+    def _supervise(self) -> int:
+        status = 0
+        while self._workers:
+            try:
+                pid, wait_status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            entry = self._workers.pop(pid, None)
+            if entry is None or self._is_stopping:
+                continue
+            index, started = entry
+            code = os.waitstatus_to_exitcode(wait_status)
+            if self._clock.monotonic() - started < _EARLY_DEATH_SECONDS:
+                self._early_deaths += 1
+            else:
+                self._early_deaths = 0
+            if self._early_deaths >= _EARLY_DEATHS_TO_GIVE_UP:
+                _log.error("workers keep exiting at start; stopping", extra={"exit": code})
+                status = 1
+                self._stop_all()
+                continue
+            _log.warning("worker exited; starting another", extra={"worker": index, "exit": code})
+            self._spawn(index)
+        return status
+
+    def _forward(self, signum: int, _frame: FrameType | None) -> None:
+        _log.info("stopping workers", extra={"signal": signal.Signals(signum).name})
+        self._stop_all()
+
+    def _stop_all(self) -> None:
+        self._is_stopping = True
+        for pid in list(self._workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _spawn(self, index: int) -> None:
+        pid = os.fork()
+        if pid:
+            self._workers[pid] = (index, self._clock.monotonic())
+            return
+        status = 1
+        try:
+            # A group of its own: Ctrl-C on a terminal reaches the supervisor, which forwards
+            # one SIGTERM, and not every worker twice.
+            os.setpgid(0, 0)
+            for signum in _FORWARDED_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            os.close(self._watch_write)
+            _stop_with_parent(self._watch_read)
+            self._work(index)
+            status = 0
+        except BaseException:
+            _log.error("worker failed", exc_info=True, extra={"worker": index})
+        finally:
+            os._exit(status)
+
+
+_FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _stop_with_parent(read_end: int) -> None:
+    """SIGTERM this worker when the supervisor's end of the pipe closes (it died)."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(read_end, 1):
+                pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="atopos-supervisor-watch").start()
