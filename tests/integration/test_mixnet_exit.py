@@ -1,0 +1,111 @@
+"""The exit service (issue 23): requests to a real Atopos server through 3 layers x 2 nodes,
+answers back on SURBs; the server sees only the exit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from atopos.clock import SystemClock
+from atopos.mixnet.client import MixnetClient
+from atopos.mixnet.exit_client import ExitConnection
+from atopos.mixnet.exit_service import ExitService
+from atopos.mixnet.settings import ClientSettings
+from atopos.protocol.mix_exit import ExitLimits, ExitRequest
+from atopos.randomness import system_random_bytes
+from tests.mixnet_support import EXIT_KEY, EXIT_MAILBOX, Lab
+from tests.servers import ServerProcess
+
+FAST = ClientSettings(send_rate=40.0, loop_rate=2.0, mean_delay_ms=5.0, loop_timeout=2.0)
+
+
+@pytest.fixture(scope="module")
+def atopos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("exit-server")
+    server = ServerProcess(data_dir=tmp / "data", log_path=tmp / "server.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def start_exit(lab: Lab, server_url: str, limits: ExitLimits | None = None) -> ExitService:
+    async def start() -> ExitService:
+        exit_client = MixnetClient(
+            lab.net.topology,
+            lab.node("GB"),
+            EXIT_KEY,
+            EXIT_MAILBOX,
+            SystemClock(),
+            system_random_bytes,
+            FAST,
+        )
+        service = ExitService(
+            exit_client, httpx.AsyncClient(base_url=server_url), SystemClock(), limits
+        )
+        await service.start()
+        return service
+
+    return lab.run(start())
+
+
+def test_a_request_through_the_mixnet_gets_the_servers_answer(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    service = start_exit(mixnet_lab, atopos_server.url)
+    direct = httpx.get(f"{atopos_server.url}/healthz")
+    direct_page = httpx.get(f"{atopos_server.url}/")
+
+    async def scenario() -> tuple[int, bytes, int, bytes]:
+        client = await mixnet_lab.new_client("GA", FAST)
+        exit_connection = ExitConnection(
+            client, mixnet_lab.net.topology.exits[0], system_random_bytes, max_answer_bytes=64_000
+        )
+        try:
+            health, page = await asyncio.gather(
+                exit_connection.request(ExitRequest("GET", "/healthz", (), b"")),
+                exit_connection.request(ExitRequest("GET", "/", (), b"")),
+            )
+            return health.status, health.body, page.status, page.body
+        finally:
+            await exit_connection.close()
+            await client.close()
+
+    try:
+        status, body, page_status, page = mixnet_lab.run(scenario())
+    finally:
+        mixnet_lab.run(service.close())
+    assert (status, body) == (direct.status_code, direct.content)
+    assert (page_status, page) == (direct_page.status_code, direct_page.content)
+    assert len(page) > 2048  # the answer needed several reply blocks
+    assert service.answered == 2
+    assert service.assembler.open_requests == 0
+
+
+def test_an_answer_larger_than_the_reply_blocks_is_a_502_not_a_hang(
+    mixnet_lab: Lab, atopos_server: ServerProcess
+) -> None:
+    service = start_exit(mixnet_lab, atopos_server.url)
+
+    async def scenario() -> tuple[int, bytes]:
+        client = await mixnet_lab.new_client("GA", FAST)
+        exit_connection = ExitConnection(
+            client, mixnet_lab.net.topology.exits[0], system_random_bytes, max_answer_bytes=1
+        )
+        try:
+            answer = await exit_connection.request(ExitRequest("GET", "/", (), b""))
+            return answer.status, answer.body
+        finally:
+            await exit_connection.close()
+            await client.close()
+
+    try:
+        status, body = mixnet_lab.run(scenario())
+    finally:
+        mixnet_lab.run(service.close())
+    assert status == 502
+    assert b"answer_exceeds_reply_blocks" in body
