@@ -4,6 +4,7 @@ answers back on SURBs; the server sees only the exit."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,14 +12,15 @@ import httpx
 import pytest
 
 from atopos.clock import SystemClock
+from atopos.crypto.base64url import b64url_encode
 from atopos.mixnet.client import MixnetClient
 from atopos.mixnet.exit_client import ExitConnection
 from atopos.mixnet.exit_service import ExitService
 from atopos.mixnet.settings import ClientSettings
 from atopos.protocol.mix_exit import ExitLimits, ExitRequest
 from atopos.randomness import system_random_bytes
-from tests.mixnet_support import EXIT_KEY, EXIT_MAILBOX, Lab
-from tests.servers import ServerProcess
+from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab
+from tests.servers import ATOPOS, ServerProcess, free_port
 
 FAST = ClientSettings(send_rate=40.0, loop_rate=2.0, mean_delay_ms=5.0, loop_timeout=2.0)
 
@@ -109,3 +111,35 @@ def test_an_answer_larger_than_the_reply_blocks_is_a_502_not_a_hang(
         mixnet_lab.run(service.close())
     assert status == 502
     assert b"answer_exceeds_reply_blocks" in body
+
+
+def _atopos(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [ATOPOS, *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
+
+
+def test_cli_creates_and_reveals_a_secret_through_the_mixnet(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """`--server` names a port where nothing listens: only the exit reaches the server."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    try:
+        created = _atopos("--server", nowhere, "secret", "create", *mixnet, stdin=b"via mixnet\n")
+        assert created.returncode == 0, created.stderr
+        link = created.stdout.decode().strip()
+        assert link.startswith(f"{nowhere}/s/")
+        revealed = _atopos("secret", "reveal", link, *mixnet)
+        assert (revealed.returncode, revealed.stdout) == (0, b"via mixnet\n"), revealed.stderr
+        again = _atopos("secret", "reveal", link, *mixnet)
+        assert again.returncode == 3, again.stderr
+        direct = _atopos("secret", "reveal", link)
+        assert direct.returncode != 0  # nothing listens at the link's own server
+        assert service.answered >= 4
+    finally:
+        mixnet_lab.run(service.close())

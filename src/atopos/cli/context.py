@@ -13,6 +13,8 @@ import typer
 from atopos.errors import InvalidInput
 
 if TYPE_CHECKING:
+    import httpx
+
     from atopos.client.transport import Transport
 
 __all__ = [
@@ -36,6 +38,8 @@ class GlobalOptions:
     ca_file: Path | None = None  # --ca-file; `atopos pin` also builds its own context from it
     pins: tuple[bytes, ...] = ()  # --pin-spki, parsed
     proxy: str | None = None  # --tor (or ATOPOS_TOR): the Tor SOCKS proxy, socks5h://
+    mixnet: Path | None = None  # --mixnet: the signed topology whose exit asks the server
+    mix_authority: str | None = None  # --mix-authority: its authority's public key
 
     def transport(self, server: str | None = None) -> Transport:
         """How to reach `server` (default --server): every command's connections, links'
@@ -47,7 +51,23 @@ class GlobalOptions:
             server if server is not None else self.server,
             tls=TlsPolicy(ca_file=self.ca_file, pins=self.pins),
             proxy=self.proxy,
+            http_transport=self._mixnet_transport(),
         )
+
+    def _mixnet_transport(self) -> httpx.BaseTransport | None:
+        """With --mixnet, the transport that carries every request through the mixnet."""
+        if self.mixnet is None:
+            return None
+        from atopos.clock import SystemClock
+        from atopos.mixnet.http_transport import MixnetHttpTransport
+        from atopos.mixnet.node_process import load_topology, parse_authority
+        from atopos.randomness import system_random_bytes
+
+        if not self.mix_authority:
+            raise InvalidInput("--mixnet needs the topology authority's key: --mix-authority.")
+        clock = SystemClock()
+        topology = load_topology(self.mixnet, parse_authority(self.mix_authority), clock)
+        return MixnetHttpTransport(topology, clock, system_random_bytes)
 
 
 def tor_proxy(*, is_requested: bool, environ: Mapping[str, str]) -> str | None:

@@ -93,6 +93,9 @@ class Transport:
     tls: TlsPolicy = TlsPolicy()
     proxy: str | None = None
     timeout: httpx.Timeout = dataclasses.field(default_factory=lambda: DEFAULT_TIMEOUT)
+    # Carries the sync client's requests instead of connecting to `server` (`--mixnet`: the
+    # mixnet's exit service asks the server); None connects directly or through `proxy`.
+    http_transport: httpx.BaseTransport | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", parse_server_url(self.server))
@@ -105,7 +108,13 @@ class Transport:
 
     def http_client(self) -> httpx.Client:
         """A sync client for this server (see `build_http_client`)."""
-        return build_http_client(self.server, tls=self.tls, proxy=self.proxy, timeout=self.timeout)
+        return build_http_client(
+            self.server,
+            transport=self.http_transport,
+            tls=self.tls,
+            proxy=self.proxy,
+            timeout=self.timeout,
+        )
 
     def check_proxy(self) -> None:
         """When there is a proxy, make sure something listens there (NetworkError, one

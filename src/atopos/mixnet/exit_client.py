@@ -18,6 +18,7 @@ from atopos.mixnet.client import MixnetClient
 from atopos.protocol.mix_exit import (
     MAX_REPLY_CHUNK,
     SESSION_BYTES,
+    ExitLimits,
     ExitRequest,
     ExitResponse,
     InvalidExitMessage,
@@ -74,7 +75,8 @@ class ExitConnection:
                 for _ in range(self._surbs_per_request)
             ]
             fragments = request_fragments(self._session, request_id, encode_request(request), surbs)
-            if len(fragments) + self.client.queued > self.client.settings.outbox:
+            too_many = len(fragments) > ExitLimits().max_fragments
+            if too_many or len(fragments) + self.client.queued > self.client.settings.outbox:
                 raise TooLarge("This request is too large to send through the mixnet.")
             answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             self._waiting[request_id] = answer
