@@ -4,7 +4,10 @@ answers back on SURBs; the server sees only the exit."""
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +19,11 @@ from atopos.crypto.base64url import b64url_encode
 from atopos.mixnet.client import MixnetClient
 from atopos.mixnet.exit_client import ExitConnection
 from atopos.mixnet.exit_service import ExitService
+from atopos.mixnet.exit_streams import ExitStreams
 from atopos.mixnet.settings import ClientSettings
 from atopos.protocol.mix_exit import ExitLimits, ExitRequest
 from atopos.randomness import system_random_bytes
+from tests.integration.test_room_cli import ScriptClient, create_room, epoch_with
 from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab
 from tests.servers import ATOPOS, ServerProcess, free_port
 
@@ -47,7 +52,11 @@ def start_exit(lab: Lab, server_url: str, limits: ExitLimits | None = None) -> E
             FAST,
         )
         service = ExitService(
-            exit_client, httpx.AsyncClient(base_url=server_url), SystemClock(), limits
+            exit_client,
+            httpx.AsyncClient(base_url=server_url),
+            SystemClock(),
+            limits,
+            streams=ExitStreams(server_url, SystemClock()),
         )
         await service.start()
         return service
@@ -142,4 +151,61 @@ def test_cli_creates_and_reveals_a_secret_through_the_mixnet(
         assert direct.returncode != 0  # nothing listens at the link's own server
         assert service.answered >= 4
     finally:
+        mixnet_lab.run(service.close())
+
+
+class MixnetScriptClient(ScriptClient):
+    """`atopos room join --script --mixnet TOPOLOGY` as a child process."""
+
+    def __init__(self, home: Path, link: str, name: str, mixnet: list[str]) -> None:
+        env = {**os.environ, "ATOPOS_HOME": str(home)}
+        self.process = subprocess.Popen(
+            [ATOPOS, "room", "join", link, "--script", "--name", name, *mixnet],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.events = []
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+
+def test_two_room_members_talk_through_the_mixnet(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Both members join with links that name a port where nothing listens: their frames
+    reach the relay only through the exit's WebSockets."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    links = {
+        label: link.replace(atopos_server.url, nowhere)
+        for label, link in create_room(home, atopos_server.url, "--name", "Mixed").items()
+    }
+    ann = MixnetScriptClient(home, links["Creator link"], "ann", mixnet)
+    bob: MixnetScriptClient | None = None
+    try:
+        ann.wait_for(epoch_with(1))
+        bob = MixnetScriptClient(home, links["Room link"], "bob", mixnet)
+        bob.wait_for(epoch_with(2))
+        ann.wait_for(epoch_with(2))
+        ann.say("hello through the mixnet")
+        bob.wait_for(lambda e: e["event"] == "message")
+        bob.say("and back")
+        ann.wait_for(lambda e: e["event"] == "message" and e["name"] == "bob")
+        assert ("ann", "hello through the mixnet") in bob.messages()
+        assert ("bob", "and back") in ann.messages()
+        assert service.streams is not None
+        assert len(service.streams) == 2  # the relay's two connections are the exit's
+    finally:
+        for member in (ann, bob):
+            if member is not None and member.process.poll() is None:
+                member.process.kill()
         mixnet_lab.run(service.close())

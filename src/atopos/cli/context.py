@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     import httpx
 
     from atopos.client.transport import Transport
+    from atopos.clock import Clock
+    from atopos.mixnet.room_socket import MixnetWebSocketOpener
+    from atopos.protocol.mix_topology import Topology
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -52,7 +55,27 @@ class GlobalOptions:
             tls=TlsPolicy(ca_file=self.ca_file, pins=self.pins),
             proxy=self.proxy,
             http_transport=self._mixnet_transport(),
+            websocket_opener=self._mixnet_opener(),
         )
+
+    def _mixnet_opener(self) -> MixnetWebSocketOpener | None:
+        """With --mixnet, what opens room WebSockets through the mixnet's exit."""
+        if self.mixnet is None:
+            return None
+        from atopos.clock import SystemClock
+        from atopos.mixnet.room_socket import MixnetWebSocketOpener
+        from atopos.randomness import system_random_bytes
+
+        clock = SystemClock()
+        return MixnetWebSocketOpener(self._mixnet_topology(clock), clock, system_random_bytes)
+
+    def _mixnet_topology(self, clock: Clock) -> Topology:
+        from atopos.mixnet.node_process import load_topology, parse_authority
+
+        assert self.mixnet is not None
+        if not self.mix_authority:
+            raise InvalidInput("--mixnet needs the topology authority's key: --mix-authority.")
+        return load_topology(self.mixnet, parse_authority(self.mix_authority), clock)
 
     def _mixnet_transport(self) -> httpx.BaseTransport | None:
         """With --mixnet, the transport that carries every request through the mixnet."""
@@ -60,14 +83,10 @@ class GlobalOptions:
             return None
         from atopos.clock import SystemClock
         from atopos.mixnet.http_transport import MixnetHttpTransport
-        from atopos.mixnet.node_process import load_topology, parse_authority
         from atopos.randomness import system_random_bytes
 
-        if not self.mix_authority:
-            raise InvalidInput("--mixnet needs the topology authority's key: --mix-authority.")
         clock = SystemClock()
-        topology = load_topology(self.mixnet, parse_authority(self.mix_authority), clock)
-        return MixnetHttpTransport(topology, clock, system_random_bytes)
+        return MixnetHttpTransport(self._mixnet_topology(clock), clock, system_random_bytes)
 
 
 def tor_proxy(*, is_requested: bool, environ: Mapping[str, str]) -> str | None:

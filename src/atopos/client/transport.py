@@ -25,7 +25,7 @@ import importlib.util
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,9 @@ class Transport:
     # Carries the sync client's requests instead of connecting to `server` (`--mixnet`: the
     # mixnet's exit service asks the server); None connects directly or through `proxy`.
     http_transport: httpx.BaseTransport | None = None
+    # Opens `websocket(path)` instead of connecting to `server` (`--mixnet`: a WebSocket the
+    # exit service holds); its connections have send / recv / close like websockets' own.
+    websocket_opener: Callable[[str], AbstractAsyncContextManager[Any]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", parse_server_url(self.server))
@@ -145,6 +148,10 @@ class Transport:
         """A WebSocket connection to `path` under the server (wss:// for https://), open
         while the block runs. With pins the key is checked right after the TLS handshake,
         before the upgrade request is written; a mismatch raises PinMismatch."""
+        if self.websocket_opener is not None:
+            async with self.websocket_opener(path) as carried:
+                yield carried
+            return
         url = httpx.URL(self.server)
         scheme = {"https": "wss", "http": "ws"}[url.scheme]
         if self.tls.pins and scheme != "wss":

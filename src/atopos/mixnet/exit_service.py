@@ -17,7 +17,9 @@ import httpx
 
 from atopos.clock import Clock
 from atopos.mixnet.client import MixnetClient
+from atopos.mixnet.exit_streams import STREAM_METHODS, ExitStreams
 from atopos.protocol.mix_exit import (
+    MAX_REPLY_CHUNK,
     AssembledRequest,
     ExitLimits,
     ExitResponse,
@@ -51,6 +53,10 @@ _NOT_FORWARDED = frozenset(
 )
 
 
+# What an answer's status and headers take of its reply blocks, at most, for a stream's.
+_ANSWER_HEADER_ROOM = 256
+
+
 def _forwardable(headers: tuple[tuple[str, str], ...] | httpx.Headers) -> list[tuple[str, str]]:
     items = headers.multi_items() if isinstance(headers, httpx.Headers) else list(headers)
     return [(k, v) for k, v in items if k.lower() not in _NOT_FORWARDED]
@@ -71,12 +77,14 @@ class ExitService:
         clock: Clock,
         limits: ExitLimits | None = None,
         upstream_timeout: float = 30.0,
+        streams: ExitStreams | None = None,
     ) -> None:
         self.client = client
         self._server = server
         self._clock = clock
         self.assembler = RequestAssembler(limits or ExitLimits())
         self._upstream_timeout = upstream_timeout
+        self.streams = streams  # WebSockets (rooms) to the server; None: HTTP only
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiver: asyncio.Task[None] | None = None
         self.answered = 0
@@ -91,6 +99,8 @@ class ExitService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.streams is not None:
+            await self.streams.close()
         await self.client.close()
 
     async def _receive(self) -> None:
@@ -108,7 +118,7 @@ class ExitService:
 
     async def _answer(self, assembled: AssembledRequest) -> None:
         try:
-            answer = await self._perform(assembled.request)
+            answer = await self._perform(assembled)
             try:
                 messages = reply_messages(
                     assembled.session, assembled.request_id, answer, len(assembled.surbs)
@@ -125,11 +135,16 @@ class ExitService:
         finally:
             self.assembler.finish(assembled.session, assembled.request_id)
 
-    async def _perform(self, data: bytes) -> bytes:
+    async def _perform(self, assembled: AssembledRequest) -> bytes:
         try:
-            request = decode_request(data)
+            request = decode_request(assembled.request)
         except InvalidExitMessage:
             return _exit_error(400, "malformed_exit_request")
+        if request.method in STREAM_METHODS:
+            if self.streams is None:
+                return _exit_error(405, "no_streams_at_this_exit")
+            budget = len(assembled.surbs) * MAX_REPLY_CHUNK - _ANSWER_HEADER_ROOM
+            return encode_response(await self.streams.handle(assembled.session, request, budget))
         try:
             async with asyncio.timeout(self._upstream_timeout):
                 response = await self._server.request(

@@ -3,8 +3,8 @@
 
 The secrets protocol is unchanged: the API client builds the same requests, and this
 transport hands each to an `ExitConnection` on a mixnet client that runs, with its own event
-loop, on a thread of its own for as long as the transport is open. That client sends at its
-constant rate from the start, so the requests leave in its ordinary send slots.
+loop, on a thread of its own from the first request until the transport is closed. That
+client sends at its constant rate, so the requests leave in its ordinary send slots.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class MixnetHttpTransport(httpx.BaseTransport):
         self._timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._is_started = False
         gateway = topology.gateways[choose_index(random_bytes, len(topology.gateways))]
         self._client = MixnetClient(
             topology,
@@ -72,11 +72,12 @@ class MixnetHttpTransport(httpx.BaseTransport):
             max_answer_bytes=max_answer_bytes,
             timeout=timeout,
         )
-        try:
-            self._run(self._client.start())
-        except BaseException:
-            self._stop_loop()
-            raise
+
+    def _start(self) -> None:
+        """Connect on the first request: a command that sends none costs nothing."""
+        self._thread.start()
+        self._is_started = True
+        self._run(self._client.start())
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -87,6 +88,8 @@ class MixnetHttpTransport(httpx.BaseTransport):
             raise NetworkError("The server did not answer through the mixnet.") from None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self._is_started:
+            self._start()
         body = request.read()
         path = request.url.raw_path.decode("ascii")
         headers = tuple(
@@ -98,7 +101,7 @@ class MixnetHttpTransport(httpx.BaseTransport):
         )
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        if not self._is_started or self._loop.is_closed():
             return
 
         async def stop() -> None:
