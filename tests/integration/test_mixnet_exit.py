@@ -4,8 +4,10 @@ answers back on SURBs; the server sees only the exit."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -209,3 +211,35 @@ def test_two_room_members_talk_through_the_mixnet(
             if member is not None and member.process.poll() is None:
                 member.process.kill()
         mixnet_lab.run(service.close())
+
+
+def test_atopos_mix_exit_runs_the_exit_as_its_own_process(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "exit.key"
+    key_file.write_text(
+        json.dumps({"key_epoch": 0, "private_key": b64url_encode(EXIT_KEY.private_bytes_raw())})
+    )
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    arguments = ["--topology", str(topology), "--authority", authority, "--key-file"]
+    process = subprocess.Popen(
+        [ATOPOS, "mix", "exit", *arguments, str(key_file), "--upstream", atopos_server.url],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    try:
+        assert "exit service attached" in process.stderr.readline()
+        mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+        nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+        created = _atopos("--server", nowhere, "secret", "create", *mixnet, stdin=b"exit\n")
+        assert created.returncode == 0, created.stderr
+        revealed = _atopos("secret", "reveal", created.stdout.decode().strip(), *mixnet)
+        assert (revealed.returncode, revealed.stdout) == (0, b"exit\n"), revealed.stderr
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
