@@ -34,6 +34,7 @@ __all__ = ["STREAM_METHODS", "ExitStreams"]
 STREAM_METHODS = frozenset({"WSOPEN", "WSPOLL", "WSCLOSE"})
 _QUEUED_FROM_SERVER = 512
 _CLOSE_CODE_HEADER = "x-atopos-close-code"
+_CLOSE_TOO_BIG = 1009
 
 
 @dataclass(slots=True)
@@ -112,6 +113,11 @@ class ExitStreams:
             frame = stream.incoming.pop(0)
             used += frame_bytes(frame)
             taken.append(frame)
+        if not taken and stream.incoming:
+            # One frame larger than any answer this client's SURBs carry: it could never be
+            # delivered, so the stream ends as a WebSocket would (1009, message too big).
+            stream.incoming.clear()
+            stream.closed_code = _CLOSE_TOO_BIG
         first = stream.next_incoming_seq
         stream.next_incoming_seq += len(taken)
         if not taken and stream.closed_code is not None:
