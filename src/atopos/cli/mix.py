@@ -13,10 +13,9 @@ import typer
 from atopos.clock import SystemClock
 from atopos.crypto.base64url import b64url_encode
 from atopos.errors import InvalidInput
-from atopos.mixnet.exit_process import EXIT_SEND_RATE, serve_exit
 from atopos.mixnet.node_keys import write_node_key
 from atopos.mixnet.node_process import parse_authority, serve_node
-from atopos.mixnet.settings import ClientSettings, NodeSettings
+from atopos.mixnet.settings import EXIT_SEND_RATE, ClientSettings, NodeSettings
 from atopos.protocol.mix_route import DEFAULT_MEAN_DELAY_MS
 from atopos.protocol.mix_topology import MAX_LAYERS
 from atopos.randomness import system_random_bytes
@@ -138,6 +137,9 @@ def exit_service(
     mean_delay_ms: MeanDelay = DEFAULT_MEAN_DELAY_MS,
 ) -> None:
     """Run the exit service whose key (made by `keygen`) the topology's `exits` names."""
+    # Imported here: httpx and websockets are slow to load and the other commands need neither.
+    from atopos.mixnet.exit_process import serve_exit
+
     settings = ClientSettings(send_rate=send_rate, mean_delay_ms=mean_delay_ms)
     asyncio.run(
         serve_exit(

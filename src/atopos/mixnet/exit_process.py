@@ -24,9 +24,6 @@ from atopos.mixnet.settings import ClientSettings
 
 __all__ = ["serve_exit"]
 
-# The exit answers many clients: it sends faster than one client does by default.
-EXIT_SEND_RATE = 50.0
-
 
 async def serve_exit(
     *,
