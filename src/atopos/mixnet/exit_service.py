@@ -145,15 +145,24 @@ class ExitService:
                 return _exit_error(405, "no_streams_at_this_exit")
             budget = len(assembled.surbs) * MAX_REPLY_CHUNK - _ANSWER_HEADER_ROOM
             return encode_response(await self.streams.handle(assembled.session, request, budget))
+        # Never hold more of the server's answer than the request's SURBs can carry.
+        limit = len(assembled.surbs) * MAX_REPLY_CHUNK
         try:
-            async with asyncio.timeout(self._upstream_timeout):
-                response = await self._server.request(
+            async with (
+                asyncio.timeout(self._upstream_timeout),
+                self._server.stream(
                     request.method,
                     request.path,
                     headers=_forwardable(request.headers),
                     content=request.body,
-                )
+                ) as response,
+            ):
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        return _exit_error(502, "answer_exceeds_reply_blocks")
         except (httpx.HTTPError, TimeoutError):
             return _exit_error(504, "server_unreachable_from_exit")
         headers = tuple(_forwardable(response.headers))
-        return encode_response(ExitResponse(response.status_code, headers, response.content))
+        return encode_response(ExitResponse(response.status_code, headers, bytes(body)))
