@@ -18,7 +18,7 @@ from atopos.mixnet.client import MixnetClient
 from atopos.mixnet.node import MixNodeService
 from atopos.mixnet.settings import ClientSettings, NodeSettings
 from atopos.protocol.mix_link import FRAME_BYTES
-from atopos.protocol.mix_topology import MixNode, Topology, sign_topology
+from atopos.protocol.mix_topology import MixExit, MixNode, Topology, sign_topology
 from atopos.randomness import system_random_bytes
 
 T = TypeVar("T")
@@ -27,6 +27,9 @@ AUTHORITY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
 VALID_FROM = 1_700_000_000
 VALID_UNTIL = 4_000_000_000
 KEY_EPOCH = 1
+# The exit service's own key and mailbox (at the last gateway): not any node's Sphinx key.
+EXIT_KEY = X25519PrivateKey.from_private_bytes(b"\x55" * 32)
+EXIT_MAILBOX = b"\xee" * 32
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def make_testnet(
             tuple(nodes[layer * per_layer : (layer + 1) * per_layer]) for layer in range(layers)
         ),
         gateways=tuple(nodes[layers * per_layer :]),
+        exits=(MixExit(nodes[-1].node_id, EXIT_MAILBOX, EXIT_KEY.public_key().public_bytes_raw()),),
     )
     return TestNet(topology, keys, sign_topology(topology, AUTHORITY))
 

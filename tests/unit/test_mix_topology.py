@@ -3,6 +3,7 @@ tests/vectors/mixnet/topology.json, written with json and pyca directly, and rou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from atopos.crypto.base64url import b64url_decode
 from atopos.protocol.mix_topology import (
     MAX_TOPOLOGY_BYTES,
     InvalidTopology,
+    MixExit,
     MixNode,
     Topology,
     read_topology,
@@ -84,3 +86,21 @@ def test_an_oversized_document_is_refused_before_parsing() -> None:
 def test_garbage_is_refused(document: bytes) -> None:
     with pytest.raises(InvalidTopology):
         read_topology(document, AUTHORITY, NOW)
+
+
+def test_exits_are_signed_checked_and_optional() -> None:
+    from tests.mixnet_support import EXIT_KEY, make_testnet
+
+    net = make_testnet(list(range(1000, 1008)))
+    authority = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
+    read = read_topology(net.document, authority.public_key(), 1_800_000_000)
+    assert read.exits == net.topology.exits
+    assert read.exits[0].public_key == EXIT_KEY.public_key().public_bytes_raw()
+    assert b'"exits"' not in sign_topology(dataclasses.replace(net.topology, exits=()), authority)
+    gateway = net.topology.gateways[0]
+    for bad in (
+        MixExit(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32),  # not a gateway
+        MixExit(gateway.node_id, b"\x02" * 32, gateway.public_key),  # a node's key
+    ):
+        with pytest.raises(InvalidTopology):
+            sign_topology(dataclasses.replace(net.topology, exits=(bad,)), authority)

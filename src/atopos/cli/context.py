@@ -13,7 +13,12 @@ import typer
 from atopos.errors import InvalidInput
 
 if TYPE_CHECKING:
+    import httpx
+
     from atopos.client.transport import Transport
+    from atopos.clock import Clock
+    from atopos.mixnet.room_socket import MixnetWebSocketOpener
+    from atopos.protocol.mix_topology import Topology
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -36,6 +41,8 @@ class GlobalOptions:
     ca_file: Path | None = None  # --ca-file; `atopos pin` also builds its own context from it
     pins: tuple[bytes, ...] = ()  # --pin-spki, parsed
     proxy: str | None = None  # --tor (or ATOPOS_TOR): the Tor SOCKS proxy, socks5h://
+    mixnet: Path | None = None  # --mixnet: the signed topology whose exit asks the server
+    mix_authority: str | None = None  # --mix-authority: its authority's public key
 
     def transport(self, server: str | None = None) -> Transport:
         """How to reach `server` (default --server): every command's connections, links'
@@ -47,7 +54,39 @@ class GlobalOptions:
             server if server is not None else self.server,
             tls=TlsPolicy(ca_file=self.ca_file, pins=self.pins),
             proxy=self.proxy,
+            http_transport=self._mixnet_transport(),
+            websocket_opener=self._mixnet_opener(),
         )
+
+    def _mixnet_opener(self) -> MixnetWebSocketOpener | None:
+        """With --mixnet, what opens room WebSockets through the mixnet's exit."""
+        if self.mixnet is None:
+            return None
+        from atopos.clock import SystemClock
+        from atopos.mixnet.room_socket import MixnetWebSocketOpener
+        from atopos.randomness import system_random_bytes
+
+        clock = SystemClock()
+        return MixnetWebSocketOpener(self._mixnet_topology(clock), clock, system_random_bytes)
+
+    def _mixnet_topology(self, clock: Clock) -> Topology:
+        from atopos.mixnet.node_process import load_topology, parse_authority
+
+        assert self.mixnet is not None
+        if not self.mix_authority:
+            raise InvalidInput("--mixnet needs the topology authority's key: --mix-authority.")
+        return load_topology(self.mixnet, parse_authority(self.mix_authority), clock)
+
+    def _mixnet_transport(self) -> httpx.BaseTransport | None:
+        """With --mixnet, the transport that carries every request through the mixnet."""
+        if self.mixnet is None:
+            return None
+        from atopos.clock import SystemClock
+        from atopos.mixnet.http_transport import MixnetHttpTransport
+        from atopos.randomness import system_random_bytes
+
+        clock = SystemClock()
+        return MixnetHttpTransport(self._mixnet_topology(clock), clock, system_random_bytes)
 
 
 def tor_proxy(*, is_requested: bool, environ: Mapping[str, str]) -> str | None:

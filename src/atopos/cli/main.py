@@ -27,6 +27,7 @@ from atopos.cli.exits import ExitCode, describe, exit_code_for
 from atopos.cli.global_options import GlobalValues, accept_after_commands
 from atopos.cli.pin import pin
 from atopos.cli.serve import serve
+from atopos.errors import InvalidInput
 
 __all__ = ["ENV_DEBUG", "app", "main", "run"]
 
@@ -98,6 +99,29 @@ def _root(
             "default socks5h://127.0.0.1:9050. Also accepted after the command.",
         ),
     ] = False,
+    mixnet: Annotated[
+        Path | None,
+        typer.Option(
+            "--mixnet",
+            envvar="ATOPOS_MIXNET",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            metavar="TOPOLOGY",
+            help="Reach the server through the mixnet this signed topology describes (its "
+            "exit service asks the server); the authority key in --mix-authority. "
+            "Also accepted after the command.",
+        ),
+    ] = None,
+    mix_authority: Annotated[
+        str | None,
+        typer.Option(
+            "--mix-authority",
+            envvar="ATOPOS_MIX_AUTHORITY",
+            metavar="KEY",
+            help="The mixnet topology authority's Ed25519 public key (base64url).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -120,7 +144,17 @@ def _put_in_force(ctx: typer.Context, values: GlobalValues) -> None:
 
         pins = parse_pins(pin_spki)
     proxy = tor_proxy(is_requested=bool(values["tor"]), environ=os.environ)
-    ctx.obj = GlobalOptions(server=server, ca_file=ca_file, pins=pins, proxy=proxy)
+    mixnet, mix_authority = values["mixnet"], values["mix_authority"]
+    if mixnet is not None and (proxy is not None or pins):
+        raise InvalidInput("--mixnet cannot be combined with --tor or --pin-spki.")
+    ctx.obj = GlobalOptions(
+        server=server,
+        ca_file=ca_file,
+        pins=pins,
+        proxy=proxy,
+        mixnet=mixnet,
+        mix_authority=mix_authority,
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""`atopos mix serve | gateway | keygen`: run a mix node or a gateway, make a node key
-(docs/mixnet.md, "Running nodes")."""
+"""`atopos mix serve | gateway | exit | keygen`: run a mix node, a gateway or the exit service
+in front of an Atopos server, make a node key (docs/mixnet.md, "Running nodes")."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from atopos.crypto.base64url import b64url_encode
 from atopos.errors import InvalidInput
 from atopos.mixnet.node_keys import write_node_key
 from atopos.mixnet.node_process import parse_authority, serve_node
-from atopos.mixnet.settings import NodeSettings
+from atopos.mixnet.settings import EXIT_SEND_RATE, ClientSettings, NodeSettings
 from atopos.protocol.mix_route import DEFAULT_MEAN_DELAY_MS
 from atopos.protocol.mix_topology import MAX_LAYERS
 from atopos.randomness import system_random_bytes
 
 __all__ = ["app"]
 
-app = typer.Typer(no_args_is_help=True, help="Mixnet nodes: mix nodes, gateways, node keys.")
+app = typer.Typer(
+    no_args_is_help=True, help="Mixnet nodes: mix nodes, gateways, the exit service, node keys."
+)
 
 TopologyFile = Annotated[
     Path,
@@ -115,6 +117,42 @@ def gateway(
     """Run the gateway whose key is in --key-file: clients connect here, their mail waits."""
     settings = NodeSettings(mean_delay_ms=mean_delay_ms, loop_rate=loop_rate, drop_rate=drop_rate)
     _run(topology, authority, key_file, None, settings)
+
+
+@app.command("exit")
+def exit_service(
+    topology: TopologyFile,
+    authority: Authority,
+    key_file: KeyFile,
+    upstream: Annotated[
+        str,
+        typer.Option("--upstream", metavar="URL", help="The Atopos server this exit asks."),
+    ],
+    send_rate: Annotated[
+        float,
+        typer.Option(
+            "--send-rate", min=0.1, max=10_000.0, metavar="PER_SECOND", help="Packets sent."
+        ),
+    ] = EXIT_SEND_RATE,
+    mean_delay_ms: MeanDelay = DEFAULT_MEAN_DELAY_MS,
+) -> None:
+    """Run the exit service whose key (made by `keygen`) the topology's `exits` names."""
+    # Imported here: httpx and websockets are slow to load and the other commands need neither.
+    from atopos.mixnet.exit_process import serve_exit
+
+    settings = ClientSettings(send_rate=send_rate, mean_delay_ms=mean_delay_ms)
+    asyncio.run(
+        serve_exit(
+            topology_path=topology,
+            authority=parse_authority(authority),
+            key_path=key_file,
+            upstream=upstream,
+            settings=settings,
+            clock=SystemClock(),
+            random_bytes=system_random_bytes,
+            announce=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    )
 
 
 @app.command()

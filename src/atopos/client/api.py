@@ -247,6 +247,7 @@ class SecretsApi(_ApiBase):
         super().__init__(server)
         self._client = build_http_client(
             self.server,
+            transport=self.transport.http_transport,
             verify=verify,
             timeout=self.transport.timeout,
             tls=self.transport.tls,

@@ -25,7 +25,7 @@ import importlib.util
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,12 @@ class Transport:
     tls: TlsPolicy = TlsPolicy()
     proxy: str | None = None
     timeout: httpx.Timeout = dataclasses.field(default_factory=lambda: DEFAULT_TIMEOUT)
+    # Carries the sync client's requests instead of connecting to `server` (`--mixnet`: the
+    # mixnet's exit service asks the server); None connects directly or through `proxy`.
+    http_transport: httpx.BaseTransport | None = None
+    # Opens `websocket(path)` instead of connecting to `server` (`--mixnet`: a WebSocket the
+    # exit service holds); its connections have send / recv / close like websockets' own.
+    websocket_opener: Callable[[str], AbstractAsyncContextManager[Any]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", parse_server_url(self.server))
@@ -105,7 +111,13 @@ class Transport:
 
     def http_client(self) -> httpx.Client:
         """A sync client for this server (see `build_http_client`)."""
-        return build_http_client(self.server, tls=self.tls, proxy=self.proxy, timeout=self.timeout)
+        return build_http_client(
+            self.server,
+            transport=self.http_transport,
+            tls=self.tls,
+            proxy=self.proxy,
+            timeout=self.timeout,
+        )
 
     def check_proxy(self) -> None:
         """When there is a proxy, make sure something listens there (NetworkError, one
@@ -136,6 +148,10 @@ class Transport:
         """A WebSocket connection to `path` under the server (wss:// for https://), open
         while the block runs. With pins the key is checked right after the TLS handshake,
         before the upgrade request is written; a mismatch raises PinMismatch."""
+        if self.websocket_opener is not None:
+            async with self.websocket_opener(path) as carried:
+                yield carried
+            return
         url = httpx.URL(self.server)
         scheme = {"https": "wss", "http": "ws"}[url.scheme]
         if self.tls.pins and scheme != "wss":

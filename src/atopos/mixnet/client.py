@@ -21,7 +21,17 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from atopos.clock import Clock
 from atopos.crypto.errors import DecryptionFailed
 from atopos.crypto.randomness import RandomBytes, draw
-from atopos.crypto.sphinx import ADDRESS_BYTES, MESSAGE_BYTES, create_forward_packet
+from atopos.crypto.sphinx import (
+    ADDRESS_BYTES,
+    MESSAGE_BYTES,
+    InvalidPacket,
+    Surb,
+    SurbSecrets,
+    create_forward_packet,
+    create_reply_packet,
+    create_surb,
+    open_reply,
+)
 from atopos.errors import NetworkError, TooLarge
 from atopos.mixnet.link import read_frame
 from atopos.mixnet.settings import ClientSettings
@@ -51,6 +61,8 @@ _LOOP_ID_BYTES = 16
 _LOOP_MEMORY = 10
 # The gateway pushes mail as it arrives; a client idle this long still hears its loops.
 _READ_IDLE_SECONDS = 3600.0
+# SURBs this client handed out whose reply has not come back; the oldest are forgotten first.
+MAX_OPEN_SURBS = 256
 
 
 @dataclass(slots=True)
@@ -58,6 +70,12 @@ class _Loop:
     sent_at: float
     mix_nodes: tuple[bytes, ...]
     is_counted_lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _SurbReply:
+    surb: Surb
+    message: bytes
 
 
 @dataclass(slots=True)
@@ -90,8 +108,10 @@ class MixnetClient:
         self._clock = clock
         self._random_bytes = random_bytes
         self.settings = settings
-        self._outbox: deque[tuple[MixAddress, bytes]] = deque()
+        self._outbox: deque[tuple[MixAddress, bytes] | _SurbReply] = deque()
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue(settings.inbox)
+        self._surbs: dict[bytes, SurbSecrets] = {}  # by the SURB's payload key
+        self._replies: asyncio.Queue[bytes] = asyncio.Queue(settings.inbox)
         self._loops: dict[bytes, _Loop] = {}
         self._suspicion: dict[bytes, _Suspicion] = {}
         self.sent_at: deque[float] = deque(maxlen=100_000)  # every packet sent (monotonic)
@@ -144,6 +164,44 @@ class MixnetClient:
             raise TooLarge("Too many mixnet messages are waiting to be sent.")
         self._outbox.append((recipient, bytes(data)))
 
+    def new_surb(self, replier_gateway_id: bytes) -> Surb:
+        """A single-use reply block for a correspondent attached to `replier_gateway_id`:
+        its route runs from that gateway through every layer to this client's gateway and
+        mailbox (a gateway stores replies only for an opened mailbox, so the SURB id is the
+        mailbox id; `receive_reply` tells this client's SURBs apart by their keys)."""
+        entry = self.topology.node(replier_gateway_id)
+        if entry is None or entry not in self.topology.gateways:
+            raise ValueError("the replier's gateway is not in the topology")
+        route = choose_route(
+            self.topology,
+            entry,
+            self.gateway,
+            self._random_bytes,
+            self.settings.mean_delay_ms,
+            self.suspects,
+        )
+        surb, secrets = create_surb(route, self.address.mailbox_id, self._random_bytes)
+        while len(self._surbs) >= MAX_OPEN_SURBS:
+            del self._surbs[next(iter(self._surbs))]
+        self._surbs[surb.payload_key] = secrets
+        return surb
+
+    def forget_surb(self, surb: Surb) -> None:
+        """Its reply is no longer wanted."""
+        self._surbs.pop(surb.payload_key, None)
+
+    def send_reply(self, surb: Surb, message: bytes) -> None:
+        """Queue a MESSAGE_BYTES reply on `surb`, which must start at this client's gateway."""
+        if len(message) != MESSAGE_BYTES or surb.first_address != self.gateway.node_id:
+            raise ValueError("a reply is one Sphinx message on a SURB from this gateway")
+        if len(self._outbox) >= self.settings.outbox:
+            raise TooLarge("Too many mixnet messages are waiting to be sent.")
+        self._outbox.append(_SurbReply(surb, bytes(message)))
+
+    async def receive_reply(self) -> bytes:
+        """The next reply (a MESSAGE_BYTES message) that came back on one of our SURBs."""
+        return await self._replies.get()
+
     @property
     def queued(self) -> int:
         return len(self._outbox)
@@ -189,7 +247,10 @@ class MixnetClient:
     def _next_packet(self) -> bytes:
         """The next queued message if it can go, else drop cover."""
         while self._outbox:
-            recipient, data = self._outbox.popleft()
+            item = self._outbox.popleft()
+            if isinstance(item, _SurbReply):
+                return create_reply_packet(item.surb, item.message)[1]
+            recipient, data = item
             exit_gateway = self._gateway_of(recipient)
             if exit_gateway is None:
                 continue  # the recipient's gateway left the topology
@@ -257,9 +318,10 @@ class MixnetClient:
                 frame = decode_frame(data)
             except InvalidFrame:
                 break
-            if not isinstance(frame, Mail) or frame.kind is not MailKind.MESSAGE:
-                continue
-            self._mail(frame)
+            if isinstance(frame, Mail) and frame.kind is MailKind.MESSAGE:
+                self._mail(frame)
+            elif isinstance(frame, Mail) and frame.kind is MailKind.REPLY:
+                self._reply(frame.content)
         self._closed.set()
 
     def _mail(self, mail: Mail) -> None:
@@ -275,6 +337,18 @@ class MixnetClient:
                     self._suspicion.pop(node_id, None)
         elif not self._inbox.full():
             self._inbox.put_nowait(data)
+
+    def _reply(self, payload: bytes) -> None:
+        """Open a reply with the SURB whose keys fit (each SURB opens only its own reply)."""
+        for key, secrets in list(self._surbs.items()):
+            try:
+                message = open_reply(secrets, payload)
+            except InvalidPacket:
+                continue
+            del self._surbs[key]
+            if not self._replies.full():
+                self._replies.put_nowait(message)
+            return
 
     @property
     def is_connected(self) -> bool:

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from atopos.protocol.mix_node import DEFAULT_MAX_REPLAY_TAGS
 from atopos.protocol.mix_route import DEFAULT_MEAN_DELAY_MS
 
-__all__ = ["ClientSettings", "NodeSettings"]
+__all__ = ["EXIT_SEND_RATE", "ClientSettings", "NodeSettings"]
+
+# The exit service answers many clients: it sends faster than one client does by default.
+EXIT_SEND_RATE = 50.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,13 @@ from atopos.crypto.errors import CryptoError
 from atopos.crypto.sphinx import ADDRESS_BYTES, MAX_HOPS
 
 __all__ = [
+    "MAX_EXITS",
     "MAX_LAYERS",
     "MAX_NODES_PER_LAYER",
     "MAX_TOPOLOGY_BYTES",
     "SIGNATURE_CONTEXT",
     "InvalidTopology",
+    "MixExit",
     "MixNode",
     "Topology",
     "read_topology",
@@ -38,6 +40,7 @@ __all__ = [
 MAX_LAYERS = MAX_HOPS - 2
 MAX_NODES_PER_LAYER = 64
 MAX_GATEWAYS = 64
+MAX_EXITS = 16
 MAX_TOPOLOGY_BYTES = 64 * 1024
 MAX_HOST_CHARS = 253
 SIGNATURE_CONTEXT = b"atopos mix topology v1\x00"
@@ -61,13 +64,20 @@ class _WireNode(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 _WireLayer = Annotated[list[_WireNode], msgspec.Meta(min_length=1, max_length=MAX_NODES_PER_LAYER)]
 
 
-class _WireBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class _WireExit(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    gateway: str
+    mailbox: str
+    public_key: str
+
+
+class _WireBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     version: int
     serial: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
     valid_from: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
     valid_until: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
     layers: Annotated[list[_WireLayer], msgspec.Meta(min_length=1, max_length=MAX_LAYERS)]
     gateways: Annotated[list[_WireNode], msgspec.Meta(min_length=1, max_length=MAX_GATEWAYS)]
+    exits: Annotated[list[_WireExit], msgspec.Meta(max_length=MAX_EXITS)] = []
 
 
 class _WireDocument(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -87,6 +97,16 @@ class MixNode:
 
 
 @dataclass(frozen=True, slots=True)
+class MixExit:
+    """An exit service in front of an Atopos server: the mix address it receives at (its
+    gateway's id, its mailbox id) and its own X25519 key, which is not a node's Sphinx key."""
+
+    gateway_id: bytes
+    mailbox_id: bytes
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Topology:
     """A verified topology: mix layers in route order, and the gateways."""
 
@@ -95,6 +115,7 @@ class Topology:
     valid_until: int
     layers: tuple[tuple[MixNode, ...], ...]
     gateways: tuple[MixNode, ...]
+    exits: tuple[MixExit, ...] = ()
     _by_id: dict[bytes, MixNode] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +176,14 @@ def _node(wire: _WireNode) -> MixNode:
     )
 
 
+def _exit(wire: _WireExit) -> MixExit:
+    return MixExit(
+        gateway_id=_key(wire.gateway, ADDRESS_BYTES),
+        mailbox_id=_key(wire.mailbox, ADDRESS_BYTES),
+        public_key=_key(wire.public_key, _KEY_BYTES),
+    )
+
+
 def _body(body: bytes) -> Topology:
     try:
         wire = msgspec.json.decode(body, type=_WireBody)
@@ -168,6 +197,7 @@ def _body(body: bytes) -> Topology:
         valid_until=wire.valid_until,
         layers=tuple(tuple(_node(n) for n in layer) for layer in wire.layers),
         gateways=tuple(_node(n) for n in wire.gateways),
+        exits=tuple(_exit(e) for e in wire.exits),
     )
     nodes = list(topology.nodes())
     if len({n.node_id for n in nodes}) != len(nodes):
@@ -175,6 +205,12 @@ def _body(body: bytes) -> Topology:
     if len({n.public_key for n in nodes}) != len(nodes):
         raise InvalidTopology
     if len({(n.host, n.port) for n in nodes}) != len(nodes):
+        raise InvalidTopology
+    gateway_ids = {n.node_id for n in topology.gateways}
+    if any(e.gateway_id not in gateway_ids for e in topology.exits):
+        raise InvalidTopology
+    exit_keys = {e.public_key for e in topology.exits} | {n.public_key for n in nodes}
+    if len(exit_keys) != len(nodes) + len(topology.exits):
         raise InvalidTopology
     return topology
 
@@ -218,6 +254,14 @@ def sign_topology(topology: Topology, authority: Ed25519PrivateKey) -> bytes:
             valid_until=topology.valid_until,
             layers=[[_wire_node(n) for n in layer] for layer in topology.layers],
             gateways=[_wire_node(n) for n in topology.gateways],
+            exits=[
+                _WireExit(
+                    gateway=b64url_encode(e.gateway_id),
+                    mailbox=b64url_encode(e.mailbox_id),
+                    public_key=b64url_encode(e.public_key),
+                )
+                for e in topology.exits
+            ],
         )
     )
     _body(body)  # refuse to sign what a reader would refuse

@@ -1,0 +1,245 @@
+"""The exit service (issue 23): requests to a real Atopos server through 3 layers x 2 nodes,
+answers back on SURBs; the server sees only the exit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from atopos.clock import SystemClock
+from atopos.crypto.base64url import b64url_encode
+from atopos.mixnet.client import MixnetClient
+from atopos.mixnet.exit_client import ExitConnection
+from atopos.mixnet.exit_service import ExitService
+from atopos.mixnet.exit_streams import ExitStreams
+from atopos.mixnet.settings import ClientSettings
+from atopos.protocol.mix_exit import ExitLimits, ExitRequest
+from atopos.randomness import system_random_bytes
+from tests.integration.test_room_cli import ScriptClient, create_room, epoch_with
+from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab
+from tests.servers import ATOPOS, ServerProcess, free_port
+
+FAST = ClientSettings(send_rate=40.0, loop_rate=2.0, mean_delay_ms=5.0, loop_timeout=2.0)
+
+
+@pytest.fixture(scope="module")
+def atopos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("exit-server")
+    server = ServerProcess(data_dir=tmp / "data", log_path=tmp / "server.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def start_exit(lab: Lab, server_url: str, limits: ExitLimits | None = None) -> ExitService:
+    async def start() -> ExitService:
+        exit_client = MixnetClient(
+            lab.net.topology,
+            lab.node("GB"),
+            EXIT_KEY,
+            EXIT_MAILBOX,
+            SystemClock(),
+            system_random_bytes,
+            FAST,
+        )
+        service = ExitService(
+            exit_client,
+            httpx.AsyncClient(base_url=server_url),
+            SystemClock(),
+            limits,
+            streams=ExitStreams(server_url, SystemClock()),
+        )
+        await service.start()
+        return service
+
+    return lab.run(start())
+
+
+def test_a_request_through_the_mixnet_gets_the_servers_answer(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    service = start_exit(mixnet_lab, atopos_server.url)
+    direct = httpx.get(f"{atopos_server.url}/healthz")
+    direct_page = httpx.get(f"{atopos_server.url}/")
+
+    async def scenario() -> tuple[int, bytes, int, bytes]:
+        client = await mixnet_lab.new_client("GA", FAST)
+        exit_connection = ExitConnection(
+            client, mixnet_lab.net.topology.exits[0], system_random_bytes, max_answer_bytes=64_000
+        )
+        try:
+            health, page = await asyncio.gather(
+                exit_connection.request(ExitRequest("GET", "/healthz", (), b"")),
+                exit_connection.request(ExitRequest("GET", "/", (), b"")),
+            )
+            return health.status, health.body, page.status, page.body
+        finally:
+            await exit_connection.close()
+            await client.close()
+
+    try:
+        status, body, page_status, page = mixnet_lab.run(scenario())
+    finally:
+        mixnet_lab.run(service.close())
+    assert (status, body) == (direct.status_code, direct.content)
+    assert (page_status, page) == (direct_page.status_code, direct_page.content)
+    assert len(page) > 2048  # the answer needed several reply blocks
+    assert service.answered == 2
+    assert service.assembler.open_requests == 0
+
+
+def test_an_answer_larger_than_the_reply_blocks_is_a_502_not_a_hang(
+    mixnet_lab: Lab, atopos_server: ServerProcess
+) -> None:
+    service = start_exit(mixnet_lab, atopos_server.url)
+
+    async def scenario() -> tuple[int, bytes]:
+        client = await mixnet_lab.new_client("GA", FAST)
+        exit_connection = ExitConnection(
+            client, mixnet_lab.net.topology.exits[0], system_random_bytes, max_answer_bytes=1
+        )
+        try:
+            answer = await exit_connection.request(ExitRequest("GET", "/", (), b""))
+            return answer.status, answer.body
+        finally:
+            await exit_connection.close()
+            await client.close()
+
+    try:
+        status, body = mixnet_lab.run(scenario())
+    finally:
+        mixnet_lab.run(service.close())
+    assert status == 502
+    assert b"answer_exceeds_reply_blocks" in body
+
+
+def _atopos(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [ATOPOS, *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
+
+
+def test_cli_creates_and_reveals_a_secret_through_the_mixnet(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """`--server` names a port where nothing listens: only the exit reaches the server."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    try:
+        created = _atopos("--server", nowhere, "secret", "create", *mixnet, stdin=b"via mixnet\n")
+        assert created.returncode == 0, created.stderr
+        link = created.stdout.decode().strip()
+        assert link.startswith(f"{nowhere}/s/")
+        revealed = _atopos("secret", "reveal", link, *mixnet)
+        assert (revealed.returncode, revealed.stdout) == (0, b"via mixnet\n"), revealed.stderr
+        again = _atopos("secret", "reveal", link, *mixnet)
+        assert again.returncode == 3, again.stderr
+        direct = _atopos("secret", "reveal", link)
+        assert direct.returncode != 0  # nothing listens at the link's own server
+        assert service.answered >= 4
+    finally:
+        mixnet_lab.run(service.close())
+
+
+class MixnetScriptClient(ScriptClient):
+    """`atopos room join --script --mixnet TOPOLOGY` as a child process."""
+
+    def __init__(self, home: Path, link: str, name: str, mixnet: list[str]) -> None:
+        env = {**os.environ, "ATOPOS_HOME": str(home)}
+        self.process = subprocess.Popen(
+            [ATOPOS, "room", "join", link, "--script", "--name", name, *mixnet],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.events = []
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+
+def test_two_room_members_talk_through_the_mixnet(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Both members join with links that name a port where nothing listens: their frames
+    reach the relay only through the exit's WebSockets."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    links = {
+        label: link.replace(atopos_server.url, nowhere)
+        for label, link in create_room(home, atopos_server.url, "--name", "Mixed").items()
+    }
+    ann = MixnetScriptClient(home, links["Creator link"], "ann", mixnet)
+    bob: MixnetScriptClient | None = None
+    try:
+        ann.wait_for(epoch_with(1))
+        bob = MixnetScriptClient(home, links["Room link"], "bob", mixnet)
+        bob.wait_for(epoch_with(2))
+        ann.wait_for(epoch_with(2))
+        ann.say("hello through the mixnet")
+        bob.wait_for(lambda e: e["event"] == "message")
+        bob.say("and back")
+        ann.wait_for(lambda e: e["event"] == "message" and e["name"] == "bob")
+        assert ("ann", "hello through the mixnet") in bob.messages()
+        assert ("bob", "and back") in ann.messages()
+        assert service.streams is not None
+        assert len(service.streams) == 2  # the relay's two connections are the exit's
+    finally:
+        for member in (ann, bob):
+            if member is not None and member.process.poll() is None:
+                member.process.kill()
+        mixnet_lab.run(service.close())
+
+
+def test_atopos_mix_exit_runs_the_exit_as_its_own_process(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "exit.key"
+    key_file.write_text(
+        json.dumps({"key_epoch": 0, "private_key": b64url_encode(EXIT_KEY.private_bytes_raw())})
+    )
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    arguments = ["--topology", str(topology), "--authority", authority, "--key-file"]
+    process = subprocess.Popen(
+        [ATOPOS, "mix", "exit", *arguments, str(key_file), "--upstream", atopos_server.url],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    try:
+        assert "exit service attached" in process.stderr.readline()
+        mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+        nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+        created = _atopos("--server", nowhere, "secret", "create", *mixnet, stdin=b"exit\n")
+        assert created.returncode == 0, created.stderr
+        revealed = _atopos("secret", "reveal", created.stdout.decode().strip(), *mixnet)
+        assert (revealed.returncode, revealed.stdout) == (0, b"exit\n"), revealed.stderr
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
