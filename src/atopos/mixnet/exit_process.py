@@ -57,11 +57,12 @@ async def serve_exit(
         raise InvalidInput(
             f"The gateway at {gateway.host}:{gateway.port} cannot be reached."
         ) from None
-    announce(f"Atopos exit service attached to the gateway at {gateway.host}:{gateway.port}.")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
+    # Announced once the handlers are in, so a SIGTERM sent on seeing it stops cleanly.
+    announce(f"Atopos exit service attached to the gateway at {gateway.host}:{gateway.port}.")
     try:
         remaining = max(0.0, topology.valid_until - clock.now())
         try:

@@ -89,14 +89,16 @@ async def serve_node(
         await service.start()
     except OSError:
         raise InvalidInput(f"Port {me.port} on {me.host} cannot be listened on.") from None
-    what = "gateway" if layer is None else f"mix node of layer {layer}"
-    announce(f"Atopos {what} listening on {me.host}:{me.port}.")
     stop = asyncio.Event()
     reload = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
+    # Announced only once the handlers are in: a SIGHUP sent on seeing this line must reload,
+    # not hit the default action (which ends the process).
+    what = "gateway" if layer is None else f"mix node of layer {layer}"
+    announce(f"Atopos {what} listening on {me.host}:{me.port}.")
     try:
         while not stop.is_set():
             remaining = max(0.0, service.core.topology.valid_until - clock.now())
