@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from atopos.crypto import sphinx
 from atopos.crypto.sphinx import (
     HEADER_BYTES,
     MAX_HOPS,
@@ -294,3 +295,19 @@ def test_a_second_reply_on_the_same_surb_has_the_same_replay_tag() -> None:
     _, second = create_reply_packet(surb, b"b" * MESSAGE_BYTES)
     assert first != second
     assert process_packet(keys[0], first).replay_tag == process_packet(keys[0], second).replay_tag
+
+
+def test_one_exchange_per_hop_gives_the_chained_x25519_secrets() -> None:
+    """The sender's shortcut (the product of clamped scalars modulo the group order, applied
+    once) must equal chaining one X25519 exchange per earlier blinding, hop by hop."""
+    for _ in range(200):
+        ephemeral = os.urandom(32)
+        keys_of = [X25519PrivateKey.generate().public_key() for _ in range(sphinx.MAX_HOPS)]
+        route = [
+            sphinx.Hop(public_key=key.public_bytes_raw(), address=bytes(32), delay_ms=0)
+            for key in keys_of
+        ]
+        _, keys = sphinx._shared_secrets(route, ephemeral)
+        for index, key in enumerate(keys_of):
+            chained = sphinx._chained_exchange(ephemeral, [k.blinding for k in keys[:index]], key)
+            assert sphinx._hop_keys(chained) == keys[index]

@@ -194,24 +194,65 @@ def _check_route(route: Sequence[Hop], final_address: bytes) -> None:
         raise ValueError("the final address is 32 bytes")
 
 
+# The order of Curve25519's prime-order subgroup, and 8's inverse modulo it.
+_ORDER = 2**252 + 27742317777372353535851937790883648493
+_INVERSE_OF_8 = pow(8, -1, _ORDER)
+
+
+def _clamped(raw: bytes) -> int:
+    """The scalar X25519 multiplies by for the 32 bytes `raw` (RFC 7748, section 5)."""
+    return (int.from_bytes(raw, "little") & (2**255 - 8)) | 2**254
+
+
+def _x25519_scalar(product: int) -> bytes | None:
+    """32 bytes that X25519 takes unchanged and that multiply by +-`product` on the
+    prime-order subgroup (u-coordinates cannot tell the sign), or None for the about 2**-125
+    of products with no such bytes. A clamped scalar is 8c with 2**251 <= c < 2**252."""
+    for scalar in (product * _INVERSE_OF_8 % _ORDER, -product * _INVERSE_OF_8 % _ORDER):
+        if 2**251 <= scalar < 2**252:
+            return (8 * scalar).to_bytes(_KEY_BYTES, "little")
+    return None
+
+
 def _shared_secrets(route: Sequence[Hop], ephemeral: bytes) -> tuple[bytes, list[_HopKeys]]:
-    """alpha_0 and each hop's keys: s_i = b_{i-1} ... b_0 x Y_i, by chained X25519."""
+    """alpha_0 and each hop's keys: s_i = b_{i-1} ... b_0 x Y_i.
+
+    Chained X25519 (one exchange per earlier blinding) costs O(hops^2); instead the product
+    of the clamped scalars is kept modulo the group order and applied in one exchange per
+    hop. Both give the same bytes: every clamped scalar is a multiple of 8, which removes any
+    small-order part of Y_i, and on the prime-order part only the product modulo the order
+    counts. The chain stays for the products no 32 bytes can carry."""
     private = X25519PrivateKey.from_private_bytes(ephemeral)
     alpha = private.public_key().public_bytes_raw()
-    blindings: list[X25519PrivateKey] = []
+    product = _clamped(ephemeral)
     keys: list[_HopKeys] = []
     for index, hop in enumerate(route):
         if index:
-            # The last hop's blinding is never used, so it is not built.
-            blindings.append(X25519PrivateKey.from_private_bytes(keys[-1].blinding))
+            product = product * _clamped(keys[-1].blinding) % _ORDER
+        scalar = _x25519_scalar(product) if index else None
         try:
-            shared = private.exchange(X25519PublicKey.from_public_bytes(hop.public_key))
-            for blinding in blindings:
-                shared = blinding.exchange(X25519PublicKey.from_public_bytes(shared))
+            public = X25519PublicKey.from_public_bytes(hop.public_key)
+            if not index:
+                # The product is still x itself: no second key object (each costs a base
+                # point multiplication in pyca, which derives its public key).
+                shared = private.exchange(public)
+            elif scalar is None:
+                shared = _chained_exchange(ephemeral, [k.blinding for k in keys], public)
+            else:
+                shared = X25519PrivateKey.from_private_bytes(scalar).exchange(public)
         except ValueError:
             raise ValueError("a hop's public key is not a usable X25519 key") from None
         keys.append(_hop_keys(shared))
     return alpha, keys
+
+
+def _chained_exchange(ephemeral: bytes, blindings: list[bytes], public: X25519PublicKey) -> bytes:
+    shared = X25519PrivateKey.from_private_bytes(ephemeral).exchange(public)
+    for blinding in blindings:
+        shared = X25519PrivateKey.from_private_bytes(blinding).exchange(
+            X25519PublicKey.from_public_bytes(shared)
+        )
+    return shared
 
 
 def _header(
