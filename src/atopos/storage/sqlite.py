@@ -111,6 +111,13 @@ class SqliteSecretStore(SqliteRequests):
                 conn.execute("ALTER TABLE secrets ADD COLUMN kdf_fields BLOB")
             # Version 4 adds the `requests` table (secret requests), made by the script.
             conn.executescript(_SCHEMA + REQUESTS_SCHEMA)
+            # Version 4 files made before the claim lease lack its column (same version:
+            # the column has a default and older code never reads it).
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+            if "claimed_until" not in columns:
+                conn.execute(
+                    "ALTER TABLE requests ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0"
+                )
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         finally:
             os.umask(old_umask)
