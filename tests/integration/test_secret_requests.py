@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -495,3 +496,43 @@ def test_a_claim_whose_node_died_lapses(
     assert fill_raw(url, rid, fill_token_of(key), sealed_to(device, key)).status_code == 404
     status = httpx.get(f"{url}/api/v1/requests/{rid}", headers=mine).json()
     assert (status["state"], status["secret_id"]) == ("filled", b64url_encode(stored_id))
+
+
+def test_a_fill_that_outlives_its_request_keeps_nothing(tmp_path: Path, clock: ManualClock) -> None:
+    """An upload claimed the request, which then expired before the upload ended: the
+    filler hears 404 and the server deletes the secret it stored (nobody could find it)."""
+    config = ServerConfig(data_dir=tmp_path / "data", pow_bits=0, **rate_limits(0))
+    device = DeviceKeys.from_seed(os.urandom(32))
+    key = os.urandom(32)
+    with in_process_server(config, clock) as url:
+        created = new_request(url, device, key, expires_in=60)
+        rid, mine = created["id"], {"authorization": f"Bearer {created['request_token']}"}
+        envelope = sealed_to(device, key)
+        go_on = threading.Event()
+
+        def body() -> Iterator[bytes]:
+            yield envelope[:-16]
+            go_on.wait(30)
+            yield envelope[-16:]
+
+        def upload() -> int:
+            return httpx.post(
+                f"{url}/api/v1/requests/{rid}/fill",
+                timeout=60,
+                content=body(),
+                headers={**OCTETS, "authorization": f"Bearer {b64url_encode(fill_token_of(key))}"},
+            ).status_code
+
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(upload)
+            for _ in range(200):
+                state = httpx.get(f"{url}/api/v1/requests/{rid}", headers=mine).json()["state"]
+                if state == "filling":
+                    break
+                threading.Event().wait(0.05)
+            assert state == "filling"
+            clock.advance(61)
+            go_on.set()
+            assert answer.result() == 404
+    with sqlite3.connect(config.data_dir / "atopos.db") as conn:
+        assert conn.execute("SELECT count(*) FROM secrets").fetchone()[0] == 0

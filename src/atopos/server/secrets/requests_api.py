@@ -173,7 +173,11 @@ class RequestsApi:
             # again for another try. Shielded: the handler may be cancelled.
             await asyncio.shield(self._store.release_request(info.request_id, secret_id))
             raise
-        if not await self._store.complete_request(info.request_id, secret_id, expires_at, now):
+        # At the time the upload ended, not began: the request may have expired meanwhile.
+        completed_at = self._node.now()
+        if not await self._store.complete_request(
+            info.request_id, secret_id, expires_at, completed_at
+        ):
             # The request expired during the upload, or this claim lapsed and another fill
             # took it: that one is the answer, so this secret must not linger unseen.
             await asyncio.shield(self._store.delete(secret_id))
