@@ -175,3 +175,18 @@ def test_the_request_pages_carry_the_csp_and_explain_themselves_without_javascri
         assert page.locator("[data-state]:not([hidden])").count() == 0
     screenshot(page, "request-no-javascript")
     assert [r for r in guard.requests if "/api/" in r] == []
+
+
+def test_the_fill_page_drops_the_key_from_the_address_bar_even_when_it_cannot_encrypt(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """A browser that cannot seal to a device is told so, and the request key is not left
+    in its address bar and history."""
+    key = "A" * 43
+    context, _ = new_context()
+    context.add_init_script("Object.defineProperty(globalThis, 'indexedDB', {value: undefined})")
+    page = context.new_page()
+    page.goto(f"{web_server.url}/q/{'A' * 22}#{key}.atd1-{'B' * 91}")
+    wait_for_state(page, "unsupported")
+    assert urlsplit(page.url).fragment == ""
+    assert key not in page.evaluate("location.href")
