@@ -175,3 +175,37 @@ def test_the_request_pages_carry_the_csp_and_explain_themselves_without_javascri
         assert page.locator("[data-state]:not([hidden])").count() == 0
     screenshot(page, "request-no-javascript")
     assert [r for r in guard.requests if "/api/" in r] == []
+
+
+def test_the_fill_page_drops_the_key_from_the_address_bar_even_when_it_cannot_encrypt(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """A browser that cannot seal to a device is told so, and the request key is not left
+    in its address bar and history."""
+    key = "A" * 43
+    context, _ = new_context()
+    context.add_init_script("Object.defineProperty(globalThis, 'indexedDB', {value: undefined})")
+    page = context.new_page()
+    page.goto(f"{web_server.url}/q/{'A' * 22}#{key}.atd1-{'B' * 91}")
+    wait_for_state(page, "unsupported")
+    assert urlsplit(page.url).fragment == ""
+    assert key not in page.evaluate("location.href")
+
+
+def test_a_pickup_address_with_a_wrong_token_stops_asking(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """A damaged request token is refused (403) for good: the page says the address is
+    damaged instead of asking again forever."""
+    requester, guard = new_context()
+    asking = requester.new_page()
+    asking.goto(f"{web_server.url}/ask/new")
+    wait_for_state(asking, "ask")
+    asking.get_by_role("button", name="Make a request link").click()
+    wait_for_state(asking, "waiting")
+    path, fragment = urlsplit(asking.url).path, urlsplit(asking.url).fragment
+    key = fragment.split(".")[0]
+    guard.allow_http_error(403)
+    page = requester.new_page()
+    page.goto(f"{web_server.url}{path}#{key}.{'A' * 43}")
+    wait_for_state(page, "broken")

@@ -1,7 +1,7 @@
 """The request lifecycle table (protocol/request_lifecycle.py) drives every real adapter:
 random sequences of open, claim (with fresh or repeated secret ids), release, complete and
-the clock passing expires_at, each step checked against the model on SQLite, one Redis and
-a Redis Cluster."""
+the clock passing a claim's lease or expires_at, each step checked against the model on
+SQLite, one Redis and a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from atopos.protocol.request_lifecycle import (
 )
 from atopos.storage.port import SecretStore
 from atopos.storage.redis import RedisSecretStore
-from atopos.storage.request_port import NewRequest, RequestTaken
+from atopos.storage.request_port import CLAIM_LEASE_SECONDS, NewRequest, RequestTaken
 from atopos.storage.sqlite import SqliteSecretStore
 from tests.integration.store_scenarios import NOW, StoreFactory, run_on
 
-TTL = 600
+# Long enough for a few claim leases to lapse within one request's life.
+TTL = 4 * CLAIM_LEASE_SECONDS
 
 
 @pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
@@ -40,6 +41,7 @@ async def _walk(store: SqliteSecretStore | RedisSecretStore, seed: int) -> None:
     request_id = os.urandom(16)
     model = RequestLifecycle()
     claimant: bytes | None = None  # the secret id the record holds, in the model
+    lease_until = 0  # the end of the current claim's lease
     expires_at = NOW + TTL
     now = NOW
     events = list(RequestEvent)
@@ -47,6 +49,10 @@ async def _walk(store: SqliteSecretStore | RedisSecretStore, seed: int) -> None:
         event = rng.choice(events) if model.phase is not RequestPhase.GONE else RequestEvent.OPEN
         if event is RequestEvent.OPEN and model.phase is not RequestPhase.GONE:
             continue  # request ids are fresh random bytes: OPEN never meets a stored one
+        if event is RequestEvent.LAPSE and (
+            model.phase is not RequestPhase.FILLING or lease_until >= expires_at
+        ):
+            continue  # only a live claim's lease can lapse before the request expires
         mine = rng.random() < 0.7
         secret_id = claimant if mine and claimant is not None else os.urandom(16)
         move = model.handle(event, is_own_claim=secret_id == claimant)
@@ -68,6 +74,7 @@ async def _walk(store: SqliteSecretStore | RedisSecretStore, seed: int) -> None:
                 await store.claim_request(request_id, secret_id, now)
                 answer = RequestAnswer.CLAIMED
                 claimant = secret_id
+                lease_until = now + CLAIM_LEASE_SECONDS
             except RequestTaken:
                 answer = RequestAnswer.TAKEN
             assert answer is move.answer, (seed, event)
@@ -78,7 +85,13 @@ async def _walk(store: SqliteSecretStore | RedisSecretStore, seed: int) -> None:
         elif event is RequestEvent.COMPLETE:
             if move.answer is RequestAnswer.CHANGED:
                 expires_at += 100
-            await store.complete_request(request_id, secret_id, expires_at, now)
+            completed = await store.complete_request(request_id, secret_id, expires_at, now)
+            assert completed is (
+                move.answer is RequestAnswer.CHANGED
+                or (model.phase is RequestPhase.FILLED and secret_id == claimant)
+            ), (seed, event)
+        elif event is RequestEvent.LAPSE:
+            now = max(now, lease_until)
         else:  # EXPIRE: the clock reaches expires_at; a new request starts after
             now = expires_at
             assert await store.request_info(request_id, now) is None, seed

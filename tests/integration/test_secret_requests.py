@@ -4,11 +4,13 @@ refusal of the HTTP routes, and one fill only under concurrency, against real se
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,12 +23,15 @@ from atopos.client.request_links import parse_pickup_link, parse_request_link
 from atopos.client.secret_requests import fill_request, share_link_of
 from atopos.client.secrets import reveal_secret
 from atopos.crypto.access_proof import AccessSigner
-from atopos.crypto.base64url import b64url_encode
+from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import DeviceKeys
 from atopos.crypto.envelope import Metadata, seal
 from atopos.crypto.request_keys import fill_token_of
 from atopos.errors import Gone, Refused
 from atopos.server.config import ServerConfig, rate_limits
+from atopos.storage.factory import open_store
+from atopos.storage.port import NewSecret
+from atopos.storage.request_port import CLAIM_LEASE_SECONDS, SecretAndRequestStore
 from tests.integration.test_device_binding import Device, one_line_refusal
 from tests.servers import ATOPOS, ManualClock, ServerProcess, in_process_server
 
@@ -392,3 +397,142 @@ def test_a_request_filled_from_the_cli(
     assert "request link" in one_line_refusal(
         filler.run("secret", "fill", request_link.replace("atd1-", "atd2-"), stdin=b"x"), code=2
     )
+
+
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
+def backend_and_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> Iterator[tuple[str, str]]:
+    """A server on each real backend, and its storage URL (to play a node that dies)."""
+    config = ServerConfig(data_dir=tmp_path / "data", pow_bits=0, **rate_limits(0))
+    if request.param != "sqlite":
+        fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+        config = ServerConfig(
+            data_dir=tmp_path / "data",
+            pow_bits=0,
+            storage_url=request.getfixturevalue(fixture),
+            rate_limit_storage_url="memory://",
+            **rate_limits(0),
+        )
+    with in_process_server(config, clock) as url:
+        yield url, config.resolved_storage_url()
+
+
+def _as_dead_node(
+    storage_url: str, step: Callable[[SecretAndRequestStore], Awaitable[None]]
+) -> None:
+    """Run `step` on a second node's store of the same backend, which then 'dies'."""
+
+    async def main() -> None:
+        store = open_store(storage_url)
+        await store.start(0)
+        try:
+            await step(store)
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_claim_whose_node_died_lapses(
+    backend_and_store: tuple[str, str], clock: ManualClock
+) -> None:
+    """A node that dies between claim and complete does not close the request until it
+    expires: the claim's lease lapses and a new fill takes it. Had the dead node stored its
+    secret, that secret is the answer and the request takes no other fill."""
+    url, storage_url = backend_and_store
+    device = DeviceKeys.from_seed(os.urandom(32))
+    key = os.urandom(32)
+    created = new_request(url, device, key)
+    rid, mine = created["id"], {"authorization": f"Bearer {created['request_token']}"}
+    request_id = b64url_decode(str(rid))
+
+    async def claim_only(store: SecretAndRequestStore) -> None:
+        await store.claim_request(request_id, os.urandom(16), int(clock.now()))
+
+    _as_dead_node(storage_url, claim_only)
+    assert httpx.get(f"{url}/api/v1/requests/{rid}", headers=mine).json()["state"] == "filling"
+    assert fill_raw(url, rid, fill_token_of(key), sealed_to(device, key)).status_code == 404
+    clock.advance(CLAIM_LEASE_SECONDS)
+    status = httpx.get(f"{url}/api/v1/requests/{rid}", headers=mine).json()
+    assert (status["state"], status["secret_id"]) == ("open", None)
+    assert fill_raw(url, rid, fill_token_of(key), sealed_to(device, key)).status_code == 201
+    status = httpx.get(f"{url}/api/v1/requests/{rid}", headers=mine).json()
+    assert status["state"] == "filled"
+    with SecretsApi(url) as api:
+        received: list[bytes] = []
+        share = parse_share_link(f"{url}/s/{status['secret_id']}#{b64url_encode(key)}")
+        reveal_secret(api, share, received.append, device=lambda: device)
+    assert b"".join(received) == SECRET
+
+    # A dead node that stored its secret but never completed the request.
+    key = os.urandom(32)
+    created = new_request(url, device, key)
+    rid, mine = created["id"], {"authorization": f"Bearer {created['request_token']}"}
+    request_id, stored_id = b64url_decode(str(rid)), os.urandom(16)
+    envelope = sealed_to(device, key, b"from the node that died")
+
+    async def claim_and_store(store: SecretAndRequestStore) -> None:
+        now = int(clock.now())
+        info = await store.claim_request(request_id, stored_id, now)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield envelope
+
+        secret = NewSecret(
+            secret_id=stored_id,
+            manage_token_hash=info.token_hash,
+            kind="text",
+            views=1,
+            created_at=now,
+            expires_at=now + info.secret_lifetime,
+            device_key=info.device_key,
+            access_key=info.access_key,
+        )
+        await store.create(secret, body())
+
+    _as_dead_node(storage_url, claim_and_store)
+    clock.advance(CLAIM_LEASE_SECONDS)
+    assert fill_raw(url, rid, fill_token_of(key), sealed_to(device, key)).status_code == 404
+    status = httpx.get(f"{url}/api/v1/requests/{rid}", headers=mine).json()
+    assert (status["state"], status["secret_id"]) == ("filled", b64url_encode(stored_id))
+
+
+def test_a_fill_that_outlives_its_request_keeps_nothing(tmp_path: Path, clock: ManualClock) -> None:
+    """An upload claimed the request, which then expired before the upload ended: the
+    filler hears 404 and the server deletes the secret it stored (nobody could find it)."""
+    config = ServerConfig(data_dir=tmp_path / "data", pow_bits=0, **rate_limits(0))
+    device = DeviceKeys.from_seed(os.urandom(32))
+    key = os.urandom(32)
+    with in_process_server(config, clock) as url:
+        created = new_request(url, device, key, expires_in=60)
+        rid, mine = created["id"], {"authorization": f"Bearer {created['request_token']}"}
+        envelope = sealed_to(device, key)
+        go_on = threading.Event()
+
+        def body() -> Iterator[bytes]:
+            yield envelope[:-16]
+            go_on.wait(30)
+            yield envelope[-16:]
+
+        def upload() -> int:
+            return httpx.post(
+                f"{url}/api/v1/requests/{rid}/fill",
+                timeout=60,
+                content=body(),
+                headers={**OCTETS, "authorization": f"Bearer {b64url_encode(fill_token_of(key))}"},
+            ).status_code
+
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(upload)
+            for _ in range(200):
+                state = httpx.get(f"{url}/api/v1/requests/{rid}", headers=mine).json()["state"]
+                if state == "filling":
+                    break
+                threading.Event().wait(0.05)
+            assert state == "filling"
+            clock.advance(61)
+            go_on.set()
+            assert answer.result() == 404
+    with sqlite3.connect(config.data_dir / "atopos.db") as conn:
+        assert conn.execute("SELECT count(*) FROM secrets").fetchone()[0] == 0

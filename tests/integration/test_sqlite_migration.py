@@ -157,3 +157,55 @@ def test_an_older_database_gets_receipts_for_its_secrets(tmp_path: Path, version
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     finally:
         conn.close()
+
+
+def test_a_version_4_requests_table_gains_the_claim_lease(tmp_path: Path) -> None:
+    """A version-4 file made before the claim lease has no `claimed_until` column: it gains
+    one, its open request is kept and can be claimed, and the claim then holds its lease."""
+    from atopos.storage.request_port import CLAIM_LEASE_SECONDS, NewRequest, RequestTaken
+
+    path = tmp_path / "atopos.db"
+    request = NewRequest(
+        request_id=b"\x07" * 16,
+        token_hash=b"\x01" * 32,
+        fill_token_hash=b"\x02" * 32,
+        device_key=b"\x03" * 32,
+        access_key=b"\x04" * 32,
+        created_at=NOW,
+        expires_at=NOW + 4 * CLAIM_LEASE_SECONDS,
+        secret_lifetime=600,
+    )
+
+    async def write(store_path: Path) -> None:
+        store = SqliteSecretStore(store_path)
+        await store.start(NOW)
+        try:
+            await store.create_request(request)
+        finally:
+            await store.aclose()
+
+    asyncio.run(write(path))
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE requests DROP COLUMN claimed_until")
+    conn.commit()
+    conn.close()
+
+    async def upgrade() -> None:
+        store = SqliteSecretStore(path)
+        await store.start(NOW)
+        try:
+            claimed = await store.claim_request(request.request_id, b"\x05" * 16, NOW)
+            assert claimed.claimed_until == NOW + CLAIM_LEASE_SECONDS
+            with pytest.raises(RequestTaken):
+                await store.claim_request(request.request_id, b"\x06" * 16, NOW + 1)
+            later = NOW + CLAIM_LEASE_SECONDS
+            assert (await store.claim_request(request.request_id, b"\x06" * 16, later)).secret_id
+        finally:
+            await store.aclose()
+
+    asyncio.run(upgrade())
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    finally:
+        conn.close()

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from atopos.crypto.base64url import b64url_encode
 from atopos.storage.redis_scripts import LuaScript
-from atopos.storage.request_port import NewRequest, RequestInfo, RequestTaken
+from atopos.storage.request_port import (
+    CLAIM_LEASE_SECONDS,
+    NewRequest,
+    RequestInfo,
+    RequestTaken,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -39,17 +44,23 @@ _FIELDS = (
     b"secret_lifetime",
     b"secret_id",
     b"is_filled",
+    b"claimed_until",
 )
 
-# Take an open request. KEYS: the request. ARGV: now, secret id.
-# Answers 1 (claimed) or 0 (unknown, expired or already claimed: nothing written).
+# Take an open request, or one whose claim lapsed unfilled. KEYS: the request.
+# ARGV: now, secret id, lease end. Answers 1 (claimed) or 0 (unknown, expired, filled or
+# claimed under a live lease: nothing written).
 CLAIM_REQUEST = LuaScript(
     """
-local f = redis.call('HMGET', KEYS[1], 'expires_at', 'secret_id')
-if f[1] == false or tonumber(f[1]) <= tonumber(ARGV[1]) or f[2] ~= false then
+local f = redis.call('HMGET', KEYS[1], 'expires_at', 'secret_id', 'is_filled', 'claimed_until')
+local now = tonumber(ARGV[1])
+if f[1] == false or tonumber(f[1]) <= now then
   return 0
 end
-redis.call('HSET', KEYS[1], 'secret_id', ARGV[2])
+if f[2] ~= false and (f[3] ~= false or tonumber(f[4] or '0') > now) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'secret_id', ARGV[2], 'claimed_until', ARGV[3])
 return 1
 """,
 )
@@ -67,10 +78,12 @@ return 0
 )
 
 # Mark a request filled and keep it until the secret expires.
-# KEYS: the request. ARGV: secret id, new expires_at, its ttl (seconds).
+# KEYS: the request. ARGV: secret id, new expires_at, its ttl (seconds), now.
+# Answers 0 (nothing written) when the request expired or no longer holds this claim.
 COMPLETE_REQUEST = LuaScript(
     """
-if redis.call('HGET', KEYS[1], 'secret_id') ~= ARGV[1] then
+local f = redis.call('HMGET', KEYS[1], 'secret_id', 'expires_at')
+if f[1] ~= ARGV[1] or tonumber(f[2]) <= tonumber(ARGV[4]) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'is_filled', 1)
@@ -123,7 +136,7 @@ class RedisRequests:
     async def request_info(self, request_id: bytes, now: int) -> RequestInfo | None:
         values: list[Any] = await self._run(self._client.hmget(request_key(request_id), _FIELDS))
         token_hash, fill_hash, device_key, access_key, created, expires, lifetime = values[:7]
-        secret_id, is_filled = values[7:]
+        secret_id, is_filled, claimed_until = values[7:]
         if token_hash is None or int(expires) <= now:
             return None
         return RequestInfo(
@@ -137,10 +150,15 @@ class RedisRequests:
             secret_lifetime=int(lifetime),
             secret_id=secret_id,
             is_filled=is_filled is not None,
+            claimed_until=int(claimed_until or 0),
         )
 
     async def claim_request(self, request_id: bytes, secret_id: bytes, now: int) -> RequestInfo:
-        claimed = await self._script(CLAIM_REQUEST, [request_key(request_id)], [now, secret_id])
+        claimed = await self._script(
+            CLAIM_REQUEST,
+            [request_key(request_id)],
+            [now, secret_id, now + CLAIM_LEASE_SECONDS],
+        )
         if claimed != 1:
             raise RequestTaken()
         info = await self.request_info(request_id, now)
@@ -153,8 +171,9 @@ class RedisRequests:
 
     async def complete_request(
         self, request_id: bytes, secret_id: bytes, expires_at: int, now: int
-    ) -> None:
+    ) -> bool:
         ttl = max(1, expires_at - now)
-        await self._script(
-            COMPLETE_REQUEST, [request_key(request_id)], [secret_id, expires_at, ttl]
+        completed = await self._script(
+            COMPLETE_REQUEST, [request_key(request_id)], [secret_id, expires_at, ttl, now]
         )
+        return bool(completed == 1)

@@ -18,6 +18,7 @@ from atopos.errors import Gone
 from atopos.storage.port import SecretStore
 
 __all__ = [
+    "CLAIM_LEASE_SECONDS",
     "REQUEST_GONE_MESSAGE",
     "NewRequest",
     "RequestInfo",
@@ -29,6 +30,14 @@ __all__ = [
 
 # One wording for unknown, expired and already filled, so no answer tells them apart.
 REQUEST_GONE_MESSAGE = "This request does not exist, has expired or was already filled."
+
+
+# How long a claim holds the request for its upload. A node that dies between claim and
+# complete leaves a claim that lapses after this, so the request opens to a new fill (the
+# secret of a lapsed claim, if it was stored, still wins: requests.md section 6). Longer
+# than any sane upload; a slower one still completes unless another fill took the lapsed
+# claim, in which case its complete fails and its secret is deleted.
+CLAIM_LEASE_SECONDS = 15 * 60
 
 
 class RequestTaken(Gone):
@@ -74,6 +83,12 @@ class RequestInfo:
     secret_lifetime: int
     secret_id: bytes | None
     is_filled: bool
+    # Until when the claim of `secret_id` holds (0 when never claimed).
+    claimed_until: int = 0
+
+    def claim_lapsed(self, now: int) -> bool:
+        """A claim holds the request unfilled, but its lease is over (its node died)."""
+        return not self.is_filled and self.secret_id is not None and self.claimed_until <= now
 
     @property
     def state(self) -> RequestState:
@@ -92,8 +107,10 @@ class RequestStore(Protocol):
         ...
 
     async def claim_request(self, request_id: bytes, secret_id: bytes, now: int) -> RequestInfo:
-        """Atomically take an open request for the secret `secret_id`; RequestTaken when it
-        is unknown, expired or already claimed. Of concurrent claims exactly one wins."""
+        """Atomically take an open request, or one whose claim lapsed unfilled, for the secret
+        `secret_id` until `now + CLAIM_LEASE_SECONDS`; RequestTaken when it is unknown,
+        expired, filled or claimed under a live lease. Of concurrent claims exactly one
+        wins."""
         ...
 
     async def release_request(self, request_id: bytes, secret_id: bytes) -> None:
@@ -102,9 +119,11 @@ class RequestStore(Protocol):
 
     async def complete_request(
         self, request_id: bytes, secret_id: bytes, expires_at: int, now: int
-    ) -> None:
+    ) -> bool:
         """Mark the request filled by `secret_id` and keep its record until `expires_at`
-        (the secret's expiry), so its requester can still ask for it."""
+        (the secret's expiry), so its requester can still ask for it. False (and nothing
+        written) when the record no longer holds that claim: expired, or a lapsed claim
+        another fill took."""
         ...
 
 

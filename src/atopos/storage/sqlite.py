@@ -150,6 +150,13 @@ class SqliteSecretStore(SqliteRequests):
                     "INSERT OR IGNORE INTO receipts (id, manage_hash, expires_at)"
                     " SELECT id, manage_hash, expires_at FROM secrets"
                 )
+            # Files made before the claim lease lack its column (the column has a default
+            # and older code never reads it).
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+            if "claimed_until" not in columns:
+                conn.execute(
+                    "ALTER TABLE requests ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0"
+                )
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         finally:
             os.umask(old_umask)

@@ -1,8 +1,8 @@
 """The secret requests of the SQLite adapter (`storage/request_port.py`): one table in the
 same file as the secrets, written through the same group-commit writer.
 
-A claim is one `UPDATE ... WHERE secret_id IS NULL`, so of concurrent claims exactly one
-changes the row; the others see it taken.
+A claim is one `UPDATE ... WHERE secret_id IS NULL OR <its lease lapsed unfilled>`, so of
+concurrent claims exactly one changes the row; the others see it taken.
 
 Each operation implements the rows of its event in `protocol/request_lifecycle.py`
 (EXPIRE is the `expires_at > now` test of every read and claim).
@@ -14,7 +14,12 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from atopos.storage.request_port import NewRequest, RequestInfo, RequestTaken
+from atopos.storage.request_port import (
+    CLAIM_LEASE_SECONDS,
+    NewRequest,
+    RequestInfo,
+    RequestTaken,
+)
 from atopos.storage.sqlite_writer import storage_error
 
 __all__ = ["REQUESTS_SCHEMA", "SqliteRequests", "sweep_requests"]
@@ -32,7 +37,8 @@ CREATE TABLE IF NOT EXISTS requests (
     expires_at INTEGER NOT NULL,
     secret_lifetime INTEGER NOT NULL,
     secret_id BLOB,
-    is_filled INTEGER NOT NULL DEFAULT 0
+    is_filled INTEGER NOT NULL DEFAULT 0,
+    claimed_until INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_by_expiry ON requests (expires_at);
 """
@@ -42,12 +48,15 @@ _INSERT = (
 )
 _SELECT = (
     "SELECT id, token_hash, fill_hash, device_key, access_key, created_at, expires_at,"
-    " secret_lifetime, secret_id, is_filled FROM requests WHERE id = ? AND expires_at > ?"
+    " secret_lifetime, secret_id, is_filled, claimed_until FROM requests"
+    " WHERE id = ? AND expires_at > ?"
 )
 _CLAIM = (
-    "UPDATE requests SET secret_id = ? WHERE id = ? AND expires_at > ? AND secret_id IS NULL"
+    "UPDATE requests SET secret_id = :secret, claimed_until = :now + :lease"
+    " WHERE id = :id AND expires_at > :now"
+    " AND (secret_id IS NULL OR (is_filled = 0 AND claimed_until <= :now))"
     " RETURNING id, token_hash, fill_hash, device_key, access_key, created_at, expires_at,"
-    " secret_lifetime, secret_id, is_filled"
+    " secret_lifetime, secret_id, is_filled, claimed_until"
 )
 
 
@@ -96,7 +105,7 @@ class SqliteRequests:
         def claim(conn: sqlite3.Connection) -> RequestInfo:
             row = conn.execute(
                 _CLAIM,
-                (secret_id, request_id, now),
+                {"secret": secret_id, "now": now, "lease": CLAIM_LEASE_SECONDS, "id": request_id},
             ).fetchone()
             if row is None:
                 raise RequestTaken()
@@ -116,17 +125,16 @@ class SqliteRequests:
 
     async def complete_request(
         self, request_id: bytes, secret_id: bytes, expires_at: int, now: int
-    ) -> None:
-        del now  # the sweep compares expires_at with its own now
-
-        def complete(conn: sqlite3.Connection) -> None:
-            conn.execute(
+    ) -> bool:
+        def complete(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
                 "UPDATE requests SET is_filled = 1, expires_at = max(expires_at, ?)"
-                " WHERE id = ? AND secret_id = ?",
-                (expires_at, request_id, secret_id),
+                " WHERE id = ? AND secret_id = ? AND expires_at > ?",
+                (expires_at, request_id, secret_id, now),
             )
+            return cursor.rowcount == 1
 
-        await self._write(complete)
+        return await self._write(complete)
 
 
 def sweep_requests(conn: sqlite3.Connection, now: int) -> None:
@@ -136,7 +144,7 @@ def sweep_requests(conn: sqlite3.Connection, now: int) -> None:
 
 def _info(row: Any) -> RequestInfo:
     (rid, token_hash, fill_hash, device_key, access_key, created, expires, lifetime) = row[:8]
-    secret_id, is_filled = row[8:]
+    secret_id, is_filled, claimed_until = row[8:]
     return RequestInfo(
         request_id=rid,
         token_hash=token_hash,
@@ -148,4 +156,5 @@ def _info(row: Any) -> RequestInfo:
         secret_lifetime=lifetime,
         secret_id=secret_id,
         is_filled=bool(is_filled),
+        claimed_until=claimed_until,
     )

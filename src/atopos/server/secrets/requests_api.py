@@ -113,13 +113,11 @@ class RequestsApi:
         if token is None or not hmac.compare_digest(hash_manage_token(token), info.token_hash):
             raise Refused("The request token is missing or wrong.")
         state = info.state
-        # A node that stored the secret but died before it marked the request filled.
-        if (
-            state is RequestState.FILLING
-            and info.secret_id is not None
-            and await self._store.info(info.secret_id, now) is not None
-        ):
+        if state is RequestState.FILLING and await self._settled(info, now):
             state = RequestState.FILLED
+        elif info.claim_lapsed(now):
+            # Its node died before the secret was stored: a new fill may take it.
+            state = RequestState.OPEN
         secret_id = info.secret_id if state is RequestState.FILLED else None
         return _json(
             RequestStatus(
@@ -138,7 +136,11 @@ class RequestsApi:
         token = _bearer(request, FILL_TOKEN_BYTES)
         if token is None or not hmac.compare_digest(fill_token_hash(token), info.fill_token_hash):
             raise Refused("The request link is damaged: its fill token is missing or wrong.")
-        if info.state is not RequestState.OPEN:
+        if info.state is RequestState.FILLING and (
+            not info.claim_lapsed(now) or await self._settled(info, now)
+        ):
+            raise Gone(REQUEST_GONE_MESSAGE)
+        if info.state is RequestState.FILLED:
             raise Gone(REQUEST_GONE_MESSAGE)
         declared = declared_length(request, self._max_envelope)
         await self._quota.admit(client, declared)
@@ -171,10 +173,29 @@ class RequestsApi:
             # again for another try. Shielded: the handler may be cancelled.
             await asyncio.shield(self._store.release_request(info.request_id, secret_id))
             raise
-        await self._store.complete_request(info.request_id, secret_id, expires_at, now)
+        # At the time the upload ended, not began: the request may have expired meanwhile.
+        completed_at = self._node.now()
+        if not await self._store.complete_request(
+            info.request_id, secret_id, expires_at, completed_at
+        ):
+            # The request expired during the upload, or this claim lapsed and another fill
+            # took it: that one is the answer, so this secret must not linger unseen.
+            await asyncio.shield(self._store.delete(secret_id))
+            raise Gone(REQUEST_GONE_MESSAGE)
         if declared is None:
             await self._quota.charge_undeclared(client, size)
         return _json(RequestFilled(expires_at), status=201)
+
+    async def _settled(self, info: RequestInfo, now: int) -> bool:
+        """Whether the claimed secret was stored (a node that died after the upload but
+        before it completed the request); if so, complete the request for it now."""
+        if info.secret_id is None:
+            return False
+        secret = await self._store.info(info.secret_id, now)
+        if secret is None:
+            return False
+        await self._store.complete_request(info.request_id, info.secret_id, secret.expires_at, now)
+        return True
 
     async def _request(self, request: Request, now: int) -> RequestInfo:
         text = request.path_params["id"]

@@ -145,12 +145,14 @@ function chooseDroppedFiles(files) {
 }
 
 async function start() {
+  // The key leaves the address bar (and so the history) first, whatever happens next.
+  const fragment = takeFragment();
   if (!hasWebCrypto() || !(await supportsDeviceKeys())) {
     showState("unsupported");
     return;
   }
   const requestId = secretIdFromPath();
-  const parsed = await parseRequestFragment(takeFragment());
+  const parsed = await parseRequestFragment(fragment);
   if (requestId === null || parsed === null) {
     showState("broken");
     return;

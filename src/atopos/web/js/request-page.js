@@ -58,6 +58,11 @@ async function wait(requestId, requestKey, requestToken, device) {
         showState("gone");
         return;
       }
+      if (error instanceof ApiError && error.status === 403) {
+        // A wrong token stays wrong: asking again every two seconds would never end.
+        showState("broken");
+        return;
+      }
       byId("wait-status").textContent = `${error.message} Still trying…`;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       continue;
