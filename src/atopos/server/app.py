@@ -25,7 +25,7 @@ from atopos.server.node import build_node
 from atopos.server.pages import page_routes
 from atopos.server.product import Product
 from atopos.server.rooms.limits import RoomNodeLimits
-from atopos.server.rooms.mount import RoomsProduct
+from atopos.server.rooms.mount import RoomsProduct, shared_rooms
 from atopos.server.secrets import SecretsProduct
 from atopos.storage.factory import open_store
 from atopos.storage.port import SecretStore
@@ -54,7 +54,11 @@ def create_app(
     products: list[Product] = [
         SecretsProduct(node, store or open_store(config.resolved_storage_url(), clock))
     ]
-    rooms = RoomsProduct(node, limits=room_limits or config.room_limits())
+    limits = room_limits or config.room_limits()
+    if config.room_redis_url is not None:
+        rooms = shared_rooms(node, config.room_redis_url, limits)
+    else:
+        rooms = RoomsProduct(node, limits=limits)
     if on_rooms is not None:
         on_rooms(rooms)
     products.append(rooms)
