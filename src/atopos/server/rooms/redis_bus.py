@@ -87,6 +87,9 @@ class _Listener:
     def __init__(self, pubsub: PubSub, task: asyncio.Task[None]) -> None:
         self.pubsub = pubsub
         self.task = task
+        # Subscriptions one at a time: two first SSUBSCRIBEs at once race to connect, and
+        # redis-py loses one of them.
+        self.subscribing = asyncio.Lock()
 
 
 class RedisRoomBus:
@@ -214,7 +217,8 @@ class RedisRoomBus:
         try:
             name, listener = await self._listener_for(channel)
             self._channel_listener[room] = name
-            await listener.pubsub.ssubscribe(channel)
+            async with listener.subscribing:
+                await listener.pubsub.ssubscribe(channel)
         except Exception:
             _log.warning("room channel subscription failed", exc_info=False)
             self._lost()
