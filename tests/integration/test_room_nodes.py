@@ -114,7 +114,8 @@ def test_members_on_two_nodes_talk_both_ways_and_the_room_leaves_nothing(
             assert [t for _, t in bob.texts()] == ["from node a"]
             assert sorted(t for _, t in carol.texts()) == ["from node a", "from node b"]
             codes = {p.member.safety_code for p in (alice, bob, carol)}
-            assert len(codes) == 1 and None not in codes
+            assert len(codes) == 1
+            assert None not in codes
             assert [p.errors for p in (alice, bob, carol)] == [[], [], []]
             with room_redis.client() as client:
                 assert _room_keys(client, room_id) != []  # the state is in the room Redis
@@ -130,7 +131,8 @@ def test_members_on_two_nodes_talk_both_ways_and_the_room_leaves_nothing(
             assert client.zrange("atopos:room-index", 0, -1) == []
     assert _files_written_since(room_redis.directory, started) == []
     log = (room_redis.directory / "redis.log").read_text()
-    assert "DB saved" not in log and "Background saving" not in log
+    assert "DB saved" not in log
+    assert "Background saving" not in log
 
 
 def test_a_node_killed_loses_only_its_members_and_the_others_go_on(
@@ -222,7 +224,8 @@ def test_members_on_two_nodes_talk_through_a_redis_cluster(
         async def scenario() -> None:
             alice, bob, carol = await _talk_across(a, b, new)
             codes = {p.member.safety_code for p in (alice, bob, carol)}
-            assert len(codes) == 1 and None not in codes
+            assert len(codes) == 1
+            assert None not in codes
             alice.member.end()
             await alice.flush()
             for peer in (alice, bob, carol):
