@@ -254,3 +254,30 @@ def test_a_node_refuses_a_room_redis_that_persists(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "The Redis of ATOPOS_ROOM_REDIS_URL writes to disk (appendonly yes)" in done.stderr
     assert done.stderr.count("\n") <= 2, done.stderr
+
+
+def test_a_node_stopped_lets_its_members_leave_and_the_others_go_on(
+    tmp_path: Path, room_redis: RedisServer
+) -> None:
+    with _nodes(tmp_path, room_redis.url) as (node_a, node_b):
+        a, b = _relay(node_a), _relay(node_b)
+        new = a.create_room()
+
+        async def scenario() -> None:
+            alice, bob, carol = await _talk_across(a, b, new)
+            epoch = alice.member.epoch
+            node_b.stop()  # SIGTERM: a restart's first half
+            for peer in (bob, carol):
+                assert await peer.closed(within=20) == 1012  # "service restart"
+            await until(
+                lambda: (
+                    sum(isinstance(e, MemberLeft) for e in alice.events) == 2
+                    and alice.member.epoch > epoch
+                ),
+                within=10,
+            )
+            await alice.say("alone now")
+            await until(lambda: [t for _, t in alice.texts()] == ["from node b"])
+            assert alice.errors == []
+
+        asyncio.run(scenario())

@@ -249,10 +249,20 @@ class RedisRoomRelays:
         for raw in rooms:
             room_key = raw.decode() if isinstance(raw, bytes) else str(raw)
             try:
+                await self._drop_stale(room_key)
                 await self.step(room_key, lambda room: self._reap(room, now) + room.tick(now))
             except Unavailable:
                 return []
         return []
+
+    async def _drop_stale(self, room_key: str) -> None:
+        """Forget the cached state of a room that another node changed since: a tick on a
+        stale copy could see nothing due (a dead node's connections it never saw)."""
+        cached = self._cache.get(room_key)
+        if cached is not None:
+            version = await self._redis(self._client.hget(state_key_of(room_key), "v"))
+            if version is None or _bytes(version) != cached[0]:
+                self._cache.pop(room_key, None)
 
     def wipe(self, room_key: str) -> None:
         self._forget(room_key)
