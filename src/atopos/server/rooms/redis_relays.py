@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -168,7 +169,9 @@ class RedisRoomRelays:
         self.bus = RedisRoomBus(self._client, url, on_lost=self._lost)
         self._tag = self._draw_tag()
         self._counter = 0
-        self._cache: dict[str, tuple[bytes, bytes]] = {}
+        # Per room: the version and state this node last read or wrote, and that state
+        # decoded (decoding a 500-member room costs about 9 ms, encoding it 1 ms).
+        self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._alive: set[int] = set()
         self._is_up = False
@@ -261,7 +264,7 @@ class RedisRoomRelays:
         cached = self._cache.get(room_key)
         if cached is not None:
             version = await self._redis(self._client.hget(state_key_of(room_key), "v"))
-            if version is None or _bytes(version) != cached[0]:
+            if version is None or _bytes(version) != cached.version:
                 self._cache.pop(room_key, None)
 
     def wipe(self, room_key: str) -> None:
@@ -292,25 +295,26 @@ class RedisRoomRelays:
         await self.bus.ready(room_key)
         key = state_key_of(room_key)
         channel = channel_of(room_key).encode()
-        cached = self._cache.get(room_key)
+        # Taken out while the event runs on it: the event changes the decoded room in place,
+        # so it goes back only as the state that was written.
+        cached = self._cache.pop(room_key, None)
         if cached is None:
             version, data = await self._client.hmget(key, ["v", "s"])
             if version is None or data is None:
                 return self._gone(room_key)
-            cached = (_bytes(version), _bytes(data))
+            cached = _Cached(_bytes(version), _bytes(data))
         for _ in range(_MAX_ATTEMPTS):
-            version, data = cached
-            room = load_room(data)
+            room = cached.room if cached.room is not None else load_room(cached.data)
             now = self._clock.now()
             actions = event(room)
             is_wiped = any(isinstance(action, WipeRoom) for action in actions)
             new = b"" if is_wiped else dump_room(room)
-            if not actions and new == data:
-                self._cache[room_key] = cached
+            if not actions and new == cached.data:
+                self._cache[room_key] = _Cached(cached.version, new, room)
                 return []
             batch = encode_actions(actions) if actions else b""
             answer = await _APPLY(
-                self._client, [key, channel], [version, new, self._ttl_ms(room, now), batch]
+                self._client, [key, channel], [cached.version, new, self._ttl_ms(room, now), batch]
             )
             if answer == 1:
                 if actions:
@@ -319,11 +323,12 @@ class RedisRoomRelays:
                     self._forget(room_key)
                     await self._client.zrem(_INDEX, room_key)
                 else:
-                    self._cache[room_key] = (str(int(version) + 1).encode(), new)
+                    version = str(int(cached.version) + 1).encode()
+                    self._cache[room_key] = _Cached(version, new, room)
                 return []
             if answer == 0:
                 return self._gone(room_key)
-            cached = (_bytes(answer[0]), _bytes(answer[1]))
+            cached = _Cached(_bytes(answer[0]), _bytes(answer[1]))  # another node's change
         raise Unavailable("This room is too busy right now; try again.")
 
     def _gone(self, room_key: str) -> list[Action] | None:
@@ -414,6 +419,13 @@ class RedisRoomRelays:
 
     def _draw_tag(self) -> int:
         return int.from_bytes(self._random_bytes(4), "big") >> (32 - _TAG_BITS) or 1
+
+
+@dataclasses.dataclass(slots=True)
+class _Cached:
+    version: bytes
+    data: bytes
+    room: RelayRoom | None = None
 
 
 def _bytes(value: Any) -> bytes:
