@@ -281,3 +281,32 @@ def test_a_node_stopped_lets_its_members_leave_and_the_others_go_on(
             assert alice.errors == []
 
         asyncio.run(scenario())
+
+
+def test_a_room_redis_back_with_persistence_is_refused(
+    tmp_path: Path, room_redis: RedisServer
+) -> None:
+    with _nodes(tmp_path, room_redis.url) as (node_a, node_b):
+        a = _relay(node_a)
+        new = a.create_room()
+        room_id = new.creation.room_id
+        room_redis.kill9()
+        durable = RedisServer(tmp_path / "durable", port=room_redis.port).start()
+        try:
+
+            async def scenario() -> None:
+                await until(lambda: "room redis lost" in node_a.output(), within=15)
+                await asyncio.sleep(3)  # a few heartbeats: each asks again, each is refused
+                for node in (a, _relay(node_b)):
+                    with pytest.raises(InvalidStatus) as refused:
+                        async with connect(f"{node.ws_url}/api/v1/rooms/{room_id}"):
+                            pass
+                    assert refused.value.response.status_code == 503
+                assert not _healthy(node_a)
+                with durable.client() as client:
+                    assert list(client.scan_iter(match="atopos:*")) == []
+
+            asyncio.run(scenario())
+        finally:
+            durable.stop()
+    assert "room redis may write room state to disk" in node_a.output()

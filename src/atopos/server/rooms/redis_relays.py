@@ -93,6 +93,10 @@ _INDEX = b"atopos:room-index"
 _NODES = b"atopos:room-nodes"
 _ENDED = encode_frame(Error(code="ended", message="The room has ended: its relay lost its state."))
 _TAG_BITS = 31
+# Redis calls in flight at once per node (each may hold a pooled connection).
+_CONCURRENT_CALLS = 16
+# The index outlives its longest room (7 days) by a day; every creation renews it.
+_INDEX_TTL_SECONDS = 8 * 24 * 3600
 _MAX_ATTEMPTS = 32
 # Kept after a room's expiry: the closing grace, then a margin for the last ticks.
 _KEY_MARGIN_SECONDS = 60.0
@@ -176,6 +180,7 @@ class RedisRoomRelays:
         self._alive: set[int] = set()
         self._is_up = False
         self._heartbeat: asyncio.Task[None] | None = None
+        self._calls = asyncio.Semaphore(_CONCURRENT_CALLS)
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -222,6 +227,7 @@ class RedisRoomRelays:
         if not is_new:
             raise RoomIdTaken("That room id is in use; draw another.")
         await self._redis(self._client.zadd(_INDEX, {creation.room_id: room.expires_at}))
+        await self._redis(self._client.expire(_INDEX, _INDEX_TTL_SECONDS))
         return room
 
     async def spend_challenge(self, challenge_id: bytes, expires_at: float, now: float) -> None:
@@ -253,7 +259,11 @@ class RedisRoomRelays:
             room_key = raw.decode() if isinstance(raw, bytes) else str(raw)
             try:
                 await self._drop_stale(room_key)
-                await self.step(room_key, lambda room: self._reap(room, now) + room.tick(now))
+                ticked = await self.step(
+                    room_key, lambda room: self._reap(room, now) + room.tick(now)
+                )
+                if ticked is None:  # expired with its key: out of the index too
+                    await self._redis(self._client.zrem(_INDEX, room_key))
             except Unavailable:
                 return []
         return []
@@ -375,8 +385,8 @@ class RedisRoomRelays:
                 continue
             try:
                 await self._beat()
-            except (RedisError, RedisClusterException, OSError, Unavailable):
-                self._lost()
+            except (RedisError, RedisClusterException, OSError, Unavailable) as exc:
+                self._lost(type(exc).__name__)
             except Exception:
                 _log.error("room heartbeat failed", exc_info=True)
 
@@ -394,12 +404,14 @@ class RedisRoomRelays:
             self._is_up = True
             _log.info("room redis reachable; rooms are served")
 
-    def _lost(self) -> None:
+    def _lost(self, reason: str = "subscription") -> None:
         """The room Redis failed: every room this node serves ends for its members here."""
         if not self._is_up:
             return
         self._is_up = False
-        _log.warning("room redis lost; the rooms of this node's members ended")
+        _log.warning(
+            "room redis lost; the rooms of this node's members ended", extra={"reason": reason}
+        )
         self._cache.clear()
         self._locks.clear()
         if self._check is not None:
@@ -410,11 +422,15 @@ class RedisRoomRelays:
         closing.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def _redis(self, call: Awaitable[_T]) -> _T:
-        """`call`, with a Redis failure turned into Unavailable (and the outage handled)."""
+        """`call`, with a Redis failure turned into Unavailable (and the outage handled).
+        At most `_CONCURRENT_CALLS` at once: a burst of joins would otherwise open a Redis
+        connection each, and a connect that waits its turn past the timeout reads as an
+        outage."""
         try:
-            return await call
+            async with self._calls:
+                return await call
         except (RedisError, RedisClusterException, OSError, ConnectionError) as exc:
-            self._lost()
+            self._lost(type(exc).__name__)
             raise Unavailable(ROOM_STATE.unavailable_message) from exc
 
     def _draw_tag(self) -> int:
