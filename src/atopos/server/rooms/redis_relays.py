@@ -369,10 +369,17 @@ class RedisRoomRelays:
         tags = await self._client.zrangebyscore(_NODES, since, "+inf")
         return {int(_bytes(tag)) for tag in tags}
 
-    async def _beat(self) -> None:
+    async def _beat(self, *, is_first: bool = False) -> None:
+        """Say this node is alive. Raise _Missed when its last heartbeat is not there or
+        too old: the Redis restarted (maybe as another one), or the other nodes took this
+        node for dead and closed its connections in their rooms."""
         now = self._clock.now()
         if self._check is not None:
             await self._check.ensure()
+        if not is_first:
+            last = await self._client.zscore(_NODES, str(self._tag))
+            if last is None or now - float(last) > self._liveness_seconds:
+                raise _Missed("restarted" if last is None else "stalled")
         await self._client.zadd(_NODES, {str(self._tag): now})
         await self._client.zremrangebyscore(_NODES, "-inf", now - 10 * self._liveness_seconds)
         await self._client.expire(_NODES, int(10 * self._liveness_seconds) + 1)
@@ -385,6 +392,8 @@ class RedisRoomRelays:
                 continue
             try:
                 await self._beat()
+            except _Missed as missed:
+                self._lost(str(missed))
             except (RedisError, RedisClusterException, OSError, Unavailable) as exc:
                 self._lost(type(exc).__name__)
             except Exception:
@@ -397,7 +406,7 @@ class RedisRoomRelays:
         self._tag = self._draw_tag()
         self._counter = 0
         try:
-            await self._beat()
+            await self._beat(is_first=True)
         except (RedisError, RedisClusterException, OSError, Unavailable):
             return
         if not self._is_up:
@@ -435,6 +444,10 @@ class RedisRoomRelays:
 
     def _draw_tag(self) -> int:
         return int.from_bytes(self._random_bytes(4), "big") >> (32 - _TAG_BITS) or 1
+
+
+class _Missed(Exception):
+    """This node's heartbeat is missing from the room Redis, or was too old."""
 
 
 @dataclasses.dataclass(slots=True)
