@@ -310,3 +310,29 @@ def test_a_room_redis_back_with_persistence_is_refused(
         finally:
             durable.stop()
     assert "room redis may write room state to disk" in node_a.output()
+
+
+def test_cli_members_on_two_nodes_talk_and_exit_3_when_the_room_redis_restarts(
+    tmp_path: Path, room_redis: RedisServer
+) -> None:
+    from tests.integration.test_room_cli import ScriptClient, create_room, epoch_with
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with _nodes(tmp_path, room_redis.url) as (node_a, node_b):
+        links = create_room(home, node_a.url, "--name", "Plans")
+        # The links name node a; bob's, rewritten, reaches node b with the same room.
+        ann = ScriptClient(home, links["Creator link"], "ann")
+        ann.wait_for(epoch_with(1))
+        bob = ScriptClient(home, links["Room link"].replace(node_a.url, node_b.url), "bob")
+        ann_code = ann.wait_for(epoch_with(2))["safety_code"]
+        bob_code = bob.wait_for(epoch_with(2))["safety_code"]
+        assert ann_code == bob_code
+        ann.say("from node a")
+        bob.say("from node b")
+        ann.wait_for(lambda e: e.get("text") == "from node b")
+        bob.wait_for(lambda e: e.get("text") == "from node a")
+        room_redis.kill9()
+        room_redis.start()
+        assert ann.process.wait(timeout=30) == 3
+        assert bob.process.wait(timeout=30) == 3

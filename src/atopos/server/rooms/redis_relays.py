@@ -97,7 +97,7 @@ _TAG_BITS = 31
 _CONCURRENT_CALLS = 16
 # The index outlives its longest room (7 days) by a day; every creation renews it.
 _INDEX_TTL_SECONDS = 8 * 24 * 3600
-_MAX_ATTEMPTS = 32
+_MAX_ATTEMPTS = 200
 # Kept after a room's expiry: the closing grace, then a margin for the last ticks.
 _KEY_MARGIN_SECONDS = 60.0
 
@@ -339,6 +339,9 @@ class RedisRoomRelays:
             if answer == 0:
                 return self._gone(room_key)
             cached = _Cached(_bytes(answer[0]), _bytes(answer[1]))  # another node's change
+            # Another node is writing this room fast: give it a moment, at random, so that
+            # both get their turns (a decode costs this node a window the other may fill).
+            await asyncio.sleep(int.from_bytes(self._random_bytes(1), "big") / 256 * 0.005)
         raise Unavailable("This room is too busy right now; try again.")
 
     def _gone(self, room_key: str) -> list[Action] | None:
