@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+import redis
 from websockets.asyncio.client import connect
 
 from atopos.crypto import pow as proof_of_work
@@ -144,3 +145,26 @@ def test_caddy_spreads_one_rooms_members_over_both_nodes(tmp_path: Path) -> None
             assert [p.errors for p in peers] == [[]] * 4
 
         asyncio.run(scenario())
+
+
+def test_the_room_redis_has_its_own_password_in_the_install_steps() -> None:
+    env = read_env_file(DEPLOY / "atopos.env")
+    assert env["ATOPOS_ROOM_REDIS_URL"] == "redis://:ROOMS_PASSWORD@127.0.0.1:6382/0"
+    conf = (DEPLOY / "redis" / "atopos-rooms.conf").read_text()
+    assert "\ninclude /etc/redis/redis-atopos-rooms.password.conf\n" in conf
+    guide = (DEPLOY.parent / "docs" / "operations.md").read_text()
+    assert "for name in durable ephemeral rooms; do" in guide
+    assert "ROOMS_PASSWORD" in guide
+
+
+def test_the_room_redis_refuses_a_client_without_its_password(tmp_path: Path) -> None:
+    server = DeployedRedis("atopos-rooms", tmp_path).start()
+    try:
+        for password in ("", "not-the-password"):
+            with (
+                server.client(password=password) as client,
+                pytest.raises((redis.AuthenticationError, redis.ResponseError)),
+            ):
+                client.hget("atopos:room:{x}", "s")
+    finally:
+        server.stop()
