@@ -23,6 +23,11 @@ both relays meet the same foreign load; each figure pools its slices.
 Then, in this process with the real member code: CPU per message sent and received, and the
 cost of an epoch change (a member's self-update: commit build, and one member's verify) at
 10, 100 and 500 members. Prints ONE JSON line on stdout (progress on stderr).
+
+With `--two-nodes` (needs `redis-server`), the same run also starts a room Redis without
+persistence and two more Atopos nodes on it (ATOPOS_ROOM_REDIS_URL, issue 22), and measures
+the same latency and ceiling for one room whose members are split over the two nodes
+(`two_nodes`; senders on both), and with every member on one of those nodes (`redis_one_node`).
 """
 
 from __future__ import annotations
@@ -65,7 +70,11 @@ def serve_atopos(port: int, data_dir: str) -> None:
     from atopos.server.runner import uvicorn_config
 
     config = ServerConfig(
-        data_dir=Path(data_dir), pow_bits=0, log_level="warning", **rate_limits(0)
+        data_dir=Path(data_dir),
+        pow_bits=0,
+        log_level="warning",
+        room_redis_url=os.environ.get("ATOPOS_ROOM_REDIS_URL"),  # --two-nodes
+        **rate_limits(0),
     )
     # One address plays every member, and the ceiling is the relay's, not the per-connection
     # frame rate's (section 13's 50/s would cut the closed-loop senders off).
@@ -426,6 +435,88 @@ async def measure(
     return out
 
 
+async def run_atopos_nodes(
+    ports: list[int], members: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """One room on nodes sharing a room Redis: member n connects to node n mod len(ports)
+    (the room is created on the first); latency from a sender on the first node, the ceiling
+    with senders alternating between the nodes."""
+    from atopos.protocol.room_creation import make_room
+
+    base = f"http://127.0.0.1:{ports[0]}"
+    new = make_room(base, os.urandom, ttl=3600)
+    room_id = new.creation.room_id
+    async with httpx.AsyncClient(base_url=base) as client:
+        challenge = (await client.post(f"/api/v1/rooms/{room_id}/challenge")).json()
+        body = msgspec.to_builtins(new.creation) | {"challenge": challenge["challenge"], "nonce": 0}
+        created = await client.post("/api/v1/rooms", json=body)
+        assert created.status_code == 201, created.text
+    s_link = new.member_link.s_link
+    assert s_link is not None
+    urls = [f"ws://127.0.0.1:{port}/api/v1/rooms/{room_id}" for port in ports]
+    fleet = Fleet(members - 1)
+    first = AtoposMember(await _connect(urls[0]), fleet)
+    await first.handshake(new.creation, s_link)
+    tasks = [asyncio.create_task(_reader(first.socket, fleet, first.on_other))]
+    await _polled(lambda: first.roster_size == 1, 10)
+
+    async def arrive(n: int) -> AtoposMember:
+        member = AtoposMember(await _connect(urls[n % len(urls)]), fleet)
+        await member.handshake(new.creation, s_link)
+        return member
+
+    others = list(await asyncio.gather(*(arrive(n) for n in range(1, members))))
+    people = [first, *others]
+    tasks += [asyncio.create_task(_reader(m.socket, fleet, m.on_other)) for m in others]
+    log(f"{members} members joined over {len(ports)} node(s); waiting for the commit")
+    await _polled(lambda: all(p.roster_size == members for p in people), 120)
+    assert all(p.roster_size == members for p in people), "the room did not settle"
+    await asyncio.sleep(1)
+    epoch = people[0].epoch
+
+    async def send(slot: int, counter: int) -> None:
+        member = people[slot]  # slots 0..9: members 0..9, on alternating nodes
+        await member.socket.send(_msg_text(epoch, member.index, counter))
+
+    latency = await _latency(fleet, send, rate, seconds)
+    ceiling = await _ceiling(fleet, send, seconds, first=1_000_000)
+    for member in people:
+        await member.socket.close()
+    for task in tasks:
+        task.cancel()
+    return {**latency, **ceiling, "nodes": len(ports)}
+
+
+def run_room_redis(procs: Processes, tmp: str, args: argparse.Namespace) -> dict[str, Any]:
+    """`--two-nodes`: a room Redis (no persistence) and two nodes on it; the room split over
+    both, then the room on one of them."""
+    redis_port = free_port()
+    redis_dir = Path(tmp) / "room-redis"
+    redis_dir.mkdir()
+    procs.start(
+        "room-redis",
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(redis_dir)],
+    )  # fmt: skip
+    # The nodes answer /healthz once the room Redis does (they retry every second).
+    env = {"ATOPOS_ROOM_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    me = [sys.executable, str(Path(__file__).resolve())]
+    ports = [free_port(), free_port()]
+    for n, port in enumerate(ports):
+        node = procs.start(f"node-{n}", [*me, "--serve-atopos", str(port), tmp], env)
+        wait_http("127.0.0.1", port, "/healthz", node)
+    out: dict[str, Any] = {}
+    log("two nodes on the room redis")
+    out["two_nodes"] = asyncio.run(run_atopos_nodes(ports, args.members, args.rate, args.seconds))
+    log(f"two nodes: {out['two_nodes']}")
+    log("one node on the room redis")
+    out["redis_one_node"] = asyncio.run(
+        run_atopos_nodes(ports[:1], args.members, args.rate, args.seconds)
+    )
+    log(f"one node on redis: {out['redis_one_node']}")
+    return out
+
+
 # -- member CPU: messages and epoch changes, with the real member code ------------------------
 
 
@@ -544,6 +635,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out |= asyncio.run(measure(port_a, atopos.pid, port_b, bare.pid, args))
         log(f"bare: {out['bare']}")
         log(f"atopos: {out['atopos']}")
+        if args.two_nodes:
+            out |= run_room_redis(procs, tmp, args)
     a, b = out["atopos"], out["bare"]
     if "p99_ms" in a and "p99_ms" in b:
         out["p99_ratio"] = round(a["p99_ms"] / b["p99_ms"], 2)
@@ -563,6 +656,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="alternating slices per figure")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 500])
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--two-nodes", action="store_true", help="also two nodes sharing a room Redis"
+    )
     parser.add_argument("--serve-atopos", nargs=2, metavar=("PORT", "DIR"))
     parser.add_argument("--serve-bare", metavar="PORT")
     return parser.parse_args(argv)

@@ -41,6 +41,20 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_ephemeral(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster that persists nothing, like the room Redis (issue 22)."""
+    cluster = RedisClusterServers(
+        tmp_path_factory.mktemp("redis-cluster-ephemeral"), appendonly=False
+    ).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, empty."""
@@ -70,3 +84,10 @@ def mixnet_lab() -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture
+def redis_cluster_ephemeral_url(redis_cluster_ephemeral: RedisClusterServers) -> str:
+    """The session's Redis Cluster without persistence, empty: for room state."""
+    redis_cluster_ephemeral.flush()
+    return redis_cluster_ephemeral.url

@@ -88,6 +88,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     tmp = tmp_path_factory.mktemp("deploy")
     durable = DeployedRedis("atopos-durable", tmp / "redis-durable").start()
     ephemeral = DeployedRedis("atopos-ephemeral", tmp / "redis-ephemeral").start()
+    rooms = DeployedRedis("atopos-rooms", tmp / "redis-rooms").start()
     nodes: list[ServerProcess] = []
     caddy: CaddyServer | None = None
     try:
@@ -99,6 +100,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         env.update(
             ATOPOS_STORAGE=durable.url,
             ATOPOS_RATE_LIMIT_STORAGE=ephemeral.url,
+            ATOPOS_ROOM_REDIS_URL=rooms.url,
             ATOPOS_KEY_FILE=str(key_file),
             ATOPOS_RATE_LIMIT="1000",
         )
@@ -120,6 +122,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             caddy.stop()
         for node in nodes:
             node.stop()
+        rooms.stop()
         ephemeral.stop()
         durable.stop()
 

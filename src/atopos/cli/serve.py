@@ -71,7 +71,8 @@ def serve(
             max=64,
             metavar="N",
             help="Worker processes sharing the port and the store, to use N cores; rooms "
-            "need 1. Env: ATOPOS_WORKERS; default: 1. docs/operations.md.",
+            "need 1 or a room Redis (ATOPOS_ROOM_REDIS_URL). Env: ATOPOS_WORKERS; "
+            "default: 1. docs/operations.md.",
         ),
     ] = None,
     log_format: Annotated[

@@ -26,7 +26,7 @@ from atopos.server.node import build_node
 from atopos.server.pages import page_routes
 from atopos.server.product import Product
 from atopos.server.rooms.limits import RoomNodeLimits
-from atopos.server.rooms.mount import RoomsProduct
+from atopos.server.rooms.mount import RoomsProduct, shared_rooms
 from atopos.server.rooms.refused import RoomsRefused
 from atopos.server.secrets import SecretsProduct
 from atopos.storage.factory import open_store
@@ -59,12 +59,17 @@ def create_app(
         config.resolved_storage_url(), clock, is_shared_by_workers=has_workers
     )
     products: list[Product] = [SecretsProduct(node, store)]
-    if has_workers:
-        # Rooms live in one process's RAM: with several workers, members of one room would
-        # land on different relays (server/rooms/refused.py).
+    limits = room_limits or config.room_limits()
+    if has_workers and config.room_redis_url is None:
+        # Rooms in one process's RAM: with several workers, members of one room would land
+        # on different relays (server/rooms/refused.py).
         products.append(RoomsRefused())
     else:
-        rooms = RoomsProduct(node, limits=room_limits or config.room_limits())
+        if config.room_redis_url is not None:
+            # Shared through the room Redis by every node and worker (rooms/redis_relays.py).
+            rooms = shared_rooms(node, config.room_redis_url, limits)
+        else:
+            rooms = RoomsProduct(node, limits=limits)
         if on_rooms is not None:
             on_rooms(rooms)
         products.append(rooms)

@@ -59,6 +59,13 @@ class ServerConfig:
     # ...unless the operator accepts that counters may reach disk
     # (ATOPOS_RATE_LIMIT_STORAGE_PERSISTENT_OK=1): then it is not checked.
     accepts_persistent_rate_limit_storage: bool = False
+    # Where rooms live: None for this process's RAM (one node), or the room Redis shared by
+    # every node (redis:// or redis+cluster://). It must persist nothing, or the node refuses
+    # to start (server/rooms/redis_relays.py, docs/operations.md)...
+    room_redis_url: str | None = None
+    # ...unless the operator accepts that room state may reach disk
+    # (ATOPOS_ROOM_REDIS_PERSISTENT_OK=1).
+    accepts_persistent_room_redis: bool = False
     pow_bits: int = DEFAULT_POW_BITS
     # Content limit of one secret; the envelope's overhead (header, tags, padding) is added.
     max_content_bytes: int = 100 * MiB
@@ -282,6 +289,10 @@ SETTINGS: tuple[Setting, ...] = (
         "accepts_persistent_rate_limit_storage",
         parse_flag,
         "1 or 0",
+    ),
+    _setting("ATOPOS_ROOM_REDIS_URL", "room_redis_url", str, "a Redis URL"),
+    _setting(
+        "ATOPOS_ROOM_REDIS_PERSISTENT_OK", "accepts_persistent_room_redis", parse_flag, "1 or 0"
     ),
     _setting("ATOPOS_POW_BITS", "pow_bits", _count, _WHOLE),
     _setting("ATOPOS_LOG_LEVEL", "log_level", str, "debug, info, warning or error"),

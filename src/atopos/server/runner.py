@@ -149,9 +149,10 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
                     "workers": config.workers,
                 },
             )
-        logging.getLogger("atopos.server").warning(
-            "rooms are refused: they need a single worker process"
-        )
+        if config.room_redis_url is None:
+            logging.getLogger("atopos.server").warning(
+                "rooms are refused: they need a single worker process or a room Redis"
+            )
         listener.listen(2048)
         limits = config.connection_limits()
 
@@ -324,7 +325,10 @@ def start_up_lines(config: ServerConfig, port: int | None) -> list[str]:
         f"  proof of work: {work}",
     ]
     if config.workers > 1:
-        lines.append(f"  workers: {config.workers} processes (rooms are off: they need one)")
+        rooms = "rooms shared through the room Redis"
+        if config.room_redis_url is None:
+            rooms = "rooms are off: they need one, or a room Redis"
+        lines.append(f"  workers: {config.workers} processes ({rooms})")
     return [*lines, "  Press Ctrl-C to stop. Logs follow (JSON instead: --log-format json)."]
 
 

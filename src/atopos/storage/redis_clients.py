@@ -33,6 +33,7 @@ __all__ = [
     "async_blocking_pool",
     "async_client",
     "async_cluster_options",
+    "async_server_client",
     "sync_client",
 ]
 
@@ -148,3 +149,26 @@ def async_cluster_options(url: str, *, client_name: str) -> dict[str, Any]:
     """Keyword arguments for an asyncio Cluster client that another library (`limits`) builds
     from `url` itself: our timeouts and name, TLS as the URL says, its own retries."""
     return {**_timeouts(client_name), "ssl": url.startswith("rediss+")}
+
+
+def async_server_client(
+    url: str, *, client_name: str, host: str | None = None, port: int | None = None
+) -> redis.asyncio.Redis:
+    """An asyncio client of one Redis server: the one `url` names, or, for a Cluster URL,
+    the node at `host`:`port` with the URL's credentials and TLS. For what must talk to the
+    very node that holds a slot (sharded pub/sub subscriptions), never retried."""
+    retry = Retries.NEVER.async_retry()
+    if not _is_cluster(url):
+        return redis.asyncio.Redis.from_url(url, retry=retry, **_timeouts(client_name))
+    if host is None or port is None:
+        raise ValueError("a Cluster node needs its host and port")
+    cluster = ClusterUrl.parse(url)
+    return redis.asyncio.Redis(
+        host=host,
+        port=port,
+        username=cluster.username,
+        password=cluster.password,
+        ssl=cluster.tls,
+        retry=retry,
+        **_timeouts(client_name),
+    )

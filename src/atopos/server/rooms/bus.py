@@ -2,10 +2,10 @@
 
 The relay's transition table says "send this text to these connections"; the bus carries
 that to wherever the connections are. The in-memory adapter serves one node (connections
-subscribed here, delivered here); a Redis pub/sub adapter (issue 22) would carry the same
-calls between nodes. It sits with the relay, not in storage/: it stores nothing, it only
-delivers. The contract is tests/integration/test_room_relay_bus.py, parametrised over
-adapters.
+subscribed here, delivered here); the Redis adapter (server/rooms/redis_bus.py, issue 22)
+carries the same calls between nodes. It sits with the relay, not in storage/: it stores
+nothing, it only delivers. The contract is tests/integration/test_room_relay_bus.py,
+parametrised over adapters.
 """
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Deliver", "InMemoryRoomBus", "RoomBus"]
+__all__ = ["Close", "Deliver", "InMemoryRoomBus", "RoomBus"]
 
 # Takes one text for one connection without blocking (it queues it; a full queue drops the
 # connection as too slow, which is the connection's business, not the bus's).
 Deliver = Callable[[str], None]
+# Closes one connection with a WebSocket close code (the relay decided it, on any node).
+Close = Callable[[int], None]
 
 
 class RoomBus(Protocol):
-    def subscribe(self, room: str, connection: int, deliver: Deliver) -> None:
-        """Deliver what is published for `connection` of `room` through `deliver`."""
+    def subscribe(
+        self, room: str, connection: int, deliver: Deliver, close: Close | None = None
+    ) -> None:
+        """Deliver what is published for `connection` of `room` through `deliver`. `close`
+        is how an adapter that carries the relay's close decisions between nodes closes
+        it (in memory the socket closes its own connections)."""
         ...
 
     def unsubscribe(self, room: str, connection: int) -> None:
@@ -42,6 +48,11 @@ class RoomBus(Protocol):
         """How many connections of `room` are subscribed (tests, metrics)."""
         ...
 
+    async def settle(self) -> None:
+        """Return once what this node published has reached its own subscribers (tests:
+        delivery through Redis is asynchronous)."""
+        ...
+
 
 class InMemoryRoomBus:
     """One node's bus: a dict of rooms to connections to their delivery callbacks."""
@@ -49,7 +60,9 @@ class InMemoryRoomBus:
     def __init__(self) -> None:
         self._rooms: dict[str, dict[int, Deliver]] = {}
 
-    def subscribe(self, room: str, connection: int, deliver: Deliver) -> None:
+    def subscribe(
+        self, room: str, connection: int, deliver: Deliver, close: Close | None = None
+    ) -> None:
         self._rooms.setdefault(room, {})[connection] = deliver
 
     def unsubscribe(self, room: str, connection: int) -> None:
@@ -73,3 +86,6 @@ class InMemoryRoomBus:
 
     def subscriptions(self, room: str) -> int:
         return len(self._rooms.get(room, {}))
+
+    async def settle(self) -> None:
+        """Delivery is immediate here."""

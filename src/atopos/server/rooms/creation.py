@@ -19,7 +19,8 @@ from atopos.protocol.room_creation import RoomCreation
 from atopos.server.bodies import read_json
 from atopos.server.errors import error_response
 from atopos.server.node import Node
-from atopos.server.rooms.registry import RoomIdTaken, RoomRegistry
+from atopos.server.rooms.registry import RoomIdTaken
+from atopos.server.rooms.relays import RoomRelays
 
 __all__ = ["RoomCreationApi", "RoomCreationBody"]
 
@@ -49,7 +50,7 @@ _CREATION_FIELDS = RoomCreation.__struct_fields__
 
 
 class RoomCreationApi:
-    def __init__(self, node: Node, registry: RoomRegistry) -> None:
+    def __init__(self, node: Node, registry: RoomRelays) -> None:
         self._node = node
         self._registry = registry
 
@@ -75,11 +76,11 @@ class RoomCreationApi:
             Purpose.ROOM_CREATION, room_id, body.challenge, body.nonce, ident, now
         )
         creation = RoomCreation(**{name: getattr(body, name) for name in _CREATION_FIELDS})
-        if body.room_id in self._registry.rooms:
+        if await self._registry.has_room(body.room_id):
             return error_response(409, "conflict", "That room id is in use; draw another.")
-        self._registry.spend_challenge(ticket_id_for(body.challenge), expires_at, now)
+        await self._registry.spend_challenge(ticket_id_for(body.challenge), expires_at, now)
         try:
-            room = self._registry.create(creation, ident, now)
+            room = await self._registry.create(creation, ident, now)
         except RoomIdTaken as taken:
             return error_response(409, "conflict", taken.message)
         return Response(_encode(_CreatedAnswer(room.expires_at)), status_code=201, media_type=_JSON)

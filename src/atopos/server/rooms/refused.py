@@ -2,8 +2,9 @@
 
 A room lives in the RAM of the process whose relay its members joined. With several workers
 (server/workers.py), the members of one room would be accepted by different processes and
-never see one another, so every room route answers 503 instead, saying why. Rooms need one
-worker until rooms have a shared room bus (docs/operations.md, "Worker processes").
+never see one another, so every room route answers 503 instead, saying why. With a room
+Redis (ATOPOS_ROOM_REDIS_URL) the workers share rooms like several nodes do, and this
+product is not mounted (docs/operations.md, "Worker processes").
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ __all__ = ["ROOMS_REFUSED_MESSAGE", "RoomsRefused"]
 
 ROOMS_REFUSED_MESSAGE = (
     "Rooms are not available on this server: it runs several worker processes, and rooms "
-    "need a single one (ATOPOS_WORKERS=1)."
+    "need a single one (ATOPOS_WORKERS=1) or a room Redis (ATOPOS_ROOM_REDIS_URL)."
 )
 # "Try again later" (RFC 6455 section 7.4.1), when the client cannot read a denial response.
 _TRY_AGAIN_LATER = 1013

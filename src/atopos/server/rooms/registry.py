@@ -1,7 +1,9 @@
 """Every room a node holds, in RAM only, with the node-wide caps around them.
 
 Rooms are keyed by their base64url id. Nothing here is ever written anywhere: a restart
-forgets every room, which is the promise (docs/protocol/rooms.md section 12).
+forgets every room, which is the promise (docs/protocol/rooms.md section 12). This is the
+one-node adapter of the `RoomRelays` port (server/rooms/relays.py); the node-wide caps
+(connections per client, creations per hour) are reused by the Redis adapter.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from collections import deque
 
 from atopos.errors import Gone, InvalidInput, RateLimited, Refused, Unavailable
 from atopos.protocol.room_creation import RoomCreation
-from atopos.protocol.room_relay import RelayRoom
+from atopos.protocol.room_relay import Action, RelayRoom
 from atopos.server.identity import ClientId
 from atopos.server.rooms.limits import RoomNodeLimits
+from atopos.server.rooms.relays import RoomEvent
 
 __all__ = ["RoomIdTaken", "RoomRegistry"]
 
@@ -28,12 +31,40 @@ class RoomRegistry:
         self._spent_challenges: dict[bytes, float] = {}
         self._next_connection = 0
 
-    def create(self, creation: RoomCreation, client: ClientId, now: float) -> RelayRoom:
+    async def start(self) -> None:
+        """RAM only: nothing to start."""
+
+    async def stop(self) -> None:
+        """RAM only: nothing to stop."""
+
+    def check(self) -> None:
+        """RAM only: never down."""
+
+    async def has_room(self, room_key: str) -> bool:
+        return room_key in self.rooms
+
+    async def step(self, room_key: str, event: RoomEvent) -> list[Action] | None:
+        room = self.rooms.get(room_key)
+        return None if room is None else event(room)
+
+    async def tick_rooms(self, now: float) -> list[tuple[str, list[Action]]]:
+        ticked = [(room_key, room.tick(now)) for room_key, room in list(self.rooms.items())]
+        self.sweep(now)
+        return ticked
+
+    async def create(self, creation: RoomCreation, client: ClientId, now: float) -> RelayRoom:
         """Hold a new room; Refused (409 by the caller) if its id is taken."""
         if creation.room_id in self.rooms:
             raise RoomIdTaken("That room id is in use; draw another.")
         if len(self.rooms) >= self.limits.max_rooms:
             raise Unavailable("This server holds as many rooms as it can; try later.")
+        self.count_creation(client, now)
+        room = RelayRoom(creation, created_at=now, limits=self.limits.relay)
+        self.rooms[creation.room_id] = room
+        return room
+
+    def count_creation(self, client: ClientId, now: float) -> None:
+        """Count one room created by `client`'s identifier (RateLimited past the hour's)."""
         times = self._created.setdefault(client.narrow, deque())
         while times and times[0] <= now - _HOUR:
             times.popleft()
@@ -41,11 +72,8 @@ class RoomRegistry:
             retry = int(times[0] + _HOUR - now) + 1
             raise RateLimited("Too many rooms created from this address; wait.", retry)
         times.append(now)
-        room = RelayRoom(creation, created_at=now, limits=self.limits.relay)
-        self.rooms[creation.room_id] = room
-        return room
 
-    def spend_challenge(self, challenge_id: bytes, expires_at: float, now: float) -> None:
+    async def spend_challenge(self, challenge_id: bytes, expires_at: float, now: float) -> None:
         """One solved challenge creates one room, even after that room ended."""
         if challenge_id in self._spent_challenges:
             raise Refused("This challenge was already used; ask for a new one.")

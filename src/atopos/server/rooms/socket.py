@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from atopos.errors import RateLimited
+from atopos.errors import RateLimited, Unavailable
 from atopos.protocol.room_relay import (
     CLOSE_BAD_PROOF,
     CLOSE_MALFORMED,
@@ -32,9 +32,10 @@ from atopos.protocol.room_relay import (
 )
 from atopos.protocol.room_wire import Error, encode_frame
 from atopos.server.cross_site import is_cross_site
+from atopos.server.errors import response_for
 from atopos.server.node import Node
 from atopos.server.rooms.bus import RoomBus
-from atopos.server.rooms.registry import RoomRegistry
+from atopos.server.rooms.relays import RoomEvent, RoomRelays
 from atopos.server.websocket_protocol import SEND_NOW_EXTENSION, SendNow
 
 __all__ = ["RoomSockets"]
@@ -146,7 +147,7 @@ class _Outbox:
 
 
 class RoomSockets:
-    def __init__(self, node: Node, registry: RoomRegistry, bus: RoomBus) -> None:
+    def __init__(self, node: Node, registry: RoomRelays, bus: RoomBus) -> None:
         self._node = node
         self._registry = registry
         self._bus = bus
@@ -177,9 +178,13 @@ class RoomSockets:
 
     async def _serve(self, websocket: WebSocket) -> None:
         room_key = websocket.path_params.get("room_id", "")
-        room = self._registry.rooms.get(room_key)
+        try:
+            is_held = await self._registry.has_room(room_key)
+        except Unavailable as down:  # the room Redis is down: refused, with a sentence
+            await websocket.send_denial_response(response_for(down))
+            return
         await websocket.accept()
-        if room is None:
+        if not is_held:
             await websocket.send_text(_UNKNOWN)
             await websocket.close(CLOSE_UNKNOWN)
             return
@@ -190,10 +195,15 @@ class RoomSockets:
             websocket, send_now, limits.queued_frames_per_connection, limits.send_timeout_seconds
         )
         self._outboxes[connection] = outbox
-        self._bus.subscribe(room_key, connection, outbox.put)
+        self._bus.subscribe(room_key, connection, outbox.put, outbox.close)
         try:
             challenge = self._node.random_bytes(_CHALLENGE_BYTES)
-            await self.apply(room_key, room.open(connection, challenge, self._node.clock.now()))
+            now = self._node.clock.now()
+            opened = await self._step(room_key, lambda room: room.open(connection, challenge, now))
+            if opened is None:  # ended meanwhile
+                outbox.put(_UNKNOWN)
+                outbox.close(CLOSE_UNKNOWN)
+            await self.apply(room_key, opened or ())
             reader = asyncio.create_task(self._read(websocket, room_key, connection, outbox))
             reader.add_done_callback(outbox.reader_ended)
             try:
@@ -205,9 +215,9 @@ class RoomSockets:
         finally:
             self._bus.unsubscribe(room_key, connection)
             self._outboxes.pop(connection, None)
-            room = self._registry.rooms.get(room_key)
-            if room is not None:
-                await self.apply(room_key, room.closed(connection, self._node.clock.now()))
+            now = self._node.clock.now()
+            closed = await self._step(room_key, lambda room: room.closed(connection, now))
+            await self.apply(room_key, closed or ())
             await outbox.stop()
             with contextlib.suppress(Exception):  # a stalled peer cannot hold this task
                 timeout = limits.send_timeout_seconds
@@ -231,15 +241,24 @@ class RoomSockets:
         if message["type"] == "websocket.disconnect":
             return False
         text = message.get("text")
-        room = self._registry.rooms.get(room_key)
-        if room is None:
-            return False
         if not isinstance(text, str):
             outbox.put(_BINARY)
             outbox.close(CLOSE_MALFORMED)
             return False
-        await self.apply(room_key, room.receive(connection, text, self._node.clock.now()))
+        now = self._node.clock.now()
+        actions = await self._step(room_key, lambda room: room.receive(connection, text, now))
+        if actions is None:
+            return False
+        await self.apply(room_key, actions)
         return True
+
+    async def _step(self, room_key: str, event: RoomEvent) -> list[Action] | None:
+        """The relay's event applied; None when the room is gone, or the room Redis is down
+        (the adapter has told this node's members that their rooms ended)."""
+        try:
+            return await self._registry.step(room_key, event)
+        except Unavailable:
+            return None
 
     async def apply(self, room_key: str, actions: Iterable[Action]) -> None:
         """Carry out what the relay's table decided."""
