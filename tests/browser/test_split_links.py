@@ -161,3 +161,24 @@ def test_one_link_alone_says_how_many_more_and_spends_nothing(
     assert page.locator(state(page, "shares")).is_visible()
     assert not any("/api/" in request for request in guard.requests), guard.requests
     assert views_left(manage_link) == b"Views left: 1"
+
+
+def test_a_pasted_link_of_another_server_is_refused(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    # The CLI refuses split links that name different servers (docs/protocol/links.md 2.2);
+    # the page does the same, though the secret id and the share match.
+    links, manage_link = create_split(web_server, views=1)
+    context, guard = new_context()
+    page = context.new_page()
+    page.goto(links[0])
+    wait_for_state(page, "shares")
+    elsewhere = links[1].replace("127.0.0.1", "localhost", 1)
+    assert elsewhere != links[1]
+    page.get_by_label("Another split link (1 of 1)").fill(elsewhere)
+    page.get_by_role("button", name="Combine the links").click()
+    alert = page.locator("#shares-error")
+    assert alert.text_content() == "One of the pasted links is for a different server."
+    assert page.locator(state(page, "shares")).is_visible()
+    assert not any("/api/" in request for request in guard.requests), guard.requests
+    assert views_left(manage_link) == b"Views left: 1"

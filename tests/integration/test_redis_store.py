@@ -274,3 +274,26 @@ def test_the_adapter_warns_when_redis_is_not_durable(
     finally:
         server.stop()
     assert any("appendfsync always" in record.getMessage() for record in caplog.records)
+
+
+def test_the_receipts_key_expires_with_the_secret_also_after_the_burn(backend: Backend) -> None:
+    # The receipts outlive the burn of the last view, but never the secret's lifetime: their
+    # key carries the secret's TTL from the start and keeps it through each view.
+    record = secret(views=2, ttl=600)
+    keys = SecretKeys(record.secret_id)
+    ttls: list[int] = []
+
+    async def scenario(store: SecretStore) -> None:
+        await store.create(record, body(b"small"))
+        ttls.append(backend.client.ttl(keys.receipts))
+        for number in range(2):
+            revealed = await store.consume(record.secret_id, b"%16d" % number, NOW + 60, NOW)
+            await revealed.chunks.aclose()
+            ttls.append(backend.client.ttl(keys.receipts))
+
+    run_on(store_at(backend.url), scenario)
+    assert backend.client.exists(keys.meta) == 0  # burned by its last view
+    assert len(ttls) == 3
+    assert all(590 <= ttl <= 600 for ttl in ttls), ttls
+    assert key_slot(keys.receipts) == key_slot(keys.meta)
+    assert record.secret_id.hex().encode() not in keys.receipts

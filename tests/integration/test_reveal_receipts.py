@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from bench.harness import end_process
 
 from atopos.server.config import ServerConfig, rate_limits
+from atopos.server.secrets.receipts import MAX_RECEIPT_WAITERS
 from tests.servers import ATOPOS, ManualClock, in_process_server
 
 START = 1_800_000_000  # 2027-01-15 08:00:00 UTC
@@ -171,3 +173,46 @@ def test_the_receipts_endpoint_checks_token_and_parameters(url: str) -> None:
         assert (
             client.get(f"{url}/api/v1/secrets/{'A' * 22}/receipts", headers=auth).status_code == 404
         )
+
+
+def _held_seconds(client: httpx.Client, endpoint: str, auth: dict[str, str]) -> float:
+    started = time.monotonic()
+    answer = client.get(endpoint, headers=auth, params={"seen": "0", "wait": "2"})
+    assert answer.status_code == 200, answer.text
+    return time.monotonic() - started
+
+
+def test_waits_are_capped_and_a_client_that_left_frees_its_place(url: str) -> None:
+    # A client that asks to wait and closes its connection must not keep one of the node's
+    # places for the rest of its 15 s: else four addresses (64 connections each, the
+    # per-client cap) closing sockets keep every other `--wait` answered at once, and its
+    # loop busy-polling into the rate limit.
+    _, manage = create(url)
+    secret_id, token = manage.split("/m/")[1].split("#")
+    path = f"/api/v1/secrets/{secret_id}/receipts"
+    auth = {"authorization": f"Bearer {token}"}
+    host, port = url.removeprefix("http://").split(":")
+    request = (
+        f"GET {path}?seen=0&wait=15 HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    sources = [f"127.0.0.{2 + number // 64}" for number in range(MAX_RECEIPT_WAITERS)]
+    waiting = [
+        socket.create_connection((host, int(port)), source_address=(source, 0))
+        for source in sources
+    ]
+    try:
+        for connection in waiting:
+            connection.sendall(request)
+        time.sleep(1.5)
+        with httpx.Client(timeout=30) as client:
+            # Every place is taken: answered at once, as with wait=0.
+            assert _held_seconds(client, url + path, auth) < 1.0
+            for connection in waiting:
+                connection.close()
+            time.sleep(1.0)
+            # The closed connections gave their places back: this wait is held.
+            assert _held_seconds(client, url + path, auth) >= 1.5
+    finally:
+        for connection in waiting:
+            connection.close()

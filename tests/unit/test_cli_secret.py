@@ -793,3 +793,21 @@ def test_binary_content_that_cannot_be_saved_says_so(
     assert (outcome.code, outcome.stdout) == (ExitCode.USAGE, b"")
     assert "could not be saved in the current directory" in outcome.stderr
     assert outcome.stderr.count("\n") == 1
+
+
+def test_status_wait_waits_out_the_rate_limit(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A node whose receipt waits are all taken answers at once, so the loop soon meets the
+    # manage rate limit: `--wait` waits that out and goes on rather than giving up.
+    monkeypatch.setenv("TZ", "UTC")
+    _, manage = create_text(b"hunter2")
+    limited = _error(429, "rate_limited", **{"Retry-After": "0"})
+    viewed = httpx.Response(
+        200, json={"views_left": 0, "expires_at": 1_900_000_000, "viewed_at": [1_800_000_000]}
+    )
+    fake.inject("receipts", limited, limited, viewed)
+    outcome = atopos("secret", "status", "--wait", manage)
+    assert outcome.code == 0, outcome.stderr
+    assert outcome.stdout.decode().splitlines()[-1] == "Viewed at: 2027-01-15 08:00 UTC"
+    assert fake.hits["receipts"] == 3

@@ -106,3 +106,22 @@ def test_one_share_is_the_key_masked_by_a_random_line() -> None:
 def test_the_file_is_what_its_generator_writes() -> None:
     generator = runpy.run_path(str(VECTORS / "generate_shamir_vectors.py"))
     assert generator["build"]() == SHAMIR
+
+
+def test_two_shares_of_three_are_uniform_whatever_the_key() -> None:
+    """k = 3, the shares at x = 2 and x = 3: over all 65536 choices of (a1, a2) every pair of
+    share bytes appears exactly once, for any key byte, so two shares pin nothing (this also
+    checks the multiplication by x != 1, which the k = 2, x = 1 case above does not)."""
+    for key_byte in (0x00, 0xA7):
+        pairs = set()
+        for split in range(65536 // 32):
+            a1 = bytes((split * 32 + i) >> 8 for i in range(32))
+            a2 = bytes((split * 32 + i) & 0xFF for i in range(32))
+            shares = split_key(
+                bytes([key_byte]) * 32,
+                threshold=3,
+                count=3,
+                random_bytes=_replay((bytes(8) + a1 + a2).hex()),
+            )
+            pairs.update(zip(shares[1].value, shares[2].value, strict=True))
+        assert len(pairs) == 65536

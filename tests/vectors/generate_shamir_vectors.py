@@ -122,6 +122,13 @@ def build() -> dict[str, Any]:
             "says": "different",
         },
         {
+            # A share of the same split and index whose value differs: one of the two was
+            # changed; combining either would give a wrong key.
+            "name": "same-index-differs",
+            "shares_hex": [first[0].hex(), (first[0][:-1] + bytes([first[0][-1] ^ 1])).hex()],
+            "says": "same index",
+        },
+        {
             "name": "format-2",
             "shares_hex": [(b"\x02" + first[0][1:]).hex()],
             "says": "not a key share",
@@ -135,6 +142,11 @@ def build() -> dict[str, Any]:
         {
             "name": "count-11",
             "shares_hex": [(first[0][:9] + b"\x02\x0b" + first[0][11:]).hex()],
+            "says": "k of n",
+        },
+        {
+            "name": "threshold-over-count",
+            "shares_hex": [(first[0][:9] + b"\x03\x02" + first[0][11:]).hex()],
             "says": "k of n",
         },
         {

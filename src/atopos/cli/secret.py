@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -421,7 +422,7 @@ def status(
     """Show views left, expiry, kind, stored size and when each view was spent."""
     from atopos.client.api import SecretsApi
     from atopos.client.links import parse_manage_link
-    from atopos.errors import Gone
+    from atopos.errors import Gone, RateLimited
 
     link = parse_manage_link(manage_link)
     with SecretsApi(global_options(ctx).transport(link.server)) as api:
@@ -453,6 +454,11 @@ def status(
                 raise Gone(
                     "The secret expired or was deleted before another view was spent."
                 ) from None
+            except RateLimited as limited:
+                # A node whose waits are all taken answers at once, and asking again that
+                # fast meets the manage rate limit: wait it out rather than give up.
+                time.sleep(min(limited.retry_after, _RECEIPT_WAIT_SECONDS))
+                continue
             if len(receipts.viewed_at) > seen:
                 _echo_views(receipts.viewed_at[seen:])
                 return

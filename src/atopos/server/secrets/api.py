@@ -270,7 +270,9 @@ class SecretsApi:
         if receipts is None:
             raise Gone(GONE_MESSAGE)
         _check_manage_token(request, receipts.manage_token_hash)
-        latest = await self._receipt_waiters.wait(secret_id, receipts, seen=seen, wait=wait)
+        latest = await self._receipt_waiters.wait(
+            secret_id, receipts, seen=seen, wait=wait, disconnected=request.is_disconnected
+        )
         if latest is None:
             raise Gone(GONE_MESSAGE)
         info = await self._store.info(secret_id, self._now())

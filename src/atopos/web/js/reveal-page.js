@@ -489,6 +489,10 @@ function pastedShare(text) {
   if (secretIdOf(url.pathname) !== secretId) {
     throw new Error("One of the pasted links is for a different secret.");
   }
+  // The same server too (docs/protocol/links.md 2.2), as the CLI checks: the page's own.
+  if (url.origin !== location.origin || url.pathname !== location.pathname) {
+    throw new Error("One of the pasted links is for a different server.");
+  }
   const share = fragmentShare(url.hash.slice(1));
   if (share === null) {
     throw new Error("One of the pasted links is not a split link, or it is damaged.");
