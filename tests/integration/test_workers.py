@@ -1,6 +1,7 @@
 """`atopos serve --workers 2`: several processes on one port and one SQLite file keep every
 guarantee of one process (exactly once, durability under kill -9), the supervisor restarts
-a dead worker, workers end with their supervisor, and rooms are refused clearly."""
+a dead worker, workers end with their supervisor, rooms are refused clearly without a room
+Redis and shared through one across the workers with it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from atopos.clock import SystemClock
+from atopos.protocol.room_events import MemberLeft
+from atopos.protocol.room_member import MemberState
+from atopos.protocol.room_relay_snapshot import load_room
+from atopos.server.rooms.redis_relays import state_key_of
 from tests.api_client import OCTETS, access_params, envelope
 from tests.integration import test_durability as durability
-from tests.servers import ATOPOS, ServerProcess, wait_healthy
+from tests.redis_servers import RedisServer
+from tests.room_relay_server import Peer, RelayServer, join, until
+from tests.servers import ATOPOS, ServerProcess, free_port, wait_healthy
 
 _WORKERS = 2
 
@@ -194,3 +202,141 @@ def test_workers_with_in_memory_rate_limits_refuse_to_start(tmp_path: Path) -> N
     )
     assert result.returncode != 0
     assert "shared Redis" in result.stderr
+
+
+# -- rooms across the workers, through a room Redis ------------------------------------------
+
+
+def _worker_holding(peer: Peer, server: ServerProcess) -> int:
+    """The pid of the worker that accepted `peer`'s connection: the server-side socket of
+    that TCP connection (in /proc/net/tcp) is among that worker's open files."""
+    client_port = peer.socket.local_address[1]
+    local, remote = f"0100007F:{server.port:04X}", f"0100007F:{client_port:04X}"
+    inode = next(
+        fields[9]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if (fields := line.split())[1] == local and fields[2] == remote
+    )
+    for pid in _workers_of(server):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if os.readlink(fd) == f"socket:[{inode}]":
+                        return pid
+    raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def _same_epoch(*peers: Peer) -> bool:
+    return (
+        all(p.member.state is MemberState.ACTIVE for p in peers)
+        and len({p.member.epoch for p in peers}) == 1
+    )
+
+
+def _node_tags(room_redis: RedisServer, room_id: str) -> list[int]:
+    """The node tag of each connection in the room's stored state (its id's high bits)."""
+    with room_redis.client() as client:
+        state = load_room(client.hget(state_key_of(room_id), "s"))  # type: ignore[arg-type]
+    return [connection >> 32 for connection in state.connections]
+
+
+def test_rooms_work_across_workers_and_a_killed_worker_loses_only_its_members(
+    tmp_path: Path,
+) -> None:
+    room_redis = RedisServer.ephemeral(tmp_path / "room-redis").start()
+    server = ServerProcess(
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "server.log",
+        env={"ATOPOS_WORKERS": str(_WORKERS), "ATOPOS_ROOM_REDIS_URL": room_redis.url},
+    )
+    try:
+        server.start()
+        relay = RelayServer(server.url, None, SystemClock())  # type: ignore[arg-type]
+        new = relay.create_room()
+        room_id = new.creation.room_id
+
+        async def scenario() -> None:
+            peers: list[Peer] = []
+            by_worker: dict[int, list[Peer]] = {}
+            # Members join until each worker holds two (the kernel hands each connection to
+            # whichever worker accepts first).
+            while len(by_worker) < _WORKERS or min(map(len, by_worker.values())) < 2:
+                assert len(peers) < 24, {pid: len(p) for pid, p in by_worker.items()}
+                link = new.creator_link if not peers else new.member_link
+                peer = await join(relay, link, f"member {len(peers)}")
+                peers.append(peer)
+                await until(lambda: _same_epoch(*peers), within=20)
+                by_worker.setdefault(_worker_holding(peer, server), []).append(peer)
+            tags = _node_tags(room_redis, room_id)
+            assert len(tags) == len(peers)
+            assert len(set(tags)) == _WORKERS  # each worker drew a tag of its own
+            assert len({p.member.safety_code for p in peers}) == 1
+            for peer in peers:
+                await peer.say(f"hello from {peer.member.index}")
+            await until(lambda: all(len(p.texts()) == len(peers) - 1 for p in peers), within=20)
+
+            victim, survivor = sorted(by_worker)
+            lost, kept = by_worker[victim], by_worker[survivor]
+            epoch = kept[0].member.epoch
+            os.kill(victim, signal.SIGKILL)
+            for peer in lost:
+                assert await peer.closed(within=10) == 1006  # no closing handshake: it died
+            await until(
+                lambda: (
+                    all(sum(isinstance(e, MemberLeft) for e in p.events) == len(lost) for p in kept)
+                    and _same_epoch(*kept)
+                    and kept[0].member.epoch > epoch
+                ),
+                within=20,
+            )
+            # The dead worker's connections are gone from the room: only the survivor's tag.
+            left_tags = _node_tags(room_redis, room_id)
+            assert len(left_tags) == len(kept)
+            assert len(set(left_tags)) == 1
+            before = [len(p.texts()) for p in kept]
+            for peer in kept:
+                await peer.say(f"still here, {peer.member.index}")
+            await until(
+                lambda: all(
+                    len(p.texts()) == n + len(kept) - 1 for p, n in zip(kept, before, strict=True)
+                ),
+                within=20,
+            )
+            assert len({p.member.safety_code for p in kept}) == 1
+            assert [p.errors for p in kept] == [[]] * len(kept)
+            # The supervisor replaced the worker; a newcomer joins the room that went on.
+            _wait_for(lambda: len(_workers_of(server)) == _WORKERS)
+            late = await join(relay, new.member_link, "late")
+            await until(lambda: _same_epoch(*kept, late), within=20)
+            await late.say("hello again")
+            await until(
+                lambda: all([t for _, t in p.texts()][-1:] == ["hello again"] for p in kept)
+            )
+
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+        room_redis.stop()
+
+
+def test_workers_refuse_a_room_redis_that_persists(tmp_path: Path) -> None:
+    durable = RedisServer(tmp_path / "durable").start()
+    try:
+        result = subprocess.run(
+            [ATOPOS, "serve", "--port", str(free_port()), "--data", str(tmp_path / "data")],
+            env={
+                **os.environ,
+                "ATOPOS_WORKERS": "2",
+                "ATOPOS_RATE_LIMIT": "0",
+                "ATOPOS_ROOM_REDIS_URL": durable.url,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        durable.stop()
+    assert result.returncode == 2
+    assert "The Redis of ATOPOS_ROOM_REDIS_URL writes to disk (appendonly yes)" in result.stderr
+    assert result.stderr.count("\n") <= 2, result.stderr
