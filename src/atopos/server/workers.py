@@ -103,7 +103,11 @@ class WorkerSupervisor:
         # between the fork and that would otherwise stop every worker but this one (which the
         # supervisor then waits for forever), and in the child it would run `_forward`.
         signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
+            raise
         if pid:
             self._workers[pid] = (index, self._clock.monotonic())
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
