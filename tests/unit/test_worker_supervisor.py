@@ -44,7 +44,10 @@ def test_a_worker_that_keeps_dying_at_start_stops_the_node_after_five_forks() ->
         """
     )
     status, forks, seconds = result.stdout.split()
-    assert (status, forks) == ("1", "5"), result.stderr  # 2 at start, 3 more, then give up
+    assert status == "1", result.stderr
+    # The fifth quick death gives up: 2 at start and 3 restarts, plus at most the restart of
+    # the other worker that was already running when the fifth death came.
+    assert 5 <= int(forks) <= 6, result.stderr
     assert float(seconds) < 10
 
 
