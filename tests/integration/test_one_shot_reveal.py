@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -141,3 +142,27 @@ def test_the_sdk_reveals_in_two_requests_with_one_shot(server: ServerProcess) ->
         assert paths[2:] == ["challenge", "ticket", "reveal"]
         with pytest.raises(Gone):
             reveal_secret(api, made.share_link, out.extend, one_shot=True)
+
+
+def test_a_one_shot_reveal_counts_against_the_reveal_limit_too(tmp_path: Path) -> None:
+    # Only the reveal route is limited (2 a minute): the one-shot ticket step must spend that
+    # budget, or it would be a way around it; the third is refused and spends no view.
+    limited = ServerProcess(
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "server.log",
+        env={"ATOPOS_RATE_LIMIT": "0", "ATOPOS_RATE_REVEAL": "2"},
+    ).start()
+    try:
+        body, _ = envelope(b"five views")
+        with httpx.Client(timeout=30) as client:
+            created = create(client, limited.url, body, views=5)
+            sid = str(created["id"])
+            for _ in range(2):
+                answer = _one_shot(client, limited.url, sid, solved(client, limited.url, sid))
+                assert answer.content == body
+            refused = _one_shot(client, limited.url, sid, solved(client, limited.url, sid))
+            assert refused.status_code == 429
+            assert int(refused.headers["retry-after"]) >= 1
+            assert _views_left(client, limited.url, created) == 3
+    finally:
+        limited.stop()

@@ -54,7 +54,8 @@ class WorkerSupervisor:
         previous = {signum: signal.signal(signum, self._forward) for signum in _FORWARDED_SIGNALS}
         try:
             for index in range(self._count):
-                self._spawn(index)
+                if not self._is_stopping:
+                    self._spawn(index)
             return self._supervise()
         finally:
             for signum, handler in previous.items():
@@ -98,9 +99,21 @@ class WorkerSupervisor:
                 os.kill(pid, signal.SIGTERM)
 
     def _spawn(self, index: int) -> None:
-        pid = os.fork()
+        # The forwarded signals wait until the new worker is on the list: a SIGTERM arriving
+        # between the fork and that would otherwise stop every worker but this one (which the
+        # supervisor then waits for forever), and in the child it would run `_forward`.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
+            raise
         if pid:
             self._workers[pid] = (index, self._clock.monotonic())
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
+            if self._is_stopping:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
             return
         status = 1
         try:
@@ -109,6 +122,7 @@ class WorkerSupervisor:
             os.setpgid(0, 0)
             for signum in _FORWARDED_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
             os.close(self._watch_write)
             _stop_with_parent(self._watch_read)
             self._work(index)

@@ -101,14 +101,18 @@ class SqliteSecretStore(SqliteRequests):
         self, path: Path, clock: Clock | None = None, *, is_shared_by_processes: bool = False
     ) -> None:
         """`is_shared_by_processes`: other processes (a node's workers) write the same file.
-        The writers then take turns on its flock (storage/sqlite_writer.py), and the sweep
+        The writers then take turns on the flock of a lock file beside it (`<file>-writers.lock`,
+        storage/sqlite_writer.py), and the sweep
         leaves chunks without a secret row alone: they may be another process's upload in
         progress, which this one cannot see."""
         self._path = path
         self._removes_orphan_chunks = not is_shared_by_processes
-        # With other processes on the file, their writers take turns on its flock.
+        # With other processes on the file, their writers take turns on a lock file's flock.
+        # Not the database file's own: closing a descriptor of it would drop every POSIX lock
+        # SQLite holds on it in this process (a reader's, which keeps its WAL from deletion).
+        lock_path = path.with_name(path.name + "-writers.lock")
         self._writer = GroupCommitWriter(
-            self._connect_writer, clock, lock_path=path if is_shared_by_processes else None
+            self._connect_writer, clock, lock_path=lock_path if is_shared_by_processes else None
         )
         self._reader: sqlite3.Connection | None = None
         # Secrets whose chunks are being uploaded: the sweeper must not take them for orphans.

@@ -8,9 +8,11 @@ returns) and only then resolves the callers' futures. A caller that got a result
 holds a durable answer, and many concurrent callers share the cost of one fsync.
 
 When several processes write the same file (`atopos serve --workers N`), each has its own
-writer, and `lock_path` names the file whose exclusive flock a writer holds from BEGIN to
-COMMIT (and over a checkpoint): the writers then take turns, woken by the kernel the moment
-the lock is free, instead of SQLite's busy handler polling with sleeps of up to 100 ms.
+writer, and `lock_path` names the file (created, empty, beside the database; never the
+database itself) whose exclusive flock a writer holds from BEGIN to COMMIT (and over a
+checkpoint): the writers then take turns, woken by the kernel the moment the lock is free,
+instead of SQLite's busy handler polling with sleeps of up to 100 ms. The kernel releases
+the flock when its holder dies, kill -9 included.
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ class GroupCommitWriter:
         try:
             conn = self._connect()
             if self._lock_path is not None:
-                self._lock_fd = os.open(self._lock_path, os.O_RDONLY | os.O_CLOEXEC)
+                self._lock_fd = os.open(
+                    self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+                )
         except BaseException as exc:
             self._startup_error = exc
             self._ready.set()
