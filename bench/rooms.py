@@ -387,6 +387,12 @@ async def measure(
     relays = {"bare": await join_bare(bare_port, bare_pid, args.members)}
     log(f"bare: {args.members} connected")
     relays["atopos"] = await join_atopos(atopos_port, atopos_pid, args.members)
+    if args.idle_only:
+        out_idle: dict[str, Any] = {}
+        for name, relay in relays.items():
+            out_idle[name] = {"kib_per_idle_connection": relay.kib_per_idle_connection}
+            await relay.close()
+        return out_idle
     names = ("bare", "atopos")
     latencies: dict[str, list[float]] = {name: [] for name in names}
     delivered = {name: 0 for name in names}
@@ -544,6 +550,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out |= asyncio.run(measure(port_a, atopos.pid, port_b, bare.pid, args))
         log(f"bare: {out['bare']}")
         log(f"atopos: {out['atopos']}")
+    if args.idle_only:
+        return out
     a, b = out["atopos"], out["bare"]
     if "p99_ms" in a and "p99_ms" in b:
         out["p99_ratio"] = round(a["p99_ms"] / b["p99_ms"], 2)
@@ -563,6 +571,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="alternating slices per figure")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 500])
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--idle-only",
+        action="store_true",
+        help="only join the members and report the KiB per idle connection (no timed phases)",
+    )
     parser.add_argument("--serve-atopos", nargs=2, metavar=("PORT", "DIR"))
     parser.add_argument("--serve-bare", metavar="PORT")
     return parser.parse_args(argv)
