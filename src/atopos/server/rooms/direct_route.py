@@ -11,6 +11,8 @@ an error in the handler still reaches the edge middleware, which closes with 101
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.routing import Match, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,12 +24,13 @@ class DirectSocketRoute:
         self.app = app
         self._route = route
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The awaitable of the app that serves `scope`. (Not a coroutine of its own: its
+        frame would stay alive, and count, for as long as the connection is open.)"""
         if scope["type"] == "websocket":
             match, child_scope = self._route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = self._route
                 scope.update(child_scope)
-                await self._route.app(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return self._route.app(scope, receive, send)
+        return self.app(scope, receive, send)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -160,11 +160,12 @@ class RoomSockets:
         self._bus = bus
         self._outboxes: dict[int, _Outbox] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The route's ASGI app. (A plain endpoint function would be wrapped by Starlette in
         two more coroutine frames and closures, which every idle connection keeps alive;
-        the edge middleware already turns any error into a 1011 close.)"""
-        await self.endpoint(WebSocket(scope, receive=receive, send=send))
+        the edge middleware already turns any error into a 1011 close. For the same reason
+        this is no coroutine itself: it hands over the endpoint's.)"""
+        return self.endpoint(WebSocket(scope, receive=receive, send=send))
 
     async def endpoint(self, websocket: WebSocket) -> None:
         scope = websocket.scope
