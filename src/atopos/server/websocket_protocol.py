@@ -36,7 +36,7 @@ from websockets.streams import StreamReader
 
 from atopos.server.lean_asyncio import LeanEvent, LeanQueue
 
-__all__ = ["SEND_NOW_EXTENSION", "QuietWebSocketProtocol", "SendNow"]
+__all__ = ["SEND_NOW_EXTENSION", "QuietWebSocketProtocol", "SendNow", "forget_parsed"]
 
 SEND_NOW_EXTENSION = "atopos.websocket.send_now"
 """The scope's `extensions` key whose value is the connection's `SendNow`."""
@@ -60,6 +60,16 @@ def _waits_between_frames(parser: Generator[None]) -> bool:
     return outer is not None and outer.gi_code is _FRAME_LOOP and inner.gi_code is _BETWEEN_FRAMES
 
 
+def forget_parsed(conn: Protocol) -> None:
+    """Restart `conn`'s parser if it waits between two frames. Its state is the connection's
+    and its reader's; its locals are only the request it parsed first and the last frame,
+    which a fresh loop forgets."""
+    if _waits_between_frames(conn.parser):
+        parser = Protocol.parse(conn)
+        next(parser)  # runs to the same wait: the reader's buffer is empty
+        conn.parser = parser
+
+
 class QuietWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,13 +81,7 @@ class QuietWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        conn = self.conn
-        if _waits_between_frames(conn.parser):
-            # The parser's state is the connection's and its reader's; its locals are only
-            # the request it parsed first and the last frame. A fresh loop forgets them.
-            parser = Protocol.parse(conn)
-            next(parser)  # runs to the same wait: the reader's buffer is empty
-            conn.parser = parser
+        forget_parsed(self.conn)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
