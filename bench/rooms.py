@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rooms.py [--members 500] [--seconds 5] [--rate 20] [--rounds 5]
                                     [--json-out PATH]
+    .venv/bin/python bench/rooms.py --idle-only     # only the KiB per idle connection
 
 Starts two servers on free loopback ports, each in its own process: the Atopos node (the real
 app, `create_app` on uvicorn with the node's config, room caps raised for one client address

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from starlette.routing import Match, WebSocketRoute
+from starlette.routing import BaseRoute, Match, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["DirectSocketRoute"]
@@ -23,6 +23,12 @@ class DirectSocketRoute:
     def __init__(self, app: ASGIApp, route: WebSocketRoute) -> None:
         self.app = app
         self._route = route
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The wrapped app's routes (the room route among them), for whoever lists them."""
+        routes: list[BaseRoute] = getattr(self.app, "routes", [])
+        return routes
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The awaitable of the app that serves `scope`. (Not a coroutine of its own: its
