@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rooms.py [--members 500] [--seconds 5] [--rate 20] [--rounds 5]
                                     [--json-out PATH]
+    .venv/bin/python bench/rooms.py --idle-only     # only the KiB per idle connection
 
 Starts two servers on free loopback ports, each in its own process: the Atopos node (the real
 app, `create_app` on uvicorn with the node's config, room caps raised for one client address
@@ -396,6 +397,12 @@ async def measure(
     relays = {"bare": await join_bare(bare_port, bare_pid, args.members)}
     log(f"bare: {args.members} connected")
     relays["atopos"] = await join_atopos(atopos_port, atopos_pid, args.members)
+    if args.idle_only:
+        out_idle: dict[str, Any] = {}
+        for name, relay in relays.items():
+            out_idle[name] = {"kib_per_idle_connection": relay.kib_per_idle_connection}
+            await relay.close()
+        return out_idle
     names = ("bare", "atopos")
     latencies: dict[str, list[float]] = {name: [] for name in names}
     delivered = {name: 0 for name in names}
@@ -635,8 +642,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out |= asyncio.run(measure(port_a, atopos.pid, port_b, bare.pid, args))
         log(f"bare: {out['bare']}")
         log(f"atopos: {out['atopos']}")
-        if args.two_nodes:
+        if args.two_nodes and not args.idle_only:
             out |= run_room_redis(procs, tmp, args)
+    if args.idle_only:
+        return out
     a, b = out["atopos"], out["bare"]
     if "p99_ms" in a and "p99_ms" in b:
         out["p99_ratio"] = round(a["p99_ms"] / b["p99_ms"], 2)
@@ -658,6 +667,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json-out", type=Path)
     parser.add_argument(
         "--two-nodes", action="store_true", help="also two nodes sharing a room Redis"
+    )
+    parser.add_argument(
+        "--idle-only",
+        action="store_true",
+        help="only join the members and report the KiB per idle connection (no timed phases)",
     )
     parser.add_argument("--serve-atopos", nargs=2, metavar=("PORT", "DIR"))
     parser.add_argument("--serve-bare", metavar="PORT")

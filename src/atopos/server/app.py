@@ -84,7 +84,8 @@ def create_app(
     # A trailing slash is not redirected: Starlette would build an absolute URL from the
     # request (http:// behind a TLS proxy). server/pages.py redirects its own, relatively.
     app.router.redirect_slashes = False
-    return EdgeMiddleware(app, clock)
+    # The room socket skips Starlette's layers: each would hold memory per idle member.
+    return EdgeMiddleware(rooms.around(app), clock)
 
 
 def _node_routes(products: Sequence[Product]) -> list[BaseRoute]:

@@ -12,10 +12,12 @@ import logging
 from collections.abc import Sequence
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp
 
 from atopos.server.node import Node
 from atopos.server.rooms.bus import InMemoryRoomBus, RoomBus
 from atopos.server.rooms.creation import RoomCreationApi
+from atopos.server.rooms.direct_route import DirectSocketRoute
 from atopos.server.rooms.limits import RoomNodeLimits
 from atopos.server.rooms.registry import RoomRegistry
 from atopos.server.rooms.relays import RoomRelays
@@ -45,13 +47,19 @@ class RoomsProduct:
         self._creation = RoomCreationApi(node, self.relays)
         self.sockets = RoomSockets(node, self.relays, self.bus)
         self._ticker: asyncio.Task[None] | None = None
+        self._socket_route = WebSocketRoute("/api/v1/rooms/{room_id}", self.sockets)
 
     def routes(self) -> Sequence[BaseRoute]:
         return [
             Route("/api/v1/rooms", self._creation.create, methods=["POST"]),
             Route("/api/v1/rooms/{room_id}/challenge", self._creation.challenge, methods=["POST"]),
-            WebSocketRoute("/api/v1/rooms/{room_id}", self.sockets),
+            self._socket_route,
         ]
+
+    def around(self, app: ASGIApp) -> ASGIApp:
+        """`app` with the room WebSocket routed around it (server/rooms/direct_route.py);
+        the route also stays in `routes()`, for an app that is not wrapped."""
+        return DirectSocketRoute(app, self._socket_route)
 
     async def start(self) -> None:
         await self.relays.start()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -51,7 +51,9 @@ class _Outbox:
     bounded backlog drained by a writer task; then its close code once decided.
 
     `finished` is done when the connection is done for: its close was sent, a send failed or
-    timed out, or its reader ended; the handler then stops reading it.
+    timed out, or its reader ended. The handler reads in its own task (a reader task of its
+    own would cost each idle connection about 1 KiB): while it reads, it is `reading`, and
+    `finished` cancels that read.
     """
 
     __slots__ = (
@@ -65,6 +67,7 @@ class _Outbox:
         "_writer",
         "finished",
         "is_closing",
+        "reading",
     )
 
     def __init__(
@@ -80,6 +83,7 @@ class _Outbox:
         self._is_reading = True
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.is_closing = False
+        self.reading: asyncio.Task[None] | None = None
 
     def put(self, text: str) -> None:
         if self.is_closing:
@@ -115,12 +119,16 @@ class _Outbox:
     def reader_ended(self, _: object = None) -> None:
         """The reader is gone; a running writer still gets to send what it holds."""
         self._is_reading = False
+        self.reading = None
         if self._writer is None:
             self._finish()
 
     def _finish(self) -> None:
         if not self.finished.done():
             self.finished.set_result(None)
+        reading, self.reading = self.reading, None
+        if reading is not None:
+            reading.cancel()
 
     def _start_writer(self) -> None:
         if self._writer is None:
@@ -153,11 +161,12 @@ class RoomSockets:
         self._bus = bus
         self._outboxes: dict[int, _Outbox] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The route's ASGI app. (A plain endpoint function would be wrapped by Starlette in
         two more coroutine frames and closures, which every idle connection keeps alive;
-        the edge middleware already turns any error into a 1011 close.)"""
-        await self.endpoint(WebSocket(scope, receive=receive, send=send))
+        the edge middleware already turns any error into a 1011 close. For the same reason
+        this is no coroutine itself: it hands over the endpoint's.)"""
+        return self.endpoint(WebSocket(scope, receive=receive, send=send))
 
     async def endpoint(self, websocket: WebSocket) -> None:
         scope = websocket.scope
@@ -184,6 +193,8 @@ class RoomSockets:
             await websocket.send_denial_response(response_for(down))
             return
         await websocket.accept()
+        # Read by nothing after the handshake; kept, they would cost every idle member ~1 KiB.
+        websocket.scope["headers"] = []
         if not is_held:
             await websocket.send_text(_UNKNOWN)
             await websocket.close(CLOSE_UNKNOWN)
@@ -204,14 +215,7 @@ class RoomSockets:
                 outbox.put(_UNKNOWN)
                 outbox.close(CLOSE_UNKNOWN)
             await self.apply(room_key, opened or ())
-            reader = asyncio.create_task(self._read(websocket, room_key, connection, outbox))
-            reader.add_done_callback(outbox.reader_ended)
-            try:
-                await outbox.finished
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+            await self._read_until_finished(websocket, room_key, connection, outbox)
         finally:
             self._bus.unsubscribe(room_key, connection)
             self._outboxes.pop(connection, None)
@@ -223,11 +227,28 @@ class RoomSockets:
                 timeout = limits.send_timeout_seconds
                 await asyncio.wait_for(websocket.close(CLOSE_NORMAL_ON_EXIT), timeout)
 
-    async def _read(
+    async def _read_until_finished(
         self, websocket: WebSocket, room_key: str, connection: int, outbox: _Outbox
     ) -> None:
-        while not outbox.is_closing and await self._take(websocket, room_key, connection, outbox):
-            pass
+        """Read in this task until the peer is gone or the outbox is finished (which cancels
+        the read), then wait for the outbox's writer to finish."""
+        task = asyncio.current_task()
+        assert task is not None
+        outbox.reading = task
+        try:
+            # An error ends the connection through the caller's finally (as the error of a
+            # reader task did).
+            with contextlib.suppress(Exception):
+                while not outbox.is_closing and await self._take(
+                    websocket, room_key, connection, outbox
+                ):
+                    pass
+        except asyncio.CancelledError:
+            # The outbox's cancel is taken back; any other cancel goes on.
+            if not outbox.finished.done() or task.uncancel() > 0:
+                raise
+        outbox.reader_ended()
+        await outbox.finished
 
     async def _take(
         self, websocket: WebSocket, room_key: str, connection: int, outbox: _Outbox
