@@ -60,6 +60,7 @@ def create_app(
     )
     products: list[Product] = [SecretsProduct(node, store)]
     limits = room_limits or config.room_limits()
+    rooms: RoomsProduct | None = None
     if has_workers and config.room_redis_url is None:
         # Rooms in one process's RAM: with several workers, members of one room would land
         # on different relays (server/rooms/refused.py).
@@ -85,7 +86,7 @@ def create_app(
     # request (http:// behind a TLS proxy). server/pages.py redirects its own, relatively.
     app.router.redirect_slashes = False
     # The room socket skips Starlette's layers: each would hold memory per idle member.
-    return EdgeMiddleware(rooms.around(app), clock)
+    return EdgeMiddleware(app if rooms is None else rooms.around(app), clock)
 
 
 def _node_routes(products: Sequence[Product]) -> list[BaseRoute]:
