@@ -156,6 +156,35 @@ def test_cli_creates_and_reveals_a_secret_through_the_mixnet(
         mixnet_lab.run(service.close())
 
 
+def test_cli_creates_a_room_through_the_mixnet(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """`room create --mixnet`: the creation request goes through the exit (`--server` names a
+    port where nothing listens), and the room it made on the real server can be joined."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    answered = service.answered
+    member: ScriptClient | None = None
+    try:
+        links = create_room(home, nowhere, "--name", "Created mixed", *mixnet)
+        assert set(links) == {"Room link", "Creator link"}
+        assert all(link.startswith(f"{nowhere}/") for link in links.values())
+        assert service.answered == answered + 2  # the challenge, then the creation
+        direct = links["Creator link"].replace(nowhere, atopos_server.url)
+        member = ScriptClient(home, direct, "ann")
+        member.wait_for(epoch_with(1))
+    finally:
+        if member is not None and member.process.poll() is None:
+            member.process.kill()
+        mixnet_lab.run(service.close())
+
+
 class MixnetScriptClient(ScriptClient):
     """`atopos room join --script --mixnet TOPOLOGY` as a child process."""
 
