@@ -10,6 +10,7 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +25,10 @@ from atopos.mixnet.exit_service import ExitService
 from atopos.mixnet.exit_streams import ExitStreams
 from atopos.mixnet.settings import ClientSettings
 from atopos.protocol.mix_exit import ExitLimits, ExitRequest
+from atopos.protocol.mix_link import FrameKind
 from atopos.randomness import system_random_bytes
 from tests.integration.test_room_cli import ScriptClient, create_room, epoch_with
-from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab
+from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab, Stream
 from tests.servers import ATOPOS, ServerProcess, free_port
 
 FAST = ClientSettings(send_rate=40.0, loop_rate=2.0, mean_delay_ms=5.0, loop_timeout=2.0)
@@ -240,6 +242,72 @@ def test_two_room_members_talk_through_the_mixnet(
             if member is not None and member.process.poll() is None:
                 member.process.kill()
         mixnet_lab.run(service.close())
+
+
+def _member_stream(lab: Lab, launched: float) -> Stream:
+    """The gateway tap's inbound stream of the one mixnet client started after `launched`
+    (a client's connection is the one that opens a mailbox)."""
+    streams = [
+        stream
+        for tap in lab.taps.values()
+        for stream in tap.streams
+        if stream.direction == "in"
+        and FrameKind.MAILBOX_OPEN in stream.kinds
+        and stream.frame_times
+        and stream.frame_times[0] >= launched
+    ]
+    assert len(streams) == 1, len(streams)
+    return streams[0]
+
+
+def test_the_cli_carrying_a_room_sends_at_the_same_rate_idle_and_chatting(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """`room join --mixnet`, seen at its gateway's tap: the packets per second over a window
+    while the member is idle, and over one while it says a line every 0.1 s."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    links = create_room(home, atopos_server.url, "--name", "Steady")
+    window, lines = 8.0, 60
+    launched = time.monotonic()
+    ann = MixnetScriptClient(home, links["Creator link"], "ann", mixnet)
+    try:
+        ann.wait_for(epoch_with(1))
+        stream = _member_stream(mixnet_lab, launched)
+        assert service.streams is not None
+        (relay_stream,) = service.streams._streams.values()
+        sent_before = relay_stream.outgoing.next_seq
+        idle_start = time.monotonic()
+        time.sleep(window)
+        chat_start = time.monotonic()
+        for index in range(lines):
+            ann.say(f"line {index}")
+            time.sleep((chat_start + (index + 1) * window / lines) - time.monotonic())
+        chat_end = time.monotonic()
+        deadline = time.monotonic() + 30
+        while relay_stream.outgoing.next_seq < sent_before + lines and time.monotonic() < deadline:
+            time.sleep(0.1)
+        idle = sum(idle_start <= t < chat_start for t in stream.frame_times)
+        chatting = sum(chat_start <= t < chat_end for t in stream.frame_times)
+        # Every line reached the relay, in the client's ordinary send slots.
+        assert relay_stream.outgoing.next_seq >= sent_before + lines
+    finally:
+        if ann.process.poll() is None:
+            ann.process.kill()
+        mixnet_lab.run(service.close())
+    defaults = ClientSettings()
+    expected = (defaults.send_rate + defaults.loop_rate) * window
+    # Poisson counts of mean 96: a standard deviation of 9.8; the tolerance, 40 % (38
+    # packets), is 3.9 of them for one window and 2.7 for the difference of two. A client
+    # that sent each line outside its slots would add 60 packets or more.
+    assert abs(idle - expected) <= 0.4 * expected, (idle, expected)
+    assert abs(chatting - expected) <= 0.4 * expected, (chatting, expected)
+    assert abs(idle - chatting) <= 0.4 * expected, (idle, chatting)
 
 
 def test_atopos_mix_exit_runs_the_exit_as_its_own_process(
