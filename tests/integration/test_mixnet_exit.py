@@ -24,8 +24,10 @@ from atopos.mixnet.exit_client import ExitConnection
 from atopos.mixnet.exit_service import ExitService
 from atopos.mixnet.exit_streams import ExitStreams
 from atopos.mixnet.settings import ClientSettings
-from atopos.protocol.mix_exit import ExitLimits, ExitRequest
+from atopos.protocol.mix_exit import ExitLimits, ExitRequest, ExitResponse
 from atopos.protocol.mix_link import FrameKind
+from atopos.protocol.mix_stream import decode_batch
+from atopos.protocol.room_relay import RelayLimits
 from atopos.randomness import system_random_bytes
 from tests.integration.test_room_cli import ScriptClient, create_room, epoch_with
 from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab, Stream
@@ -44,6 +46,36 @@ def atopos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         server.stop()
 
 
+class TimedExitStreams(ExitStreams):
+    """ExitStreams that note, per session, when the relay's WebSocket opened (the relay
+    sends its challenge then) and when the client's first frame (its `join`) came in: the
+    relay's handshake deadline runs between the two."""
+
+    def __init__(self, server_url: str) -> None:
+        super().__init__(server_url, SystemClock())
+        self.opened: dict[bytes, float] = {}
+        self.first_frame: dict[bytes, float] = {}
+        self.open_answers: list[bytes] = []  # WSOPEN answers' bodies (the relay's first frames)
+
+    async def handle(self, session: bytes, request: ExitRequest, budget: int) -> ExitResponse:
+        if request.method == "WSPOLL" and len(request.body) > 4 and request.body[:4] == bytes(4):
+            self.first_frame.setdefault(session, time.monotonic())
+        answer = await super().handle(session, request, budget)
+        if request.method == "WSOPEN" and answer.status == 200:
+            self.open_answers.append(answer.body)
+        return answer
+
+    async def _open(self, session: bytes, path: str) -> ExitResponse:
+        answer = await super()._open(session, path)
+        if answer.status == 200:
+            self.opened[session] = time.monotonic()
+        return answer
+
+    def handshakes(self) -> list[float]:
+        """Seconds from open to the first frame, per session that sent one."""
+        return [self.first_frame[s] - self.opened[s] for s in self.first_frame if s in self.opened]
+
+
 def start_exit(lab: Lab, server_url: str, limits: ExitLimits | None = None) -> ExitService:
     async def start() -> ExitService:
         exit_client = MixnetClient(
@@ -60,7 +92,7 @@ def start_exit(lab: Lab, server_url: str, limits: ExitLimits | None = None) -> E
             httpx.AsyncClient(base_url=server_url),
             SystemClock(),
             limits,
-            streams=ExitStreams(server_url, SystemClock()),
+            streams=TimedExitStreams(server_url),
         )
         await service.start()
         return service
@@ -237,6 +269,16 @@ def test_two_room_members_talk_through_the_mixnet(
         assert ("bob", "and back") in ann.messages()
         assert service.streams is not None
         assert len(service.streams) == 2  # the relay's two connections are the exit's
+        assert isinstance(service.streams, TimedExitStreams)
+        # The relay's challenge came back on each WSOPEN answer (no wait for a standing poll),
+        # so a member's join followed one mixnet round trip after the relay's WebSocket opened
+        # (1.3-1.4 s here at load 3; 1.7-3.0 s before): well inside the relay's 10 s.
+        assert len(service.streams.open_answers) == 2
+        assert all(len(body) > 4 for body in service.streams.open_answers)
+        assert all(decode_batch(body)[1] for body in service.streams.open_answers)
+        handshakes = service.streams.handshakes()
+        assert len(handshakes) == 2
+        assert max(handshakes) < RelayLimits().handshake_seconds, handshakes
     finally:
         for member in (ann, bob):
             if member is not None and member.process.poll() is None:
