@@ -337,7 +337,10 @@ def test_the_cli_carrying_a_room_sends_at_the_same_rate_idle_and_chatting(
         idle = sum(idle_start <= t < chat_start for t in stream.frame_times)
         chatting = sum(chat_start <= t < chat_end for t in stream.frame_times)
         # Every line reached the relay, in the client's ordinary send slots.
-        assert relay_stream.outgoing.next_seq >= sent_before + lines
+        assert relay_stream.outgoing.next_seq >= sent_before + lines, (
+            relay_stream.outgoing.next_seq - sent_before,
+            relay_stream.closed_code,
+        )
     finally:
         if ann.process.poll() is None:
             ann.process.kill()
