@@ -10,6 +10,7 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +24,13 @@ from atopos.mixnet.exit_client import ExitConnection
 from atopos.mixnet.exit_service import ExitService
 from atopos.mixnet.exit_streams import ExitStreams
 from atopos.mixnet.settings import ClientSettings
-from atopos.protocol.mix_exit import ExitLimits, ExitRequest
+from atopos.protocol.mix_exit import ExitLimits, ExitRequest, ExitResponse
+from atopos.protocol.mix_link import FrameKind
+from atopos.protocol.mix_stream import decode_batch
+from atopos.protocol.room_relay import RelayLimits
 from atopos.randomness import system_random_bytes
 from tests.integration.test_room_cli import ScriptClient, create_room, epoch_with
-from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab
+from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab, Stream
 from tests.servers import ATOPOS, ServerProcess, free_port
 
 FAST = ClientSettings(send_rate=40.0, loop_rate=2.0, mean_delay_ms=5.0, loop_timeout=2.0)
@@ -40,6 +44,36 @@ def atopos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         yield server
     finally:
         server.stop()
+
+
+class TimedExitStreams(ExitStreams):
+    """ExitStreams that note, per session, when the relay's WebSocket opened (the relay
+    sends its challenge then) and when the client's first frame (its `join`) came in: the
+    relay's handshake deadline runs between the two."""
+
+    def __init__(self, server_url: str) -> None:
+        super().__init__(server_url, SystemClock())
+        self.opened: dict[bytes, float] = {}
+        self.first_frame: dict[bytes, float] = {}
+        self.open_answers: list[bytes] = []  # WSOPEN answers' bodies (the relay's first frames)
+
+    async def handle(self, session: bytes, request: ExitRequest, budget: int) -> ExitResponse:
+        if request.method == "WSPOLL" and len(request.body) > 4 and request.body[:4] == bytes(4):
+            self.first_frame.setdefault(session, time.monotonic())
+        answer = await super().handle(session, request, budget)
+        if request.method == "WSOPEN" and answer.status == 200:
+            self.open_answers.append(answer.body)
+        return answer
+
+    async def _open(self, session: bytes, path: str) -> ExitResponse:
+        answer = await super()._open(session, path)
+        if answer.status == 200:
+            self.opened[session] = time.monotonic()
+        return answer
+
+    def handshakes(self) -> list[float]:
+        """Seconds from open to the first frame, per session that sent one."""
+        return [self.first_frame[s] - self.opened[s] for s in self.first_frame if s in self.opened]
 
 
 def start_exit(lab: Lab, server_url: str, limits: ExitLimits | None = None) -> ExitService:
@@ -58,7 +92,7 @@ def start_exit(lab: Lab, server_url: str, limits: ExitLimits | None = None) -> E
             httpx.AsyncClient(base_url=server_url),
             SystemClock(),
             limits,
-            streams=ExitStreams(server_url, SystemClock()),
+            streams=TimedExitStreams(server_url),
         )
         await service.start()
         return service
@@ -156,6 +190,35 @@ def test_cli_creates_and_reveals_a_secret_through_the_mixnet(
         mixnet_lab.run(service.close())
 
 
+def test_cli_creates_a_room_through_the_mixnet(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """`room create --mixnet`: the creation request goes through the exit (`--server` names a
+    port where nothing listens), and the room it made on the real server can be joined."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    nowhere = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    answered = service.answered
+    member: ScriptClient | None = None
+    try:
+        links = create_room(home, nowhere, "--name", "Created mixed", *mixnet)
+        assert set(links) == {"Room link", "Creator link"}
+        assert all(link.startswith(f"{nowhere}/") for link in links.values())
+        assert service.answered == answered + 2  # the challenge, then the creation
+        direct = links["Creator link"].replace(nowhere, atopos_server.url)
+        member = ScriptClient(home, direct, "ann")
+        member.wait_for(epoch_with(1))
+    finally:
+        if member is not None and member.process.poll() is None:
+            member.process.kill()
+        mixnet_lab.run(service.close())
+
+
 class MixnetScriptClient(ScriptClient):
     """`atopos room join --script --mixnet TOPOLOGY` as a child process."""
 
@@ -206,11 +269,90 @@ def test_two_room_members_talk_through_the_mixnet(
         assert ("bob", "and back") in ann.messages()
         assert service.streams is not None
         assert len(service.streams) == 2  # the relay's two connections are the exit's
+        assert isinstance(service.streams, TimedExitStreams)
+        # The relay's challenge came back on each WSOPEN answer (no wait for a standing poll),
+        # so a member's join followed one mixnet round trip after the relay's WebSocket opened
+        # (1.3-1.4 s here at load 3; 1.7-3.0 s before): well inside the relay's 10 s.
+        assert len(service.streams.open_answers) == 2
+        assert all(len(body) > 4 for body in service.streams.open_answers)
+        assert all(decode_batch(body)[1] for body in service.streams.open_answers)
+        handshakes = service.streams.handshakes()
+        assert len(handshakes) == 2
+        assert max(handshakes) < RelayLimits().handshake_seconds, handshakes
     finally:
         for member in (ann, bob):
             if member is not None and member.process.poll() is None:
                 member.process.kill()
         mixnet_lab.run(service.close())
+
+
+def _member_stream(lab: Lab, launched: float) -> Stream:
+    """The gateway tap's inbound stream of the one mixnet client started after `launched`
+    (a client's connection is the one that opens a mailbox)."""
+    streams = [
+        stream
+        for tap in lab.taps.values()
+        for stream in tap.streams
+        if stream.direction == "in"
+        and FrameKind.MAILBOX_OPEN in stream.kinds
+        and stream.frame_times
+        and stream.frame_times[0] >= launched
+    ]
+    assert len(streams) == 1, len(streams)
+    return streams[0]
+
+
+def test_the_cli_carrying_a_room_sends_at_the_same_rate_idle_and_chatting(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """`room join --mixnet`, seen at its gateway's tap: the packets per second over a window
+    while the member is idle, and over one while it says a line every 0.1 s."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    home = tmp_path / "home"
+    home.mkdir()
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    links = create_room(home, atopos_server.url, "--name", "Steady")
+    window, lines = 8.0, 60
+    launched = time.monotonic()
+    ann = MixnetScriptClient(home, links["Creator link"], "ann", mixnet)
+    try:
+        ann.wait_for(epoch_with(1))
+        stream = _member_stream(mixnet_lab, launched)
+        assert service.streams is not None
+        (relay_stream,) = service.streams._streams.values()
+        sent_before = relay_stream.outgoing.next_seq
+        idle_start = time.monotonic()
+        time.sleep(window)
+        chat_start = time.monotonic()
+        for index in range(lines):
+            ann.say(f"line {index}")
+            time.sleep(max(0.0, chat_start + (index + 1) * window / lines - time.monotonic()))
+        chat_end = chat_start + window  # the lines went out within it, unless the machine lagged
+        deadline = time.monotonic() + 30
+        while relay_stream.outgoing.next_seq < sent_before + lines and time.monotonic() < deadline:
+            time.sleep(0.1)
+        idle = sum(idle_start <= t < chat_start for t in stream.frame_times)
+        chatting = sum(chat_start <= t < chat_end for t in stream.frame_times)
+        # Every line reached the relay, in the client's ordinary send slots.
+        assert relay_stream.outgoing.next_seq >= sent_before + lines, (
+            relay_stream.outgoing.next_seq - sent_before,
+            relay_stream.closed_code,
+        )
+    finally:
+        if ann.process.poll() is None:
+            ann.process.kill()
+        mixnet_lab.run(service.close())
+    defaults = ClientSettings()
+    expected = (defaults.send_rate + defaults.loop_rate) * window
+    # Poisson counts of mean 96: a standard deviation of 9.8; the tolerance, 40 % (38
+    # packets), is 3.9 of them for one window and 2.7 for the difference of two. A client
+    # that sent each line outside its slots would add 60 packets or more.
+    assert abs(idle - expected) <= 0.4 * expected, (idle, expected)
+    assert abs(chatting - expected) <= 0.4 * expected, (chatting, expected)
+    assert abs(idle - chatting) <= 0.4 * expected, (idle, chatting)
 
 
 def test_atopos_mix_exit_runs_the_exit_as_its_own_process(

@@ -13,10 +13,9 @@ import typer
 from atopos.errors import InvalidInput
 
 if TYPE_CHECKING:
-    import httpx
-
     from atopos.client.transport import Transport
     from atopos.clock import Clock
+    from atopos.mixnet.http_transport import MixnetHttpTransport
     from atopos.mixnet.room_socket import MixnetWebSocketOpener
     from atopos.protocol.mix_topology import Topology
 
@@ -50,11 +49,13 @@ class GlobalOptions:
         # Imported here: httpx and cryptography are slow to load and many runs need neither.
         from atopos.client.transport import TlsPolicy, Transport
 
+        mixnet_transport = self._mixnet_transport()
         return Transport(
             server if server is not None else self.server,
             tls=TlsPolicy(ca_file=self.ca_file, pins=self.pins),
             proxy=self.proxy,
-            http_transport=self._mixnet_transport(),
+            http_transport=mixnet_transport,
+            async_http_transport=mixnet_transport,
             websocket_opener=self._mixnet_opener(),
         )
 
@@ -77,7 +78,7 @@ class GlobalOptions:
             raise InvalidInput("--mixnet needs the topology authority's key: --mix-authority.")
         return load_topology(self.mixnet, parse_authority(self.mix_authority), clock)
 
-    def _mixnet_transport(self) -> httpx.BaseTransport | None:
+    def _mixnet_transport(self) -> MixnetHttpTransport | None:
         """With --mixnet, the transport that carries every request through the mixnet."""
         if self.mixnet is None:
             return None

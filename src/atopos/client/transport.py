@@ -96,6 +96,9 @@ class Transport:
     # Carries the sync client's requests instead of connecting to `server` (`--mixnet`: the
     # mixnet's exit service asks the server); None connects directly or through `proxy`.
     http_transport: httpx.BaseTransport | None = None
+    # The same for the asyncio client (`room create`, `AsyncSecretsApi`); `--mixnet` sets both
+    # to one object, so no request of either kind connects to `server` directly.
+    async_http_transport: httpx.AsyncBaseTransport | None = None
     # Opens `websocket(path)` instead of connecting to `server` (`--mixnet`: a WebSocket the
     # exit service holds); its connections have send / recv / close like websockets' own.
     websocket_opener: Callable[[str], AbstractAsyncContextManager[Any]] | None = None
@@ -130,10 +133,11 @@ class Transport:
         self, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> httpx.AsyncClient:
         """The asyncio twin of `http_client`, with the same checks; `transport` (an
-        in-memory one, for tests) cannot be combined with pins."""
+        in-memory one, for tests; default `async_http_transport`) cannot be combined with
+        pins."""
         options = _client_options(
             self.server,
-            custom=transport,
+            custom=transport if transport is not None else self.async_http_transport,
             verify=True,
             timeout=self.timeout,
             tls=self.tls,

@@ -22,6 +22,7 @@ from atopos.clock import Clock
 from atopos.errors import AtoposError
 from atopos.protocol.mix_exit import ExitRequest, ExitResponse
 from atopos.protocol.mix_stream import (
+    FIRST_FRAMES_HEADER,
     FrameReorder,
     InvalidBatch,
     decode_batch,
@@ -29,12 +30,15 @@ from atopos.protocol.mix_stream import (
     frame_bytes,
 )
 
-__all__ = ["STREAM_METHODS", "ExitStreams"]
+__all__ = ["FIRST_FRAMES_WAIT", "STREAM_METHODS", "ExitStreams"]
 
 STREAM_METHODS = frozenset({"WSOPEN", "WSPOLL", "WSCLOSE"})
 _QUEUED_FROM_SERVER = 512
 _CLOSE_CODE_HEADER = "x-atopos-close-code"
 _CLOSE_TOO_BIG = 1009
+# How long a WSOPEN with FIRST_FRAMES_HEADER waits for the server's first frame (a relay
+# sends its challenge as soon as it accepts the connection).
+FIRST_FRAMES_WAIT = 2.0
 
 
 @dataclass(slots=True)
@@ -81,7 +85,10 @@ class ExitStreams:
         """Answer one stream request of `session`; the answer's body is at most `budget`."""
         await self.sweep()
         if request.method == "WSOPEN":
-            return await self._open(session, request.path)
+            opened = await self._open(session, request.path)
+            if opened.status != 200 or (FIRST_FRAMES_HEADER, "1") not in request.headers:
+                return opened
+            return await self._first_frames(session, budget)
         stream = self._streams.get(session)
         if stream is None:
             return _answer(410, code=1006)
@@ -101,6 +108,17 @@ class ExitStreams:
             stream.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stream.arrived.wait(), self._poll_wait)
+        answer = self._drain(stream, budget)
+        if answer.status == 410:
+            await self._close(session)
+        return answer
+
+    async def _first_frames(self, session: bytes, budget: int) -> ExitResponse:
+        """The just-opened stream's first frames (possibly none), as a WSPOLL answer."""
+        stream = self._streams[session]
+        if not stream.incoming and stream.closed_code is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stream.arrived.wait(), FIRST_FRAMES_WAIT)
         answer = self._drain(stream, budget)
         if answer.status == 410:
             await self._close(session)

@@ -36,8 +36,12 @@ DEFAULT_MAX_ANSWER_BYTES = 16 * 1024
 _THREAD_SLACK = 5.0  # slack above the request timeout for the mixnet thread to answer
 
 
-class MixnetHttpTransport(httpx.BaseTransport):
-    """Send each request to the topology's first exit through a fresh mixnet client."""
+class MixnetHttpTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Send each request to the topology's first exit through a fresh mixnet client.
+
+    It serves sync and asyncio httpx clients alike (`room create` uses the latter): an async
+    request waits, on a worker thread, for the mixnet thread's answer, so the caller's event
+    loop keeps running."""
 
     def __init__(
         self,
@@ -99,6 +103,13 @@ class MixnetHttpTransport(httpx.BaseTransport):
         return httpx.Response(
             answer.status, headers=list(answer.headers), content=answer.body, request=request
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()  # the sync path then reads the body from memory
+        return await asyncio.to_thread(self.handle_request, request)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         if not self._is_started or self._loop.is_closed():

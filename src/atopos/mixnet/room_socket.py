@@ -26,7 +26,13 @@ from atopos.mixnet.exit_client import ExitConnection
 from atopos.mixnet.settings import ClientSettings
 from atopos.protocol.mix_exit import ExitRequest, ExitResponse
 from atopos.protocol.mix_route import choose_index
-from atopos.protocol.mix_stream import FrameReorder, InvalidBatch, decode_batch, encode_batch
+from atopos.protocol.mix_stream import (
+    FIRST_FRAMES_HEADER,
+    FrameReorder,
+    InvalidBatch,
+    decode_batch,
+    encode_batch,
+)
 from atopos.protocol.mix_topology import Topology
 
 __all__ = ["MixnetRoomSocket", "MixnetWebSocketOpener"]
@@ -52,8 +58,13 @@ class MixnetRoomSocket:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def start(self) -> None:
-        self._spawn([])
+    def start(self, opened: ExitResponse) -> None:
+        """Take the frames the WSOPEN answer carried (an exit that predates the first-frames
+        header answers with an empty body), then put the standing poll out."""
+        if opened.body:
+            self._take(opened)
+        if self.close_code is None:
+            self._spawn([])
 
     async def _poll(self, body: bytes) -> None:
         try:
@@ -147,11 +158,13 @@ class MixnetWebSocketOpener:
             self._on_client(client)
         exit_connection = ExitConnection(client, self._topology.exits[0], self._random_bytes)
         try:
-            opened = await exit_connection.request(ExitRequest("WSOPEN", path, (), b""))
+            opened = await exit_connection.request(
+                ExitRequest("WSOPEN", path, ((FIRST_FRAMES_HEADER, "1"),), b"")
+            )
             if opened.status != 200:
                 raise NetworkError(f"The exit could not reach the room relay ({opened.status}).")
             socket = MixnetRoomSocket(exit_connection)
-            socket.start()
+            socket.start(opened)
             try:
                 yield socket
             finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
+    "FIRST_FRAMES_HEADER",
     "MAX_BUFFERED_FRAMES",
     "FrameReorder",
     "InvalidBatch",
@@ -23,6 +24,10 @@ __all__ = [
 ]
 
 MAX_BUFFERED_FRAMES = 512
+# A WSOPEN with this header (value "1") is answered with the server's first frames, as a
+# WSPOLL would be: a room relay's challenge then rides back on the WSOPEN answer, and the
+# client sends its join one mixnet round trip sooner.
+FIRST_FRAMES_HEADER = "x-atopos-first-frames"
 _TEXT, _BINARY = 1, 2
 
 
