@@ -209,3 +209,43 @@ def test_a_pickup_address_with_a_wrong_token_stops_asking(
     page = requester.new_page()
     page.goto(f"{web_server.url}{path}#{key}.{'A' * 43}")
     wait_for_state(page, "broken")
+
+
+def test_a_browser_requester_cancels_and_the_link_is_closed(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """The waiting page's Cancel button closes the request (DELETE, requests.md 4.4): the
+    page says so and stops asking, and the request link then fills nothing."""
+    requester, requester_guard = new_context()
+    requester_guard.allow_http_error(404)  # a poll already under way may meet the cancel
+    asking = requester.new_page()
+    asking.goto(f"{web_server.url}/ask/new")
+    wait_for_state(asking, "ask")
+    asking.get_by_role("button", name="Make a request link").click()
+    wait_for_state(asking, "waiting")
+    request_link = asking.locator("#request-link").text_content() or ""
+    pickup_address = asking.url
+    asking.get_by_role("button", name="Cancel request").click()
+    wait_for_state(asking, "cancelled")
+    screenshot(asking, "request-cancelled")
+    request_id = urlsplit(pickup_address).path.rsplit("/", 1)[1]
+    token = urlsplit(pickup_address).fragment.split(".")[1]
+    gone = httpx.get(
+        f"{web_server.url}/api/v1/requests/{request_id}",
+        headers={"authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert gone.status_code == 404
+
+    filler, filler_guard = new_context()
+    filler_guard.allow_http_error(404)
+    page = filler.new_page()
+    page.goto(request_link)
+    wait_for_state(page, "compose")
+    page.get_by_label("Secret text").fill("too late")
+    page.get_by_role("button", name="Encrypt and send").click()
+    wait_for_state(page, "gone")
+    # Reopening the pickup address says the request is closed.
+    again = requester.new_page()
+    again.goto(pickup_address)
+    wait_for_state(again, "gone")

@@ -116,7 +116,9 @@ CASES: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("request: not JSON", "POST", "/api/v1/requests", {"content": b"{"}, 422),
     ("request: wrong method", "GET", "/api/v1/requests", {}, 405),
     ("request status: unknown", "GET", f"/api/v1/requests/{UNKNOWN_ID}", {}, 404),
-    ("request status: wrong method", "DELETE", f"/api/v1/requests/{UNKNOWN_ID}", {}, 405),
+    # DELETE is the cancel route (requests.md 4.4) since the request could be cancelled.
+    ("request status: wrong method", "PUT", f"/api/v1/requests/{UNKNOWN_ID}", {}, 405),
+    ("request cancel: unknown", "DELETE", f"/api/v1/requests/{UNKNOWN_ID}", {}, 404),
     ("request fill: not an envelope", "POST", "/api/v1/requests/{sid}/fill", {}, 422),
     ("request fill: wrong method", "GET", "/api/v1/requests/{sid}/fill", {}, 405),
     ("room challenge", "POST", f"/api/v1/rooms/{UNKNOWN_ID}/challenge", {}, 200),

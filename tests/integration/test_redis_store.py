@@ -297,3 +297,35 @@ def test_the_receipts_key_expires_with_the_secret_also_after_the_burn(backend: B
     assert all(590 <= ttl <= 600 for ttl in ttls), ttls
     assert key_slot(keys.receipts) == key_slot(keys.meta)
     assert record.secret_id.hex().encode() not in keys.receipts
+
+
+def test_a_secret_stored_before_receipts_gets_them_from_its_meta(backend: Backend) -> None:
+    # Secrets published before receipts existed have no receipts key: while they live, the
+    # receipts are read from the meta (no view recorded), the next view creates the key with
+    # the meta's TTL, and the last view leaves it readable as for any other secret.
+    record = secret(views=2, ttl=600)
+    keys = SecretKeys(record.secret_id)
+    seen: list[tuple[int, ...] | None] = []
+
+    async def scenario(store: SecretStore) -> None:
+        await store.create(record, body(b"small"))
+        backend.client.delete(keys.receipts)  # as written before receipts
+        before = await store.receipts(record.secret_id, NOW)
+        assert before is not None
+        assert (before.manage_token_hash, before.expires_at) == (
+            record.manage_token_hash,
+            record.expires_at,
+        )
+        seen.append(before.viewed_at)
+        for number in range(2):
+            revealed = await store.consume(record.secret_id, b"%16d" % number, NOW + 60, NOW + 90)
+            await revealed.chunks.aclose()
+            after = await store.receipts(record.secret_id, NOW + 90)
+            seen.append(None if after is None else after.viewed_at)
+        assert await store.receipts(record.secret_id, record.expires_at) is None
+
+    run_on(store_at(backend.url), scenario)
+    minute = (NOW + 90) // 60 * 60
+    assert seen == [(), (minute,), (minute, minute)]
+    assert backend.client.exists(keys.meta) == 0  # burned by its last view
+    assert 590 <= backend.client.ttl(keys.receipts) <= 600

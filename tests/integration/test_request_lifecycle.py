@@ -1,5 +1,5 @@
 """The request lifecycle table (protocol/request_lifecycle.py) drives every real adapter:
-random sequences of open, claim (with fresh or repeated secret ids), release, complete and
+random sequences of open, claim (with fresh or repeated secret ids), release, complete, cancel and
 the clock passing a claim's lease or expires_at, each step checked against the model on
 SQLite, one Redis and a Redis Cluster."""
 
@@ -90,6 +90,15 @@ async def _walk(store: SqliteSecretStore | RedisSecretStore, seed: int) -> None:
                 move.answer is RequestAnswer.CHANGED
                 or (model.phase is RequestPhase.FILLED and secret_id == claimant)
             ), (seed, event)
+        elif event is RequestEvent.CANCEL:
+            cancelled = await store.cancel_request(request_id, now)
+            assert cancelled is (move.answer is RequestAnswer.CHANGED), (seed, event)
+            if cancelled:
+                assert await store.request_info(request_id, now) is None, seed
+                with pytest.raises(RequestTaken):
+                    await store.claim_request(request_id, os.urandom(16), now)
+                request_id = os.urandom(16)
+                claimant = None
         elif event is RequestEvent.LAPSE:
             now = max(now, lease_until)
         else:  # EXPIRE: the clock reaches expires_at; a new request starts after

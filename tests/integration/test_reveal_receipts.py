@@ -15,10 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from bench.harness import end_process
 
+from atopos.crypto.base64url import b64url_decode
 from atopos.server.config import ServerConfig, rate_limits
 from atopos.server.secrets.receipts import MAX_RECEIPT_WAITERS
+from atopos.storage.redis import SecretKeys
+from tests.redis_servers import RedisClusterServers, RedisServer
 from tests.servers import ATOPOS, ManualClock, in_process_server
 
 START = 1_800_000_000  # 2027-01-15 08:00:00 UTC
@@ -216,3 +220,45 @@ def test_waits_are_capped_and_a_client_that_left_frees_its_place(url: str) -> No
     finally:
         for connection in waiting:
             connection.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
+def test_a_redis_secret_stored_before_receipts_is_watched_like_any_other(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> None:
+    # Such a secret has no receipts key: its status must not say "expired or deleted" while
+    # it lives, and `--wait` must return with its next view.
+    client: redis.Redis | redis.RedisCluster
+    if backend == "redis":
+        single: RedisServer = request.getfixturevalue("redis_server")
+        single.flush()
+        storage_url, client = single.url, single.client()
+    else:
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        storage_url = cluster.url
+        client = redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    config = ServerConfig(
+        data_dir=tmp_path / "data", storage_url=storage_url, pow_bits=0, **rate_limits(0)
+    )
+    with client, in_process_server(config, clock) as url:
+        link, manage = create(url, "--views", "2")
+        secret_id = b64url_decode(manage.split("/m/")[1].split("#")[0])
+        assert client.delete(SecretKeys(secret_id).receipts) == 1  # as written before receipts
+        assert viewed_lines(manage) == []
+        waiting = _start_waiting(manage)
+        try:
+            clock.advance(600)  # 08:10
+            reveal(link)
+            waiting.wait(timeout=10)
+        finally:
+            end_process(waiting)
+        assert waiting.stdout is not None
+        assert waiting.returncode == 0
+        assert waiting.stdout.read().decode().splitlines()[-1] == "Viewed at: 2027-01-15 08:10 UTC"
+        clock.advance(60)  # 08:11, the last view burns it
+        reveal(link)
+        assert viewed_lines(manage) == [
+            "Viewed at: 2027-01-15 08:10 UTC",
+            "Viewed at: 2027-01-15 08:11 UTC",
+        ]

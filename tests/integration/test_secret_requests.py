@@ -399,6 +399,38 @@ def test_a_request_filled_from_the_cli(
     )
 
 
+def test_a_request_filled_from_the_cli_with_a_file(
+    server: ServerProcess, people: tuple[Device, Device], tmp_path: Path
+) -> None:
+    """`atopos secret fill REQUEST_LINK FILE` streams the file, name and all, to the
+    requester's device; a directory, a missing file or a FIFO is refused before sending."""
+    requester, filler = people
+    requester.init()
+    request_link, pickup_link = open_by_cli(requester)
+    source = tmp_path / "tax return 2026.pdf"
+    source.write_bytes(os.urandom(600_000))  # several sealed pieces
+    for refused in (tmp_path, tmp_path / "missing.pdf"):
+        done = filler.run("secret", "fill", request_link, str(refused))
+        assert done.returncode == 2, done.stderr.decode()
+        assert "Traceback" not in done.stderr.decode()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert "not a regular file" in one_line_refusal(
+        filler.run("secret", "fill", request_link, str(fifo)), code=2
+    )
+    with SecretsApi(server.url) as api:
+        pickup = parse_pickup_link(pickup_link)
+        assert api.request_status(pickup.request_id, pickup.request_token).state == "open"
+
+    done = filler.run("secret", "fill", request_link, str(source))
+    assert done.returncode == 0, done.stderr.decode()
+    assert "Sent" in done.stderr.decode()
+    out = tmp_path / "out"
+    out.mkdir()
+    requester.ok("secret", "reveal", pickup_link, "-o", str(out))
+    assert (out / source.name).read_bytes() == source.read_bytes()
+
+
 @pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def backend_and_store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock

@@ -311,17 +311,31 @@ def request(
             help="File holding this device's Extra Lock passphrase (with --wait).",
         ),
     ] = None,
+    cancel: Annotated[
+        str | None,
+        typer.Option(
+            "--cancel",
+            metavar="PICKUP_LINK",
+            help="Close this pickup link's request instead, while nobody has filled it.",
+        ),
+    ] = None,
 ) -> None:
     """Ask someone for a secret: print a request link they fill in a browser.
 
     The secret is sealed to this device and opens only here. Reveal it with --wait, or
-    later with `atopos secret reveal PICKUP_LINK` (the pickup link is printed on stderr).
+    later with `atopos secret reveal PICKUP_LINK` (the pickup link is printed on stderr);
+    close an unfilled request with --cancel PICKUP_LINK.
     """
     from atopos.client.api import SecretsApi
     from atopos.client.duration import parse_duration
     from atopos.client.keystore import DeviceStore
     from atopos.client.secret_requests import open_request
 
+    if cancel is not None:
+        if wait or output is not None or as_json or device_passphrase_file is not None:
+            raise InvalidInput("--cancel takes only the pickup link; it opens nothing new.")
+        _cancel_request(ctx, cancel)
+        return
     expires_in = parse_duration(expires)
     if expires_in < MIN_EXPIRES_SECONDS:
         raise InvalidInput("A request must live at least 1 minute; give --expires 1m or more.")
@@ -355,6 +369,17 @@ def request(
         )
 
 
+def _cancel_request(ctx: typer.Context, text: str) -> None:
+    from atopos.client.api import SecretsApi
+    from atopos.client.request_links import parse_pickup_link
+    from atopos.client.secret_requests import cancel_request
+
+    pickup = parse_pickup_link(text)
+    with SecretsApi(global_options(ctx).transport(pickup.server)) as api:
+        cancel_request(api, pickup)
+    typer.echo("Cancelled: the request link fills nothing any more.", err=True)
+
+
 @app.command()
 def fill(
     ctx: typer.Context,
@@ -364,18 +389,29 @@ def fill(
             metavar="REQUEST_LINK", help="The request link: <server>/q/<id>#<key>.<device code>."
         ),
     ],
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            metavar="[FILE]",
+            help="Send this file (streamed) instead of text from stdin.",
+        ),
+    ] = None,
 ) -> None:
-    """Fill in a request link with text from stdin (the browser page takes files too).
+    """Fill in a request link with a file, or with text from stdin.
 
-    The text is sealed to the requester's device, named in the link: only it can open it.
+    It is sealed to the requester's device, named in the link: only it can open it.
     """
     from atopos.client.api import SecretsApi
     from atopos.client.request_links import parse_request_link
     from atopos.client.secret_requests import fill_request
 
     request = parse_request_link(link)
+    content: bytes | Path = file if file is not None else _read_text_secret()
     with SecretsApi(global_options(ctx).transport(request.server)) as api:
-        fill_request(api, request, _read_text_secret())
+        fill_request(api, request, content)
     typer.echo("Sent: only the device that asked for it can open it, once.", err=True)
 
 

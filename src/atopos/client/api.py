@@ -23,11 +23,12 @@ from atopos.client.failures import error_for
 from atopos.client.links import is_manage_token, is_secret_id
 from atopos.client.transport import Transport, Verify, build_http_client
 from atopos.crypto.base64url import b64url_encode
-from atopos.errors import InvalidInput, NetworkError
+from atopos.errors import InvalidInput, NetworkError, Refused
 from atopos.protocol.access_path import Challenge, SendRequest, Ticket
 from atopos.protocol.answers import ServerAnswer, failure_for_answer
 
 __all__ = [
+    "REQUEST_NOT_CANCELLED",
     "AsyncRevealedEnvelope",
     "AsyncSecretsApi",
     "Challenge",
@@ -47,6 +48,10 @@ Kind = Literal["text", "file"]
 _T = TypeVar("_T")
 
 _API = "/api/v1/secrets"
+REQUEST_NOT_CANCELLED = (
+    "This request is being filled or was filled, so it can no longer be cancelled; "
+    "a filled secret is deleted with `atopos secret delete` like any other."
+)
 # JSON answers are a few hundred bytes; a hostile server must not make us buffer more.
 _MAX_JSON_BYTES = 64 * 1024
 # Numbers a server sends back are shown or printed as JSON: a hostile one could send an
@@ -210,6 +215,24 @@ class _ApiBase:
             raise self._not_understood()
         return CreatedRecord(created.id, created.manage_token, created.expires_at)
 
+    def _created_request(self, body: bytes) -> CreatedRequest:
+        created = self._decode(body, _RequestCreatedBody)
+        if not is_secret_id(created.id) or not is_manage_token(created.request_token):
+            raise self._not_understood()
+        return CreatedRequest(created.id, created.request_token, created.expires_at)
+
+    def _request_status(self, body: bytes) -> RequestStatus:
+        status = self._decode(body, RequestStatus)
+        if status.secret_id is not None and not is_secret_id(status.secret_id):
+            raise self._not_understood()
+        return status
+
+    def _cancelled(self, answer: ServerAnswer, call: _Call) -> None:
+        # 409 is the one status only this route answers: a fill holds or filled the request.
+        if answer.status == 409:
+            raise Refused(REQUEST_NOT_CANCELLED)
+        self._accepted(answer, call)
+
     def _decode(self, body: bytes, schema: type[_T]) -> _T:
         try:
             return msgspec.json.decode(body, type=schema)
@@ -286,17 +309,16 @@ class SecretsApi(_ApiBase):
     ) -> CreatedRequest:
         """Open a secret request bound to the device with Ed25519 key `device_key`."""
         body = self._call(_create_request_call(device_key, access_key, fill_token, expires_in))
-        created = self._decode(body, _RequestCreatedBody)
-        if not is_secret_id(created.id) or not is_manage_token(created.request_token):
-            raise self._not_understood()
-        return CreatedRequest(created.id, created.request_token, created.expires_at)
+        return self._created_request(body)
 
     def request_status(self, request_id: str, request_token: str) -> RequestStatus:
-        body = self._call(_request_status_call(request_id, request_token))
-        status = self._decode(body, RequestStatus)
-        if status.secret_id is not None and not is_secret_id(status.secret_id):
-            raise self._not_understood()
-        return status
+        return self._request_status(self._call(_request_status_call(request_id, request_token)))
+
+    def cancel_request(self, request_id: str, request_token: str) -> None:
+        """Close the request unfilled; Refused when a fill holds or filled it, Gone when it
+        is unknown or expired."""
+        call = _cancel_request_call(request_id, request_token)
+        self._cancelled(self._exchange(call), call)
 
     def fill_request(
         self, request_id: str, fill_token: bytes, envelope: Iterable[bytes], size: int, kind: Kind
@@ -373,6 +395,35 @@ class AsyncSecretsApi(_ApiBase):
 
     async def delete(self, secret_id: str, manage_token: str) -> None:
         await self._call(_delete_call(secret_id, manage_token))
+
+    async def create_request(
+        self, *, device_key: bytes, access_key: bytes, fill_token: bytes, expires_in: int
+    ) -> CreatedRequest:
+        """`SecretsApi.create_request` for asyncio."""
+        call = _create_request_call(device_key, access_key, fill_token, expires_in)
+        return self._created_request(await self._call(call))
+
+    async def request_status(self, request_id: str, request_token: str) -> RequestStatus:
+        body = await self._call(_request_status_call(request_id, request_token))
+        return self._request_status(body)
+
+    async def cancel_request(self, request_id: str, request_token: str) -> None:
+        """`SecretsApi.cancel_request` for asyncio."""
+        call = _cancel_request_call(request_id, request_token)
+        self._cancelled(await self._exchange(call), call)
+
+    async def fill_request(
+        self,
+        request_id: str,
+        fill_token: bytes,
+        envelope: AsyncIterable[bytes] | bytes,
+        size: int,
+        kind: Kind,
+    ) -> int:
+        """`SecretsApi.fill_request` for asyncio (bytes, or streamed from an async
+        iterable)."""
+        body = await self._call(_fill_call(request_id, fill_token, envelope, size, kind))
+        return self._decode(body, _RequestFilledBody).expires_at
 
     async def send(self, request: SendRequest) -> ServerAnswer:
         """`SecretsApi.send` for asyncio."""
@@ -516,8 +567,17 @@ def _request_status_call(request_id: str, request_token: str) -> _Call:
     )
 
 
+def _cancel_request_call(request_id: str, request_token: str) -> _Call:
+    return _Call(
+        "DELETE",
+        f"{_REQUESTS}/{_checked_id(request_id)}",
+        refused="The pickup link is not valid for this request.",
+        headers=_bearer(request_token),
+    )
+
+
 def _fill_call(
-    request_id: str, fill_token: bytes, envelope: Iterable[bytes], size: int, kind: Kind
+    request_id: str, fill_token: bytes, envelope: object, size: int, kind: Kind
 ) -> _Call:
     return _Call(
         "POST",

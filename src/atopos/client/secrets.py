@@ -13,13 +13,9 @@ import asyncio
 import contextlib
 import dataclasses
 import mimetypes
-import os
-import stat
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from atopos.client.access_prover import AccessProver
 from atopos.client.api import (
@@ -33,7 +29,7 @@ from atopos.client.device import DeviceLoader, LazyDevice
 from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
 from atopos.client.failures import error_for
 from atopos.client.links import ManageLink, ShareLink
-from atopos.client.local_files import open_without_waiting
+from atopos.client.local_files import open_regular_file, portable_name, read_exactly
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.device import DevicePublic
 from atopos.crypto.envelope import (
@@ -111,15 +107,15 @@ def create_secret(
         raise InvalidInput("The passphrase must not be empty.")
     with contextlib.ExitStack() as stack:
         if isinstance(content, Path):
-            file, size = _open_regular_file(content)
+            file, size = open_regular_file(content)
             stack.enter_context(file)
             metadata = Metadata(
                 kind="file",
                 size=size,
-                name=_portable_name(content.name),
+                name=portable_name(content.name),
                 media_type=mimetypes.guess_type(content.name, strict=False)[0],
             )
-            pieces = _read_exactly(file, size)
+            pieces = read_exactly(file, size)
         else:
             metadata = Metadata(kind="text", size=len(content))
             pieces = _slices(content)
@@ -378,50 +374,7 @@ def _work(step: Step, workers: _Workers) -> Event:
     raise AssertionError(f"unexpected step {step!r}")
 
 
-def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:
-    """`path` open for reading, and its size; InvalidInput unless it is a regular file.
-
-    The size goes into the envelope up front, so it must be known and must not change. A
-    FIFO does not block (open_without_waiting); reads block again once it is checked.
-    """
-    descriptor, info = open_without_waiting(path)
-    try:
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidInput(f"{path} is not a regular file; pipe anything else to stdin.")
-        if sys.platform != "win32":
-            import fcntl
-
-            mode = fcntl.fcntl(descriptor, fcntl.F_GETFL)
-            fcntl.fcntl(descriptor, fcntl.F_SETFL, mode & ~os.O_NONBLOCK)
-        return os.fdopen(descriptor, "rb"), info.st_size
-    except BaseException:
-        os.close(descriptor)
-        raise
-
-
-def _read_exactly(file: BinaryIO, size: int) -> Iterator[bytes]:
-    left = size
-    while left:
-        piece = file.read(min(_READ_BYTES, left))
-        if not piece:
-            raise InvalidInput("The file shrank while it was being sent.")
-        left -= len(piece)
-        yield piece
-    if file.read(1):
-        raise InvalidInput("The file grew while it was being sent.")
-
-
 def _slices(content: bytes) -> Iterator[bytes]:
     with memoryview(content) as view:
         for start in range(0, len(content), _READ_BYTES):
             yield bytes(view[start : start + _READ_BYTES])
-
-
-def _portable_name(name: str) -> str | None:
-    # A file name that is not valid Unicode (undecodable bytes on POSIX) has no UTF-8 form
-    # for the envelope; the reader then picks a fallback name.
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    return name or None

@@ -9,8 +9,9 @@ States:
 - FILLED: the upload completed; the record stays until the filled secret's expiry.
 - GONE: unknown, expired or swept. One answer for all, as for secrets.
 
-Events are the `RequestStore` operations (OPEN: `create_request`, CLAIM, RELEASE, COMPLETE)
-and time (EXPIRE, and LAPSE: the clock passes the claim's lease). RELEASE and COMPLETE name
+Events are the `RequestStore` operations (OPEN: `create_request`, CLAIM, RELEASE, COMPLETE,
+CANCEL: the requester closes a request no fill holds) and time (EXPIRE, and LAPSE: the
+clock passes the claim's lease). RELEASE and COMPLETE name
 the secret id of their claim; the guard `OWN_CLAIM` holds when it is the one the record
 holds, so a late or foreign call changes nothing. The guard `LAPSED_CLAIM` holds when the
 claim's lease is over: a new claim then takes the request (a node that died between claim
@@ -51,6 +52,7 @@ class RequestEvent(enum.Enum):
     CLAIM = "claim"  # take an open request for an upload (claim_request)
     RELEASE = "release"  # the upload failed: open it again (release_request)
     COMPLETE = "complete"  # the upload is stored: filled (complete_request)
+    CANCEL = "cancel"  # the requester closes it unfilled (cancel_request)
     EXPIRE = "expire"  # the clock reaches expires_at
     LAPSE = "lapse"  # the clock passes the claim's lease
 
@@ -111,6 +113,15 @@ TRANSITIONS: Mapping[tuple[RequestPhase, RequestEvent], tuple[RequestMove, ...]]
     (_OPEN, RequestEvent.COMPLETE): (RequestMove(_OPEN, _UNCHANGED),),
     (_FILLED, RequestEvent.COMPLETE): (RequestMove(_FILLED, _UNCHANGED),),
     (_GONE, RequestEvent.COMPLETE): (RequestMove(_GONE, _UNCHANGED),),
+    # Atomic against CLAIM: either the cancel forgets the request (a later claim finds it
+    # gone) or a claim holds it (the cancel changes nothing; a lapsed claim does not hold).
+    (_OPEN, RequestEvent.CANCEL): (RequestMove(_GONE, _CHANGED),),
+    (_FILLING, RequestEvent.CANCEL): (
+        RequestMove(_GONE, _CHANGED, needs_lapsed_claim=LAPSED_CLAIM),
+        RequestMove(_FILLING, _UNCHANGED),
+    ),
+    (_FILLED, RequestEvent.CANCEL): (RequestMove(_FILLED, _UNCHANGED),),
+    (_GONE, RequestEvent.CANCEL): (RequestMove(_GONE, _UNCHANGED),),
     (_OPEN, RequestEvent.EXPIRE): (RequestMove(_GONE, _UNCHANGED),),
     (_FILLING, RequestEvent.EXPIRE): (RequestMove(_GONE, _UNCHANGED),),
     (_FILLED, RequestEvent.EXPIRE): (RequestMove(_GONE, _UNCHANGED),),

@@ -58,6 +58,7 @@ from atopos.storage.redis_scripts import (
     DELETE,
     PUBLISH,
     PUT_CHUNK,
+    RECEIPTS,
     RELEASE,
     LuaScript,
     RedisClient,
@@ -338,11 +339,9 @@ class RedisSecretStore(RedisRequests):
                 )
 
     async def receipts(self, secret_id: bytes, now: int) -> Receipts | None:
-        values: list[Any] = await self._run(
-            self._client.hmget(
-                SecretKeys(secret_id).receipts, [b"manage_hash", b"expires_at", b"viewed_at"]
-            )
-        )
+        # The RECEIPTS script also answers for a secret published before receipts existed.
+        keys = SecretKeys(secret_id)
+        values: list[Any] = await self._script(RECEIPTS, [keys.receipts, keys.meta], [])
         manage_hash, expires_at, viewed_at = values
         if manage_hash is None or expires_at is None or int(expires_at) <= now:
             return None

@@ -2,7 +2,7 @@
 
 A request is one hash, `atopos:{<tag>}:request` (the tag a digest of the request id, as for
 secrets: what Redis shows cannot be turned back into a request link), with a native TTL. A
-claim, a release and a completion are each one Lua script on that one key, so a claim is
+claim, a release, a completion and a cancel are each one Lua script on that one key, so a claim is
 atomic on one Redis and on a Cluster alike. docs/storage-redis.md has the layout.
 
 Each operation implements the rows of its event in `protocol/request_lifecycle.py`
@@ -32,7 +32,14 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-__all__ = ["CLAIM_REQUEST", "COMPLETE_REQUEST", "RELEASE_REQUEST", "RedisRequests", "request_key"]
+__all__ = [
+    "CANCEL_REQUEST",
+    "CLAIM_REQUEST",
+    "COMPLETE_REQUEST",
+    "RELEASE_REQUEST",
+    "RedisRequests",
+    "request_key",
+]
 
 _FIELDS = (
     b"token_hash",
@@ -61,6 +68,24 @@ if f[2] ~= false and (f[3] ~= false or tonumber(f[4] or '0') > now) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'secret_id', ARGV[2], 'claimed_until', ARGV[3])
+return 1
+""",
+)
+
+# Forget a request no fill holds: the claim's own test, then UNLINK. KEYS: the request.
+# ARGV: now. Answers 1 (forgotten) or 0 (unknown, expired, filled or claimed under a live
+# lease: nothing written).
+CANCEL_REQUEST = LuaScript(
+    """
+local f = redis.call('HMGET', KEYS[1], 'expires_at', 'secret_id', 'is_filled', 'claimed_until')
+local now = tonumber(ARGV[1])
+if f[1] == false or tonumber(f[1]) <= now then
+  return 0
+end
+if f[2] ~= false and (f[3] ~= false or tonumber(f[4] or '0') > now) then
+  return 0
+end
+redis.call('UNLINK', KEYS[1])
 return 1
 """,
 )
@@ -168,6 +193,10 @@ class RedisRequests:
 
     async def release_request(self, request_id: bytes, secret_id: bytes) -> None:
         await self._script(RELEASE_REQUEST, [request_key(request_id)], [secret_id])
+
+    async def cancel_request(self, request_id: bytes, now: int) -> bool:
+        cancelled = await self._script(CANCEL_REQUEST, [request_key(request_id)], [now])
+        return bool(cancelled == 1)
 
     async def complete_request(
         self, request_id: bytes, secret_id: bytes, expires_at: int, now: int

@@ -24,6 +24,7 @@ __all__ = [
     "DELETE",
     "PUBLISH",
     "PUT_CHUNK",
+    "RECEIPTS",
     "RELEASE",
     "LuaScript",
     "RedisClient",
@@ -92,6 +93,9 @@ return 1
 # Take one view and append its minute to the receipts' viewed_at (comma-separated), which
 # outlive the burn until their own TTL. KEYS: meta, used-ticket marker, readers counter,
 # receipts, then every chunk. ARGV: now, ticket ttl (seconds), stream grace (seconds), minute.
+# A secret published before receipts existed has no receipts hash: its first view since
+# creates it from the meta (manage_hash, expires_at) with the meta's TTL, so its receipts
+# start with that view (views spent before the upgrade were never recorded).
 # Answers: {'used'} | {'gone'} | {'chunks', n} (call again with the n chunk names)
 #        | {'ok', size, inline body or '', chunk count}
 # The ticket check comes first, so a replayed ticket is refused as replayed even after the
@@ -101,7 +105,8 @@ CONSUME = LuaScript(
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {'used'}
 end
-local f = redis.call('HMGET', KEYS[1], 'views_left', 'expires_at', 'size', 'chunks', 'body')
+local f = redis.call(
+  'HMGET', KEYS[1], 'views_left', 'expires_at', 'size', 'chunks', 'body', 'manage_hash')
 local views_left = tonumber(f[1])
 if views_left == nil or views_left <= 0 or tonumber(f[2]) <= tonumber(ARGV[1]) then
   return {'gone'}
@@ -117,6 +122,14 @@ if viewed then
     viewed = viewed .. ','
   end
   redis.call('HSET', KEYS[4], 'viewed_at', viewed .. ARGV[4])
+else
+  redis.call('HSET', KEYS[4], 'manage_hash', f[6], 'expires_at', f[2], 'viewed_at', ARGV[4])
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[4], ttl)
+  else
+    redis.call('EXPIRE', KEYS[4], math.max(1, tonumber(f[2]) - tonumber(ARGV[1])))
+  end
 end
 views_left = views_left - 1
 if views_left == 0 then
@@ -138,6 +151,25 @@ for i = 5, #KEYS do
   end
 end
 return {'ok', f[3], '', chunks}
+""",
+)
+
+# Read a secret's receipts: the receipts hash, or, for a live secret published before
+# receipts existed (no receipts hash yet), its meta with no view recorded. One script, so a
+# view that burns such a secret between the two reads cannot make it look deleted.
+# KEYS: receipts, meta. Answers {manage_hash, expires_at, viewed_at}, all nil when neither
+# key exists.
+RECEIPTS = LuaScript(
+    """
+local receipts = redis.call('HMGET', KEYS[1], 'manage_hash', 'expires_at', 'viewed_at')
+if receipts[1] then
+  return receipts
+end
+local meta = redis.call('HMGET', KEYS[2], 'manage_hash', 'expires_at')
+if meta[1] then
+  return {meta[1], meta[2], ''}
+end
+return {false, false, false}
 """,
 )
 

@@ -5,7 +5,8 @@ record holds only what the server enforces: hashes of the requester's and the fi
 tokens, the requester's device key and the access key the filled secret will get, and its
 times. Filling is one atomic *claim* (an open request takes the id of the secret being
 uploaded; a second claim fails), then the upload, then *complete* (or *release* when the
-upload failed, which opens the request again).
+upload failed, which opens the request again). The requester may *cancel* a request no
+fill holds, which forgets it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ __all__ = [
     "SecretAndRequestStore",
 ]
 
-# One wording for unknown, expired and already filled, so no answer tells them apart.
-REQUEST_GONE_MESSAGE = "This request does not exist, has expired or was already filled."
+# One wording for unknown, expired, cancelled and already filled: no answer tells them apart.
+REQUEST_GONE_MESSAGE = (
+    "This request does not exist, has expired, was cancelled or was already filled."
+)
 
 
 # How long a claim holds the request for its upload. A node that dies between claim and
@@ -124,6 +127,12 @@ class RequestStore(Protocol):
         (the secret's expiry), so its requester can still ask for it. False (and nothing
         written) when the record no longer holds that claim: expired, or a lapsed claim
         another fill took."""
+        ...
+
+    async def cancel_request(self, request_id: bytes, now: int) -> bool:
+        """Atomically forget an open request, or one whose claim lapsed unfilled; False (and
+        nothing written) when it is unknown, expired, filled or claimed under a live lease.
+        Against a concurrent claim exactly one of the two wins."""
         ...
 
 

@@ -123,6 +123,18 @@ class SqliteRequests:
 
         await self._write(release)
 
+    async def cancel_request(self, request_id: bytes, now: int) -> bool:
+        def cancel(conn: sqlite3.Connection) -> bool:
+            # The claim's own condition, so a claim and a cancel exclude each other.
+            cursor = conn.execute(
+                "DELETE FROM requests WHERE id = :id AND expires_at > :now"
+                " AND (secret_id IS NULL OR (is_filled = 0 AND claimed_until <= :now))",
+                {"id": request_id, "now": now},
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(cancel)
+
     async def complete_request(
         self, request_id: bytes, secret_id: bytes, expires_at: int, now: int
     ) -> bool:

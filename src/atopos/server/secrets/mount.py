@@ -50,6 +50,7 @@ class SecretsProduct:
             # Secret requests (docs/protocol/requests.md).
             Route("/api/v1/requests", self._requests.create, methods=["POST"]),
             Route("/api/v1/requests/{id}", self._requests.status, methods=["GET"]),
+            Route("/api/v1/requests/{id}", self._requests.cancel, methods=["DELETE"]),
             Route("/api/v1/requests/{id}/fill", self._requests.fill, methods=["POST"]),
             Route("/openapi.json", self._openapi_json, methods=["GET"]),
         ]

@@ -58,6 +58,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         ),
         404: "Gone: unknown, expired, already viewed or deleted.",
         413: "Body too large.",
+        409: "Conflict: the request is being filled or was filled.",
         415: "Wrong content type.",
         422: "Input does not match the schema.",
         429: "Rate-limited; see Retry-After.",

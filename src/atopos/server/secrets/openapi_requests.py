@@ -27,7 +27,7 @@ _ID = {
 def request_paths(
     envelope: dict[str, Any], json_body: Any, json_response: Any, errors: Any
 ) -> dict[str, Any]:
-    """The three request routes, built with `openapi.py`'s helpers."""
+    """The four request routes, built with `openapi.py`'s helpers."""
     return {
         "/api/v1/requests": {
             "post": {
@@ -50,7 +50,17 @@ def request_paths(
                     "200": json_response("Status.", "RequestStatus"),
                     **errors(403, 404, 429, 503),
                 },
-            }
+            },
+            "delete": {
+                "operationId": "cancelRequest",
+                "summary": "Close the request unfilled, while no fill holds it.",
+                "parameters": [_ID],
+                "security": [{"manageToken": []}],
+                "responses": {
+                    "204": {"description": "Cancelled: the request is forgotten."},
+                    **errors(403, 404, 409, 422, 429, 503),
+                },
+            },
         },
         "/api/v1/requests/{id}/fill": {
             "post": {

@@ -3,8 +3,9 @@
 A requester opens a request bound to its device; whoever holds the request link fills it
 once with an envelope sealed to that device, which becomes an ordinary device-bound secret
 (one view) that only the requester's device can take and open; the requester polls the
-request's status to learn that it arrived. Requests are priced like creates (the `create`
-rate limit, the upload budget and the storage quota for a fill).
+request's status to learn that it arrived, or cancels it while no fill holds it. Requests
+are priced like creates (the `create` rate limit, the upload budget and the storage quota
+for a fill).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from atopos.crypto.request_keys import FILL_TOKEN_BYTES, fill_token_hash
 from atopos.crypto.sizes import MANAGE_TOKEN_BYTES, SECRET_ID_BYTES, SECRET_ID_CHARS
 from atopos.errors import Gone, InvalidInput, Refused
 from atopos.server.bodies import declared_length, limited_stream, read_json
+from atopos.server.errors import error_response
 from atopos.server.identity import ClientId
 from atopos.server.node import Node
 from atopos.server.secrets.manage_tokens import hash_manage_token
@@ -48,6 +50,10 @@ __all__ = ["RequestsApi"]
 _ENVELOPE = "application/octet-stream"
 _JSON = "application/json"
 _FILL_PARAMS = frozenset({"kind"})
+_NOT_CANCELLED = (
+    "This request is being filled or was filled, so it can no longer be cancelled; "
+    "a filled secret is deleted with the pickup link's token like any secret."
+)
 
 
 def _json(payload: msgspec.Struct, status: int = 200) -> Response:
@@ -109,9 +115,7 @@ class RequestsApi:
         await self._admitted(request, "manage", None)
         now = self._node.now()
         info = await self._request(request, now)
-        token = _bearer(request, MANAGE_TOKEN_BYTES)
-        if token is None or not hmac.compare_digest(hash_manage_token(token), info.token_hash):
-            raise Refused("The request token is missing or wrong.")
+        self._check_request_token(request, info)
         state = info.state
         if state is RequestState.FILLING and await self._settled(info, now):
             state = RequestState.FILLED
@@ -127,6 +131,30 @@ class RequestsApi:
                 secret_id=None if secret_id is None else b64url_encode(secret_id),
             )
         )
+
+    async def cancel(self, request: Request) -> Response:
+        """Close the request unfilled (the requester's token): 204, or 409 when a fill holds it
+        or filled it. The storage's cancel and claim exclude each other, so a fill racing a
+        cancel either is refused (404) or wins and the cancel answers 409."""
+        await self._admitted(request, "manage", None)
+        if request.query_params:
+            raise InvalidInput("Cancelling a request takes no query parameters.")
+        now = self._node.now()
+        info = await self._request(request, now)
+        self._check_request_token(request, info)
+        # A lapsed claim whose secret was stored is a fill: settle it rather than cancel.
+        if info.claim_lapsed(now) and await self._settled(info, now):
+            return error_response(409, "conflict", _NOT_CANCELLED)
+        if not await self._store.cancel_request(info.request_id, now):
+            if await self._store.request_info(info.request_id, now) is None:
+                raise Gone(REQUEST_GONE_MESSAGE)
+            return error_response(409, "conflict", _NOT_CANCELLED)
+        return Response(status_code=204)
+
+    def _check_request_token(self, request: Request, info: RequestInfo) -> None:
+        token = _bearer(request, MANAGE_TOKEN_BYTES)
+        if token is None or not hmac.compare_digest(hash_manage_token(token), info.token_hash):
+            raise Refused("The request token is missing or wrong.")
 
     async def fill(self, request: Request) -> Response:
         client = await self._admitted(request, "create", _ENVELOPE)

@@ -1,5 +1,6 @@
 // The secret-request routes under /api/v1/requests (docs/protocol/requests.md). Failures are
-// the ApiErrors of api.js; a 404 (unknown, expired or already filled) is RequestGone.
+// the ApiErrors of api.js; a 404 (unknown, expired, cancelled or already filled) is
+// RequestGone.
 
 import { ApiError, errorFor } from "./api.js";
 import { encode } from "./base64url.js";
@@ -9,7 +10,10 @@ const NETWORK_ERROR = "The server could not be reached. Check your connection an
 
 export class RequestGone extends ApiError {
   constructor() {
-    super(404, "This request does not exist any more: it expired or was already filled.");
+    super(
+      404,
+      "This request does not exist any more: it expired, was cancelled or was already filled.",
+    );
     this.name = "RequestGone";
   }
 }
@@ -41,7 +45,7 @@ async function send(method, path, { json, token } = {}) {
   if (!response.ok) {
     throw failure(response.status, await response.text(), response.headers.get("retry-after"));
   }
-  return response.json();
+  return response.status === 204 ? null : response.json();
 }
 
 /** Open a request: resolves to {id, request_token, expires_at}. Keys are raw bytes. */
@@ -59,6 +63,14 @@ export function openRequest({ deviceKey, accessKey, fillToken, expiresIn }) {
 /** {state: "open" | "filling" | "filled", expires_at, created_at, secret_id}. */
 export function requestStatus(requestId, requestToken) {
   return send("GET", `requests/${requestId}`, { token: requestToken });
+}
+
+/**
+ * Close the request unfilled (docs/protocol/requests.md 4.4); resolves to null. A 409 (a fill
+ * holds it or filled it) rejects with an ApiError of status 409, a 404 with RequestGone.
+ */
+export function cancelRequest(requestId, requestToken) {
+  return send("DELETE", `requests/${requestId}`, { token: requestToken });
 }
 
 /**

@@ -8,7 +8,7 @@ import { ApiError } from "./api.js";
 import { loadDevice, loadOrCreateDevice, supportsDeviceKeys } from "./device-store.js";
 import { secretIdFromPath, shareLink } from "./links.js";
 import { qrSvg } from "./qr.js";
-import { openRequest, RequestGone, requestStatus } from "./request-api.js";
+import { cancelRequest, openRequest, RequestGone, requestStatus } from "./request-api.js";
 import { fillTokenOf, REQUEST_KEY_BYTES } from "./request-keys.js";
 import { parsePickupFragment, pickupPath, requestLink } from "./request-links.js";
 import { bindCopy, byId, formatWhen, hasWebCrypto, showState } from "./ui.js";
@@ -17,6 +17,8 @@ import { bindCopy, byId, formatWhen, hasWebCrypto, showState } from "./ui.js";
 const POLL_MS = 2000;
 
 let shownLink = "";
+// Set once the requester cancelled: the wait loop stops at its next turn.
+let isCancelled = false;
 
 async function ask(event) {
   event.preventDefault();
@@ -44,16 +46,42 @@ async function ask(event) {
   }
 }
 
+async function cancel(requestId, requestToken) {
+  const button = byId("cancel-request");
+  const problem = byId("cancel-error");
+  button.disabled = true;
+  problem.hidden = true;
+  try {
+    await cancelRequest(requestId, requestToken);
+    isCancelled = true;
+    showState("cancelled");
+  } catch (error) {
+    if (error instanceof RequestGone) {
+      isCancelled = true;
+      showState("gone");
+      return;
+    }
+    // 409: a fill holds or filled it; the wait below shows it arriving.
+    problem.textContent =
+      error instanceof ApiError ? error.message : "The request could not be cancelled.";
+    problem.hidden = false;
+    button.disabled = false;
+  }
+}
+
 async function wait(requestId, requestKey, requestToken, device) {
+  byId("cancel-request").onclick = () => cancel(requestId, requestToken);
   shownLink = requestLink(requestId, requestKey, device.code);
   byId("request-link").textContent = shownLink;
   byId("request-qr").replaceChildren(qrSvg(shownLink, "QR code of the request link"));
   showState("waiting");
   for (;;) {
+    if (isCancelled) return;
     let status;
     try {
       status = await requestStatus(requestId, requestToken);
     } catch (error) {
+      if (isCancelled) return;
       if (error instanceof RequestGone) {
         showState("gone");
         return;
@@ -67,6 +95,7 @@ async function wait(requestId, requestKey, requestToken, device) {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       continue;
     }
+    if (isCancelled) return;
     byId("wait-expires").textContent = formatWhen(status.expires_at);
     if (status.state === "filled" && status.secret_id !== null) {
       byId("open-secret").href = shareLink(status.secret_id, requestKey);
