@@ -76,9 +76,11 @@ def redis_cluster_url(redis_cluster: RedisClusterServers) -> str:
     return redis_cluster.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mixnet_lab() -> Iterator[Lab]:
-    """One test mixnet per session (3 layers x 2 nodes + 2 gateways, behind taps)."""
+    """One test mixnet for the integration tests (3 layers x 2 nodes + 2 gateways, behind
+    taps). Package scope, not session: its threads send cover traffic, and they must be gone
+    before the unit tests, whose tracemalloc peaks count every thread's allocations."""
     lab = Lab()
     try:
         yield lab
