@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import mimetypes
 import os
 import stat
 import sys
@@ -9,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from atopos.crypto.envelope import Metadata
 from atopos.errors import InvalidInput
 
 __all__ = [
     "READ_BYTES",
+    "local_content",
     "open_regular_file",
     "open_without_waiting",
     "portable_name",
@@ -84,3 +88,27 @@ def portable_name(name: str) -> str | None:
     except UnicodeEncodeError:
         return None
     return name or None
+
+
+def local_content(
+    content: bytes | Path, stack: contextlib.ExitStack
+) -> tuple[Metadata, Iterator[bytes]]:
+    """What `content` is and its plaintext in pieces of READ_BYTES: bytes are a text secret;
+    a Path is a file, opened on `stack` and read as the pieces are taken."""
+    if isinstance(content, Path):
+        file, size = open_regular_file(content)
+        stack.enter_context(file)
+        metadata = Metadata(
+            kind="file",
+            size=size,
+            name=portable_name(content.name),
+            media_type=mimetypes.guess_type(content.name, strict=False)[0],
+        )
+        return metadata, read_exactly(file, size)
+    return Metadata(kind="text", size=len(content)), _slices(content)
+
+
+def _slices(content: bytes) -> Iterator[bytes]:
+    with memoryview(content) as view:
+        for start in range(0, len(content), READ_BYTES):
+            yield bytes(view[start : start + READ_BYTES])

@@ -13,18 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import mimetypes
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from atopos.client.api import AsyncSecretsApi, CreatedRequest, Kind, SecretsApi
 from atopos.client.links import ShareLink
-from atopos.client.local_files import READ_BYTES, open_regular_file, portable_name, read_exactly
+from atopos.client.local_files import local_content
 from atopos.client.request_links import PickupLink, RequestLink
 from atopos.crypto.access_proof import AccessSigner
 from atopos.crypto.device import DevicePublic
-from atopos.crypto.envelope import Metadata, Sealer
+from atopos.crypto.envelope import Sealer
 from atopos.crypto.randomness import draw
 from atopos.crypto.request_keys import fill_token_of
 from atopos.crypto.sizes import LINK_KEY_BYTES
@@ -229,21 +228,9 @@ def _fill_envelope(
     """The envelope that fills `link`: `content` sealed to its device, as pieces, with its
     size and kind; a file stays open (and is read as it is sent) while the block runs."""
     with contextlib.ExitStack() as stack:
-        if isinstance(content, Path):
-            file, size = open_regular_file(content)
-            stack.enter_context(file)
-            metadata = Metadata(
-                kind="file",
-                size=size,
-                name=portable_name(content.name),
-                media_type=mimetypes.guess_type(content.name, strict=False)[0],
-            )
-            plain = read_exactly(file, size)
-        else:
-            if not content:
-                raise InvalidInput("The secret is empty.")
-            metadata = Metadata(kind="text", size=len(content))
-            plain = _slices(content)
+        if not isinstance(content, Path) and not content:
+            raise InvalidInput("The secret is empty.")
+        metadata, plain = local_content(content, stack)
         sealer = Sealer(link.request_key, metadata, random_bytes=random_bytes, device=link.device)
         yield _FillEnvelope(_sealed(sealer, plain), sealer.size, metadata.kind)
 
@@ -253,11 +240,6 @@ def _sealed(sealer: Sealer, plain: Iterator[bytes]) -> Iterator[bytes]:
         if sealed := sealer.update(piece):
             yield sealed
     yield from sealer.finalize_iter()
-
-
-def _slices(content: bytes) -> Iterator[bytes]:
-    for start in range(0, len(content), READ_BYTES):
-        yield content[start : start + READ_BYTES]
 
 
 async def _in_worker_thread(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import mimetypes
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from atopos.client.device import DeviceLoader, LazyDevice
 from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
 from atopos.client.failures import error_for
 from atopos.client.links import ManageLink, ShareLink
-from atopos.client.local_files import open_regular_file, portable_name, read_exactly
+from atopos.client.local_files import local_content
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.device import DevicePublic
 from atopos.crypto.envelope import (
@@ -74,7 +73,6 @@ ProgressCallback = Callable[[int, int | None], None]
 # 2**26 SHA-256 calls take about a minute in CPython, half the challenge's lifetime; a
 # server asking for more is broken or hostile, and we would not finish in time anyway.
 MAX_POW_BITS = 26
-_READ_BYTES = 256 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,19 +104,7 @@ def create_secret(
     if passphrase == "":
         raise InvalidInput("The passphrase must not be empty.")
     with contextlib.ExitStack() as stack:
-        if isinstance(content, Path):
-            file, size = open_regular_file(content)
-            stack.enter_context(file)
-            metadata = Metadata(
-                kind="file",
-                size=size,
-                name=portable_name(content.name),
-                media_type=mimetypes.guess_type(content.name, strict=False)[0],
-            )
-            pieces = read_exactly(file, size)
-        else:
-            metadata = Metadata(kind="text", size=len(content))
-            pieces = _slices(content)
+        metadata, pieces = local_content(content, stack)
         link_key = draw(random_bytes, LINK_KEY_BYTES)
         sealer = Sealer(
             link_key,
@@ -372,9 +358,3 @@ def _work(step: Step, workers: _Workers) -> Event:
     if isinstance(step, Failed):
         raise error_for(step.failure)
     raise AssertionError(f"unexpected step {step!r}")
-
-
-def _slices(content: bytes) -> Iterator[bytes]:
-    with memoryview(content) as view:
-        for start in range(0, len(content), _READ_BYTES):
-            yield bytes(view[start : start + _READ_BYTES])
