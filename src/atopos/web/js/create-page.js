@@ -10,8 +10,9 @@ import { ApiError, createSecret, MAX_VIEWS } from "./api.js";
 import { encode } from "./base64url.js";
 import { InvalidDeviceCode, parseDeviceCode } from "./device.js";
 import { supportsDeviceKeys } from "./device-store.js";
-import { encodeMetadata, LINK_KEY_BYTES, Sealer } from "./envelope.js";
+import { LINK_KEY_BYTES, Sealer } from "./envelope.js";
 import { manageLink, shareLink } from "./links.js";
+import { LocalContentError, metadataOf, sealContent } from "./local-content.js";
 import { watchSlowPassphrase } from "./passphrase-progress.js";
 import { qrSvg } from "./qr.js";
 import {
@@ -24,8 +25,6 @@ import {
   setProgress,
   showState,
 } from "./ui.js";
-
-const READ_BYTES = 1 << 20;
 
 const form = byId("create-form");
 const kindText = byId("kind-text");
@@ -51,8 +50,6 @@ let chosenFile = null;
 // Set while the device code is checked, so a double click does not submit twice.
 let isBusy = false;
 
-/** A problem the person can fix, with the sentence that says how. */
-class FormError extends Error {}
 let links = { share: "", manage: "" };
 
 // -- composing -------------------------------------------------------------------------------
@@ -162,43 +159,10 @@ function report(step, fraction, detail = "") {
 // Without WebAssembly the passphrase step is slow: say so, with its progress.
 watchSlowPassphrase((fraction, text) => report("Strengthening the passphrase…", fraction, text));
 
-/** Seal the text (already UTF-8) or the file, 1 MiB at a time; returns the envelope. */
-async function sealAll(sealer, text, file) {
-  const parts = [];
-  if (text !== null) {
-    parts.push(...(await sealer.update(text)));
-  } else {
-    for (let offset = 0; offset < file.size; offset += READ_BYTES) {
-      const end = Math.min(offset + READ_BYTES, file.size);
-      const piece = new Uint8Array(await file.slice(offset, end).arrayBuffer());
-      if (piece.length !== end - offset) {
-        throw new FormError("The file changed while it was being read. Choose it again.");
-      }
-      parts.push(...(await sealer.update(piece)));
-      report("Encrypting…", end / file.size, `${formatBytes(end)} of ${formatBytes(file.size)}`);
-    }
-  }
-  parts.push(...(await sealer.finalize()));
-  return new Blob(parts, { type: "application/octet-stream" });
-}
-
 async function createFrom(request) {
   const linkKey = crypto.getRandomValues(new Uint8Array(LINK_KEY_BYTES));
   const text = request.kind === "text" ? new TextEncoder().encode(request.text) : null;
-  const metadata =
-    text !== null
-      ? { kind: "text", size: text.length }
-      : {
-          kind: "file",
-          name: request.file.name.toWellFormed(),
-          size: request.file.size,
-          type: request.file.type || undefined,
-        };
-  try {
-    encodeMetadata(metadata);
-  } catch {
-    throw new FormError("The file name is too long. Rename the file and try again.");
-  }
+  const metadata = metadataOf(text, request.file);
   report(
     request.passphrase === null ? "Encrypting…" : "Strengthening the passphrase…",
     null,
@@ -209,7 +173,9 @@ async function createFrom(request) {
     device: request.device,
   });
   report("Encrypting…", 0);
-  const envelope = await sealAll(sealer, text, request.file);
+  const envelope = await sealContent(sealer, text, request.file, (done, total) =>
+    report("Encrypting…", done / total, `${formatBytes(done)} of ${formatBytes(total)}`),
+  );
   report("Uploading the encrypted secret…", 0, `0 of ${formatBytes(envelope.size)}`);
   const created = await createSecret(
     envelope,
@@ -235,7 +201,7 @@ async function createFrom(request) {
 }
 
 function messageFor(error) {
-  if (error instanceof ApiError || error instanceof FormError) return error.message;
+  if (error instanceof ApiError || error instanceof LocalContentError) return error.message;
   if (error instanceof DOMException && error.name === "NotReadableError") {
     return "The file could not be read. Was it moved or changed? Choose it again.";
   }

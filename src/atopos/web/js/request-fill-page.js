@@ -5,14 +5,13 @@
 
 import { ApiError } from "./api.js";
 import { supportsDeviceKeys } from "./device-store.js";
-import { encodeMetadata, Sealer } from "./envelope.js";
+import { Sealer } from "./envelope.js";
 import { secretIdFromPath, takeFragment } from "./links.js";
+import { LocalContentError, metadataOf, sealContent } from "./local-content.js";
 import { fillRequest, RequestGone } from "./request-api.js";
 import { fillTokenOf } from "./request-keys.js";
 import { parseRequestFragment } from "./request-links.js";
 import { byId, formatBytes, formatWhen, hasWebCrypto, setProgress, showState } from "./ui.js";
-
-const READ_BYTES = 1 << 20;
 
 const form = byId("fill-form");
 const textInput = byId("secret-text");
@@ -26,8 +25,6 @@ const workingProgress = byId("working-progress");
 
 let chosenFile = null;
 let request = null; // {requestId, requestKey, device}
-
-class FormError extends Error {}
 
 function showError(message) {
   formError.textContent = message;
@@ -53,45 +50,15 @@ function report(step, fraction) {
   setProgress(workingProgress, fraction, step);
 }
 
-async function sealAll(sealer, text, file) {
-  const parts = [];
-  if (text !== null) {
-    parts.push(...(await sealer.update(text)));
-  } else {
-    for (let offset = 0; offset < file.size; offset += READ_BYTES) {
-      const end = Math.min(offset + READ_BYTES, file.size);
-      const piece = new Uint8Array(await file.slice(offset, end).arrayBuffer());
-      if (piece.length !== end - offset) {
-        throw new FormError("The file changed while it was being read. Choose it again.");
-      }
-      parts.push(...(await sealer.update(piece)));
-      report("Encrypting…", end / file.size);
-    }
-  }
-  parts.push(...(await sealer.finalize()));
-  return new Blob(parts, { type: "application/octet-stream" });
-}
-
 async function fill() {
   const file = chosenFile;
   const text = file === null ? new TextEncoder().encode(textInput.value) : null;
-  const metadata =
-    text !== null
-      ? { kind: "text", size: text.length }
-      : {
-          kind: "file",
-          name: file.name.toWellFormed(),
-          size: file.size,
-          type: file.type || undefined,
-        };
-  try {
-    encodeMetadata(metadata);
-  } catch {
-    throw new FormError("The file name is too long. Rename the file and try again.");
-  }
+  const metadata = metadataOf(text, file);
   report("Encrypting…", 0);
   const sealer = await Sealer.create(request.requestKey, metadata, { device: request.device });
-  const envelope = await sealAll(sealer, text, file);
+  const envelope = await sealContent(sealer, text, file, (done, total) =>
+    report("Encrypting…", done / total),
+  );
   report("Sending the encrypted secret…", 0);
   const fillToken = await fillTokenOf(request.requestKey);
   return fillRequest(request.requestId, fillToken, envelope, metadata.kind, (sent, total) =>
@@ -124,7 +91,7 @@ async function onSubmit(event) {
     }
     showState("compose");
     showError(
-      error instanceof ApiError || error instanceof FormError
+      error instanceof ApiError || error instanceof LocalContentError
         ? error.message
         : "Something went wrong while encrypting. Nothing was sent. Try again.",
     );
