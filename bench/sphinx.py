@@ -2,10 +2,10 @@
 Atopos (crypto/sphinx.py), a bare hop written directly on pyca primitives (the floor) and
 `sphinxmix` (the Loopix authors' library), side by side in the same run.
 
-    .venv/bin/python bench/sphinx.py [--seconds 1.0] [--rounds 5]
+    .venv/bin/python bench/sphinx.py [--slice-seconds 0.05] [--slices 60]
 
-Each round runs every implementation in turn for `--seconds` of CPU time (alternating
-slices, per CPU second: the machine is shared); each figure is the best round.
+Every implementation runs in turn for `--slice-seconds` of CPU time, `--slices` times;
+each figure is the median slice, per CPU second (the machine is shared).
 
 sphinxmix (and petlib) are installed with `pip install --target /tmp/atopos-bench-sphinxmix`
 on first use, never into the project's environment. Prints ONE JSON line on stdout (progress
@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import platform
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -47,22 +48,23 @@ def log(message: str) -> None:
 
 
 def alternating_rates(
-    works: dict[str, Callable[[], object]], seconds: float, rounds: int
+    works: dict[str, Callable[[], object]], seconds: float, slices: int
 ) -> dict[str, float]:
-    """Best calls per CPU second of each work over `rounds` rounds; each round runs every work
-    for about `seconds` of this process's CPU time in turn. CPU time, not wall time: on a
-    machine shared with other engineers the wall clock counts their work too, and running
-    the works in alternating slices gives them the same caches and clock speed."""
-    best = dict.fromkeys(works, 0.0)
-    for _ in range(rounds):
+    """Calls per CPU second of each work: the median over `slices` slices of `seconds` of
+    this process's CPU time each, the works taking turns slice by slice. CPU time, not wall
+    time: on a machine shared with other engineers the wall clock counts their work too.
+    Short alternating slices give every work the same share of the others' disturbance
+    (caches, a busy sibling hyperthread), and the median drops the slices it hit hardest."""
+    rates: dict[str, list[float]] = {name: [] for name in works}
+    for _ in range(slices):
         for name, work in works.items():
             calls, start = 0, time.process_time()
             while (elapsed := time.process_time() - start) < seconds:
-                for _ in range(20):
+                for _ in range(5):
                     work()
-                calls += 20
-            best[name] = max(best[name], calls / elapsed)
-    return best
+                calls += 5
+            rates[name].append(calls / elapsed)
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 _CTR = modes.CTR(bytes(16))
@@ -142,8 +144,8 @@ def sphinxmix_works() -> tuple[dict[str, Callable[[], object]], str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--slice-seconds", type=float, default=0.05)
+    parser.add_argument("--slices", type=int, default=60)
     args = parser.parse_args()
     works = atopos_works()
     theirs: dict[str, Any] = {}
@@ -152,8 +154,8 @@ def main() -> int:
         works |= their_works
     except (subprocess.SubprocessError, ImportError, OSError) as error:
         theirs["error"] = f"{type(error).__name__}: {error}"
-    log(f"{', '.join(works)}: {args.rounds} rounds of {args.seconds} s each, in turn")
-    best = alternating_rates(works, args.seconds, args.rounds)
+    log(f"{', '.join(works)}: {args.slices} slices of {args.slice_seconds} s CPU each, in turn")
+    best = alternating_rates(works, args.slice_seconds, args.slices)
     ours = {
         "hop_per_s": round(best["atopos_hop"]),
         "bare_hop_per_s": round(best["bare_hop"]),
