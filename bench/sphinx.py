@@ -5,7 +5,11 @@ Atopos (crypto/sphinx.py), a bare hop written directly on pyca primitives (the f
     .venv/bin/python bench/sphinx.py [--slice-seconds 0.05] [--slices 60]
 
 Every implementation runs in turn for `--slice-seconds` of CPU time, `--slices` times;
-each figure is the median slice, per CPU second (the machine is shared).
+each figure is the median slice, per CPU second (the machine is shared). Where a hop's time
+goes (py-spy: `pip install --target DIR py-spy`, not a project dependency):
+
+    DIR/bin/py-spy record -r 400 -f raw -o hop.txt -- .venv/bin/python bench/sphinx.py --hop-loop 10
+    .venv/bin/python bench/sphinx.py --split hop.txt
 
 sphinxmix (and petlib) are installed with `pip install --target /tmp/atopos-bench-sphinxmix`
 on first use, never into the project's environment. Prints ONE JSON line on stdout (progress
@@ -24,8 +28,10 @@ import argparse
 import hashlib
 import hmac
 import json
+import linecache
 import os
 import platform
+import re
 import statistics
 import subprocess
 import time
@@ -142,11 +148,75 @@ def sphinxmix_works() -> tuple[dict[str, Callable[[], object]], str]:
     return works, type(group).__name__
 
 
+# py-spy's raw (collapsed) stacks of `--hop-loop`, grouped by primitive: the innermost frame
+# in atopos code decides, by its module or the text of its source line (first match wins).
+_SPLIT_BY_MODULE = {
+    "sphinx_x25519.py": "X25519 blinding b*alpha",
+    "hkdf.py": "HKDF-SHA256",
+}
+_SPLIT_BY_LINE = [
+    ("from_private_bytes", "X25519 key object from bytes (derives a public key)"),
+    ("private_key.exchange(", "X25519 node exchange y*alpha"),
+    ("blinding", "X25519 blinding b*alpha"),
+    ("hmac.digest", "HMAC-SHA256"),
+    ("_mac(", "HMAC-SHA256"),
+    ("Cipher(", "AES-256-CTR"),
+    (".update(", "AES-256-CTR"),
+]
+_FRAME = re.compile(r"^(?P<function>.*) \((?P<path>.*):(?P<line>\d+)\)$")
+
+
+def hop_loop(seconds: float) -> None:
+    """Atopos hops only, for `seconds` of wall time, for a profiler to sample."""
+    hop = atopos_works()["atopos_hop"]
+    calls, start, deadline = 0, time.process_time(), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(100):
+            hop()
+        calls += 100
+    log(f"{(time.process_time() - start) / calls * 1e6:.1f} us of CPU per hop")
+
+
+def split(raw_stacks: Path) -> dict[str, float]:
+    """Share of the hop's samples per primitive; the rest is our Python, by function. pyca's
+    own Python (Cipher objects) counts with its primitive."""
+    source = Path(sphinx.__file__).resolve().parent.parent
+    shares: dict[str, float] = {}
+    total = 0
+    for line in raw_stacks.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        ours = [m for f in frames if "atopos/" in f and (m := _FRAME.match(f))]
+        if not any(m["function"] == "process_packet" for m in ours):
+            continue
+        total += int(count)
+        inner = ours[-1]
+        module = inner["path"].rsplit("/", 1)[-1]
+        path = source / inner["path"][inner["path"].index("atopos/") + len("atopos/") :]
+        text = linecache.getline(str(path), int(inner["line"]))
+        group = _SPLIT_BY_MODULE.get(module) or next(
+            (name for needle, name in _SPLIT_BY_LINE if needle in text),
+            f"Python: {inner['function']}",
+        )
+        if module == "sphinx_lioness.py" and not group.startswith("Python"):
+            group = f"Lioness {group}"
+        shares[group] = shares.get(group, 0) + int(count)
+    return {k: round(100 * v / total, 1) for k, v in sorted(shares.items(), key=lambda i: -i[1])}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slice-seconds", type=float, default=0.05)
     parser.add_argument("--slices", type=int, default=60)
+    parser.add_argument("--hop-loop", type=float, metavar="SECONDS", help="only run hops")
+    parser.add_argument("--split", type=Path, metavar="RAW", help="group py-spy raw stacks")
     args = parser.parse_args()
+    if args.hop_loop:
+        hop_loop(args.hop_loop)
+        return 0
+    if args.split:
+        print(json.dumps({"bench": "sphinx-split", "percent": split(args.split)}), flush=True)
+        return 0
     works = atopos_works()
     theirs: dict[str, Any] = {}
     try:
