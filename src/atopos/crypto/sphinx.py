@@ -20,6 +20,7 @@ from atopos.crypto.errors import CryptoError
 from atopos.crypto.hkdf import derive_key
 from atopos.crypto.randomness import RandomBytes, draw
 from atopos.crypto.sphinx_lioness import LIONESS_KEY_BYTES, lioness_decrypt, lioness_encrypt
+from atopos.crypto.sphinx_x25519 import x25519
 
 __all__ = [
     "ADDRESS_BYTES",
@@ -231,15 +232,15 @@ def _shared_secrets(route: Sequence[Hop], ephemeral: bytes) -> tuple[bytes, list
             product = product * _clamped(keys[-1].blinding) % _ORDER
         scalar = _x25519_scalar(product) if index else None
         try:
-            public = X25519PublicKey.from_public_bytes(hop.public_key)
             if not index:
-                # The product is still x itself: no second key object (each costs a base
-                # point multiplication in pyca, which derives its public key).
-                shared = private.exchange(public)
+                # The product is still x itself: the key object that gave alpha serves.
+                shared = private.exchange(X25519PublicKey.from_public_bytes(hop.public_key))
             elif scalar is None:
+                public = X25519PublicKey.from_public_bytes(hop.public_key)
                 shared = _chained_exchange(ephemeral, [k.blinding for k in keys], public)
             else:
-                shared = X25519PrivateKey.from_private_bytes(scalar).exchange(public)
+                # Raw X25519: a pyca key object would first derive a public key we never use.
+                shared = x25519(scalar, hop.public_key)
         except ValueError:
             raise ValueError("a hop's public key is not a usable X25519 key") from None
         keys.append(_hop_keys(shared))
@@ -247,6 +248,8 @@ def _shared_secrets(route: Sequence[Hop], ephemeral: bytes) -> tuple[bytes, list
 
 
 def _chained_exchange(ephemeral: bytes, blindings: list[bytes], public: X25519PublicKey) -> bytes:
+    """The paper's chain on pyca, one exchange per earlier blinding: the fallback, and the
+    reference the tests hold the shortcut to."""
     shared = X25519PrivateKey.from_private_bytes(ephemeral).exchange(public)
     for blinding in blindings:
         shared = X25519PrivateKey.from_private_bytes(blinding).exchange(
@@ -363,9 +366,10 @@ def process_packet(private_key: X25519PrivateKey, packet: bytes) -> Relay | Deli
     next_mac = opened[ROUTING_BYTES - _MAC_BYTES : ROUTING_BYTES]
     payload = lioness_decrypt(keys.payload, packet[HEADER_BYTES:])
     if command == COMMAND_RELAY:
-        blinding = X25519PrivateKey.from_private_bytes(keys.blinding)
         try:
-            next_alpha = blinding.exchange(X25519PublicKey.from_public_bytes(alpha))
+            # Raw X25519 (libsodium): a pyca key object for the blinding scalar would cost a
+            # second scalar multiplication, the public key we never use.
+            next_alpha = x25519(keys.blinding, alpha)
         except ValueError:
             raise InvalidPacket from None
         next_packet = next_alpha + opened[ROUTING_BYTES:] + next_mac + payload
