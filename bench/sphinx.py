@@ -205,9 +205,13 @@ def split(raw_stacks: Path) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slice-seconds", type=float, default=0.05)
-    parser.add_argument("--slices", type=int, default=60)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--slice-seconds", type=float, default=0.05, help="CPU seconds per slice (0.05)"
+    )
+    parser.add_argument("--slices", type=int, default=60, help="slices per implementation (60)")
     parser.add_argument("--hop-loop", type=float, metavar="SECONDS", help="only run hops")
     parser.add_argument("--split", type=Path, metavar="RAW", help="group py-spy raw stacks")
     args = parser.parse_args()
