@@ -14,6 +14,9 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from tests.servers import ManualClock
 
 from atopos.errors import RateLimited
+from atopos.randomness import system_random_bytes
+from atopos.server.config import ServerConfig, rate_limits
+from atopos.server.node import build_node
 from atopos.server.ratelimit import RateLimits
 from atopos.server.shared_counter_storage import SharedCounterStorage
 from atopos.server.shared_counters import BUCKET_SLOTS, DEFAULT_SLOTS, SharedCounterTable
@@ -156,3 +159,39 @@ def test_clear_and_reset_forget_counters() -> None:
 def test_the_slot_count_must_fill_whole_buckets() -> None:
     with pytest.raises(ValueError, match="multiple"):
         _table(_window_start(), slots=BUCKET_SLOTS + 1)
+
+
+def test_workers_share_counters_unless_a_rate_limit_redis_is_set() -> None:
+    assert ServerConfig(workers=2).shares_counters_between_workers()
+    assert ServerConfig(
+        workers=2, rate_limit_storage_url="memory://"
+    ).shares_counters_between_workers()
+    assert not ServerConfig(workers=1).shares_counters_between_workers()
+    # Redis wins when configured: for the counters, or as the storage they default to.
+    redis = "redis://127.0.0.1:6380/0"
+    assert not ServerConfig(
+        workers=2, rate_limit_storage_url=redis
+    ).shares_counters_between_workers()
+    assert not ServerConfig(workers=2, storage_url=redis).shares_counters_between_workers()
+
+
+def test_two_nodes_on_one_table_count_one_budget() -> None:
+    clock = _window_start()
+    table = _table(clock)
+    config = ServerConfig(workers=2, **rate_limits(4))
+    nodes = [
+        build_node(config, clock, system_random_bytes, shared_counters=table) for _ in range(2)
+    ]
+
+    async def scenario() -> list[bool]:
+        answers = []
+        for index in range(6):
+            try:
+                await nodes[index % 2].limits.hit("create", "client")
+            except RateLimited:
+                answers.append(False)
+            else:
+                answers.append(True)
+        return answers
+
+    assert asyncio.run(scenario()) == [True] * 4 + [False] * 2
