@@ -1,8 +1,9 @@
 """Sliding-window counters in anonymous shared memory, for the worker processes of one node.
 
 The supervisor (server/workers.py) makes the table before it forks the workers: one
-`mmap(-1, ...)`, MAP_SHARED | MAP_ANONYMOUS, that no file backs, so nothing of it reaches a
-disk and it is gone when the node stops, like the counters of a single process. Every
+`mmap(-1, ...)`, MAP_SHARED | MAP_ANONYMOUS, that no file backs (and left out of core
+files), so nothing of it reaches a disk and it is gone when the node stops, like the
+counters of a single process. Every
 worker inherits the same pages, and so counts every client against the same budgets.
 
 The size is fixed: `slots` records of 64 bytes (4 MiB by default), in buckets of 8. A
@@ -18,7 +19,7 @@ only while one record is read and rewritten (a few microseconds). A worker kille
 holds the lock cannot release it, and Python has no robust mutex: the holder writes its pid
 and a hold number into the table's header, and a waiter that sees the holder dead, or the
 same hold for longer than `STUCK_AFTER` seconds, takes the lock over (docs/operations.md,
-"Worker processes").
+"Worker processes"). Each process uses the table from one thread (its event loop).
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class SharedCounterTable:
         self._clock = clock
         self._buckets = slots // BUCKET_SLOTS
         self._memory = mmap.mmap(-1, _HEADER_BYTES + slots * _SLOT_BYTES)
+        # Nor into a core file: the slots are keyed by (fingerprints of) client identifiers.
+        if hasattr(mmap, "MADV_DONTDUMP"):
+            self._memory.madvise(mmap.MADV_DONTDUMP)
         self._lock = multiprocessing.get_context("fork").Lock()
         self._fingerprint_key = random_bytes(_FINGERPRINT_KEY_BYTES)
         # The hold number this process wrote when it last took the lock.
