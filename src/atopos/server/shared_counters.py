@@ -46,8 +46,6 @@ STUCK_AFTER = 1.0
 _WAIT_STEP = 0.05
 _GIVE_UP_AFTER = 3.0
 
-# Header: the holder's pid (0: none) and the number of the hold, counted up at each.
-_HEADER = struct.Struct("<qq")
 _HEADER_BYTES = 64
 # Slot: fingerprint, window length (s), window number, previous and current window's counts,
 # limit. An empty slot has window length 0.
@@ -74,6 +72,8 @@ class SharedCounterTable:
         self._clock = clock
         self._buckets = slots // BUCKET_SLOTS
         self._memory = mmap.mmap(-1, _HEADER_BYTES + slots * _SLOT_BYTES)
+        # The header as two integers: the holder's pid (0: none) and the number of its hold.
+        self._header = memoryview(self._memory)[:16].cast("q")
         # Nor into a core file: the slots are keyed by (fingerprints of) client identifiers.
         if hasattr(mmap, "MADV_DONTDUMP"):
             self._memory.madvise(mmap.MADV_DONTDUMP)
@@ -93,7 +93,8 @@ class SharedCounterTable:
         if amount > limit:
             return False
         fingerprint = self._fingerprint(key)
-        with self._held():
+        self._take_lock()  # (not `_held()`: this runs for every request, and is 1 µs less)
+        try:
             now = self._clock.now()
             window = int(now // expiry)
             index, previous, current = self._find(fingerprint, expiry, window, now)
@@ -102,13 +103,18 @@ class SharedCounterTable:
                 return False
             self._write(index, fingerprint, expiry, window, previous, current + amount, limit)
             return True
+        finally:
+            self._release_lock()
 
     def window(self, key: str, expiry: int) -> WindowCounts:
         """The key's counts, as `limits`' storages report them (zeros for an unknown key)."""
         fingerprint = self._fingerprint(key)
-        with self._held():
+        self._take_lock()
+        try:
             now = self._clock.now()
             previous, current = self._counts(fingerprint, expiry, int(now // expiry))
+        finally:
+            self._release_lock()
         previous_ttl = _previous_weight(now, expiry) if previous else 0.0
         current_ttl = (1 - (now / expiry) % 1) * expiry + expiry
         return previous, previous_ttl, current, current_ttl
@@ -196,10 +202,11 @@ class SharedCounterTable:
         """Wait for the lock in short steps; between them, take it over from a holder that
         died, or from one this waiter has seen hold it for longer than any update takes."""
         started = self._clock.monotonic()
-        seen, seen_since = _HEADER.unpack_from(self._memory, 0), started
+        header = self._header
+        seen, seen_since = (header[0], header[1]), started
         while not self._lock.acquire(True, _WAIT_STEP):
             now = self._clock.monotonic()
-            holder = _HEADER.unpack_from(self._memory, 0)
+            holder = (header[0], header[1])
             if holder != seen:
                 seen, seen_since = holder, now
             pid = holder[0]
@@ -210,17 +217,32 @@ class SharedCounterTable:
                 raise TableBusy("the rate-limit table's lock stayed held")
 
     def _note_holder(self) -> None:
-        _pid, hold = _HEADER.unpack_from(self._memory, 0)
-        self._my_hold = hold + 1
-        _HEADER.pack_into(self._memory, 0, os.getpid(), self._my_hold)
+        header = self._header
+        self._my_hold = header[1] + 1
+        header[0], header[1] = _this_process.pid, self._my_hold
 
     def _release_lock(self) -> None:
-        pid, hold = _HEADER.unpack_from(self._memory, 0)
-        if pid != os.getpid() or hold != self._my_hold:
+        header = self._header
+        if header[0] != _this_process.pid or header[1] != self._my_hold:
             return  # taken over while this process held it: the new holder releases it
-        _HEADER.pack_into(self._memory, 0, 0, hold)
+        header[0] = 0
         with contextlib.suppress(ValueError):  # released by a take-over that raced this one
             self._lock.release()
+
+
+class _ThisProcess:
+    """This process's pid, kept up to date across forks: os.getpid() is a system call, and
+    each hit would make two."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self.pid = os.getpid()
+
+
+_this_process = _ThisProcess()
 
 
 def _rolled(slot_window: int, previous: int, current: int, window: int) -> tuple[int, int]:
