@@ -332,6 +332,8 @@ def start_up_lines(config: ServerConfig, port: int | None) -> list[str]:
         if config.room_redis_url is None:
             rooms = "rooms are off: they need one, or a room Redis"
         lines.append(f"  workers: {config.workers} processes ({rooms})")
+        if config.shares_counters_between_workers():
+            lines.append("  rate limits: counted in memory the workers share (lost on restart)")
     return [*lines, "  Press Ctrl-C to stop. Logs follow (JSON instead: --log-format json)."]
 
 
