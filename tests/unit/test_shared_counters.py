@@ -105,19 +105,20 @@ def test_the_table_is_fixed_size_and_anonymous_shared_memory() -> None:
     for index in range(3 * DEFAULT_SLOTS):  # an attacker rotating through 3x the slots
         table.acquire(f"address-{index}", _MINUTE, 60, 1)
     assert table.size_bytes == 64 + DEFAULT_SLOTS * 64
-    # The mapping is shared and backed by no file on disk (/dev/zero is how Linux names an
-    # anonymous shared mapping).
-    sizes = {
-        int(end, 16) - int(start, 16): name
-        for start, end, mode, name in re.findall(
-            r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$",
-            Path("/proc/self/maps").read_text(),
-            re.MULTILINE,
-        )
-        if mode[3] == "s"
-    }
+    # The mapping is shared, backed by no file on disk (/dev/zero is how Linux names an
+    # anonymous shared mapping) and left out of core files (VmFlags "dd").
     rounded = -(-table.size_bytes // 4096) * 4096
-    assert sizes[rounded].startswith("/dev/zero")
+    mappings = [
+        (name, flags.split())
+        for start, end, mode, name, flags in re.findall(
+            r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+[ \t]*(.*?)$.*?^VmFlags:(.*?)$",
+            Path("/proc/self/smaps").read_text(),
+            re.MULTILINE | re.DOTALL,
+        )
+        if mode[3] == "s" and int(end, 16) - int(start, 16) == rounded
+    ]
+    assert mappings
+    assert all(name.startswith("/dev/zero") and "dd" in flags for name, flags in mappings)
 
 
 def test_a_full_bucket_gives_up_its_least_spent_counter_first() -> None:
