@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from tests.servers import ManualClock
 
+from atopos.clock import SystemClock
 from atopos.errors import RateLimited
 from atopos.randomness import system_random_bytes
 from atopos.server.config import ServerConfig, rate_limits
+from atopos.server.identity import ClientId
 from atopos.server.node import build_node
 from atopos.server.ratelimit import RateLimits
 from atopos.server.shared_counter_storage import SharedCounterStorage
@@ -196,3 +200,44 @@ def test_two_nodes_on_one_table_count_one_budget() -> None:
         return answers
 
     assert asyncio.run(scenario()) == [True] * 4 + [False] * 2
+
+
+@pytest.mark.parametrize("store", ["memory", "shared"])
+def test_rate_limits_answer_alike_on_both_stores(store: str) -> None:
+    """The contract RateLimits relies on: the same answers from `limits`' in-process storage
+    and from the shared table (both on the system clock, which `limits` reads itself)."""
+    clock = SystemClock()
+    storage = MemoryStorage() if store == "memory" else SharedCounterStorage(_table(clock))
+    limits = RateLimits({"create": 5}, storage, clock=clock, per_hour={"upload": 150})
+    narrow = ClientId("a", ("net56", "net48"))
+    neighbour = ClientId("b", ("net56", "net48"))
+    waits: list[int] = []
+
+    async def scenario() -> tuple[list[bool], list[bool], int, list[bool]]:
+        async def admitted(call: Callable[[], Awaitable[None]]) -> bool:
+            try:
+                await call()
+            except RateLimited as refused:
+                waits.append(refused.retry_after)
+                return False
+            return True
+
+        own = [await admitted(lambda: limits.hit("create", narrow)) for _ in range(6)]
+        # The /56 has 4 times the budget: a neighbour /64 still gets its own 5.
+        other = [await admitted(lambda: limits.hit("create", neighbour)) for _ in range(6)]
+        for _ in range(4):
+            await limits.record_failure(narrow)
+        bits = await limits.extra_bits(narrow)
+        upload = [
+            await admitted(lambda amount=amount: limits.spend("upload", narrow, amount))
+            for amount in (100, 60, 50)
+        ]
+        return own, other, bits, upload
+
+    own, other, bits, upload = asyncio.run(scenario())
+    assert own == [True] * 5 + [False]
+    assert other == [True] * 5 + [False]
+    assert bits == 3  # 4 failures: bit_length 3
+    assert upload == [True, False, True]
+    assert len(waits) == 3
+    assert all(1 <= wait <= 3600 for wait in waits)
