@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import signal
 import subprocess
@@ -191,26 +192,93 @@ def test_rooms_are_refused_with_a_clear_503(workers_server: ServerProcess) -> No
     assert "rooms are refused" in workers_server.output()
 
 
-def test_workers_with_in_memory_rate_limits_refuse_to_start(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [ATOPOS, "serve", "--port", "1", "--data", str(tmp_path), "--workers", "2"],
-        env={**os.environ, "ATOPOS_RATE_LIMIT": "60"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_workers_without_a_rate_limit_redis_start_with_shared_counters(
+    tmp_path: Path,
+) -> None:
+    # Until the shared counter table, this set-up refused to start ("shared Redis").
+    process = ServerProcess(
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "server.log",
+        env={"ATOPOS_WORKERS": str(_WORKERS), "ATOPOS_RATE_LIMIT": "60"},
     )
-    assert result.returncode != 0
-    assert "shared Redis" in result.stderr
+    process.start()
+    try:
+        assert len(_workers_of(process)) == _WORKERS
+        assert httpx.get(f"{process.url}/healthz", timeout=10).status_code == 200
+    finally:
+        process.stop()
+    # Nothing of the counters reached the data directory: only the store's files are there.
+    names = [p.name for p in (tmp_path / "data").iterdir()]
+    assert all(name.startswith("atopos.db") or name == "chunks" for name in names), names
+
+
+_RATE_CHALLENGE = 30
+
+
+def _challenge(connection: http.client.HTTPConnection) -> tuple[int, str | None]:
+    connection.request("POST", f"/api/v1/secrets/{'A' * 22}/challenge")
+    answer = connection.getresponse()
+    answer.read()
+    return answer.status, answer.getheader("retry-after")
+
+
+def test_a_rate_limit_holds_across_the_workers(tmp_path: Path) -> None:
+    process = ServerProcess(
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "server.log",
+        env={
+            "ATOPOS_WORKERS": str(_WORKERS),
+            "ATOPOS_RATE_LIMIT": "0",
+            "ATOPOS_RATE_CHALLENGE": str(_RATE_CHALLENGE),
+        },
+    )
+    process.start()
+    by_worker: dict[int, http.client.HTTPConnection] = {}
+    answers: list[tuple[int, int, str | None]] = []  # (worker, status, Retry-After)
+    try:
+        # Keep-alive connections until each worker holds one (the kernel picks the worker);
+        # the first request on each counts too.
+        for _ in range(20):
+            connection = http.client.HTTPConnection("127.0.0.1", process.port, timeout=30)
+            status, retry_after = _challenge(connection)
+            worker = _worker_accepting(connection.sock.getsockname()[1], process)
+            answers.append((worker, status, retry_after))
+            by_worker.setdefault(worker, connection)
+            if len(by_worker) == _WORKERS:
+                break
+        assert len(by_worker) == _WORKERS, "the kernel gave every connection to one worker"
+        # Then the same client, alternating between the workers, well past the limit.
+        for _ in range(_RATE_CHALLENGE):
+            for worker, connection in by_worker.items():
+                answers.append((worker, *_challenge(connection)))
+    finally:
+        for connection in by_worker.values():
+            connection.close()
+        process.stop()
+    statuses = [status for _, status, _ in answers]
+    admitted = [status for status in statuses if status != 429]
+    # One budget for the node: exactly the limit admitted, in a row, and then nothing.
+    assert len(admitted) == _RATE_CHALLENGE
+    assert statuses[:_RATE_CHALLENGE] == admitted
+    assert set(admitted) == {404}
+    refused = [(worker, retry) for worker, status, retry in answers if status == 429]
+    assert {worker for worker, _ in refused} == set(by_worker)
+    assert all(retry is not None and 1 <= int(retry) <= 120 for _, retry in refused)
+    admitted_on = {worker for worker, status, _ in answers if status != 429}
+    assert admitted_on == set(by_worker)
 
 
 # -- rooms across the workers, through a room Redis ------------------------------------------
 
 
 def _worker_holding(peer: Peer, server: ServerProcess) -> int:
-    """The pid of the worker that accepted `peer`'s connection: the server-side socket of
-    that TCP connection (in /proc/net/tcp) is among that worker's open files."""
-    client_port = peer.socket.local_address[1]
+    """The pid of the worker that accepted `peer`'s connection."""
+    return _worker_accepting(peer.socket.local_address[1], server)
+
+
+def _worker_accepting(client_port: int, server: ServerProcess) -> int:
+    """The pid of the worker that accepted the connection from `client_port`: the server-side
+    socket of that TCP connection (in /proc/net/tcp) is among that worker's open files."""
     local, remote = f"0100007F:{server.port:04X}", f"0100007F:{client_port:04X}"
     inode = next(
         fields[9]

@@ -70,7 +70,8 @@ def serve(
             min=1,
             max=64,
             metavar="N",
-            help="Worker processes sharing the port and the store, to use N cores; rooms "
+            help="Worker processes sharing the port and the store, to use N cores; rate "
+            "limits are shared in memory (or in ATOPOS_RATE_LIMIT_STORAGE's Redis); rooms "
             "need 1 or a room Redis (ATOPOS_ROOM_REDIS_URL). Env: ATOPOS_WORKERS; "
             "default: 1. docs/operations.md.",
         ),

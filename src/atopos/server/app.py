@@ -29,6 +29,7 @@ from atopos.server.rooms.limits import RoomNodeLimits
 from atopos.server.rooms.mount import RoomsProduct, shared_rooms
 from atopos.server.rooms.refused import RoomsRefused
 from atopos.server.secrets import SecretsProduct
+from atopos.server.shared_counters import SharedCounterTable
 from atopos.storage.factory import open_store
 from atopos.storage.request_port import SecretAndRequestStore
 
@@ -48,12 +49,21 @@ def create_app(
     room_limits: RoomNodeLimits | None = None,
     on_rooms: Callable[[RoomsProduct], None] | None = None,
     node_keys: NodeKeys | None = None,
+    shared_counters: SharedCounterTable | None = None,
 ) -> ASGIApp:
     """The node's app. `room_limits` (default: the config's) shrinks the relay's caps in
     tests, and `on_rooms` hands the rooms product to a test (to read its RAM state or fire
-    its ticker). `node_keys`: the keys a worker shares with the node's other workers."""
+    its ticker). `node_keys` and `shared_counters`: the keys and the rate-limit counters a
+    worker shares with the node's other workers."""
     clock = clock or SystemClock()
-    node = build_node(config, clock, random_bytes, token_keys=token_keys, node_keys=node_keys)
+    node = build_node(
+        config,
+        clock,
+        random_bytes,
+        token_keys=token_keys,
+        node_keys=node_keys,
+        shared_counters=shared_counters,
+    )
     has_workers = config.workers > 1
     store = store or open_store(
         config.resolved_storage_url(), clock, is_shared_by_workers=has_workers

@@ -82,7 +82,8 @@ class ServerConfig:
     rate_reveal: int = 60
     rate_manage: int = 60
     sweep_interval: float = 30.0
-    # Worker processes sharing the listening socket and the store (server/workers.py).
+    # Worker processes sharing the listening socket and the store (server/workers.py); without
+    # a rate-limit Redis they count rate limits in shared memory (server/shared_counters.py).
     workers: int = 1
     log_level: str = "info"
     # Honour X-Forwarded-For (its last entry) from these proxy addresses only, e.g. Caddy on
@@ -144,6 +145,11 @@ class ServerConfig:
         if url is None and self.has_redis_storage():
             url = self.storage_url
         return None if url is None or url.startswith("memory://") else url
+
+    def shares_counters_between_workers(self) -> bool:
+        """Whether the node's workers count rate limits in the table they share in memory
+        (server/shared_counters.py): several workers and no rate-limit Redis."""
+        return self.workers > 1 and self.resolved_rate_limit_storage_url() is None
 
     def has_redis_storage(self) -> bool:
         return self.storage_url is not None and is_redis_url(self.storage_url)

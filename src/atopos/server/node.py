@@ -25,6 +25,8 @@ from atopos.server.cross_site import is_cross_site
 from atopos.server.identity import ClientId, EphemeralIdentifiers
 from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.ratelimit import UPLOAD_BUDGET, RateLimits, rate_limit_storage
+from atopos.server.shared_counter_storage import SharedCounterStorage
+from atopos.server.shared_counters import SharedCounterTable
 from atopos.storage.ephemeral_redis import PersistenceCheck, check_at_start
 
 __all__ = ["Node", "build_node"]
@@ -68,10 +70,12 @@ def build_node(
     *,
     token_keys: TokenKeys | None = None,
     node_keys: NodeKeys | None = None,
+    shared_counters: SharedCounterTable | None = None,
 ) -> Node:
     """Every problem of the configuration (a bad key file, a rate-limit Redis that persists)
-    stops the start here, with one sentence (InvalidInput). `node_keys`, given by the worker
-    supervisor (server/workers.py), are the keys every worker of the node shares."""
+    stops the start here, with one sentence (InvalidInput). `node_keys` and `shared_counters`,
+    made by the worker supervisor before the fork (server/workers.py), are the keys and the
+    rate-limit counters every worker of the node shares."""
     # Read before anything else, so a bad key file stops the start with one sentence.
     if node_keys is None and config.key_file is not None:
         node_keys = load_key_file(config.key_file)
@@ -92,9 +96,14 @@ def build_node(
         identifiers = EphemeralIdentifiers(
             clock.now(), node_key=node_keys.current, random_bytes=random_bytes
         )
+    storage = (
+        rate_limit_storage(rate_limit_url)
+        if shared_counters is None
+        else SharedCounterStorage(shared_counters)
+    )
     limits = RateLimits(
         config.per_minute_limits(),
-        rate_limit_storage(rate_limit_url),
+        storage,
         persistence_check,
         clock=clock,
         per_hour={UPLOAD_BUDGET: config.upload_quota_per_hour_bytes},

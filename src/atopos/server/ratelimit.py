@@ -1,11 +1,12 @@
 """Per-identifier rate limits and failure counts on the `limits` library.
 
-The storage is `limits`' in-memory one for a single node, its Redis storage when nodes
-share a Redis, so limits hold across nodes (`rate_limit_storage`). A storage that cannot be
-reached makes the request fail with Unavailable (503): limits fail closed. On Redis, a
-`PersistenceCheck` (storage/ephemeral_redis.py) must pass before counters are written:
-their keys are client identifiers, which must not reach a disk. The Redis clients are
-built by storage/redis_clients.py.
+The storage is `limits`' in-memory one for a single process, the table in shared memory
+for the worker processes of one node (server/shared_counter_storage.py), or its Redis
+storage when nodes share a Redis, so limits hold across nodes (`rate_limit_storage`). A
+storage that cannot be reached makes the request fail with Unavailable (503): limits fail
+closed. On Redis, a `PersistenceCheck` (storage/ephemeral_redis.py) must pass before
+counters are written: their keys are client identifiers, which must not reach a disk. The
+Redis clients are built by storage/redis_clients.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from limits.errors import ConfigurationError, StorageError
 from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput, RateLimited, Unavailable
 from atopos.server.identity import ClientId
+from atopos.server.shared_counter_storage import SharedCounterStorage
 from atopos.storage.ephemeral_redis import UNAVAILABLE_MESSAGE, PersistenceCheck
 from atopos.storage.outage_log import OutageLog
 from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
@@ -117,7 +119,7 @@ def _keys(client: ClientId | str) -> tuple[str, ...]:
 def _storage_errors(storage: Storage) -> tuple[type[Exception], ...]:
     """What a storage raises when it cannot answer. `limits` wraps the client's RedisError in
     StorageError, but not the Cluster client's RedisClusterException (no node reachable)."""
-    if isinstance(storage, MemoryStorage):
+    if isinstance(storage, MemoryStorage | SharedCounterStorage):
         return (StorageError,)
     # Imported here: a node that keeps its counters in memory never loads the Redis client.
     from redis.exceptions import RedisClusterException, RedisError

@@ -32,6 +32,7 @@ from atopos.server.connection_guard import ConnectionLimits, guarded_http_protoc
 from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.logs import configure_logging
 from atopos.server.onion_service import OnionOptions, PublishedOnion, publish_onion_service
+from atopos.server.shared_counters import SharedCounterTable
 from atopos.server.websocket_protocol import QuietWebSocketProtocol
 from atopos.server.workers import WorkerSupervisor
 from atopos.storage.factory import open_store
@@ -116,12 +117,6 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
     """`config.workers` processes on one listening socket (server/workers.py)."""
     if has_onion:
         raise InvalidInput("--onion runs in a single process; set --workers 1 to use it.")
-    if config.has_rate_limits() and config.resolved_rate_limit_storage_url() is None:
-        raise InvalidInput(
-            "With several workers, rate limits must be counted in a shared Redis: set "
-            "ATOPOS_RATE_LIMIT_STORAGE (deploy/redis/atopos-ephemeral.conf), or "
-            "ATOPOS_RATE_LIMIT=0 behind a proxy that limits."
-        )
     _raise_descriptor_limit()
     listener = listening_socket(config.host, config.port)
     try:
@@ -135,7 +130,15 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
             if config.key_file is not None
             else NodeKeys(system_random_bytes(NODE_KEY_BYTES))
         )
-        create_app(config, clock=clock, node_keys=keys)  # a bad setting: one sentence, here
+        # Made before the fork too: without a rate-limit Redis, every worker counts each
+        # client in this one table in shared memory (server/shared_counters.py).
+        counters = (
+            SharedCounterTable(clock, system_random_bytes)
+            if config.shares_counters_between_workers()
+            else None
+        )
+        # A bad setting: one sentence, here.
+        create_app(config, clock=clock, node_keys=keys, shared_counters=counters)
         _prepare_store(config, clock)
         if log_format == "human":
             for line in start_up_lines(config, listener.getsockname()[1]):
@@ -157,7 +160,7 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
         limits = config.connection_limits()
 
         def work(_index: int) -> None:
-            app = create_app(config, node_keys=keys)
+            app = create_app(config, node_keys=keys, shared_counters=counters)
             NodeServer(uvicorn_config(app, config.host, config.port, limits)).run(
                 sockets=[listener]
             )
@@ -329,6 +332,8 @@ def start_up_lines(config: ServerConfig, port: int | None) -> list[str]:
         if config.room_redis_url is None:
             rooms = "rooms are off: they need one, or a room Redis"
         lines.append(f"  workers: {config.workers} processes ({rooms})")
+        if config.shares_counters_between_workers():
+            lines.append("  rate limits: counted in memory the workers share (lost on restart)")
     return [*lines, "  Press Ctrl-C to stop. Logs follow (JSON instead: --log-format json)."]
 
 

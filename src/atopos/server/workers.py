@@ -7,8 +7,10 @@ made before the fork or kept outside the processes: the node keys (challenges an
 that one worker issued pass at any other) are drawn once in the supervisor; the store is one
 SQLite file in WAL mode that every worker's group-commit writer opens (BEGIN IMMEDIATE and a
 busy timeout serialise their commits, and a 201 still follows an fsync); redeemed ticket ids
-live in that store; rate-limit counters need the shared Redis (server/config.py refuses
-in-memory ones). docs/operations.md, "Worker processes", says what stays per worker.
+live in that store; rate-limit counters are in a rate-limit Redis when there is one, and
+otherwise in a table of anonymous shared memory made before the fork
+(server/shared_counters.py). docs/operations.md, "Worker processes", says what stays per
+worker.
 
 The supervisor restarts a worker that dies, forwards SIGTERM and SIGINT to the workers as a
 SIGTERM (each finishes its requests), and exits once they have all ended. A worker whose
