@@ -241,3 +241,22 @@ def test_rate_limits_answer_alike_on_both_stores(store: str) -> None:
     assert upload == [True, False, True]
     assert len(waits) == 3
     assert all(1 <= wait <= 3600 for wait in waits)
+
+
+def test_a_flood_of_new_clients_does_not_forget_failures_that_raise_the_price() -> None:
+    """Failure counts have no route limit, but a count that adds bits of proof of work must
+    outrank a client seen once: else a flood of fresh identifiers (one /48 has 65,536, and a
+    request refused at the /48 still counts its /64) resets the flooder's own extra bits."""
+    clock = SystemClock()  # `limits` reads the system clock itself
+    table = SharedCounterTable(clock, system_random_bytes, slots=BUCKET_SLOTS)  # one bucket
+    limits = RateLimits({"create": 60}, SharedCounterStorage(table), clock=clock)
+
+    async def scenario() -> tuple[int, int]:
+        for _ in range(16):
+            await limits.record_failure("attacker")
+        before = await limits.extra_bits("attacker")
+        for index in range(1_000):
+            await limits.hit("create", f"fresh-{index}")
+        return before, await limits.extra_bits("attacker")
+
+    assert asyncio.run(scenario()) == (5, 5)

@@ -32,14 +32,20 @@ from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
 
 __all__ = ["KEY_PREFIX", "UPLOAD_BUDGET", "RateLimits", "rate_limit_storage"]
 
-# Failures (bad proof of work, bad or replayed ticket) are counted over this window; each
-# doubling of the count adds one bit of proof-of-work difficulty, up to MAX_EXTRA_BITS.
-_FAILURE_WINDOW = RateLimitItemPerMinute(1_000_000, 10)
 MAX_EXTRA_BITS = 8
 # IPv6 clients are also counted by their /56 and /48 (server/identity.py), each step with a
 # budget 2**2 times larger, and failures there counting 2 bits less.
 _WIDER_NETWORKS = 2
 _WIDER_STEP_BITS = 2
+# Failures (bad proof of work, bad or replayed ticket) are counted over 10 minutes; each
+# doubling of the count adds one bit of proof-of-work difficulty, up to MAX_EXTRA_BITS. Per
+# network step, the count stops where it gives those bits: a limit that also makes the
+# shared table (server/shared_counters.py) weigh a count that raises the price like a spent
+# route budget, so a flood of fresh clients does not evict it first.
+_FAILURE_WINDOWS = tuple(
+    RateLimitItemPerMinute(2 ** (MAX_EXTRA_BITS + _WIDER_STEP_BITS * step), 10)
+    for step in range(1 + _WIDER_NETWORKS)
+)
 KEY_PREFIX = "atopos-limits"
 _log = logging.getLogger("atopos.server")
 T = TypeVar("T")
@@ -179,18 +185,16 @@ class RateLimits:
             raise RateLimited(message, retry_after)
 
     async def record_failure(self, client: ClientId | str) -> None:
-        for key in _keys(client):
-            await self._ask(partial(self._limiter.hit, _FAILURE_WINDOW, "failures", key))
+        for item, key in zip(_FAILURE_WINDOWS, _keys(client), strict=False):
+            await self._ask(partial(self._limiter.hit, item, "failures", key))
 
     async def extra_bits(self, client: ClientId | str) -> int:
         """One bit per doubling of the failures counted for the client, or for a wider
         network where they count 4 times less per step (so 16 times less at a /48)."""
         bits = 0
-        for step, key in enumerate(_keys(client)):
-            stats = await self._ask(
-                partial(self._limiter.get_window_stats, _FAILURE_WINDOW, "failures", key)
-            )
-            failures = _FAILURE_WINDOW.amount - stats.remaining
+        for step, (item, key) in enumerate(zip(_FAILURE_WINDOWS, _keys(client), strict=False)):
+            stats = await self._ask(partial(self._limiter.get_window_stats, item, "failures", key))
+            failures = item.amount - stats.remaining
             bits = max(bits, max(0, failures).bit_length() - _WIDER_STEP_BITS * step)
         return min(MAX_EXTRA_BITS, bits)
 
