@@ -260,3 +260,14 @@ def test_a_flood_of_new_clients_does_not_forget_failures_that_raise_the_price() 
         return before, await limits.extra_bits("attacker")
 
     assert asyncio.run(scenario()) == (5, 5)
+
+
+def test_a_limit_past_64_bits_is_counted_not_a_500() -> None:
+    """An operator's huge limit (the /48's budget is 16 times it) fits `limits`' in-process
+    storage; the table's 64-bit slots must take it too, not raise struct.error (a 500)."""
+    table = _table(_window_start())
+    assert table.acquire("k", _MINUTE, 2**70, 1)
+    assert table.acquire("k", _MINUTE, 2**70, 2**40)
+    assert table.window("k", _MINUTE)[2] == 2**40 + 1
+    limits = RateLimits({"create": 10**18}, SharedCounterStorage(table), clock=SystemClock())
+    asyncio.run(limits.hit("create", ClientId("a", ("a/56", "a/48"))))

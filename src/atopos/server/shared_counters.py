@@ -52,6 +52,9 @@ _HEADER_BYTES = 64
 _SLOT = struct.Struct("<16sqqqqq")
 _SLOT_BYTES = 64
 _FINGERPRINT_KEY_BYTES = 32
+# A slot's integers are 64-bit: a larger limit counts as this one (the counts, which never
+# pass the limit, then fit too), as good as unlimited.
+_LARGEST_LIMIT = 2**63 - 1
 
 WindowCounts = tuple[int, float, int, float]
 """What `limits` asks of a sliding window: the previous window's count and the seconds it
@@ -92,6 +95,7 @@ class SharedCounterTable:
         check and the addition are one step under the lock, so concurrent hits are exact."""
         if amount > limit:
             return False
+        limit = min(limit, _LARGEST_LIMIT)
         fingerprint = self._fingerprint(key)
         self._take_lock()  # (not `_held()`: this runs for every request, and is 1 µs less)
         try:
