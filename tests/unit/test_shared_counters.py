@@ -5,6 +5,7 @@ gives up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -271,3 +272,21 @@ def test_a_limit_past_64_bits_is_counted_not_a_500() -> None:
     assert table.window("k", _MINUTE)[2] == 2**40 + 1
     limits = RateLimits({"create": 10**18}, SharedCounterStorage(table), clock=SystemClock())
     asyncio.run(limits.hit("create", ClientId("a", ("a/56", "a/48"))))
+
+
+def test_the_tables_lock_leaves_no_name_in_dev_shm() -> None:
+    """The semaphore is a file in /dev/shm while it is made: no name may stay linked to it
+    (a name left there outlives a killed node)."""
+    table = _table(_window_start())
+    assert table.acquire("k", _MINUTE, 5, 1)
+    mapped = {
+        int(line.split()[4])
+        for line in Path("/proc/self/maps").read_text().splitlines()
+        if "/dev/shm/sem." in line
+    }
+    assert mapped  # the lock is a file of /dev/shm, mapped here ...
+    named = set()
+    for entry in Path("/dev/shm").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # another process's, removed meanwhile
+            named.add(entry.stat().st_ino)
+    assert not mapped & named  # ... that no name in /dev/shm reaches
