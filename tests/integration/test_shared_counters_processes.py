@@ -123,3 +123,37 @@ def test_a_process_that_exits_normally_leaves_the_lock_free(hits: int) -> None:
     assert process.exitcode == 0
     assert _timed_acquire(table) < STUCK_AFTER / 2
     assert table.window("child", _EXPIRY)[2] == hits
+
+
+def _hold_until_told(table: SharedCounterTable, ready: Connection, go: object) -> None:
+    with table._held():
+        ready.send(os.getpid())
+        go.wait()  # type: ignore[attr-defined]
+
+
+def test_a_holder_that_resumes_after_a_take_over_leaves_the_new_holders_lock_alone() -> None:
+    table = _table()
+    receiver, sender = _FORK.Pipe(duplex=False)
+    go = _FORK.Event()
+    holder = _FORK.Process(target=_hold_until_told, args=(table, sender, go))
+    holder.start()
+    assert receiver.poll(30)
+    assert receiver.recv() == holder.pid
+    assert holder.pid is not None
+    os.kill(holder.pid, signal.SIGSTOP)
+    try:
+        with table._held():  # taken over after STUCK_AFTER
+            os.kill(holder.pid, signal.SIGCONT)
+            go.set()
+            holder.join(timeout=30)
+            assert holder.exitcode == 0  # it left its `with`, releasing what it held
+            # Its release must not have freed the lock that this process now holds.
+            assert not table._lock.acquire(False)
+        # Released once, by this process.
+        assert table._lock.acquire(False)
+        table._lock.release()
+    finally:
+        if holder.is_alive():
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.join(timeout=30)
+    assert _timed_acquire(table) < STUCK_AFTER / 2
