@@ -4,6 +4,7 @@ concurrent hits on one key lose no update and admit exactly the limit, and a pro
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
@@ -13,7 +14,11 @@ from multiprocessing.connection import Connection
 import pytest
 
 from atopos.clock import SystemClock
+from atopos.errors import Unavailable
 from atopos.randomness import system_random_bytes
+from atopos.server import shared_counters
+from atopos.server.ratelimit import RateLimits
+from atopos.server.shared_counter_storage import SharedCounterStorage
 from atopos.server.shared_counters import STUCK_AFTER, SharedCounterTable
 
 _PROCESSES = 4
@@ -157,3 +162,20 @@ def test_a_holder_that_resumes_after_a_take_over_leaves_the_new_holders_lock_alo
             os.kill(holder.pid, signal.SIGKILL)
             holder.join(timeout=30)
     assert _timed_acquire(table) < STUCK_AFTER / 2
+
+
+def test_a_waiter_that_gives_up_answers_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TableBusy reaches RateLimits as `limits`' StorageError: a 503, never a 500. (Giving
+    up before STUCK_AFTER stands in for a live holder that keeps the lock from this waiter.)"""
+    monkeypatch.setattr(shared_counters, "_GIVE_UP_AFTER", STUCK_AFTER / 5)
+    table = _table()
+    limits = RateLimits({"create": 5}, SharedCounterStorage(table), clock=SystemClock())
+    holder = _holder(table)
+    assert holder.pid is not None
+    try:
+        with pytest.raises(Unavailable):
+            asyncio.run(limits.hit("create", "client"))
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(timeout=30)
+    asyncio.run(limits.hit("create", "client"))  # the dead holder is taken over
