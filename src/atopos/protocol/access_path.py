@@ -277,9 +277,10 @@ class AccessPath:
     before any work). A 429 at any step is waited out (`Retry-After`, at most
     `max_retry_wait` seconds) and the walk starts again from the challenge, up to
     `rate_limit_retries` times. `server` only names the server in error sentences.
-    `one_shot`: the ticket request asks for the envelope at once (one request fewer); a
-    server that answers it 422 (one from before) is asked again for the ticket alone, and
-    one that answers it with a ticket (it ignored the field) is asked the reveal step.
+    `one_shot` (the default): the ticket request asks for the envelope at once (one
+    request fewer; False walks the three requests from the start); a server that answers
+    it 422 (one from before) is asked again for the ticket alone, and one that answers it
+    with a ticket (it ignored the field) is asked the reveal step.
     """
 
     def __init__(
