@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from bench.harness import end_process, free_port
+from starlette.types import ASGIApp
 
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
@@ -123,14 +124,19 @@ class ManualClock:
 
 @contextlib.contextmanager
 def in_process_server(
-    config: ServerConfig, clock: ManualClock, store: SecretStore | None = None
+    config: ServerConfig,
+    clock: ManualClock,
+    store: SecretStore | None = None,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> Iterator[str]:
     """uvicorn in a thread of the test process, on a loopback port, with an injected clock
-    (and, when given, a store the test can also reach, e.g. to sweep it)."""
+    (and, when given, a store the test can also reach, e.g. to sweep it, and a test-only
+    ASGI wrapper around the app, e.g. tests/older_servers.py)."""
     port = free_port(config.host)
-    server = uvicorn.Server(
-        uvicorn_config(create_app(config, clock=clock, store=store), config.host, port)
-    )
+    app: ASGIApp = create_app(config, clock=clock, store=store)
+    if wrap is not None:
+        app = wrap(app)
+    server = uvicorn.Server(uvicorn_config(app, config.host, port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://{config.host}:{port}"

@@ -1,6 +1,7 @@
 """A TCP proxy on loopback that cuts the answer to a reveal: it forwards every connection to the
-server byte for byte, and when the browser asks for `…/reveal` it passes on the answer's head
-and the first `body_bytes` of its body, then closes the connection. The browser sees what a
+server byte for byte, and when the browser asks for `…/reveal`, or for `…/ticket` with
+`"reveal":true` (the one-shot step, whose answer is the envelope), it passes on the answer's
+head and the first `body_bytes` of its body, then closes the connection. The browser sees what a
 dropped mobile connection or a restarted proxy does to a download: the body ends before its
 `Content-Length`."""
 
@@ -59,7 +60,7 @@ class CuttingProxy:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
                 # Marked before it is passed on, so the answer is already cut.
-                if b"/reveal HTTP/1.1" in data:
+                if b"/reveal HTTP/1.1" in data or b'"reveal":true' in data:
                     is_reveal.set()
                 upstream.sendall(data)
         with contextlib.suppress(OSError):

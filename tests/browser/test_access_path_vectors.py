@@ -38,7 +38,7 @@ async (transcript) => {
     maxPowBits: options.max_pow_bits,
     rateLimitRetries: options.rate_limit_retries,
     maxRetryWait: options.max_retry_wait,
-    oneShot: options.one_shot ?? false,
+    oneShot: options.one_shot ?? true,
   });
   const event = (then) => {
     const [kind, value] = Object.entries(then)[0];

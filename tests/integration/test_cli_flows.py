@@ -341,7 +341,8 @@ def test_human_log_lines_hold_no_ids_keys_or_client_addresses(tmp_path: Path) ->
     finally:
         server.stop()
     output = server.output()
-    assert "route=/api/v1/secrets/{id}/reveal" in output  # debug access lines were written
+    # Debug access lines were written (the CLI reveals with the one-shot ticket step).
+    assert "route=/api/v1/secrets/{id}/ticket" in output
     assert f"is serving at http://127.0.0.2:{server.port}/" in output
     link_id, key = links["link"].rsplit("/", 1)[1].split("#")
     token = links["manage_link"].rsplit("#", 1)[1]

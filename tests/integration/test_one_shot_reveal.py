@@ -122,7 +122,7 @@ def test_racing_one_shot_reveals_of_a_one_view_secret_give_exactly_one_200(
     assert statuses.count(404) == attempts - 1
 
 
-def test_the_sdk_reveals_in_two_requests_with_one_shot(server: ServerProcess) -> None:
+def test_the_sdk_reveals_in_two_requests_by_default(server: ServerProcess) -> None:
     paths: list[str] = []
 
     def record(request: httpx.Request) -> None:
@@ -132,12 +132,12 @@ def test_the_sdk_reveals_in_two_requests_with_one_shot(server: ServerProcess) ->
         made = create_secret(api, b"plain", expires_in=600, views=2)
         api._client.event_hooks["request"].append(record)
         out = bytearray()
-        reveal_secret(api, made.share_link, out.extend, one_shot=True)
+        reveal_secret(api, made.share_link, out.extend)
         assert bytes(out) == b"plain"
         assert paths == ["challenge", "ticket"]
-        # The other view, the two-step way.
+        # The other view, the three-step way, which a caller may still ask for.
         out.clear()
-        reveal_secret(api, made.share_link, out.extend)
+        reveal_secret(api, made.share_link, out.extend, one_shot=False)
         assert bytes(out) == b"plain"
         assert paths[2:] == ["challenge", "ticket", "reveal"]
         with pytest.raises(Gone):

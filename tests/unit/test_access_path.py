@@ -73,7 +73,8 @@ def as_event(then: dict[str, Any], asked: Step) -> Event:
         body = json.dumps(value["json"]).encode() if "json" in value else None
         if "body" in value:
             body = value["body"].encode()
-        answer = ServerAnswer(value["status"], body if body is not None else b"")
+        # Neither json nor body: the driver did not read it (the envelope, streamed).
+        answer = ServerAnswer(value["status"], body)
         if "retry_after" in value:
             answer = ServerAnswer(answer.status, answer.body, value["retry_after"])
         return ServerAnswered(answer)

@@ -53,14 +53,18 @@ FORMAT = [
     "client.device_proof {secret_id, challenge}: sign with the device key (device.md).",
     "client.proof_of_work {challenge, bits}: find a nonce (access.md, 'Proof of work').",
     "client.wait {seconds}: wait out a 429, then start again from the challenge.",
-    "options.one_shot (absent: false): the ticket request carries reveal: true and its",
-    "  answer is the envelope; a 422 to it is an older server: ask for the ticket alone.",
+    "options.one_shot (absent: true, the default; every transcript names it): the ticket",
+    "  request carries reveal: true and its answer is the envelope; a 422 to it is an older",
+    "  server: ask for the ticket alone; a 200 with a ticket (JSON) is a server that ignored",
+    "  reveal: go on with the reveal step. false: the three-step walk.",
     "client.revealed: terminal, one view spent, the reveal answer's body is the envelope.",
     "client.failed {error, message, retry_after?}: terminal; error is one of gone, refused,",
     "  wrong_key, rate_limited, passphrase_required, network; message is the Python client's",
     "  sentence (a twin may word its own), retry_after only for rate_limited.",
     "then.answer {status, json?|body?, retry_after?}: the server's answer; json is a JSON",
-    "  value to encode, body raw text, retry_after the Retry-After header.",
+    "  value to encode, body raw text, retry_after the Retry-After header. Neither json nor",
+    "  body: the body was not read (a successful is_reveal answer whose media type is not",
+    "  application/json: the envelope, streamed); a driver reads every other answer.",
     "then.access_proof {proof: base64url}: the access proof made.",
     "then.device_proof {proof: base64url|null}: null when this machine has no device.",
     "then.nonce: the nonce found (it solves the challenge at the bits asked).",
@@ -155,7 +159,13 @@ def failed(kind: str, message: str, **extra: int) -> dict[str, Any]:
 
 
 REVEALED = {"client": {"revealed": {}}}
-OPTIONS = {"can_unlock": False, "max_pow_bits": 26, "rate_limit_retries": 3, "max_retry_wait": 60}
+OPTIONS = {
+    "can_unlock": False,
+    "max_pow_bits": 26,
+    "rate_limit_retries": 3,
+    "max_retry_wait": 60,
+    "one_shot": False,
+}
 
 
 def transcript(name: str, about: str, steps: list[dict[str, Any]], **options: Any) -> Any:
@@ -460,6 +470,50 @@ def transcripts() -> list[dict[str, Any]]:
                 REVEALED,
             ],
             one_shot=True,
+        ),
+        transcript(
+            "one shot, server ignored reveal",
+            "a ticket (JSON) in answer to reveal: true: the reveal step, as without one shot",
+            [
+                {"client": challenge_request(), "then": keyed()},
+                access_proving(),
+                *solving(),
+                {
+                    "client": ticket_request(access_proof=ACCESS_PROOF, reveal=True),
+                    "then": TICKET_ANSWER,
+                },
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200}}},
+                REVEALED,
+            ],
+            one_shot=True,
+        ),
+        transcript(
+            "one shot, unreadable answer",
+            "a JSON answer to reveal: true that is no ticket: nothing the client understands",
+            [
+                {"client": challenge_request(), "then": keyed()},
+                access_proving(),
+                *solving(),
+                {
+                    "client": ticket_request(access_proof=ACCESS_PROOF, reveal=True),
+                    "then": {"answer": {"status": 200, "json": {"envelope": "no"}}},
+                },
+                failed(
+                    "network", f"The server at {SERVER} sent an answer Atopos does not understand."
+                ),
+            ],
+            one_shot=True,
+        ),
+        transcript(
+            "reveal answered with JSON",
+            "a reveal answer the driver read as JSON is not an envelope",
+            [
+                *up_to_reveal(),
+                {"client": REVEAL_REQUEST, "then": {"answer": {"status": 200, "json": {}}}},
+                failed(
+                    "network", f"The server at {SERVER} sent an answer Atopos does not understand."
+                ),
+            ],
         ),
         transcript(
             "unreadable challenge",

@@ -72,7 +72,8 @@ def serve(
             metavar="N",
             help="Worker processes sharing the port and the store, to use N cores; rate "
             "limits are shared in memory (or in ATOPOS_RATE_LIMIT_STORAGE's Redis); rooms "
-            "need 1 or a room Redis (ATOPOS_ROOM_REDIS_URL). Env: ATOPOS_WORKERS; "
+            "need 1 or a room Redis (ATOPOS_ROOM_REDIS_URL); a write waits for the others' "
+            "at most ATOPOS_WRITER_LOCK_WAIT seconds (5), then 503. Env: ATOPOS_WORKERS; "
             "default: 1. docs/operations.md.",
         ),
     ] = None,

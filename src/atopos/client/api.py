@@ -203,6 +203,13 @@ class _ApiBase:
             raise NetworkError(f"The server at {self.server} sent an oversized answer.")
         return _answer(response, body)
 
+    def _read_answer(self, response: httpx.Response, body: bytes | None) -> ServerAnswer:
+        """A read answer to a request that may reveal: an oversized success is refused (its
+        body None would stand for the envelope); an oversized error is judged by status."""
+        if response.is_success:
+            return self._answered(response, body)
+        return _answer(response, body)
+
     def _accepted(self, answer: ServerAnswer, call: _Call) -> bytes:
         if not answer.is_success:
             raise error_for(failure_for_answer(answer, refused=call.refused))
@@ -336,15 +343,17 @@ class SecretsApi(_ApiBase):
     def open_reveal(
         self, request: SendRequest
     ) -> Iterator[tuple[ServerAnswer, RevealedEnvelope | None]]:
-        """Send the reveal request; on success the envelope streams while the block runs,
-        otherwise the answer comes with its (bounded) body and no envelope."""
+        """Send a request whose answer may be the envelope (the reveal step, or the ticket
+        step with `reveal`); on success the envelope streams while the block runs, otherwise
+        (an error, or JSON: a ticket from a server that ignored `reveal`) the answer comes
+        with its (bounded) body and no envelope."""
         call = _access_call(request)
         with self._transport_errors(), self._client.stream(**call.stream_options()) as response:
-            if response.is_success:
+            if _is_envelope(response):
                 envelope = RevealedEnvelope(_content_length(response), iter_inflated(response))
                 yield _answer(response, None), envelope
             else:
-                yield _answer(response, read_bounded(response, _MAX_JSON_BYTES)), None
+                yield self._read_answer(response, read_bounded(response, _MAX_JSON_BYTES)), None
 
     def _call(self, call: _Call) -> bytes:
         return self._accepted(self._exchange(call), call)
@@ -437,9 +446,9 @@ class AsyncSecretsApi(_ApiBase):
         call = _access_call(request)
         with self._transport_errors():
             async with self._client.stream(**call.stream_options()) as response:
-                if not response.is_success:
+                if not _is_envelope(response):
                     body = await aread_bounded(response, _MAX_JSON_BYTES)
-                    yield _answer(response, body), None
+                    yield self._read_answer(response, body), None
                     return
                 chunks = aiter_inflated(response)
                 yield (
@@ -517,6 +526,12 @@ def _access_call(request: SendRequest) -> _Call:
 
 def _answer(response: httpx.Response, body: bytes | None) -> ServerAnswer:
     return ServerAnswer(response.status_code, body, response.headers.get("Retry-After"))
+
+
+def _is_envelope(response: httpx.Response) -> bool:
+    """A successful answer to a request that may reveal, other than JSON: the envelope."""
+    media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return response.is_success and media_type != "application/json"
 
 
 def _content_length(response: httpx.Response) -> int | None:

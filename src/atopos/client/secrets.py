@@ -2,7 +2,8 @@
 
 `create_secret` seals content on this device and streams the envelope to the server in
 constant memory; `reveal_secret` drives the access-path machine (protocol/access_path.py:
-challenge → proof of work → ticket → reveal) and opens the envelope as it streams in. The
+challenge → proof of work → ticket that reveals, or ticket → reveal on an older server) and
+opens the envelope as it streams in. The
 link key is drawn here and lives only in local variables and the returned link; nothing in
 this module logs.
 """
@@ -143,7 +144,7 @@ def reveal_secret(
     max_retry_wait: int = 60,
     max_pow_bits: int = MAX_POW_BITS,
     device: DeviceLoader | None = None,
-    one_shot: bool = False,
+    one_shot: bool = True,
 ) -> Metadata:
     """Spend one view of `link`'s secret and pass its content to `write` as it decrypts.
 
@@ -159,8 +160,9 @@ def reveal_secret(
     without the right device is refused at the ticket step (Refused), before any view is
     spent.
 
-    `one_shot`: the ticket step also reveals (`"reveal": true`, docs/protocol/access.md),
-    one request fewer; a server from before it is asked the two-step way.
+    `one_shot` (the default): the ticket step also reveals (`"reveal": true`,
+    docs/protocol/access.md), one request fewer; a server from before it is asked the
+    two-step way. False walks the three requests from the start.
     """
     this_device = LazyDevice(device)
     prover = AccessProver(link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase)
@@ -216,7 +218,7 @@ async def reveal_secret_async(
     passphrase: str | None = None,
     device: DeviceLoader | None = None,
     progress: ProgressCallback | None = None,
-    one_shot: bool = False,
+    one_shot: bool = True,
 ) -> Metadata:
     """`reveal_secret` for asyncio, with its defaults: the same machine and checks, 429s
     waited out with asyncio.sleep, and the proof of work and device loading run in a worker

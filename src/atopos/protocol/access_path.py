@@ -152,8 +152,9 @@ Event = ServerAnswered | AccessProofMade | DeviceProofMade | ProofOfWorkFound | 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SendRequest:
-    """Send `method path` with `json` as body (None: no body). When `is_reveal`, the
-    answer's body is the envelope: stream it on success, read it (bounded) otherwise."""
+    """Send `method path` with `json` as body (None: no body). When `is_reveal`, a
+    successful answer's body may be the envelope: stream it (and feed the answer with body
+    None) unless its media type is `application/json`; read any other answer (bounded)."""
 
     method: str
     path: str
@@ -276,8 +277,10 @@ class AccessPath:
     before any work). A 429 at any step is waited out (`Retry-After`, at most
     `max_retry_wait` seconds) and the walk starts again from the challenge, up to
     `rate_limit_retries` times. `server` only names the server in error sentences.
-    `one_shot`: the ticket request asks for the envelope at once (one request fewer); a
-    server that answers it 422 (one from before) is asked again for the ticket alone.
+    `one_shot` (the default): the ticket request asks for the envelope at once (one
+    request fewer; False walks the three requests from the start); a server that answers
+    it 422 (one from before) is asked again for the ticket alone, and one that answers it
+    with a ticket (it ignored the field) is asked the reveal step.
     """
 
     def __init__(
@@ -289,7 +292,7 @@ class AccessPath:
         max_pow_bits: int,
         rate_limit_retries: int = 3,
         max_retry_wait: int = 60,
-        one_shot: bool = False,
+        one_shot: bool = True,
     ) -> None:
         self.secret_id = secret_id
         self._one_shot = one_shot
@@ -363,15 +366,21 @@ class AccessPath:
             return Guard.ERROR, Failed(failure)
         if self.state is State.AWAITING_CHALLENGE:
             return self._judge_challenge(answer)
-        if self.state is State.AWAITING_TICKET and self._one_shot:
+        if self.state is State.AWAITING_TICKET and self._one_shot and answer.body is None:
             return Guard.OK_REVEALED, Revealed()
         if self.state is State.AWAITING_TICKET:
+            # Without one shot, or a one-shot step answered with a ticket (JSON, read by the
+            # driver) by a server that ignored `reveal`: the two-step way from here on.
+            self._one_shot = False
             ticket = self._decode(answer, Ticket)
             if ticket is None:
                 return Guard.ERROR, self._not_understood()
             return Guard.OK, SendRequest(
                 "POST", self._path("reveal"), {"ticket": ticket.ticket}, is_reveal=True
             )
+        if answer.body is not None:
+            # A body the driver read is JSON, not the envelope stream.
+            return Guard.ERROR, self._not_understood()
         return Guard.OK, Revealed()
 
     def _judge_challenge(self, answer: ServerAnswer) -> tuple[Guard, Step]:

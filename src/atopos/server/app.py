@@ -66,7 +66,10 @@ def create_app(
     )
     has_workers = config.workers > 1
     store = store or open_store(
-        config.resolved_storage_url(), clock, is_shared_by_workers=has_workers
+        config.resolved_storage_url(),
+        clock,
+        is_shared_by_workers=has_workers,
+        writer_lock_wait=config.writer_lock_wait,
     )
     products: list[Product] = [SecretsProduct(node, store)]
     limits = room_limits or config.room_limits()

@@ -85,6 +85,9 @@ class ServerConfig:
     # Worker processes sharing the listening socket and the store (server/workers.py); without
     # a rate-limit Redis they count rate limits in shared memory (server/shared_counters.py).
     workers: int = 1
+    # How long one of their writes waits for the SQLite writers' lock before it is answered
+    # 503 with nothing written (storage/writers_lock.py).
+    writer_lock_wait: float = 5.0
     log_level: str = "info"
     # Honour X-Forwarded-For (its last entry) from these proxy addresses only, e.g. Caddy on
     # the same machine: ATOPOS_TRUSTED_PROXIES=127.0.0.1 (deploy/, docs/operations.md).
@@ -321,6 +324,7 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("ATOPOS_TICKET_TTL", "ticket_ttl", parse_seconds, _DURATION),
     _setting("ATOPOS_SWEEP_INTERVAL", "sweep_interval", _seconds, _SECONDS),
     _setting("ATOPOS_WORKERS", "workers", _worker_count, "a whole number from 1 to 64"),
+    _setting("ATOPOS_WRITER_LOCK_WAIT", "writer_lock_wait", _seconds, _SECONDS),
     _setting("ATOPOS_STORAGE_QUOTA", "storage_quota_bytes", parse_size, _SIZE),
     _setting("ATOPOS_UPLOAD_QUOTA_PER_HOUR", "upload_quota_per_hour_bytes", parse_size, _SIZE),
     _setting("ATOPOS_HEADER_TIMEOUT", "header_timeout", _seconds, _SECONDS),

@@ -11,15 +11,26 @@ __all__ = ["open_store"]
 
 
 def open_store(
-    url: str, clock: Clock | None = None, *, is_shared_by_workers: bool = False
+    url: str,
+    clock: Clock | None = None,
+    *,
+    is_shared_by_workers: bool = False,
+    writer_lock_wait: float | None = None,
 ) -> SecretAndRequestStore:
     """The store the URL names, reading intervals from `clock` (the system's by default).
-    `is_shared_by_workers`: other processes of this node write the same SQLite file."""
+    `is_shared_by_workers`: other processes of this node write the same SQLite file, and
+    each write waits at most `writer_lock_wait` seconds for its turn (None: the default)."""
     clock = clock or SystemClock()
     if url.startswith("sqlite:///"):
         from atopos.storage.sqlite import SqliteSecretStore
+        from atopos.storage.sqlite_writer import DEFAULT_LOCK_WAIT
 
-        return SqliteSecretStore.from_url(url, clock, is_shared_by_processes=is_shared_by_workers)
+        return SqliteSecretStore.from_url(
+            url,
+            clock,
+            is_shared_by_processes=is_shared_by_workers,
+            writer_lock_wait=DEFAULT_LOCK_WAIT if writer_lock_wait is None else writer_lock_wait,
+        )
     if is_redis_url(url):
         # Imported on demand: a node on SQLite never loads the Redis client.
         from atopos.storage.redis import RedisSecretStore

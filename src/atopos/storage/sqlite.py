@@ -35,7 +35,7 @@ from atopos.storage.port import (
     spent_minute,
 )
 from atopos.storage.sqlite_requests import REQUESTS_SCHEMA, SqliteRequests, sweep_requests
-from atopos.storage.sqlite_writer import GroupCommitWriter, storage_error
+from atopos.storage.sqlite_writer import DEFAULT_LOCK_WAIT, GroupCommitWriter, storage_error
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
 
@@ -98,11 +98,16 @@ class SqliteSecretStore(SqliteRequests):
     """`SecretStore` on one SQLite file (see module docstring for the guarantees)."""
 
     def __init__(
-        self, path: Path, clock: Clock | None = None, *, is_shared_by_processes: bool = False
+        self,
+        path: Path,
+        clock: Clock | None = None,
+        *,
+        is_shared_by_processes: bool = False,
+        writer_lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
         """`is_shared_by_processes`: other processes (a node's workers) write the same file.
         The writers then take turns on the flock of a lock file beside it (`<file>-writers.lock`,
-        storage/sqlite_writer.py), and the sweep
+        storage/sqlite_writer.py; a turn waits at most `writer_lock_wait` seconds), and the sweep
         leaves chunks without a secret row alone: they may be another process's upload in
         progress, which this one cannot see."""
         self._path = path
@@ -112,7 +117,10 @@ class SqliteSecretStore(SqliteRequests):
         # SQLite holds on it in this process (a reader's, which keeps its WAL from deletion).
         lock_path = path.with_name(path.name + "-writers.lock")
         self._writer = GroupCommitWriter(
-            self._connect_writer, clock, lock_path=lock_path if is_shared_by_processes else None
+            self._connect_writer,
+            clock,
+            lock_path=lock_path if is_shared_by_processes else None,
+            lock_wait=writer_lock_wait,
         )
         self._reader: sqlite3.Connection | None = None
         # Secrets whose chunks are being uploaded: the sweeper must not take them for orphans.
@@ -120,12 +128,22 @@ class SqliteSecretStore(SqliteRequests):
 
     @classmethod
     def from_url(
-        cls, url: str, clock: Clock | None = None, *, is_shared_by_processes: bool = False
+        cls,
+        url: str,
+        clock: Clock | None = None,
+        *,
+        is_shared_by_processes: bool = False,
+        writer_lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> SqliteSecretStore:
         if not url.startswith("sqlite:///"):
             raise ValueError("an SQLite storage URL looks like sqlite:///path/to/atopos.db")
         path = Path(url.removeprefix("sqlite://"))
-        return cls(path, clock, is_shared_by_processes=is_shared_by_processes)
+        return cls(
+            path,
+            clock,
+            is_shared_by_processes=is_shared_by_processes,
+            writer_lock_wait=writer_lock_wait,
+        )
 
     def _connect_writer(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -12,16 +12,17 @@ writer, and `lock_path` names the file (created, empty, beside the database; nev
 database itself) whose exclusive flock a writer holds from BEGIN to COMMIT (and over a
 checkpoint): the writers then take turns, woken by the kernel the moment the lock is free,
 instead of SQLite's busy handler polling with sleeps of up to 100 ms. The kernel releases
-the flock when its holder dies, kill -9 included.
+the flock when its holder dies, kill -9 included. A batch waits for its turn at most
+`lock_wait` seconds (storage/writers_lock.py); past that nothing of it was begun, and every
+caller of the batch gets Unavailable (503 with Retry-After), none a result. A checkpoint
+whose wait runs out is tried again later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -32,8 +33,9 @@ from typing import Any, TypeVar
 from atopos.clock import Clock, SystemClock
 from atopos.errors import StorageFull, Unavailable
 from atopos.storage.port import FULL_MESSAGE, UNAVAILABLE_MESSAGE
+from atopos.storage.writers_lock import WritersLock
 
-__all__ = ["GroupCommitWriter", "storage_error"]
+__all__ = ["BUSY_MESSAGE", "DEFAULT_LOCK_WAIT", "GroupCommitWriter", "storage_error"]
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
@@ -44,6 +46,13 @@ _MAX_BATCH = 512
 _CHECKPOINT_EVERY = 0.5
 _STOP = object()
 _log = logging.getLogger("atopos.storage")
+# How long a batch waits for the writers' lock by default (ATOPOS_WRITER_LOCK_WAIT).
+DEFAULT_LOCK_WAIT = 5.0
+BUSY_MESSAGE = "The storage is busy; nothing was stored or spent. Try again in a few seconds."
+
+
+class _NoTurn(Exception):
+    """The writers' lock was not free within the wait."""
 
 
 def storage_error(exc: sqlite3.Error) -> Unavailable:
@@ -60,10 +69,12 @@ class GroupCommitWriter:
         clock: Clock | None = None,
         *,
         lock_path: Path | None = None,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
     ) -> None:
         self._connect = connect
         self._lock_path = lock_path
-        self._lock_fd: int | None = None
+        self._lock_wait = lock_wait
+        self._lock: WritersLock | None = None
         self._clock = clock or SystemClock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._checkpoint_wanted = False
@@ -97,9 +108,7 @@ class GroupCommitWriter:
         try:
             conn = self._connect()
             if self._lock_path is not None:
-                self._lock_fd = os.open(
-                    self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-                )
+                self._lock = WritersLock(self._lock_path, self._lock_wait)
         except BaseException as exc:
             self._startup_error = exc
             self._ready.set()
@@ -141,41 +150,50 @@ class GroupCommitWriter:
                 self._checkpoint(conn)
         finally:
             conn.close()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
+            if self._lock is not None:
+                self._lock.close()
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
-        """This process's turn to write, when other processes write the same file."""
-        if self._lock_fd is None:
+        """This process's turn to write, when other processes write the same file; _NoTurn
+        when the lock was not free within the wait."""
+        if self._lock is None:
             yield
             return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        if not self._lock.acquire():
+            raise _NoTurn
         try:
             yield
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._lock.release()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         # A lone operation needs no savepoint: the transaction is its own (two
         # statements fewer for every batch of one, the usual batch under light load).
         isolate = len(batch) > 1
-        with self._turn():
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for operation, future, _loop in batch:
-                    outcomes.append((future, *_apply(conn, operation, isolate=isolate)))
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                # The transaction as a whole failed (disk full at commit, I/O error): nothing
-                # of the batch is durable, so every caller hears so.
-                _log.error("sqlite commit failed", extra={"error": type(exc).__name__})
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                failure = storage_error(exc)
-                outcomes = [(future, None, failure) for _op, future, _loop in batch]
+        try:
+            with self._turn():
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    for operation, future, _loop in batch:
+                        outcomes.append((future, *_apply(conn, operation, isolate=isolate)))
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    # The transaction as a whole failed (disk full at commit, I/O error):
+                    # nothing of the batch is durable, so every caller hears so.
+                    _log.error("sqlite commit failed", extra={"error": type(exc).__name__})
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    failure = storage_error(exc)
+                    outcomes = [(future, None, failure) for _op, future, _loop in batch]
+        except _NoTurn:
+            # Another process held the writers' lock all the wait: nothing was begun, so
+            # nothing of the batch is written, and every caller hears so.
+            _log.warning("sqlite writers' lock wait ran out", extra={"batch": len(batch)})
+            busy = Unavailable(BUSY_MESSAGE)
+            outcomes = [(future, None, busy) for _op, future, _loop in batch]
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for (_op, _future, loop), outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append(outcome)
@@ -193,7 +211,7 @@ class GroupCommitWriter:
         try:
             with self._turn():
                 busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error:
+        except (sqlite3.Error, _NoTurn):
             busy = 1
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")

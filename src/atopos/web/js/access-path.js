@@ -5,7 +5,10 @@
 // ("reveal": true): the machine is fed events and answers with the next step.
 //
 // Steps (what to do next), in the vector file's words:
-//   {request: {method, path, json, is_reveal?}}  send it (path from the server root)
+//   {request: {method, path, json, is_reveal?}}  send it (path from the server root); with
+//                                                is_reveal, a 2xx answer not of media type
+//                                                application/json is the envelope: feed it
+//                                                with body null and stream it
 //   {access_proof: {secret_id, challenge, argon2}}  derive the access key (link key, and the
 //                                                passphrase under argon2 when not null), sign
 //   {device_proof: {secret_id, challenge}}       sign with this browser's device
@@ -226,13 +229,14 @@ const isTicket = (value) => typeof value.ticket === "string" && isInteger(value.
  * `canUnlock`: a passphrase is at hand (else a passphrase secret fails before any work).
  * A 429 is waited out (at most `maxRetryWait` seconds) and the walk starts again from the
  * challenge, up to `rateLimitRetries` times. `server` only names the server in sentences.
- * `oneShot`: the ticket request asks for the envelope at once (one request fewer); a server
- * that answers it 422 (one from before) is asked again for the ticket alone.
+ * `oneShot` (the default): the ticket request asks for the envelope at once (one request
+ * fewer); a server that answers it 422 (one from before) is asked again for the ticket
+ * alone, and one that answers it with a ticket (it ignored the field) is asked the reveal.
  */
 export class AccessPath {
   constructor(
     secretId,
-    { server, canUnlock, maxPowBits, rateLimitRetries = 3, maxRetryWait = 60, oneShot = false },
+    { server, canUnlock, maxPowBits, rateLimitRetries = 3, maxRetryWait = 60, oneShot = true },
   ) {
     this.secretId = secretId;
     this._oneShot = oneShot;
@@ -309,14 +313,22 @@ export class AccessPath {
       return [G.ERROR, { failed: failure }];
     }
     if (this.state === S.AWAITING_CHALLENGE) return this._judgeChallenge(answer);
-    if (this.state === S.AWAITING_TICKET && this._oneShot) return [G.OK_REVEALED, { revealed: {} }];
+    const isUnread = answer.body === null || answer.body === undefined;
+    if (this.state === S.AWAITING_TICKET && this._oneShot && isUnread) {
+      return [G.OK_REVEALED, { revealed: {} }];
+    }
     if (this.state === S.AWAITING_TICKET) {
+      // Without one shot, or a one-shot step answered with a ticket (JSON, read by the
+      // driver) by a server that ignored `reveal`: the two-step way from here on.
+      this._oneShot = false;
       const ticket = decode(answer.body, isTicket);
       if (ticket === null) return [G.ERROR, this._notUnderstood()];
       const json = { ticket: ticket.ticket };
       const path = this._path("reveal");
       return [G.OK, { request: { method: "POST", path, json, is_reveal: true } }];
     }
+    // A body the driver read is JSON, not the envelope stream.
+    if (!isUnread) return [G.ERROR, this._notUnderstood()];
     return [G.OK, { revealed: {} }];
   }
 

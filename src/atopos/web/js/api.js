@@ -129,6 +129,12 @@ export function sendAccessRequest({ method, path, json }) {
   return fetchApi(method, new URL(path.slice(1), serverRoot), { json: json ?? undefined });
 }
 
+/** Whether `response`'s media type is application/json (a ticket or an error, not an envelope). */
+export function isJsonAnswer(response) {
+  const type = response.headers.get("content-type") ?? "";
+  return type.split(";", 1)[0].trim().toLowerCase() === "application/json";
+}
+
 /** {views_left, expires_at, created_at, kind, size, is_bound}. */
 export async function secretStatus(secretId, manageToken) {
   return (await send("GET", `secrets/${secretId}/status`, { token: manageToken })).json();

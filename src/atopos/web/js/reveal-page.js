@@ -25,7 +25,7 @@
 
 import { accessKeyOf } from "./access-proof.js";
 import { AccessPath, State as PathState } from "./access-path.js";
-import { ApiError, errorFor, SecretGone, sendAccessRequest } from "./api.js";
+import { ApiError, errorFor, isJsonAnswer, SecretGone, sendAccessRequest } from "./api.js";
 import { decode, encode } from "./base64url.js";
 import { loadDevice, supportsDeviceKeys } from "./device-store.js";
 import {
@@ -205,8 +205,10 @@ async function spendView() {
         report(0, "");
       }
       const response = await sendAccessRequest(step.request);
-      // A successful reveal's body is the envelope, streamed by the caller.
-      const body = isReveal && response.ok ? null : await response.text();
+      // A successful reveal's body is the envelope, streamed by the caller; a JSON one (a
+      // ticket from a server that ignored the one-shot `reveal`) is read for the machine.
+      const isEnvelope = isReveal && response.ok && !isJsonAnswer(response);
+      const body = isEnvelope ? null : await response.text();
       answer = { status: response.status, body, retry_after: response.headers.get("retry-after") };
       answeredAt = path.state;
       step = path.receive({ answer });
