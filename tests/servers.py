@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -123,13 +124,19 @@ class ManualClock:
 
 @contextlib.contextmanager
 def in_process_server(
-    config: ServerConfig, clock: ManualClock, store: SecretStore | None = None
+    config: ServerConfig,
+    clock: ManualClock,
+    store: SecretStore | None = None,
+    **app_options: Any,
 ) -> Iterator[str]:
     """uvicorn in a thread of the test process, on a loopback port, with an injected clock
-    (and, when given, a store the test can also reach, e.g. to sweep it)."""
+    (and, when given, a store the test can also reach, e.g. to sweep it; `app_options` go
+    to create_app)."""
     port = free_port(config.host)
     server = uvicorn.Server(
-        uvicorn_config(create_app(config, clock=clock, store=store), config.host, port)
+        uvicorn_config(
+            create_app(config, clock=clock, store=store, **app_options), config.host, port
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
