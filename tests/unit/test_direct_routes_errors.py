@@ -39,6 +39,18 @@ async def _broken(_: Request) -> Response:
     raise RuntimeError("a detail that must not leave")
 
 
+class _Unlucky(Exception):
+    """An error whose handler fails in turn."""
+
+
+async def _unlucky(_: Request) -> Response:
+    raise _Unlucky()
+
+
+async def _failing_handler(_: Request, exc: Exception) -> Response:
+    raise RuntimeError("the handler broke") from exc
+
+
 async def _atopos_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, AtoposError)
     return response_for(exc)
@@ -55,13 +67,18 @@ def _routes() -> list[Route]:
         Route("/gone", _gone, methods=["POST"]),
         Route("/teapot", _teapot, methods=["POST"]),
         Route("/broken", _broken, methods=["POST"]),
+        Route("/unlucky", _unlucky, methods=["POST"]),
     ]
 
 
 def _starlette(routes: list[Route], **options: object) -> Starlette:
     return Starlette(
         routes=routes,
-        exception_handlers={AtoposError: _atopos_error, HTTPException: _http_error},
+        exception_handlers={
+            AtoposError: _atopos_error,
+            HTTPException: _http_error,
+            _Unlucky: _failing_handler,
+        },
         **options,  # type: ignore[arg-type]
     )
 
@@ -75,6 +92,7 @@ def _answers(app: object) -> list[tuple[int, list[tuple[str, str]], bytes]]:
                 await client.post("/gone"),
                 await client.post("/teapot"),
                 await client.post("/broken"),
+                await client.post("/unlucky"),
                 await client.get("/gone"),
                 await client.post("/nowhere"),
             ]
@@ -90,8 +108,8 @@ def test_errors_are_answered_as_through_starlettes_stack() -> None:
     direct = _answers(EdgeMiddleware(DirectHttpRoutes(app, app, routes)))
     plain = _answers(EdgeMiddleware(_starlette(_routes())))
     assert direct == plain
-    assert [status for status, _, _ in direct] == [201, 404, 418, 500, 405, 404]
-    assert direct[3][2] == b"Internal Server Error"
+    assert [status for status, _, _ in direct] == [201, 404, 418, 500, 500, 405, 404]
+    assert direct[3][2] == direct[4][2] == b"Internal Server Error"
 
 
 def test_a_set_up_where_the_paths_could_differ_is_refused() -> None:

@@ -92,19 +92,28 @@ class DirectHttpRoutes:
         scope["route"] = route
         request = Request(scope, receive, send)
         try:
+            response = await self._answer(route, request)
+        except Exception as exc:
+            # As ServerErrorMiddleware does: Starlette's 500, then on to the edge.
+            await self._server_errors.error_response(request, exc)(scope, receive, send)
+            raise
+        # An error while the answer is sent has no handler on either path: once the answer
+        # has started, Starlette's layers pass it on to the edge too.
+        await response(scope, receive, send)
+
+    async def _answer(self, route: Route, request: Request) -> Response:
+        """The endpoint's answer, or the app's handler's for the error it raised (an error
+        without a handler, or from a handler, goes on)."""
+        try:
             response: Response = await route.endpoint(request)
         except Exception as exc:
             handler = self._handler_for(exc)
             if handler is None:
-                # As ServerErrorMiddleware does: Starlette's 500, then on to the edge.
-                await self._server_errors.error_response(request, exc)(scope, receive, send)
                 raise
             response = await handler(request, exc)
             # A reused exception instance would pile up tracebacks (as Starlette notes).
             exc.__traceback__ = None
-        # An error while the answer is sent has no handler on either path: once the answer
-        # has started, Starlette's layers pass it on to the edge too.
-        await response(scope, receive, send)
+        return response
 
     def _handler_for(self, exc: Exception) -> ErrorHandler | None:
         for kind in type(exc).__mro__:
