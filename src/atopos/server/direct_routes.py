@@ -1,6 +1,6 @@
 """The hot HTTP routes' way around Starlette's stack: a create and each step of a reveal
-pass Starlette's application, its two exception middlewares, the router (which tries the
-routes one by one) and the endpoint wrapper, about a quarter of a request's server CPU
+would pass Starlette's application, its two exception middlewares, the router (which tries
+the routes one by one) and the endpoint wrapper, 10-20 µs of server CPU per request
 (docs/performance.md, "Issue 20: the lean path").
 
 `DirectHttpRoutes` sits between the edge middleware and the app. An HTTP request whose
