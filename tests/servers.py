@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -128,12 +129,14 @@ def in_process_server(
     clock: ManualClock,
     store: SecretStore | None = None,
     wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    **app_options: Any,
 ) -> Iterator[str]:
     """uvicorn in a thread of the test process, on a loopback port, with an injected clock
     (and, when given, a store the test can also reach, e.g. to sweep it, and a test-only
-    ASGI wrapper around the app, e.g. tests/older_servers.py)."""
+    ASGI wrapper around the app, e.g. tests/older_servers.py; `app_options` go to
+    create_app)."""
     port = free_port(config.host)
-    app: ASGIApp = create_app(config, clock=clock, store=store)
+    app: ASGIApp = create_app(config, clock=clock, store=store, **app_options)
     if wrap is not None:
         app = wrap(app)
     server = uvicorn.Server(uvicorn_config(app, config.host, port))

@@ -18,6 +18,7 @@ from atopos.crypto.tokens import TokenKeys
 from atopos.errors import AtoposError, Unavailable
 from atopos.randomness import RandomBytes, system_random_bytes
 from atopos.server.config import ServerConfig
+from atopos.server.direct_routes import DirectHttpRoutes
 from atopos.server.error_pages import html_for_browsers
 from atopos.server.errors import error_response, response_for
 from atopos.server.keyfile import NodeKeys
@@ -50,11 +51,14 @@ def create_app(
     on_rooms: Callable[[RoomsProduct], None] | None = None,
     node_keys: NodeKeys | None = None,
     shared_counters: SharedCounterTable | None = None,
+    is_direct: bool = True,
 ) -> ASGIApp:
     """The node's app. `room_limits` (default: the config's) shrinks the relay's caps in
     tests, and `on_rooms` hands the rooms product to a test (to read its RAM state or fire
     its ticker). `node_keys` and `shared_counters`: the keys and the rate-limit counters a
-    worker shares with the node's other workers."""
+    worker shares with the node's other workers. `is_direct=False` sends every request
+    through Starlette's whole stack, for tests that compare it with the direct path of the
+    hot secrets routes (server/direct_routes.py)."""
     clock = clock or SystemClock()
     node = build_node(
         config,
@@ -71,7 +75,8 @@ def create_app(
         is_shared_by_workers=has_workers,
         writer_lock_wait=config.writer_lock_wait,
     )
-    products: list[Product] = [SecretsProduct(node, store)]
+    secrets = SecretsProduct(node, store)
+    products: list[Product] = [secrets]
     limits = room_limits or config.room_limits()
     rooms: RoomsProduct | None = None
     if has_workers and config.room_redis_url is None:
@@ -99,7 +104,11 @@ def create_app(
     # request (http:// behind a TLS proxy). server/pages.py redirects its own, relatively.
     app.router.redirect_slashes = False
     # The room socket skips Starlette's layers: each would hold memory per idle member.
-    return EdgeMiddleware(app if rooms is None else rooms.around(app), clock)
+    around_app = app if rooms is None else rooms.around(app)
+    if not is_direct:
+        return EdgeMiddleware(around_app, clock)
+    # So do a create and the steps of a reveal: the layers cost CPU on every request.
+    return EdgeMiddleware(DirectHttpRoutes(around_app, app, secrets.hot_routes()), clock)
 
 
 def _node_routes(products: Sequence[Product]) -> list[BaseRoute]:

@@ -36,14 +36,23 @@ class SecretsProduct:
             max_envelope_bytes(config.max_content_bytes), config.max_ttl, config.max_views
         )
         self._sweeper: asyncio.Task[None] | None = None
-
-    def routes(self) -> Sequence[BaseRoute]:
         api = self._api
-        return [
+        self._hot_routes = (
             Route("/api/v1/secrets", api.create, methods=["POST"]),
             Route("/api/v1/secrets/{id}/challenge", api.challenge, methods=["POST"]),
             Route("/api/v1/secrets/{id}/ticket", api.ticket, methods=["POST"]),
             Route("/api/v1/secrets/{id}/reveal", api.reveal, methods=["POST"]),
+        )
+
+    def hot_routes(self) -> Sequence[Route]:
+        """The routes of a create and of a reveal flow, the first of `routes()`: the node
+        serves them around Starlette's stack (server/direct_routes.py)."""
+        return self._hot_routes
+
+    def routes(self) -> Sequence[BaseRoute]:
+        api = self._api
+        return [
+            *self._hot_routes,
             Route("/api/v1/secrets/{id}/status", api.status, methods=["GET"]),
             Route("/api/v1/secrets/{id}/receipts", api.receipts, methods=["GET"]),
             Route("/api/v1/secrets/{id}", api.delete, methods=["DELETE"]),
