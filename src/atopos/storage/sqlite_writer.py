@@ -13,9 +13,10 @@ database itself) whose exclusive flock a writer holds from BEGIN to COMMIT (and 
 checkpoint): the writers then take turns, woken by the kernel the moment the lock is free,
 instead of SQLite's busy handler polling with sleeps of up to 100 ms. The kernel releases
 the flock when its holder dies, kill -9 included. A batch waits for its turn at most
-`lock_wait` seconds (storage/writers_lock.py); past that nothing of it was begun, and every
-caller of the batch gets Unavailable (503 with Retry-After), none a result. A checkpoint
-whose wait runs out is tried again later.
+`lock_wait` seconds from the submission of its oldest operation (storage/writers_lock.py), so
+a write queued behind batches that waited does not wait again in full; past that nothing of
+it was begun, and every caller of the batch gets Unavailable (503 with Retry-After), none a
+result. A checkpoint whose wait runs out is tried again later.
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ class GroupCommitWriter:
     def submit(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((operation, future, loop))
+        # When its wait for the writers' lock runs out, counted from now.
+        deadline = self._clock.monotonic() + self._lock_wait
+        self._queue.put((operation, future, loop, deadline))
         return future
 
     def _run(self) -> None:
@@ -154,13 +157,14 @@ class GroupCommitWriter:
                 self._lock.close()
 
     @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
+    def _turn(self, deadline: float | None = None) -> Iterator[None]:
         """This process's turn to write, when other processes write the same file; _NoTurn
-        when the lock was not free within the wait."""
+        when the lock was not free by `deadline` (monotonic; None: within the whole wait)."""
         if self._lock is None:
             yield
             return
-        if not self._lock.acquire():
+        wait = None if deadline is None else deadline - self._clock.monotonic()
+        if not self._lock.acquire(wait):
             raise _NoTurn
         try:
             yield
@@ -173,10 +177,11 @@ class GroupCommitWriter:
         # statements fewer for every batch of one, the usual batch under light load).
         isolate = len(batch) > 1
         try:
-            with self._turn():
+            # The batch is in submission order: its first operation has waited longest.
+            with self._turn(batch[0][3]):
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                    for operation, future, _loop in batch:
+                    for operation, future, _loop, _deadline in batch:
                         outcomes.append((future, *_apply(conn, operation, isolate=isolate)))
                     if conn.in_transaction:
                         conn.execute("COMMIT")
@@ -187,15 +192,15 @@ class GroupCommitWriter:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     failure = storage_error(exc)
-                    outcomes = [(future, None, failure) for _op, future, _loop in batch]
+                    outcomes = [(future, None, failure) for _op, future, *_ in batch]
         except _NoTurn:
             # Another process held the writers' lock all the wait: nothing was begun, so
             # nothing of the batch is written, and every caller hears so.
             _log.warning("sqlite writers' lock wait ran out", extra={"batch": len(batch)})
             busy = Unavailable(BUSY_MESSAGE)
-            outcomes = [(future, None, busy) for _op, future, _loop in batch]
+            outcomes = [(future, None, busy) for _op, future, *_ in batch]
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for (_op, _future, loop), outcome in zip(batch, outcomes, strict=True):
+        for (_op, _future, loop, _deadline), outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append(outcome)
         for loop, resolved in by_loop.items():
             # RuntimeError: the loop closed while we committed; nobody is waiting.

@@ -36,9 +36,9 @@ class WritersLock:
         self._is_closing = False
         self._helper: threading.Thread | None = None
 
-    def acquire(self) -> bool:
-        """Take the lock; False when it was not free within `wait_seconds`, in which case
-        this process holds nothing."""
+    def acquire(self, wait_seconds: float | None = None) -> bool:
+        """Take the lock; False when it was not free within `wait_seconds` (None: the lock's
+        own; 0: only if it is free now), in which case this process holds nothing."""
         if self._held_fd is not None:
             raise RuntimeError("the writers' lock is already held by this process")
         if _try_flock(self._fast_fd):
@@ -48,7 +48,8 @@ class WritersLock:
             self._start_helper()
             self._is_wanted = True
             self._changed.notify_all()
-            if self._changed.wait_for(lambda: self._is_handed_over, self._wait_seconds):
+            wait = self._wait_seconds if wait_seconds is None else max(0.0, wait_seconds)
+            if self._changed.wait_for(lambda: self._is_handed_over, wait):
                 self._is_handed_over = False
                 self._held_fd = self._waiter_fd
                 return True
@@ -67,7 +68,9 @@ class WritersLock:
             fcntl.flock(held, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Release the lock and close the file (a helper blocked in flock ends with it)."""
+        """Release the lock and close the files. A helper still blocked in flock (an abandoned
+        wait on a holder that has not let go) ends, closing its descriptor, once it gets the
+        lock, which it then lets go at once."""
         self.release()
         with self._changed:
             self._is_closing = True
