@@ -67,6 +67,19 @@ def safer_browser(
 
 
 @pytest.fixture(scope="session")
+def standard_browser(
+    browser_type: BrowserType, browser_type_launch_args: dict[str, Any]
+) -> Iterator[Browser]:
+    """Chromium as it ships, also inside a test at the "safer" level (whose `browser` is the
+    safer one): its steps that are not the point at that level skip the slow Argon2id."""
+    browser = browser_type.launch(**browser_type_launch_args)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="session")
 def browser(request: pytest.FixtureRequest, browser: Browser) -> Browser:
     """The standard browser, or the "safer" one when a test parametrises `browser`."""
     level = getattr(request, "param", "standard")
@@ -126,10 +139,11 @@ def new_context(browser: Browser, web_server: ServerProcess) -> Iterator[NewCont
     """Make guarded browser contexts (fresh profile: no storage shared with others)."""
     made: list[tuple[BrowserContext, Guard]] = []
 
-    def make(**options: Any) -> tuple[BrowserContext, Guard]:
+    def make(using: Browser | None = None, **options: Any) -> tuple[BrowserContext, Guard]:
+        """A context of `using`, the test's own browser by default."""
         options.setdefault("viewport", DESKTOP)
         options.setdefault("accept_downloads", True)
-        context = browser.new_context(**options)
+        context = (using or browser).new_context(**options)
         context.set_default_timeout(TIMEOUT_MS)
         guard = Guard(web_server.url)
         guard.watch(context)
