@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from atopos.errors import Unavailable
+from atopos.storage.sqlite import SqliteSecretStore
 from atopos.storage.sqlite_writer import BUSY_MESSAGE, GroupCommitWriter
 
 _WAIT = 0.5
@@ -98,3 +99,23 @@ def test_every_queued_write_gives_up_within_about_the_wait(database: Path) -> No
         answers = _write_all(writer)
         assert [error for _, error in answers] == [None] * _WRITES
         assert written(database) == _WRITES
+
+
+def test_a_worker_starts_while_another_holds_the_lock(tmp_path: Path) -> None:
+    """The sweep at start is skipped (the periodic one does it), not the worker: a store
+    shared by workers starts within about the wait while the lock is held, then writes once
+    it is free. Before, the busy sweep failed the worker's start with a traceback."""
+    database = tmp_path / "atopos.db"
+    store = SqliteSecretStore(database, is_shared_by_processes=True, writer_lock_wait=_WAIT)
+    with stuck_holder(database):
+        started = time.monotonic()
+        asyncio.run(store.start(0))
+        assert time.monotonic() - started < _WAIT * 4
+
+    async def swept_then_closed() -> int:
+        try:
+            return await store.sweep(0)
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(swept_then_closed()) == 0

@@ -14,6 +14,7 @@ Each operation implements rows of the lifecycle table in `atopos.protocol.secret
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import stat
@@ -35,11 +36,17 @@ from atopos.storage.port import (
     spent_minute,
 )
 from atopos.storage.sqlite_requests import REQUESTS_SCHEMA, SqliteRequests, sweep_requests
-from atopos.storage.sqlite_writer import DEFAULT_LOCK_WAIT, GroupCommitWriter, storage_error
+from atopos.storage.sqlite_writer import (
+    DEFAULT_LOCK_WAIT,
+    GroupCommitWriter,
+    WritersBusy,
+    storage_error,
+)
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
 
 _SCHEMA_VERSION = 5
+_log = logging.getLogger("atopos.storage")
 T = TypeVar("T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (
@@ -188,7 +195,12 @@ class SqliteSecretStore(SqliteRequests):
     async def start(self, now: int) -> None:
         self._writer.start()
         self._reader = _open(self._path, busy_timeout_ms=200)
-        await self.sweep(now)
+        try:
+            await self.sweep(now)
+        except WritersBusy:
+            # Another worker held the writers' lock all the wait: the periodic sweep will
+            # do it; a worker must not fail to start for a sweep.
+            _log.warning("sqlite sweep at start skipped: the store is busy")
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._writer.stop)

@@ -36,7 +36,13 @@ from atopos.errors import StorageFull, Unavailable
 from atopos.storage.port import FULL_MESSAGE, UNAVAILABLE_MESSAGE
 from atopos.storage.writers_lock import WritersLock
 
-__all__ = ["BUSY_MESSAGE", "DEFAULT_LOCK_WAIT", "GroupCommitWriter", "storage_error"]
+__all__ = [
+    "BUSY_MESSAGE",
+    "DEFAULT_LOCK_WAIT",
+    "GroupCommitWriter",
+    "WritersBusy",
+    "storage_error",
+]
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
@@ -50,6 +56,10 @@ _log = logging.getLogger("atopos.storage")
 # How long a batch waits for the writers' lock by default (ATOPOS_WRITER_LOCK_WAIT).
 DEFAULT_LOCK_WAIT = 5.0
 BUSY_MESSAGE = "The storage is busy; nothing was stored or spent. Try again in a few seconds."
+
+
+class WritersBusy(Unavailable):
+    """Another process held the writers' lock all the wait: nothing was begun (503)."""
 
 
 class _NoTurn(Exception):
@@ -83,6 +93,7 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="atopos-sqlite-writer", daemon=True)
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._is_stopped = False
 
     def start(self) -> None:
         self._thread.start()
@@ -102,9 +113,14 @@ class GroupCommitWriter:
     def submit(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if self._is_stopped:
+            future.set_exception(Unavailable(UNAVAILABLE_MESSAGE))
+            return future
         # When its wait for the writers' lock runs out, counted from now.
         deadline = self._clock.monotonic() + self._lock_wait
         self._queue.put((operation, future, loop, deadline))
+        if self._is_stopped:  # the thread ended between the check above and the put
+            self._fail_queued()
         return future
 
     def _run(self) -> None:
@@ -141,7 +157,8 @@ class GroupCommitWriter:
                         stop = True
                         break
                     batch.append(item)
-                self._commit(conn, batch)
+                if not self._commit(conn, batch):
+                    conn = self._reopened(conn)
                 if (
                     self._checkpoint_wanted
                     and self._clock.monotonic() - self._last_checkpoint >= _CHECKPOINT_EVERY
@@ -152,9 +169,40 @@ class GroupCommitWriter:
             if self._checkpoint_wanted:
                 self._checkpoint(conn)
         finally:
-            conn.close()
+            # However the thread ends, no caller may wait for it: refuse what is queued and
+            # everything submitted from now on.
+            self._is_stopped = True
+            self._fail_queued()
+            with contextlib.suppress(Exception):
+                conn.close()
             if self._lock is not None:
                 self._lock.close()
+
+    def _fail_queued(self) -> None:
+        outcomes: list[tuple[Any, tuple[asyncio.Future[Any], Any, BaseException | None]]] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                _op, future, loop, _deadline = item
+                outcomes.append((loop, (future, None, Unavailable(UNAVAILABLE_MESSAGE))))
+        for loop, outcome in outcomes:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve_all, [outcome])
+
+    def _reopened(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """A fresh connection after one that may be unusable; the old one if none can be
+        made now (the next batch then fails with Unavailable and tries again)."""
+        try:
+            fresh = self._connect()
+        except Exception as exc:
+            _log.error("sqlite reconnect failed", extra={"error": type(exc).__name__})
+            return conn
+        with contextlib.suppress(Exception):
+            conn.close()
+        return fresh
 
     @contextlib.contextmanager
     def _turn(self, deadline: float | None = None) -> Iterator[None]:
@@ -171,8 +219,11 @@ class GroupCommitWriter:
         finally:
             self._lock.release()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> bool:
+        """Commit `batch` and answer its callers; False when the connection may be unusable
+        (a failure outside a transaction's own: a ROLLBACK that failed, the writers' lock)."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        settled, is_healthy = False, True
         # A lone operation needs no savepoint: the transaction is its own (two
         # statements fewer for every batch of one, the usual batch under light load).
         isolate = len(batch) > 1
@@ -193,12 +244,22 @@ class GroupCommitWriter:
                         conn.execute("ROLLBACK")
                     failure = storage_error(exc)
                     outcomes = [(future, None, failure) for _op, future, *_ in batch]
+                settled = True
         except _NoTurn:
             # Another process held the writers' lock all the wait: nothing was begun, so
             # nothing of the batch is written, and every caller hears so.
             _log.warning("sqlite writers' lock wait ran out", extra={"batch": len(batch)})
-            busy = Unavailable(BUSY_MESSAGE)
+            busy = WritersBusy(BUSY_MESSAGE)
             outcomes = [(future, None, busy) for _op, future, *_ in batch]
+        except Exception as exc:
+            # Once the batch was settled (committed, or rolled back by SQLite's own failure
+            # path) its outcomes stand, even if giving back the lock failed; before that
+            # nothing of it was committed. Either way no caller is left waiting.
+            _log.error("sqlite writer failed", extra={"error": type(exc).__name__})
+            is_healthy = False
+            if not settled:
+                failure = Unavailable(UNAVAILABLE_MESSAGE)
+                outcomes = [(future, None, failure) for _op, future, *_ in batch]
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for (_op, _future, loop, _deadline), outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append(outcome)
@@ -206,20 +267,22 @@ class GroupCommitWriter:
             # RuntimeError: the loop closed while we committed; nobody is waiting.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, resolved)
+        return is_healthy
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         # A TRUNCATE checkpoint waits (busy handler) for readers of older snapshots, such as
         # a slow download of a large secret; the writer must never stall behind one, so it
         # does not wait at all and tries again a moment later.
-        (busy_timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
-        conn.execute("PRAGMA busy_timeout = 0")
         try:
-            with self._turn():
-                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except (sqlite3.Error, _NoTurn):
+            (busy_timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                with self._turn():
+                    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
+        except (sqlite3.Error, OSError, _NoTurn):
             busy = 1
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
         self._last_checkpoint = self._clock.monotonic()
         # A reader still inside an old snapshot blocks the truncate; try again later.
         self._checkpoint_wanted = bool(busy)
