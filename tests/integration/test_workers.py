@@ -186,6 +186,52 @@ def test_a_restarted_worker_gets_its_listening_socket_back(
     assert served_by[replacement] >= 1, served_by
 
 
+def test_workers_listen_on_ipv6_loopback_with_a_socket_each(tmp_path: Path) -> None:
+    process = ServerProcess(
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "server.log",
+        host="::1",
+        env={"ATOPOS_WORKERS": str(_WORKERS), "ATOPOS_RATE_LIMIT": "0"},
+    )
+    process.start()
+    try:
+        assert httpx.get(f"{process.url}/healthz", timeout=10).status_code == 200
+        local = f"{'0' * 24}01000000:{process.port:04X}"  # ::1 as /proc/net/tcp6 writes it
+        listening = [
+            fields
+            for line in Path("/proc/net/tcp6").read_text().splitlines()[1:]
+            if (fields := line.split())[1] == local and fields[3] == "0A"
+        ]
+        assert len(listening) == _WORKERS
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("is_reuseport", [False, True], ids=["plain", "so-reuseport"])
+def test_workers_on_a_busy_port_are_one_sentence(tmp_path: Path, is_reuseport: bool) -> None:
+    # Also a listener with SO_REUSEPORT of this same user (another `--workers` node), which
+    # the workers' own SO_REUSEPORT sockets would otherwise join.
+    with socket.socket() as taken:
+        if is_reuseport:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [ATOPOS, "serve", "--port", str(port), "--data", str(tmp_path / "data")],
+            env={**os.environ, "ATOPOS_WORKERS": str(_WORKERS), "ATOPOS_RATE_LIMIT": "0"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"Error: Port {port} is already in use on 127.0.0.1; stop what runs there or pick "
+        "another with --port.\n"
+    )
+
+
 def test_race_on_a_one_view_secret_gives_exactly_one_200_with_workers(
     workers_server: ServerProcess,
 ) -> None:
