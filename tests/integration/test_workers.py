@@ -1,7 +1,8 @@
 """`atopos serve --workers 2`: several processes on one port and one SQLite file keep every
-guarantee of one process (exactly once, durability under kill -9), the supervisor restarts
-a dead worker, workers end with their supervisor, rooms are refused clearly without a room
-Redis and shared through one across the workers with it."""
+guarantee of one process (exactly once, durability under kill -9), connections are spread
+over the workers (a listening socket each), the supervisor restarts a dead worker on its
+socket, workers end with their supervisor, rooms are refused clearly without a room Redis
+and shared through one across the workers with it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import contextlib
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,6 +116,120 @@ def _assert_all_stored(url: str, acknowledged: list[dict[str, str]]) -> None:
 
 def test_two_workers_serve_from_one_port(workers_server: ServerProcess) -> None:
     assert len(_workers_of(workers_server)) == _WORKERS
+
+
+_BURST = 40
+_FEWEST_PER_WORKER = 8
+
+
+def test_connections_opened_at_once_are_spread_over_the_workers(
+    workers_server: ServerProcess,
+) -> None:
+    # Each worker accepts from a socket of its own (SO_REUSEPORT) and the kernel picks the
+    # socket by a keyed hash of the connection's addresses and ports: with two workers, a
+    # fair coin per connection. One worker gets fewer than 8 of 40 with probability
+    # 2 * sum(C(40, k) for k <= 7) / 2**40 = 4.2e-5. With one shared socket, 40 to 0 came in
+    # 2 of 6 bursts (docs/performance.md, issue 20).
+    sockets = [
+        socket.create_connection(("127.0.0.1", workers_server.port), timeout=10)
+        for _ in range(_BURST)
+    ]
+    try:
+        holders = Counter(
+            _worker_accepting_soon(sock.getsockname()[1], workers_server) for sock in sockets
+        )
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert len(holders) == _WORKERS, holders
+    assert min(holders.values()) >= _FEWEST_PER_WORKER, holders
+
+
+def test_a_restarted_worker_gets_its_listening_socket_back(
+    workers_server: ServerProcess,
+) -> None:
+    listeners = _listening_sockets(workers_server)
+    assert len(listeners) == _WORKERS
+    held = {pid: _listeners_held_by(pid, listeners) for pid in _workers_of(workers_server)}
+    assert sorted(len(h) for h in held.values()) == [1] * _WORKERS, held  # the others closed
+    assert set().union(*held.values()) == listeners
+    victim = next(iter(held))
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(lambda: _is_gone(victim))
+    # Opened at once, while the victim's replacement may still be starting: a connection the
+    # kernel hashes to the victim's socket waits in its backlog, and is answered then.
+    connections = [
+        http.client.HTTPConnection("127.0.0.1", workers_server.port, timeout=30) for _ in range(20)
+    ]
+    try:
+        statuses = []
+        for connection in connections:
+            connection.request("GET", "/healthz")
+            answer = connection.getresponse()
+            answer.read()
+            statuses.append(answer.status)
+        assert statuses == [200] * len(connections)
+        served_by = Counter(
+            _worker_accepting(c.sock.getsockname()[1], workers_server) for c in connections
+        )
+    finally:
+        for connection in connections:
+            connection.close()
+    workers = _workers_of(workers_server)
+    assert len(workers) == _WORKERS
+    assert victim not in workers
+    (replacement,) = set(workers) - set(held)
+    # The same socket, not a new one: no listener was added or closed, and the replacement
+    # holds the victim's. Its share of the 20 connections: none with probability 2**-20.
+    assert _listening_sockets(workers_server) == listeners
+    assert _listeners_held_by(replacement, listeners) == held[victim]
+    assert served_by[replacement] >= 1, served_by
+
+
+def test_workers_listen_on_ipv6_loopback_with_a_socket_each(tmp_path: Path) -> None:
+    process = ServerProcess(
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "server.log",
+        host="::1",
+        env={"ATOPOS_WORKERS": str(_WORKERS), "ATOPOS_RATE_LIMIT": "0"},
+    )
+    process.start()
+    try:
+        assert httpx.get(f"{process.url}/healthz", timeout=10).status_code == 200
+        local = f"{'0' * 24}01000000:{process.port:04X}"  # ::1 as /proc/net/tcp6 writes it
+        listening = [
+            fields
+            for line in Path("/proc/net/tcp6").read_text().splitlines()[1:]
+            if (fields := line.split())[1] == local and fields[3] == "0A"
+        ]
+        assert len(listening) == _WORKERS
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("is_reuseport", [False, True], ids=["plain", "so-reuseport"])
+def test_workers_on_a_busy_port_are_one_sentence(tmp_path: Path, is_reuseport: bool) -> None:
+    # Also a listener with SO_REUSEPORT of this same user (another `--workers` node), which
+    # the workers' own SO_REUSEPORT sockets would otherwise join.
+    with socket.socket() as taken:
+        if is_reuseport:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [ATOPOS, "serve", "--port", str(port), "--data", str(tmp_path / "data")],
+            env={**os.environ, "ATOPOS_WORKERS": str(_WORKERS), "ATOPOS_RATE_LIMIT": "0"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"Error: Port {port} is already in use on 127.0.0.1; stop what runs there or pick "
+        "another with --port.\n"
+    )
 
 
 def test_race_on_a_one_view_secret_gives_exactly_one_200_with_workers(
@@ -236,14 +353,17 @@ def test_a_rate_limit_holds_across_the_workers(tmp_path: Path) -> None:
     by_worker: dict[int, http.client.HTTPConnection] = {}
     answers: list[tuple[int, int, str | None]] = []  # (worker, status, Retry-After)
     try:
-        # Keep-alive connections until each worker holds one (the kernel picks the worker);
-        # the first request on each counts too.
-        for _ in range(20):
+        # Keep-alive connections until each worker holds one (the kernel hashes each to a
+        # worker's socket: a fair coin with two); the first request on each counts too, so at
+        # most the limit of them. All 30 land on the first one's worker with probability
+        # 2**-29 (about 2e-9).
+        for _ in range(_RATE_CHALLENGE):
             connection = http.client.HTTPConnection("127.0.0.1", process.port, timeout=30)
             status, retry_after = _challenge(connection)
             worker = _worker_accepting(connection.sock.getsockname()[1], process)
             answers.append((worker, status, retry_after))
-            by_worker.setdefault(worker, connection)
+            if by_worker.setdefault(worker, connection) is not connection:
+                connection.close()
             if len(by_worker) == _WORKERS:
                 break
         assert len(by_worker) == _WORKERS, "the kernel gave every connection to one worker"
@@ -292,6 +412,40 @@ def _worker_accepting(client_port: int, server: ServerProcess) -> int:
                     if os.readlink(fd) == f"socket:[{inode}]":
                         return pid
     raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def _worker_accepting_soon(client_port: int, server: ServerProcess) -> int:
+    """`_worker_accepting`, once a worker has accepted the connection (it may still be in a
+    listening socket's backlog)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return _worker_accepting(client_port, server)
+        except (AssertionError, StopIteration):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # polling interval
+
+
+def _listening_sockets(server: ServerProcess) -> set[str]:
+    """The inodes of the node's listening sockets (state 0A in /proc/net/tcp)."""
+    local = f"0100007F:{server.port:04X}"
+    return {
+        fields[9]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if (fields := line.split())[1] == local and fields[3] == "0A"
+    }
+
+
+def _listeners_held_by(pid: int, listeners: set[str]) -> set[str]:
+    """Which of `listeners` (inodes) process `pid` has open."""
+    held: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            target = os.readlink(fd)
+            if target.startswith("socket:[") and target[8:-1] in listeners:
+                held.add(target[8:-1])
+    return held
 
 
 def _same_epoch(*peers: Peer) -> bool:

@@ -40,6 +40,7 @@ from atopos.storage.factory import open_store
 __all__ = [
     "NodeServer",
     "listening_socket",
+    "listening_sockets_per_worker",
     "serve",
     "start_up_lines",
     "storage_scheme",
@@ -114,11 +115,12 @@ def serve(
 
 
 def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) -> None:
-    """`config.workers` processes on one listening socket (server/workers.py)."""
+    """`config.workers` processes, each on its own listening socket of one port
+    (server/workers.py)."""
     if has_onion:
         raise InvalidInput("--onion runs in a single process; set --workers 1 to use it.")
     _raise_descriptor_limit()
-    listener = listening_socket(config.host, config.port)
+    listeners = listening_sockets_per_worker(config.host, config.port, config.workers)
     try:
         if config.storage_url is None:
             config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -141,7 +143,7 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
         create_app(config, clock=clock, node_keys=keys, shared_counters=counters)
         _prepare_store(config, clock)
         if log_format == "human":
-            for line in start_up_lines(config, listener.getsockname()[1]):
+            for line in start_up_lines(config, listeners[0].getsockname()[1]):
                 print(line, file=sys.stderr, flush=True)
         else:
             logging.getLogger("atopos.server").info(
@@ -156,18 +158,25 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
             logging.getLogger("atopos.server").warning(
                 "rooms are refused: they need a single worker process or a room Redis"
             )
-        listener.listen(2048)
+        for listener in listeners:
+            listener.listen(2048)
         limits = config.connection_limits()
 
-        def work(_index: int) -> None:
+        def work(index: int) -> None:
+            # Worker `index` accepts from its own socket only; the supervisor keeps them all
+            # open, so a restarted worker finds its backlog waiting.
+            for other, listener in enumerate(listeners):
+                if other != index:
+                    listener.close()
             app = create_app(config, node_keys=keys, shared_counters=counters)
             NodeServer(uvicorn_config(app, config.host, config.port, limits)).run(
-                sockets=[listener]
+                sockets=[listeners[index]]
             )
 
         status = WorkerSupervisor(config.workers, work, clock).run()
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
     if status:
         raise SystemExit(status)
 
@@ -270,12 +279,36 @@ class NodeServer(uvicorn.Server):
         )
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_sockets_per_worker(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` TCP sockets bound to one `host`:`port` with SO_REUSEPORT, one per worker: the
+    kernel spreads incoming connections over them by a hash of each connection's addresses
+    and ports, where one shared socket gave most to whichever worker accepted first. A port
+    in use, even by another SO_REUSEPORT group of this user, is InvalidInput as for one."""
+    # A plain bind first: it fails on any listener there, which SO_REUSEPORT alone would
+    # join. It also picks the port when `port` is 0.
+    probe = listening_socket(host, port)
+    port = probe.getsockname()[1]
+    probe.close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sockets.append(listening_socket(host, port, is_shared_port=True))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def listening_socket(host: str, port: int, *, is_shared_port: bool = False) -> socket.socket:
     """A TCP socket bound to `host`:`port` as uvicorn would bind it; a port already in use
-    or an address this machine does not have is InvalidInput, in one sentence."""
+    or an address this machine does not have is InvalidInput, in one sentence.
+    `is_shared_port`: with SO_REUSEPORT, so other sockets of this user may bind it too."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if is_shared_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as error:

@@ -1,8 +1,12 @@
 """Several worker processes for one node (`atopos serve --workers N`), under one supervisor.
 
-The supervisor binds the listening socket, then forks the workers; each runs the whole app
-on its own event loop and accepts from that one shared socket, so the kernel spreads the
-connections over them and the node uses every core. What must be one across the node is
+The supervisor binds one listening socket per worker, all on the node's port with
+SO_REUSEPORT (server/runner.py), then forks the workers; worker i runs the whole app on its
+own event loop and accepts from socket i only, so the kernel spreads the connections over
+them by a hash of each connection's addresses and ports and the node uses every core (one
+shared socket gave most connections of a burst to one worker). The supervisor keeps every
+socket open: a worker restarted after a crash gets the same index, so the same socket and
+the connections waiting in its backlog. What must be one across the node is
 made before the fork or kept outside the processes: the node keys (challenges and tickets
 that one worker issued pass at any other) are drawn once in the supervisor; the store is one
 SQLite file in WAL mode that every worker's group-commit writer opens (BEGIN IMMEDIATE and a
@@ -40,7 +44,8 @@ _EARLY_DEATHS_TO_GIVE_UP = 5
 
 class WorkerSupervisor:
     def __init__(self, count: int, work: Callable[[int], None], clock: Clock) -> None:
-        """`work(index)` runs one worker to its end, in the forked child."""
+        """`work(index)` runs one worker to its end, in the forked child; a worker started
+        again after it died is given the same index (0 to count - 1)."""
         self._count = count
         self._work = work
         self._clock = clock
