@@ -16,6 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from atopos.errors import AtoposError, Gone
 from atopos.server.direct_routes import DirectHttpRoutes
@@ -129,3 +130,37 @@ def test_a_set_up_where_the_paths_could_differ_is_refused() -> None:
     ]
     with pytest.raises(ValueError, match="coroutine endpoint"):
         DirectHttpRoutes(_starlette(wrapped), _starlette(wrapped), wrapped)
+
+
+async def _status_handler(_: Request, exc: Exception) -> Response:
+    return JSONResponse({"by": "status"}, 418)
+
+
+def test_an_app_whose_http_errors_starlette_answers_differently_is_refused() -> None:
+    # A handler by status code (ExceptionMiddleware tries it before the class's handler),
+    # or no handler of the app's own for HTTPException (Starlette then answers in plain
+    # text): the direct path would answer a hot endpoint's HTTPException otherwise.
+    routes = _routes()
+    by_status = _starlette(routes)
+    by_status.exception_handlers[418] = _status_handler
+    with pytest.raises(ValueError, match="HTTP errors"):
+        DirectHttpRoutes(by_status, by_status, routes)
+    without_http = Starlette(routes=routes, exception_handlers={AtoposError: _atopos_error})
+    with pytest.raises(ValueError, match="HTTP errors"):
+        DirectHttpRoutes(without_http, without_http, routes)
+
+
+def test_an_app_whose_stack_has_other_layers_is_refused() -> None:
+    # A Starlette whose stack is not ServerErrorMiddleware > ExceptionMiddleware > router
+    # (a later Starlette may add a layer, as it added the body limit): refused at start.
+    class Layered(Starlette):
+        def build_middleware_stack(self) -> ASGIApp:
+            return GZipMiddleware(super().build_middleware_stack())
+
+    routes = _routes()
+    layered = Layered(
+        routes=routes,
+        exception_handlers={AtoposError: _atopos_error, HTTPException: _http_error},
+    )
+    with pytest.raises(ValueError, match="layers"):
+        DirectHttpRoutes(layered, layered, routes)
