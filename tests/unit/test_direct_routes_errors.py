@@ -16,7 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from atopos.errors import AtoposError, Gone
 from atopos.server.direct_routes import DirectHttpRoutes
@@ -164,3 +164,46 @@ def test_an_app_whose_stack_has_other_layers_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="layers"):
         DirectHttpRoutes(layered, layered, routes)
+
+
+def test_the_direct_routes_serve_their_requests_and_pass_on_the_rest() -> None:
+    # Equal answers on both paths would also come from a direct path that never serves:
+    # which requests reach the app behind it shows that it does.
+    routes = _routes()
+    app = _starlette(routes)
+    passed_on: list[tuple[str, str, str]] = []
+
+    async def behind(scope: Scope, receive: Receive, send: Send) -> None:
+        passed_on.append((scope["method"], scope["path"], scope.get("root_path", "")))
+        await app(scope, receive, send)
+
+    direct = EdgeMiddleware(DirectHttpRoutes(behind, app, routes))
+
+    async def call() -> list[int]:
+        transport = httpx.ASGITransport(app=direct, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://direct") as client:
+            served = [
+                await client.post("/fine/abc"),
+                await client.post("/gone"),
+                await client.post("/teapot"),
+            ]
+            passed = [
+                await client.get("/gone"),
+                await client.head("/gone"),
+                await client.post("/fine/abc/"),
+            ]
+        # Behind a proxy mounted at /fine, the router matches "/abc" (no route): so must we.
+        proxied = httpx.ASGITransport(app=direct, root_path="/fine")
+        async with httpx.AsyncClient(transport=proxied, base_url="http://direct") as client:
+            passed.append(await client.post("/fine/abc"))
+        return [r.status_code for r in [*served, *passed]]
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        statuses = pool.submit(asyncio.run, call()).result(timeout=30)
+    assert statuses == [201, 404, 418, 405, 405, 307, 404]
+    assert passed_on == [
+        ("GET", "/gone", ""),
+        ("HEAD", "/gone", ""),
+        ("POST", "/fine/abc/", ""),
+        ("POST", "/fine/abc", "/fine"),
+    ]
