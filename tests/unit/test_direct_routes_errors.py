@@ -16,6 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from atopos.errors import AtoposError, Gone
 from atopos.server.direct_routes import DirectHttpRoutes
@@ -129,3 +130,80 @@ def test_a_set_up_where_the_paths_could_differ_is_refused() -> None:
     ]
     with pytest.raises(ValueError, match="coroutine endpoint"):
         DirectHttpRoutes(_starlette(wrapped), _starlette(wrapped), wrapped)
+
+
+async def _status_handler(_: Request, exc: Exception) -> Response:
+    return JSONResponse({"by": "status"}, 418)
+
+
+def test_an_app_whose_http_errors_starlette_answers_differently_is_refused() -> None:
+    # A handler by status code (ExceptionMiddleware tries it before the class's handler),
+    # or no handler of the app's own for HTTPException (Starlette then answers in plain
+    # text): the direct path would answer a hot endpoint's HTTPException otherwise.
+    routes = _routes()
+    by_status = _starlette(routes)
+    by_status.exception_handlers[418] = _status_handler
+    with pytest.raises(ValueError, match="HTTP errors"):
+        DirectHttpRoutes(by_status, by_status, routes)
+    without_http = Starlette(routes=routes, exception_handlers={AtoposError: _atopos_error})
+    with pytest.raises(ValueError, match="HTTP errors"):
+        DirectHttpRoutes(without_http, without_http, routes)
+
+
+def test_an_app_whose_stack_has_other_layers_is_refused() -> None:
+    # A Starlette whose stack is not ServerErrorMiddleware > ExceptionMiddleware > router
+    # (a later Starlette may add a layer, as it added the body limit): refused at start.
+    class Layered(Starlette):
+        def build_middleware_stack(self) -> ASGIApp:
+            return GZipMiddleware(super().build_middleware_stack())
+
+    routes = _routes()
+    layered = Layered(
+        routes=routes,
+        exception_handlers={AtoposError: _atopos_error, HTTPException: _http_error},
+    )
+    with pytest.raises(ValueError, match="layers"):
+        DirectHttpRoutes(layered, layered, routes)
+
+
+def test_the_direct_routes_serve_their_requests_and_pass_on_the_rest() -> None:
+    # Equal answers on both paths would also come from a direct path that never serves:
+    # which requests reach the app behind it shows that it does.
+    routes = _routes()
+    app = _starlette(routes)
+    passed_on: list[tuple[str, str, str]] = []
+
+    async def behind(scope: Scope, receive: Receive, send: Send) -> None:
+        passed_on.append((scope["method"], scope["path"], scope.get("root_path", "")))
+        await app(scope, receive, send)
+
+    direct = EdgeMiddleware(DirectHttpRoutes(behind, app, routes))
+
+    async def call() -> list[int]:
+        transport = httpx.ASGITransport(app=direct, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://direct") as client:
+            served = [
+                await client.post("/fine/abc"),
+                await client.post("/gone"),
+                await client.post("/teapot"),
+            ]
+            passed = [
+                await client.get("/gone"),
+                await client.head("/gone"),
+                await client.post("/fine/abc/"),
+            ]
+        # Behind a proxy mounted at /fine, the router matches "/abc" (no route): so must we.
+        proxied = httpx.ASGITransport(app=direct, root_path="/fine")
+        async with httpx.AsyncClient(transport=proxied, base_url="http://direct") as client:
+            passed.append(await client.post("/fine/abc"))
+        return [r.status_code for r in [*served, *passed]]
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        statuses = pool.submit(asyncio.run, call()).result(timeout=30)
+    assert statuses == [201, 404, 418, 405, 405, 307, 404]
+    assert passed_on == [
+        ("GET", "/gone", ""),
+        ("HEAD", "/gone", ""),
+        ("POST", "/fine/abc/", ""),
+        ("POST", "/fine/abc", "/fine"),
+    ]

@@ -26,7 +26,9 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, cast
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -135,6 +137,21 @@ def _check_equivalent(starlette: Starlette, routes: Sequence[Route]) -> None:
         raise ValueError("The app answers server errors its own way; the direct routes would not.")
     if not all(inspect.iscoroutinefunction(h) for h in starlette.exception_handlers.values()):
         raise ValueError("Each exception handler of the app must be a coroutine function.")
+    # ExceptionMiddleware tries a handler by status code first, and answers HTTPException
+    # itself when the app does not: the direct path looks handlers up by class only.
+    if HTTPException not in starlette.exception_handlers or any(
+        isinstance(key, int) for key in starlette.exception_handlers
+    ):
+        raise ValueError("The app must answer HTTP errors by class, with its own handler.")
+    # What Starlette runs before the router: a layer a later Starlette adds (as it added the
+    # body limit) would be skipped by the direct path.
+    stack = starlette.build_middleware_stack()
+    if not (
+        type(stack) is ServerErrorMiddleware
+        and type(stack.app) is ExceptionMiddleware
+        and stack.app.app is starlette.router
+    ):
+        raise ValueError("The app's stack has layers that the direct routes would skip.")
     for route in routes:
         # A route with middleware of its own has an object, not request_response's function,
         # as its app; a plain function endpoint would run in a thread pool.
