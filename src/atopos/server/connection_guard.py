@@ -12,7 +12,6 @@ no per-client cap, so the node runs its HTTP protocol through this subclass:
 - writing: an answer the client stops reading for `send_stall_timeout` seconds ends the
   connection, which also ends the reveal's read snapshot (storage/sqlite.py);
 - idle: a kept-alive connection with no new request closes after `idle_timeout` seconds;
-- writing, cheaper: an answer's head and body go out in one write (server/one_write.py);
 - caps: at most `max_connections` open at once, and `max_connections_per_client` from one
   peer address (a trusted proxy's own address is exempt: it carries many clients, and its
   own caps apply, deploy/Caddyfile). Over a cap, the connection is answered 503 or 429 at
@@ -38,7 +37,6 @@ from typing import Any
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from atopos.server.one_write import HeadHeldTransport
 from atopos.server.onion_proxy_header import (
     MAX_PROXY_LINE,
     ProxyHeaderRefused,
@@ -186,10 +184,6 @@ def guarded_http_protocol(
             super().on_headers_complete()
             if not self.parser.should_upgrade():
                 self._arm_body_timer()
-            cycle = self.cycle
-            if cycle is not None and cycle.transport is self.transport:
-                # A new cycle: its head and body go out in one write (server/one_write.py).
-                cycle.transport = HeadHeldTransport(self.transport, self.loop)  # type: ignore[assignment]
 
         def on_body(self, body: bytes) -> None:
             super().on_body(body)

@@ -1,6 +1,6 @@
-"""The held head (server/one_write.py) on a real node's wire: pipelined answers leave whole and
-in order, a head with no body after it (HEAD) is not kept back, and a `100 Continue` reaches
-a client that waits for it before sending its body."""
+"""HTTP/1.1 on a real node's wire, through the connection guard: pipelined answers leave whole
+and in order, a head with no body after it (HEAD) is not kept back, and a `100 Continue`
+reaches a client that waits for it before sending its body."""
 
 from __future__ import annotations
 
