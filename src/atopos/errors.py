@@ -8,6 +8,7 @@ Messages are one sentence meant for a person and never carry secret material.
 from __future__ import annotations
 
 __all__ = [
+    "AnswerTooLarge",
     "AtoposError",
     "Gone",
     "InvalidInput",
@@ -61,6 +62,15 @@ class InvalidInput(AtoposError):
 
 class TooLarge(InvalidInput):
     """The body or file is over the configured limit."""
+
+
+class AnswerTooLarge(TooLarge):
+    """The envelope is larger than the `max_bytes` the reader can take (a mixnet's reply
+    blocks); said before the view is spent, with the envelope's `size`."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class Unavailable(AtoposError):

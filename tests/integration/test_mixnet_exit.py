@@ -190,6 +190,35 @@ def test_cli_creates_and_reveals_a_secret_through_the_mixnet(
         mixnet_lab.run(service.close())
 
 
+def test_cli_refuses_a_secret_too_large_for_the_reply_blocks_without_spending_its_view(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """The reveal sends the reply blocks' budget as max_bytes: the server refuses the larger
+    envelope before it spends the view, so a direct reveal afterwards still finds it."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    content = b"x" * 20_000 + b"\n"  # over the default 16 KiB of reply blocks
+    try:
+        created = _atopos("--server", atopos_server.url, "secret", "create", stdin=content)
+        assert created.returncode == 0, created.stderr
+        link = created.stdout.decode().strip()
+        refused = _atopos("secret", "reveal", link, *mixnet)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stdout == b""
+        sentence = refused.stderr.decode()
+        assert "through the mixnet" in sentence, sentence
+        assert "no view was spent" in sentence, sentence
+        assert "without --mixnet" in sentence, sentence
+        assert service.answered == 2  # the challenge, and the one-shot step it refused
+        revealed = _atopos("secret", "reveal", link)
+        assert (revealed.returncode, revealed.stdout) == (0, content), revealed.stderr
+    finally:
+        mixnet_lab.run(service.close())
+
+
 def test_cli_creates_a_room_through_the_mixnet(
     mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
 ) -> None:

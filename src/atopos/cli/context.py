@@ -57,6 +57,7 @@ class GlobalOptions:
             http_transport=mixnet_transport,
             async_http_transport=mixnet_transport,
             websocket_opener=self._mixnet_opener(),
+            max_answer_bytes=mixnet_transport.max_body_bytes if mixnet_transport else None,
         )
 
     def _mixnet_opener(self) -> MixnetWebSocketOpener | None:

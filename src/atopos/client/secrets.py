@@ -163,6 +163,9 @@ def reveal_secret(
     `one_shot` (the default): the ticket step also reveals (`"reveal": true`,
     docs/protocol/access.md), one request fewer; a server from before it is asked the
     two-step way. False walks the three requests from the start.
+
+    When `api`'s transport bounds its answers (`Transport.max_answer_bytes`, the mixnet), a
+    larger secret is refused (TooLarge) before its view is spent.
     """
     this_device = LazyDevice(device)
     prover = AccessProver(link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase)
@@ -175,6 +178,7 @@ def reveal_secret(
             rate_limit_retries=rate_limit_retries,
             max_retry_wait=max_retry_wait,
             one_shot=one_shot,
+            max_answer_bytes=api.transport.max_answer_bytes,
         )
         try:
             return _reveal_on(api, link, path, prover, this_device, write, progress, sleep)
@@ -235,6 +239,7 @@ async def reveal_secret_async(
         can_unlock=passphrase is not None,
         max_pow_bits=MAX_POW_BITS,
         one_shot=one_shot,
+        max_answer_bytes=api.transport.max_answer_bytes,
     )
     async with _spend_view_async(api, path, _Workers(this_device, prover)) as envelope:
         async for data in envelope:

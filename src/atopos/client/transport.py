@@ -102,6 +102,10 @@ class Transport:
     # Opens `websocket(path)` instead of connecting to `server` (`--mixnet`: a WebSocket the
     # exit service holds); its connections have send / recv / close like websockets' own.
     websocket_opener: Callable[[str], AbstractAsyncContextManager[Any]] | None = None
+    # The largest envelope `http_transport`'s answers can carry (`--mixnet`: its reply
+    # blocks); a reveal sends it as `max_bytes`, so a larger secret is refused before its
+    # view is spent. None: unbounded.
+    max_answer_bytes: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", parse_server_url(self.server))

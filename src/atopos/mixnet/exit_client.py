@@ -56,6 +56,8 @@ class ExitConnection:
         self._random_bytes = random_bytes
         self._session = draw(random_bytes, SESSION_BYTES)
         self._surbs_per_request = max(1, math.ceil(max_answer_bytes / MAX_REPLY_CHUNK))
+        # What one answer (status, headers and body, encoded) can take at most.
+        self.answer_bytes = self._surbs_per_request * MAX_REPLY_CHUNK
         self._replies = ReplyAssembler(self._session, self._surbs_per_request)
         self._slots = asyncio.Semaphore(max_outstanding)
         self._waiting: dict[int, asyncio.Future[bytes]] = {}

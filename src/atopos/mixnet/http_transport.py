@@ -34,6 +34,9 @@ _T = TypeVar("_T")
 # envelope of a text secret); each 2022 bytes of it costs one SURB per request.
 DEFAULT_MAX_ANSWER_BYTES = 16 * 1024
 _THREAD_SLACK = 5.0  # slack above the request timeout for the mixnet thread to answer
+# What the server's status and headers (its security headers among them, about 0.7 KB)
+# take of an answer at most: the rest is for the body.
+_ANSWER_HEADER_ROOM = 2048
 
 
 class MixnetHttpTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -76,6 +79,9 @@ class MixnetHttpTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             max_answer_bytes=max_answer_bytes,
             timeout=timeout,
         )
+        # The largest body (a revealed envelope) an answer can carry: a reveal sends it as
+        # max_bytes, so the server refuses a larger secret before it spends the view.
+        self.max_body_bytes = self._exit.answer_bytes - _ANSWER_HEADER_ROOM
 
     def _start(self) -> None:
         """Connect on the first request: a command that sends none costs nothing."""

@@ -57,6 +57,7 @@ __all__ = [
 
 _API = "/api/v1/secrets"
 _UNPROCESSABLE = 422
+_TOO_LARGE = 413
 _T = TypeVar("_T")
 CHALLENGE_REFUSED = "The server refused to hand out a challenge."
 TICKET_REFUSED = "The server refused the proof of work (the challenge may have expired)."
@@ -105,6 +106,13 @@ class Ticket:
 
     ticket: str = dataclasses.field(repr=False)
     expires_at: int
+
+
+class _AnswerTooLarge(msgspec.Struct, frozen=True):
+    """The body of a 413 `answer_too_large`: the envelope's size."""
+
+    error: str
+    size: int = 0
 
 
 # -- events (fed to the machine) ----------------------------------------------------------
@@ -293,8 +301,10 @@ class AccessPath:
         rate_limit_retries: int = 3,
         max_retry_wait: int = 60,
         one_shot: bool = True,
+        max_answer_bytes: int | None = None,
     ) -> None:
         self.secret_id = secret_id
+        self._max_answer_bytes = max_answer_bytes
         self._one_shot = one_shot
         self._nonce = 0
         self.state = State.AWAITING_CHALLENGE
@@ -353,6 +363,10 @@ class AccessPath:
             # Nothing was spent: the server refused the unknown field before any check.
             self._one_shot = False
             return Guard.OLDER_SERVER, self._ticket_request(self._nonce)
+        if answer.status == _TOO_LARGE and self._max_answer_bytes is not None:
+            too_large = self._answer_too_large(answer)
+            if too_large is not None:
+                return Guard.ERROR, too_large
         if not answer.is_success:
             failure = failure_for_answer(answer, refused=refused)
             if (
@@ -375,9 +389,10 @@ class AccessPath:
             ticket = self._decode(answer, Ticket)
             if ticket is None:
                 return Guard.ERROR, self._not_understood()
-            return Guard.OK, SendRequest(
-                "POST", self._path("reveal"), {"ticket": ticket.ticket}, is_reveal=True
-            )
+            body: dict[str, object] = {"ticket": ticket.ticket}
+            if self._max_answer_bytes is not None:
+                body["max_bytes"] = self._max_answer_bytes
+            return Guard.OK, SendRequest("POST", self._path("reveal"), body, is_reveal=True)
         if answer.body is not None:
             # A body the driver read is JSON, not the envelope stream.
             return Guard.ERROR, self._not_understood()
@@ -430,8 +445,23 @@ class AccessPath:
             body["device_proof"] = b64url_encode(self._device_proof)
         if self._one_shot:
             body["reveal"] = True
+            if self._max_answer_bytes is not None:
+                body["max_bytes"] = self._max_answer_bytes
             return SendRequest("POST", self._path("ticket"), body, is_reveal=True)
         return SendRequest("POST", self._path("ticket"), body)
+
+    def _answer_too_large(self, answer: ServerAnswer) -> Failed | None:
+        """The failure of a 413 `answer_too_large` (the envelope is over `max_bytes`; the
+        server spent nothing), or None for any other 413."""
+        refusal = self._decode(answer, _AnswerTooLarge)
+        if refusal is None or refusal.error != "answer_too_large":
+            return None
+        return _failed(
+            FailureKind.TOO_LARGE,
+            f"This secret is {refusal.size} bytes, more than the {self._max_answer_bytes} "
+            "bytes an answer through the mixnet can carry; no view was spent: reveal it "
+            "without --mixnet.",
+        )
 
     def _current_challenge(self) -> Challenge:
         if self._challenge is None:

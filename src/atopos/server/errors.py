@@ -6,6 +6,7 @@ import msgspec
 from starlette.responses import Response
 
 from atopos.errors import (
+    AnswerTooLarge,
     AtoposError,
     Gone,
     InvalidInput,
@@ -20,17 +21,20 @@ from atopos.errors import (
 __all__ = ["ErrorResponse", "error_response", "response_for", "status_of"]
 
 
-class ErrorResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The body of every error answer of the HTTP API."""
+class ErrorResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """The body of every error answer of the HTTP API; `size` (the envelope's bytes) only
+    in `answer_too_large`."""
 
     error: str
     message: str
+    size: int | None = None
 
 
 # Most specific first.
 _STATUSES: tuple[tuple[type[AtoposError], int, str], ...] = (
     (RateLimited, 429, "rate_limited"),
     (WrongKey, 403, "wrong_key"),
+    (AnswerTooLarge, 413, "answer_too_large"),
     (Refused, 403, "refused"),
     (Gone, 404, "gone"),
     (TooLarge, 413, "too_large"),
@@ -49,10 +53,14 @@ def status_of(error: AtoposError) -> tuple[int, str]:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    size: int | None = None,
 ) -> Response:
     return Response(
-        _encode(ErrorResponse(code, message)),
+        _encode(ErrorResponse(code, message, size)),
         status_code=status,
         media_type="application/json",
         headers=headers,
@@ -66,4 +74,5 @@ def response_for(error: AtoposError) -> Response:
         headers["Retry-After"] = str(error.retry_after)
     elif isinstance(error, Unavailable):
         headers["Retry-After"] = "5"
-    return error_response(status, code, error.message, headers)
+    size = error.size if isinstance(error, AnswerTooLarge) else None
+    return error_response(status, code, error.message, headers, size)

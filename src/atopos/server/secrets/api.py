@@ -14,7 +14,7 @@ from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proo
 from atopos.crypto.envelope import Header
 from atopos.crypto.kdf import pack_argon2_fields, unpack_argon2_fields
 from atopos.crypto.sizes import MANAGE_TOKEN_BYTES, SECRET_ID_BYTES, SECRET_ID_CHARS
-from atopos.errors import Gone, InvalidInput, Refused, WrongKey
+from atopos.errors import AnswerTooLarge, Gone, InvalidInput, Refused, WrongKey
 from atopos.server.bodies import declared_length, limited_stream, read_json
 from atopos.server.identity import ClientId
 from atopos.server.node import Node
@@ -211,6 +211,7 @@ class SecretsApi:
             raise Refused("This secret is bound to a device; the device proof is missing or wrong.")
         if not body.reveal:
             return _json(TicketResponse(issued.ticket, issued.expires_at))
+        _check_answer_fits(info, body.max_bytes)
         # Ticket and reveal in one request: the reveal step's budget is spent too, and the
         # view is taken exactly as the reveal step takes it (same ticket id, same store call).
         await self._node.limits.hit("reveal", ident)
@@ -222,6 +223,12 @@ class SecretsApi:
         body = await read_json(request, RevealRequest, self._config.max_json_bytes)
         now = self._now()
         ticket = await self._access.open_ticket(secret_id, body.ticket, ident, now)
+        if body.max_bytes is not None:
+            # Only then a look at the size first: an ordinary reveal costs no extra round trip.
+            info = await self._store.info(secret_id, now)
+            if info is None:
+                raise Gone(GONE_MESSAGE)
+            _check_answer_fits(info, body.max_bytes)
         return await self._redeem(secret_id, ticket.ticket_id, ticket.remember_until, ident, now)
 
     async def _redeem(
@@ -306,6 +313,17 @@ class SecretsApi:
         if not await self._store.delete(info.secret_id):
             raise Gone(GONE_MESSAGE)
         return Response(status_code=204)
+
+
+def _check_answer_fits(info: SecretInfo, max_bytes: int | None) -> None:
+    """Refuse, before the view is spent, an envelope larger than the reader can take (a
+    mixnet's reply blocks): spent and then dropped on the way, it would be lost."""
+    if max_bytes is not None and info.size > max_bytes:
+        raise AnswerTooLarge(
+            f"The envelope is {info.size} bytes, more than max_bytes ({max_bytes}); "
+            "no view was spent.",
+            info.size,
+        )
 
 
 def _check_manage_token(request: Request, manage_token_hash: bytes) -> None:

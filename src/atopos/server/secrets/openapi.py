@@ -57,7 +57,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
             "wrong token."
         ),
         404: "Gone: unknown, expired, already viewed or deleted.",
-        413: "Body too large.",
+        413: (
+            "Body too large; for the ticket step with reveal and the reveal step also "
+            "answer_too_large (with size): the envelope is over max_bytes, nothing spent."
+        ),
         409: "Conflict: the request is being filled or was filled.",
         415: "Wrong content type.",
         422: "Input does not match the schema.",

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
+    "MAX_BYTES_LIMIT",
     "Argon2Fields",
     "ChallengeResponse",
     "CreateResponse",
@@ -20,6 +21,17 @@ __all__ = [
 _Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 # The upper bound 2**64 - 1 does not fit msgspec's int64 constraints; TicketRequest checks it.
 _Nonce = Annotated[int, msgspec.Meta(ge=0, description="0 <= nonce < 2**64")]
+# The largest envelope a client can take as the answer (a mixnet's reply blocks): a larger
+# one is answered 413 answer_too_large before the view is spent (docs/protocol/access.md).
+MAX_BYTES_LIMIT = 2**40
+_MaxBytes = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        le=MAX_BYTES_LIMIT,
+        description="Answer 413 answer_too_large, spending nothing, if the envelope is larger.",
+    ),
+]
 
 
 class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -33,14 +45,20 @@ class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # True: redeem the ticket at once and answer with the envelope, as the reveal step
     # would (one request fewer for a reader who reveals now; docs/protocol/access.md).
     reveal: bool = False
+    # Only with reveal: the largest envelope this client can take (None: any).
+    max_bytes: _MaxBytes | None = None
 
     def __post_init__(self) -> None:
         if self.nonce > 2**64 - 1:
             raise ValueError("nonce must be below 2**64")
+        if self.max_bytes is not None and not self.reveal:
+            raise ValueError("max_bytes is only allowed with reveal")
 
 
 class RevealRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ticket: _Token
+    # The largest envelope this client can take (None: any), as for TicketRequest.
+    max_bytes: _MaxBytes | None = None
 
 
 class CreateResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
