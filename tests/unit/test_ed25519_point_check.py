@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from atopos.crypto import device
 from atopos.crypto.device import is_valid_ed25519_public_key
@@ -219,3 +220,43 @@ def test_real_and_mixed_order_keys_match_pyca_and_the_reference(torsion_index: i
             )
             with pytest.raises(InvalidSignature):
                 key.verify(signature, message)
+
+
+# -- libsodium's fast path accepts a subset of what the check accepts ---------------------
+
+
+def _python_verdict(raw: bytes) -> bool:
+    """The pure-Python check alone (what is_valid_ed25519_public_key falls back to)."""
+    point = device._ed25519_decode(raw)
+    return point is not None and not device._has_small_order(*point)
+
+
+def _mixed_order_encodings(count: int) -> list[bytes]:
+    mixed = []
+    for index in range(count):
+        real = _public_bytes(Ed25519PrivateKey.from_private_bytes(_RNG.randbytes(32)))
+        point = _decompress(real)
+        assert point is not None
+        mixed.append(_compress(_add(point, TORSION[1 + index % 7])))
+    return mixed
+
+
+def test_libsodium_accepts_a_subset_of_what_the_python_check_accepts() -> None:
+    real = [
+        _public_bytes(Ed25519PrivateKey.from_private_bytes(_RNG.randbytes(32))) for _ in range(200)
+    ]
+    mixed = _mixed_order_encodings(70)
+    corpus = [*_adversarial_encodings(), *(_RNG.randbytes(32) for _ in range(2000)), *real, *mixed]
+    fast_accepts = 0
+    for raw in corpus:
+        reference = _reference_is_valid(raw)
+        assert _python_verdict(raw) is reference, raw.hex()
+        assert is_valid_ed25519_public_key(raw) is reference, raw.hex()
+        if crypto_core_ed25519_is_valid_point(raw):
+            assert reference, raw.hex()
+            fast_accepts += 1
+    # Real keys take the fast path; mixed-order keys are refused by it and accepted anyway.
+    assert all(crypto_core_ed25519_is_valid_point(raw) for raw in real)
+    assert not any(crypto_core_ed25519_is_valid_point(raw) for raw in mixed)
+    assert all(is_valid_ed25519_public_key(raw) for raw in mixed)
+    assert fast_accepts >= len(real)

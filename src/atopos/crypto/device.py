@@ -19,6 +19,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.challenge_proof import challenge_proof_message, verify_challenge_proof
@@ -126,7 +127,14 @@ def is_valid_ed25519_public_key(raw: bytes) -> bool:
     subgroup (so no signature can verify for every message)."""
     if len(raw) != PUBLIC_KEY_BYTES:
         return False
-    point = _ed25519_decode(bytes(raw))
+    raw = bytes(raw)
+    # Fast path (libsodium, about a third of the Python below): it accepts only canonical
+    # points outside the small-order subgroup AND inside the prime-order one, a subset of
+    # what this check accepts (tests/unit/test_ed25519_point_check.py). A mixed-order point
+    # (a real key plus a torsion point) is refused there and judged below, as before.
+    if crypto_core_ed25519_is_valid_point(raw):
+        return True
+    point = _ed25519_decode(raw)
     return point is not None and not _has_small_order(*point)
 
 

@@ -1,7 +1,10 @@
 """Group commit for SQLite: one writer thread, many callers, one fsync per batch.
 
-Every write is a small function run on the writer's connection inside its own SAVEPOINT
-(unless it is alone in its batch), so one failing operation never spoils its neighbours.
+Every write is a small function run on the writer's connection; one failing operation never
+spoils its neighbours. A batch first runs without savepoints (two statements fewer per
+operation); if an operation of it raises, the whole transaction is rolled back and the batch
+runs again with each operation inside its own SAVEPOINT, so the failure undoes only its own
+writes. Operations are therefore functions of the connection alone, safe to run twice.
 The thread takes all operations that queued up while the previous batch was committing,
 commits them in one transaction (`synchronous=FULL`: the WAL is fsynced before COMMIT
 returns) and only then resolves the callers' futures. A caller that got a result therefore
@@ -224,16 +227,21 @@ class GroupCommitWriter:
         (a failure outside a transaction's own: a ROLLBACK that failed, the writers' lock)."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         settled, is_healthy = False, True
-        # A lone operation needs no savepoint: the transaction is its own (two
-        # statements fewer for every batch of one, the usual batch under light load).
-        isolate = len(batch) > 1
         try:
             # The batch is in submission order: its first operation has waited longest.
             with self._turn(batch[0][3]):
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                    for operation, future, _loop, _deadline in batch:
-                        outcomes.append((future, *_apply(conn, operation, isolate=isolate)))
+                    if len(batch) == 1:
+                        # A lone operation needs no savepoint: the transaction is its own.
+                        operation, future, _loop, _deadline = batch[0]
+                        outcomes.append((future, *_apply(conn, operation, isolate=False)))
+                    elif not _apply_all(conn, batch, outcomes):
+                        # One of them raised and everything was rolled back: again, each in
+                        # its own savepoint (see the module docstring).
+                        conn.execute("BEGIN IMMEDIATE")
+                        for operation, future, _loop, _deadline in batch:
+                            outcomes.append((future, *_apply(conn, operation, isolate=True)))
                     if conn.in_transaction:
                         conn.execute("COMMIT")
                 except sqlite3.Error as exc:
@@ -286,6 +294,26 @@ class GroupCommitWriter:
         self._last_checkpoint = self._clock.monotonic()
         # A reader still inside an old snapshot blocks the truncate; try again later.
         self._checkpoint_wanted = bool(busy)
+
+
+def _apply_all(
+    conn: sqlite3.Connection,
+    batch: list[Any],
+    outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+) -> bool:
+    """Run a batch of several operations without savepoints, adding their outcomes: True when
+    every one returned; False, with the transaction rolled back and `outcomes` left as it
+    was, when one raised."""
+    results = []
+    try:
+        for operation, future, _loop, _deadline in batch:
+            results.append((future, operation(conn), None))
+    except Exception:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return False
+    outcomes.extend(results)
+    return True
 
 
 def _apply(
