@@ -182,18 +182,15 @@ class GroupCommitWriter:
                 self._lock.close()
 
     def _fail_queued(self) -> None:
-        outcomes: list[tuple[Any, tuple[asyncio.Future[Any], Any, BaseException | None]]] = []
+        items = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is not _STOP:
-                _op, future, loop, _deadline = item
-                outcomes.append((loop, (future, None, Unavailable(UNAVAILABLE_MESSAGE))))
-        for loop, outcome in outcomes:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve_all, [outcome])
+                items.append(item)
+        _answer(items, _failed(items, Unavailable(UNAVAILABLE_MESSAGE)))
 
     def _reopened(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         """A fresh connection after one that may be unusable; the old one if none can be
@@ -250,15 +247,13 @@ class GroupCommitWriter:
                     _log.error("sqlite commit failed", extra={"error": type(exc).__name__})
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                    failure = storage_error(exc)
-                    outcomes = [(future, None, failure) for _op, future, *_ in batch]
+                    outcomes = _failed(batch, storage_error(exc))
                 settled = True
         except _NoTurn:
             # Another process held the writers' lock all the wait: nothing was begun, so
             # nothing of the batch is written, and every caller hears so.
             _log.warning("sqlite writers' lock wait ran out", extra={"batch": len(batch)})
-            busy = WritersBusy(BUSY_MESSAGE)
-            outcomes = [(future, None, busy) for _op, future, *_ in batch]
+            outcomes = _failed(batch, WritersBusy(BUSY_MESSAGE))
         except Exception as exc:
             # Once the batch was settled (committed, or rolled back by SQLite's own failure
             # path) its outcomes stand, even if giving back the lock failed; before that
@@ -266,15 +261,8 @@ class GroupCommitWriter:
             _log.error("sqlite writer failed", extra={"error": type(exc).__name__})
             is_healthy = False
             if not settled:
-                failure = Unavailable(UNAVAILABLE_MESSAGE)
-                outcomes = [(future, None, failure) for _op, future, *_ in batch]
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for (_op, _future, loop, _deadline), outcome in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(loop, []).append(outcome)
-        for loop, resolved in by_loop.items():
-            # RuntimeError: the loop closed while we committed; nobody is waiting.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve_all, resolved)
+                outcomes = _failed(batch, Unavailable(UNAVAILABLE_MESSAGE))
+        _answer(batch, outcomes)
         return is_healthy
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
@@ -334,6 +322,26 @@ def _apply(
     if isolate:
         conn.execute("RELEASE op")
     return result, None
+
+
+def _failed(
+    items: list[Any], error: BaseException
+) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    """The same error for every queued item (operation, future, loop, deadline)."""
+    return [(future, None, error) for _op, future, *_ in items]
+
+
+def _answer(
+    items: list[Any], outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+) -> None:
+    """Resolve each item's future with its outcome, on its own event loop, one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for (_op, _future, loop, _deadline), outcome in zip(items, outcomes, strict=True):
+        by_loop.setdefault(loop, []).append(outcome)
+    for loop, resolved in by_loop.items():
+        # RuntimeError: the loop closed meanwhile; nobody is waiting.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve_all, resolved)
 
 
 def _resolve_all(resolved: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
