@@ -66,11 +66,13 @@ class TooLarge(InvalidInput):
 
 class AnswerTooLarge(TooLarge):
     """The envelope is larger than the `max_bytes` the reader can take (a mixnet's reply
-    blocks); said before the view is spent, with the envelope's `size`."""
+    blocks); said before the view is spent, with the envelope's `size` and, on the reader's
+    side, its `limit`."""
 
-    def __init__(self, message: str, size: int) -> None:
+    def __init__(self, message: str, size: int, limit: int | None = None) -> None:
         super().__init__(message)
         self.size = size
+        self.limit = limit
 
 
 class Unavailable(AtoposError):

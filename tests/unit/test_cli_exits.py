@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from atopos import __version__
 from atopos.cli.exits import ExitCode, describe, exit_code_for
 from atopos.cli.main import run
+from atopos.client.failures import error_for
 from atopos.client.keystore import DeviceStoreDamaged
 from atopos.crypto.errors import (
     CryptoError,
@@ -20,6 +21,7 @@ from atopos.crypto.errors import (
     UnsupportedEnvelope,
 )
 from atopos.errors import (
+    AnswerTooLarge,
     AtoposError,
     Gone,
     InvalidInput,
@@ -30,6 +32,7 @@ from atopos.errors import (
     TooLarge,
     Unavailable,
 )
+from atopos.protocol.answers import Failure, FailureKind
 
 
 def invoke(args: list[str], *, debug: bool = False) -> tuple[int, str, str]:
@@ -244,3 +247,22 @@ def test_ctrl_c_exits_130_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
     code, stdout, stderr = invoke(["secret", "reveal", "anything"])
     assert (code, stdout) == (ExitCode.INTERRUPTED, "")
     assert "Traceback" not in stderr
+
+
+def test_an_answer_over_the_mixnets_cap_says_to_reveal_without_the_mixnet() -> None:
+    """The SDK's sentence names no option; the CLI, whose only answer cap is --mixnet's reply
+    blocks, says what to do instead, with the size and the cap."""
+    sdk_sentence = "This secret is 20123 bytes, more than the 16000 bytes (...); no view was spent."
+    error = error_for(Failure(FailureKind.TOO_LARGE, sdk_sentence, size=20123, limit=16000))
+    assert isinstance(error, AnswerTooLarge)
+    sentence = describe(error)
+    assert "20123 bytes" in sentence
+    assert "16000 bytes" in sentence
+    assert sentence.endswith("no view was spent: reveal it without --mixnet.")
+    assert exit_code_for(error) == ExitCode.USAGE
+    # A 413 without a cap of the reader's (a create over the server's limit) keeps its words.
+    plain = error_for(
+        Failure(FailureKind.TOO_LARGE, "The secret is larger than this server accepts.")
+    )
+    assert not isinstance(plain, AnswerTooLarge)
+    assert describe(plain) == "The secret is larger than this server accepts."

@@ -18,7 +18,15 @@ from atopos.crypto.errors import (
     PassphraseRequired,
     UnsupportedEnvelope,
 )
-from atopos.errors import AtoposError, Gone, InvalidInput, NetworkError, Refused, Unavailable
+from atopos.errors import (
+    AnswerTooLarge,
+    AtoposError,
+    Gone,
+    InvalidInput,
+    NetworkError,
+    Refused,
+    Unavailable,
+)
 
 __all__ = ["ExitCode", "describe", "exit_code_for"]
 
@@ -61,6 +69,12 @@ def exit_code_for(error: BaseException) -> ExitCode:
 
 def describe(error: BaseException) -> str:
     """One sentence for a person; never a traceback, never secret material."""
+    if isinstance(error, AnswerTooLarge) and error.limit is not None:
+        # Only --mixnet bounds the CLI's answers (cli/context.py): its reply blocks.
+        return (
+            f"This secret is {error.size} bytes, more than the {error.limit} bytes an answer "
+            "through the mixnet can carry; no view was spent: reveal it without --mixnet."
+        )
     if isinstance(error, AtoposError):
         return error.message
     if isinstance(error, PassphraseRequired):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from atopos.crypto.errors import PassphraseRequired
 from atopos.errors import (
+    AnswerTooLarge,
     AtoposError,
     Gone,
     InvalidInput,
@@ -39,4 +40,6 @@ def error_for(failure: Failure) -> Exception:
         return RateLimited(failure.message, failure.retry_after)
     if failure.kind is FailureKind.PASSPHRASE_REQUIRED:
         return PassphraseRequired(failure.message)
+    if failure.kind is FailureKind.TOO_LARGE and failure.size is not None:
+        return AnswerTooLarge(failure.message, failure.size, failure.limit)
     return _ERRORS[failure.kind](failure.message)

@@ -456,11 +456,15 @@ class AccessPath:
         refusal = self._decode(answer, _AnswerTooLarge)
         if refusal is None or refusal.error != "answer_too_large":
             return None
-        return _failed(
-            FailureKind.TOO_LARGE,
-            f"This secret is {refusal.size} bytes, more than the {self._max_answer_bytes} "
-            "bytes an answer through the mixnet can carry; no view was spent: reveal it "
-            "without --mixnet.",
+        limit = self._max_answer_bytes
+        return Failed(
+            Failure(
+                FailureKind.TOO_LARGE,
+                f"This secret is {refusal.size} bytes, more than the {limit} bytes an "
+                "answer can carry on this connection; no view was spent.",
+                size=refusal.size,
+                limit=limit,
+            )
         )
 
     def _current_challenge(self) -> Challenge:

@@ -72,6 +72,10 @@ class Failure:
     kind: FailureKind
     message: str
     retry_after: int | None = None
+    # For an answer over the reader's `max_bytes` (TOO_LARGE): the envelope's size and the
+    # cap, so the client's front end can say what to do instead.
+    size: int | None = None
+    limit: int | None = None
 
 
 class _ErrorBody(msgspec.Struct, frozen=True):
