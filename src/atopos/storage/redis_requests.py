@@ -54,11 +54,9 @@ _FIELDS = (
     b"claimed_until",
 )
 
-# Take an open request, or one whose claim lapsed unfilled. KEYS: the request.
-# ARGV: now, secret id, lease end. Answers 1 (claimed) or 0 (unknown, expired, filled or
-# claimed under a live lease: nothing written).
-CLAIM_REQUEST = LuaScript(
-    """
+# The test claims and cancels share: answer 0 (nothing written) unless the request is open,
+# or its claim lapsed unfilled. KEYS: the request. ARGV[1]: now.
+_RETURN_UNLESS_FREE = """
 local f = redis.call('HMGET', KEYS[1], 'expires_at', 'secret_id', 'is_filled', 'claimed_until')
 local now = tonumber(ARGV[1])
 if f[1] == false or tonumber(f[1]) <= now then
@@ -67,6 +65,14 @@ end
 if f[2] ~= false and (f[3] ~= false or tonumber(f[4] or '0') > now) then
   return 0
 end
+"""
+
+# Take an open request, or one whose claim lapsed unfilled. KEYS: the request.
+# ARGV: now, secret id, lease end. Answers 1 (claimed) or 0 (unknown, expired, filled or
+# claimed under a live lease: nothing written).
+CLAIM_REQUEST = LuaScript(
+    _RETURN_UNLESS_FREE
+    + """
 redis.call('HSET', KEYS[1], 'secret_id', ARGV[2], 'claimed_until', ARGV[3])
 return 1
 """,
@@ -76,15 +82,8 @@ return 1
 # ARGV: now. Answers 1 (forgotten) or 0 (unknown, expired, filled or claimed under a live
 # lease: nothing written).
 CANCEL_REQUEST = LuaScript(
-    """
-local f = redis.call('HMGET', KEYS[1], 'expires_at', 'secret_id', 'is_filled', 'claimed_until')
-local now = tonumber(ARGV[1])
-if f[1] == false or tonumber(f[1]) <= now then
-  return 0
-end
-if f[2] ~= false and (f[3] ~= false or tonumber(f[4] or '0') > now) then
-  return 0
-end
+    _RETURN_UNLESS_FREE
+    + """
 redis.call('UNLINK', KEYS[1])
 return 1
 """,
