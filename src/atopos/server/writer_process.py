@@ -23,7 +23,11 @@ from atopos.storage.sqlite import connect_writer, writers_lock_path
 from atopos.storage.sqlite_batches import BatchCommitter
 from atopos.storage.sqlite_writer_process import serve_writes
 
-__all__ = ["WriterSocket", "run_writer_process", "writer_socket"]
+__all__ = ["WRITER_PROCESS_NAME", "WriterSocket", "run_writer_process", "writer_socket"]
+
+# The writer process's name in ps and top (Linux: /proc/PID/comm), so that an operator, or a
+# test, tells it from the workers.
+WRITER_PROCESS_NAME = "atopos-writer"
 
 _BACKLOG = 128
 
@@ -58,6 +62,8 @@ def run_writer_process(
 ) -> None:
     """The writer process's whole life (in the forked child): commit the workers' writes to
     `database` until SIGTERM or the supervisor's end."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(WRITER_PROCESS_NAME)
     clock = SystemClock()
     committer = BatchCommitter(
         lambda: connect_writer(database),
