@@ -195,25 +195,29 @@ def _connect(path: Path) -> socket.socket:
 
 def test_an_operation_it_has_not_registered_is_refused(tmp_path: Path) -> None:
     database = tmp_path / "atopos.db"
-    with _writer_process(database) as socket_path:
-        with contextlib.closing(_connect(socket_path)) as sock:
-            deadline = time.monotonic() + 10
-            for number, name in enumerate(["system", "__class__", "_open", "os.remove", 7]):
-                request_id, is_result, value = _request(sock, (number, name, (), deadline))
-                assert (request_id, is_result) == (number, False)
-                assert isinstance(error_from_reply(value), UnknownWriteOperation)
-            # The same connection still runs what is registered.
-            assert _request(sock, (9, "make_keys_table", (), deadline)) == (9, True, None)
+    with (
+        _writer_process(database) as socket_path,
+        contextlib.closing(_connect(socket_path)) as sock,
+    ):
+        deadline = time.monotonic() + 10
+        for number, name in enumerate(["system", "__class__", "_open", "os.remove", 7]):
+            request_id, is_result, value = _request(sock, (number, name, (), deadline))
+            assert (request_id, is_result) == (number, False)
+            assert isinstance(error_from_reply(value), UnknownWriteOperation)
+        # The same connection still runs what is registered.
+        assert _request(sock, (9, "make_keys_table", (), deadline)) == (9, True, None)
 
 
 def test_a_frame_over_the_cap_closes_that_connection_only(tmp_path: Path) -> None:
     database = tmp_path / "atopos.db"
-    with _writer_process(database) as socket_path:
-        with contextlib.closing(_connect(socket_path)) as other:
-            deadline = time.monotonic() + 10
-            assert _request(other, (1, "make_keys_table", (), deadline)) == (1, True, None)
-            with contextlib.closing(_connect(socket_path)) as greedy:
-                greedy.sendall(struct.pack(">I", MAX_FRAME + 1) + b"\0" * 4096)
-                assert greedy.recv(1) == b""  # closed by the writer process
-            reply = _request(other, (2, "insert_key", ("still here",), deadline))
-            assert reply == (2, True, "still here")
+    with (
+        _writer_process(database) as socket_path,
+        contextlib.closing(_connect(socket_path)) as other,
+    ):
+        deadline = time.monotonic() + 10
+        assert _request(other, (1, "make_keys_table", (), deadline)) == (1, True, None)
+        with contextlib.closing(_connect(socket_path)) as greedy:
+            greedy.sendall(struct.pack(">I", MAX_FRAME + 1) + b"\0" * 4096)
+            assert greedy.recv(1) == b""  # closed by the writer process
+        reply = _request(other, (2, "insert_key", ("still here",), deadline))
+        assert reply == (2, True, "still here")
