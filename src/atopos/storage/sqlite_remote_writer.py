@@ -2,10 +2,13 @@
 each write is sent as `(name, args)` over one Unix stream connection and waited for.
 
 The connection is made on the first write and made again on the next write after it broke.
-A caller never hangs: a broken connection fails every pending write with Unavailable (503),
-and a write waits at most `lock_wait` seconds in total (then Unavailable too; the writer
-process does not begin a write whose wait has run out, see its docstring). A write whose reply
-was lost may nevertheless have committed: a create then exists that nobody was told of, a view
+A caller never hangs: a broken connection fails every pending write with Unavailable (503).
+Each write carries its deadline, `lock_wait` seconds from now: the writer process does not
+begin it after that and answers WritersBusy (503, nothing stored), nor waits for the writers'
+lock beyond it. The worker waits a moment longer for that answer, `_REPLY_GRACE`, so a write
+is answered within `lock_wait + _REPLY_GRACE` seconds in all, and past that gets Unavailable:
+its batch may be committing on a slow disk. A write whose reply was lost may nevertheless
+have committed: a create then exists that nobody was told of, a view
 was spent but not delivered, exactly as when the one process of a node crashes after a COMMIT.
 """
 
@@ -24,6 +27,10 @@ from atopos.storage.sqlite_write_operations import operation_named
 from atopos.storage.sqlite_writer_frames import FrameReader, encode_frame, error_from_reply
 
 __all__ = ["RemoteWriter"]
+
+# Seconds a worker waits beyond a write's deadline for the writer process's answer (which
+# is WritersBusy when the write was not begun by then).
+_REPLY_GRACE = 1.0
 
 
 class RemoteWriter:
@@ -53,7 +60,7 @@ class RemoteWriter:
         request_id = next(self._ids)
         frame = encode_frame((request_id, name, args, deadline))
         try:
-            async with asyncio.timeout(self._lock_wait):
+            async with asyncio.timeout(self._lock_wait + _REPLY_GRACE):
                 connection = await self._connected()
                 return await connection.send(request_id, frame)
         except TimeoutError:
