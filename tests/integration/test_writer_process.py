@@ -56,7 +56,7 @@ def insert_key(conn: sqlite3.Connection, key: str) -> str:
 
 
 @contextlib.contextmanager
-def _writer_process(database: Path) -> Iterator[Path]:
+def writer_process(database: Path) -> Iterator[Path]:
     """A writer process on `database`, forked as the supervisor forks it; its socket's path."""
     with writer_socket() as sock:
         parent_gone, supervisor_end = os.pipe()
@@ -140,7 +140,7 @@ def _wait_for_file(path: Path, within: float = 20) -> None:
 def test_writes_of_several_workers_are_committed_in_one_transaction(tmp_path: Path) -> None:
     database = tmp_path / "atopos.db"
     entered, gate = tmp_path / "entered", tmp_path / "gate"
-    with _writer_process(database) as socket_path:
+    with writer_process(database) as socket_path:
         _write(socket_path, (make_keys_table,))
         before = _wal_commits(database)
         holder = _in_child(
@@ -196,7 +196,7 @@ def _connect(path: Path) -> socket.socket:
 def test_an_operation_it_has_not_registered_is_refused(tmp_path: Path) -> None:
     database = tmp_path / "atopos.db"
     with (
-        _writer_process(database) as socket_path,
+        writer_process(database) as socket_path,
         contextlib.closing(_connect(socket_path)) as sock,
     ):
         deadline = time.monotonic() + 10
@@ -211,7 +211,7 @@ def test_an_operation_it_has_not_registered_is_refused(tmp_path: Path) -> None:
 def test_a_frame_over_the_cap_closes_that_connection_only(tmp_path: Path) -> None:
     database = tmp_path / "atopos.db"
     with (
-        _writer_process(database) as socket_path,
+        writer_process(database) as socket_path,
         contextlib.closing(_connect(socket_path)) as other,
     ):
         deadline = time.monotonic() + 10
