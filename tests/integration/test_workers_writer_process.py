@@ -1,6 +1,7 @@
 """`atopos serve --workers 2` on SQLite commits through one writer process: killed with
 SIGKILL mid-load it loses no acknowledged create, the writes waiting for it get 503 and not a
-hang, the supervisor starts another and the node writes again; it ends with its supervisor."""
+hang, the supervisor starts another and the node writes again; it ends with its supervisor;
+its checkpoints after a burn leave no ciphertext on disk (chunked bodies included)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from tests.api_client import OCTETS, access_params, envelope
+from tests.integration import test_durability as durability
 from tests.integration import test_workers as workers
 from tests.servers import ServerProcess, children_of, is_writer_process
 
@@ -107,3 +109,9 @@ def test_the_writer_process_ends_with_its_supervisor(server: ServerProcess) -> N
     assert writer is not None
     server.kill9()
     workers._wait_for(lambda: workers._is_gone(writer))
+
+
+def test_no_ciphertext_remains_on_disk_after_the_last_view_with_the_writer_process(
+    server: ServerProcess,
+) -> None:
+    durability.test_no_ciphertext_remains_on_disk_after_the_last_view(server)
