@@ -194,6 +194,8 @@ class _WriterLoop:
                 write = self._write_of(peer, payload)
                 if write is not None:
                     writes.append(write)
+            if len(data) < _RECV_BYTES:
+                break  # drained for now: what comes next waits for the next round
         return writes
 
     def _write_of(self, peer: _Peer, payload: Any) -> _Write | None:
