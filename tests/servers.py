@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from atopos.server.app import create_app
 from atopos.server.config import ServerConfig
 from atopos.server.runner import uvicorn_config
+from atopos.server.writer_process import WRITER_PROCESS_NAME
 from atopos.storage.port import SecretStore
 
 ATOPOS = str(Path(sys.executable).with_name("atopos"))
@@ -149,3 +150,22 @@ def in_process_server(
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def children_of(server: ServerProcess) -> list[int]:
+    """The processes the server's process forked (a node's supervisor: workers and writer)."""
+    assert server.process is not None
+    pid = server.process.pid
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            children.extend(int(c) for c in (task / "children").read_text().split())
+    return children
+
+
+def is_writer_process(pid: int) -> bool:
+    """Whether `pid` is a node's SQLite writer process (server/writer_process.py)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == WRITER_PROCESS_NAME
+    except FileNotFoundError:
+        return False

@@ -30,7 +30,14 @@ from tests.api_client import OCTETS, access_params, envelope
 from tests.integration import test_durability as durability
 from tests.redis_servers import RedisServer
 from tests.room_relay_server import Peer, RelayServer, join, until
-from tests.servers import ATOPOS, ServerProcess, free_port, wait_healthy
+from tests.servers import (
+    ATOPOS,
+    ServerProcess,
+    children_of,
+    free_port,
+    is_writer_process,
+    wait_healthy,
+)
 
 _WORKERS = 2
 
@@ -50,13 +57,8 @@ def workers_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def _workers_of(server: ServerProcess) -> list[int]:
-    assert server.process is not None
-    pid = server.process.pid
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            children.extend(int(c) for c in (task / "children").read_text().split())
-    return children
+    """The supervisor's worker processes (not its SQLite writer process)."""
+    return [pid for pid in children_of(server) if not is_writer_process(pid)]
 
 
 def _wait_for(condition: object, timeout: float = 20) -> None:

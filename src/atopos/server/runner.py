@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -35,6 +36,7 @@ from atopos.server.onion_service import OnionOptions, PublishedOnion, publish_on
 from atopos.server.shared_counters import SharedCounterTable
 from atopos.server.websocket_protocol import QuietWebSocketProtocol
 from atopos.server.workers import WorkerSupervisor
+from atopos.server.writer_process import run_writer_process, writer_socket
 from atopos.storage.factory import open_store
 
 __all__ = [
@@ -161,19 +163,40 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
         for listener in listeners:
             listener.listen(2048)
         limits = config.connection_limits()
+        with contextlib.ExitStack() as stack:
+            # On SQLite, one writer process commits every worker's writes (server/workers.py).
+            writer = None if config.has_redis_storage() else stack.enter_context(writer_socket())
 
-        def work(index: int) -> None:
-            # Worker `index` accepts from its own socket only; the supervisor keeps them all
-            # open, so a restarted worker finds its backlog waiting.
-            for other, listener in enumerate(listeners):
-                if other != index:
+            def work(index: int) -> None:
+                # Worker `index` accepts from its own socket only; the supervisor keeps them
+                # all open, so a restarted worker finds its backlog waiting.
+                for other, listener in enumerate(listeners):
+                    if other != index:
+                        listener.close()
+                store = None
+                if writer is not None:
+                    writer.listener.close()
+                    store = open_store(
+                        config.resolved_storage_url(),
+                        is_shared_by_workers=True,
+                        writer_lock_wait=config.writer_lock_wait,
+                        writer_socket=writer.path,
+                    )
+                app = create_app(config, node_keys=keys, shared_counters=counters, store=store)
+                NodeServer(uvicorn_config(app, config.host, config.port, limits)).run(
+                    sockets=[listeners[index]]
+                )
+
+            def write(parent_gone: int) -> None:
+                assert writer is not None
+                for listener in listeners:
                     listener.close()
-            app = create_app(config, node_keys=keys, shared_counters=counters)
-            NodeServer(uvicorn_config(app, config.host, config.port, limits)).run(
-                sockets=[listeners[index]]
-            )
+                database = Path(config.resolved_storage_url().removeprefix("sqlite://"))
+                run_writer_process(writer.listener, database, config.writer_lock_wait, parent_gone)
 
-        status = WorkerSupervisor(config.workers, work, clock).run()
+            status = WorkerSupervisor(
+                config.workers, work, clock, write=None if writer is None else write
+            ).run()
     finally:
         for listener in listeners:
             listener.close()

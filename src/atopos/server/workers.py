@@ -9,16 +9,18 @@ socket open: a worker restarted after a crash gets the same index, so the same s
 the connections waiting in its backlog. What must be one across the node is
 made before the fork or kept outside the processes: the node keys (challenges and tickets
 that one worker issued pass at any other) are drawn once in the supervisor; the store is one
-SQLite file in WAL mode that every worker's group-commit writer opens (BEGIN IMMEDIATE and a
-busy timeout serialise their commits, and a 201 still follows an fsync); redeemed ticket ids
+SQLite file in WAL mode that every worker reads, and that one writer process writes: the
+supervisor forks it before the workers, and it runs the group commit for all of them
+(storage/sqlite_writer_process.py; a 201 still follows an fsync); redeemed ticket ids
 live in that store; rate-limit counters are in a rate-limit Redis when there is one, and
 otherwise in a table of anonymous shared memory made before the fork
 (server/shared_counters.py). docs/operations.md, "Worker processes", says what stays per
 worker.
 
-The supervisor restarts a worker that dies, forwards SIGTERM and SIGINT to the workers as a
-SIGTERM (each finishes its requests), and exits once they have all ended. A worker whose
-supervisor is gone (kill -9) sees its end of a pipe close and stops too.
+The supervisor restarts a worker (or the writer process) that dies, forwards SIGTERM and SIGINT
+to the workers as a SIGTERM (each finishes its requests), then, once they have all ended, stops
+the writer process the same way, and exits. A worker whose supervisor is gone (kill -9) sees
+its end of a pipe close and stops too; so does the writer process.
 """
 
 from __future__ import annotations
@@ -40,14 +42,26 @@ _log = logging.getLogger("atopos.server")
 # when started again: the supervisor stops the node instead of forking forever.
 _EARLY_DEATH_SECONDS = 2.0
 _EARLY_DEATHS_TO_GIVE_UP = 5
+# The index of the writer process among the children (workers are 0 to count - 1).
+_WRITER = -1
 
 
 class WorkerSupervisor:
-    def __init__(self, count: int, work: Callable[[int], None], clock: Clock) -> None:
+    def __init__(
+        self,
+        count: int,
+        work: Callable[[int], None],
+        clock: Clock,
+        *,
+        write: Callable[[int], None] | None = None,
+    ) -> None:
         """`work(index)` runs one worker to its end, in the forked child; a worker started
-        again after it died is given the same index (0 to count - 1)."""
+        again after it died is given the same index (0 to count - 1). `write(parent_gone)`,
+        if given, runs the writer process to its end, forked before the workers;
+        `parent_gone` is a descriptor that reaches its end when the supervisor is gone."""
         self._count = count
         self._work = work
+        self._write = write
         self._clock = clock
         self._workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
         self._is_stopping = False
@@ -60,6 +74,8 @@ class WorkerSupervisor:
         self._watch_read, self._watch_write = os.pipe()
         previous = {signum: signal.signal(signum, self._forward) for signum in _FORWARDED_SIGNALS}
         try:
+            if self._write is not None:
+                self._spawn(_WRITER)
             for index in range(self._count):
                 if not self._is_stopping:
                     self._spawn(index)
@@ -78,7 +94,10 @@ class WorkerSupervisor:
             except ChildProcessError:
                 break
             entry = self._workers.pop(pid, None)
-            if entry is None or self._is_stopping:
+            if self._is_stopping:
+                self._stop_writer_after_workers()
+                continue
+            if entry is None:
                 continue
             index, started = entry
             code = os.waitstatus_to_exitcode(wait_status)
@@ -91,7 +110,12 @@ class WorkerSupervisor:
                 status = 1
                 self._stop_all()
                 continue
-            _log.warning("worker exited; starting another", extra={"worker": index, "exit": code})
+            if index == _WRITER:
+                _log.warning("writer process exited; starting another", extra={"exit": code})
+            else:
+                _log.warning(
+                    "worker exited; starting another", extra={"worker": index, "exit": code}
+                )
             self._spawn(index)
         return status
 
@@ -101,9 +125,18 @@ class WorkerSupervisor:
 
     def _stop_all(self) -> None:
         self._is_stopping = True
-        for pid in list(self._workers):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        for pid, (index, _started) in list(self._workers.items()):
+            if index != _WRITER:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        self._stop_writer_after_workers()
+
+    def _stop_writer_after_workers(self) -> None:
+        """SIGTERM the writer process once no worker is left to write through it."""
+        if all(index == _WRITER for index, _started in self._workers.values()):
+            for pid in list(self._workers):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     def _spawn(self, index: int) -> None:
         # The forwarded signals wait until the new worker is on the list: a SIGTERM arriving
@@ -119,8 +152,7 @@ class WorkerSupervisor:
             self._workers[pid] = (index, self._clock.monotonic())
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
             if self._is_stopping:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+                self._stop_all()
             return
         status = 1
         try:
@@ -131,8 +163,11 @@ class WorkerSupervisor:
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
             os.close(self._watch_write)
-            _stop_with_parent(self._watch_read)
-            self._work(index)
+            if index == _WRITER and self._write is not None:
+                self._write(self._watch_read)
+            else:
+                _stop_with_parent(self._watch_read)
+                self._work(index)
             status = 0
         except BaseException:
             _log.error("worker failed", exc_info=True, extra={"worker": index})

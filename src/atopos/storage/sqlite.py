@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from atopos.clock import Clock
+from atopos.clock import Clock, SystemClock
 from atopos.errors import Gone
 from atopos.storage.chunks import CHUNK_BYTES, fixed_chunks, once, read_head
 from atopos.storage.port import (
@@ -35,15 +35,19 @@ from atopos.storage.port import (
     TicketUsed,
     spent_minute,
 )
+from atopos.storage.sqlite_batches import Burned
+from atopos.storage.sqlite_remote_writer import RemoteWriter
 from atopos.storage.sqlite_requests import REQUESTS_SCHEMA, SqliteRequests, sweep_requests
+from atopos.storage.sqlite_write_operations import write_operation
 from atopos.storage.sqlite_writer import (
     DEFAULT_LOCK_WAIT,
     GroupCommitWriter,
     WritersBusy,
+    Writes,
     storage_error,
 )
 
-__all__ = ["CHUNK_BYTES", "SqliteSecretStore"]
+__all__ = ["CHUNK_BYTES", "SqliteSecretStore", "connect_writer", "writers_lock_path"]
 
 _SCHEMA_VERSION = 5
 _log = logging.getLogger("atopos.storage")
@@ -101,6 +105,45 @@ def _open(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
+def connect_writer(path: Path) -> sqlite3.Connection:
+    """The write connection of the database at `path`: made (0600, in a 0700 directory) or
+    migrated to this version's schema."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    old_umask = os.umask(0o077)  # the database, its WAL and -shm are for us only
+    try:
+        conn = _open(path, busy_timeout_ms=5000)
+        conn.execute("PRAGMA journal_mode = WAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise RuntimeError("the database was written by a newer Atopos")
+        # Migrations of an existing file (0 is a new one: the schema below makes it).
+        if version == 1:
+            conn.execute("ALTER TABLE secrets ADD COLUMN has_passphrase INTEGER NOT NULL DEFAULT 0")
+        if 1 <= version <= 2:
+            # Secrets stored before the key-knowledge proof keep working without one.
+            conn.execute("ALTER TABLE secrets ADD COLUMN access_key BLOB")
+            conn.execute("ALTER TABLE secrets ADD COLUMN kdf_fields BLOB")
+        # Version 4 adds the `requests` table (secret requests), made by the script.
+        conn.executescript(_SCHEMA + REQUESTS_SCHEMA)
+        if 1 <= version <= 4:
+            # Version 5: secrets stored before receipts get them from now on (earlier
+            # views unknown).
+            conn.execute(
+                "INSERT OR IGNORE INTO receipts (id, manage_hash, expires_at)"
+                " SELECT id, manage_hash, expires_at FROM secrets"
+            )
+        # Files made before the claim lease lack its column (the column has a default
+        # and older code never reads it).
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        if "claimed_until" not in columns:
+            conn.execute("ALTER TABLE requests ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0")
+        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    return conn
+
+
 class SqliteSecretStore(SqliteRequests):
     """`SecretStore` on one SQLite file (see module docstring for the guarantees)."""
 
@@ -111,24 +154,27 @@ class SqliteSecretStore(SqliteRequests):
         *,
         is_shared_by_processes: bool = False,
         writer_lock_wait: float = DEFAULT_LOCK_WAIT,
+        writer_socket: Path | None = None,
     ) -> None:
         """`is_shared_by_processes`: other processes (a node's workers) write the same file.
-        The writers then take turns on the flock of a lock file beside it (`<file>-writers.lock`,
-        storage/sqlite_writer.py; a turn waits at most `writer_lock_wait` seconds), and the sweep
-        leaves chunks without a secret row alone: they may be another process's upload in
-        progress, which this one cannot see."""
+        The writers then take turns on the flock of a lock file beside it (`writers_lock_path`,
+        storage/sqlite_batches.py; a turn waits at most `writer_lock_wait` seconds), and the
+        sweep leaves chunks without a secret row alone: they may be another process's upload
+        in progress, which this one cannot see. `writer_socket`: this process has no writer of
+        its own; the node's writer process listening there runs its writes
+        (storage/sqlite_writer_process.py), each waited for at most `writer_lock_wait`."""
         self._path = path
-        self._removes_orphan_chunks = not is_shared_by_processes
-        # With other processes on the file, their writers take turns on a lock file's flock.
-        # Not the database file's own: closing a descriptor of it would drop every POSIX lock
-        # SQLite holds on it in this process (a reader's, which keeps its WAL from deletion).
-        lock_path = path.with_name(path.name + "-writers.lock")
-        self._writer = GroupCommitWriter(
-            self._connect_writer,
-            clock,
-            lock_path=lock_path if is_shared_by_processes else None,
-            lock_wait=writer_lock_wait,
-        )
+        self._removes_orphan_chunks = not is_shared_by_processes and writer_socket is None
+        self._writes: Writes
+        if writer_socket is not None:
+            self._writes = RemoteWriter(writer_socket, clock or SystemClock(), writer_lock_wait)
+        else:
+            self._writes = GroupCommitWriter(
+                self._connect_writer,
+                clock,
+                lock_path=writers_lock_path(path) if is_shared_by_processes else None,
+                lock_wait=writer_lock_wait,
+            )
         self._reader: sqlite3.Connection | None = None
         # Secrets whose chunks are being uploaded: the sweeper must not take them for orphans.
         self._uploading: set[bytes] = set()
@@ -141,6 +187,7 @@ class SqliteSecretStore(SqliteRequests):
         *,
         is_shared_by_processes: bool = False,
         writer_lock_wait: float = DEFAULT_LOCK_WAIT,
+        writer_socket: Path | None = None,
     ) -> SqliteSecretStore:
         if not url.startswith("sqlite:///"):
             raise ValueError("an SQLite storage URL looks like sqlite:///path/to/atopos.db")
@@ -150,50 +197,14 @@ class SqliteSecretStore(SqliteRequests):
             clock,
             is_shared_by_processes=is_shared_by_processes,
             writer_lock_wait=writer_lock_wait,
+            writer_socket=writer_socket,
         )
 
     def _connect_writer(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        old_umask = os.umask(0o077)  # the database, its WAL and -shm are for us only
-        try:
-            conn = _open(self._path, busy_timeout_ms=5000)
-            conn.execute("PRAGMA journal_mode = WAL")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > _SCHEMA_VERSION:
-                raise RuntimeError("the database was written by a newer Atopos")
-            # Migrations of an existing file (0 is a new one: the schema below makes it).
-            if version == 1:
-                conn.execute(
-                    "ALTER TABLE secrets ADD COLUMN has_passphrase INTEGER NOT NULL DEFAULT 0"
-                )
-            if 1 <= version <= 2:
-                # Secrets stored before the key-knowledge proof keep working without one.
-                conn.execute("ALTER TABLE secrets ADD COLUMN access_key BLOB")
-                conn.execute("ALTER TABLE secrets ADD COLUMN kdf_fields BLOB")
-            # Version 4 adds the `requests` table (secret requests), made by the script.
-            conn.executescript(_SCHEMA + REQUESTS_SCHEMA)
-            if 1 <= version <= 4:
-                # Version 5: secrets stored before receipts get them from now on (earlier
-                # views unknown).
-                conn.execute(
-                    "INSERT OR IGNORE INTO receipts (id, manage_hash, expires_at)"
-                    " SELECT id, manage_hash, expires_at FROM secrets"
-                )
-            # Files made before the claim lease lack its column (the column has a default
-            # and older code never reads it).
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
-            if "claimed_until" not in columns:
-                conn.execute(
-                    "ALTER TABLE requests ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0"
-                )
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        finally:
-            os.umask(old_umask)
-        os.chmod(self._path, stat.S_IRUSR | stat.S_IWUSR)
-        return conn
+        return connect_writer(self._path)
 
     async def start(self, now: int) -> None:
-        self._writer.start()
+        self._writes.start()
         self._reader = _open(self._path, busy_timeout_ms=200)
         try:
             await self.sweep(now)
@@ -203,7 +214,7 @@ class SqliteSecretStore(SqliteRequests):
             _log.warning("sqlite sweep at start skipped: the store is busy")
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._writer.stop)
+        await self._writes.aclose()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -235,13 +246,7 @@ class SqliteSecretStore(SqliteRequests):
         head, is_chunked = await read_head(body)
         if is_chunked:
             return await self._create_chunked(secret, fixed_chunks(head, body))
-        inline = bytes(head)
-
-        def insert(conn: sqlite3.Connection) -> int:
-            _insert_row(conn, secret, len(inline), inline)
-            return len(inline)
-
-        return await self._write(insert)
+        return await self._write(insert_inline_secret, secret, bytes(head))
 
     async def _create_chunked(self, secret: NewSecret, chunks: AsyncIterator[bytes]) -> int:
         owner = secret.secret_id
@@ -250,17 +255,11 @@ class SqliteSecretStore(SqliteRequests):
         try:
             seq = 0
             async for chunk in chunks:
-                size += await self._write(_chunk_inserter(owner, seq, chunk))
+                size += await self._write(insert_chunk, owner, seq, bytes(chunk))
                 seq += 1
-            total = size
-
-            def publish(conn: sqlite3.Connection) -> int:
-                _insert_row(conn, secret, total, None)
-                return total
-
-            return await self._write(publish)
+            return await self._write(publish_chunked_secret, secret, size)
         except BaseException:
-            await asyncio.shield(self._write(_chunk_remover(owner)))
+            await asyncio.shield(self._write(remove_chunks, owner))
             raise
         finally:
             self._uploading.discard(owner)
@@ -302,7 +301,7 @@ class SqliteSecretStore(SqliteRequests):
         # after the secret is gone, instead of reporting "gone".
         try:
             size, body = await self._write(
-                self._consumer(secret_id, ticket_id, ticket_expires_at, now, has_snapshot=False)
+                consume_secret, secret_id, ticket_id, ticket_expires_at, now, False
             )
             return Revealed(size, once(body))
         except _NeedsSnapshot:
@@ -312,65 +311,12 @@ class SqliteSecretStore(SqliteRequests):
         snapshot = await asyncio.to_thread(_Snapshot.open, self._path, secret_id)
         try:
             size, _ = await self._write(
-                self._consumer(secret_id, ticket_id, ticket_expires_at, now, has_snapshot=True)
+                consume_secret, secret_id, ticket_id, ticket_expires_at, now, True
             )
         except BaseException:
             await asyncio.to_thread(snapshot.close)
             raise
         return Revealed(size, snapshot.stream())
-
-    def _consumer(
-        self,
-        secret_id: bytes,
-        ticket_id: bytes,
-        ticket_expires_at: int,
-        now: int,
-        *,
-        has_snapshot: bool,
-    ) -> Callable[[sqlite3.Connection], tuple[int, bytes | None]]:
-        request_checkpoint = self._writer.request_checkpoint
-
-        def consume(conn: sqlite3.Connection) -> tuple[int, bytes | None]:
-            try:
-                conn.execute(
-                    "INSERT INTO used_tickets (id, expires_at) VALUES (?, ?)",
-                    (ticket_id, ticket_expires_at),
-                )
-            except sqlite3.IntegrityError:
-                raise TicketUsed() from None
-            # The last view (a one-view secret's only one) burns the row in one statement.
-            row = conn.execute(
-                "DELETE FROM secrets WHERE id = ? AND expires_at > ? AND views_left = 1 "
-                "RETURNING size, body",
-                (secret_id, now),
-            ).fetchone()
-            burned = row is not None
-            if not burned:
-                row = conn.execute(
-                    "UPDATE secrets SET views_left = views_left - 1 "
-                    "WHERE id = ? AND expires_at > ? AND views_left > 1 RETURNING size, body",
-                    (secret_id, now),
-                ).fetchone()
-                if row is None:
-                    raise Gone(GONE_MESSAGE)
-            size, body = row
-            if body is None and not has_snapshot:
-                # Undone with the whole operation (ticket included); the caller retries
-                # with a read snapshot open.
-                raise _NeedsSnapshot
-            # The receipt, in the same transaction as the view (nothing is recorded
-            # for a secret without a receipts row).
-            conn.execute(
-                "INSERT INTO view_receipts (owner, minute) SELECT id, ? FROM receipts WHERE id = ?",
-                (spent_minute(now), secret_id),
-            )
-            if burned:
-                if body is None:
-                    conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
-                request_checkpoint()
-            return size, body
-
-        return consume
 
     async def receipts(self, secret_id: bytes, now: int) -> Receipts | None:
         try:
@@ -390,54 +336,27 @@ class SqliteSecretStore(SqliteRequests):
 
     async def delete(self, secret_id: bytes) -> bool:
         # Lifecycle table: DELETE: LIVE and EXPIRED -> GONE (BURNED, True); GONE -> False.
-        request_checkpoint = self._writer.request_checkpoint
-
-        def delete(conn: sqlite3.Connection) -> bool:
-            deleted = conn.execute("DELETE FROM secrets WHERE id = ?", (secret_id,)).rowcount
-            conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
-            conn.execute("DELETE FROM receipts WHERE id = ?", (secret_id,))
-            conn.execute("DELETE FROM view_receipts WHERE owner = ?", (secret_id,))
-            if deleted:
-                request_checkpoint()
-            return bool(deleted)
-
-        return await self._write(delete)
+        return await self._write(delete_secret, secret_id)
 
     async def sweep(self, now: int) -> int:
         # Lifecycle table: SWEEP: EXPIRED -> GONE (BURNED, counted); and redeemed
         # ticket ids past their remember_until are forgotten.
-        uploading = frozenset(self._uploading)
-        removes_orphans = self._removes_orphan_chunks
-        request_checkpoint = self._writer.request_checkpoint
+        return await self._write(
+            sweep_secrets, now, frozenset(self._uploading), self._removes_orphan_chunks
+        )
 
-        def sweep(conn: sqlite3.Connection) -> int:
-            expired = conn.execute(
-                "DELETE FROM secrets WHERE expires_at <= ? RETURNING id", (now,)
-            ).fetchall()
-            conn.executemany("DELETE FROM chunks WHERE owner = ?", expired)
-            orphans = []
-            if removes_orphans:
-                orphans = conn.execute(
-                    "SELECT DISTINCT owner FROM chunks WHERE owner NOT IN (SELECT id FROM secrets)"
-                ).fetchall()
-            conn.executemany(
-                "DELETE FROM chunks WHERE owner = ?",
-                [row for row in orphans if row[0] not in uploading],
-            )
-            conn.execute("DELETE FROM used_tickets WHERE expires_at <= ?", (now,))
-            sweep_requests(conn, now)
-            forgotten = conn.execute(
-                "DELETE FROM receipts WHERE expires_at <= ? RETURNING id", (now,)
-            ).fetchall()
-            conn.executemany("DELETE FROM view_receipts WHERE owner = ?", forgotten)
-            if expired or orphans:
-                request_checkpoint()
-            return len(expired)
+    async def _write(self, operation: Callable[..., T | Burned], *args: object) -> T:
+        """Run a registered write operation (storage/sqlite_write_operations.py) with `args`,
+        durably committed once this returns."""
+        result: T = await self._writes.run(operation, *args)
+        return result
 
-        return await self._write(sweep)
 
-    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._writer.submit(operation)
+def writers_lock_path(path: Path) -> Path:
+    """The lock file whose flock the writers of the database at `path` take turns on. Not
+    the database file's own: closing a descriptor of it would drop every POSIX lock SQLite
+    holds on it in this process (a reader's, which keeps its WAL from deletion)."""
+    return path.with_name(path.name + "-writers.lock")
 
 
 def _insert_row(conn: sqlite3.Connection, secret: NewSecret, size: int, body: bytes | None) -> None:
@@ -466,19 +385,118 @@ def _insert_row(conn: sqlite3.Connection, secret: NewSecret, size: int, body: by
     )
 
 
-def _chunk_inserter(owner: bytes, seq: int, data: bytes) -> Callable[[sqlite3.Connection], int]:
-    def insert(conn: sqlite3.Connection) -> int:
-        conn.execute("INSERT INTO chunks (owner, seq, data) VALUES (?, ?, ?)", (owner, seq, data))
-        return len(data)
+@write_operation
+def insert_inline_secret(conn: sqlite3.Connection, secret: NewSecret, body: bytes) -> int:
+    """A secret whose body fits one chunk, in its row."""
+    _insert_row(conn, secret, len(body), body)
+    return len(body)
 
-    return insert
+
+@write_operation
+def publish_chunked_secret(conn: sqlite3.Connection, secret: NewSecret, size: int) -> int:
+    """The row of a secret whose chunks are all stored: from now on it can be read."""
+    _insert_row(conn, secret, size, None)
+    return size
 
 
-def _chunk_remover(owner: bytes) -> Callable[[sqlite3.Connection], None]:
-    def remove(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM chunks WHERE owner = ?", (owner,))
+@write_operation
+def insert_chunk(conn: sqlite3.Connection, owner: bytes, seq: int, data: bytes) -> int:
+    conn.execute("INSERT INTO chunks (owner, seq, data) VALUES (?, ?, ?)", (owner, seq, data))
+    return len(data)
 
-    return remove
+
+@write_operation
+def remove_chunks(conn: sqlite3.Connection, owner: bytes) -> None:
+    conn.execute("DELETE FROM chunks WHERE owner = ?", (owner,))
+
+
+@write_operation
+def consume_secret(
+    conn: sqlite3.Connection,
+    secret_id: bytes,
+    ticket_id: bytes,
+    ticket_expires_at: int,
+    now: int,
+    has_snapshot: bool,
+) -> tuple[int, bytes | None] | Burned:
+    """One view: (size, inline body or None), as `Burned` when it was the last one."""
+    try:
+        conn.execute(
+            "INSERT INTO used_tickets (id, expires_at) VALUES (?, ?)",
+            (ticket_id, ticket_expires_at),
+        )
+    except sqlite3.IntegrityError:
+        raise TicketUsed() from None
+    # The last view (a one-view secret's only one) burns the row in one statement.
+    row = conn.execute(
+        "DELETE FROM secrets WHERE id = ? AND expires_at > ? AND views_left = 1 "
+        "RETURNING size, body",
+        (secret_id, now),
+    ).fetchone()
+    burned = row is not None
+    if not burned:
+        row = conn.execute(
+            "UPDATE secrets SET views_left = views_left - 1 "
+            "WHERE id = ? AND expires_at > ? AND views_left > 1 RETURNING size, body",
+            (secret_id, now),
+        ).fetchone()
+        if row is None:
+            raise Gone(GONE_MESSAGE)
+    size, body = row
+    if body is None and not has_snapshot:
+        # Undone with the whole operation (ticket included); the caller retries
+        # with a read snapshot open.
+        raise _NeedsSnapshot
+    # The receipt, in the same transaction as the view (nothing is recorded
+    # for a secret without a receipts row).
+    conn.execute(
+        "INSERT INTO view_receipts (owner, minute) SELECT id, ? FROM receipts WHERE id = ?",
+        (spent_minute(now), secret_id),
+    )
+    if burned:
+        if body is None:
+            conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
+        return Burned((size, body))
+    return size, body
+
+
+@write_operation
+def delete_secret(conn: sqlite3.Connection, secret_id: bytes) -> bool | Burned:
+    deleted = conn.execute("DELETE FROM secrets WHERE id = ?", (secret_id,)).rowcount
+    conn.execute("DELETE FROM chunks WHERE owner = ?", (secret_id,))
+    conn.execute("DELETE FROM receipts WHERE id = ?", (secret_id,))
+    conn.execute("DELETE FROM view_receipts WHERE owner = ?", (secret_id,))
+    return Burned(True) if deleted else False
+
+
+@write_operation
+def sweep_secrets(
+    conn: sqlite3.Connection, now: int, uploading: frozenset[bytes], removes_orphans: bool
+) -> int | Burned:
+    """Forget what expired; `removes_orphans`: also chunks without a secret row, except
+    those of the `uploading` secrets."""
+    expired = conn.execute(
+        "DELETE FROM secrets WHERE expires_at <= ? RETURNING id", (now,)
+    ).fetchall()
+    conn.executemany("DELETE FROM chunks WHERE owner = ?", expired)
+    orphans = []
+    if removes_orphans:
+        orphans = conn.execute(
+            "SELECT DISTINCT owner FROM chunks WHERE owner NOT IN (SELECT id FROM secrets)"
+        ).fetchall()
+    conn.executemany(
+        "DELETE FROM chunks WHERE owner = ?",
+        [row for row in orphans if row[0] not in uploading],
+    )
+    conn.execute("DELETE FROM used_tickets WHERE expires_at <= ?", (now,))
+    sweep_requests(conn, now)
+    forgotten = conn.execute(
+        "DELETE FROM receipts WHERE expires_at <= ? RETURNING id", (now,)
+    ).fetchall()
+    conn.executemany("DELETE FROM view_receipts WHERE owner = ?", forgotten)
+    if expired or orphans:
+        return Burned(len(expired))
+    return len(expired)
 
 
 class _NeedsSnapshot(Exception):

@@ -1,5 +1,6 @@
 """The secret requests of the SQLite adapter (`storage/request_port.py`): one table in the
-same file as the secrets, written through the same group-commit writer.
+same file as the secrets, written through the same group-commit writer (its write
+operations are registered by name: storage/sqlite_write_operations.py).
 
 A claim is one `UPDATE ... WHERE secret_id IS NULL OR <its lease lapsed unfilled>`, so of
 concurrent claims exactly one changes the row; the others see it taken.
@@ -20,7 +21,8 @@ from atopos.storage.request_port import (
     RequestInfo,
     RequestTaken,
 )
-from atopos.storage.sqlite_writer import storage_error
+from atopos.storage.sqlite_batches import Burned, storage_error
+from atopos.storage.sqlite_write_operations import write_operation
 
 __all__ = ["REQUESTS_SCHEMA", "SqliteRequests", "sweep_requests"]
 
@@ -65,88 +67,94 @@ class SqliteRequests:
 
     if TYPE_CHECKING:
 
-        async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T: ...
+        async def _write(self, operation: Callable[..., T | Burned], *args: object) -> T: ...
 
         def _reader_conn(self) -> sqlite3.Connection: ...
 
     async def create_request(self, request: NewRequest) -> None:
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                _INSERT,
-                (
-                    request.request_id,
-                    request.token_hash,
-                    request.fill_token_hash,
-                    request.device_key,
-                    request.access_key,
-                    request.created_at,
-                    request.expires_at,
-                    request.secret_lifetime,
-                ),
-            )
-
-        await self._write(insert)
+        await self._write(insert_request, request)
 
     async def request_info(self, request_id: bytes, now: int) -> RequestInfo | None:
         try:
-            row = (
-                self._reader_conn()
-                .execute(
-                    _SELECT,
-                    (request_id, now),
-                )
-                .fetchone()
-            )
+            row = self._reader_conn().execute(_SELECT, (request_id, now)).fetchone()
         except sqlite3.Error as exc:
             raise storage_error(exc) from exc
         return None if row is None else _info(row)
 
     async def claim_request(self, request_id: bytes, secret_id: bytes, now: int) -> RequestInfo:
-        def claim(conn: sqlite3.Connection) -> RequestInfo:
-            row = conn.execute(
-                _CLAIM,
-                {"secret": secret_id, "now": now, "lease": CLAIM_LEASE_SECONDS, "id": request_id},
-            ).fetchone()
-            if row is None:
-                raise RequestTaken()
-            return _info(row)
-
-        return await self._write(claim)
+        return await self._write(claim_request, request_id, secret_id, now)
 
     async def release_request(self, request_id: bytes, secret_id: bytes) -> None:
-        def release(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE requests SET secret_id = NULL"
-                " WHERE id = ? AND secret_id = ? AND is_filled = 0",
-                (request_id, secret_id),
-            )
-
-        await self._write(release)
+        await self._write(release_request, request_id, secret_id)
 
     async def cancel_request(self, request_id: bytes, now: int) -> bool:
-        def cancel(conn: sqlite3.Connection) -> bool:
-            # The claim's own condition, so a claim and a cancel exclude each other.
-            cursor = conn.execute(
-                "DELETE FROM requests WHERE id = :id AND expires_at > :now"
-                " AND (secret_id IS NULL OR (is_filled = 0 AND claimed_until <= :now))",
-                {"id": request_id, "now": now},
-            )
-            return cursor.rowcount == 1
-
-        return await self._write(cancel)
+        return await self._write(cancel_request, request_id, now)
 
     async def complete_request(
         self, request_id: bytes, secret_id: bytes, expires_at: int, now: int
     ) -> bool:
-        def complete(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE requests SET is_filled = 1, expires_at = max(expires_at, ?)"
-                " WHERE id = ? AND secret_id = ? AND expires_at > ?",
-                (expires_at, request_id, secret_id, now),
-            )
-            return cursor.rowcount == 1
+        return await self._write(complete_request, request_id, secret_id, expires_at, now)
 
-        return await self._write(complete)
+
+@write_operation
+def insert_request(conn: sqlite3.Connection, request: NewRequest) -> None:
+    conn.execute(
+        _INSERT,
+        (
+            request.request_id,
+            request.token_hash,
+            request.fill_token_hash,
+            request.device_key,
+            request.access_key,
+            request.created_at,
+            request.expires_at,
+            request.secret_lifetime,
+        ),
+    )
+
+
+@write_operation
+def claim_request(
+    conn: sqlite3.Connection, request_id: bytes, secret_id: bytes, now: int
+) -> RequestInfo:
+    row = conn.execute(
+        _CLAIM,
+        {"secret": secret_id, "now": now, "lease": CLAIM_LEASE_SECONDS, "id": request_id},
+    ).fetchone()
+    if row is None:
+        raise RequestTaken()
+    return _info(row)
+
+
+@write_operation
+def release_request(conn: sqlite3.Connection, request_id: bytes, secret_id: bytes) -> None:
+    conn.execute(
+        "UPDATE requests SET secret_id = NULL WHERE id = ? AND secret_id = ? AND is_filled = 0",
+        (request_id, secret_id),
+    )
+
+
+@write_operation
+def cancel_request(conn: sqlite3.Connection, request_id: bytes, now: int) -> bool:
+    # The claim's own condition, so a claim and a cancel exclude each other.
+    cursor = conn.execute(
+        "DELETE FROM requests WHERE id = :id AND expires_at > :now"
+        " AND (secret_id IS NULL OR (is_filled = 0 AND claimed_until <= :now))",
+        {"id": request_id, "now": now},
+    )
+    return cursor.rowcount == 1
+
+
+@write_operation
+def complete_request(
+    conn: sqlite3.Connection, request_id: bytes, secret_id: bytes, expires_at: int, now: int
+) -> bool:
+    cursor = conn.execute(
+        "UPDATE requests SET is_filled = 1, expires_at = max(expires_at, ?)"
+        " WHERE id = ? AND secret_id = ? AND expires_at > ?",
+        (expires_at, request_id, secret_id, now),
+    )
+    return cursor.rowcount == 1
 
 
 def sweep_requests(conn: sqlite3.Connection, now: int) -> None:

@@ -1,0 +1,74 @@
+"""The SQLite writer process of `atopos serve --workers N` as the supervisor sets it up: its
+Unix socket, made before the fork in a fresh private directory, and its run in the child.
+
+The directory is `tempfile.mkdtemp` (0700, so only this user reaches the socket: the frames
+are pickles, storage/sqlite_writer_frames.py) and short, since a Unix socket path holds at
+most 107 bytes, so it is not beside the database. The supervisor keeps the listening socket
+open for the node's life: a writer process restarted after a crash listens on the same one,
+and workers that connect meanwhile wait in its backlog. The directory is removed at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from atopos.clock import SystemClock
+from atopos.storage.sqlite import connect_writer, writers_lock_path
+from atopos.storage.sqlite_batches import BatchCommitter
+from atopos.storage.sqlite_writer_process import serve_writes
+
+__all__ = ["WRITER_PROCESS_NAME", "WriterSocket", "run_writer_process", "writer_socket"]
+
+# The writer process's name in ps and top (Linux: /proc/PID/comm), so that an operator, or a
+# test, tells it from the workers.
+WRITER_PROCESS_NAME = "atopos-writer"
+
+_BACKLOG = 128
+
+
+class WriterSocket:
+    """The writer process's listening socket and its path."""
+
+    def __init__(self, listener: socket.socket, path: Path) -> None:
+        self.listener = listener
+        self.path = path
+
+
+@contextlib.contextmanager
+def writer_socket() -> Iterator[WriterSocket]:
+    directory = Path(tempfile.mkdtemp(prefix="atopos-writer-"))
+    try:
+        os.chmod(directory, 0o700)
+        path = directory / "writer.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(path))
+            listener.listen(_BACKLOG)
+            yield WriterSocket(listener, path)
+        finally:
+            listener.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_writer_process(
+    listener: socket.socket, database: Path, lock_wait: float, parent_gone: int
+) -> None:
+    """The writer process's whole life (in the forked child): commit the workers' writes to
+    `database` until SIGTERM or the supervisor's end."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(WRITER_PROCESS_NAME)
+    clock = SystemClock()
+    committer = BatchCommitter(
+        lambda: connect_writer(database),
+        clock,
+        lock_path=writers_lock_path(database),
+        lock_wait=lock_wait,
+    )
+    serve_writes(listener, committer, clock, parent_gone=parent_gone)

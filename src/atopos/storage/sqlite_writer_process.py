@@ -1,0 +1,270 @@
+"""The node's one SQLite writer process (`atopos serve --workers N`): it owns the only write
+connection and runs the group commit for every worker.
+
+Single-threaded and synchronous: it waits (selectors) for frames from all workers' connections
+on a Unix stream socket (storage/sqlite_writer_frames.py), takes every frame that is ready
+from every worker, commits them as one batch (storage/sqlite_batches.py: one transaction,
+`synchronous=FULL`, the writers' flock per batch so any other writer of the file is still
+excluded, a checkpoint after burns) and only then sends each reply. A reply is therefore sent
+only after COMMIT returned. It runs only operations registered by name
+(storage/sqlite_write_operations.py); an unknown name gets an error reply. A write whose
+worker stopped waiting (its deadline passed) before its batch began is not run: it gets
+WritersBusy. A frame over the cap, or one that does not decode, ends that connection only.
+
+It stops after the batch in hand on SIGTERM or SIGINT, or when `parent_gone` (the read end of
+a pipe whose write end only the supervisor holds) reaches its end: the supervisor died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from atopos.clock import Clock
+from atopos.errors import Unavailable
+from atopos.storage.port import UNAVAILABLE_MESSAGE
+from atopos.storage.sqlite_batches import BUSY_MESSAGE, BatchCommitter, Outcome, WritersBusy
+from atopos.storage.sqlite_write_operations import operation_named, with_args
+from atopos.storage.sqlite_writer_frames import (
+    FrameReader,
+    FrameTooLarge,
+    UnknownWriteOperation,
+    encode_frame,
+    error_reply,
+)
+
+__all__ = ["serve_writes"]
+
+_log = logging.getLogger("atopos.storage")
+# Operations in one transaction at most; what is left runs in the next one at once.
+_MAX_BATCH = 512
+# Bytes read from one connection per round: a busy worker cannot starve the others.
+_READ_PER_ROUND = 8 * 1024 * 1024
+_RECV_BYTES = 1024 * 1024
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Peer:
+    """One worker's connection: its frames in, its replies out."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.frames = FrameReader()
+        self.outbox = bytearray()
+        self.is_closed = False
+        self.is_watched_for_writing = False
+
+
+# A write taken from a frame: (its connection, its request id, operation, lock deadline).
+_Write = tuple[_Peer, int, Callable[[Any], Any], float]
+
+
+def serve_writes(
+    listener: socket.socket,
+    committer: BatchCommitter,
+    clock: Clock,
+    *,
+    parent_gone: int | None = None,
+) -> None:
+    """Accept workers on `listener` (bound and listening) and commit their writes until told
+    to stop. `committer` is opened here and closed at the end."""
+    _WriterLoop(listener, committer, clock, parent_gone).run()
+
+
+class _WriterLoop:
+    def __init__(
+        self,
+        listener: socket.socket,
+        committer: BatchCommitter,
+        clock: Clock,
+        parent_gone: int | None,
+    ) -> None:
+        self._listener = listener
+        self._committer = committer
+        self._clock = clock
+        self._parent_gone = parent_gone
+        self._selector = selectors.DefaultSelector()
+        self._peers: dict[socket.socket, _Peer] = {}
+        self._is_stopping = False
+
+    def run(self) -> None:
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        previous_wakeup = signal.set_wakeup_fd(wake_write)
+        previous = {signum: signal.signal(signum, self._stop) for signum in _STOP_SIGNALS}
+        self._committer.open()
+        try:
+            self._listener.setblocking(False)
+            self._selector.register(self._listener, selectors.EVENT_READ, "accept")
+            self._selector.register(wake_read, selectors.EVENT_READ, "wake")
+            if self._parent_gone is not None:
+                self._selector.register(self._parent_gone, selectors.EVENT_READ, "parent")
+            while not self._is_stopping:
+                self._round(wake_read)
+        finally:
+            for peer in list(self._peers.values()):
+                self._close(peer)
+            self._selector.close()
+            self._committer.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(wake_read)
+            os.close(wake_write)
+
+    def _stop(self, _signum: int, _frame: FrameType | None) -> None:
+        self._is_stopping = True
+
+    def _round(self, wake_read: int) -> None:
+        events = self._selector.select(self._committer.checkpoint_wait())
+        if not events:
+            self._committer.checkpoint()
+            return
+        writes: list[_Write] = []
+        for key, mask in events:
+            if key.data == "accept":
+                self._accept()
+            elif key.data == "wake":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_read, 512)
+            elif key.data == "parent":
+                if not os.read(key.fd, 512):
+                    self._is_stopping = True
+            else:
+                peer: _Peer = key.data
+                if mask & selectors.EVENT_READ:
+                    writes.extend(self._take_frames(peer))
+                if mask & selectors.EVENT_WRITE:
+                    self._flush(peer)
+        for start in range(0, len(writes), _MAX_BATCH):
+            self._commit(writes[start : start + _MAX_BATCH])
+        if writes:
+            self._committer.checkpoint_if_due()
+        for peer in list(self._peers.values()):
+            if peer.outbox:
+                self._flush(peer)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, say: the worker retries
+                _log.error("writer process accept failed", extra={"error": type(exc).__name__})
+                return
+            sock.setblocking(False)
+            peer = _Peer(sock)
+            self._peers[sock] = peer
+            self._selector.register(sock, selectors.EVENT_READ, peer)
+
+    def _take_frames(self, peer: _Peer) -> list[_Write]:
+        """Every complete frame the peer has sent so far (up to a round's bytes), as writes;
+        refusals of unknown operations go straight to its outbox."""
+        writes: list[_Write] = []
+        read = 0
+        while read < _READ_PER_ROUND and not peer.is_closed:
+            try:
+                data = peer.sock.recv(_RECV_BYTES)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._close(peer)
+                break
+            read += len(data)
+            try:
+                payloads = peer.frames.feed(data)
+            except FrameTooLarge:
+                _log.warning("writer process: a frame over the cap; connection closed")
+                self._close(peer)
+                break
+            except Exception:
+                _log.warning("writer process: a frame that does not decode; connection closed")
+                self._close(peer)
+                break
+            for payload in payloads:
+                write = self._write_of(peer, payload)
+                if write is not None:
+                    writes.append(write)
+            if len(data) < _RECV_BYTES:
+                break  # drained for now: what comes next waits for the next round
+        return writes
+
+    def _write_of(self, peer: _Peer, payload: Any) -> _Write | None:
+        try:
+            request_id, name, args, deadline = payload
+            operation = operation_named(name) if isinstance(name, str) else None
+        except (TypeError, ValueError):
+            _log.warning("writer process: a malformed request; connection closed")
+            self._close(peer)
+            return None
+        if operation is None:
+            self._reply(peer, request_id, (None, UnknownWriteOperation("unknown write operation")))
+            return None
+        return peer, request_id, with_args(operation, tuple(args)), float(deadline)
+
+    def _commit(self, writes: list[_Write]) -> None:
+        now = self._clock.monotonic()
+        # A write whose worker stopped waiting is not begun: it would be a change nobody hears of.
+        live = []
+        for peer, request_id, operation, deadline in writes:
+            if deadline <= now:
+                self._reply(peer, request_id, (None, WritersBusy(BUSY_MESSAGE)))
+            else:
+                live.append((peer, request_id, operation, deadline))
+        if not live:
+            return
+        outcomes = self._committer.commit([(op, deadline) for _p, _r, op, deadline in live])
+        for (peer, request_id, _op, _deadline), outcome in zip(live, outcomes, strict=True):
+            self._reply(peer, request_id, outcome)
+
+    def _reply(self, peer: _Peer, request_id: Any, outcome: Outcome) -> None:
+        if peer.is_closed:
+            return  # that worker's connection broke: it already answered 503
+        result, error = outcome
+        try:
+            if error is None:
+                frame = encode_frame((request_id, True, result))
+            else:
+                frame = encode_frame((request_id, False, error_reply(error)))
+        except Exception as exc:
+            _log.error(
+                "writer process: a reply does not encode", extra={"error": type(exc).__name__}
+            )
+            # Committed, but its result cannot be told: the worker answers 503.
+            frame = encode_frame((request_id, False, error_reply(Unavailable(UNAVAILABLE_MESSAGE))))
+        peer.outbox += frame
+
+    def _flush(self, peer: _Peer) -> None:
+        if peer.is_closed:
+            return
+        try:
+            sent = peer.sock.send(peer.outbox)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(peer)
+            return
+        del peer.outbox[:sent]
+        # Watched for writing only while replies wait for room in the socket's buffer.
+        if bool(peer.outbox) != peer.is_watched_for_writing:
+            peer.is_watched_for_writing = bool(peer.outbox)
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.outbox else 0)
+            self._selector.modify(peer.sock, events, peer)
+
+    def _close(self, peer: _Peer) -> None:
+        if peer.is_closed:
+            return
+        peer.is_closed = True
+        self._peers.pop(peer.sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(peer.sock)
+        peer.sock.close()

@@ -1,0 +1,223 @@
+"""The SQLite writer process of `atopos serve --workers N` (storage/sqlite_writer_process.py),
+forked for real on a real SQLite file: it commits the writes of several workers' connections
+in one transaction, refuses operations it has not registered, and a frame over the cap ends
+that connection only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from atopos.clock import SystemClock
+from atopos.server.writer_process import run_writer_process, writer_socket
+from atopos.storage.sqlite_remote_writer import RemoteWriter
+from atopos.storage.sqlite_write_operations import write_operation
+from atopos.storage.sqlite_writer_frames import (
+    MAX_FRAME,
+    FrameReader,
+    UnknownWriteOperation,
+    encode_frame,
+    error_from_reply,
+)
+
+_CLIENTS = 3
+_WRITES_PER_CLIENT = 2
+
+
+# Test operations, registered before the writer process is forked (so it has them too).
+@write_operation
+def make_keys_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS test_keys (k TEXT NOT NULL)")
+
+
+@write_operation
+def hold_the_writer(conn: sqlite3.Connection, entered: str, gate: str) -> None:
+    """Keep the writer inside this batch (which writes a row) until `gate` exists."""
+    conn.execute("INSERT INTO test_keys (k) VALUES ('held')")
+    Path(entered).touch()
+    deadline = time.monotonic() + 20
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@write_operation
+def insert_key(conn: sqlite3.Connection, key: str) -> str:
+    conn.execute("INSERT INTO test_keys (k) VALUES (?)", (key,))
+    return key
+
+
+@contextlib.contextmanager
+def writer_process(database: Path) -> Iterator[Path]:
+    """A writer process on `database`, forked as the supervisor forks it; its socket's path."""
+    with writer_socket() as sock:
+        parent_gone, supervisor_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(supervisor_end)
+                run_writer_process(sock.listener, database, 5.0, parent_gone)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(parent_gone)
+        try:
+            yield sock.path
+        finally:
+            os.close(supervisor_end)  # the "supervisor" is gone: the writer stops
+            _reap(pid)
+
+
+def _reap(pid: int, within: float = 10) -> int:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"process {pid} did not end in time")
+
+
+def _in_child(work: Any) -> int:
+    """Run `work()` (True: success) in a forked process of its own; its pid."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            status = 0 if work() else 1
+        finally:
+            os._exit(status)
+    return pid
+
+
+def _write(socket_path: Path, *calls: tuple[Any, ...]) -> list[Any]:
+    async def scenario() -> list[Any]:
+        writer = RemoteWriter(socket_path, SystemClock(), 10.0)
+        try:
+            return list(await asyncio.gather(*(writer.run(*call) for call in calls)))
+        finally:
+            await writer.aclose()
+
+    return asyncio.run(scenario())
+
+
+def _wal_commits(database: Path) -> int:
+    """The transactions in the WAL file since it was last reset: its valid commit frames."""
+    data = database.with_name(database.name + "-wal").read_bytes()
+    if len(data) < 32:
+        return 0
+    page_size = struct.unpack_from(">I", data, 8)[0]
+    salts = data[16:24]
+    commits, offset = 0, 32
+    while offset + 24 + page_size <= len(data):
+        header = data[offset : offset + 24]
+        if header[8:16] != salts:
+            break  # frames of an earlier generation of the WAL
+        if struct.unpack_from(">I", header, 4)[0] != 0:
+            commits += 1
+        offset += 24 + page_size
+    return commits
+
+
+def _wait_for_file(path: Path, within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} did not appear"
+        time.sleep(0.01)
+
+
+def test_writes_of_several_workers_are_committed_in_one_transaction(tmp_path: Path) -> None:
+    database = tmp_path / "atopos.db"
+    entered, gate = tmp_path / "entered", tmp_path / "gate"
+    with writer_process(database) as socket_path:
+        _write(socket_path, (make_keys_table,))
+        before = _wal_commits(database)
+        holder = _in_child(
+            lambda: _write(socket_path, (hold_the_writer, str(entered), str(gate))) == [None]
+        )
+        _wait_for_file(entered)
+
+        def client(index: int) -> bool:
+            async def scenario() -> list[Any]:
+                writer = RemoteWriter(socket_path, SystemClock(), 10.0)
+                keys = [f"{index}-{n}" for n in range(_WRITES_PER_CLIENT)]
+                writes = [asyncio.ensure_future(writer.run(insert_key, k)) for k in keys]
+                await asyncio.sleep(0.3)  # connected, frames sent
+                (tmp_path / f"sent-{index}").touch()
+                results = await asyncio.gather(*writes)
+                await writer.aclose()
+                return results == keys
+
+            return bool(asyncio.run(scenario()))
+
+        clients = [_in_child(lambda i=i: client(i)) for i in range(_CLIENTS)]
+        for index in range(_CLIENTS):
+            _wait_for_file(tmp_path / f"sent-{index}")
+        time.sleep(0.3)  # the frames reach the writer's sockets
+        gate.touch()
+        assert [_reap(pid, 30) for pid in [holder, *clients]] == [0] * (1 + _CLIENTS)
+        # The held batch, then one transaction for every write of every client.
+        assert _wal_commits(database) - before == 2
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM test_keys").fetchone()
+        assert count == 1 + _CLIENTS * _WRITES_PER_CLIENT
+
+
+def _request(sock: socket.socket, payload: object) -> Any:
+    sock.sendall(encode_frame(payload))
+    frames = FrameReader()
+    while True:
+        data = sock.recv(65536)
+        assert data, "the writer process closed the connection"
+        replies = frames.feed(data)
+        if replies:
+            (reply,) = replies
+            return reply
+
+
+def _connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    return sock
+
+
+def test_an_operation_it_has_not_registered_is_refused(tmp_path: Path) -> None:
+    database = tmp_path / "atopos.db"
+    with (
+        writer_process(database) as socket_path,
+        contextlib.closing(_connect(socket_path)) as sock,
+    ):
+        deadline = time.monotonic() + 10
+        for number, name in enumerate(["system", "__class__", "_open", "os.remove", 7]):
+            request_id, is_result, value = _request(sock, (number, name, (), deadline))
+            assert (request_id, is_result) == (number, False)
+            assert isinstance(error_from_reply(value), UnknownWriteOperation)
+        # The same connection still runs what is registered.
+        assert _request(sock, (9, "make_keys_table", (), deadline)) == (9, True, None)
+
+
+def test_a_frame_over_the_cap_closes_that_connection_only(tmp_path: Path) -> None:
+    database = tmp_path / "atopos.db"
+    with (
+        writer_process(database) as socket_path,
+        contextlib.closing(_connect(socket_path)) as other,
+    ):
+        deadline = time.monotonic() + 10
+        assert _request(other, (1, "make_keys_table", (), deadline)) == (1, True, None)
+        with contextlib.closing(_connect(socket_path)) as greedy:
+            greedy.sendall(struct.pack(">I", MAX_FRAME + 1) + b"\0" * 4096)
+            assert greedy.recv(1) == b""  # closed by the writer process
+        reply = _request(other, (2, "insert_key", ("still here",), deadline))
+        assert reply == (2, True, "still here")

@@ -1,0 +1,34 @@
+"""The storage contracts (test_storage_contract.py, test_request_storage_contract.py) on an
+SQLite store whose writes go to a forked writer process, as a worker of `atopos serve
+--workers N` writes: every answer, and every error by its type (TicketUsed, Gone,
+RequestTaken...), is the one of the writer thread of one process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from atopos.storage.sqlite import SqliteSecretStore
+from tests.integration import test_request_storage_contract as requests_contract
+from tests.integration import test_storage_contract as secrets_contract
+from tests.integration.store_scenarios import StoreFactory
+from tests.integration.test_writer_process import writer_process
+
+
+# "sqlite": the contracts' own name for this adapter (one test reads it).
+@pytest.fixture(params=["sqlite"])
+def store_factory(tmp_path: Path) -> Iterator[StoreFactory]:
+    database = tmp_path / "atopos.db"
+    with writer_process(database) as socket_path:
+        yield lambda: SqliteSecretStore(
+            database, is_shared_by_processes=True, writer_socket=socket_path
+        )
+
+
+# Every test of both contracts, collected here again with the fixture above.
+for _contract in (secrets_contract, requests_contract):
+    for _name in dir(_contract):
+        if _name.startswith("test_"):
+            globals()[_name] = getattr(_contract, _name)
