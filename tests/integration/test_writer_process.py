@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -19,6 +20,8 @@ from typing import Any
 
 from atopos.clock import SystemClock
 from atopos.server.writer_process import run_writer_process, writer_socket
+from atopos.storage.sqlite import writers_lock_path
+from atopos.storage.sqlite_batches import WritersBusy
 from atopos.storage.sqlite_remote_writer import RemoteWriter
 from atopos.storage.sqlite_write_operations import write_operation
 from atopos.storage.sqlite_writer_frames import (
@@ -221,3 +224,49 @@ def test_a_frame_over_the_cap_closes_that_connection_only(tmp_path: Path) -> Non
             assert greedy.recv(1) == b""  # closed by the writer process
         reply = _request(other, (2, "insert_key", ("still here",), deadline))
         assert reply == (2, True, "still here")
+
+
+def _reply_of(sock: socket.socket) -> Any:
+    frames = FrameReader()
+    while True:
+        data = sock.recv(65536)
+        assert data, "the writer process closed the connection"
+        replies = frames.feed(data)
+        if replies:
+            (reply,) = replies
+            return reply
+
+
+def test_a_write_is_not_begun_after_its_deadline_behind_a_later_one(tmp_path: Path) -> None:
+    # Writes of several workers that queued while the writers' lock was held reach one batch
+    # in no particular order; the batch must not wait for the lock past the earliest deadline
+    # among them, or that write commits after its worker answered 503.
+    database = tmp_path / "atopos.db"
+    with writer_process(database) as socket_path:
+        _write(socket_path, (make_keys_table,))
+        lock_fd = os.open(writers_lock_path(database), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)  # another writer of the file holds its turn
+            with (
+                contextlib.closing(_connect(socket_path)) as first,
+                contextlib.closing(_connect(socket_path)) as later,
+                contextlib.closing(_connect(socket_path)) as hurried,
+            ):
+                start = time.monotonic()
+                first.sendall(encode_frame((0, "insert_key", ("first",), start + 1.0)))
+                time.sleep(0.2)  # the writer process waits for the lock with it
+                later.sendall(encode_frame((1, "insert_key", ("later",), start + 4.0)))
+                time.sleep(0.1)
+                hurried.sendall(encode_frame((2, "insert_key", ("hurried",), start + 1.5)))
+                assert _reply_of(first)[:2] == (0, False)
+                time.sleep(max(0.0, start + 2.5 - time.monotonic()))
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)  # free after the hurried write's deadline
+                request_id, is_result, value = _reply_of(hurried)
+                assert (request_id, is_result) == (2, False)
+                assert isinstance(error_from_reply(value), WritersBusy)
+                _reply_of(later)
+        finally:
+            os.close(lock_fd)
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            keys = {k for (k,) in conn.execute("SELECT k FROM test_keys")}
+        assert "hurried" not in keys

@@ -222,6 +222,10 @@ class _WriterLoop:
                 live.append((peer, request_id, operation, deadline))
         if not live:
             return
+        # The batch waits for the writers' lock until the deadline of its first write: the
+        # earliest one, so no write is begun after its worker stopped waiting. Frames of
+        # several workers arrive in no such order (they may have queued behind a long wait).
+        live.sort(key=lambda write: write[3])
         outcomes = self._committer.commit([(op, deadline) for _p, _r, op, deadline in live])
         for (peer, request_id, _op, _deadline), outcome in zip(live, outcomes, strict=True):
             self._reply(peer, request_id, outcome)
