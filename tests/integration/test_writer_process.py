@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from atopos.clock import SystemClock
+from atopos.errors import Unavailable
 from atopos.server.writer_process import run_writer_process, writer_socket
 from atopos.storage.sqlite import writers_lock_path
 from atopos.storage.sqlite_batches import WritersBusy
@@ -270,3 +271,43 @@ def test_a_write_is_not_begun_after_its_deadline_behind_a_later_one(tmp_path: Pa
         with contextlib.closing(sqlite3.connect(database)) as conn:
             keys = {k for (k,) in conn.execute("SELECT k FROM test_keys")}
         assert "hurried" not in keys
+
+
+def test_a_writer_process_that_reads_nothing_costs_a_worker_a_capped_queue(
+    tmp_path: Path,
+) -> None:
+    # A writer process stopped with SIGSTOP accepts (the kernel does) but reads nothing: the
+    # worker's writes must not pile up in its memory without end while they wait.
+    path = tmp_path / "stalled.sock"
+    with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        chunk = "x" * (1024 * 1024)
+
+        async def scenario() -> list[BaseException | None]:
+            writer = RemoteWriter(path, SystemClock(), 0.5)
+            try:
+                writes = [writer.run(insert_key, chunk) for _ in range(64)]
+                outcomes = await asyncio.gather(*writes, return_exceptions=True)
+                return [o if isinstance(o, BaseException) else None for o in outcomes]
+            finally:
+                # Still connected: what the worker queued can now be read and counted.
+                await asyncio.to_thread(_count_queued, listener, queued)
+                await writer.aclose()
+
+        queued: list[int] = []
+        outcomes = asyncio.run(scenario())
+    assert all(isinstance(outcome, Unavailable) for outcome in outcomes)
+    assert queued[0] <= 24 * 1024 * 1024
+
+
+def _count_queued(listener: socket.socket, into: list[int]) -> None:
+    """Accept the one connection and read what it has queued until it goes quiet."""
+    sock, _ = listener.accept()
+    with contextlib.closing(sock):
+        sock.settimeout(1.0)
+        total = 0
+        with contextlib.suppress(TimeoutError):
+            while data := sock.recv(1024 * 1024):
+                total += len(data)
+        into.append(total)

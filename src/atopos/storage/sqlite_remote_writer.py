@@ -7,9 +7,11 @@ Each write carries its deadline, `lock_wait` seconds from now: the writer proces
 begin it after that and answers WritersBusy (503, nothing stored), nor waits for the writers'
 lock beyond it. The worker waits a moment longer for that answer, `_REPLY_GRACE`, so a write
 is answered within `lock_wait + _REPLY_GRACE` seconds in all, and past that gets Unavailable:
-its batch may be committing on a slow disk. A write whose reply was lost may nevertheless
-have committed: a create then exists that nobody was told of, a view
-was spent but not delivered, exactly as when the one process of a node crashes after a COMMIT.
+its batch may be committing on a slow disk. While more than `_MAX_UNSENT` bytes of frames
+wait unsent (the writer process reads nothing: stopped, or far behind) a write gets
+WritersBusy at once. A write whose reply was lost may nevertheless have committed: a create
+then exists that nobody was told of, a view was spent but not delivered, exactly as when the
+one process of a node crashes after a COMMIT.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, cast
 from atopos.clock import Clock
 from atopos.errors import Unavailable
 from atopos.storage.port import UNAVAILABLE_MESSAGE
+from atopos.storage.sqlite_batches import BUSY_MESSAGE, WritersBusy
 from atopos.storage.sqlite_write_operations import operation_named
 from atopos.storage.sqlite_writer_frames import FrameReader, encode_frame, error_from_reply
 
@@ -31,6 +34,9 @@ __all__ = ["RemoteWriter"]
 # Seconds a worker waits beyond a write's deadline for the writer process's answer (which
 # is WritersBusy when the write was not begun by then).
 _REPLY_GRACE = 1.0
+# Bytes of frames a worker keeps queued for a writer process that does not read them (it is
+# stopped, or far behind): a write beyond that gets WritersBusy at once (503, nothing sent).
+_MAX_UNSENT = 16 * 1024 * 1024
 
 
 class RemoteWriter:
@@ -105,6 +111,8 @@ class _Connection(asyncio.Protocol):
     async def send(self, request_id: int, frame: bytes) -> Any:
         if self.is_broken or self._transport is None:
             raise Unavailable(UNAVAILABLE_MESSAGE)
+        if self._transport.get_write_buffer_size() >= _MAX_UNSENT:
+            raise WritersBusy(BUSY_MESSAGE)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
