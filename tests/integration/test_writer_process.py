@@ -311,3 +311,21 @@ def _count_queued(listener: socket.socket, into: list[int]) -> None:
             while data := sock.recv(1024 * 1024):
                 total += len(data)
         into.append(total)
+
+
+def test_a_request_with_a_malformed_deadline_closes_that_connection_only(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "atopos.db"
+    with (
+        writer_process(database) as socket_path,
+        contextlib.closing(_connect(socket_path)) as other,
+    ):
+        deadline = time.monotonic() + 10
+        assert _request(other, (1, "make_keys_table", (), deadline)) == (1, True, None)
+        for malformed in [(2, "insert_key", ("k",), "soon"), (3, "insert_key", 7, deadline)]:
+            with contextlib.closing(_connect(socket_path)) as sloppy:
+                sloppy.sendall(encode_frame(malformed))
+                assert sloppy.recv(1) == b""  # closed by the writer process
+        reply = _request(other, (4, "insert_key", ("still here",), deadline))
+        assert reply == (4, True, "still here")

@@ -202,14 +202,16 @@ class _WriterLoop:
         try:
             request_id, name, args, deadline = payload
             operation = operation_named(name) if isinstance(name, str) else None
+            args, deadline = tuple(args), float(deadline)
         except (TypeError, ValueError):
+            # Left to escape, it would end the loop, and every worker's connection with it.
             _log.warning("writer process: a malformed request; connection closed")
             self._close(peer)
             return None
         if operation is None:
             self._reply(peer, request_id, (None, UnknownWriteOperation("unknown write operation")))
             return None
-        return peer, request_id, with_args(operation, tuple(args)), float(deadline)
+        return peer, request_id, with_args(operation, args), deadline
 
     def _commit(self, writes: list[_Write]) -> None:
         now = self._clock.monotonic()
