@@ -329,3 +329,26 @@ def test_a_request_with_a_malformed_deadline_closes_that_connection_only(
                 assert sloppy.recv(1) == b""  # closed by the writer process
         reply = _request(other, (4, "insert_key", ("still here",), deadline))
         assert reply == (4, True, "still here")
+
+
+def test_a_write_whose_connection_closed_before_its_batch_is_not_begun(tmp_path: Path) -> None:
+    # A worker killed (or its connection broken) after sending a write has answered its
+    # client already; the write must not be committed behind its back.
+    database = tmp_path / "atopos.db"
+    entered, gate = tmp_path / "entered", tmp_path / "gate"
+    with writer_process(database) as socket_path:
+        _write(socket_path, (make_keys_table,))
+        holder = _in_child(
+            lambda: _write(socket_path, (hold_the_writer, str(entered), str(gate))) == [None]
+        )
+        _wait_for_file(entered)  # the writer process is busy with another batch
+        with contextlib.closing(_connect(socket_path)) as gone:
+            deadline = time.monotonic() + 10
+            gone.sendall(encode_frame((1, "insert_key", ("orphan",), deadline)))
+        time.sleep(0.2)  # the frame and the end of its connection wait in the socket
+        gate.touch()
+        assert _reap(holder, 30) == 0
+        assert _write(socket_path, (insert_key, "after")) == ["after"]
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            keys = {k for (k,) in conn.execute("SELECT k FROM test_keys")}
+    assert keys == {"held", "after"}

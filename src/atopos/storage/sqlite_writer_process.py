@@ -9,7 +9,9 @@ excluded, a checkpoint after burns) and only then sends each reply. A reply is t
 only after COMMIT returned. It runs only operations registered by name
 (storage/sqlite_write_operations.py); an unknown name gets an error reply. A write whose
 worker stopped waiting (its deadline passed) before its batch began is not run: it gets
-WritersBusy. A frame over the cap, or one that does not decode, ends that connection only.
+WritersBusy; one whose connection ended before its batch began (its worker was killed, or
+gave up on the connection and answered 503) is not run at all. A frame over the cap, or one
+that does not decode, ends that connection only.
 
 It stops after the batch in hand on SIGTERM or SIGINT, or when `parent_gone` (the read end of
 a pipe whose write end only the supervisor holds) reaches its end: the supervisor died.
@@ -191,11 +193,13 @@ class _WriterLoop:
                 self._close(peer)
                 break
             for payload in payloads:
+                if peer.is_closed:
+                    break
                 write = self._write_of(peer, payload)
                 if write is not None:
                     writes.append(write)
-            if len(data) < _RECV_BYTES:
-                break  # drained for now: what comes next waits for the next round
+            # Read on until the socket is empty: an end of connection already waiting behind
+            # the frames is then seen before their batch (see _commit).
         return writes
 
     def _write_of(self, peer: _Peer, payload: Any) -> _Write | None:
@@ -218,6 +222,8 @@ class _WriterLoop:
         # A write whose worker stopped waiting is not begun: it would be a change nobody hears of.
         live = []
         for peer, request_id, operation, deadline in writes:
+            if peer.is_closed:
+                continue  # its worker is gone or answered 503 already: nobody would hear
             if deadline <= now:
                 self._reply(peer, request_id, (None, WritersBusy(BUSY_MESSAGE)))
             else:
