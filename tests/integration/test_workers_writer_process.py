@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +118,32 @@ def test_no_ciphertext_remains_on_disk_after_the_last_view_with_the_writer_proce
     server: ServerProcess,
 ) -> None:
     durability.test_no_ciphertext_remains_on_disk_after_the_last_view(server)
+
+
+def test_a_sigterm_to_every_process_at_once_lets_the_workers_finish_their_writes(
+    server: ServerProcess,
+) -> None:
+    # systemd stops a unit by sending SIGTERM to every process of its control group at once
+    # (KillMode=control-group, the default of deploy/systemd/atopos@.service): a request a
+    # worker is still finishing must still find the writer process to commit its write.
+    assert server.process is not None
+    body = envelope(os.urandom(64))[0]
+    query = urllib.parse.urlencode(access_params(body))
+    head = (
+        f"POST /api/v1/secrets?{query} HTTP/1.1\r\nHost: {server.host}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(head + body[:10])
+        time.sleep(0.3)  # the request is in a worker's hands
+        for pid in [server.process.pid, *children_of(server)]:
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(0.5)
+        sock.sendall(body[10:])
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(65536)
+            assert data, answer
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    assert server.process.wait(timeout=20) == 0

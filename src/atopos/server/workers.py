@@ -19,8 +19,10 @@ worker.
 
 The supervisor restarts a worker (or the writer process) that dies, forwards SIGTERM and SIGINT
 to the workers as a SIGTERM (each finishes its requests), then, once they have all ended, stops
-the writer process the same way, and exits. A worker whose supervisor is gone (kill -9) sees
-its end of a pipe close and stops too; so does the writer process.
+the writer process by closing its end of the pipe the writer watches (the writer ignores
+SIGTERM, which systemd sends every process of the unit at once), and exits. A worker whose
+supervisor is gone (kill -9) sees its end of a pipe close and stops too; so does the writer
+process.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class WorkerSupervisor:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             os.close(self._watch_read)
-            os.close(self._watch_write)
+            if self._watch_write >= 0:
+                os.close(self._watch_write)
 
     def _supervise(self) -> int:
         status = 0
@@ -132,11 +135,12 @@ class WorkerSupervisor:
         self._stop_writer_after_workers()
 
     def _stop_writer_after_workers(self) -> None:
-        """SIGTERM the writer process once no worker is left to write through it."""
-        if all(index == _WRITER for index, _started in self._workers.values()):
-            for pid in list(self._workers):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+        """Stop the writer process once no worker is left to write through it: the end of
+        the pipe it watches (it ignores SIGTERM, see the module docstring)."""
+        is_worker_left = any(index != _WRITER for index, _started in self._workers.values())
+        if not is_worker_left and self._watch_write >= 0:
+            os.close(self._watch_write)
+            self._watch_write = -1
 
     def _spawn(self, index: int) -> None:
         # The forwarded signals wait until the new worker is on the list: a SIGTERM arriving
@@ -159,8 +163,10 @@ class WorkerSupervisor:
             # A group of its own: Ctrl-C on a terminal reaches the supervisor, which forwards
             # one SIGTERM, and not every worker twice.
             os.setpgid(0, 0)
+            # The writer process ignores them from the start: it ends with the pipe.
+            disposition = signal.SIG_IGN if index == _WRITER else signal.SIG_DFL
             for signum in _FORWARDED_SIGNALS:
-                signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signum, disposition)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
             os.close(self._watch_write)
             if index == _WRITER and self._write is not None:

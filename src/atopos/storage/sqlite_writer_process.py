@@ -13,8 +13,11 @@ WritersBusy; one whose connection ended before its batch began (its worker was k
 gave up on the connection and answered 503) is not run at all. A frame over the cap, or one
 that does not decode, ends that connection only.
 
-It stops after the batch in hand on SIGTERM or SIGINT, or when `parent_gone` (the read end of
-a pipe whose write end only the supervisor holds) reaches its end: the supervisor died.
+With `parent_gone` (the read end of a pipe whose write end only the supervisor holds) it
+stops after the batch in hand when that pipe reaches its end: the supervisor closed it once
+every worker had finished, or died. It then ignores SIGTERM and SIGINT: systemd stops a unit
+by signalling every process of it at once, and the workers still finishing their requests
+need it. Without `parent_gone`, SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ class _WriterLoop:
     def run(self) -> None:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         previous_wakeup = signal.set_wakeup_fd(wake_write)
-        previous = {signum: signal.signal(signum, self._stop) for signum in _STOP_SIGNALS}
+        on_stop_signal = signal.SIG_IGN if self._parent_gone is not None else self._stop
+        previous = {signum: signal.signal(signum, on_stop_signal) for signum in _STOP_SIGNALS}
         self._committer.open()
         try:
             self._listener.setblocking(False)
