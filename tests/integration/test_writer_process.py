@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from atopos.clock import SystemClock
 from atopos.errors import Unavailable
 from atopos.server.writer_process import run_writer_process, writer_socket
@@ -352,3 +354,35 @@ def test_a_write_whose_connection_closed_before_its_batch_is_not_begun(tmp_path:
         with contextlib.closing(sqlite3.connect(database)) as conn:
             keys = {k for (k,) in conn.execute("SELECT k FROM test_keys")}
     assert keys == {"held", "after"}
+
+
+def test_a_connection_from_another_user_is_refused_even_if_the_directory_admits_it(
+    tmp_path: Path,
+) -> None:
+    # The 0700 directory is the first guard; a pickle from another user must meet a second
+    # one (the peer's credentials) should the directory's mode ever be wrong.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    database = tmp_path / "atopos.db"
+    with writer_process(database) as socket_path:
+        _write(socket_path, (make_keys_table,))
+        socket_path.parent.chmod(0o777)
+        socket_path.chmod(0o777)
+
+        def as_nobody() -> bool:
+            os.setgid(65534)
+            os.setuid(65534)
+            with contextlib.closing(_connect(socket_path)) as sock:
+                try:
+                    sock.sendall(
+                        encode_frame((1, "insert_key", ("stranger",), time.monotonic() + 9))
+                    )
+                    return sock.recv(1) == b""  # closed unanswered
+                except ConnectionResetError:
+                    return True  # closed with the frame unread
+
+        assert _reap(_in_child(as_nobody), 20) == 0
+        assert _write(socket_path, (insert_key, "owner")) == ["owner"]
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            keys = {k for (k,) in conn.execute("SELECT k FROM test_keys")}
+    assert keys == {"owner"}

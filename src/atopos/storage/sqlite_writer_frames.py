@@ -11,7 +11,8 @@ waiting; a reply is the pickle of `(request_id, True, result)` or `(request_id, 
 pickle runs code of the sender's choosing when loaded, so it is only acceptable here because
 both ends are processes of one node, forked by one supervisor and running as one user, and
 the socket lies in a directory that only this user can enter (0700): whoever can send a frame
-could already run code as the node. Nothing else may ever speak this protocol.
+could already run code as the node (the writer process also closes, unread, a connection
+from another user: SO_PEERCRED). Nothing else may ever speak this protocol.
 """
 
 from __future__ import annotations

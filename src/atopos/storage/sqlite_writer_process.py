@@ -11,7 +11,8 @@ only after COMMIT returned. It runs only operations registered by name
 worker stopped waiting (its deadline passed) before its batch began is not run: it gets
 WritersBusy; one whose connection ended before its batch began (its worker was killed, or
 gave up on the connection and answered 503) is not run at all. A frame over the cap, or one
-that does not decode, ends that connection only.
+that does not decode, ends that connection only; a connection from a process of another user
+(SO_PEERCRED) is closed before anything of it is read.
 
 With `parent_gone` (the read end of a pipe whose write end only the supervisor holds) it
 stops after the batch in hand when that pipe reaches its end: the supervisor closed it once
@@ -28,6 +29,7 @@ import os
 import selectors
 import signal
 import socket
+import struct
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -165,6 +167,12 @@ class _WriterLoop:
             except OSError as exc:  # out of descriptors, say: the worker retries
                 _log.error("writer process accept failed", extra={"error": type(exc).__name__})
                 return
+            if not _is_this_user(sock):
+                # The socket's 0700 directory admits this user only; should its mode ever be
+                # wrong, a pickle from anyone else must still not be loaded.
+                _log.warning("writer process: a connection from another user; closed")
+                sock.close()
+                continue
             sock.setblocking(False)
             peer = _Peer(sock)
             self._peers[sock] = peer
@@ -284,3 +292,17 @@ class _WriterLoop:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(peer.sock)
         peer.sock.close()
+
+
+_PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _is_this_user(sock: socket.socket) -> bool:
+    """Whether the process at the other end of `sock` runs as this process's user (the
+    kernel's SO_PEERCRED, taken when it connected)."""
+    try:
+        data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER_CREDENTIALS.size)
+    except OSError:
+        return False
+    _pid, uid, _gid = _PEER_CREDENTIALS.unpack(data)
+    return bool(uid == os.geteuid())
