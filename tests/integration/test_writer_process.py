@@ -13,6 +13,7 @@ import signal
 import socket
 import sqlite3
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -386,3 +387,34 @@ def test_a_connection_from_another_user_is_refused_even_if_the_directory_admits_
         with contextlib.closing(sqlite3.connect(database)) as conn:
             keys = {k for (k,) in conn.execute("SELECT k FROM test_keys")}
     assert keys == {"owner"}
+
+
+def test_a_worker_that_reads_no_replies_is_not_read_from_until_it_does(tmp_path: Path) -> None:
+    # Replies to a worker that stopped reading (SIGSTOP, a blocked loop) wait in the writer
+    # process's memory: past a cap it stops taking that worker's writes instead of piling
+    # up their replies, serves the other workers, and answers every write once it reads.
+    database = tmp_path / "atopos.db"
+    frames = 48
+    key = "k" * (1024 * 1024)
+    with (
+        writer_process(database) as socket_path,
+        contextlib.closing(_connect(socket_path)) as deaf,
+    ):
+        _write(socket_path, (make_keys_table,))
+        deadline = time.monotonic() + 60
+        stream = b"".join(encode_frame((n, "insert_key", (key,), deadline)) for n in range(frames))
+        deaf.settimeout(None)
+        sender = threading.Thread(target=deaf.sendall, args=(stream,), daemon=True)
+        sender.start()
+        sender.join(timeout=8)
+        assert sender.is_alive()  # the writer process stopped reading from it
+        assert _write(socket_path, (insert_key, "other")) == ["other"]
+        reader = FrameReader()
+        replies: list[Any] = []
+        deaf.settimeout(30)
+        while len(replies) < frames:
+            data = deaf.recv(1024 * 1024)
+            assert data, "the writer process closed the connection"
+            replies += reader.feed(data)
+        sender.join(timeout=30)
+    assert [(n, ok) for n, ok, _value in replies] == [(n, True) for n in range(frames)]

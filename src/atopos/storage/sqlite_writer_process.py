@@ -55,6 +55,10 @@ _MAX_BATCH = 512
 # Bytes read from one connection per round: a busy worker cannot starve the others.
 _READ_PER_ROUND = 8 * 1024 * 1024
 _RECV_BYTES = 1024 * 1024
+# Bytes of replies waiting for one worker to read them, past which its frames are no longer
+# read until it has read some: a worker that stopped reading (SIGSTOP) cannot make this
+# process hold its replies without end.
+_MAX_OUTBOX = 16 * 1024 * 1024
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -66,7 +70,7 @@ class _Peer:
         self.frames = FrameReader()
         self.outbox = bytearray()
         self.is_closed = False
-        self.is_watched_for_writing = False
+        self.events = selectors.EVENT_READ  # what the selector watches it for
 
 
 # A write taken from a frame: (its connection, its request id, operation, lock deadline).
@@ -278,10 +282,14 @@ class _WriterLoop:
             self._close(peer)
             return
         del peer.outbox[:sent]
-        # Watched for writing only while replies wait for room in the socket's buffer.
-        if bool(peer.outbox) != peer.is_watched_for_writing:
-            peer.is_watched_for_writing = bool(peer.outbox)
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.outbox else 0)
+        # Watched for writing only while replies wait for room in the socket's buffer, and
+        # for reading only while they are fewer than the cap (never neither: over the cap,
+        # replies wait).
+        events = selectors.EVENT_WRITE if peer.outbox else 0
+        if len(peer.outbox) < _MAX_OUTBOX:
+            events |= selectors.EVENT_READ
+        if events != peer.events:
+            peer.events = events
             self._selector.modify(peer.sock, events, peer)
 
     def _close(self, peer: _Peer) -> None:
