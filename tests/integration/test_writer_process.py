@@ -183,6 +183,11 @@ def test_writes_of_several_workers_are_committed_in_one_transaction(tmp_path: Pa
 
 def _request(sock: socket.socket, payload: object) -> Any:
     sock.sendall(encode_frame(payload))
+    return _reply_of(sock)
+
+
+def _reply_of(sock: socket.socket) -> Any:
+    """The one reply the writer process sends next on `sock`."""
     frames = FrameReader()
     while True:
         data = sock.recv(65536)
@@ -228,17 +233,6 @@ def test_a_frame_over_the_cap_closes_that_connection_only(tmp_path: Path) -> Non
             assert greedy.recv(1) == b""  # closed by the writer process
         reply = _request(other, (2, "insert_key", ("still here",), deadline))
         assert reply == (2, True, "still here")
-
-
-def _reply_of(sock: socket.socket) -> Any:
-    frames = FrameReader()
-    while True:
-        data = sock.recv(65536)
-        assert data, "the writer process closed the connection"
-        replies = frames.feed(data)
-        if replies:
-            (reply,) = replies
-            return reply
 
 
 def test_a_write_is_not_begun_after_its_deadline_behind_a_later_one(tmp_path: Path) -> None:
