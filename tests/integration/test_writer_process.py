@@ -320,7 +320,14 @@ def test_a_request_with_a_malformed_deadline_closes_that_connection_only(
     ):
         deadline = time.monotonic() + 10
         assert _request(other, (1, "make_keys_table", (), deadline)) == (1, True, None)
-        for malformed in [(2, "insert_key", ("k",), "soon"), (3, "insert_key", 7, deadline)]:
+        malformed_requests = [
+            (2, "insert_key", ("k",), "soon"),
+            (3, "insert_key", 7, deadline),
+            # No end to its lock wait: one such write could hold the writer process forever.
+            (5, "insert_key", ("k",), float("inf")),
+            (6, "insert_key", ("k",), float("nan")),
+        ]
+        for malformed in malformed_requests:
             with contextlib.closing(_connect(socket_path)) as sloppy:
                 sloppy.sendall(encode_frame(malformed))
                 assert sloppy.recv(1) == b""  # closed by the writer process

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import selectors
 import signal
@@ -223,6 +224,8 @@ class _WriterLoop:
             request_id, name, args, deadline = payload
             operation = operation_named(name) if isinstance(name, str) else None
             args, deadline = tuple(args), float(deadline)
+            if not math.isfinite(deadline):
+                raise ValueError("a deadline that never comes")  # an endless lock wait
         except (TypeError, ValueError):
             # Left to escape, it would end the loop, and every worker's connection with it.
             _log.warning("writer process: a malformed request; connection closed")
