@@ -419,3 +419,35 @@ def test_a_worker_that_reads_no_replies_is_not_read_from_until_it_does(tmp_path:
             replies += reader.feed(data)
         sender.join(timeout=30)
     assert [(n, ok) for n, ok, _value in replies] == [(n, True) for n in range(frames)]
+
+
+def test_a_batch_is_answered_before_the_next_batch_of_its_round_commits(tmp_path: Path) -> None:
+    # A round that took more writes than one batch holds commits them batch after batch;
+    # the first batch's callers must not wait for the later ones (their wait is bounded,
+    # and a committed write answered late reads as lost).
+    database = tmp_path / "atopos.db"
+    entered, gate = tmp_path / "entered", tmp_path / "gate"
+    entered_later, gate_later = tmp_path / "entered-later", tmp_path / "gate-later"
+    with writer_process(database) as socket_path:
+        _write(socket_path, (make_keys_table,))
+        holder = _in_child(
+            lambda: _write(socket_path, (hold_the_writer, str(entered), str(gate))) == [None]
+        )
+        _wait_for_file(entered)
+        with contextlib.closing(_connect(socket_path)) as sock:
+            deadline = time.monotonic() + 30
+            frames = [encode_frame((n, "insert_key", (f"k{n}",), deadline)) for n in range(512)]
+            held = (512, "hold_the_writer", (str(entered_later), str(gate_later)), deadline)
+            sock.sendall(b"".join(frames) + encode_frame(held))
+            time.sleep(0.3)  # all of it waits in the socket for the next round
+            gate.touch()
+            _wait_for_file(entered_later)  # the round's second batch is being committed
+            sock.settimeout(5)
+            try:
+                data = sock.recv(65536)
+                assert FrameReader().feed(data[: 4 + struct.unpack(">I", data[:4])[0]]) == [
+                    (0, True, "k0")
+                ]
+            finally:
+                gate_later.touch()
+        assert _reap(holder, 30) == 0

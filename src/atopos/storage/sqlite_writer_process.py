@@ -157,8 +157,14 @@ class _WriterLoop:
                     self._flush(peer)
         for start in range(0, len(writes), _MAX_BATCH):
             self._commit(writes[start : start + _MAX_BATCH])
+            # Each batch's callers are answered as soon as it committed, not after the
+            # round's later batches.
+            self._flush_all()
         if writes:
             self._committer.checkpoint_if_due()
+        self._flush_all()
+
+    def _flush_all(self) -> None:
         for peer in list(self._peers.values()):
             if peer.outbox:
                 self._flush(peer)
