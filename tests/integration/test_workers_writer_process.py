@@ -6,12 +6,13 @@ its checkpoints after a burn leave no ciphertext on disk (chunked bodies include
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -127,6 +128,35 @@ def test_a_sigterm_to_every_process_at_once_lets_the_workers_finish_their_writes
     # (KillMode=control-group, the default of deploy/systemd/atopos@.service): a request a
     # worker is still finishing must still find the writer process to commit its write.
     assert server.process is not None
+    with _request_in_flight(server) as finish:
+        for pid in [server.process.pid, *children_of(server)]:
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(0.5)
+        answer = finish()
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    assert server.process.wait(timeout=20) == 0
+
+
+def test_a_writer_process_that_dies_while_the_workers_finish_is_started_again(
+    server: ServerProcess,
+) -> None:
+    assert server.process is not None
+    with _request_in_flight(server) as finish:
+        writer = _writer_of(server)
+        assert writer is not None
+        server.process.send_signal(signal.SIGTERM)  # the workers now finish their requests
+        time.sleep(0.3)
+        os.kill(writer, signal.SIGKILL)
+        workers._wait_for(lambda: _writer_of(server) not in (None, writer))
+        answer = finish()
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    assert server.process.wait(timeout=20) == 0
+
+
+@contextlib.contextmanager
+def _request_in_flight(server: ServerProcess) -> Iterator[Callable[[], bytes]]:
+    """A create whose body is half sent (a worker holds it, its write still to come); the
+    function sends the rest and returns the answer's head."""
     body = envelope(os.urandom(64))[0]
     query = urllib.parse.urlencode(access_params(body))
     head = (
@@ -136,14 +166,14 @@ def test_a_sigterm_to_every_process_at_once_lets_the_workers_finish_their_writes
     with socket.create_connection((server.host, server.port), timeout=30) as sock:
         sock.sendall(head + body[:10])
         time.sleep(0.3)  # the request is in a worker's hands
-        for pid in [server.process.pid, *children_of(server)]:
-            os.kill(pid, signal.SIGTERM)
-        time.sleep(0.5)
-        sock.sendall(body[10:])
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            data = sock.recv(65536)
-            assert data, answer
-            answer += data
-    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
-    assert server.process.wait(timeout=20) == 0
+
+        def finish() -> bytes:
+            sock.sendall(body[10:])
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                data = sock.recv(65536)
+                assert data, answer
+                answer += data
+            return answer
+
+        yield finish

@@ -98,7 +98,12 @@ class WorkerSupervisor:
                 break
             entry = self._workers.pop(pid, None)
             if self._is_stopping:
-                self._stop_writer_after_workers()
+                if entry is not None and entry[0] == _WRITER and self._watch_write >= 0:
+                    # Workers are still finishing their requests, and need it to write.
+                    _log.warning("writer process exited while stopping; starting another")
+                    self._spawn(_WRITER)
+                else:
+                    self._stop_writer_after_workers()
                 continue
             if entry is None:
                 continue
@@ -155,7 +160,7 @@ class WorkerSupervisor:
         if pid:
             self._workers[pid] = (index, self._clock.monotonic())
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
-            if self._is_stopping:
+            if self._is_stopping and index != _WRITER:
                 self._stop_all()
             return
         status = 1
