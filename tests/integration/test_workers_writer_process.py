@@ -78,8 +78,12 @@ def test_the_writer_process_killed_mid_load_loses_nothing_acknowledged(
                 )
                 answered += 1
                 if answered == _KILL_AFTER and not killed.is_set():
-                    os.kill(victim, signal.SIGKILL)
+                    # Stopped first, so the writes still coming wait for it: the kill then
+                    # surely lands on waiting writes (a bare kill may find none waiting).
+                    os.kill(victim, signal.SIGSTOP)
                     killed.set()
+                    await asyncio.sleep(0.5)
+                    os.kill(victim, signal.SIGKILL)
                 return response
 
             results = await asyncio.gather(
