@@ -181,7 +181,10 @@ class WorkerSupervisor:
                 self._work(index)
             status = 0
         except BaseException:
-            _log.error("worker failed", exc_info=True, extra={"worker": index})
+            if index == _WRITER:
+                _log.error("writer process failed", exc_info=True)
+            else:
+                _log.error("worker failed", exc_info=True, extra={"worker": index})
         finally:
             os._exit(status)
 

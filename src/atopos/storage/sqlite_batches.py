@@ -38,6 +38,7 @@ from atopos.storage.writers_lock import WritersLock
 
 __all__ = [
     "BUSY_MESSAGE",
+    "MAX_BATCH",
     "BatchCommitter",
     "Burned",
     "Operation",
@@ -53,6 +54,8 @@ Outcome = tuple[Any, BaseException | None]
 # once after a quiet spell, and under load at most this often (seconds): each one costs an
 # fsync of the database file, which would otherwise follow nearly every burn.
 CHECKPOINT_EVERY = 0.5
+# Operations in one transaction at most; what is left runs in the next one at once.
+MAX_BATCH = 512
 _log = logging.getLogger("atopos.storage")
 BUSY_MESSAGE = "The storage is busy; nothing was stored or spent. Try again in a few seconds."
 

@@ -31,6 +31,7 @@ from atopos.errors import Unavailable
 from atopos.storage.port import UNAVAILABLE_MESSAGE
 from atopos.storage.sqlite_batches import (
     BUSY_MESSAGE,
+    MAX_BATCH,
     BatchCommitter,
     Outcome,
     WritersBusy,
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_MAX_BATCH = 512
 _STOP = object()
 # How long a batch waits for the writers' lock by default (ATOPOS_WRITER_LOCK_WAIT).
 DEFAULT_LOCK_WAIT = 5.0
@@ -143,7 +143,7 @@ class GroupCommitWriter:
                     break
                 batch: list[_Queued] = [first]
                 stop = False
-                while len(batch) < _MAX_BATCH:
+                while len(batch) < MAX_BATCH:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:

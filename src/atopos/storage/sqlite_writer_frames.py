@@ -21,6 +21,8 @@ import pickle
 import struct
 from typing import Any
 
+from atopos.storage.chunks import CHUNK_BYTES
+
 __all__ = [
     "MAX_FRAME",
     "FrameReader",
@@ -31,8 +33,9 @@ __all__ = [
     "error_reply",
 ]
 
-# Above the largest frame a worker sends (a 1 MiB chunk and its few fields).
-MAX_FRAME = 64 * 1024 * 1024
+# Above the largest frame either side sends (a chunk of a body, or a small body inline, and a
+# few fields), and small enough that a connection's half-sent frame cannot hold much memory.
+MAX_FRAME = 4 * CHUNK_BYTES
 _LENGTH = struct.Struct(">I")
 
 

@@ -38,7 +38,13 @@ from typing import Any
 from atopos.clock import Clock
 from atopos.errors import Unavailable
 from atopos.storage.port import UNAVAILABLE_MESSAGE
-from atopos.storage.sqlite_batches import BUSY_MESSAGE, BatchCommitter, Outcome, WritersBusy
+from atopos.storage.sqlite_batches import (
+    BUSY_MESSAGE,
+    MAX_BATCH,
+    BatchCommitter,
+    Outcome,
+    WritersBusy,
+)
 from atopos.storage.sqlite_write_operations import operation_named, with_args
 from atopos.storage.sqlite_writer_frames import (
     FrameReader,
@@ -51,8 +57,6 @@ from atopos.storage.sqlite_writer_frames import (
 __all__ = ["serve_writes"]
 
 _log = logging.getLogger("atopos.storage")
-# Operations in one transaction at most; what is left runs in the next one at once.
-_MAX_BATCH = 512
 # Bytes read from one connection per round: a busy worker cannot starve the others.
 _READ_PER_ROUND = 8 * 1024 * 1024
 _RECV_BYTES = 1024 * 1024
@@ -155,8 +159,8 @@ class _WriterLoop:
                     writes.extend(self._take_frames(peer))
                 if mask & selectors.EVENT_WRITE:
                     self._flush(peer)
-        for start in range(0, len(writes), _MAX_BATCH):
-            self._commit(writes[start : start + _MAX_BATCH])
+        for start in range(0, len(writes), MAX_BATCH):
+            self._commit(writes[start : start + MAX_BATCH])
             # Each batch's callers are answered as soon as it committed, not after the
             # round's later batches.
             self._flush_all()
