@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,6 +63,46 @@ def test_a_connection_broken_mid_batch_answers_unavailable_and_the_writer_goes_o
     finally:
         writer.stop()
     assert _written(database) == [1, 2]
+
+
+def test_the_callers_of_a_broken_batch_are_answered_before_the_writer_reconnects(
+    tmp_path: Path,
+) -> None:
+    """A reconnect may wait (the fresh connection migrates, and its busy handler waits for
+    other writers of the file): the broken batch's callers hear their 503 first."""
+    database = tmp_path / "atopos.db"
+    connects = 0
+    reconnect_may_finish = threading.Event()
+
+    def connect() -> sqlite3.Connection:
+        nonlocal connects
+        connects += 1
+        if connects > 1:
+            reconnect_may_finish.wait(_ANSWER_WITHIN * 2)
+        conn = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS written (value INTEGER)")
+        return conn
+
+    writer = GroupCommitWriter(connect)
+    writer.start()
+
+    async def scenario() -> None:
+        broken = writer.submit(lambda conn: conn.close())
+        try:
+            with pytest.raises(Unavailable):
+                await asyncio.wait_for(broken, _ANSWER_WITHIN / 5)
+        finally:
+            reconnect_may_finish.set()
+        assert await asyncio.wait_for(writer.submit(_insert(4)), _ANSWER_WITHIN) == 4
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reconnect_may_finish.set()
+        writer.stop()
+    assert connects == 2
+    assert _written(database) == [4]
 
 
 def test_a_write_after_the_writer_stopped_is_refused_at_once(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ class BatchCommitter:
         self._conn: sqlite3.Connection | None = None
         self._checkpoint_wanted = False
         self._last_checkpoint = 0.0
+        self._is_broken = False  # the last batch may have left the connection unusable
 
     def open(self) -> None:
         """Connect (and migrate) and open the lock file; raises what the connection raised."""
@@ -140,8 +141,10 @@ class BatchCommitter:
 
     def commit(self, batch: list[tuple[Operation, float]]) -> list[Outcome]:
         """Run `batch` ((operation, deadline of its lock wait), in arrival order) in one
-        transaction: one outcome per operation, in order. Reconnects after a failure that
-        may have left the connection unusable."""
+        transaction: one outcome per operation, in order. After a failure that may have left
+        the connection unusable, the writer calls `reopen_if_broken` once it has answered (and
+        this does, if it did not)."""
+        self.reopen_if_broken()
         conn = self._conn
         if conn is None:
             raise RuntimeError("the batch committer is not open")
@@ -184,9 +187,16 @@ class BatchCommitter:
             is_healthy = False
             if not settled:
                 outcomes = _failed(batch, Unavailable(UNAVAILABLE_MESSAGE))
-        if not is_healthy:
-            self._reopen()
+        self._is_broken = not is_healthy
         return outcomes
+
+    def reopen_if_broken(self) -> None:
+        """A fresh connection if the last batch may have left this one unusable. Called once
+        that batch's callers were answered: a reconnect migrates, and its busy handler may wait
+        for another writer of the file, which they need not wait for."""
+        if self._is_broken:
+            self._is_broken = False
+            self._reopen()
 
     def checkpoint(self) -> None:
         # A TRUNCATE checkpoint waits (busy handler) for readers of older snapshots, such as

@@ -156,6 +156,7 @@ class GroupCommitWriter:
                     [(op, deadline) for op, _f, _l, deadline in batch]
                 )
                 _answer(batch, outcomes)
+                self._committer.reopen_if_broken()
                 self._committer.checkpoint_if_due()
                 if stop:
                     break

@@ -162,8 +162,9 @@ class _WriterLoop:
         for start in range(0, len(writes), MAX_BATCH):
             self._commit(writes[start : start + MAX_BATCH])
             # Each batch's callers are answered as soon as it committed, not after the
-            # round's later batches.
+            # round's later batches (nor after a reconnect that its failure called for).
             self._flush_all()
+            self._committer.reopen_if_broken()
         if writes:
             self._committer.checkpoint_if_due()
         self._flush_all()
