@@ -117,3 +117,26 @@ def test_a_write_after_the_writer_stopped_is_refused_at_once(tmp_path: Path) -> 
 
     asyncio.run(scenario())
     assert _written(database) == []
+
+
+def test_an_operation_not_registered_is_refused_as_the_writer_process_refuses_it(
+    tmp_path: Path,
+) -> None:
+    """A write operation missing its `@write_operation` would work in one process and fail
+    only under `--workers N`: the writer thread refuses it too, before running it."""
+    database = tmp_path / "atopos.db"
+    writer = _writer(database)
+    writer.start()
+
+    def insert_unregistered(conn: sqlite3.Connection, value: int) -> int:
+        return _insert(value)(conn)
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="not a registered write operation"):
+            await asyncio.wait_for(writer.run(insert_unregistered, 5), _ANSWER_WITHIN)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert _written(database) == []

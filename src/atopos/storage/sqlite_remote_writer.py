@@ -26,7 +26,7 @@ from atopos.clock import Clock
 from atopos.errors import Unavailable
 from atopos.storage.port import UNAVAILABLE_MESSAGE
 from atopos.storage.sqlite_batches import BUSY_MESSAGE, WritersBusy
-from atopos.storage.sqlite_write_operations import operation_named
+from atopos.storage.sqlite_write_operations import name_of_registered
 from atopos.storage.sqlite_writer_frames import FrameReader, encode_frame, error_from_reply
 
 __all__ = ["RemoteWriter"]
@@ -59,9 +59,7 @@ class RemoteWriter:
             self._connection = None
 
     async def run(self, operation: Callable[..., Any], *args: object) -> Any:
-        name = operation.__name__
-        if operation_named(name) is not operation:
-            raise RuntimeError(f"{name} is not a registered write operation")
+        name = name_of_registered(operation)
         deadline = self._clock.monotonic() + self._lock_wait
         request_id = next(self._ids)
         frame = encode_frame((request_id, name, args, deadline))

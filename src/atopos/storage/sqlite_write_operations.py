@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["operation_named", "with_args", "write_operation"]
+__all__ = ["name_of_registered", "operation_named", "with_args", "write_operation"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _OPERATIONS: dict[str, Callable[..., Any]] = {}
@@ -32,6 +32,16 @@ def write_operation(function: F) -> F:
 def operation_named(name: str) -> Callable[..., Any] | None:
     """The registered operation of that name; None when there is none."""
     return _OPERATIONS.get(name)
+
+
+def name_of_registered(operation: Callable[..., Any]) -> str:
+    """The name `operation` is registered under; RuntimeError when it is not registered (a
+    missing `@write_operation`), refused alike by both writers so that one process's tests
+    catch what only the writer process would otherwise refuse."""
+    name = getattr(operation, "__name__", "")
+    if operation_named(name) is not operation:
+        raise RuntimeError(f"{name or operation!r} is not a registered write operation")
+    return str(name)
 
 
 def with_args(

@@ -37,7 +37,7 @@ from atopos.storage.sqlite_batches import (
     WritersBusy,
     storage_error,
 )
-from atopos.storage.sqlite_write_operations import with_args
+from atopos.storage.sqlite_write_operations import name_of_registered, with_args
 
 __all__ = [
     "BUSY_MESSAGE",
@@ -105,6 +105,7 @@ class GroupCommitWriter:
         await asyncio.to_thread(self.stop)
 
     async def run(self, operation: Callable[..., Any], *args: object) -> Any:
+        name_of_registered(operation)  # what the writer process would refuse, refused here too
         return await self.submit(with_args(operation, args))
 
     def request_checkpoint(self) -> None:
