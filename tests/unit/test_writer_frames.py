@@ -7,7 +7,16 @@ import struct
 
 import pytest
 
-from atopos.errors import Gone, StorageFull, Unavailable
+from atopos.errors import (
+    AnswerTooLarge,
+    AtoposError,
+    Gone,
+    RateLimited,
+    StorageFull,
+    Unavailable,
+    WrongKey,
+)
+from atopos.server.errors import response_for
 from atopos.storage.port import TicketUsed
 from atopos.storage.request_port import RequestTaken
 from atopos.storage.sqlite_batches import BUSY_MESSAGE, WritersBusy
@@ -56,3 +65,29 @@ def test_errors_come_back_as_their_own_type_and_message(error: Exception) -> Non
 def test_a_reply_that_carries_no_error_class_is_refused() -> None:
     with pytest.raises(TypeError):
         error_from_reply((int, (), {}))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TicketUsed(),
+        RequestTaken(),
+        StorageFull("full"),
+        WritersBusy(BUSY_MESSAGE),
+        WrongKey(),
+        RateLimited("slow down", retry_after=17),
+        AnswerTooLarge("too large", size=1234, limit=1000),
+    ],
+)
+def test_a_worker_answers_a_carried_error_as_one_process_answers_the_error(
+    error: AtoposError,
+) -> None:
+    """Status, headers and body (message, `size`), and attributes such as `retry_after`:
+    a worker's HTTP answer is the one the single process gives."""
+    (reply,) = FrameReader().feed(encode_frame((7, False, error_reply(error))))
+    rebuilt = error_from_reply(reply[2])
+    assert isinstance(rebuilt, AtoposError)
+    assert vars(rebuilt) == vars(error)
+    there, here = response_for(rebuilt), response_for(error)
+    assert (there.status_code, there.body) == (here.status_code, here.body)
+    assert there.headers.items() == here.headers.items()
