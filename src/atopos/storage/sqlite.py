@@ -167,7 +167,9 @@ class SqliteSecretStore(SqliteRequests):
         self._removes_orphan_chunks = not is_shared_by_processes and writer_socket is None
         self._writes: Writes
         if writer_socket is not None:
-            self._writes = RemoteWriter(writer_socket, clock or SystemClock(), writer_lock_wait)
+            # The deadlines it sends are read by the writer process on the machine's monotonic
+            # clock: the system's, never the injected one a test may move by hand.
+            self._writes = RemoteWriter(writer_socket, SystemClock(), writer_lock_wait)
         else:
             self._writes = GroupCommitWriter(
                 self._connect_writer,
