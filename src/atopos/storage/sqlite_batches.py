@@ -122,9 +122,6 @@ class BatchCommitter:
             self._lock.close()
             self._lock = None
 
-    def request_checkpoint(self) -> None:
-        self._checkpoint_wanted = True
-
     def checkpoint_wait(self) -> float | None:
         """Seconds until a wanted checkpoint is due (at least a millisecond); None: none is."""
         if not self._checkpoint_wanted:

@@ -108,10 +108,6 @@ class GroupCommitWriter:
         name_of_registered(operation)  # what the writer process would refuse, refused here too
         return await self.submit(with_args(operation, args))
 
-    def request_checkpoint(self) -> None:
-        """Called from inside an operation that burned ciphertext (or return `Burned`)."""
-        self._committer.request_checkpoint()
-
     def submit(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
