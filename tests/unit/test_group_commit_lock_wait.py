@@ -20,7 +20,8 @@ import pytest
 
 from atopos.errors import Unavailable
 from atopos.storage.sqlite import SqliteSecretStore
-from atopos.storage.sqlite_writer import BUSY_MESSAGE, GroupCommitWriter
+from atopos.storage.sqlite_batches import BUSY_MESSAGE
+from atopos.storage.sqlite_writer import GroupCommitWriter
 
 _WAIT = 0.5
 # More than two batches of the writer (it takes at most 512 operations at a time).

@@ -35,17 +35,11 @@ from atopos.storage.port import (
     TicketUsed,
     spent_minute,
 )
-from atopos.storage.sqlite_batches import Burned
+from atopos.storage.sqlite_batches import Burned, WritersBusy, storage_error
 from atopos.storage.sqlite_remote_writer import RemoteWriter
 from atopos.storage.sqlite_requests import REQUESTS_SCHEMA, SqliteRequests, sweep_requests
 from atopos.storage.sqlite_write_operations import write_operation
-from atopos.storage.sqlite_writer import (
-    DEFAULT_LOCK_WAIT,
-    GroupCommitWriter,
-    WritersBusy,
-    Writes,
-    storage_error,
-)
+from atopos.storage.sqlite_writer import DEFAULT_LOCK_WAIT, GroupCommitWriter, Writes
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore", "connect_writer", "writers_lock_path"]
 

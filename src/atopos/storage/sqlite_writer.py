@@ -29,24 +29,10 @@ from typing import Any, Protocol, TypeVar
 from atopos.clock import Clock, SystemClock
 from atopos.errors import Unavailable
 from atopos.storage.port import UNAVAILABLE_MESSAGE
-from atopos.storage.sqlite_batches import (
-    BUSY_MESSAGE,
-    MAX_BATCH,
-    BatchCommitter,
-    Outcome,
-    WritersBusy,
-    storage_error,
-)
+from atopos.storage.sqlite_batches import MAX_BATCH, BatchCommitter, Outcome
 from atopos.storage.sqlite_write_operations import name_of_registered, with_args
 
-__all__ = [
-    "BUSY_MESSAGE",
-    "DEFAULT_LOCK_WAIT",
-    "GroupCommitWriter",
-    "WritersBusy",
-    "Writes",
-    "storage_error",
-]
+__all__ = ["DEFAULT_LOCK_WAIT", "GroupCommitWriter", "Writes"]
 
 T = TypeVar("T")
 _STOP = object()
