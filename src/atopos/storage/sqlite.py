@@ -1,4 +1,5 @@
-"""SQLite adapter of the storage port: the embedded default, one process, one file.
+"""SQLite adapter of the storage port: the embedded default, one file, one writer (a thread of
+the one process, or the node's writer process under `--workers N`).
 
 Durability: WAL with `synchronous=FULL` behind a group-commit writer, so a returned
 `create` survives `kill -9` and power loss. Forgetting: `secure_delete=ON` zeroes freed

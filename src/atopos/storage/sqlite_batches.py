@@ -5,17 +5,19 @@ the outcomes go back.
 
 A batch first runs without savepoints (two statements fewer per operation); if an operation
 of it raises, the whole transaction is rolled back and the batch runs again with each
-operation inside its own SAVEPOINT, so the failure undoes only its own writes. Operations are
-therefore functions of the connection alone, safe to run twice. One transaction per batch
-(`synchronous=FULL`: the WAL is fsynced before COMMIT returns), and the outcomes are known
-only after COMMIT returned, so whoever hears of one holds a durable answer.
+operation inside its own SAVEPOINT, so the failure undoes only its own writes. An operation,
+`op(conn, *args)` bound to its arguments (storage/sqlite_write_operations.py), must therefore
+depend on nothing but the connection and those arguments: it may run twice. One transaction
+per batch (`synchronous=FULL`: the WAL is fsynced before COMMIT returns), and the outcomes are
+known only after COMMIT returned, so whoever hears of one holds a durable answer.
 
 With `lock_path`, the batch holds the exclusive flock of that file (created, empty, beside the
 database; never the database itself) from BEGIN to COMMIT (and over a checkpoint), so any
 other writer of the file takes turns with this one (storage/writers_lock.py). A batch waits
-for its turn until the deadline of its oldest operation; past that nothing of it was begun,
-and every operation of it gets WritersBusy (503 with Retry-After). A checkpoint whose wait runs
-out is tried again later.
+for its turn until the deadline of its first operation (the earliest: the thread's batch is
+in arrival order, the writer process sorts its own by deadline); past that nothing of it was
+begun, and every operation of it gets WritersBusy (503 with Retry-After). A checkpoint whose
+wait runs out is tried again later.
 
 An operation that burned ciphertext returns `Burned(result)`: the committer then runs a
 TRUNCATE checkpoint soon, so the ciphertext leaves the WAL file; its caller gets `result`.
