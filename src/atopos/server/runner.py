@@ -16,7 +16,6 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -38,6 +37,7 @@ from atopos.server.websocket_protocol import QuietWebSocketProtocol
 from atopos.server.workers import WorkerSupervisor
 from atopos.server.writer_process import run_writer_process, writer_socket
 from atopos.storage.factory import open_store
+from atopos.storage.urls import sqlite_path
 
 __all__ = [
     "NodeServer",
@@ -191,7 +191,7 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
                 assert writer is not None
                 for listener in listeners:
                     listener.close()
-                database = Path(config.resolved_storage_url().removeprefix("sqlite://"))
+                database = sqlite_path(config.resolved_storage_url())
                 run_writer_process(writer.listener, database, config.writer_lock_wait, parent_gone)
 
             status = WorkerSupervisor(

@@ -61,7 +61,8 @@ def run_writer_process(
     listener: socket.socket, database: Path, lock_wait: float, parent_gone: int
 ) -> None:
     """The writer process's whole life (in the forked child): commit the workers' writes to
-    `database` until SIGTERM or the supervisor's end."""
+    `database` until the supervisor closes `parent_gone` (after the last worker ended) or
+    dies; SIGTERM and SIGINT are ignored (storage/sqlite_writer_process.py)."""
     with contextlib.suppress(OSError):
         Path("/proc/self/comm").write_text(WRITER_PROCESS_NAME)
     clock = SystemClock()

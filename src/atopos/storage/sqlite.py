@@ -15,6 +15,7 @@ Each operation implements rows of the lifecycle table in `atopos.protocol.secret
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -41,6 +42,7 @@ from atopos.storage.sqlite_remote_writer import RemoteWriter
 from atopos.storage.sqlite_requests import REQUESTS_SCHEMA, SqliteRequests, sweep_requests
 from atopos.storage.sqlite_write_operations import write_operation
 from atopos.storage.sqlite_writer import DEFAULT_LOCK_WAIT, GroupCommitWriter, Writes
+from atopos.storage.urls import sqlite_path
 
 __all__ = ["CHUNK_BYTES", "SqliteSecretStore", "connect_writer", "writers_lock_path"]
 
@@ -167,7 +169,7 @@ class SqliteSecretStore(SqliteRequests):
             self._writes = RemoteWriter(writer_socket, SystemClock(), writer_lock_wait)
         else:
             self._writes = GroupCommitWriter(
-                self._connect_writer,
+                functools.partial(connect_writer, path),
                 clock,
                 lock_path=writers_lock_path(path) if is_shared_by_processes else None,
                 lock_wait=writer_lock_wait,
@@ -186,19 +188,13 @@ class SqliteSecretStore(SqliteRequests):
         writer_lock_wait: float = DEFAULT_LOCK_WAIT,
         writer_socket: Path | None = None,
     ) -> SqliteSecretStore:
-        if not url.startswith("sqlite:///"):
-            raise ValueError("an SQLite storage URL looks like sqlite:///path/to/atopos.db")
-        path = Path(url.removeprefix("sqlite://"))
         return cls(
-            path,
+            sqlite_path(url),
             clock,
             is_shared_by_processes=is_shared_by_processes,
             writer_lock_wait=writer_lock_wait,
             writer_socket=writer_socket,
         )
-
-    def _connect_writer(self) -> sqlite3.Connection:
-        return connect_writer(self._path)
 
     async def start(self, now: int) -> None:
         self._writes.start()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["REDIS_CLUSTER_SCHEMES", "REDIS_SCHEMES", "ClusterUrl", "is_redis_url"]
+__all__ = ["REDIS_CLUSTER_SCHEMES", "REDIS_SCHEMES", "ClusterUrl", "is_redis_url", "sqlite_path"]
 
 # One Redis: TCP, TLS, or a Unix socket.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -15,6 +16,13 @@ REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 def is_redis_url(url: str) -> bool:
     return url.startswith(REDIS_SCHEMES + REDIS_CLUSTER_SCHEMES)
+
+
+def sqlite_path(url: str) -> Path:
+    """The database file an SQLite storage URL names; ValueError for any other URL."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError("an SQLite storage URL looks like sqlite:///path/to/atopos.db")
+    return Path(url.removeprefix("sqlite://"))
 
 
 @dataclasses.dataclass(frozen=True)
