@@ -38,6 +38,8 @@ from atopos.storage.sqlite_writer_frames import (
 
 _CLIENTS = 3
 _WRITES_PER_CLIENT = 2
+# The workers of the node the test writer process serves: it takes twice as many connections.
+_WORKERS = 3
 
 
 # Test operations, registered before the writer process is forked (so it has them too).
@@ -72,7 +74,7 @@ def writer_process(database: Path) -> Iterator[Path]:
             status = 1
             try:
                 os.close(supervisor_end)
-                run_writer_process(sock.listener, database, 5.0, parent_gone)
+                run_writer_process(sock.listener, database, 5.0, parent_gone, _WORKERS)
                 status = 0
             finally:
                 os._exit(status)
@@ -233,6 +235,51 @@ def test_a_frame_over_the_cap_closes_that_connection_only(tmp_path: Path) -> Non
             assert greedy.recv(1) == b""  # closed by the writer process
         reply = _request(other, (2, "insert_key", ("still here",), deadline))
         assert reply == (2, True, "still here")
+
+
+def test_connections_past_twice_the_workers_are_closed_and_the_others_serve_on(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "atopos.db"
+    with writer_process(database) as socket_path, contextlib.ExitStack() as stack:
+        deadline = time.monotonic() + 10
+        admitted = [stack.enter_context(contextlib.closing(_connect(socket_path)))]
+        # The first is answered, so the writer process has accepted it before the others.
+        assert _request(admitted[0], (0, "make_keys_table", (), deadline)) == (0, True, None)
+        admitted += [
+            stack.enter_context(contextlib.closing(_connect(socket_path)))
+            for _ in range(2 * _WORKERS - 1)
+        ]
+        for number, sock in enumerate(admitted[1:], start=1):
+            assert _request(sock, (number, "insert_key", (f"k{number}",), deadline))[1]
+        with contextlib.closing(_connect(socket_path)) as extra:
+            try:
+                extra.sendall(encode_frame((99, "insert_key", ("extra",), deadline)))
+                assert extra.recv(1) == b""  # closed unanswered
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # closed before the frame was all sent
+        # Room again once one of them ends.
+        admitted.pop().close()
+        _wait_until(lambda: _is_served(socket_path, deadline))
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            keys = {k for (k,) in conn.execute("SELECT k FROM test_keys")}
+    assert "extra" not in keys
+    assert {f"k{n}" for n in range(1, 2 * _WORKERS)} <= keys
+
+
+def _is_served(socket_path: Path, deadline: float) -> bool:
+    with contextlib.closing(_connect(socket_path)) as sock:
+        try:
+            return bool(_request(sock, (7, "insert_key", ("later",), deadline))[1])
+        except (AssertionError, OSError):  # closed: not yet room
+            return False
+
+
+def _wait_until(condition: Any, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.05)
 
 
 def test_a_write_is_not_begun_after_its_deadline_behind_a_later_one(tmp_path: Path) -> None:

@@ -192,7 +192,9 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
                 for listener in listeners:
                     listener.close()
                 database = sqlite_path(config.resolved_storage_url())
-                run_writer_process(writer.listener, database, config.writer_lock_wait, parent_gone)
+                run_writer_process(
+                    writer.listener, database, config.writer_lock_wait, parent_gone, config.workers
+                )
 
             status = WorkerSupervisor(
                 config.workers, work, clock, write=None if writer is None else write

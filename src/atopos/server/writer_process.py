@@ -58,11 +58,12 @@ def writer_socket() -> Iterator[WriterSocket]:
 
 
 def run_writer_process(
-    listener: socket.socket, database: Path, lock_wait: float, parent_gone: int
+    listener: socket.socket, database: Path, lock_wait: float, parent_gone: int, workers: int
 ) -> None:
-    """The writer process's whole life (in the forked child): commit the workers' writes to
-    `database` until the supervisor closes `parent_gone` (after the last worker ended) or
-    dies; SIGTERM and SIGINT are ignored (storage/sqlite_writer_process.py)."""
+    """The writer process's whole life (in the forked child): commit the writes of the
+    node's `workers` to `database` until the supervisor closes `parent_gone` (after the last
+    worker ended) or dies; SIGTERM and SIGINT are ignored
+    (storage/sqlite_writer_process.py)."""
     with contextlib.suppress(OSError):
         Path("/proc/self/comm").write_text(WRITER_PROCESS_NAME)
     clock = SystemClock()
@@ -72,4 +73,6 @@ def run_writer_process(
         lock_path=writers_lock_path(database),
         lock_wait=lock_wait,
     )
-    serve_writes(listener, committer, clock, parent_gone=parent_gone)
+    # One connection per worker, and as many again for workers restarted before the writer
+    # saw their predecessors' connections end.
+    serve_writes(listener, committer, clock, max_connections=2 * workers, parent_gone=parent_gone)

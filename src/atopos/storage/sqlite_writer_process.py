@@ -87,11 +87,13 @@ def serve_writes(
     committer: BatchCommitter,
     clock: Clock,
     *,
+    max_connections: int,
     parent_gone: int | None = None,
 ) -> None:
     """Accept workers on `listener` (bound and listening) and commit their writes until told
-    to stop. `committer` is opened here and closed at the end."""
-    _WriterLoop(listener, committer, clock, parent_gone).run()
+    to stop; a connection past `max_connections` open ones is closed at once. `committer` is
+    opened here and closed at the end."""
+    _WriterLoop(listener, committer, clock, parent_gone, max_connections).run()
 
 
 class _WriterLoop:
@@ -101,8 +103,10 @@ class _WriterLoop:
         committer: BatchCommitter,
         clock: Clock,
         parent_gone: int | None,
+        max_connections: int,
     ) -> None:
         self._listener = listener
+        self._max_connections = max_connections
         self._committer = committer
         self._clock = clock
         self._parent_gone = parent_gone
@@ -187,6 +191,12 @@ class _WriterLoop:
                 # The socket's 0700 directory admits this user only; should its mode ever be
                 # wrong, a pickle from anyone else must still not be loaded.
                 _log.warning("writer process: a connection from another user; closed")
+                sock.close()
+                continue
+            if len(self._peers) >= self._max_connections:
+                # Each worker keeps one connection; more means a bug or a flood, and every
+                # connection costs this process a buffer and a place in each round.
+                _log.warning("writer process: connection refused, all are in use")
                 sock.close()
                 continue
             sock.setblocking(False)
