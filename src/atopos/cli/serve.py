@@ -73,7 +73,8 @@ def serve(
             help="Worker processes sharing the port and the store, to use N cores; rate "
             "limits are shared in memory (or in ATOPOS_RATE_LIMIT_STORAGE's Redis); rooms "
             "need 1 or a room Redis (ATOPOS_ROOM_REDIS_URL); a write waits for the others' "
-            "at most ATOPOS_WRITER_LOCK_WAIT seconds (5), then 503. Env: ATOPOS_WORKERS; "
+            "at most ATOPOS_WRITER_LOCK_WAIT seconds (5), then 503; on SQLite the workers run "
+            "ATOPOS_WORKER_NICE (5) below the writer process. Env: ATOPOS_WORKERS; "
             "default: 1. docs/operations.md.",
         ),
     ] = None,

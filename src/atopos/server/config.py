@@ -88,6 +88,10 @@ class ServerConfig:
     # How long one of their writes waits for the SQLite writers' lock before it is answered
     # 503 with nothing written (storage/writers_lock.py).
     writer_lock_wait: float = 5.0
+    # How much lower the workers' CPU priority is than the writer process's (a nice
+    # increment, 0 to 19): every write waits for that one process, so on a busy machine it
+    # gets the CPU first (docs/operations.md, "Worker processes").
+    worker_nice: int = 5
     log_level: str = "info"
     # Honour X-Forwarded-For (its last entry) from these proxy addresses only, e.g. Caddy on
     # the same machine: ATOPOS_TRUSTED_PROXIES=127.0.0.1 (deploy/, docs/operations.md).
@@ -255,6 +259,16 @@ def _worker_count(text: str) -> int:
     return value
 
 
+MAX_NICE = 19
+
+
+def _nice_increment(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_NICE:
+        raise ValueError("not a nice increment")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 < value < 1e9:
@@ -325,6 +339,7 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("ATOPOS_SWEEP_INTERVAL", "sweep_interval", _seconds, _SECONDS),
     _setting("ATOPOS_WORKERS", "workers", _worker_count, "a whole number from 1 to 64"),
     _setting("ATOPOS_WRITER_LOCK_WAIT", "writer_lock_wait", _seconds, _SECONDS),
+    _setting("ATOPOS_WORKER_NICE", "worker_nice", _nice_increment, "a whole number from 0 to 19"),
     _setting("ATOPOS_STORAGE_QUOTA", "storage_quota_bytes", parse_size, _SIZE),
     _setting("ATOPOS_UPLOAD_QUOTA_PER_HOUR", "upload_quota_per_hour_bytes", parse_size, _SIZE),
     _setting("ATOPOS_HEADER_TIMEOUT", "header_timeout", _seconds, _SECONDS),

@@ -175,6 +175,10 @@ def _serve_workers(config: ServerConfig, *, log_format: str, has_onion: bool) ->
                         listener.close()
                 store = None
                 if writer is not None:
+                    # Before this worker starts its threads: a Linux nice value is per thread,
+                    # and a thread takes its creator's (the supervisor watch thread, already
+                    # started, only waits on a pipe).
+                    os.nice(config.worker_nice)
                     writer.listener.close()
                     store = open_store(
                         config.resolved_storage_url(),
