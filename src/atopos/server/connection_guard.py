@@ -32,11 +32,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import resource
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from atopos.server.corked_transport import CorkedTransport
 from atopos.server.onion_proxy_header import (
     MAX_PROXY_LINE,
     ProxyHeaderRefused,
@@ -105,6 +106,8 @@ def guarded_http_protocol(
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            # An answer's head and body leave in one send (server/corked_transport.py).
+            self.transport = cast(asyncio.Transport, CorkedTransport(transport, self.loop))
             if reads_proxy_header:
                 self._proxy_line = bytearray()
             # On the onion listener every peer is tor on loopback: the per-client cap is
@@ -196,6 +199,10 @@ def guarded_http_protocol(
 
         def handle_websocket_upgrade(self) -> None:
             self._cancel_timers()
+            # The WebSocket protocol gets the socket's own transport: its frames are its own.
+            corked = cast(CorkedTransport, self.transport)
+            corked.flush()
+            self.transport = corked.raw
             super().handle_websocket_upgrade()
 
         def pause_writing(self) -> None:
