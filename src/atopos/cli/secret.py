@@ -216,6 +216,14 @@ def reveal(
             help="File holding this device's Extra Lock passphrase (for a bound secret).",
         ),
     ] = None,
+    no_stamp: Annotated[
+        bool,
+        typer.Option(
+            "--no-stamp",
+            help="Ask the server for a challenge first (two requests) instead of sending a "
+            "stamp made with this machine's clock (one request).",
+        ),
+    ] = False,
 ) -> None:
     """Spend one view of a secret and print it (or save it with -o).
 
@@ -246,7 +254,7 @@ def reveal(
                     passphrase=passphrase,
                     ask_passphrase=prompt_passphrase if may_prompt else None,
                     device=device_loader(device_passphrase_file),
-                    stamp=not is_pickup,
+                    stamp=not (is_pickup or no_stamp),
                 )
             )
             return
@@ -267,7 +275,7 @@ def reveal(
                 ask_passphrase=ask_passphrase if may_prompt else None,
                 progress=bar.update,
                 device=device_loader(device_passphrase_file, paused=bar.paused),
-                stamp=not is_pickup,
+                stamp=not (is_pickup or no_stamp),
             )
             saved = provisional.commit(
                 target.destination(metadata.kind, metadata.name), overwrite=target.overwrite
