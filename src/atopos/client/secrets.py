@@ -42,7 +42,7 @@ from atopos.crypto.envelope import (
     Sealer,
 )
 from atopos.crypto.randomness import draw
-from atopos.crypto.stamps import STAMP_SALT_BYTES
+from atopos.crypto.sizes import STAMP_SALT_BYTES
 from atopos.errors import InvalidInput, WrongKey
 from atopos.protocol.access_path import (
     AccessPath,
