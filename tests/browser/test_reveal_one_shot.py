@@ -26,6 +26,8 @@ STEPS = {
     "refusing": ["challenge", "ticket", "ticket", "reveal"],
     "ignoring": ["challenge", "ticket", "reveal"],
 }
+# Run in every document; about:blank has no storage to write to.
+STAMP_OFF = "try { localStorage.setItem('atoposStamp', 'off'); } catch {}"
 _KINDS = {
     "current": RecordingServer,
     "refusing": RefusingOlderServer,
@@ -45,7 +47,7 @@ def served(
         context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
         context.set_default_timeout(TIMEOUT_MS)
         # The walk these servers are about starts with the challenge (stamps: test_reveal_stamp).
-        context.add_init_script("localStorage.setItem('atoposStamp', 'off')")
+        context.add_init_script(STAMP_OFF)
         guard = Guard(url)
         guard.allow_http_error(422)  # the refusing server's answer to reveal: true
         guard.watch(context)
