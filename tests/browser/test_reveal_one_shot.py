@@ -16,7 +16,7 @@ from atopos.client.api import SecretsApi
 from atopos.client.secrets import create_secret, reveal_secret
 from atopos.errors import Gone
 from atopos.server.config import ServerConfig, rate_limits
-from tests.browser.conftest import DESKTOP
+from tests.browser.conftest import DESKTOP, STAMP_OFF
 from tests.browser.harness import TIMEOUT_MS, Guard, reveal_text, wait_for_state
 from tests.older_servers import IgnoringOlderServer, RecordingServer, RefusingOlderServer
 from tests.servers import ManualClock, in_process_server
@@ -26,8 +26,6 @@ STEPS = {
     "refusing": ["challenge", "ticket", "ticket", "reveal"],
     "ignoring": ["challenge", "ticket", "reveal"],
 }
-# Run in every document; about:blank has no storage to write to.
-STAMP_OFF = "try { localStorage.setItem('atoposStamp', 'off'); } catch {}"
 _KINDS = {
     "current": RecordingServer,
     "refusing": RefusingOlderServer,
