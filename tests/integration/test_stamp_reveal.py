@@ -471,3 +471,17 @@ def test_a_stamp_counts_against_the_challenge_ticket_and_reveal_limits(
         assert limited.json()["error"] == "rate_limited"
         assert int(limited.headers["retry-after"]) >= 1
         assert views_left(client, url, created) == 3
+
+
+def test_the_openapi_document_describes_the_stamp_and_its_answers(server: ServerProcess) -> None:
+    document = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+    schemas = document["components"]["schemas"]
+    assert "s1." in schemas["TicketRequest"]["properties"]["stamp"]["anyOf"][0]["description"]
+    assert schemas["TicketRequest"]["required"] == ["nonce"]
+    refused = schemas["StampRefusedResponse"]
+    assert refused["properties"]["stamp_refused"]["enum"] == ["access", "clock", "bits"]
+    assert set(refused["required"]) == _CHALLENGE_FIELDS | {"stamp_refused"}
+    answers = document["paths"]["/api/v1/secrets/{id}/ticket"]["post"]["responses"]
+    one_of = answers["200"]["content"]["application/json"]["schema"]["oneOf"]
+    assert {"$ref": "#/components/schemas/StampRefusedResponse"} in one_of
+    assert "invalid_stamp" in answers["422"]["description"]
