@@ -479,7 +479,7 @@ def test_the_openapi_document_describes_the_stamp_and_its_answers(server: Server
     assert "s1." in schemas["TicketRequest"]["properties"]["stamp"]["anyOf"][0]["description"]
     assert schemas["TicketRequest"]["required"] == ["nonce"]
     refused = schemas["StampRefusedResponse"]
-    assert refused["properties"]["stamp_refused"]["enum"] == ["access", "clock", "bits"]
+    assert set(refused["properties"]["stamp_refused"]["enum"]) == {"access", "clock", "bits"}
     assert set(refused["required"]) == _CHALLENGE_FIELDS | {"stamp_refused"}
     answers = document["paths"]["/api/v1/secrets/{id}/ticket"]["post"]["responses"]
     one_of = answers["200"]["content"]["application/json"]["schema"]["oneOf"]
