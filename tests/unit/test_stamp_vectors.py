@@ -136,3 +136,23 @@ def test_parsing_any_text_gives_a_stamp_spelled_as_it_or_refuses(text: str) -> N
 def test_the_file_is_what_its_generator_writes() -> None:
     generator = runpy.run_path(str(VECTORS / "generate_stamp_vectors.py"))
     assert generator["build"]() == STAMPS
+
+
+_STAMP_CHARACTERS = "s1.AQgwBhx+/=_-09 \n\u0661"
+
+
+@given(
+    st.sampled_from([v["stamp"] for v in _VALID]),
+    st.integers(min_value=0, max_value=60),
+    st.integers(min_value=0, max_value=2),
+    st.text(alphabet=_STAMP_CHARACTERS, max_size=2),
+)
+def test_a_near_miss_of_a_stamp_is_refused_unless_it_is_another_canonical_stamp(
+    stamp: str, position: int, removed: int, inserted: str
+) -> None:
+    text = stamp[:position] + inserted + stamp[position + removed :]
+    try:
+        parsed = parse_stamp(text)
+    except InvalidStamp:
+        return
+    assert make_stamp(parsed.secret_id, parsed.t, parsed.salt) == text
