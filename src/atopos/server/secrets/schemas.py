@@ -13,12 +13,15 @@ __all__ = [
     "CreateResponse",
     "ReceiptsResponse",
     "RevealRequest",
+    "StampRefusal",
     "StampRefusedResponse",
     "StatusResponse",
     "TicketRequest",
     "TicketResponse",
 ]
 
+# Why a stamp was answered with a challenge (docs/protocol/access.md, "Stamp").
+StampRefusal = Literal["access", "clock", "bits"]
 _Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 # Its spelling is checked after the rate limits (422 invalid_stamp), not by the schema.
 _Stamp = Annotated[
@@ -120,7 +123,7 @@ class StampRefusedResponse(ChallengeResponse, forbid_unknown_fields=True, frozen
     """The answer to a stamp the server will not take as it is: the challenge step's answer,
     plus why ("access", "clock" or "bits"); nothing was spent."""
 
-    stamp_refused: Literal["access", "clock", "bits"]
+    stamp_refused: StampRefusal
 
 
 class TicketResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
