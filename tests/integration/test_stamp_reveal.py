@@ -485,3 +485,18 @@ def test_the_openapi_document_describes_the_stamp_and_its_answers(server: Server
     one_of = answers["200"]["content"]["application/json"]["schema"]["oneOf"]
     assert {"$ref": "#/components/schemas/StampRefusedResponse"} in one_of
     assert "invalid_stamp" in answers["422"]["description"]
+
+
+def test_a_large_envelope_streams_from_a_stamp_request(server: ServerProcess) -> None:
+    # Over the 1 MiB of the one-body answer: the envelope streams from a read snapshot.
+    body, _ = envelope(os.urandom(3 * 1024 * 1024))
+    with httpx.Client(timeout=60) as client:
+        created = create(client, server.url, body)
+        sid = str(created["id"])
+        request = stamped(sid, server_now(server.url))
+        with client.stream("POST", ticket_url(server.url, sid), json=request) as answer:
+            assert answer.status_code == 200
+            assert answer.headers["content-type"] == "application/octet-stream"
+            assert answer.headers["content-length"] == str(len(body))
+            assert answer.read() == body
+        assert views_left(client, server.url, created) == 0
