@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from typing import Literal
 
 import msgspec
 from starlette.requests import Request
@@ -29,6 +28,7 @@ from atopos.server.secrets.schemas import (
     CreateResponse,
     ReceiptsResponse,
     RevealRequest,
+    StampRefusal,
     StampRefusedResponse,
     StatusResponse,
     TicketRequest,
@@ -56,8 +56,6 @@ _RECEIPTS_PARAMS = frozenset({"seen", "wait"})
 # More views than any server allows; a `seen` beyond it is a client's mistake.
 _MAX_SEEN = 10_000
 _encode = msgspec.json.encode
-# Why a stamp was answered with a challenge (docs/protocol/access.md, "Stamp").
-_StampRefusal = Literal["access", "clock", "bits"]
 # Bodies up to this size are sent as one response (cheaper than a streaming response).
 _BUFFERED_REVEAL_BYTES = 1024 * 1024
 
@@ -262,7 +260,7 @@ class SecretsApi:
         return await self._redeem(secret_id, ticket_id, remember_until, ident, now)
 
     async def _stamp_refused(
-        self, info: SecretInfo, reason: _StampRefusal, ident: ClientId, now: int
+        self, info: SecretInfo, reason: StampRefusal, ident: ClientId, now: int
     ) -> Response:
         """The challenge step's answer, and why the stamp was not taken: nothing is spent,
         no failure counted; the reader goes on with the ticket step."""

@@ -13,13 +13,28 @@ __all__ = [
     "CreateResponse",
     "ReceiptsResponse",
     "RevealRequest",
+    "StampRefusal",
     "StampRefusedResponse",
     "StatusResponse",
     "TicketRequest",
     "TicketResponse",
 ]
 
+# Why a stamp was answered with a challenge (docs/protocol/access.md, "Stamp").
+StampRefusal = Literal["access", "clock", "bits"]
 _Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+# Its spelling is checked after the rate limits (422 invalid_stamp), not by the schema.
+_Stamp = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=512,
+        description=(
+            "s1.{b64url(secret id)}.{t}.{b64url(16-byte salt)} (docs/protocol/access.md, "
+            '"Stamp"); instead of challenge, with reveal true and access_proof.'
+        ),
+    ),
+]
 # The upper bound 2**64 - 1 does not fit msgspec's int64 constraints; TicketRequest checks it.
 _Nonce = Annotated[int, msgspec.Meta(ge=0, description="0 <= nonce < 2**64")]
 # The largest envelope a client can take as the answer (a mixnet's reply blocks): a larger
@@ -54,7 +69,7 @@ class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_bytes: _MaxBytes | None = None
     # "s1.{id}.{t}.{salt}" (crypto/stamps.py), instead of `challenge`: the whole reveal in
     # this request. Requires reveal and access_proof; device_proof is refused with it.
-    stamp: _Token | None = None
+    stamp: _Stamp | None = None
 
     def __post_init__(self) -> None:
         if self.nonce > 2**64 - 1:
@@ -108,7 +123,7 @@ class StampRefusedResponse(ChallengeResponse, forbid_unknown_fields=True, frozen
     """The answer to a stamp the server will not take as it is: the challenge step's answer,
     plus why ("access", "clock" or "bits"); nothing was spent."""
 
-    stamp_refused: Literal["access", "clock", "bits"]
+    stamp_refused: StampRefusal
 
 
 class TicketResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
