@@ -37,6 +37,9 @@ export const STAMP_REFUSED = "The server refused the stamp (it was already used)
 // The work a stamp is solved at when the server has asked nothing of this page yet: the
 // default `--pow-bits`.
 export const DEFAULT_STAMP_BITS = 16;
+// access.md, "The stamp (text)": "s1." id "." time "." salt (16 bytes).
+export const STAMP_PREFIX = "s1.";
+export const STAMP_SALT_BYTES = 16;
 const MAX_STAMP_TIME = 10 ** 12 - 1;
 // 16 bytes, unpadded base64url, canonical (the last character's 4 unused bits zero).
 const STAMP_SALT = /^[A-Za-z0-9_-]{21}[AQgw]$/;
@@ -340,7 +343,7 @@ export class AccessPath {
       if (typeof salt !== "string" || !STAMP_SALT.test(salt)) {
         throw new AccessPathMisuse("a stamp's salt is 16 bytes, canonical base64url");
       }
-      this._stamp = `s1.${this.secretId}.${time}.${salt}`;
+      this._stamp = `${STAMP_PREFIX}${this.secretId}.${time}.${salt}`;
       // From the link key alone: no passphrase is known to be needed (a secret with one is
       // answered with a challenge that says so).
       const proof = { secret_id: this.secretId, challenge: this._stamp, argon2: null };

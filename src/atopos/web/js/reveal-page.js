@@ -27,7 +27,12 @@
 // whole nothing is sent, so a reader short of links spends nothing.
 
 import { accessKeyOf } from "./access-proof.js";
-import { AccessPath, DEFAULT_STAMP_BITS, State as PathState } from "./access-path.js";
+import {
+  AccessPath,
+  DEFAULT_STAMP_BITS,
+  State as PathState,
+  STAMP_SALT_BYTES,
+} from "./access-path.js";
 import { ApiError, errorFor, isJsonAnswer, SecretGone, sendAccessRequest } from "./api.js";
 import { decode, encode } from "./base64url.js";
 import { loadDevice, supportsDeviceKeys } from "./device-store.js";
@@ -82,7 +87,6 @@ let device = null;
 // typed asks for the challenge at once.
 let assumedBits = DEFAULT_STAMP_BITS;
 let isStampUseful = !isStampTurnedOff();
-const STAMP_SALT_BYTES = 16;
 
 /**
  * Whether stamps are turned off in this browser for this server (localStorage `atoposStamp`
