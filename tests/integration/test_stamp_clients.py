@@ -21,8 +21,9 @@ import pytest
 from atopos.client.api import AsyncSecretsApi, SecretsApi
 from atopos.client.secrets import create_secret, reveal_secret, reveal_secret_async
 from atopos.client.server_bits import SERVER_BITS
+from atopos.client.transport import Transport
 from atopos.crypto.device import DeviceKeys
-from atopos.errors import Gone, WrongKey
+from atopos.errors import AnswerTooLarge, Gone, WrongKey
 from atopos.server.config import ServerConfig, rate_limits
 from tests.older_servers import RecordingServer, RefusingOlderServer, StamplessServer
 from tests.servers import ATOPOS, ManualClock, in_process_server
@@ -251,3 +252,26 @@ def test_a_stamp_refused_as_wrong_key_spends_nothing(served: Served) -> None:
         out = bytearray()
         reveal_secret(api, link, out.extend, clock=served.clock)
     assert bytes(out) == b"still here"
+
+
+def test_a_bounded_transport_sends_max_bytes_with_the_stamp(served: Served) -> None:
+    # A carrier with an answer limit (the mixnet's reply blocks): the stamp carries
+    # max_bytes; a small secret reveals in one request, a larger one is refused (413
+    # answer_too_large to the stamp) before its view is spent.
+    bounded = Transport(served.url, max_answer_bytes=4096)
+    with SecretsApi(served.url) as api:
+        small = create_secret(api, b"fits", expires_in=600)
+        large = create_secret(api, os.urandom(5000), expires_in=600)
+    served.wrapper.steps.clear()
+    out = bytearray()
+    with SecretsApi(bounded) as api:
+        reveal_secret(api, small.share_link, out.extend, clock=served.clock)
+        assert (bytes(out), served.wrapper.steps) == (b"fits", ["ticket"])
+        served.wrapper.steps.clear()
+        with pytest.raises(AnswerTooLarge) as refused:
+            reveal_secret(api, large.share_link, out.extend, clock=served.clock)
+    assert refused.value.limit == 4096
+    assert served.wrapper.steps == ["ticket"]
+    with SecretsApi(served.url) as api:
+        secret_id, token = large.manage_link.secret_id, large.manage_link.manage_token
+        assert api.status(secret_id, token).views_left == 1
