@@ -47,8 +47,13 @@ NewContext = Callable[..., tuple[BrowserContext, Guard]]
 # The reveal page starts with a stamp (one request, docs/protocol/access.md "Stamp: a reveal
 # in one request") unless this browser turned stamps off. The suite's tests of the challenge
 # walk (which they count and route) run in contexts that turned it off; those of the stamp
-# ask for it (`new_context(stamp=True)`). Run in every document: about:blank has no storage.
-STAMP_OFF = "try { localStorage.setItem('atoposStamp', 'off'); } catch {}"
+# ask for it (`new_context(stamp=True)`). Only on reveal pages (/s/...), so that no other
+# page finds the key in its storage; about:blank has no storage at all.
+STAMP_OFF = """
+if (location.pathname.startsWith("/s/")) {
+  try { localStorage.setItem("atoposStamp", "off"); } catch {}
+}
+"""
 
 
 @pytest.fixture(scope="session")
