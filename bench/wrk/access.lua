@@ -62,9 +62,10 @@ local function b64url_encode(data)
   return table.concat(out)
 end
 
-local M = {}
+local M = { b64url_encode = b64url_encode }
 
--- The access proof (unpadded base64url) for a secret id (base64url) and a challenge.
+-- The access proof (unpadded base64url) for a secret id (base64url) and a challenge (or a
+-- stamp: the same formula).
 function M.proof(id, challenge)
   local message = LABEL .. b64url_decode(id) .. challenge
   local ctx = crypto.EVP_MD_CTX_new()

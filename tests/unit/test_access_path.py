@@ -22,11 +22,13 @@ from atopos.protocol.access_path import (
     Failed,
     MakeAccessProof,
     MakeDeviceProof,
+    MakeStamp,
     ProofOfWorkFound,
     Revealed,
     SendRequest,
     ServerAnswered,
     SolveProofOfWork,
+    StampMade,
     State,
     Step,
     Wait,
@@ -47,6 +49,8 @@ def as_vector(step: Step) -> dict[str, Any]:
         if step.is_reveal:
             request["is_reveal"] = True
         return {"request": request}
+    if isinstance(step, MakeStamp):
+        return {"stamp": {}}
     if isinstance(step, MakeAccessProof):
         argon2 = None if step.argon2 is None else dataclasses.asdict(step.argon2)
         asked = {"secret_id": step.secret_id, "challenge": step.challenge, "argon2": argon2}
@@ -78,6 +82,9 @@ def as_event(then: dict[str, Any], asked: Step) -> Event:
         if "retry_after" in value:
             answer = ServerAnswer(answer.status, answer.body, value["retry_after"])
         return ServerAnswered(answer)
+    if kind == "stamp":
+        assert isinstance(asked, MakeStamp)
+        return StampMade(value["time"], b64url_decode(value["salt"]))
     if kind == "access_proof":
         assert isinstance(asked, MakeAccessProof)
         return AccessProofMade(b64url_decode(value["proof"]))
@@ -135,3 +142,49 @@ def test_every_state_but_the_terminal_ones_has_a_move() -> None:
     moving = {state for state, _, _ in TRANSITIONS}
     assert moving == set(State) - {State.REVEALED, State.FAILED}
     assert set(TRANSITIONS.values()) == set(State)
+
+
+def test_the_transcripts_cover_the_stamp_cases() -> None:
+    names = {t["name"]: t for t in TRANSCRIPTS}
+    outcomes = {name: t["steps"][-1]["client"] for name, t in names.items()}
+    assert outcomes["stamp"] == {"revealed": {}}
+    assert len([s for s in names["stamp"]["steps"] if "request" in s["client"]]) == 1
+    for reason in ("passphrase", "bound", "clock", "bits"):
+        steps = names[f"stamp refused: {reason}"]["steps"]
+        assert outcomes[f"stamp refused: {reason}"] == {"revealed": {}}
+        assert any(
+            "stamp_refused" in s.get("then", {}).get("answer", {}).get("json", {}) for s in steps
+        )
+    assert outcomes["stamp, older server"] == {"revealed": {}}
+    assert outcomes["stamp, wrong key"]["failed"]["error"] == "wrong_key"
+    assert outcomes["stamp, gone"]["failed"]["error"] == "gone"
+    assert outcomes["stamp, too large"]["failed"]["error"] == "too_large"
+    assert any("wait" in s["client"] for s in names["stamp, rate-limited"]["steps"])
+
+
+def test_a_stamp_is_made_of_the_time_and_salt_the_driver_hands_in() -> None:
+    path = AccessPath(
+        "AAECAwQFBgcICQoLDA0ODw", server="https://x", can_unlock=False, max_pow_bits=16
+    )
+    assert isinstance(path.start(), MakeStamp)
+    with pytest.raises(AccessPathMisuse):
+        path.receive(StampMade(1_900_000_000, bytes(15)))
+    with pytest.raises(AccessPathMisuse):
+        path.receive(StampMade(-1, bytes(16)))
+    step = path.receive(StampMade(0, bytes(16)))
+    assert step == MakeAccessProof(
+        "AAECAwQFBgcICQoLDA0ODw", "s1.AAECAwQFBgcICQoLDA0ODw.0.AAAAAAAAAAAAAAAAAAAAAA", None
+    )
+    assert path.state is State.MAKING_STAMP_PROOF
+
+
+def test_without_one_shot_there_is_no_stamp() -> None:
+    path = AccessPath(
+        "AAECAwQFBgcICQoLDA0ODw",
+        server="https://x",
+        can_unlock=False,
+        max_pow_bits=26,
+        one_shot=False,
+    )
+    assert isinstance(path.start(), SendRequest)
+    assert path.state is State.AWAITING_CHALLENGE

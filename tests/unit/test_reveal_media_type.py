@@ -89,10 +89,13 @@ def hostile() -> Iterator[_HostileServer]:
         thread.join()
 
 
-def reveal_from(server: _HostileServer) -> None:
+def reveal_from(server: _HostileServer, *, stamp: bool = False) -> None:
+    """Reveal through `server`; the challenge walk unless `stamp` (these scripts answer the
+    ticket step in turn, whatever it carries)."""
     url = f"http://127.0.0.1:{server.server_address[1]}"
     with SecretsApi(url) as api:
-        reveal_secret(api, parse_share_link(f"{url}/s/{SECRET_ID}#{LINK_KEY}"), bytearray().extend)
+        link = parse_share_link(f"{url}/s/{SECRET_ID}#{LINK_KEY}")
+        reveal_secret(api, link, bytearray().extend, stamp=stamp, assumed_bits=0)
 
 
 def steps(server: _HostileServer) -> list[str]:
@@ -140,3 +143,24 @@ def test_a_second_422_ends_the_walk_after_one_fallback_with_the_same_proof(
     first, second = hostile.script.asked[1][1], hostile.script.asked[2][1]
     assert first.pop("reveal") is True
     assert second == first  # the same challenge and nonce, without `reveal`
+
+
+def test_an_oversized_json_answer_to_a_stamp_is_refused_not_taken_for_the_envelope(
+    hostile: _HostileServer,
+) -> None:
+    padded = {**_CHALLENGE, "stamp_refused": "clock", "padding": "x" * (100 * 1024)}
+    hostile.script.ticket = [as_json(padded)]
+    with pytest.raises(NetworkError, match="oversized"):
+        reveal_from(hostile, stamp=True)
+    assert steps(hostile) == ["ticket"]
+    assert str(hostile.script.asked[0][1]["stamp"]).startswith(f"s1.{SECRET_ID}.")
+
+
+def test_a_stamp_answered_with_a_challenge_goes_on_from_it(hostile: _HostileServer) -> None:
+    refused = {**_CHALLENGE, "stamp_refused": "clock"}
+    hostile.script.ticket = [as_json(refused, "application/json; charset=utf-8"), as_json(_TICKET)]
+    hostile.script.reveal = [Answer(404, "application/json", json.dumps(_GONE).encode())]
+    with pytest.raises(Gone):
+        reveal_from(hostile, stamp=True)
+    assert steps(hostile) == ["ticket", "ticket", "reveal"]
+    assert hostile.script.asked[1][1]["challenge"] == "a-challenge"
