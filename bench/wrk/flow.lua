@@ -33,7 +33,7 @@ function request()
   if step == "stamp" then
     local stamp = stamps.make(id, os.time())
     local body = '{"stamp":"' .. stamp .. '","nonce":0,"access_proof":"'
-      .. access.proof(id, stamp) .. '","reveal":true}'
+      .. access.stamp_proof(id, stamp) .. '","reveal":true}'
     inflight = id
     return wrk.format("POST", base .. "/ticket", json, body)
   elseif step == "challenge" then

@@ -12,9 +12,11 @@ local salt = ffi.new("unsigned char[?]", SALT_BYTES)
 
 local M = {}
 
--- A stamp for a secret id (its base64url text, as in the link) at Unix time t.
+-- A stamp for a secret id (its base64url text, as in the link) at Unix time t, rounded down
+-- to the minute as clients do (access.md: the stamp does not show the clock to the second).
 function M.make(id, t)
   assert(crypto.RAND_bytes(salt, SALT_BYTES) == 1, "RAND_bytes failed")
+  t = t - t % 60
   return string.format("s1.%s.%d.%s", id, t, access.b64url_encode(ffi.string(salt, SALT_BYTES)))
 end
 

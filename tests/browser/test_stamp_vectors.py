@@ -1,8 +1,10 @@
 """The stamp vectors (tests/vectors/stamps.json, docs/protocol/access.md "Stamp: a reveal in
 one request") against the browser's modules, loaded from the running server as the reveal
 page loads them: the walk machine (access-path.js) spells each valid stamp from its id, time
-and salt exactly; the access proof over it (access-proof.js) is the vector's message and
-(deterministic Ed25519) signature for the all-zero link key; and pow-worker.js finds the
+(rounded down to the minute, as clients send it) and salt exactly, and asks for its proof
+under the stamp label; the access proof over it (access-proof.js) is the vector's message
+and (deterministic Ed25519) signature for the all-zero link key, and the signature under
+the challenge label is another one; and pow-worker.js finds the
 vector's smallest nonce at its bits. tests/unit/test_stamp_vectors.py runs the Python side.
 The browser never parses a stamp (the server does), so the invalid spellings are the
 Python test's alone; the machine refuses a salt or time it could not spell."""
@@ -34,14 +36,14 @@ async ({ vector, linkKeyHex }) => {
   const path = new AccessPath(secretId, { server: "x", canUnlock: false, maxPowBits: 26 });
   const first = path.start();
   const asked = path.receive({ stamp: { time: vector.t, salt: encode(fromHex(vector.salt)) } });
-  const stamp = asked.access_proof.challenge;
+  const stamp = vector.stamp;
   const key = await proof.accessKeyOf(fromHex(linkKeyHex));
   return {
     first,
-    argon2: asked.access_proof.argon2,
-    stamp,
-    message: toHex(proof.accessProofMessage(decode(secretId), stamp)),
-    access_proof: encode(await key.signProof(decode(secretId), stamp)),
+    asked,
+    message: toHex(proof.stampProofMessage(decode(secretId), stamp)),
+    access_proof: encode(await key.signStampProof(decode(secretId), stamp)),
+    challenge_label_proof: encode(await key.signProof(decode(secretId), stamp)),
     access_key: encode(key.publicKey),
   };
 }
@@ -91,12 +93,16 @@ def test_the_browser_spells_signs_and_solves_the_vectors_stamp(
     made = vector_page.evaluate(
         _STAMP, {"vector": vector, "linkKeyHex": DATA["access_key"]["link_key"]}
     )
+    secret_id, _, salt = vector["stamp"].split(".")[1:]
+    # The machine rounds the clock down to the minute (a vector's t may be any second).
+    spelled = f"s1.{secret_id}.{vector['t'] - vector['t'] % 60}.{salt}"
+    assert (spelled == vector["stamp"]) is (vector["t"] % 60 == 0)
     assert made == {
         "first": {"stamp": {}},
-        "argon2": None,
-        "stamp": vector["stamp"],
+        "asked": {"stamp_proof": {"secret_id": secret_id, "stamp": spelled}},
         "message": vector["access_proof_message"],
         "access_proof": vector["access_proof"],
+        "challenge_label_proof": vector["challenge_label_proof"],
         "access_key": DATA["access_key"]["access_key"],
     }
     smallest = vector_page.evaluate(_SMALLEST, {"challenge": vector["stamp"], "bits": DATA["bits"]})

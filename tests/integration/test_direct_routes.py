@@ -19,7 +19,14 @@ from atopos.crypto import pow as proof_of_work
 from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.stamps import make_stamp
 from atopos.server.config import ServerConfig, rate_limits
-from tests.api_client import OCTETS, access_params, access_proof, envelope, remember
+from tests.api_client import (
+    OCTETS,
+    access_params,
+    access_proof,
+    envelope,
+    remember,
+    stamp_proof,
+)
 from tests.servers import ManualClock, in_process_server
 
 _SECRETS = "/api/v1/secrets"
@@ -209,7 +216,7 @@ def _stamp_answers(url: str, body: bytes, now: int) -> list[Answer]:
         return {
             "stamp": stamp,
             "nonce": proof_of_work.solve(stamp.encode(), bits),
-            "access_proof": access_proof(sid, stamp),
+            "access_proof": stamp_proof(sid, stamp),
             "reveal": True,
         }
 

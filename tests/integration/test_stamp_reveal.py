@@ -28,7 +28,7 @@ from atopos.crypto.envelope import Metadata, parse_header, seal
 from atopos.crypto.kdf import Argon2Params, derive_passphrase_key
 from atopos.crypto.stamps import make_stamp, stamp_id_for
 from atopos.server.config import ServerConfig, rate_limits
-from tests.api_client import OCTETS, access_proof, create, envelope
+from tests.api_client import OCTETS, access_proof, create, envelope, stamp_proof
 from tests.servers import ManualClock, ServerProcess, in_process_server
 
 NOW = 1_800_000_000
@@ -61,7 +61,7 @@ def stamp_body(sid: str, stamp: str, bits: int = 0, **extra: object) -> dict[str
     return {
         "stamp": stamp,
         "nonce": proof_of_work.solve(stamp.encode(), bits),
-        "access_proof": access_proof(sid, stamp),
+        "access_proof": stamp_proof(sid, stamp),
         "reveal": True,
         **extra,
     }
@@ -287,7 +287,7 @@ def test_a_passphrase_secret_answers_a_challenge_that_then_reveals(
         stamp = new_stamp(sid, NOW)
         right = {
             **stamp_body(sid, stamp),
-            "access_proof": b64url_encode(signer.sign_proof(b64url_decode(sid), stamp)),
+            "access_proof": b64url_encode(signer.sign_stamp_proof(b64url_decode(sid), stamp)),
         }
         refused = refused_with(client.post(ticket_url(url, sid), json=right), "access")
         token = refused["challenge"]
@@ -353,7 +353,7 @@ def test_a_wrong_key_is_refused_counted_and_spends_nothing(
         created = create(client, url, body)
         sid = str(created["id"])
         request = stamped(sid, NOW, 6)
-        other_proof = access_proof(sid, new_stamp(sid, NOW))
+        other_proof = stamp_proof(sid, new_stamp(sid, NOW))
         for proof in (other_proof, "A" * 86, "not base64!"):
             refused = client.post(ticket_url(url, sid), json={**request, "access_proof": proof})
             assert refused.status_code == 403
@@ -363,6 +363,31 @@ def test_a_wrong_key_is_refused_counted_and_spends_nothing(
         assert views_left(client, url, created) == 1
         # The stamp itself was not recorded: with the right proof it reveals.
         assert client.post(ticket_url(url, sid), json=request).content == body
+
+
+def test_a_signature_over_a_stamp_as_a_challenge_buys_nothing(
+    tmp_path: Path, now_clock: ManualClock
+) -> None:
+    # The relay's trick (access.md, "Stamp", threat notes): it hands the reader a future
+    # stamp as "a challenge"; the reader's proof over a challenge is under the challenge
+    # label, which the server never takes for a stamp, whenever the stamp is sent.
+    body, _ = envelope(b"oracle")
+    with serving(tmp_path, now_clock, pow_bits=4) as url, httpx.Client(timeout=30) as client:
+        created = create(client, url, body)
+        sid = str(created["id"])
+        future = new_stamp(sid, NOW + 3_600)
+        as_challenge = {**stamp_body(sid, future, 4), "access_proof": access_proof(sid, future)}
+        now_clock.advance(3_600)
+        refused = client.post(ticket_url(url, sid), json=as_challenge)
+        assert refused.status_code == 403
+        assert refused.json()["error"] == "wrong_key"
+        # Counted as a failure, nothing spent: the stamp-labelled proof of the same stamp
+        # (which only the reader makes, for a stamp of its own) still reveals.
+        assert challenge_bits(client, url, sid) == 5
+        assert views_left(client, url, created) == 1
+        right = {**as_challenge, "nonce": proof_of_work.solve(future.encode(), 5)}
+        right["access_proof"] = stamp_proof(sid, future)
+        assert client.post(ticket_url(url, sid), json=right).content == body
 
 
 def test_an_unknown_secret_and_a_stamp_for_another_are_refused_and_counted(
@@ -417,7 +442,7 @@ def test_malformed_bodies_and_stamps_are_422_and_count_nothing(
         created = create(client, url, body)
         sid = str(created["id"])
         stamp = new_stamp(sid, NOW)
-        for bad in _malformed_bodies(sid, stamp, access_proof(sid, stamp)):
+        for bad in _malformed_bodies(sid, stamp, stamp_proof(sid, stamp)):
             answer = client.post(ticket_url(url, sid), json=bad)
             assert answer.status_code == 422, bad
             assert answer.json()["error"] == "invalid_input", bad

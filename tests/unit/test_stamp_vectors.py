@@ -17,7 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from atopos.crypto import pow as proof_of_work
-from atopos.crypto.access_proof import AccessSigner, access_proof_message, verify_access_proof
+from atopos.crypto.access_proof import (
+    STAMP_PROOF_LABEL,
+    AccessSigner,
+    stamp_proof_message,
+    verify_access_proof,
+    verify_stamp_proof,
+)
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.stamps import (
     MAX_STAMP_TIME,
@@ -65,12 +71,27 @@ def test_the_access_proof_over_a_stamp(vector: dict[str, Any]) -> None:
     signer = AccessSigner(bytes.fromhex(key["link_key"]))
     assert b64url_encode(signer.public_key) == key["access_key"]
     secret_id = bytes.fromhex(vector["secret_id"])
-    message = access_proof_message(secret_id, vector["stamp"])
+    assert STAMPS["proof_label"].encode("ascii") + b"\x00" == STAMP_PROOF_LABEL
+    message = stamp_proof_message(secret_id, vector["stamp"])
     assert message.hex() == vector["access_proof_message"]
-    assert b64url_encode(signer.sign_proof(secret_id, vector["stamp"])) == vector["access_proof"]
-    assert verify_access_proof(
-        signer.public_key, secret_id, vector["stamp"], vector["access_proof"]
-    )
+    proof = b64url_encode(signer.sign_stamp_proof(secret_id, vector["stamp"]))
+    assert proof == vector["access_proof"]
+    assert verify_stamp_proof(signer.public_key, secret_id, vector["stamp"], vector["access_proof"])
+
+
+@pytest.mark.parametrize("vector", _VALID, ids=[v["name"] for v in _VALID])
+def test_a_proof_over_a_stamp_is_never_one_over_a_challenge(vector: dict[str, Any]) -> None:
+    # A reader tricked into signing a stamp as a "challenge" gives nothing a stamp can use,
+    # and a stamp's proof is no challenge's.
+    key = STAMPS["access_key"]
+    signer = AccessSigner(bytes.fromhex(key["link_key"]))
+    secret_id = bytes.fromhex(vector["secret_id"])
+    stamp = vector["stamp"]
+    as_challenge = b64url_encode(signer.sign_proof(secret_id, stamp))
+    assert as_challenge == vector["challenge_label_proof"]
+    assert as_challenge != vector["access_proof"]
+    assert not verify_stamp_proof(signer.public_key, secret_id, stamp, as_challenge)
+    assert not verify_access_proof(signer.public_key, secret_id, stamp, vector["access_proof"])
 
 
 @pytest.mark.parametrize("vector", _INVALID, ids=[v["reason"] for v in _INVALID])

@@ -31,10 +31,14 @@ PROOF = base64.urlsafe_b64encode(bytes(range(64))).rstrip(b"=").decode()
 ACCESS_PROOF = base64.urlsafe_b64encode(bytes(range(64, 128))).rstrip(b"=").decode()
 ARGON2 = {"memory_kib": 65536, "iterations": 3, "lanes": 4, "salt": "AAECAwQFBgcICQoLDA0ODw"}
 WRONG_KEY = "The key in the link or the passphrase is wrong; no view was spent."
+# The clock the driver reads, and the stamp's time: rounded down to a multiple of 60 s.
 STAMP_TIME = 1_900_000_000
+STAMP_T = STAMP_TIME - STAMP_TIME % 60
 STAMP_SALT = base64.urlsafe_b64encode(bytes(range(16, 32))).rstrip(b"=").decode()
 # access.md, "Stamp: a reveal in one request": "s1." id "." time "." salt.
-STAMP = f"s1.{SECRET_ID}.{STAMP_TIME}.{STAMP_SALT}"
+STAMP = f"s1.{SECRET_ID}.{STAMP_T}.{STAMP_SALT}"
+# A relay's trap: a future stamp handed out as a challenge (access.md, "Stamp", threat notes).
+FUTURE_STAMP = f"s1.{SECRET_ID}.{STAMP_T + 86_400}.{STAMP_SALT}"
 MAX_ANSWER_BYTES = 1000
 
 TICKET_REFUSED = "The server refused the proof of work (the challenge may have expired)."
@@ -58,13 +62,16 @@ FORMAT = [
     "client.access_proof {secret_id, challenge, argon2|null}: derive the access key from the",
     "  link key (and, with argon2 {memory_kib, iterations, lanes, salt}, the passphrase) and",
     "  sign (access.md, 'Key-knowledge proof').",
+    "client.stamp_proof {secret_id, stamp}: derive the access key from the link key alone and",
+    "  sign the stamp under the stamp label 'atopos/stamp-proof/v1' (access.md, 'Stamp');",
+    "  answered with then.access_proof.",
     "client.device_proof {secret_id, challenge}: sign with the device key (device.md).",
     "client.proof_of_work {challenge, bits}: find a nonce (access.md, 'Proof of work').",
     "client.wait {seconds}: wait out a 429, then start again from the challenge.",
     "client.stamp {}: read the clock (integer Unix seconds) and draw 16 random bytes; then the",
-    "  client makes stamp = 's1.' || secret_id || '.' || decimal(time) || '.' || salt (access.md,",
-    "  'Stamp: a reveal in one request'), asks client.access_proof with the stamp as challenge",
-    "  and argon2 null (the link key alone), client.proof_of_work with the stamp at",
+    "  client makes stamp = 's1.' || secret_id || '.' || decimal(t) || '.' || salt (access.md,",
+    "  'Stamp: a reveal in one request') with t = time rounded down to a multiple of 60,",
+    "  asks client.stamp_proof, client.proof_of_work with the stamp at",
     "  options.assumed_bits, and sends one ticket request {stamp, nonce, access_proof,",
     "  reveal: true, max_bytes?}. Its answer: unread (the envelope): revealed; JSON with",
     "  stamp_refused: the challenge step's answer (go on exactly as after it); 422: a server",
@@ -88,7 +95,9 @@ FORMAT = [
     "  value to encode, body raw text, retry_after the Retry-After header. Neither json nor",
     "  body: the body was not read (a successful is_reveal answer whose media type is not",
     "  application/json: the envelope, streamed); a driver reads every other answer.",
-    "then.access_proof {proof: base64url}: the access proof made.",
+    "then.access_proof {proof: base64url}: the access proof made (over a challenge or a stamp).",
+    "A challenge answer whose challenge is not base64url (^[A-Za-z0-9_-]+$), or whose bits are",
+    "  negative, is an answer not understood: nothing is signed or solved over it.",
     "then.device_proof {proof: base64url|null}: null when this machine has no device.",
     "then.nonce: the nonce found (it solves the challenge at the bits asked).",
     "then.waited: the wait is over.",
@@ -200,7 +209,10 @@ def stamping() -> list[dict[str, Any]]:
     """The stamp made, signed with the link key alone, and solved at the assumed bits."""
     return [
         {"client": {"stamp": {}}, "then": {"stamp": {"time": STAMP_TIME, "salt": STAMP_SALT}}},
-        access_proving(STAMP),
+        {
+            "client": {"stamp_proof": {"secret_id": SECRET_ID, "stamp": STAMP}},
+            "then": {"access_proof": {"proof": ACCESS_PROOF}},
+        },
         *solving(STAMP),
     ]
 
@@ -441,6 +453,51 @@ def stamp_transcripts() -> list[dict[str, Any]]:
             "assumed_bits over max_pow_bits: no stamp, the challenge walk",
             [{"client": challenge_request(), "then": keyed()}, *one_shot_after_challenge()],
             **{**STAMPING, "assumed_bits": 27},
+        ),
+        transcript(
+            "stamp refused, the challenge a stamp",
+            "a challenge answer whose challenge is a (future) stamp: not understood, nothing"
+            " signed or solved over it",
+            [
+                *stamping(),
+                {
+                    "client": stamp_request(),
+                    "then": challenge_answer(
+                        FUTURE_STAMP, has_access_key=True, argon2=None, stamp_refused="clock"
+                    ),
+                },
+                failed("network", NOT_UNDERSTOOD),
+            ],
+            **STAMPING,
+        ),
+        transcript(
+            "challenge a stamp",
+            "a challenge step answered with a (future) stamp as its challenge: not understood,"
+            " nothing signed or solved over it",
+            [
+                {
+                    "client": challenge_request(),
+                    "then": challenge_answer(FUTURE_STAMP, has_access_key=True, argon2=None),
+                },
+                failed("network", NOT_UNDERSTOOD),
+            ],
+            one_shot=True,
+        ),
+        transcript(
+            "challenge not base64url",
+            "a challenge with a character outside base64url: not understood",
+            [
+                {"client": challenge_request(), "then": challenge_answer("Y2hh/bGxlbmdl")},
+                failed("network", NOT_UNDERSTOOD),
+            ],
+        ),
+        transcript(
+            "challenge with negative bits",
+            "bits below 0: not understood (nothing solved, nothing remembered)",
+            [
+                {"client": challenge_request(), "then": challenge_answer(bits=-1)},
+                failed("network", NOT_UNDERSTOOD),
+            ],
         ),
         transcript(
             "stamp, unreadable answer",

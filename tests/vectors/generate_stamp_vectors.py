@@ -10,8 +10,11 @@ HKDF and Ed25519), so the vectors check the reference implementation instead of 
     stamp    = "s1." || b64url(secret_id) || "." || decimal(t) || "." || b64url(salt)
     stamp id = SHA-256("atopos/ticket-id" || 0x00 || ascii(stamp))[0:16]
     work     = SHA-256(utf8(stamp) || ":" || ascii(decimal(nonce))), leading zero bits
-    proof    = Ed25519-Sign(access key, "atopos/access-proof/v1" || 0x00 || secret_id ||
+    proof    = Ed25519-Sign(access key, "atopos/stamp-proof/v1" || 0x00 || secret_id ||
                utf8(stamp))
+
+(the stamp's own label: a signature over a challenge, label "atopos/access-proof/v1", is
+never one over a stamp; `challenge_label_proof` is that signature, which must be refused).
 
 The access key is the benchmark's (bench/wrk/access.lua): the one of an all-zero link key.
 Ed25519 signatures are deterministic (RFC 8032), so every value is fixed.
@@ -35,6 +38,7 @@ PATH = HERE / "stamps.json"
 
 ACCESS_KEY_INFO = b"atopos/access-key/v1"
 ACCESS_PROOF_LABEL = b"atopos/access-proof/v1\x00"
+STAMP_PROOF_LABEL = b"atopos/stamp-proof/v1\x00"
 TICKET_ID_LABEL = b"atopos/ticket-id\x00"
 LINK_KEY = bytes(32)
 BITS = 8
@@ -49,8 +53,10 @@ FORMAT = [
     "valid[]: secret_id (hex), t (Unix seconds), salt (hex): the fields; stamp: their one",
     "  spelling; stamp_id (hex, 16 bytes); work[]: nonce, sha256 (hex, of utf8(stamp) || ':'",
     "  || decimal(nonce)), leading_zero_bits; first_nonce: the smallest nonce with at least",
-    "  `bits` leading zero bits; access_proof_message (hex, the signed bytes); access_proof",
-    "  (base64url, the Ed25519 signature by access_key over that message).",
+    "  `bits` leading zero bits; access_proof_message (hex, the signed bytes: proof_label",
+    "  || 0x00 || secret_id || utf8(stamp)); access_proof (base64url, the Ed25519 signature by",
+    "  access_key over that message); challenge_label_proof (base64url, the signature over",
+    "  the same stamp under the challenge label 'atopos/access-proof/v1': a server refuses it).",
     "invalid[]: stamp (a text a parser must refuse: a server answers 422 invalid_stamp), and",
     "  the reason it is not a stamp.",
 ]
@@ -132,7 +138,8 @@ def valid_entry(
 ) -> dict[str, Any]:
     stamp = stamp_text(secret_id, t, salt)
     first = first_nonce(stamp, BITS)
-    message = ACCESS_PROOF_LABEL + secret_id + stamp.encode("utf-8")
+    message = STAMP_PROOF_LABEL + secret_id + stamp.encode("utf-8")
+    as_challenge = ACCESS_PROOF_LABEL + secret_id + stamp.encode("utf-8")
     return {
         "name": name,
         "secret_id": secret_id.hex(),
@@ -151,6 +158,7 @@ def valid_entry(
         "first_nonce": first,
         "access_proof_message": message.hex(),
         "access_proof": b64url(signer.sign(message)),
+        "challenge_label_proof": b64url(signer.sign(as_challenge)),
     }
 
 
@@ -167,6 +175,7 @@ def build() -> dict[str, Any]:
         "prefix": "s1.",
         "future_skew": 30,
         "bits": BITS,
+        "proof_label": STAMP_PROOF_LABEL.removesuffix(b"\x00").decode("ascii"),
         "access_key": {
             "link_key": LINK_KEY.hex(),
             "access_seed": seed.hex(),

@@ -53,6 +53,7 @@ from atopos.protocol.access_path import (
     MakeAccessProof,
     MakeDeviceProof,
     MakeStamp,
+    MakeStampProof,
     ProofOfWorkFound,
     Revealed,
     SendRequest,
@@ -404,6 +405,8 @@ def _work(step: Step, workers: _Workers) -> Event:
     """The event after a step the client does on its own (no server, no waiting)."""
     if isinstance(step, MakeStamp):
         return StampMade(int(workers.clock.now()), draw(workers.random_bytes, STAMP_SALT_BYTES))
+    if isinstance(step, MakeStampProof):
+        return AccessProofMade(workers.prover.sign_stamp(step))
     if isinstance(step, MakeAccessProof):
         return AccessProofMade(workers.prover.sign(step))
     if isinstance(step, MakeDeviceProof):

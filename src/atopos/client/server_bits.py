@@ -14,6 +14,8 @@ __all__ = ["SERVER_BITS", "ServerBits"]
 
 # Servers remembered at once; the oldest is forgotten first (a CLI run talks to one).
 _CAPACITY = 64
+# The most leading zero bits a proof of work can ask (crypto/pow.py: a 64-bit nonce).
+_MAX_BITS = 64
 
 
 class ServerBits:
@@ -30,7 +32,11 @@ class ServerBits:
             return self._bits.get(server, DEFAULT_STAMP_BITS)
 
     def learn(self, server: str, bits: int) -> None:
-        """`server` asked `bits` in a challenge just now."""
+        """`server` asked `bits` in a challenge just now. A value no proof of work can have
+        (not a whole number from 0 to 64) is ignored: remembered, it would break every
+        later reveal from this server."""
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits <= _MAX_BITS:
+            return
         with self._lock:
             self._bits.pop(server, None)
             self._bits[server] = bits

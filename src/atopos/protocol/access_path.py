@@ -7,18 +7,20 @@ that reveals (or is answered with a challenge, and the walk goes on from there);
 manner of h11's `_state.py`: `TRANSITIONS` lists every legal move (state, event, guard →
 next state) in one place. The machine is fed events (the server's answers, the time and
 salt of a stamp, a solved proof of work, a device proof, a finished wait) and answers with
-the next thing to do: a request to send, work to do (`MakeStamp`, `MakeAccessProof`,
-`SolveProofOfWork`, `MakeDeviceProof`, `Wait`), or a terminal outcome (`Revealed`: the
-reveal answer carries the envelope; `Failed`: a `Failure`, which the client raises as the
-matching Atopos error). It sends nothing, solves nothing, reads no clock, draws nothing
-and sleeps nowhere: the drivers (`client/secrets.py`, sync and async) do, so one
-request-building path serves both, and `tests/vectors/access_path.json` replays it.
+the next thing to do: a request to send, work to do (`MakeStamp`, `MakeStampProof`,
+`MakeAccessProof`, `SolveProofOfWork`, `MakeDeviceProof`, `Wait`), or a terminal outcome
+(`Revealed`: the reveal answer carries the envelope; `Failed`: a `Failure`, which the
+client raises as the matching Atopos error). It sends nothing, solves nothing, reads no
+clock, draws nothing and sleeps nowhere: the drivers (`client/secrets.py`, sync and async)
+do, so one request-building path serves both, and `tests/vectors/access_path.json` replays
+it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from typing import TypeVar
 
 import msgspec
@@ -34,6 +36,7 @@ __all__ = [
     "NO_DEVICE",
     "REVEAL_REFUSED",
     "STAMP_REFUSED",
+    "STAMP_TIME_STEP",
     "TICKET_REFUSED",
     "TOO_MUCH_WORK",
     "TRANSITIONS",
@@ -50,6 +53,7 @@ __all__ = [
     "MakeAccessProof",
     "MakeDeviceProof",
     "MakeStamp",
+    "MakeStampProof",
     "ProofOfWorkFound",
     "Revealed",
     "SendRequest",
@@ -74,6 +78,14 @@ STAMP_REFUSED = "The server refused the stamp (it was already used)."
 # The proof of work a stamp is solved at when this server has asked nothing of this reader
 # yet: the default `--pow-bits`.
 DEFAULT_STAMP_BITS = 16
+# A stamp's time is the reader's clock rounded down to a multiple of this many seconds, so
+# that it does not tell the reader's clock offset to the second (a linking signal over Tor
+# and the mixnet); the server's window is unchanged, so a rounded stamp is accepted.
+STAMP_TIME_STEP = 60
+# A server's challenge is opaque but always base64url: anything else (a stamp's dots, say)
+# is an answer not understood, and nothing is signed or solved over it. A relay could
+# otherwise hand the reader a future stamp to sign and solve as "a challenge".
+_CHALLENGE_TEXT = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
 TOO_MUCH_WORK = "The server demands more proof of work than this client will do."
 NEEDS_PASSPHRASE = "This secret needs its passphrase."  # noqa: S105 (a sentence)
 WRONG_DEVICE = "This secret is bound to another device; it can only be revealed there."
@@ -138,8 +150,8 @@ class _AnswerTooLarge(msgspec.Struct, frozen=True):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StampMade:
-    """The answer to `MakeStamp`: the reader's clock (integer Unix seconds) and 16 bytes
-    from its CSPRNG."""
+    """The answer to `MakeStamp`: the reader's clock (integer Unix seconds; the machine
+    rounds it down to `STAMP_TIME_STEP`) and 16 bytes from its CSPRNG."""
 
     now: int
     salt: bytes = dataclasses.field(repr=False)
@@ -204,6 +216,16 @@ class MakeStamp:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class MakeStampProof:
+    """Sign `stamp` for `secret_id` with the access key derived from the link key alone,
+    under the stamp's own label (docs/protocol/access.md, "Stamp: a reveal in one request"),
+    then feed `AccessProofMade`."""
+
+    secret_id: str
+    stamp: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class MakeAccessProof:
     """Sign `challenge` for `secret_id` with the access key derived from the link key and,
     when `argon2` is given, the passphrase stretched with it (docs/protocol/access.md)."""
@@ -251,6 +273,7 @@ class Failed:
 Step = (
     SendRequest
     | MakeStamp
+    | MakeStampProof
     | MakeAccessProof
     | MakeDeviceProof
     | SolveProofOfWork
@@ -430,13 +453,17 @@ class AccessPath:
         if isinstance(event, ServerAnswered):
             return self._judge_answer(event.answer)
         if isinstance(event, StampMade):
+            # Rounded down to the minute: the stamp does not show the clock to the second.
+            if isinstance(event.now, bool):
+                raise AccessPathMisuse("no stamp of that: the time is not a number")
+            t = event.now - event.now % STAMP_TIME_STEP
             try:
-                self._stamp = make_stamp(b64url_decode(self.secret_id), event.now, event.salt)
+                self._stamp = make_stamp(b64url_decode(self.secret_id), t, event.salt)
             except ValueError as exc:
                 raise AccessPathMisuse(f"no stamp of that: {exc}") from None
             # From the link key alone: no passphrase is known to be needed (a secret with
             # one is answered with a challenge that says so).
-            return Guard.ANY, MakeAccessProof(self.secret_id, self._stamp, None)
+            return Guard.ANY, MakeStampProof(self.secret_id, self._stamp)
         if isinstance(event, AccessProofMade) and self.state is State.MAKING_STAMP_PROOF:
             self._access_proof = event.proof
             return Guard.ANY, SolveProofOfWork(self._current_stamp().encode(), self._stamp_bits)
@@ -524,7 +551,11 @@ class AccessPath:
 
     def _judge_challenge(self, answer: ServerAnswer) -> tuple[Guard, Step]:
         challenge = self._decode(answer, Challenge)
-        if challenge is None:
+        if (
+            challenge is None
+            or _CHALLENGE_TEXT.fullmatch(challenge.challenge) is None
+            or challenge.bits < 0
+        ):
             return Guard.ERROR, self._not_understood()
         self._challenge = challenge
         self._device_proof = None

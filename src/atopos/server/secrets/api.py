@@ -8,7 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from atopos.crypto.access_proof import verify_access_proof
+from atopos.crypto.access_proof import verify_access_proof, verify_stamp_proof
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proof
 from atopos.crypto.envelope import Header
@@ -251,7 +251,7 @@ class SecretsApi:
             return await self._stamp_refused(info, admitted.reason, ident, now)
         if not (
             body.access_proof is not None
-            and verify_access_proof(info.access_key, secret_id, text, body.access_proof)
+            and verify_stamp_proof(info.access_key, secret_id, text, body.access_proof)
         ):
             await self._access.record_failure(ident)
             raise WrongKey()

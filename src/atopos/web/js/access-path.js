@@ -13,6 +13,8 @@
 //                                                is_reveal, a 2xx answer not of media type
 //                                                application/json is the envelope: feed it
 //                                                with body null and stream it
+//   {stamp_proof: {secret_id, stamp}}            derive the access key of the link key alone
+//                                                and sign the stamp under the stamp label
 //   {access_proof: {secret_id, challenge, argon2}}  derive the access key (link key, and the
 //                                                passphrase under argon2 when not null), sign
 //   {device_proof: {secret_id, challenge}}       sign with this browser's device
@@ -23,9 +25,10 @@
 //                                                rate_limited, passphrase_required, invalid,
 //                                                too_large, storage_full, unavailable, network
 // Events (what happened):
-//   {stamp: {time, salt}}                        integer Unix seconds; 16 bytes, base64url
+//   {stamp: {time, salt}}                        integer Unix seconds (rounded down to
+//                                                STAMP_TIME_STEP here); 16 bytes, base64url
 //   {answer: {status, body, retry_after}}        body: text, or null when not read
-//   {access_proof: {proof}}                      base64url
+//   {access_proof: {proof}}                      base64url (for access_proof, stamp_proof)
 //   {device_proof: {proof}}                      base64url, or null without a device
 //   {nonce: n}                                   {waited: true}
 
@@ -40,6 +43,13 @@ export const DEFAULT_STAMP_BITS = 16;
 // access.md, "The stamp (text)": "s1." id "." time "." salt (16 bytes).
 export const STAMP_PREFIX = "s1.";
 export const STAMP_SALT_BYTES = 16;
+// A stamp's time is the clock rounded down to a multiple of this (seconds), so that it does
+// not show the reader's clock offset to the second (a linking signal over Tor and the mixnet).
+export const STAMP_TIME_STEP = 60;
+// A server's challenge is always base64url: anything else (a stamp's dots, say) is an answer
+// not understood, and nothing is signed or solved over it (a relay could otherwise hand in
+// a future stamp as "a challenge" to have it signed and solved).
+const CHALLENGE_TEXT = /^[A-Za-z0-9_-]+$/;
 const MAX_STAMP_TIME = 10 ** 12 - 1;
 // 16 bytes, unpadded base64url, canonical (the last character's 4 unused bits zero).
 const STAMP_SALT = /^[A-Za-z0-9_-]{21}[AQgw]$/;
@@ -251,7 +261,9 @@ const isArgon2 = (value) =>
     typeof value.salt === "string");
 const isChallenge = (value) =>
   typeof value.challenge === "string" &&
+  CHALLENGE_TEXT.test(value.challenge) &&
   isInteger(value.bits) &&
+  value.bits >= 0 &&
   isInteger(value.expires_at) &&
   isOptionalBoolean(value.is_bound) &&
   isOptionalBoolean(value.has_passphrase) &&
@@ -343,11 +355,12 @@ export class AccessPath {
       if (typeof salt !== "string" || !STAMP_SALT.test(salt)) {
         throw new AccessPathMisuse("a stamp's salt is 16 bytes, canonical base64url");
       }
-      this._stamp = `${STAMP_PREFIX}${this.secretId}.${time}.${salt}`;
-      // From the link key alone: no passphrase is known to be needed (a secret with one is
-      // answered with a challenge that says so).
-      const proof = { secret_id: this.secretId, challenge: this._stamp, argon2: null };
-      return [G.ANY, { access_proof: proof }];
+      // Rounded down to the minute: the stamp does not show the clock to the second.
+      const t = time - (time % STAMP_TIME_STEP);
+      this._stamp = `${STAMP_PREFIX}${this.secretId}.${t}.${salt}`;
+      // From the link key alone (no passphrase is known to be needed: a secret with one is
+      // answered with a challenge that says so), under the stamp's own label.
+      return [G.ANY, { stamp_proof: { secret_id: this.secretId, stamp: this._stamp } }];
     }
     if (kind === "access_proof" && this.state === S.MAKING_STAMP_PROOF) {
       this._accessProof = value.proof;

@@ -54,6 +54,13 @@ import { MAX_BITS, solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
 
 const STEPS = ["challenge", "work", "download", "decrypt"];
+// The first two steps' words: a stamp asks the server for nothing before its one request.
+const STEP_WORDS = {
+  stamp: ["Preparing the request", "Solving a puzzle, which keeps bots from guessing links"],
+  challenge: ["Asking the server for a puzzle", "Solving it, which keeps bots from guessing links"],
+};
+// The most leading zero bits a proof of work can ask (a 64-bit nonce).
+const MAX_WORK_BITS = 64;
 
 const secretId = secretIdFromPath();
 const fragment = takeFragment();
@@ -187,6 +194,13 @@ async function loadBrowserDevice() {
 
 // -- progress ---------------------------------------------------------------------------------
 
+/** Word the first two steps for a stamp's walk, or for a challenge's. */
+function nameSteps(kind) {
+  const [first, second] = STEP_WORDS[kind];
+  byId("steps").querySelector('[data-step="challenge"]').textContent = first;
+  byId("steps").querySelector('[data-step="work"]').textContent = second;
+}
+
 function markStep(current) {
   const reached = STEPS.indexOf(current);
   for (const item of byId("steps").children) {
@@ -222,11 +236,14 @@ async function spendView() {
     stamp: isStampUseful,
     assumedBits,
   });
+  nameSteps(path.state === PathState.MAKING_STAMP ? "stamp" : "challenge");
   try {
     return await walk(path);
   } finally {
     if (path.challenge !== null) {
-      assumedBits = path.challenge.bits;
+      // Only bits a proof of work can have (the machine refuses negative ones).
+      const { bits } = path.challenge;
+      if (Number.isSafeInteger(bits) && bits >= 0 && bits <= MAX_WORK_BITS) assumedBits = bits;
       isStampUseful = false;
     }
   }
@@ -244,6 +261,7 @@ async function walk(path) {
         markStep("download");
         report(0, "");
       }
+      if (path.state === PathState.AWAITING_CHALLENGE) nameSteps("challenge");
       const response = await sendAccessRequest(step.request);
       // A successful reveal's body is the envelope, streamed by the caller; a JSON one (a
       // ticket from a server that ignored the one-shot `reveal`) is read for the machine.
@@ -252,6 +270,8 @@ async function walk(path) {
       answer = { status: response.status, body, retry_after: response.headers.get("retry-after") };
       answeredAt = path.state;
       step = path.receive({ answer });
+      // A stamp answered with a challenge: the server did hand out a puzzle.
+      if (path.challenge !== null) nameSteps("challenge");
       if (step.revealed !== undefined) {
         // From here on one view is used, whatever happens next.
         isViewSpent = true;
@@ -260,6 +280,12 @@ async function walk(path) {
     } else if (step.stamp !== undefined) {
       const salt = encode(crypto.getRandomValues(new Uint8Array(STAMP_SALT_BYTES)));
       step = path.receive({ stamp: { time: Math.floor(Date.now() / 1000), salt } });
+    } else if (step.stamp_proof !== undefined) {
+      // The stamp's own label (access-proof.js): never a signature a challenge could use.
+      const { stamp } = step.stamp_proof;
+      const key = await accessKeyOf(linkKey, null);
+      const proof = encode(await key.signStampProof(decode(secretId), stamp));
+      step = path.receive({ access_proof: { proof } });
     } else if (step.access_proof !== undefined) {
       const { challenge, argon2 } = step.access_proof;
       const proof = encode(await makeAccessProof(challenge, argon2));
