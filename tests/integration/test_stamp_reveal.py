@@ -10,6 +10,7 @@ asks `base + bit_length(failures)` bits, so its `bits` says whether a failure wa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -206,7 +207,7 @@ def _nonce_with_zero_bits(stamp: str, exactly: int) -> int | None:
     little past the first that has at least that many), or None."""
     nonce = proof_of_work.solve(stamp.encode(), exactly)
     for candidate in range(nonce, nonce + 4 * 2**exactly):
-        digest = proof_of_work._sha256(b"%s:%d" % (stamp.encode(), candidate)).digest()
+        digest = hashlib.sha256(b"%s:%d" % (stamp.encode(), candidate)).digest()
         if proof_of_work.leading_zero_bits(digest) == exactly:
             return candidate
     return None
