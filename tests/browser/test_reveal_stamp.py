@@ -64,6 +64,11 @@ def stampless(browser: Browser, tmp_path: Path) -> Iterator[Served]:
     yield from _served(browser, tmp_path, StamplessServer, 422)
 
 
+def _first_step(page: Page) -> str | None:
+    """The words of the reveal page's first progress step."""
+    return page.locator('[data-step="challenge"]').text_content()
+
+
 def _create(url: str, content: bytes, passphrase: str | None = None) -> str:
     with SecretsApi(url) as api:
         made = create_secret(api, content, expires_in=600, passphrase=passphrase)
@@ -75,6 +80,8 @@ def test_the_reveal_page_reveals_in_one_request(served: Served) -> None:
     served.wrapper.steps.clear()
     assert reveal_text(served.page, link) == "one request"
     assert served.wrapper.steps == ["ticket"]
+    # No puzzle was asked of the server: the first step says what happened instead.
+    assert _first_step(served.page) == "Preparing the request"
     with SecretsApi(served.url) as api, pytest.raises(Gone):
         reveal_secret(api, parse_share_link(link), bytearray().extend)
 
@@ -84,6 +91,7 @@ def test_a_server_without_stamps_is_walked_the_challenge_way(stampless: Served) 
     stampless.wrapper.steps.clear()
     assert reveal_text(stampless.page, link) == "older"
     assert stampless.wrapper.steps == ["ticket", "challenge", "ticket"]
+    assert _first_step(stampless.page) == "Asking the server for a puzzle"
 
 
 def test_a_passphrase_secret_asks_for_it_then_takes_the_challenge_way(served: Served) -> None:
