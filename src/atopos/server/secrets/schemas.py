@@ -31,7 +31,8 @@ _Stamp = Annotated[
         max_length=512,
         description=(
             "s1.{b64url(secret id)}.{t}.{b64url(16-byte salt)} (docs/protocol/access.md, "
-            '"Stamp"); instead of challenge, with reveal true and access_proof.'
+            '"Stamp"); instead of challenge, with reveal true and access_proof (signed '
+            'under "atopos/stamp-proof/v1", not the challenge label).'
         ),
     ),
 ]
