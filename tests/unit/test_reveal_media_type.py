@@ -18,8 +18,11 @@ import pytest
 from atopos.client.api import SecretsApi
 from atopos.client.links import parse_share_link
 from atopos.client.secrets import reveal_secret
-from atopos.crypto.base64url import b64url_encode
+from atopos.client.server_bits import SERVER_BITS
+from atopos.crypto.access_proof import AccessSigner, verify_access_proof, verify_stamp_proof
+from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.errors import AtoposError, Gone, NetworkError
+from atopos.protocol.access_path import DEFAULT_STAMP_BITS
 
 SECRET_ID = b64url_encode(bytes(range(16)))
 LINK_KEY = b64url_encode(bytes(range(32)))
@@ -164,3 +167,32 @@ def test_a_stamp_answered_with_a_challenge_goes_on_from_it(hostile: _HostileServ
         reveal_from(hostile, stamp=True)
     assert steps(hostile) == ["ticket", "ticket", "reveal"]
     assert hostile.script.asked[1][1]["challenge"] == "a-challenge"
+
+
+def test_a_stamp_handed_out_as_a_challenge_is_neither_signed_nor_solved(
+    hostile: _HostileServer,
+) -> None:
+    # A relay's trick: a future stamp as "the challenge" (docs/protocol/access.md, "Stamp").
+    future = f"s1.{SECRET_ID}.1900086400.{b64url_encode(bytes(16))}"
+    refused = {**_CHALLENGE, "challenge": future, "has_access_key": True, "stamp_refused": "clock"}
+    hostile.script.ticket = [as_json(refused)]
+    with pytest.raises(NetworkError, match="does not understand"):
+        reveal_from(hostile, stamp=True)
+    assert steps(hostile) == ["ticket"]
+    # The one stamp sent was proved under the stamp label, which no challenge's proof is.
+    sent = hostile.script.asked[0][1]
+    stamp, proof = str(sent["stamp"]), str(sent["access_proof"])
+    public = AccessSigner(b64url_decode(LINK_KEY)).public_key
+    assert verify_stamp_proof(public, b64url_decode(SECRET_ID), stamp, proof)
+    assert not verify_access_proof(public, b64url_decode(SECRET_ID), stamp, proof)
+
+
+def test_negative_bits_are_not_understood_nor_remembered(hostile: _HostileServer) -> None:
+    url = f"http://127.0.0.1:{hostile.server_address[1]}"
+    hostile.script.ticket = [as_json({**_CHALLENGE, "bits": -1, "stamp_refused": "bits"})] * 2
+    link = parse_share_link(f"{url}/s/{SECRET_ID}#{LINK_KEY}")
+    for _ in range(2):  # the second reveal starts from what the first remembered
+        with SecretsApi(url) as api, pytest.raises(NetworkError, match="does not understand"):
+            reveal_secret(api, link, bytearray().extend)
+    assert steps(hostile) == ["ticket", "ticket"]
+    assert SERVER_BITS.assumed(url) == DEFAULT_STAMP_BITS
