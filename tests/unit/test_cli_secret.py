@@ -102,7 +102,8 @@ class FakeServer:
     def _challenge(self, request: httpx.Request, secret_id: str) -> httpx.Response:
         if secret_id not in self.secrets:
             return _error(404, "gone")
-        challenge = f"{secret_id}.{os.urandom(4).hex()}"
+        # Base64url, as every server challenge is (a client refuses anything else).
+        challenge = f"{secret_id}_{os.urandom(4).hex()}"
         self.challenges.add(challenge)
         return httpx.Response(
             200, json={"challenge": challenge, "bits": self.bits, "expires_at": 1_900_000_000}
