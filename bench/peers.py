@@ -50,7 +50,7 @@ from bench.harness import (
     start_atopos,
     wait_http,
 )
-from bench.secrets import atopos_phases
+from bench.secrets import atopos_phases, reveal_flow
 
 __all__ = ["SYSTEMS", "main"]
 
@@ -172,17 +172,8 @@ def _atopos(
         watch={**others, **(watch or {})},
         env={"BENCH_ADDRS": ",".join(f"127.0.0.1:{s.port}" for s in servers)},
     )
-    if os.environ.get("BENCH_THREE_STEP") == "1":
-        flow = (
-            "POST /api/v1/secrets/{id}/challenge + POST .../ticket (nonce 0, PoW off) "
-            "+ POST .../reveal (envelope bytes)"
-        )
-    else:
-        flow = (
-            "POST /api/v1/secrets/{id}/challenge + POST .../ticket with reveal: true "
-            "(nonce 0, PoW off; envelope bytes)"
-        )
-    result = figures(phases, flow, 3 if os.environ.get("BENCH_THREE_STEP") == "1" else 2)
+    requests_per_flow, flow = reveal_flow()
+    result = figures(phases, flow, requests_per_flow)
     result["memory_kib"] = {
         ("server" if k == 0 else f"server{k + 1}"): tree_memory_kib(s.proc.pid)
         for k, s in enumerate(servers)

@@ -48,7 +48,7 @@ from bench.harness import (
     start_atopos,
 )
 
-__all__ = ["TARGETS", "atopos_phases", "main", "micro_benchmarks"]
+__all__ = ["TARGETS", "atopos_phases", "main", "micro_benchmarks", "reveal_flow"]
 
 TARGETS = {
     "creates_per_s": 1000,
@@ -56,8 +56,30 @@ TARGETS = {
     "pow_verify_us": 2.0,
     "ticket_verify_us": 5.0,
 }
-# challenge, ticket with "reveal": true (BENCH_THREE_STEP=1: challenge, ticket, reveal)
-REQUESTS_PER_FLOW = 3 if os.environ.get("BENCH_THREE_STEP") == "1" else 2
+
+
+def reveal_flow() -> tuple[int, str]:
+    """The reveal flow bench/wrk/flow.lua runs, as its environment picks it: the requests
+    per flow, and what they are (also for peers.py)."""
+    if os.environ.get("BENCH_THREE_STEP") == "1":
+        return 3, (
+            "POST /api/v1/secrets/{id}/challenge + POST .../ticket (nonce 0, PoW off) "
+            "+ POST .../reveal (envelope bytes)"
+        )
+    if os.environ.get("BENCH_FLOW") == "challenge":
+        return 2, (
+            "POST /api/v1/secrets/{id}/challenge + POST .../ticket with reveal: true "
+            "(nonce 0, PoW off; envelope bytes)"
+        )
+    return 1, (
+        "POST /api/v1/secrets/{id}/ticket with a stamp and reveal: true "
+        "(nonce 0, PoW off; envelope bytes)"
+    )
+
+
+# A stamp, ticket with "reveal": true (BENCH_FLOW=challenge: challenge, ticket with reveal;
+# BENCH_THREE_STEP=1: challenge, ticket, reveal)
+REQUESTS_PER_FLOW, FLOW = reveal_flow()
 BURNED_SAMPLE = 200
 UNREVEALED_SAMPLE = 50
 
@@ -116,6 +138,7 @@ def load_figures(phases: Phases) -> dict[str, Any]:
             "flows": flow.total("flows"),
             "requests_per_s": round(flow.requests / flow.duration_s, 1),
             "requests_per_flow": REQUESTS_PER_FLOW,
+            "flow": FLOW,
             "duration_s": round(flow.duration_s, 2),
             "latency_ms_per_request": flow.latency_ms(),
             "non_2xx": flow.total("bad"),
@@ -269,6 +292,7 @@ def _best_us(stmt: str, env: dict[str, Any], rounds: int) -> float:
 def micro_benchmarks(rounds: int = 7) -> dict[str, Any]:
     """Microseconds per call of our verification code, best of `rounds` timeit rounds."""
     from atopos.crypto import pow as proof_of_work
+    from atopos.crypto.stamps import make_stamp, parse_stamp
     from atopos.crypto.tokens import TokenKeys, ticket_id_for
 
     keys = TokenKeys(os.urandom(32))
@@ -291,11 +315,14 @@ def micro_benchmarks(rounds: int = 7) -> dict[str, Any]:
         "challenge": challenge,
         "secret_id": secret_id,
         "now": now,
+        "parse_stamp": parse_stamp,
+        "stamp": make_stamp(secret_id, now, os.urandom(16)),
     }
     return {
         "pow_verify_us": _best_us("verify(data, nonce, 16)", env, rounds),
         "ticket_verify_us": _best_us("open_ticket(ticket, secret_id, now)", env, rounds),
         "challenge_verify_us": _best_us("open_challenge(challenge, secret_id, now)", env, rounds),
+        "stamp_parse_us": _best_us("parse_stamp(stamp)", env, rounds),
         "challenge_chars": len(challenge),
         "ticket_chars": len(ticket),
         "rounds": rounds,

@@ -52,6 +52,13 @@ def access_proof(sid: str, challenge: str) -> str:
     return b64url_encode(signer.sign_proof(b64url_decode(sid), challenge))
 
 
+def stamp_proof(sid: str, stamp: str) -> str:
+    """The access proof of secret `sid` (created through this module) over a stamp: the
+    stamp label (docs/protocol/access.md, "Stamp")."""
+    signer = _SIGNERS.get(sid) or AccessSigner(os.urandom(32))
+    return b64url_encode(signer.sign_stamp_proof(b64url_decode(sid), stamp))
+
+
 def create(
     client: httpx.Client, url: str, body: bytes, **params: int | str
 ) -> dict[str, str | int]:

@@ -6,8 +6,11 @@ the clients' fallback is tested against a real server, its storage and its crypt
 from before the one-shot step gave (its strict schema refused the unknown field, before any
 check); every other request reaches the app. `IgnoringOlderServer` strips `reveal` from the
 ticket request, so the app answers with a ticket as a server that ignores unknown fields
-would. `RecordingServer` changes nothing. All record each request's last path segment under
-/api/v1/secrets/ in `steps` (`challenge`, `ticket`, `reveal`, ...), in order.
+would. `StamplessServer` answers a ticket request that carries `stamp`
+(docs/protocol/access.md, "Stamp: a reveal in one request") with the 422 a server from
+before stamps gives, and takes the one-shot step. `RecordingServer` changes nothing. All
+record each request's last path segment under /api/v1/secrets/ in `steps` (`challenge`,
+`ticket`, `reveal`, ...), in order.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["IgnoringOlderServer", "RecordingServer", "RefusingOlderServer"]
+__all__ = ["IgnoringOlderServer", "RecordingServer", "RefusingOlderServer", "StamplessServer"]
 
 _UNKNOWN_FIELD = {"error": "invalid_input", "message": "Object contains unknown field `reveal`"}
+_UNKNOWN_STAMP = {"error": "invalid_input", "message": "Object contains unknown field `stamp`"}
 
 
 class RecordingServer:
@@ -68,11 +72,28 @@ class RefusingOlderServer(RecordingServer):
     async def ticket_with_reveal(
         self, scope: Scope, body: bytes, request: dict[str, object], receive: Receive, send: Send
     ) -> None:
-        refusal = json.dumps(_UNKNOWN_FIELD).encode()
-        length = b"%d" % len(refusal)
-        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
-        await send({"type": "http.response.start", "status": 422, "headers": headers})
-        await send({"type": "http.response.body", "body": refusal})
+        await _unprocessable(send, _UNKNOWN_FIELD)
+
+
+class StamplessServer(RecordingServer):
+    """A server with the one-shot step but from before stamps: `stamp` is an unknown field
+    (422, before any check: nothing spent)."""
+
+    async def ticket_with_reveal(
+        self, scope: Scope, body: bytes, request: dict[str, object], receive: Receive, send: Send
+    ) -> None:
+        if "stamp" in request:
+            await _unprocessable(send, _UNKNOWN_STAMP)
+            return
+        await self._app(scope, _replay(body, receive), send)
+
+
+async def _unprocessable(send: Send, error: dict[str, str]) -> None:
+    refusal = json.dumps(error).encode()
+    length = b"%d" % len(refusal)
+    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+    await send({"type": "http.response.start", "status": 422, "headers": headers})
+    await send({"type": "http.response.body", "body": refusal})
 
 
 class IgnoringOlderServer(RecordingServer):

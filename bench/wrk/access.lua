@@ -1,6 +1,7 @@
 -- The access proof of the ticket step (docs/protocol/access.md, "Key-knowledge proof") for
 -- the benchmark's secrets, which create.lua stores with the access key of an all-zero link
--- key: Ed25519 over "atopos/access-proof/v1" 0x00 || secret id || challenge, signed with
+-- key: Ed25519 over "atopos/access-proof/v1" 0x00 || secret id || challenge, or over
+-- "atopos/stamp-proof/v1" 0x00 || secret id || stamp for a stamp (its own label), signed with
 -- OpenSSL's libcrypto (which wrk itself links) through LuaJIT's FFI.
 local ffi = require("ffi")
 ffi.cdef([[
@@ -17,7 +18,9 @@ local NID_ED25519 = 1087
 -- HKDF-SHA256(32 zero bytes, info "atopos/access-key/v1"): the private key of create.lua's
 -- access key (tests/unit/test_bench_access_key.py holds the two together).
 SEED_HEX = "788be37da2cfd6858ec5ae81265633110e354e0e97e1def1e4acfdf91a44a6ae"
+-- tests/unit/test_bench_access_key.py holds both labels to crypto/access_proof.py.
 local LABEL = "atopos/access-proof/v1\0"
+local STAMP_LABEL = "atopos/stamp-proof/v1\0"
 local ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 local function from_hex(text)
@@ -62,11 +65,10 @@ local function b64url_encode(data)
   return table.concat(out)
 end
 
-local M = {}
+local M = { b64url_encode = b64url_encode }
 
--- The access proof (unpadded base64url) for a secret id (base64url) and a challenge.
-function M.proof(id, challenge)
-  local message = LABEL .. b64url_decode(id) .. challenge
+local function sign(label, id, text)
+  local message = label .. b64url_decode(id) .. text
   local ctx = crypto.EVP_MD_CTX_new()
   local signature = ffi.new("unsigned char[64]")
   local length = ffi.new("size_t[1]", 64)
@@ -75,6 +77,16 @@ function M.proof(id, challenge)
   crypto.EVP_MD_CTX_free(ctx)
   assert(ok, "Ed25519 signing failed")
   return b64url_encode(ffi.string(signature, 64))
+end
+
+-- The access proof (unpadded base64url) for a secret id (base64url) and a server challenge.
+function M.proof(id, challenge)
+  return sign(LABEL, id, challenge)
+end
+
+-- The access proof over a stamp this benchmark made: the stamp label, never the challenge's.
+function M.stamp_proof(id, stamp)
+  return sign(STAMP_LABEL, id, stamp)
 end
 
 return M

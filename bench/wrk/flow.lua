@@ -1,21 +1,25 @@
--- Atopos reveal flow, one secret each (server at --pow-bits 0, so nonce 0 solves):
--- challenge -> ticket with "reveal": true (the envelope comes back at once, as the clients
--- do it), or with BENCH_THREE_STEP=1 challenge -> ticket -> reveal; on the ids of
--- slice-<thread>.txt in order.
+-- Atopos reveal flow, one secret each (server at --pow-bits 0, so nonce 0 solves): by
+-- default ONE request, the ticket step with a stamp and "reveal": true (the envelope comes
+-- back at once; docs/protocol/access.md, "Stamp"); with BENCH_FLOW=challenge challenge ->
+-- ticket with "reveal": true, as clients without stamps do; with BENCH_THREE_STEP=1
+-- challenge -> ticket -> reveal; on the ids of slice-<thread>.txt in order.
 -- Revealed ids go to revealed-<thread>.txt; `inflight` names a reveal sent but unanswered.
 local common = require("common")
 local access = require("access")
+local stamps = require("stamp")
 setup, done = common.setup, common.done({ "flows", "bad", "bad_body", "pos", "exhausted", "inflight" })
 flows, bad, bad_body, pos, exhausted, inflight = 0, 0, 0, 1, 0, ""
 local ids, revealed, size, step, token
 local one_shot = os.getenv("BENCH_THREE_STEP") ~= "1"
+-- The first step of each flow: "stamp" (one request) or "challenge".
+local first_step = (one_shot and os.getenv("BENCH_FLOW") ~= "challenge") and "stamp" or "challenge"
 local json = { ["Content-Type"] = "application/json" }
 
 function init(args)
   ids = common.lines("slice")
   revealed = common.appender("revealed")
   size = tonumber(os.getenv("BENCH_BODY_BYTES"))
-  step = "challenge"
+  step = first_step
 end
 
 function request()
@@ -26,7 +30,13 @@ function request()
     return wrk.format("GET", "/healthz")
   end
   local base = "/api/v1/secrets/" .. id
-  if step == "challenge" then
+  if step == "stamp" then
+    local stamp = stamps.make(id, os.time())
+    local body = '{"stamp":"' .. stamp .. '","nonce":0,"access_proof":"'
+      .. access.stamp_proof(id, stamp) .. '","reveal":true}'
+    inflight = id
+    return wrk.format("POST", base .. "/ticket", json, body)
+  elseif step == "challenge" then
     return wrk.format("POST", base .. "/challenge", nil, "")
   elseif step == "ticket" then
     local proof = access.proof(id, token)
@@ -42,7 +52,7 @@ function request()
 end
 
 local function next_secret()
-  pos, step, inflight = pos + 1, "challenge", ""
+  pos, step, inflight = pos + 1, first_step, ""
 end
 
 function response(status, headers, body)
@@ -50,6 +60,11 @@ function response(status, headers, body)
     return
   end
   if status ~= 200 then
+    bad = bad + 1
+    return next_secret()
+  end
+  if step == "stamp" and (headers["content-type"] or headers["Content-Type"]) == "application/json" then
+    -- A challenge instead of the envelope (stamp_refused): not a flow of this benchmark.
     bad = bad + 1
     return next_secret()
   end

@@ -12,6 +12,7 @@ __all__ = [
     "AtoposError",
     "Gone",
     "InvalidInput",
+    "MalformedStamp",
     "NetworkError",
     "RateLimited",
     "Refused",
@@ -58,6 +59,16 @@ class RateLimited(Refused):
 
 class InvalidInput(AtoposError):
     """The input does not match the schema or the rules (a 4xx, never a 500)."""
+
+
+class MalformedStamp(InvalidInput):
+    """A stamp not in its one canonical spelling (docs/protocol/access.md, "Stamp"): a
+    client's bug, not an attack, so it is not counted as a failure."""
+
+    MESSAGE = "The stamp is not spelled as the protocol says; nothing was spent."
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)
 
 
 class TooLarge(InvalidInput):

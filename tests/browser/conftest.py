@@ -44,6 +44,16 @@ DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 NewContext = Callable[..., tuple[BrowserContext, Guard]]
+# The reveal page starts with a stamp (one request, docs/protocol/access.md "Stamp: a reveal
+# in one request") unless this browser turned stamps off. The suite's tests of the challenge
+# walk (which they count and route) run in contexts that turned it off; those of the stamp
+# ask for it (`new_context(stamp=True)`). Only on reveal pages (/s/...), so that no other
+# page finds the key in its storage; about:blank has no storage at all.
+STAMP_OFF = """
+if (location.pathname.startsWith("/s/")) {
+  try { localStorage.setItem("atoposStamp", "off"); } catch {}
+}
+"""
 
 
 @pytest.fixture(scope="session")
@@ -139,11 +149,16 @@ def new_context(browser: Browser, web_server: ServerProcess) -> Iterator[NewCont
     """Make guarded browser contexts (fresh profile: no storage shared with others)."""
     made: list[tuple[BrowserContext, Guard]] = []
 
-    def make(using: Browser | None = None, **options: Any) -> tuple[BrowserContext, Guard]:
-        """A context of `using`, the test's own browser by default."""
+    def make(
+        using: Browser | None = None, *, stamp: bool = False, **options: Any
+    ) -> tuple[BrowserContext, Guard]:
+        """A context of `using`, the test's own browser by default; `stamp`: its reveal
+        page starts with a stamp (else with the challenge)."""
         options.setdefault("viewport", DESKTOP)
         options.setdefault("accept_downloads", True)
         context = (using or browser).new_context(**options)
+        if not stamp:
+            context.add_init_script(STAMP_OFF)
         context.set_default_timeout(TIMEOUT_MS)
         guard = Guard(web_server.url)
         guard.watch(context)

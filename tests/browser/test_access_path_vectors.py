@@ -39,6 +39,9 @@ async (transcript) => {
     rateLimitRetries: options.rate_limit_retries,
     maxRetryWait: options.max_retry_wait,
     oneShot: options.one_shot ?? true,
+    stamp: options.stamp ?? true,
+    assumedBits: options.assumed_bits ?? 16,
+    maxAnswerBytes: options.max_answer_bytes ?? null,
   });
   const event = (then) => {
     const [kind, value] = Object.entries(then)[0];
@@ -68,6 +71,7 @@ async () => {
 
 _EVENT_NAMES = {
     "ServerAnswered": "answer",
+    "StampMade": "stamp",
     "AccessProofMade": "access_proof",
     "DeviceProofMade": "device_proof",
     "ProofOfWorkFound": "nonce",

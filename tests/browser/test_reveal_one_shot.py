@@ -16,7 +16,7 @@ from atopos.client.api import SecretsApi
 from atopos.client.secrets import create_secret, reveal_secret
 from atopos.errors import Gone
 from atopos.server.config import ServerConfig, rate_limits
-from tests.browser.conftest import DESKTOP
+from tests.browser.conftest import DESKTOP, STAMP_OFF
 from tests.browser.harness import TIMEOUT_MS, Guard, reveal_text, wait_for_state
 from tests.older_servers import IgnoringOlderServer, RecordingServer, RefusingOlderServer
 from tests.servers import ManualClock, in_process_server
@@ -44,6 +44,8 @@ def served(
     with in_process_server(config, ManualClock(1_800_000_000), wrap=wrapper.around) as url:
         context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
         context.set_default_timeout(TIMEOUT_MS)
+        # The walk these servers are about starts with the challenge (stamps: test_reveal_stamp).
+        context.add_init_script(STAMP_OFF)
         guard = Guard(url)
         guard.allow_http_error(422)  # the refusing server's answer to reveal: true
         guard.watch(context)

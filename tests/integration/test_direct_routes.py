@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,8 +16,17 @@ import httpx
 import pytest
 
 from atopos.crypto import pow as proof_of_work
+from atopos.crypto.base64url import b64url_decode
+from atopos.crypto.stamps import make_stamp
 from atopos.server.config import ServerConfig, rate_limits
-from tests.api_client import OCTETS, access_params, access_proof, envelope, remember
+from tests.api_client import (
+    OCTETS,
+    access_params,
+    access_proof,
+    envelope,
+    remember,
+    stamp_proof,
+)
 from tests.servers import ManualClock, in_process_server
 
 _SECRETS = "/api/v1/secrets"
@@ -187,3 +197,81 @@ def test_the_direct_path_answers_as_starlette_does(
     assert {200, 201, 403, 404, 405, 413, 422, 429} <= set(statuses)
     assert logged[True] == logged[False]
     assert ("POST", f"{_SECRETS}/{{id}}/challenge", 429) in logged[True]
+
+
+def _stamp_answers(url: str, body: bytes, now: int) -> list[Answer]:
+    """A scripted session of stamp requests (docs/protocol/access.md, "Stamp"), each kind of
+    answer once: the envelope, a challenge for each reason, and each refusal."""
+    answers: list[Answer] = []
+
+    def keep(response: httpx.Response) -> httpx.Response:
+        headers = [(k, v) for k, v in response.headers.multi_items() if k not in _MOMENT_HEADERS]
+        answers.append((response.status_code, headers, response.content))
+        return response
+
+    def stamp_for(sid: str, t: int, salt_byte: int, bits: int = 8) -> dict[str, object]:
+        # Fixed salts: both nodes must see the same requests. 8 bits: more than the 4 of
+        # --pow-bits plus what the failures of this script add.
+        stamp = make_stamp(b64url_decode(sid), t, bytes([salt_byte]) * 16)
+        return {
+            "stamp": stamp,
+            "nonce": proof_of_work.solve(stamp.encode(), bits),
+            "access_proof": stamp_proof(sid, stamp),
+            "reveal": True,
+        }
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        created = keep(
+            client.post(_SECRETS, params=access_params(body, views=3), content=body, headers=OCTETS)
+        )
+        sid = created.json()["id"]
+        remember(sid, body)
+        ticket_url = f"{_SECRETS}/{sid}/ticket"
+        good = stamp_for(sid, now, 1)
+        # 422: the schema (a stamp without reveal, with a device proof), then the spelling.
+        keep(client.post(ticket_url, json={**good, "reveal": False}))
+        keep(client.post(ticket_url, json={**good, "device_proof": "A" * 86}))
+        keep(client.post(ticket_url, json={**good, "stamp": str(good["stamp"]) + "\n"}))
+        # 404 unknown, 403 made for another secret.
+        keep(client.post(f"{_SECRETS}/{_UNKNOWN_ID}/ticket", json=stamp_for(_UNKNOWN_ID, now, 2)))
+        keep(client.post(ticket_url, json={**stamp_for(_UNKNOWN_ID, now, 3), "reveal": True}))
+        # A challenge instead: the clock, then too little work.
+        keep(client.post(ticket_url, json=stamp_for(sid, now - 1000, 4)))
+        lazy = stamp_for(sid, now, 5, bits=0)
+        lazy["nonce"] = next(
+            n for n in range(1000) if not proof_of_work.verify(str(lazy["stamp"]).encode(), n, 4)
+        )
+        keep(client.post(ticket_url, json=lazy))
+        # 403 wrong_key, 413 answer_too_large, the envelope, the same stamp again (403).
+        keep(client.post(ticket_url, json={**good, "access_proof": "A" * 86}))
+        keep(client.post(ticket_url, json={**good, "max_bytes": 1}))
+        keep(client.post(ticket_url, json=good))
+        keep(client.post(ticket_url, json=good))
+    return answers
+
+
+def test_the_direct_path_answers_stamps_as_starlette_does(
+    tmp_path: Path, clock: ManualClock, access_log: _AccessLog
+) -> None:
+    body, _ = envelope(b"a stamp on both paths")
+    answers: dict[bool, list[Answer]] = {}
+    logged: dict[bool, list[tuple[str, str, int]]] = {}
+    for is_direct in (True, False):
+        config = ServerConfig(
+            data_dir=tmp_path / f"direct-{is_direct}", pow_bits=4, **rate_limits(0)
+        )
+        with in_process_server(
+            config, clock, is_direct=is_direct, random_bytes=_counted_random()
+        ) as url:
+            access_log.lines.clear()
+            answers[is_direct] = _stamp_answers(url, body, int(clock.now()))
+            logged[is_direct] = [line for line in access_log.lines if line[1] != "/healthz"]
+    direct, plain = answers[True], answers[False]
+    assert len(direct) == len(plain)
+    for index, (mine, theirs) in enumerate(zip(direct, plain, strict=True)):
+        assert mine == theirs, f"answer {index} differs"
+    statuses = [status for status, _, _ in plain]
+    assert statuses == [201, 422, 422, 422, 404, 403, 200, 200, 403, 413, 200, 403]
+    assert [json.loads(plain[i][2])["stamp_refused"] for i in (6, 7)] == ["clock", "bits"]
+    assert plain[10][2] == body
+    assert logged[True] == logged[False]

@@ -179,9 +179,10 @@ def test_cli_creates_and_reveals_a_secret_through_the_mixnet(
         assert created.returncode == 0, created.stderr
         link = created.stdout.decode().strip()
         assert link.startswith(f"{nowhere}/s/")
-        revealed = _atopos("secret", "reveal", link, *mixnet)
+        # The challenge walk, whose requests the count below is of (the stamp's: further on).
+        revealed = _atopos("secret", "reveal", "--no-stamp", link, *mixnet)
         assert (revealed.returncode, revealed.stdout) == (0, b"via mixnet\n"), revealed.stderr
-        again = _atopos("secret", "reveal", link, *mixnet)
+        again = _atopos("secret", "reveal", "--no-stamp", link, *mixnet)
         assert again.returncode == 3, again.stderr
         direct = _atopos("secret", "reveal", link)
         assert direct.returncode != 0  # nothing listens at the link's own server
@@ -205,7 +206,7 @@ def test_cli_refuses_a_secret_too_large_for_the_reply_blocks_without_spending_it
         created = _atopos("--server", atopos_server.url, "secret", "create", stdin=content)
         assert created.returncode == 0, created.stderr
         link = created.stdout.decode().strip()
-        refused = _atopos("secret", "reveal", link, *mixnet)
+        refused = _atopos("secret", "reveal", "--no-stamp", link, *mixnet)
         assert refused.returncode == 2, refused.stderr
         assert refused.stdout == b""
         sentence = refused.stderr.decode()
@@ -215,6 +216,37 @@ def test_cli_refuses_a_secret_too_large_for_the_reply_blocks_without_spending_it
         assert service.answered == 2  # the challenge, and the one-shot step it refused
         revealed = _atopos("secret", "reveal", link)
         assert (revealed.returncode, revealed.stdout) == (0, content), revealed.stderr
+    finally:
+        mixnet_lab.run(service.close())
+
+
+def test_cli_reveals_through_the_mixnet_in_one_request_with_a_stamp(
+    mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
+) -> None:
+    """A stamp (docs/protocol/access.md, "Stamp: a reveal in one request") carries the reply
+    blocks' budget as max_bytes: a small secret is one request through the exit, a larger one
+    one refusal (413 answer_too_large) that spends nothing."""
+    service = start_exit(mixnet_lab, atopos_server.url)
+    topology = tmp_path / "topology.json"
+    topology.write_bytes(mixnet_lab.net.document)
+    authority = b64url_encode(AUTHORITY.public_key().public_bytes_raw())
+    mixnet = ["--mixnet", str(topology), "--mix-authority", authority]
+    large = b"x" * 20_000 + b"\n"  # over the default 16 KiB of reply blocks
+    try:
+        links = []
+        for content in (b"one request\n", large):
+            created = _atopos("--server", atopos_server.url, "secret", "create", stdin=content)
+            assert created.returncode == 0, created.stderr
+            links.append(created.stdout.decode().strip())
+        revealed = _atopos("secret", "reveal", links[0], *mixnet)
+        assert (revealed.returncode, revealed.stdout) == (0, b"one request\n"), revealed.stderr
+        assert service.answered == 1
+        refused = _atopos("secret", "reveal", links[1], *mixnet)
+        assert refused.returncode == 2, refused.stderr
+        assert "no view was spent" in refused.stderr.decode()
+        assert service.answered == 2
+        direct = _atopos("secret", "reveal", links[1])
+        assert (direct.returncode, direct.stdout) == (0, large), direct.stderr
     finally:
         mixnet_lab.run(service.close())
 

@@ -22,11 +22,14 @@ from atopos.protocol.access_path import (
     Failed,
     MakeAccessProof,
     MakeDeviceProof,
+    MakeStamp,
+    MakeStampProof,
     ProofOfWorkFound,
     Revealed,
     SendRequest,
     ServerAnswered,
     SolveProofOfWork,
+    StampMade,
     State,
     Step,
     Wait,
@@ -47,6 +50,10 @@ def as_vector(step: Step) -> dict[str, Any]:
         if step.is_reveal:
             request["is_reveal"] = True
         return {"request": request}
+    if isinstance(step, MakeStamp):
+        return {"stamp": {}}
+    if isinstance(step, MakeStampProof):
+        return {"stamp_proof": {"secret_id": step.secret_id, "stamp": step.stamp}}
     if isinstance(step, MakeAccessProof):
         argon2 = None if step.argon2 is None else dataclasses.asdict(step.argon2)
         asked = {"secret_id": step.secret_id, "challenge": step.challenge, "argon2": argon2}
@@ -78,8 +85,11 @@ def as_event(then: dict[str, Any], asked: Step) -> Event:
         if "retry_after" in value:
             answer = ServerAnswer(answer.status, answer.body, value["retry_after"])
         return ServerAnswered(answer)
+    if kind == "stamp":
+        assert isinstance(asked, MakeStamp)
+        return StampMade(value["time"], b64url_decode(value["salt"]))
     if kind == "access_proof":
-        assert isinstance(asked, MakeAccessProof)
+        assert isinstance(asked, MakeAccessProof | MakeStampProof)
         return AccessProofMade(b64url_decode(value["proof"]))
     if kind == "device_proof":
         proof = value["proof"]
@@ -135,3 +145,120 @@ def test_every_state_but_the_terminal_ones_has_a_move() -> None:
     moving = {state for state, _, _ in TRANSITIONS}
     assert moving == set(State) - {State.REVEALED, State.FAILED}
     assert set(TRANSITIONS.values()) == set(State)
+
+
+def test_the_transcripts_cover_the_stamp_cases() -> None:
+    names = {t["name"]: t for t in TRANSCRIPTS}
+    outcomes = {name: t["steps"][-1]["client"] for name, t in names.items()}
+    assert outcomes["stamp"] == {"revealed": {}}
+    assert len([s for s in names["stamp"]["steps"] if "request" in s["client"]]) == 1
+    for reason in ("passphrase", "bound", "clock", "bits"):
+        steps = names[f"stamp refused: {reason}"]["steps"]
+        assert outcomes[f"stamp refused: {reason}"] == {"revealed": {}}
+        assert any(
+            "stamp_refused" in s.get("then", {}).get("answer", {}).get("json", {}) for s in steps
+        )
+    assert outcomes["stamp, older server"] == {"revealed": {}}
+    assert outcomes["stamp, wrong key"]["failed"]["error"] == "wrong_key"
+    assert outcomes["stamp, gone"]["failed"]["error"] == "gone"
+    assert outcomes["stamp, too large"]["failed"]["error"] == "too_large"
+    assert any("wait" in s["client"] for s in names["stamp, rate-limited"]["steps"])
+
+
+def test_a_stamp_is_made_of_the_time_and_salt_the_driver_hands_in() -> None:
+    path = AccessPath(
+        "AAECAwQFBgcICQoLDA0ODw", server="https://x", can_unlock=False, max_pow_bits=16
+    )
+    assert isinstance(path.start(), MakeStamp)
+    with pytest.raises(AccessPathMisuse):
+        path.receive(StampMade(1_900_000_000, bytes(15)))
+    with pytest.raises(AccessPathMisuse):
+        path.receive(StampMade(-1, bytes(16)))
+    step = path.receive(StampMade(0, bytes(16)))
+    # Signed under the stamp's own label (a MakeStampProof), never as a challenge.
+    assert step == MakeStampProof(
+        "AAECAwQFBgcICQoLDA0ODw", "s1.AAECAwQFBgcICQoLDA0ODw.0.AAAAAAAAAAAAAAAAAAAAAA"
+    )
+    assert path.state is State.MAKING_STAMP_PROOF
+
+
+@pytest.mark.parametrize(
+    ("now", "t"),
+    [(0, 0), (59, 0), (60, 60), (1_900_000_000, 1_899_999_960), (10**12 - 1, 10**12 - 40)],
+)
+def test_a_stamp_time_is_the_clock_rounded_down_to_the_minute(now: int, t: int) -> None:
+    path = AccessPath(
+        "AAECAwQFBgcICQoLDA0ODw", server="https://x", can_unlock=False, max_pow_bits=16
+    )
+    path.start()
+    step = path.receive(StampMade(now, bytes(16)))
+    assert isinstance(step, MakeStampProof)
+    assert step.stamp == f"s1.AAECAwQFBgcICQoLDA0ODw.{t}.AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def test_the_transcripts_pin_what_is_no_challenge() -> None:
+    outcomes = {t["name"]: t["steps"][-1]["client"] for t in TRANSCRIPTS}
+    for name in (
+        "challenge a stamp",
+        "stamp refused, the challenge a stamp",
+        "challenge not base64url",
+        "challenge with negative bits",
+    ):
+        assert outcomes[name]["failed"]["error"] == "network", name
+        assert "does not understand" in outcomes[name]["failed"]["message"], name
+    # Nothing was signed or solved over the stamp handed out as a challenge.
+    names = {t["name"]: t for t in TRANSCRIPTS}
+    steps = names["stamp refused, the challenge a stamp"]["steps"]
+    asked = [s["client"] for s in steps]
+    assert [a for a in asked if "access_proof" in a or "proof_of_work" in a][-1] == {
+        "proof_of_work": {"challenge": steps[1]["client"]["stamp_proof"]["stamp"], "bits": 6}
+    }
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    ["s1.AAECAwQFBgcICQoLDA0ODw.1900086360.EBESExQVFhcYGRobHB0eHw", "a.b", "a b", "", "é", "a\n"],
+)
+def test_a_challenge_that_is_not_base64url_is_not_understood(challenge: str) -> None:
+    path = AccessPath(
+        "AAECAwQFBgcICQoLDA0ODw",
+        server="https://x",
+        can_unlock=False,
+        max_pow_bits=26,
+        stamp=False,
+    )
+    path.start()
+    body = json.dumps({"challenge": challenge, "bits": 6, "expires_at": 1, "has_access_key": True})
+    step = path.receive(ServerAnswered(ServerAnswer(200, body.encode())))
+    assert isinstance(step, Failed)
+    assert "does not understand" in step.failure.message
+    assert path.challenge is None
+
+
+@pytest.mark.parametrize("bits", [-1, -64])
+def test_negative_bits_are_not_understood(bits: int) -> None:
+    path = AccessPath(
+        "AAECAwQFBgcICQoLDA0ODw",
+        server="https://x",
+        can_unlock=False,
+        max_pow_bits=26,
+        stamp=False,
+    )
+    path.start()
+    body = json.dumps({"challenge": "abc", "bits": bits, "expires_at": 1})
+    step = path.receive(ServerAnswered(ServerAnswer(200, body.encode())))
+    assert isinstance(step, Failed)
+    assert "does not understand" in step.failure.message
+    assert path.challenge is None
+
+
+def test_without_one_shot_there_is_no_stamp() -> None:
+    path = AccessPath(
+        "AAECAwQFBgcICQoLDA0ODw",
+        server="https://x",
+        can_unlock=False,
+        max_pow_bits=26,
+        one_shot=False,
+    )
+    assert isinstance(path.start(), SendRequest)
+    assert path.state is State.AWAITING_CHALLENGE

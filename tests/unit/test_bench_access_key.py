@@ -7,7 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from atopos.crypto.access_proof import ACCESS_KEY_INFO, AccessSigner
+from atopos.crypto.access_proof import (
+    ACCESS_KEY_INFO,
+    ACCESS_PROOF_LABEL,
+    STAMP_PROOF_LABEL,
+    AccessSigner,
+)
 from atopos.crypto.base64url import b64url_encode
 from atopos.crypto.hkdf import derive_key
 
@@ -21,3 +26,14 @@ def test_the_wrk_scripts_hold_the_all_zero_link_keys_access_key() -> None:
     assert public is not None
     assert bytes.fromhex(seed.group(1)) == derive_key(bytes(32), info=ACCESS_KEY_INFO)
     assert public.group(1) == b64url_encode(AccessSigner(bytes(32)).public_key)
+
+
+def test_the_wrk_scripts_sign_challenges_and_stamps_under_their_own_labels() -> None:
+    script = (WRK / "access.lua").read_text()
+    labels = dict(re.findall(r'^local (LABEL|STAMP_LABEL) = "([^"]*)\\0"$', script, re.MULTILINE))
+    assert labels["LABEL"].encode() + b"\x00" == ACCESS_PROOF_LABEL
+    assert labels["STAMP_LABEL"].encode() + b"\x00" == STAMP_PROOF_LABEL
+    # flow.lua signs its stamps with the stamp label, its challenges with the challenge one.
+    flow = (WRK / "flow.lua").read_text()
+    assert "access.stamp_proof(id, stamp)" in flow
+    assert "access.proof(id, stamp)" not in flow

@@ -209,7 +209,8 @@ def unreadable(name: str) -> Callable[[Path], None]:
 
 SHOW = ("device", "show", "--no-qr")
 EXPORT = ("device", "export-phrase")
-REVEAL = ("secret", "reveal", LINK)
+# The challenge walk (no stamp), whose requests the bound server records.
+REVEAL = ("secret", "reveal", "--no-stamp", LINK)
 EVERY_COMMAND = frozenset({SHOW, EXPORT, REVEAL})
 NEEDS_THE_SEED = frozenset({EXPORT, REVEAL})
 NEEDS_THE_RECORD = frozenset({SHOW, REVEAL})  # export-phrase reads the seed it names

@@ -18,8 +18,11 @@ import pytest
 from atopos.client.api import SecretsApi
 from atopos.client.links import parse_share_link
 from atopos.client.secrets import reveal_secret
-from atopos.crypto.base64url import b64url_encode
+from atopos.client.server_bits import SERVER_BITS
+from atopos.crypto.access_proof import AccessSigner, verify_access_proof, verify_stamp_proof
+from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.errors import AtoposError, Gone, NetworkError
+from atopos.protocol.access_path import DEFAULT_STAMP_BITS
 
 SECRET_ID = b64url_encode(bytes(range(16)))
 LINK_KEY = b64url_encode(bytes(range(32)))
@@ -89,10 +92,13 @@ def hostile() -> Iterator[_HostileServer]:
         thread.join()
 
 
-def reveal_from(server: _HostileServer) -> None:
+def reveal_from(server: _HostileServer, *, stamp: bool = False) -> None:
+    """Reveal through `server`; the challenge walk unless `stamp` (these scripts answer the
+    ticket step in turn, whatever it carries)."""
     url = f"http://127.0.0.1:{server.server_address[1]}"
     with SecretsApi(url) as api:
-        reveal_secret(api, parse_share_link(f"{url}/s/{SECRET_ID}#{LINK_KEY}"), bytearray().extend)
+        link = parse_share_link(f"{url}/s/{SECRET_ID}#{LINK_KEY}")
+        reveal_secret(api, link, bytearray().extend, stamp=stamp, assumed_bits=0)
 
 
 def steps(server: _HostileServer) -> list[str]:
@@ -140,3 +146,53 @@ def test_a_second_422_ends_the_walk_after_one_fallback_with_the_same_proof(
     first, second = hostile.script.asked[1][1], hostile.script.asked[2][1]
     assert first.pop("reveal") is True
     assert second == first  # the same challenge and nonce, without `reveal`
+
+
+def test_an_oversized_json_answer_to_a_stamp_is_refused_not_taken_for_the_envelope(
+    hostile: _HostileServer,
+) -> None:
+    padded = {**_CHALLENGE, "stamp_refused": "clock", "padding": "x" * (100 * 1024)}
+    hostile.script.ticket = [as_json(padded)]
+    with pytest.raises(NetworkError, match="oversized"):
+        reveal_from(hostile, stamp=True)
+    assert steps(hostile) == ["ticket"]
+    assert str(hostile.script.asked[0][1]["stamp"]).startswith(f"s1.{SECRET_ID}.")
+
+
+def test_a_stamp_answered_with_a_challenge_goes_on_from_it(hostile: _HostileServer) -> None:
+    refused = {**_CHALLENGE, "stamp_refused": "clock"}
+    hostile.script.ticket = [as_json(refused, "application/json; charset=utf-8"), as_json(_TICKET)]
+    hostile.script.reveal = [Answer(404, "application/json", json.dumps(_GONE).encode())]
+    with pytest.raises(Gone):
+        reveal_from(hostile, stamp=True)
+    assert steps(hostile) == ["ticket", "ticket", "reveal"]
+    assert hostile.script.asked[1][1]["challenge"] == "a-challenge"
+
+
+def test_a_stamp_handed_out_as_a_challenge_is_neither_signed_nor_solved(
+    hostile: _HostileServer,
+) -> None:
+    # A relay's trick: a future stamp as "the challenge" (docs/protocol/access.md, "Stamp").
+    future = f"s1.{SECRET_ID}.1900086400.{b64url_encode(bytes(16))}"
+    refused = {**_CHALLENGE, "challenge": future, "has_access_key": True, "stamp_refused": "clock"}
+    hostile.script.ticket = [as_json(refused)]
+    with pytest.raises(NetworkError, match="does not understand"):
+        reveal_from(hostile, stamp=True)
+    assert steps(hostile) == ["ticket"]
+    # The one stamp sent was proved under the stamp label, which no challenge's proof is.
+    sent = hostile.script.asked[0][1]
+    stamp, proof = str(sent["stamp"]), str(sent["access_proof"])
+    public = AccessSigner(b64url_decode(LINK_KEY)).public_key
+    assert verify_stamp_proof(public, b64url_decode(SECRET_ID), stamp, proof)
+    assert not verify_access_proof(public, b64url_decode(SECRET_ID), stamp, proof)
+
+
+def test_negative_bits_are_not_understood_nor_remembered(hostile: _HostileServer) -> None:
+    url = f"http://127.0.0.1:{hostile.server_address[1]}"
+    hostile.script.ticket = [as_json({**_CHALLENGE, "bits": -1, "stamp_refused": "bits"})] * 2
+    link = parse_share_link(f"{url}/s/{SECRET_ID}#{LINK_KEY}")
+    for _ in range(2):  # the second reveal starts from what the first remembered
+        with SecretsApi(url) as api, pytest.raises(NetworkError, match="does not understand"):
+            reveal_secret(api, link, bytearray().extend)
+    assert steps(hostile) == ["ticket", "ticket"]
+    assert SERVER_BITS.assumed(url) == DEFAULT_STAMP_BITS

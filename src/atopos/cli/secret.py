@@ -216,6 +216,14 @@ def reveal(
             help="File holding this device's Extra Lock passphrase (for a bound secret).",
         ),
     ] = None,
+    no_stamp: Annotated[
+        bool,
+        typer.Option(
+            "--no-stamp",
+            help="Ask the server for a challenge first (two requests) instead of sending a "
+            "stamp made with this machine's clock (one request).",
+        ),
+    ] = False,
 ) -> None:
     """Spend one view of a secret and print it (or save it with -o).
 
@@ -226,7 +234,10 @@ def reveal(
     from atopos.client.request_links import is_pickup_link
     from atopos.client.secrets import reveal_secret
 
-    if len(links) == 1 and is_pickup_link(links[0]):
+    # A filled request's secret is bound to this device, which a stamp cannot prove: the
+    # server would answer it with a challenge, so ask for that at once.
+    is_pickup = len(links) == 1 and is_pickup_link(links[0])
+    if is_pickup:
         links = [_wait_for_pickup(ctx, links[0])]
     share_link = _share_link_of(links)
     passphrase = read_passphrase_file(passphrase_file) if passphrase_file else None
@@ -243,6 +254,7 @@ def reveal(
                     passphrase=passphrase,
                     ask_passphrase=prompt_passphrase if may_prompt else None,
                     device=device_loader(device_passphrase_file),
+                    stamp=not (is_pickup or no_stamp),
                 )
             )
             return
@@ -263,6 +275,7 @@ def reveal(
                 ask_passphrase=ask_passphrase if may_prompt else None,
                 progress=bar.update,
                 device=device_loader(device_passphrase_file, paused=bar.paused),
+                stamp=not (is_pickup or no_stamp),
             )
             saved = provisional.commit(
                 target.destination(metadata.kind, metadata.name), overwrite=target.overwrite

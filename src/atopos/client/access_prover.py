@@ -14,7 +14,12 @@ from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.errors import PassphraseRequired
 from atopos.crypto.kdf import ARGON2_SALT_BYTES, Argon2Params, derive_passphrase_key
 from atopos.errors import NetworkError
-from atopos.protocol.access_path import NEEDS_PASSPHRASE, Argon2Fields, MakeAccessProof
+from atopos.protocol.access_path import (
+    NEEDS_PASSPHRASE,
+    Argon2Fields,
+    MakeAccessProof,
+    MakeStampProof,
+)
 
 __all__ = ["AccessProver"]
 
@@ -61,6 +66,13 @@ class AccessProver:
         if signer is None:
             signer = self._signers[step.argon2] = self._signer(step.argon2)
         return signer.sign_proof(b64url_decode(step.secret_id), step.challenge)
+
+    def sign_stamp(self, step: MakeStampProof) -> bytes:
+        """The access proof over a stamp: the link key alone, the stamp's own label."""
+        signer = self._signers.get(None)
+        if signer is None:
+            signer = self._signers[None] = self._signer(None)
+        return signer.sign_stamp_proof(b64url_decode(step.secret_id), step.stamp)
 
     def _signer(self, fields: Argon2Fields | None) -> AccessSigner:
         if fields is None:

@@ -2,8 +2,8 @@
 
 `create_secret` seals content on this device and streams the envelope to the server in
 constant memory; `reveal_secret` drives the access-path machine (protocol/access_path.py:
-challenge → proof of work → ticket that reveals, or ticket → reveal on an older server) and
-opens the envelope as it streams in. The
+a stamp that reveals in one request, or challenge → proof of work → ticket that reveals, or
+ticket → reveal on an older server) and opens the envelope as it streams in. The
 link key is drawn here and lives only in local variables and the returned link; nothing in
 this module logs.
 """
@@ -30,6 +30,8 @@ from atopos.client.envelope_reader import EnvelopeReader, PassphrasePrompt
 from atopos.client.failures import error_for
 from atopos.client.links import ManageLink, ShareLink
 from atopos.client.local_files import local_content
+from atopos.client.server_bits import SERVER_BITS
+from atopos.clock import Clock, SystemClock
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.device import DevicePublic
 from atopos.crypto.envelope import (
@@ -40,6 +42,7 @@ from atopos.crypto.envelope import (
     Sealer,
 )
 from atopos.crypto.randomness import draw
+from atopos.crypto.sizes import STAMP_SALT_BYTES
 from atopos.errors import InvalidInput, WrongKey
 from atopos.protocol.access_path import (
     AccessPath,
@@ -49,11 +52,14 @@ from atopos.protocol.access_path import (
     Failed,
     MakeAccessProof,
     MakeDeviceProof,
+    MakeStamp,
+    MakeStampProof,
     ProofOfWorkFound,
     Revealed,
     SendRequest,
     ServerAnswered,
     SolveProofOfWork,
+    StampMade,
     Step,
     Wait,
     Waited,
@@ -145,6 +151,10 @@ def reveal_secret(
     max_pow_bits: int = MAX_POW_BITS,
     device: DeviceLoader | None = None,
     one_shot: bool = True,
+    stamp: bool = True,
+    assumed_bits: int | None = None,
+    clock: Clock | None = None,
+    random_bytes: RandomBytes = system_random_bytes,
 ) -> Metadata:
     """Spend one view of `link`'s secret and pass its content to `write` as it decrypts.
 
@@ -164,11 +174,19 @@ def reveal_secret(
     docs/protocol/access.md), one request fewer; a server from before it is asked the
     two-step way. False walks the three requests from the start.
 
+    `stamp` (the default, with `one_shot`): the walk starts with a stamp
+    (docs/protocol/access.md, "Stamp: a reveal in one request"), made of `clock`'s time and
+    16 bytes of `random_bytes` and solved at `assumed_bits` (None: the bits this server last
+    asked of this process, else 16): one request reveals a secret with no passphrase and no
+    device; any other is answered with a challenge and walked on from it, and a server from
+    before stamps is asked for a challenge. False starts with the challenge.
+
     When `api`'s transport bounds its answers (`Transport.max_answer_bytes`, the mixnet), a
     larger secret is refused (TooLarge) before its view is spent.
     """
     this_device = LazyDevice(device)
     prover = AccessProver(link.link_key, passphrase=passphrase, ask_passphrase=ask_passphrase)
+    workers = _Workers(this_device, prover, clock or SystemClock(), random_bytes)
     while True:
         path = AccessPath(
             link.secret_id,
@@ -179,34 +197,50 @@ def reveal_secret(
             max_retry_wait=max_retry_wait,
             one_shot=one_shot,
             max_answer_bytes=api.transport.max_answer_bytes,
+            stamp=stamp,
+            assumed_bits=_assumed_bits(api.server, assumed_bits),
         )
         try:
-            return _reveal_on(api, link, path, prover, this_device, write, progress, sleep)
+            return _reveal_on(api, link, path, workers, write, progress, sleep)
         except WrongKey:
             # Refused at the ticket step, so nothing was spent: a typed passphrase may be
-            # typed again (a wrong link key cannot be fixed by asking).
+            # typed again (a wrong link key cannot be fixed by asking). A secret with a
+            # passphrase is answered with a challenge, not a stamp: ask for that at once.
             if not prover.may_ask_again():
                 raise
+            stamp = False
+        finally:
+            _learn_bits(api.server, path)
+
+
+def _assumed_bits(server: str, given: int | None) -> int:
+    return SERVER_BITS.assumed(server) if given is None else given
+
+
+def _learn_bits(server: str, path: AccessPath) -> None:
+    """Remember the bits of the challenge `path` was given, for the next stamp."""
+    if path.challenge is not None:
+        SERVER_BITS.learn(server, path.challenge.bits)
 
 
 def _reveal_on(
     api: SecretsApi,
     link: ShareLink,
     path: AccessPath,
-    prover: AccessProver,
-    this_device: LazyDevice,
+    workers: _Workers,
     write: Callable[[bytes], object],
     progress: ProgressCallback | None,
     sleep: Callable[[float], object],
 ) -> Metadata:
     """One walk of `path` to a view, and the envelope opened as it streams in."""
-    with _spend_view(api, path, _Workers(this_device, prover), sleep) as envelope:
+    with _spend_view(api, path, workers, sleep) as envelope:
         # The passphrase the access proof was made with (perhaps typed just now) opens it.
+        prover = workers.prover
         reader = EnvelopeReader(
             link.link_key,
             passphrase=prover.passphrase,
             ask_passphrase=prover.ask_passphrase,
-            device=this_device,
+            device=workers.device,
         )
         reveal = _Reveal(reader, write, progress)
         for data in envelope:
@@ -223,11 +257,15 @@ async def reveal_secret_async(
     device: DeviceLoader | None = None,
     progress: ProgressCallback | None = None,
     one_shot: bool = True,
+    stamp: bool = True,
+    assumed_bits: int | None = None,
+    clock: Clock | None = None,
+    random_bytes: RandomBytes = system_random_bytes,
 ) -> Metadata:
     """`reveal_secret` for asyncio, with its defaults: the same machine and checks, 429s
     waited out with asyncio.sleep, and the proof of work and device loading run in a worker
-    thread so the event loop stays free. A passphrase must be given up front. `one_shot`
-    as for `reveal_secret`."""
+    thread so the event loop stays free. A passphrase must be given up front. `one_shot`,
+    `stamp`, `assumed_bits`, `clock` and `random_bytes` as for `reveal_secret`."""
     this_device = LazyDevice(device)
     reveal = _Reveal(
         EnvelopeReader(link.link_key, passphrase=passphrase, device=this_device), write, progress
@@ -240,10 +278,16 @@ async def reveal_secret_async(
         max_pow_bits=MAX_POW_BITS,
         one_shot=one_shot,
         max_answer_bytes=api.transport.max_answer_bytes,
+        stamp=stamp,
+        assumed_bits=_assumed_bits(api.server, assumed_bits),
     )
-    async with _spend_view_async(api, path, _Workers(this_device, prover)) as envelope:
-        async for data in envelope:
-            reveal.feed(data, envelope.size)
+    workers = _Workers(this_device, prover, clock or SystemClock(), random_bytes)
+    try:
+        async with _spend_view_async(api, path, workers) as envelope:
+            async for data in envelope:
+                reveal.feed(data, envelope.size)
+    finally:
+        _learn_bits(api.server, path)
     return reveal.finish()
 
 
@@ -297,10 +341,13 @@ def _sealed(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Workers:
-    """What does the client's own steps: this machine's device, the access prover."""
+    """What does the client's own steps: this machine's device, the access prover, and
+    the clock and randomness a stamp is made of."""
 
     device: LazyDevice
     prover: AccessProver
+    clock: Clock
+    random_bytes: RandomBytes
 
 
 @contextlib.contextmanager
@@ -356,6 +403,10 @@ async def _next_event(api: AsyncSecretsApi, step: Step, workers: _Workers) -> Ev
 
 def _work(step: Step, workers: _Workers) -> Event:
     """The event after a step the client does on its own (no server, no waiting)."""
+    if isinstance(step, MakeStamp):
+        return StampMade(int(workers.clock.now()), draw(workers.random_bytes, STAMP_SALT_BYTES))
+    if isinstance(step, MakeStampProof):
+        return AccessProofMade(workers.prover.sign_stamp(step))
     if isinstance(step, MakeAccessProof):
         return AccessProofMade(workers.prover.sign(step))
     if isinstance(step, MakeDeviceProof):

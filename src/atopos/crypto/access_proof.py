@@ -6,6 +6,10 @@ half, the *access key*. At the ticket step the reader signs the secret id and th
 challenge with the private half, the *access proof*: so a typo in the link, a wrong
 passphrase or an id alone is refused before any view is spent. The server cannot test
 passphrase guesses with the access key, because every guess also needs the link key.
+
+A stamp (crypto/stamps.py) is signed under its own label, "atopos/stamp-proof/v1": a
+signature made over a server's challenge can never serve as one over a stamp, so a relay
+that hands a reader a stamp disguised as a challenge gets nothing it can spend later.
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ __all__ = [
     "ACCESS_KEY_INFO",
     "ACCESS_PROOF_BYTES",
     "ACCESS_PROOF_LABEL",
+    "STAMP_PROOF_LABEL",
     "AccessSigner",
     "access_proof_message",
+    "stamp_proof_message",
     "verify_access_proof",
+    "verify_stamp_proof",
 ]
 
 ACCESS_KEY_INFO = b"atopos/access-key/v1"
 ACCESS_PROOF_LABEL = b"atopos/access-proof/v1\x00"
+# A stamp's access proof: never the same signed bytes as a challenge's (access.md, "Stamp").
+STAMP_PROOF_LABEL = b"atopos/stamp-proof/v1\x00"
 ACCESS_KEY_BYTES = 32
 ACCESS_PROOF_BYTES = 64
 _LINK_KEY_BYTES = 32
@@ -59,6 +68,10 @@ class AccessSigner:
         """The 64-byte access proof for this secret id and this exact challenge."""
         return self._signing.sign(access_proof_message(secret_id, challenge))
 
+    def sign_stamp_proof(self, secret_id: bytes, stamp: str) -> bytes:
+        """The 64-byte access proof over a stamp this reader made (its own label)."""
+        return self._signing.sign(stamp_proof_message(secret_id, stamp))
+
 
 def access_proof_message(secret_id: bytes, challenge: str) -> bytes:
     """The signed bytes: "atopos/access-proof/v1" || 0x00 || secret_id || utf8(challenge)."""
@@ -69,3 +82,15 @@ def verify_access_proof(access_key: bytes, secret_id: bytes, challenge: str, pro
     """True when `proof` (unpadded base64url of 64 bytes) is the access key's signature over
     this secret id and this challenge. Never raises for bad input: it is simply False."""
     return verify_challenge_proof(ACCESS_PROOF_LABEL, access_key, secret_id, challenge, proof)
+
+
+def stamp_proof_message(secret_id: bytes, stamp: str) -> bytes:
+    """The signed bytes over a stamp: "atopos/stamp-proof/v1" || 0x00 || secret_id ||
+    utf8(stamp)."""
+    return challenge_proof_message(STAMP_PROOF_LABEL, secret_id, stamp)
+
+
+def verify_stamp_proof(access_key: bytes, secret_id: bytes, stamp: str, proof: str) -> bool:
+    """True when `proof` is the access key's signature over this secret id and this stamp
+    under the stamp label (a proof over a challenge never passes). Never raises."""
+    return verify_challenge_proof(STAMP_PROOF_LABEL, access_key, secret_id, stamp, proof)

@@ -17,6 +17,7 @@ __all__ = [
     "NODE_KEY_BYTES",
     "SECRET_ID_BYTES",
     "SECRET_ID_CHARS",
+    "STAMP_SALT_BYTES",
 ]
 
 # A secret's id: 128 random bits chosen by the server; 22 characters of unpadded base64url.
@@ -32,6 +33,8 @@ DEVICE_SECRET_BYTES = 32
 DEVICE_SEED_BYTES = 32
 # The random bytes that make each signed challenge unique.
 CHALLENGE_SALT_BYTES = 8
+# The random bytes a reader puts in each stamp it makes (crypto/stamps.py).
+STAMP_SALT_BYTES = 16
 # A node key: it signs challenges and tickets and derives rate-limit identifier keys.
 NODE_KEY_BYTES = 32
 # AES-256-GCM as every Atopos format uses it: 96-bit nonces, full 128-bit tags.

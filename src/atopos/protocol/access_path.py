@@ -1,33 +1,42 @@
 """The reader's side of the access path (docs/protocol/access.md) as a sans-I/O machine.
 
 challenge → access proof → (device proof) → proof of work → ticket → reveal, or with
-`one_shot` a ticket step that reveals at once (`"reveal": true`), in the manner
-of h11's `_state.py`: `TRANSITIONS` lists every legal move (state, event, guard → next
-state) in one place. The machine is fed events (the server's answers, a solved proof of
-work, a device proof, a finished wait) and answers with the next thing to do: a request to
-send, work to do (`MakeAccessProof`, `SolveProofOfWork`, `MakeDeviceProof`, `Wait`), or a
-terminal outcome (`Revealed`: the reveal answer carries the envelope; `Failed`: a `Failure`,
-which the client raises as the matching Atopos error). It sends nothing, solves nothing and
-sleeps nowhere: the drivers (`client/secrets.py`, sync and async) do, so one
-request-building path serves both, and `tests/vectors/access_path.json` replays it.
+`one_shot` a ticket step that reveals at once (`"reveal": true`), or with `stamp` (and
+`one_shot`) a stamp the reader makes itself → access proof → proof of work → one request
+that reveals (or is answered with a challenge, and the walk goes on from there); in the
+manner of h11's `_state.py`: `TRANSITIONS` lists every legal move (state, event, guard →
+next state) in one place. The machine is fed events (the server's answers, the time and
+salt of a stamp, a solved proof of work, a device proof, a finished wait) and answers with
+the next thing to do: a request to send, work to do (`MakeStamp`, `MakeStampProof`,
+`MakeAccessProof`, `SolveProofOfWork`, `MakeDeviceProof`, `Wait`), or a terminal outcome
+(`Revealed`: the reveal answer carries the envelope; `Failed`: a `Failure`, which the
+client raises as the matching Atopos error). It sends nothing, solves nothing, reads no
+clock, draws nothing and sleeps nowhere: the drivers (`client/secrets.py`, sync and async)
+do, so one request-building path serves both, and `tests/vectors/access_path.json` replays
+it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from typing import TypeVar
 
 import msgspec
 
-from atopos.crypto.base64url import b64url_encode
+from atopos.crypto.base64url import b64url_decode, b64url_encode
+from atopos.crypto.stamps import make_stamp
 from atopos.protocol.answers import Failure, FailureKind, ServerAnswer, failure_for_answer
 
 __all__ = [
     "CHALLENGE_REFUSED",
+    "DEFAULT_STAMP_BITS",
     "NEEDS_PASSPHRASE",
     "NO_DEVICE",
     "REVEAL_REFUSED",
+    "STAMP_REFUSED",
+    "STAMP_TIME_STEP",
     "TICKET_REFUSED",
     "TOO_MUCH_WORK",
     "TRANSITIONS",
@@ -43,11 +52,14 @@ __all__ = [
     "Guard",
     "MakeAccessProof",
     "MakeDeviceProof",
+    "MakeStamp",
+    "MakeStampProof",
     "ProofOfWorkFound",
     "Revealed",
     "SendRequest",
     "ServerAnswered",
     "SolveProofOfWork",
+    "StampMade",
     "State",
     "Step",
     "Ticket",
@@ -62,6 +74,18 @@ _T = TypeVar("_T")
 CHALLENGE_REFUSED = "The server refused to hand out a challenge."
 TICKET_REFUSED = "The server refused the proof of work (the challenge may have expired)."
 REVEAL_REFUSED = "The access ticket was refused (expired or already used)."
+STAMP_REFUSED = "The server refused the stamp (it was already used)."
+# The proof of work a stamp is solved at when this server has asked nothing of this reader
+# yet: the default `--pow-bits`.
+DEFAULT_STAMP_BITS = 16
+# A stamp's time is the reader's clock rounded down to a multiple of this many seconds, so
+# that it does not tell the reader's clock offset to the second (a linking signal over Tor
+# and the mixnet); the server's window is unchanged, so a rounded stamp is accepted.
+STAMP_TIME_STEP = 60
+# A server's challenge is opaque but always base64url: anything else (a stamp's dots, say)
+# is an answer not understood, and nothing is signed or solved over it. A relay could
+# otherwise hand the reader a future stamp to sign and solve as "a challenge".
+_CHALLENGE_TEXT = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
 TOO_MUCH_WORK = "The server demands more proof of work than this client will do."
 NEEDS_PASSPHRASE = "This secret needs its passphrase."  # noqa: S105 (a sentence)
 WRONG_DEVICE = "This secret is bound to another device; it can only be revealed there."
@@ -108,6 +132,12 @@ class Ticket:
     expires_at: int
 
 
+class _StampRefusal(msgspec.Struct, frozen=True):
+    """What marks a challenge answer to a stamp: the reason the server did not take it."""
+
+    stamp_refused: str
+
+
 class _AnswerTooLarge(msgspec.Struct, frozen=True):
     """The body of a 413 `answer_too_large`: the envelope's size."""
 
@@ -116,6 +146,15 @@ class _AnswerTooLarge(msgspec.Struct, frozen=True):
 
 
 # -- events (fed to the machine) ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StampMade:
+    """The answer to `MakeStamp`: the reader's clock (integer Unix seconds; the machine
+    rounds it down to `STAMP_TIME_STEP`) and 16 bytes from its CSPRNG."""
+
+    now: int
+    salt: bytes = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,7 +191,7 @@ class Waited:
     """The `Wait` a 429 asked for is over."""
 
 
-Event = ServerAnswered | AccessProofMade | DeviceProofMade | ProofOfWorkFound | Waited
+Event = ServerAnswered | StampMade | AccessProofMade | DeviceProofMade | ProofOfWorkFound | Waited
 
 
 # -- steps (what the machine asks the driver to do next) ----------------------------------
@@ -168,6 +207,22 @@ class SendRequest:
     path: str
     json: dict[str, object] | None = dataclasses.field(default=None, repr=False)
     is_reveal: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MakeStamp:
+    """Read the clock (integer Unix seconds) and draw 16 random bytes, then feed
+    `StampMade`: the machine makes the stamp of them."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MakeStampProof:
+    """Sign `stamp` for `secret_id` with the access key derived from the link key alone,
+    under the stamp's own label (docs/protocol/access.md, "Stamp: a reveal in one request"),
+    then feed `AccessProofMade`."""
+
+    secret_id: str
+    stamp: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -215,13 +270,27 @@ class Failed:
     failure: Failure
 
 
-Step = SendRequest | MakeAccessProof | MakeDeviceProof | SolveProofOfWork | Wait | Revealed | Failed
+Step = (
+    SendRequest
+    | MakeStamp
+    | MakeStampProof
+    | MakeAccessProof
+    | MakeDeviceProof
+    | SolveProofOfWork
+    | Wait
+    | Revealed
+    | Failed
+)
 
 
 # -- the table ----------------------------------------------------------------------------
 
 
 class State(enum.Enum):
+    MAKING_STAMP = "making stamp"
+    MAKING_STAMP_PROOF = "making access proof over the stamp"
+    SOLVING_STAMP = "solving the stamp's proof of work"
+    AWAITING_STAMP_ANSWER = "awaiting stamp answer"
     AWAITING_CHALLENGE = "awaiting challenge"
     MAKING_ACCESS_PROOF = "making access proof"
     MAKING_DEVICE_PROOF = "making device proof"
@@ -242,6 +311,8 @@ class Guard(enum.Enum):
     OK_KEYED = "ok, the secret wants an access proof"
     OK_REVEALED = "ok, and the ticket step revealed the envelope"
     OLDER_SERVER = "422 to a ticket step with reveal: a server without it"
+    STAMP_UNKNOWN = "422 to a stamp: a server without stamps"
+    STAMPING = "the walk is still a stamp's (no challenge was asked for or given)"
     PASSPHRASE_MISSING = "ok, but a passphrase is needed and none can be had"  # noqa: S105
     TOO_MUCH_WORK = "ok, but more bits than this client will solve"
     RATE_LIMITED_RETRY = "429, retries left and Retry-After short enough"
@@ -251,6 +322,19 @@ class Guard(enum.Enum):
 _S = State
 _G = Guard
 TRANSITIONS: dict[tuple[State, type[Event], Guard], State] = {
+    (_S.MAKING_STAMP, StampMade, _G.ANY): _S.MAKING_STAMP_PROOF,
+    (_S.MAKING_STAMP_PROOF, AccessProofMade, _G.ANY): _S.SOLVING_STAMP,
+    (_S.SOLVING_STAMP, ProofOfWorkFound, _G.ANY): _S.AWAITING_STAMP_ANSWER,
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.OK_REVEALED): _S.REVEALED,
+    # Answered with a challenge (`stamp_refused`): on as after "awaiting challenge".
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.OK): _S.SOLVING,
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.OK_BOUND): _S.MAKING_DEVICE_PROOF,
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.OK_KEYED): _S.MAKING_ACCESS_PROOF,
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.PASSPHRASE_MISSING): _S.FAILED,
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.TOO_MUCH_WORK): _S.FAILED,
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.STAMP_UNKNOWN): _S.AWAITING_CHALLENGE,
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.RATE_LIMITED_RETRY): _S.WAITING,
+    (_S.AWAITING_STAMP_ANSWER, ServerAnswered, _G.ERROR): _S.FAILED,
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.OK): _S.SOLVING,
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.OK_BOUND): _S.MAKING_DEVICE_PROOF,
     (_S.AWAITING_CHALLENGE, ServerAnswered, _G.OK_KEYED): _S.MAKING_ACCESS_PROOF,
@@ -271,6 +355,7 @@ TRANSITIONS: dict[tuple[State, type[Event], Guard], State] = {
     (_S.AWAITING_REVEAL, ServerAnswered, _G.RATE_LIMITED_RETRY): _S.WAITING,
     (_S.AWAITING_REVEAL, ServerAnswered, _G.ERROR): _S.FAILED,
     (_S.WAITING, Waited, _G.ANY): _S.AWAITING_CHALLENGE,
+    (_S.WAITING, Waited, _G.STAMPING): _S.MAKING_STAMP,
 }
 
 
@@ -289,6 +374,15 @@ class AccessPath:
     request fewer; False walks the three requests from the start); a server that answers
     it 422 (one from before) is asked again for the ticket alone, and one that answers it
     with a ticket (it ignored the field) is asked the reveal step.
+
+    `stamp` (the default; only with `one_shot`): the walk starts with a stamp
+    (docs/protocol/access.md, "Stamp: a reveal in one request"): the driver supplies the
+    time and 16 random bytes (`MakeStamp`), the access proof is made from the link key alone
+    and the work solved at `assumed_bits` (the bits this server last asked of this reader,
+    else `DEFAULT_STAMP_BITS`); one request then reveals. A server that answers it with a
+    challenge (`stamp_refused`) is walked on from that challenge; one that answers 422 (one
+    from before stamps) is asked for a challenge. No stamp is made when `assumed_bits` is
+    over `max_pow_bits` (the ceiling a challenge is held to).
     """
 
     def __init__(
@@ -302,12 +396,25 @@ class AccessPath:
         max_retry_wait: int = 60,
         one_shot: bool = True,
         max_answer_bytes: int | None = None,
+        stamp: bool = True,
+        assumed_bits: int = DEFAULT_STAMP_BITS,
     ) -> None:
+        if assumed_bits < 0:
+            raise ValueError("assumed_bits must not be negative")
         self.secret_id = secret_id
         self._max_answer_bytes = max_answer_bytes
         self._one_shot = one_shot
         self._nonce = 0
-        self.state = State.AWAITING_CHALLENGE
+        self._stamp_bits = assumed_bits
+        self._stamp: str | None = None
+        stamping = stamp and one_shot and assumed_bits <= max_pow_bits
+        self.state = State.MAKING_STAMP if stamping else State.AWAITING_CHALLENGE
+        # A stamp walk until the server answers with a challenge or says it has no stamps:
+        # a 429 before that starts again with a new stamp, after it with a challenge.
+        self._stamping = stamping
+        #: Why the server answered the stamp with a challenge (`access`, `clock`, `bits`,
+        #: or a reason of a later version), or None.
+        self.stamp_refused: str | None = None
         self._server = server
         self._can_unlock = can_unlock
         self._max_pow_bits = max_pow_bits
@@ -318,8 +425,15 @@ class AccessPath:
         self._access_proof: bytes | None = None
         self._ticket_refused = TICKET_REFUSED
 
+    @property
+    def challenge(self) -> Challenge | None:
+        """The last challenge the server handed out on this walk, or None."""
+        return self._challenge
+
     def start(self) -> Step:
-        """The first step: ask for a challenge."""
+        """The first step: make a stamp, or ask for a challenge."""
+        if self.state is State.MAKING_STAMP:
+            return MakeStamp()
         return self._challenge_request()
 
     def receive(self, event: Event) -> Step:
@@ -338,6 +452,23 @@ class AccessPath:
     def _judge(self, event: Event) -> tuple[Guard, Step]:
         if isinstance(event, ServerAnswered):
             return self._judge_answer(event.answer)
+        if isinstance(event, StampMade):
+            # Rounded down to the minute: the stamp does not show the clock to the second.
+            if isinstance(event.now, bool):
+                raise AccessPathMisuse("no stamp of that: the time is not a number")
+            t = event.now - event.now % STAMP_TIME_STEP
+            try:
+                self._stamp = make_stamp(b64url_decode(self.secret_id), t, event.salt)
+            except ValueError as exc:
+                raise AccessPathMisuse(f"no stamp of that: {exc}") from None
+            # From the link key alone: no passphrase is known to be needed (a secret with
+            # one is answered with a challenge that says so).
+            return Guard.ANY, MakeStampProof(self.secret_id, self._stamp)
+        if isinstance(event, AccessProofMade) and self.state is State.MAKING_STAMP_PROOF:
+            self._access_proof = event.proof
+            return Guard.ANY, SolveProofOfWork(self._current_stamp().encode(), self._stamp_bits)
+        if isinstance(event, ProofOfWorkFound) and self.state is State.SOLVING_STAMP:
+            return Guard.ANY, self._stamp_request(event.nonce)
         if isinstance(event, AccessProofMade):
             self._access_proof = event.proof
             guard, step = self._after_access_proof()
@@ -348,13 +479,20 @@ class AccessPath:
             return Guard.ANY, self._solve()
         if isinstance(event, ProofOfWorkFound):
             return Guard.ANY, self._ticket_request(event.nonce)
+        if self._stamping:
+            return Guard.STAMPING, MakeStamp()
         return Guard.ANY, self._challenge_request()
 
     def _judge_answer(self, answer: ServerAnswer) -> tuple[Guard, Step]:
         refused = {
             State.AWAITING_CHALLENGE: CHALLENGE_REFUSED,
             State.AWAITING_TICKET: self._ticket_refused,
+            State.AWAITING_STAMP_ANSWER: STAMP_REFUSED,
         }.get(self.state, REVEAL_REFUSED)
+        if self.state is State.AWAITING_STAMP_ANSWER and answer.status == _UNPROCESSABLE:
+            # A server without stamps (strict schema) spent nothing: the challenge walk.
+            self._stamping = False
+            return Guard.STAMP_UNKNOWN, self._challenge_request()
         if (
             self._one_shot
             and self.state is State.AWAITING_TICKET
@@ -380,6 +518,8 @@ class AccessPath:
             return Guard.ERROR, Failed(failure)
         if self.state is State.AWAITING_CHALLENGE:
             return self._judge_challenge(answer)
+        if self.state is State.AWAITING_STAMP_ANSWER:
+            return self._judge_stamp_answer(answer)
         if self.state is State.AWAITING_TICKET and self._one_shot and answer.body is None:
             return Guard.OK_REVEALED, Revealed()
         if self.state is State.AWAITING_TICKET:
@@ -398,9 +538,24 @@ class AccessPath:
             return Guard.ERROR, self._not_understood()
         return Guard.OK, Revealed()
 
+    def _judge_stamp_answer(self, answer: ServerAnswer) -> tuple[Guard, Step]:
+        if answer.body is None:
+            return Guard.OK_REVEALED, Revealed()
+        refusal = self._decode(answer, _StampRefusal)
+        if refusal is None:
+            return Guard.ERROR, self._not_understood()
+        # The challenge step's answer, as if it had been asked for.
+        self.stamp_refused = refusal.stamp_refused
+        self._stamping = False
+        return self._judge_challenge(answer)
+
     def _judge_challenge(self, answer: ServerAnswer) -> tuple[Guard, Step]:
         challenge = self._decode(answer, Challenge)
-        if challenge is None:
+        if (
+            challenge is None
+            or _CHALLENGE_TEXT.fullmatch(challenge.challenge) is None
+            or challenge.bits < 0
+        ):
             return Guard.ERROR, self._not_understood()
         self._challenge = challenge
         self._device_proof = None
@@ -432,6 +587,17 @@ class AccessPath:
     def _solve(self) -> SolveProofOfWork:
         challenge = self._current_challenge()
         return SolveProofOfWork(challenge.challenge.encode("utf-8"), challenge.bits)
+
+    def _stamp_request(self, nonce: int) -> SendRequest:
+        body: dict[str, object] = {
+            "stamp": self._current_stamp(),
+            "nonce": nonce,
+            "access_proof": b64url_encode(self._current_access_proof()),
+            "reveal": True,
+        }
+        if self._max_answer_bytes is not None:
+            body["max_bytes"] = self._max_answer_bytes
+        return SendRequest("POST", self._path("ticket"), body, is_reveal=True)
 
     def _challenge_request(self) -> SendRequest:
         return SendRequest("POST", self._path("challenge"))
@@ -466,6 +632,16 @@ class AccessPath:
                 limit=limit,
             )
         )
+
+    def _current_stamp(self) -> str:
+        if self._stamp is None:
+            raise AccessPathMisuse("no stamp yet")
+        return self._stamp
+
+    def _current_access_proof(self) -> bytes:
+        if self._access_proof is None:
+            raise AccessPathMisuse("no access proof yet")
+        return self._access_proof
 
     def _current_challenge(self) -> Challenge:
         if self._challenge is None:

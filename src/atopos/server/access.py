@@ -3,14 +3,25 @@
 Challenges are stateless: signed, bound to one secret, short-lived, each with a random salt.
 The ticket minted from a challenge has an id derived from that challenge, and the storage
 records every redeemed ticket id until it expires, so one proof of work buys one view.
+A stamp is a challenge the reader made itself (crypto/stamps.py): checked here against the
+window and the difficulty a challenge would have now, its id is recorded the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from hmac import compare_digest
+from typing import Literal
 
 from atopos.crypto import pow as proof_of_work
 from atopos.crypto.sizes import CHALLENGE_SALT_BYTES
+from atopos.crypto.stamps import (
+    STAMP_FUTURE_SKEW,
+    InvalidStamp,
+    Stamp,
+    parse_stamp,
+    stamp_id_for,
+)
 from atopos.crypto.tokens import (
     InvalidToken,
     Purpose,
@@ -19,12 +30,12 @@ from atopos.crypto.tokens import (
     bound_id_for,
     ticket_id_for,
 )
-from atopos.errors import Refused
+from atopos.errors import MalformedStamp, Refused
 from atopos.randomness import RandomBytes
 from atopos.server.identity import ClientId
 from atopos.server.ratelimit import RateLimits
 
-__all__ = ["AccessControl", "IssuedChallenge", "IssuedTicket"]
+__all__ = ["AccessControl", "AdmittedStamp", "IssuedChallenge", "IssuedTicket", "StampRefused"]
 
 _MAX_BITS = 40
 
@@ -41,6 +52,22 @@ class IssuedTicket:
     ticket: str
     expires_at: int
     # What the ticket carries, for a ticket step that redeems it at once (`reveal`).
+    ticket_id: bytes
+    remember_until: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StampRefused:
+    """Answer a fresh challenge instead of the stamp: `reason` is "clock" (outside the
+    window) or "bits" (less work than a challenge would ask now); nothing is spent."""
+
+    reason: Literal["clock", "bits"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AdmittedStamp:
+    """A stamp that may buy a view: the id to record with it, and until when."""
+
     ticket_id: bytes
     remember_until: int
 
@@ -71,11 +98,7 @@ class AccessControl:
         self, purpose: Purpose, subject: bytes, ident: ClientId, now: int
     ) -> IssuedChallenge:
         """A challenge bound to one purpose and one id (a secret's, a new room's)."""
-        bits = self._pow_bits
-        if bits:
-            # Difficulty rises for identifiers that recently failed; at 0 bits (tests,
-            # benchmarks) the work is switched off entirely.
-            bits = min(_MAX_BITS, bits + await self._limits.extra_bits(ident))
+        bits = await self._bits_for(ident)
         # The lifetime doubles with each extra bit, as the expected work does: a slow
         # client (a browser) that can answer the base challenge in time can answer every
         # harder one in time too, instead of being priced out by failures of others who
@@ -88,6 +111,15 @@ class AccessControl:
             self._random_bytes(CHALLENGE_SALT_BYTES),
         )
         return IssuedChallenge(token, bits, expires_at)
+
+    async def _bits_for(self, ident: ClientId) -> int:
+        """The work a challenge for `ident` asks now: the base, plus the failure-priced bits."""
+        bits = self._pow_bits
+        if bits:
+            # Difficulty rises for identifiers that recently failed; at 0 bits (tests,
+            # benchmarks) the work is switched off entirely.
+            bits = min(_MAX_BITS, bits + await self._limits.extra_bits(ident))
+        return bits
 
     async def check_work(
         self,
@@ -128,6 +160,36 @@ class AccessControl:
         ticket_id = ticket_id_for(challenge)
         ticket = self._keys.issue_ticket(secret_id, ticket_id, expires_at, remember_until)
         return IssuedTicket(ticket, expires_at, ticket_id, remember_until)
+
+    async def open_stamp(self, secret_id: bytes, text: str, ident: ClientId) -> Stamp:
+        """A stamp's fields (spec step 2): MalformedStamp (422, not counted: a client's bug)
+        for any spelling but the canonical one; Refused, counted as a failure, for a stamp
+        made for another secret (as a challenge for another secret is)."""
+        try:
+            stamp = parse_stamp(text)
+        except InvalidStamp:
+            raise MalformedStamp() from None
+        if not compare_digest(stamp.secret_id, secret_id):
+            await self._limits.record_failure(ident)
+            raise Refused("The stamp was made for another secret.")
+        return stamp
+
+    async def stamp(
+        self, stamp: Stamp, text: str, nonce: int, ident: ClientId, now: int
+    ) -> StampRefused | AdmittedStamp:
+        """Whether a stamp (spelled `text`) may buy a view now (spec step 4, after the
+        "access" reason its caller checks): its time within [now - challenge_ttl,
+        now + STAMP_FUTURE_SKEW], then its work at least the bits a challenge would ask of
+        `ident` now. A refusal counts no failure and spends nothing: the reader is answered
+        with a challenge."""
+        if not now - self._challenge_ttl <= stamp.t <= now + STAMP_FUTURE_SKEW:
+            return StampRefused("clock")
+        if not proof_of_work.verify(text.encode("ascii"), nonce, await self._bits_for(ident)):
+            return StampRefused("bits")
+        # A stamp is accepted until t + challenge_ttl: its id is remembered beyond that by a
+        # ticket lifetime, a margin for nodes whose clocks differ (as for a ticket's).
+        remember_until = stamp.t + self._challenge_ttl + self._ticket_ttl
+        return AdmittedStamp(stamp_id_for(text), remember_until)
 
     async def open_ticket(self, secret_id: bytes, ticket: str, ident: ClientId, now: int) -> Ticket:
         try:

@@ -8,13 +8,14 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from atopos.crypto.access_proof import verify_access_proof
+from atopos.crypto.access_proof import verify_access_proof, verify_stamp_proof
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.device import is_valid_ed25519_public_key, verify_device_proof
 from atopos.crypto.envelope import Header
 from atopos.crypto.kdf import pack_argon2_fields, unpack_argon2_fields
 from atopos.crypto.sizes import MANAGE_TOKEN_BYTES, SECRET_ID_BYTES, SECRET_ID_CHARS
 from atopos.errors import AnswerTooLarge, Gone, InvalidInput, Refused, WrongKey
+from atopos.server.access import StampRefused
 from atopos.server.bodies import declared_length, limited_stream, read_json
 from atopos.server.identity import ClientId
 from atopos.server.node import Node
@@ -27,6 +28,8 @@ from atopos.server.secrets.schemas import (
     CreateResponse,
     ReceiptsResponse,
     RevealRequest,
+    StampRefusal,
+    StampRefusedResponse,
     StatusResponse,
     TicketRequest,
     TicketResponse,
@@ -188,8 +191,13 @@ class SecretsApi:
         ident = await self._limited(request, "ticket", _JSON)
         secret_id = self._secret_id(request)
         body = await read_json(request, TicketRequest, self._config.max_json_bytes)
+        if body.stamp is not None:
+            return await self._stamp_reveal(secret_id, body, body.stamp, ident)
+        challenge = body.challenge
+        if challenge is None:  # the schema wants exactly one of challenge and stamp
+            raise InvalidInput("Exactly one of challenge and stamp is required.")
         now = self._now()
-        issued = await self._access.ticket(secret_id, body.challenge, body.nonce, ident, now)
+        issued = await self._access.ticket(secret_id, challenge, body.nonce, ident, now)
         info = await self._store.info(secret_id, now)
         if info is None:
             raise Gone(GONE_MESSAGE)
@@ -197,7 +205,7 @@ class SecretsApi:
         # here, before a view could be spent. The ticket minted above is then dropped.
         if info.access_key is not None and not (
             body.access_proof is not None
-            and verify_access_proof(info.access_key, secret_id, body.challenge, body.access_proof)
+            and verify_access_proof(info.access_key, secret_id, challenge, body.access_proof)
         ):
             await self._access.record_failure(ident)
             raise WrongKey()
@@ -205,7 +213,7 @@ class SecretsApi:
         # this secret id (docs/protocol/device.md); the ticket minted above is then dropped.
         if info.device_key is not None and not (
             body.device_proof is not None
-            and verify_device_proof(info.device_key, secret_id, body.challenge, body.device_proof)
+            and verify_device_proof(info.device_key, secret_id, challenge, body.device_proof)
         ):
             await self._access.record_failure(ident)
             raise Refused("This secret is bound to a device; the device proof is missing or wrong.")
@@ -216,6 +224,59 @@ class SecretsApi:
         # view is taken exactly as the reveal step takes it (same ticket id, same store call).
         await self._node.limits.hit("reveal", ident)
         return await self._redeem(secret_id, issued.ticket_id, issued.remember_until, ident, now)
+
+    async def _stamp_reveal(
+        self, secret_id: bytes, body: TicketRequest, text: str, ident: ClientId
+    ) -> Response:
+        """The ticket step with a stamp instead of a challenge: the whole reveal in one
+        request, or a challenge when the server cannot take the stamp as it is
+        (docs/protocol/access.md, "Stamp: a reveal in one request", steps 1-7 in order)."""
+        # It may answer as the challenge step, the ticket step or the reveal step: all three
+        # budgets are spent (the ticket's was, on admission).
+        limits = self._node.limits
+        await limits.hit("challenge", ident)
+        await limits.hit("reveal", ident)
+        stamp = await self._access.open_stamp(secret_id, text, ident)
+        now = self._now()
+        info = await self._store.info(secret_id, now)
+        if info is None:
+            await self._access.record_failure(ident)
+            raise Gone(GONE_MESSAGE)
+        # Proofs the reader could not have made without a server challenge (the device proof
+        # signs one) or without what the challenge tells (the passphrase's Argon2id cost).
+        if info.access_key is None or info.has_passphrase or info.is_bound:
+            return await self._stamp_refused(info, "access", ident, now)
+        admitted = await self._access.stamp(stamp, text, body.nonce, ident, now)
+        if isinstance(admitted, StampRefused):
+            return await self._stamp_refused(info, admitted.reason, ident, now)
+        if not (
+            body.access_proof is not None
+            and verify_stamp_proof(info.access_key, secret_id, text, body.access_proof)
+        ):
+            await self._access.record_failure(ident)
+            raise WrongKey()
+        _check_answer_fits(info, body.max_bytes)
+        ticket_id, remember_until = admitted.ticket_id, admitted.remember_until
+        return await self._redeem(secret_id, ticket_id, remember_until, ident, now)
+
+    async def _stamp_refused(
+        self, info: SecretInfo, reason: StampRefusal, ident: ClientId, now: int
+    ) -> Response:
+        """The challenge step's answer, and why the stamp was not taken: nothing is spent,
+        no failure counted; the reader goes on with the ticket step."""
+        issued = await self._access.challenge(info.secret_id, ident, now)
+        return _json(
+            StampRefusedResponse(
+                issued.challenge,
+                issued.bits,
+                issued.expires_at,
+                is_bound=info.is_bound,
+                has_passphrase=info.has_passphrase,
+                has_access_key=info.access_key is not None,
+                argon2=_argon2_answer(info.kdf_fields),
+                stamp_refused=reason,
+            )
+        )
 
     async def reveal(self, request: Request) -> Response:
         ident = await self._limited(request, "reveal", _JSON)

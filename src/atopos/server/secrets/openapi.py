@@ -20,6 +20,7 @@ from atopos.server.secrets.schemas import (
     CreateResponse,
     ReceiptsResponse,
     RevealRequest,
+    StampRefusedResponse,
     StatusResponse,
     TicketRequest,
     TicketResponse,
@@ -52,9 +53,9 @@ def _json_response(description: str, name: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         403: (
-            "Refused: bad, used or expired ticket or challenge, wrong proof of work, missing "
-            "or wrong access proof (wrong key or passphrase), missing or wrong device proof, "
-            "wrong token."
+            "Refused: bad, used or expired ticket or challenge, wrong proof of work, a stamp "
+            "already used or made for another secret, missing or wrong access proof "
+            "(wrong_key: wrong key or passphrase), missing or wrong device proof, wrong token."
         ),
         404: "Gone: unknown, expired, already viewed or deleted.",
         413: (
@@ -63,7 +64,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         ),
         409: "Conflict: the request is being filled or was filled.",
         415: "Wrong content type.",
-        422: "Input does not match the schema.",
+        422: (
+            "Input does not match the schema; invalid_stamp: a stamp not in its one "
+            "canonical spelling."
+        ),
         429: "Rate-limited; see Retry-After.",
         503: "Storage unavailable; see Retry-After.",
         507: "Storage full.",
@@ -79,6 +83,7 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
             CreateResponse,
             ErrorResponse,
             RevealRequest,
+            StampRefusedResponse,
             StatusResponse,
             ReceiptsResponse,
             TicketRequest,
@@ -161,14 +166,28 @@ def openapi_document(max_envelope_bytes: int, max_ttl: int, max_views: int) -> b
                 "post": {
                     "operationId": "getTicket",
                     "summary": "Trade a solved challenge for a single-use ticket; with "
-                    '"reveal": true, redeem it at once and answer with the envelope.',
+                    '"reveal": true, redeem it at once and answer with the envelope. With a '
+                    "stamp instead of a challenge (s1.{id}.{t}.{salt}, reveal and access_proof "
+                    "required, no device_proof): the envelope in one request, or a fresh "
+                    "challenge with stamp_refused (access, clock or bits) when the server "
+                    "cannot take the stamp; nothing is spent then.",
                     "parameters": [_ID],
                     "requestBody": _json_body("TicketRequest"),
                     "responses": {
                         "200": {
-                            "description": "The ticket (JSON), or with reveal the envelope.",
+                            "description": (
+                                "The ticket (JSON); with reveal the envelope; for a stamp the "
+                                "envelope or a challenge with stamp_refused (JSON)."
+                            ),
                             "content": {
-                                **_json_response("Ticket.", "TicketResponse")["content"],
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            _ref("TicketResponse"),
+                                            _ref("StampRefusedResponse"),
+                                        ]
+                                    }
+                                },
                                 **envelope,
                             },
                         },

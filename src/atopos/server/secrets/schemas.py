@@ -13,12 +13,29 @@ __all__ = [
     "CreateResponse",
     "ReceiptsResponse",
     "RevealRequest",
+    "StampRefusal",
+    "StampRefusedResponse",
     "StatusResponse",
     "TicketRequest",
     "TicketResponse",
 ]
 
+# Why a stamp was answered with a challenge (docs/protocol/access.md, "Stamp").
+StampRefusal = Literal["access", "clock", "bits"]
 _Token = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+# Its spelling is checked after the rate limits (422 invalid_stamp), not by the schema.
+_Stamp = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=512,
+        description=(
+            "s1.{b64url(secret id)}.{t}.{b64url(16-byte salt)} (docs/protocol/access.md, "
+            '"Stamp"); instead of challenge, with reveal true and access_proof (signed '
+            'under "atopos/stamp-proof/v1", not the challenge label).'
+        ),
+    ),
+]
 # The upper bound 2**64 - 1 does not fit msgspec's int64 constraints; TicketRequest checks it.
 _Nonce = Annotated[int, msgspec.Meta(ge=0, description="0 <= nonce < 2**64")]
 # The largest envelope a client can take as the answer (a mixnet's reply blocks): a larger
@@ -35,8 +52,12 @@ _MaxBytes = Annotated[
 
 
 class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    challenge: _Token
+    """A solved challenge, or a stamp (a challenge the reader made: docs/protocol/access.md,
+    "Stamp: a reveal in one request"); exactly one of the two."""
+
     nonce: _Nonce
+    # The server's challenge token (None with a stamp).
+    challenge: _Token | None = None
     # base64url Ed25519 signature (86 characters); required for a bound secret, else ignored.
     device_proof: _Token | None = None
     # base64url Ed25519 signature (86 characters) by the secret's access key; required when
@@ -47,12 +68,21 @@ class TicketRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reveal: bool = False
     # Only with reveal: the largest envelope this client can take (None: any).
     max_bytes: _MaxBytes | None = None
+    # "s1.{id}.{t}.{salt}" (crypto/stamps.py), instead of `challenge`: the whole reveal in
+    # this request. Requires reveal and access_proof; device_proof is refused with it.
+    stamp: _Stamp | None = None
 
     def __post_init__(self) -> None:
         if self.nonce > 2**64 - 1:
             raise ValueError("nonce must be below 2**64")
         if self.max_bytes is not None and not self.reveal:
             raise ValueError("max_bytes is only allowed with reveal")
+        if (self.challenge is None) == (self.stamp is None):
+            raise ValueError("exactly one of challenge and stamp is required")
+        if self.stamp is not None and not (self.reveal and self.access_proof is not None):
+            raise ValueError("a stamp requires reveal true and access_proof")
+        if self.stamp is not None and self.device_proof is not None:
+            raise ValueError("device_proof is not allowed with a stamp")
 
 
 class RevealRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -88,6 +118,13 @@ class ChallengeResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     has_access_key: bool
     # What the access proof needs besides the link key when there is a passphrase.
     argon2: Argon2Fields | None
+
+
+class StampRefusedResponse(ChallengeResponse, forbid_unknown_fields=True, frozen=True):
+    """The answer to a stamp the server will not take as it is: the challenge step's answer,
+    plus why ("access", "clock" or "bits"); nothing was spent."""
+
+    stamp_refused: StampRefusal
 
 
 class TicketResponse(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -2,13 +2,19 @@
 // I/O: the twin of src/atopos/protocol/access_path.py, with the same transition table, and
 // both replay tests/vectors/access_path.json. challenge -> access proof -> (device proof) ->
 // proof of work -> ticket -> reveal, or with `oneShot` a ticket step that reveals at once
-// ("reveal": true): the machine is fed events and answers with the next step.
+// ("reveal": true), or with `stamp` (and `oneShot`) a stamp the reader makes itself ->
+// access proof -> proof of work -> one request that reveals (or is answered with a
+// challenge, and the walk goes on from there): the machine is fed events and answers with
+// the next step. It reads no clock and draws nothing: the page hands in both.
 //
 // Steps (what to do next), in the vector file's words:
+//   {stamp: {}}                                  read the clock, draw 16 random bytes
 //   {request: {method, path, json, is_reveal?}}  send it (path from the server root); with
 //                                                is_reveal, a 2xx answer not of media type
 //                                                application/json is the envelope: feed it
 //                                                with body null and stream it
+//   {stamp_proof: {secret_id, stamp}}            derive the access key of the link key alone
+//                                                and sign the stamp under the stamp label
 //   {access_proof: {secret_id, challenge, argon2}}  derive the access key (link key, and the
 //                                                passphrase under argon2 when not null), sign
 //   {device_proof: {secret_id, challenge}}       sign with this browser's device
@@ -19,8 +25,10 @@
 //                                                rate_limited, passphrase_required, invalid,
 //                                                too_large, storage_full, unavailable, network
 // Events (what happened):
+//   {stamp: {time, salt}}                        integer Unix seconds (rounded down to
+//                                                STAMP_TIME_STEP here); 16 bytes, base64url
 //   {answer: {status, body, retry_after}}        body: text, or null when not read
-//   {access_proof: {proof}}                      base64url
+//   {access_proof: {proof}}                      base64url (for access_proof, stamp_proof)
 //   {device_proof: {proof}}                      base64url, or null without a device
 //   {nonce: n}                                   {waited: true}
 
@@ -28,6 +36,23 @@ export const CHALLENGE_REFUSED = "The server refused to hand out a challenge.";
 export const TICKET_REFUSED =
   "The server refused the proof of work (the challenge may have expired).";
 export const REVEAL_REFUSED = "The access ticket was refused (expired or already used).";
+export const STAMP_REFUSED = "The server refused the stamp (it was already used).";
+// The work a stamp is solved at when the server has asked nothing of this page yet: the
+// default `--pow-bits`.
+export const DEFAULT_STAMP_BITS = 16;
+// access.md, "The stamp (text)": "s1." id "." time "." salt (16 bytes).
+export const STAMP_PREFIX = "s1.";
+export const STAMP_SALT_BYTES = 16;
+// A stamp's time is the clock rounded down to a multiple of this (seconds), so that it does
+// not show the reader's clock offset to the second (a linking signal over Tor and the mixnet).
+export const STAMP_TIME_STEP = 60;
+// A server's challenge is always base64url: anything else (a stamp's dots, say) is an answer
+// not understood, and nothing is signed or solved over it (a relay could otherwise hand in
+// a future stamp as "a challenge" to have it signed and solved).
+const CHALLENGE_TEXT = /^[A-Za-z0-9_-]+$/;
+const MAX_STAMP_TIME = 10 ** 12 - 1;
+// 16 bytes, unpadded base64url, canonical (the last character's 4 unused bits zero).
+const STAMP_SALT = /^[A-Za-z0-9_-]{21}[AQgw]$/;
 // The page's own wording (the vector file lets a twin word its failures).
 export const TOO_MUCH_WORK = "The server asks for more work than this page will do.";
 export const WRONG_DEVICE =
@@ -45,6 +70,10 @@ const MAX_RETRY_AFTER = 24 * 3600;
 const MAX_SERVER_SENTENCE = 300;
 
 export const State = Object.freeze({
+  MAKING_STAMP: "making stamp",
+  MAKING_STAMP_PROOF: "making access proof over the stamp",
+  SOLVING_STAMP: "solving the stamp's proof of work",
+  AWAITING_STAMP_ANSWER: "awaiting stamp answer",
   AWAITING_CHALLENGE: "awaiting challenge",
   MAKING_ACCESS_PROOF: "making access proof",
   MAKING_DEVICE_PROOF: "making device proof",
@@ -64,6 +93,8 @@ export const Guard = Object.freeze({
   OK_KEYED: "ok, the secret wants an access proof",
   OK_REVEALED: "ok, and the ticket step revealed the envelope",
   OLDER_SERVER: "422 to a ticket step with reveal: a server without it",
+  STAMP_UNKNOWN: "422 to a stamp: a server without stamps",
+  STAMPING: "the walk is still a stamp's (no challenge was asked for or given)",
   PASSPHRASE_MISSING: "ok, but a passphrase is needed and none can be had",
   TOO_MUCH_WORK: "ok, but more bits than this client will solve",
   RATE_LIMITED_RETRY: "429, retries left and Retry-After short enough",
@@ -74,6 +105,19 @@ const S = State;
 const G = Guard;
 /** Every legal move: [state, event, guard, next state] (event: the key of the event object). */
 export const TRANSITIONS = Object.freeze([
+  [S.MAKING_STAMP, "stamp", G.ANY, S.MAKING_STAMP_PROOF],
+  [S.MAKING_STAMP_PROOF, "access_proof", G.ANY, S.SOLVING_STAMP],
+  [S.SOLVING_STAMP, "nonce", G.ANY, S.AWAITING_STAMP_ANSWER],
+  [S.AWAITING_STAMP_ANSWER, "answer", G.OK_REVEALED, S.REVEALED],
+  // Answered with a challenge (`stamp_refused`): on as after "awaiting challenge".
+  [S.AWAITING_STAMP_ANSWER, "answer", G.OK, S.SOLVING],
+  [S.AWAITING_STAMP_ANSWER, "answer", G.OK_BOUND, S.MAKING_DEVICE_PROOF],
+  [S.AWAITING_STAMP_ANSWER, "answer", G.OK_KEYED, S.MAKING_ACCESS_PROOF],
+  [S.AWAITING_STAMP_ANSWER, "answer", G.PASSPHRASE_MISSING, S.FAILED],
+  [S.AWAITING_STAMP_ANSWER, "answer", G.TOO_MUCH_WORK, S.FAILED],
+  [S.AWAITING_STAMP_ANSWER, "answer", G.STAMP_UNKNOWN, S.AWAITING_CHALLENGE],
+  [S.AWAITING_STAMP_ANSWER, "answer", G.RATE_LIMITED_RETRY, S.WAITING],
+  [S.AWAITING_STAMP_ANSWER, "answer", G.ERROR, S.FAILED],
   [S.AWAITING_CHALLENGE, "answer", G.OK, S.SOLVING],
   [S.AWAITING_CHALLENGE, "answer", G.OK_BOUND, S.MAKING_DEVICE_PROOF],
   [S.AWAITING_CHALLENGE, "answer", G.OK_KEYED, S.MAKING_ACCESS_PROOF],
@@ -94,6 +138,7 @@ export const TRANSITIONS = Object.freeze([
   [S.AWAITING_REVEAL, "answer", G.RATE_LIMITED_RETRY, S.WAITING],
   [S.AWAITING_REVEAL, "answer", G.ERROR, S.FAILED],
   [S.WAITING, "waited", G.ANY, S.AWAITING_CHALLENGE],
+  [S.WAITING, "waited", G.STAMPING, S.MAKING_STAMP],
 ]);
 
 /** The driver fed an event the current state has no move for (a bug of the driver). */
@@ -216,13 +261,17 @@ const isArgon2 = (value) =>
     typeof value.salt === "string");
 const isChallenge = (value) =>
   typeof value.challenge === "string" &&
+  CHALLENGE_TEXT.test(value.challenge) &&
   isInteger(value.bits) &&
+  value.bits >= 0 &&
   isInteger(value.expires_at) &&
   isOptionalBoolean(value.is_bound) &&
   isOptionalBoolean(value.has_passphrase) &&
   isOptionalBoolean(value.has_access_key) &&
   isArgon2(value.argon2);
 const isTicket = (value) => typeof value.ticket === "string" && isInteger(value.expires_at);
+const isStampRefusal = (value) => typeof value.stamp_refused === "string";
+const isAnswerTooLarge = (value) => value.error === "answer_too_large";
 
 /**
  * One reader's walk to one view of `secretId` (canonical form; the caller checks it).
@@ -232,16 +281,39 @@ const isTicket = (value) => typeof value.ticket === "string" && isInteger(value.
  * `oneShot` (the default): the ticket request asks for the envelope at once (one request
  * fewer); a server that answers it 422 (one from before) is asked again for the ticket
  * alone, and one that answers it with a ticket (it ignored the field) is asked the reveal.
+ * `stamp` (the default; only with `oneShot`): the walk starts with a stamp (access.md,
+ * "Stamp: a reveal in one request"), signed with the access key of the link key alone and
+ * solved at `assumedBits` (the bits this server last asked, else DEFAULT_STAMP_BITS); no
+ * stamp when `assumedBits` is over `maxPowBits`. `maxAnswerBytes` (null: none): sent as
+ * `max_bytes` with every request that may reveal.
  */
 export class AccessPath {
   constructor(
     secretId,
-    { server, canUnlock, maxPowBits, rateLimitRetries = 3, maxRetryWait = 60, oneShot = true },
+    {
+      server,
+      canUnlock,
+      maxPowBits,
+      rateLimitRetries = 3,
+      maxRetryWait = 60,
+      oneShot = true,
+      stamp = true,
+      assumedBits = DEFAULT_STAMP_BITS,
+      maxAnswerBytes = null,
+    },
   ) {
     this.secretId = secretId;
     this._oneShot = oneShot;
     this._nonce = 0;
-    this.state = State.AWAITING_CHALLENGE;
+    this._stampBits = assumedBits;
+    this._stamp = null;
+    this._maxAnswerBytes = maxAnswerBytes;
+    // A stamp walk until the server answers with a challenge or says it has no stamps: a
+    // 429 before that starts again with a new stamp, after it with a challenge.
+    this._stamping = stamp && oneShot && assumedBits <= maxPowBits;
+    this.state = this._stamping ? State.MAKING_STAMP : State.AWAITING_CHALLENGE;
+    /** Why the server answered the stamp with a challenge (access, clock, bits), or null. */
+    this.stampRefused = null;
     /** The last challenge the server handed out ({challenge, bits, is_bound, ...}), or null. */
     this.challenge = null;
     this._server = server;
@@ -254,8 +326,9 @@ export class AccessPath {
     this._ticketRefused = TICKET_REFUSED;
   }
 
-  /** The first step: ask for a challenge. */
+  /** The first step: make a stamp, or ask for a challenge. */
   start() {
+    if (this.state === S.MAKING_STAMP) return { stamp: {} };
     return this._challengeRequest();
   }
 
@@ -274,6 +347,28 @@ export class AccessPath {
 
   _judge(kind, value) {
     if (kind === "answer") return this._judgeAnswer(value);
+    if (kind === "stamp") {
+      const { time, salt } = value;
+      if (!Number.isSafeInteger(time) || time < 0 || time > MAX_STAMP_TIME) {
+        throw new AccessPathMisuse("a stamp's time is 0 to 12 digits of Unix seconds");
+      }
+      if (typeof salt !== "string" || !STAMP_SALT.test(salt)) {
+        throw new AccessPathMisuse("a stamp's salt is 16 bytes, canonical base64url");
+      }
+      // Rounded down to the minute: the stamp does not show the clock to the second.
+      const t = time - (time % STAMP_TIME_STEP);
+      this._stamp = `${STAMP_PREFIX}${this.secretId}.${t}.${salt}`;
+      // From the link key alone (no passphrase is known to be needed: a secret with one is
+      // answered with a challenge that says so), under the stamp's own label.
+      return [G.ANY, { stamp_proof: { secret_id: this.secretId, stamp: this._stamp } }];
+    }
+    if (kind === "access_proof" && this.state === S.MAKING_STAMP_PROOF) {
+      this._accessProof = value.proof;
+      return [G.ANY, { proof_of_work: { challenge: this._stamp, bits: this._stampBits } }];
+    }
+    if (kind === "nonce" && this.state === S.SOLVING_STAMP) {
+      return [G.ANY, this._stampRequest(value)];
+    }
     if (kind === "access_proof") {
       this._accessProof = value.proof;
       const [guard, step] = this._afterAccessProof();
@@ -285,6 +380,7 @@ export class AccessPath {
       return [G.ANY, this._solve()];
     }
     if (kind === "nonce") return [G.ANY, this._ticketRequest(value)];
+    if (this._stamping) return [G.STAMPING, { stamp: {} }];
     return [G.ANY, this._challengeRequest()];
   }
 
@@ -294,11 +390,22 @@ export class AccessPath {
         ? CHALLENGE_REFUSED
         : this.state === S.AWAITING_TICKET
           ? this._ticketRefused
-          : REVEAL_REFUSED;
+          : this.state === S.AWAITING_STAMP_ANSWER
+            ? STAMP_REFUSED
+            : REVEAL_REFUSED;
+    if (this.state === S.AWAITING_STAMP_ANSWER && answer.status === 422) {
+      // A server without stamps (strict schema) spent nothing: the challenge walk.
+      this._stamping = false;
+      return [G.STAMP_UNKNOWN, this._challengeRequest()];
+    }
     if (this._oneShot && this.state === S.AWAITING_TICKET && answer.status === 422) {
       // Nothing was spent: the server refused the unknown field before any check.
       this._oneShot = false;
       return [G.OLDER_SERVER, this._ticketRequest(this._nonce)];
+    }
+    if (answer.status === 413 && this._maxAnswerBytes !== null) {
+      const refusal = decode(answer.body, isAnswerTooLarge);
+      if (refusal !== null) return [G.ERROR, { failed: this._answerTooLarge(refusal) }];
     }
     if (!(answer.status >= 200 && answer.status < 300)) {
       const failure = failureFor(answer, refused);
@@ -314,6 +421,15 @@ export class AccessPath {
     }
     if (this.state === S.AWAITING_CHALLENGE) return this._judgeChallenge(answer);
     const isUnread = answer.body === null || answer.body === undefined;
+    if (this.state === S.AWAITING_STAMP_ANSWER) {
+      if (isUnread) return [G.OK_REVEALED, { revealed: {} }];
+      const refusal = decode(answer.body, isStampRefusal);
+      if (refusal === null) return [G.ERROR, this._notUnderstood()];
+      // The challenge step's answer, as if it had been asked for.
+      this.stampRefused = refusal.stamp_refused;
+      this._stamping = false;
+      return this._judgeChallenge(answer);
+    }
     if (this.state === S.AWAITING_TICKET && this._oneShot && isUnread) {
       return [G.OK_REVEALED, { revealed: {} }];
     }
@@ -324,6 +440,7 @@ export class AccessPath {
       const ticket = decode(answer.body, isTicket);
       if (ticket === null) return [G.ERROR, this._notUnderstood()];
       const json = { ticket: ticket.ticket };
+      if (this._maxAnswerBytes !== null) json.max_bytes = this._maxAnswerBytes;
       const path = this._path("reveal");
       return [G.OK, { request: { method: "POST", path, json, is_reveal: true } }];
     }
@@ -376,6 +493,21 @@ export class AccessPath {
     return { proof_of_work: { challenge, bits } };
   }
 
+  _stampRequest(nonce) {
+    const json = { stamp: this._stamp, nonce, access_proof: this._accessProof, reveal: true };
+    if (this._maxAnswerBytes !== null) json.max_bytes = this._maxAnswerBytes;
+    return { request: { method: "POST", path: this._path("ticket"), json, is_reveal: true } };
+  }
+
+  /** The failure of a 413 answer_too_large: the envelope is over max_bytes; nothing spent. */
+  _answerTooLarge(refusal) {
+    const size = isInteger(refusal.size) ? refusal.size : 0;
+    const message =
+      `This secret is ${size} bytes, more than the ${this._maxAnswerBytes} bytes an answer ` +
+      "can carry on this connection; no view was spent.";
+    return { error: "too_large", message };
+  }
+
   _challengeRequest() {
     return { request: { method: "POST", path: this._path("challenge"), json: null } };
   }
@@ -388,6 +520,7 @@ export class AccessPath {
     const path = this._path("ticket");
     if (this._oneShot) {
       json.reveal = true;
+      if (this._maxAnswerBytes !== null) json.max_bytes = this._maxAnswerBytes;
       return { request: { method: "POST", path, json, is_reveal: true } };
     }
     return { request: { method: "POST", path, json } };

@@ -3,13 +3,17 @@
 // The access key is an Ed25519 key pair whose private key is
 // HKDF-SHA256(link key [|| Argon2id(passphrase)], empty salt, "atopos/access-key/v1", 32);
 // the creator uploads its public half, a reader signs "atopos/access-proof/v1" || 0x00 ||
-// secret id || challenge with it at the ticket step.
+// secret id || challenge with it at the ticket step, or "atopos/stamp-proof/v1" || 0x00 ||
+// secret id || stamp over a stamp it made (its own label: a signature over a "challenge" is
+// never one over a stamp, so a relay cannot have a reader sign a stamp it spends later).
 
 import { decode } from "./base64url.js";
 import { derivePassphraseKey } from "./kdf.js";
 
 export const ACCESS_KEY_INFO = new TextEncoder().encode("atopos/access-key/v1");
 export const ACCESS_PROOF_LABEL = new TextEncoder().encode("atopos/access-proof/v1\0");
+// Without its 0x00 separator (appended where it is used), as constants.json states it.
+export const STAMP_PROOF_LABEL = new TextEncoder().encode("atopos/stamp-proof/v1");
 const SECRET_ID_BYTES = 16;
 // PKCS #8 wrapping of a raw 32-byte Ed25519 private key (RFC 8410): WebCrypto imports no
 // raw private keys.
@@ -38,8 +42,8 @@ export async function accessSeed(linkKey, passphraseKey = null) {
 /**
  * The access key of `linkKey` and, when `argon2` ({memoryKib, iterations, lanes, salt}) is
  * given, of `passphrase` stretched with it: {publicKey (32 bytes), signProof(secretId,
- * challenge) -> 64 bytes}. The private key is imported non-extractable once its public half
- * is known.
+ * challenge) -> 64 bytes, signStampProof(secretId, stamp) -> 64 bytes}. The private key is
+ * imported non-extractable once its public half is known.
  */
 export async function accessKey(linkKey, { passphrase = null, argon2 = null } = {}) {
   let passphraseKey = null;
@@ -74,6 +78,10 @@ export async function accessKeyOf(linkKey, passphraseKey = null) {
         const message = accessProofMessage(secretId, challenge);
         return new Uint8Array(await crypto.subtle.sign("Ed25519", privateKey, message));
       },
+      async signStampProof(secretId, stamp) {
+        const message = stampProofMessage(secretId, stamp);
+        return new Uint8Array(await crypto.subtle.sign("Ed25519", privateKey, message));
+      },
     };
   } finally {
     pkcs8.fill(0);
@@ -82,13 +90,24 @@ export async function accessKeyOf(linkKey, passphraseKey = null) {
 
 /** "atopos/access-proof/v1" || 0x00 || secret id (16 bytes) || UTF-8(challenge). */
 export function accessProofMessage(secretId, challenge) {
+  return labelledMessage(ACCESS_PROOF_LABEL, secretId, challenge);
+}
+
+/** "atopos/stamp-proof/v1" || 0x00 || secret id (16 bytes) || UTF-8(stamp). */
+export function stampProofMessage(secretId, stamp) {
+  const label = new Uint8Array(STAMP_PROOF_LABEL.length + 1);
+  label.set(STAMP_PROOF_LABEL);
+  return labelledMessage(label, secretId, stamp);
+}
+
+function labelledMessage(label, secretId, text) {
   if (!(secretId instanceof Uint8Array) || secretId.length !== SECRET_ID_BYTES) {
     throw new RangeError("a secret id is 16 bytes");
   }
-  const text = new TextEncoder().encode(challenge);
-  const message = new Uint8Array(ACCESS_PROOF_LABEL.length + SECRET_ID_BYTES + text.length);
-  message.set(ACCESS_PROOF_LABEL);
-  message.set(secretId, ACCESS_PROOF_LABEL.length);
-  message.set(text, ACCESS_PROOF_LABEL.length + SECRET_ID_BYTES);
+  const bytes = new TextEncoder().encode(text);
+  const message = new Uint8Array(label.length + SECRET_ID_BYTES + bytes.length);
+  message.set(label);
+  message.set(secretId, label.length);
+  message.set(bytes, label.length + SECRET_ID_BYTES);
   return message;
 }

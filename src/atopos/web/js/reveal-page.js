@@ -1,7 +1,10 @@
 // The reveal page (`/s/{id}#{key}`). Loading it fetches nothing from the API: link previews
-// and scanners that GET the link consume nothing. Only a click on "Reveal" walks
-// challenge -> proof of work (workers) -> ticket -> reveal, streams the envelope in and
-// decrypts it here.
+// and scanners that GET the link consume nothing. Only a click on "Reveal" walks the access
+// path (access-path.js), streams the envelope in and decrypts it here: first a stamp (made
+// here of the clock and 16 random bytes, signed with the link's access key, solved in
+// workers) that reveals in one request; a secret the server cannot reveal that way (a
+// passphrase, a device, a clock or work it does not accept) is answered with a challenge,
+// and the page goes on challenge -> proof of work -> ticket that reveals.
 //
 // A secret behind a passphrase: the challenge says `has_passphrase`, and the page asks for
 // the passphrase before the proof of work and the ticket, so that no view is spent on bytes it
@@ -24,7 +27,12 @@
 // whole nothing is sent, so a reader short of links spends nothing.
 
 import { accessKeyOf } from "./access-proof.js";
-import { AccessPath, State as PathState } from "./access-path.js";
+import {
+  AccessPath,
+  DEFAULT_STAMP_BITS,
+  State as PathState,
+  STAMP_SALT_BYTES,
+} from "./access-path.js";
 import { ApiError, errorFor, isJsonAnswer, SecretGone, sendAccessRequest } from "./api.js";
 import { decode, encode } from "./base64url.js";
 import { loadDevice, supportsDeviceKeys } from "./device-store.js";
@@ -46,6 +54,13 @@ import { MAX_BITS, solveChallenge } from "./pow.js";
 import { bindCopy, byId, formatBytes, hasWebCrypto, setProgress, showState } from "./ui.js";
 
 const STEPS = ["challenge", "work", "download", "decrypt"];
+// The first two steps' words: a stamp asks the server for nothing before its one request.
+const STEP_WORDS = {
+  stamp: ["Preparing the request", "Solving a puzzle, which keeps bots from guessing links"],
+  challenge: ["Asking the server for a puzzle", "Solving it, which keeps bots from guessing links"],
+};
+// The most leading zero bits a proof of work can ask (a 64-bit nonce).
+const MAX_WORK_BITS = 64;
 
 const secretId = secretIdFromPath();
 const fragment = takeFragment();
@@ -73,6 +88,24 @@ let stretched = null;
 let savedFile = null;
 // This browser's device, loaded when a secret asks for it.
 let device = null;
+// The work this server last asked of this page (a stamp is solved at it), and whether a
+// stamp is still worth making: not once this secret was walked by a challenge (the server
+// answered the stamp with one, or has no stamps), so the walk again after a passphrase is
+// typed asks for the challenge at once.
+let assumedBits = DEFAULT_STAMP_BITS;
+let isStampUseful = !isStampTurnedOff();
+
+/**
+ * Whether stamps are turned off in this browser for this server (localStorage `atoposStamp`
+ * = "off"): the walk then starts with the challenge, as the CLI's `--no-stamp` does.
+ */
+function isStampTurnedOff() {
+  try {
+    return localStorage.getItem("atoposStamp") === "off";
+  } catch {
+    return false; // storage refused (a privacy setting): the default
+  }
+}
 
 /** The secret is bound to a device this browser does not hold; nothing was spent. */
 /** The server refused the access proof: the link's key or the passphrase is wrong. */
@@ -161,6 +194,13 @@ async function loadBrowserDevice() {
 
 // -- progress ---------------------------------------------------------------------------------
 
+/** Word the first two steps for a stamp's walk, or for a challenge's. */
+function nameSteps(kind) {
+  const [first, second] = STEP_WORDS[kind];
+  byId("steps").querySelector('[data-step="challenge"]').textContent = first;
+  byId("steps").querySelector('[data-step="work"]').textContent = second;
+}
+
 function markStep(current) {
   const reached = STEPS.indexOf(current);
   for (const item of byId("steps").children) {
@@ -193,7 +233,24 @@ async function spendView() {
     canUnlock: passphrase !== null,
     maxPowBits: MAX_BITS,
     rateLimitRetries: 0,
+    stamp: isStampUseful,
+    assumedBits,
   });
+  nameSteps(path.state === PathState.MAKING_STAMP ? "stamp" : "challenge");
+  try {
+    return await walk(path);
+  } finally {
+    if (path.challenge !== null) {
+      // Only bits a proof of work can have (the machine refuses negative ones).
+      const { bits } = path.challenge;
+      if (Number.isSafeInteger(bits) && bits >= 0 && bits <= MAX_WORK_BITS) assumedBits = bits;
+      isStampUseful = false;
+    }
+  }
+}
+
+/** `spendView`'s walk of `path`. */
+async function walk(path) {
   let step = path.start();
   let answer = null;
   let answeredAt = null;
@@ -204,6 +261,7 @@ async function spendView() {
         markStep("download");
         report(0, "");
       }
+      if (path.state === PathState.AWAITING_CHALLENGE) nameSteps("challenge");
       const response = await sendAccessRequest(step.request);
       // A successful reveal's body is the envelope, streamed by the caller; a JSON one (a
       // ticket from a server that ignored the one-shot `reveal`) is read for the machine.
@@ -212,11 +270,22 @@ async function spendView() {
       answer = { status: response.status, body, retry_after: response.headers.get("retry-after") };
       answeredAt = path.state;
       step = path.receive({ answer });
+      // A stamp answered with a challenge: the server did hand out a puzzle.
+      if (path.challenge !== null) nameSteps("challenge");
       if (step.revealed !== undefined) {
         // From here on one view is used, whatever happens next.
         isViewSpent = true;
         return response;
       }
+    } else if (step.stamp !== undefined) {
+      const salt = encode(crypto.getRandomValues(new Uint8Array(STAMP_SALT_BYTES)));
+      step = path.receive({ stamp: { time: Math.floor(Date.now() / 1000), salt } });
+    } else if (step.stamp_proof !== undefined) {
+      // The stamp's own label (access-proof.js): never a signature a challenge could use.
+      const { stamp } = step.stamp_proof;
+      const key = await accessKeyOf(linkKey, null);
+      const proof = encode(await key.signStampProof(decode(secretId), stamp));
+      step = path.receive({ access_proof: { proof } });
     } else if (step.access_proof !== undefined) {
       const { challenge, argon2 } = step.access_proof;
       const proof = encode(await makeAccessProof(challenge, argon2));
@@ -252,7 +321,8 @@ async function spendView() {
   }
   if (answer === null || answer.status < 300) throw new Error(failed.message);
   if (failed.error === "wrong_key") {
-    throw new WrongKey(failed.message, path.challenge.has_passphrase === true);
+    // Refused at a stamp (no challenge yet): its proof was of the link key alone.
+    throw new WrongKey(failed.message, path.challenge?.has_passphrase === true);
   }
   // The server refused this device's proof: nothing was consumed.
   if (answeredAt === PathState.AWAITING_TICKET && failed.error === "refused") {
