@@ -174,17 +174,21 @@ class SecretsApi:
         if info is None:
             await self._access.record_failure(ident)
             raise Gone(GONE_MESSAGE)
-        issued = await self._access.challenge(secret_id, ident, now)
-        return _json(
-            ChallengeResponse(
-                issued.challenge,
-                issued.bits,
-                issued.expires_at,
-                is_bound=info.is_bound,
-                has_passphrase=info.has_passphrase,
-                has_access_key=info.access_key is not None,
-                argon2=_argon2_answer(info.kdf_fields),
-            )
+        return _json(await self._challenge_answer(info, ident, now))
+
+    async def _challenge_answer(
+        self, info: SecretInfo, ident: ClientId, now: int
+    ) -> ChallengeResponse:
+        """A fresh challenge for `info`'s secret, with what the reader needs to know first."""
+        issued = await self._access.challenge(info.secret_id, ident, now)
+        return ChallengeResponse(
+            issued.challenge,
+            issued.bits,
+            issued.expires_at,
+            is_bound=info.is_bound,
+            has_passphrase=info.has_passphrase,
+            has_access_key=info.access_key is not None,
+            argon2=_argon2_answer(info.kdf_fields),
         )
 
     async def ticket(self, request: Request) -> Response:
@@ -264,19 +268,8 @@ class SecretsApi:
     ) -> Response:
         """The challenge step's answer, and why the stamp was not taken: nothing is spent,
         no failure counted; the reader goes on with the ticket step."""
-        issued = await self._access.challenge(info.secret_id, ident, now)
-        return _json(
-            StampRefusedResponse(
-                issued.challenge,
-                issued.bits,
-                issued.expires_at,
-                is_bound=info.is_bound,
-                has_passphrase=info.has_passphrase,
-                has_access_key=info.access_key is not None,
-                argon2=_argon2_answer(info.kdf_fields),
-                stamp_refused=reason,
-            )
-        )
+        answer = await self._challenge_answer(info, ident, now)
+        return _json(StampRefusedResponse(**msgspec.structs.asdict(answer), stamp_refused=reason))
 
     async def reveal(self, request: Request) -> Response:
         ident = await self._limited(request, "reveal", _JSON)
