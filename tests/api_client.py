@@ -93,3 +93,16 @@ def ticket(client: httpx.Client, url: str, sid: str) -> str:
 
 def reveal(client: httpx.Client, url: str, sid: str, ticket_value: str) -> httpx.Response:
     return client.post(f"{url}/api/v1/secrets/{sid}/reveal", json={"ticket": ticket_value})
+
+
+def views_left(client: httpx.Client, url: str, created: dict[str, str | int]) -> int:
+    """The views left of a secret `create()` made (its manage token asks); 0 once gone."""
+    status = client.get(
+        f"{url}/api/v1/secrets/{created['id']}/status",
+        headers={"authorization": f"Bearer {created['manage_token']}"},
+    )
+    if status.status_code == 404:
+        return 0
+    assert status.status_code == 200, status.text
+    views: int = status.json()["views_left"]
+    return views

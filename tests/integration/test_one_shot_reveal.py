@@ -14,24 +14,20 @@ import pytest
 from atopos.client.api import SecretsApi
 from atopos.client.secrets import create_secret, reveal_secret
 from atopos.errors import Gone
-from tests.api_client import OCTETS, access_params, create, envelope, remember, solved
+from tests.api_client import (
+    OCTETS,
+    access_params,
+    create,
+    envelope,
+    remember,
+    solved,
+    views_left,
+)
 from tests.servers import ServerProcess
 
 
 def _one_shot(client: httpx.Client, url: str, sid: str, body: dict[str, object]) -> httpx.Response:
     return client.post(f"{url}/api/v1/secrets/{sid}/ticket", json={**body, "reveal": True})
-
-
-def _views_left(client: httpx.Client, url: str, created: dict[str, str | int]) -> int:
-    status = client.get(
-        f"{url}/api/v1/secrets/{created['id']}/status",
-        headers={"authorization": f"Bearer {created['manage_token']}"},
-    )
-    if status.status_code == 404:
-        return 0
-    assert status.status_code == 200, status.text
-    views: int = status.json()["views_left"]
-    return views
 
 
 def test_the_ticket_step_with_reveal_answers_the_envelope_and_spends_one_view(
@@ -45,7 +41,7 @@ def test_the_ticket_step_with_reveal_answers_the_envelope_and_spends_one_view(
         assert first.status_code == 200, first.text
         assert first.headers["content-type"] == "application/octet-stream"
         assert first.content == body
-        assert _views_left(client, server.url, created) == 1
+        assert views_left(client, server.url, created) == 1
         second = _one_shot(client, server.url, sid, solved(client, server.url, sid))
         assert second.content == body
         # The last view burned it: a new challenge finds nothing.
@@ -68,7 +64,7 @@ def test_one_challenge_buys_one_view_whichever_step_redeems_it(server: ServerPro
             f"{server.url}/api/v1/secrets/{sid}/reveal", json={"ticket": ticket.json()["ticket"]}
         )
         assert reveal.status_code == 403
-        assert _views_left(client, server.url, created) == 2
+        assert views_left(client, server.url, created) == 2
 
 
 def test_a_wrong_access_proof_with_reveal_spends_nothing(server: ServerProcess) -> None:
@@ -81,7 +77,7 @@ def test_a_wrong_access_proof_with_reveal_spends_nothing(server: ServerProcess) 
         refused = _one_shot(client, server.url, sid, wrong)
         assert refused.status_code == 403
         assert refused.json()["error"] == "wrong_key"
-        assert _views_left(client, server.url, created) == 1
+        assert views_left(client, server.url, created) == 1
         assert _one_shot(client, server.url, sid, request).content == body
 
 
@@ -163,6 +159,6 @@ def test_a_one_shot_reveal_counts_against_the_reveal_limit_too(tmp_path: Path) -
             refused = _one_shot(client, limited.url, sid, solved(client, limited.url, sid))
             assert refused.status_code == 429
             assert int(refused.headers["retry-after"]) >= 1
-            assert _views_left(client, limited.url, created) == 3
+            assert views_left(client, limited.url, created) == 3
     finally:
         limited.stop()

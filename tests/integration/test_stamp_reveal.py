@@ -29,7 +29,7 @@ from atopos.crypto.envelope import Metadata, parse_header, seal
 from atopos.crypto.kdf import Argon2Params, derive_passphrase_key
 from atopos.crypto.stamps import make_stamp, stamp_id_for
 from atopos.server.config import ServerConfig, rate_limits
-from tests.api_client import OCTETS, access_proof, create, envelope, stamp_proof
+from tests.api_client import OCTETS, access_proof, create, envelope, stamp_proof, views_left
 from tests.servers import ManualClock, ServerProcess, in_process_server
 
 NOW = 1_800_000_000
@@ -66,18 +66,6 @@ def stamp_body(sid: str, stamp: str, bits: int = 0, **extra: object) -> dict[str
         "reveal": True,
         **extra,
     }
-
-
-def views_left(client: httpx.Client, url: str, created: dict[str, str | int]) -> int:
-    status = client.get(
-        f"{url}/api/v1/secrets/{created['id']}/status",
-        headers={"authorization": f"Bearer {created['manage_token']}"},
-    )
-    if status.status_code == 404:
-        return 0
-    assert status.status_code == 200, status.text
-    views: int = status.json()["views_left"]
-    return views
 
 
 def ticket_url(url: str, sid: str) -> str:

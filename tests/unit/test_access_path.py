@@ -215,11 +215,8 @@ def test_the_transcripts_pin_what_is_no_challenge() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    "challenge",
-    ["s1.AAECAwQFBgcICQoLDA0ODw.1900086360.EBESExQVFhcYGRobHB0eHw", "a.b", "a b", "", "é", "a\n"],
-)
-def test_a_challenge_that_is_not_base64url_is_not_understood(challenge: str) -> None:
+def _answered_with_a_challenge(answer: dict[str, object]) -> tuple[AccessPath, Step]:
+    """A walk without stamps whose challenge request was answered `answer` (as JSON)."""
     path = AccessPath(
         "AAECAwQFBgcICQoLDA0ODw",
         server="https://x",
@@ -228,8 +225,17 @@ def test_a_challenge_that_is_not_base64url_is_not_understood(challenge: str) -> 
         stamp=False,
     )
     path.start()
-    body = json.dumps({"challenge": challenge, "bits": 6, "expires_at": 1, "has_access_key": True})
-    step = path.receive(ServerAnswered(ServerAnswer(200, body.encode())))
+    return path, path.receive(ServerAnswered(ServerAnswer(200, json.dumps(answer).encode())))
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    ["s1.AAECAwQFBgcICQoLDA0ODw.1900086360.EBESExQVFhcYGRobHB0eHw", "a.b", "a b", "", "é", "a\n"],
+)
+def test_a_challenge_that_is_not_base64url_is_not_understood(challenge: str) -> None:
+    path, step = _answered_with_a_challenge(
+        {"challenge": challenge, "bits": 6, "expires_at": 1, "has_access_key": True}
+    )
     assert isinstance(step, Failed)
     assert "does not understand" in step.failure.message
     assert path.challenge is None
@@ -237,16 +243,7 @@ def test_a_challenge_that_is_not_base64url_is_not_understood(challenge: str) -> 
 
 @pytest.mark.parametrize("bits", [-1, -64])
 def test_negative_bits_are_not_understood(bits: int) -> None:
-    path = AccessPath(
-        "AAECAwQFBgcICQoLDA0ODw",
-        server="https://x",
-        can_unlock=False,
-        max_pow_bits=26,
-        stamp=False,
-    )
-    path.start()
-    body = json.dumps({"challenge": "abc", "bits": bits, "expires_at": 1})
-    step = path.receive(ServerAnswered(ServerAnswer(200, body.encode())))
+    path, step = _answered_with_a_challenge({"challenge": "abc", "bits": bits, "expires_at": 1})
     assert isinstance(step, Failed)
     assert "does not understand" in step.failure.message
     assert path.challenge is None
