@@ -82,7 +82,22 @@ def test_replay_after_burn_is_still_refused(api: str, client: httpx.Client) -> N
     sid = str(create(client, api, body)["id"])
     value = ticket(client, api, sid)
     assert reveal(client, api, sid, value).status_code == 200
+    # The view that burned it records no ticket id (nothing is left to buy): gone.
+    replayed = reveal(client, api, sid, value)
+    assert replayed.status_code == 404
+    assert replayed.content != body
+
+
+def test_replay_before_the_last_view_is_refused_and_spends_nothing(
+    api: str, client: httpx.Client
+) -> None:
+    body, _ = envelope(b"r")
+    sid = str(create(client, api, body, views=2)["id"])
+    value = ticket(client, api, sid)
+    assert reveal(client, api, sid, value).status_code == 200
     assert reveal(client, api, sid, value).status_code == 403
+    # The replay took nothing: the second view is still there for a new ticket.
+    assert reveal(client, api, sid, ticket(client, api, sid)).content == body
 
 
 def test_one_challenge_buys_one_view(api: str, client: httpx.Client) -> None:

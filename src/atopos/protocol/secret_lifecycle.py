@@ -23,7 +23,9 @@ delete) and time (EXPIRE: the clock reaching `expires_at`; adapters apply it by 
 
 Guards read `Facts`: how many views are left, whether the ticket id was redeemed before,
 whether the manage token matches. The ticket guard comes first in every state, so a
-replayed ticket is refused as replayed even after the secret is gone.
+replayed ticket is refused as replayed even after the secret is gone. The one exception is
+the ticket that took the last view: it is not recorded, since nothing is left for it to buy
+(a burn writes fewer pages), so a replay of it finds the secret gone.
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ class Move:
 
     `takes_view` decrements views_left and records the minute as a reveal receipt (kept,
     without the secret, until its expiry: storage/port.py `Receipts`); `redeems_ticket`
-    records the ticket id as used
-    (until the ticket's remember_until; SQLite forgets it in a later sweep, Redis by TTL).
+    records the ticket id as used (until the ticket's remember_until; SQLite forgets it in a
+    later sweep, Redis by TTL): every view but the last, which leaves nothing to buy.
     """
 
     guard: Guard
@@ -135,8 +137,9 @@ TRANSITIONS: Mapping[tuple[SecretState, Event], tuple[Move, ...]] = {
     ),
     (_LIVE, Event.CONSUME): (
         Move(TICKET_REDEEMED, _LIVE, Answer.TICKET_USED),
-        # The last view burns the secret in the same atomic step that hands it out.
-        Move(LAST_VIEW, _GONE, Answer.BODY, takes_view=True, redeems_ticket=True),
+        # The last view burns the secret in the same atomic step that hands it out; its
+        # ticket id needs no record, as nothing is left for it to buy.
+        Move(LAST_VIEW, _GONE, Answer.BODY, takes_view=True),
         Move(ALWAYS, _LIVE, Answer.BODY, takes_view=True, redeems_ticket=True),
     ),
     (_LIVE, Event.DELETE): (Move(ALWAYS, _GONE, Answer.BURNED),),

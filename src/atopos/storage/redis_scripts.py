@@ -88,8 +88,8 @@ return 1
 )
 
 # Lifecycle (protocol/secret_lifecycle.py): CONSUME. A redeemed ticket id -> TICKET_USED
-# ('used') in any state; LIVE with views_left == 1 -> GONE (UNLINK), LIVE otherwise -> LIVE
-# (one view less); EXPIRED or GONE -> 'gone'.
+# ('used') in any state; LIVE with views_left == 1 -> GONE (UNLINK, no marker), LIVE
+# otherwise -> LIVE (one view less, the marker set); EXPIRED or GONE -> 'gone'.
 # Take one view and append its minute to the receipts' viewed_at (comma-separated), which
 # outlive the burn until their own TTL. KEYS: meta, used-ticket marker, readers counter,
 # receipts, then every chunk. ARGV: now, ticket ttl (seconds), stream grace (seconds), minute.
@@ -99,7 +99,8 @@ return 1
 # Answers: {'used'} | {'gone'} | {'chunks', n} (call again with the n chunk names)
 #        | {'ok', size, inline body or '', chunk count}
 # The ticket check comes first, so a replayed ticket is refused as replayed even after the
-# secret was burned; a call that answers 'gone' or 'chunks' has written nothing.
+# secret was burned, except the one that burned it: the last view records no marker, as
+# nothing is left for it to buy. A call that answers 'gone' or 'chunks' has written nothing.
 CONSUME = LuaScript(
     """
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -115,7 +116,6 @@ local chunks = tonumber(f[4])
 if #KEYS ~= 4 + chunks then
   return {'chunks', chunks}
 end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 local viewed = redis.call('HGET', KEYS[4], 'viewed_at')
 if viewed then
   if viewed ~= '' then
@@ -136,6 +136,7 @@ if views_left == 0 then
   redis.call('UNLINK', KEYS[1])
 else
   redis.call('HSET', KEYS[1], 'views_left', views_left)
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 end
 if chunks == 0 then
   return {'ok', f[3], f[5] or '', 0}

@@ -413,14 +413,10 @@ def consume_secret(
     has_snapshot: bool,
 ) -> tuple[int, bytes | None] | Burned:
     """One view: (size, inline body or None), as `Burned` when it was the last one."""
-    try:
-        conn.execute(
-            "INSERT INTO used_tickets (id, expires_at) VALUES (?, ?)",
-            (ticket_id, ticket_expires_at),
-        )
-    except sqlite3.IntegrityError:
-        raise TicketUsed() from None
-    # The last view (a one-view secret's only one) burns the row in one statement.
+    if conn.execute("SELECT 1 FROM used_tickets WHERE id = ?", (ticket_id,)).fetchone():
+        raise TicketUsed()
+    # The last view (a one-view secret's only one) burns the row in one statement; the
+    # ticket id then needs no record, as nothing is left for it to buy (fewer pages to write).
     row = conn.execute(
         "DELETE FROM secrets WHERE id = ? AND expires_at > ? AND views_left = 1 "
         "RETURNING size, body",
@@ -435,6 +431,10 @@ def consume_secret(
         ).fetchone()
         if row is None:
             raise Gone(GONE_MESSAGE)
+        conn.execute(
+            "INSERT INTO used_tickets (id, expires_at) VALUES (?, ?)",
+            (ticket_id, ticket_expires_at),
+        )
     size, body = row
     if body is None and not has_snapshot:
         # Undone with the whole operation (ticket included); the caller retries
