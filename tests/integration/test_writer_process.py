@@ -13,6 +13,7 @@ import signal
 import socket
 import sqlite3
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -66,8 +67,12 @@ def insert_key(conn: sqlite3.Connection, key: str) -> str:
 
 @contextlib.contextmanager
 def writer_process(database: Path) -> Iterator[Path]:
-    """A writer process on `database`, forked as the supervisor forks it; its socket's path."""
-    with writer_socket() as sock:
+    """A writer process on `database`, forked as the supervisor forks it; its socket's path
+    (in a temporary directory of its own: the sweep at start never sees another's)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="atopos-test-") as temp_dir,
+        writer_socket(Path(temp_dir)) as sock,
+    ):
         parent_gone, supervisor_end = os.pipe()
         pid = os.fork()
         if pid == 0:
