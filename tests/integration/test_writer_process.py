@@ -67,12 +67,8 @@ def insert_key(conn: sqlite3.Connection, key: str) -> str:
 
 @contextlib.contextmanager
 def writer_process(database: Path) -> Iterator[Path]:
-    """A writer process on `database`, forked as the supervisor forks it; its socket's path
-    (in a temporary directory of its own: the sweep at start never sees another's)."""
-    with (
-        tempfile.TemporaryDirectory(prefix="atopos-test-") as temp_dir,
-        writer_socket(Path(temp_dir)) as sock,
-    ):
+    """A writer process on `database`, forked as the supervisor forks it; its socket's path."""
+    with _temp_dir() as temp_dir, writer_socket(temp_dir) as sock:
         parent_gone, supervisor_end = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -89,6 +85,16 @@ def writer_process(database: Path) -> Iterator[Path]:
         finally:
             os.close(supervisor_end)  # the "supervisor" is gone: the writer stops
             _reap(pid)
+
+
+@contextlib.contextmanager
+def _temp_dir() -> Iterator[Path]:
+    """A temporary directory of the test's own for the writer socket's, so that the sweep at
+    start never sees another's; others may pass through it, as through /tmp (one test
+    connects as another user)."""
+    with tempfile.TemporaryDirectory(prefix="atopos-test-") as temp_dir:
+        os.chmod(temp_dir, 0o755)  # noqa: S103 (traversable, not writable)
+        yield Path(temp_dir)
 
 
 def _reap(pid: int, within: float = 10) -> int:
