@@ -13,6 +13,7 @@ import signal
 import socket
 import sqlite3
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ def insert_key(conn: sqlite3.Connection, key: str) -> str:
 @contextlib.contextmanager
 def writer_process(database: Path) -> Iterator[Path]:
     """A writer process on `database`, forked as the supervisor forks it; its socket's path."""
-    with writer_socket() as sock:
+    with _temp_dir() as temp_dir, writer_socket(temp_dir) as sock:
         parent_gone, supervisor_end = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -84,6 +85,16 @@ def writer_process(database: Path) -> Iterator[Path]:
         finally:
             os.close(supervisor_end)  # the "supervisor" is gone: the writer stops
             _reap(pid)
+
+
+@contextlib.contextmanager
+def _temp_dir() -> Iterator[Path]:
+    """A temporary directory of the test's own for the writer socket's, so that the sweep at
+    start never sees another's; others may pass through it, as through /tmp (one test
+    connects as another user)."""
+    with tempfile.TemporaryDirectory(prefix="atopos-test-") as temp_dir:
+        os.chmod(temp_dir, 0o755)  # noqa: S103 (traversable, not writable)
+        yield Path(temp_dir)
 
 
 def _reap(pid: int, within: float = 10) -> int:

@@ -1,9 +1,11 @@
 """The SQLite writer process of `atopos serve --workers N` as the supervisor sets it up: its
 Unix socket, made before the fork in a fresh private directory, and its run in the child.
 
-The directory is `tempfile.mkdtemp` (0700, so only this user reaches the socket: the frames
-are pickles, storage/sqlite_writer_frames.py) and short, since a Unix socket path holds at
-most 107 bytes, so it is not beside the database. The supervisor keeps the listening socket
+The directory is made in the temporary directory ($TMPDIR, else /tmp), 0700, so only this
+user reaches the socket (the frames are pickles, storage/sqlite_writer_frames.py), and short,
+since a Unix socket path holds at most 107 bytes, so it is not beside the database. It is
+locked for the node's life, so tmp cleaners leave it alone, and stale ones of killed nodes are
+swept at start (server/writer_socket_directory.py). The supervisor keeps the listening socket
 open for the node's life: a writer process restarted after a crash listens on the same one,
 and workers that connect meanwhile wait in its backlog. The directory is removed at exit.
 """
@@ -11,14 +13,13 @@ and workers that connect meanwhile wait in its backlog. The directory is removed
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from atopos.clock import SystemClock
+from atopos.server.writer_socket_directory import SOCKET_NAME, locked_socket_directory
 from atopos.storage.sqlite import connect_writer, writers_lock_path
 from atopos.storage.sqlite_batches import BatchCommitter
 from atopos.storage.sqlite_writer_process import serve_writes
@@ -41,11 +42,13 @@ class WriterSocket:
 
 
 @contextlib.contextmanager
-def writer_socket() -> Iterator[WriterSocket]:
-    directory = Path(tempfile.mkdtemp(prefix="atopos-writer-"))
-    try:
-        os.chmod(directory, 0o700)
-        path = directory / "writer.sock"
+def writer_socket(parent: Path | None = None) -> Iterator[WriterSocket]:
+    """The writer process's listening socket, in a locked directory of its own in `parent`
+    (the temporary directory by default), until the context ends; the calling process (the
+    supervisor) and the processes it forks meanwhile hold the lock."""
+    temp_dir = Path(tempfile.gettempdir()) if parent is None else parent
+    with locked_socket_directory(temp_dir) as directory:
+        path = directory / SOCKET_NAME
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(path))
@@ -53,8 +56,6 @@ def writer_socket() -> Iterator[WriterSocket]:
             yield WriterSocket(listener, path)
         finally:
             listener.close()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_writer_process(

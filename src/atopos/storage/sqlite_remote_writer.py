@@ -11,13 +11,16 @@ its batch may be committing on a slow disk. While more than `_MAX_UNSENT` bytes 
 wait unsent (the writer process reads nothing: stopped, or far behind) a write gets
 WritersBusy at once. A write whose reply was lost may nevertheless have committed: a create
 then exists that nobody was told of, a view was spent but not delivered, exactly as when the
-one process of a node crashes after a COMMIT.
+one process of a node crashes after a COMMIT. A socket path that is gone (a tmp cleaner that
+ignores the directory's lock removed it) is told once in the log, in words: only a restart of
+the node makes a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +33,8 @@ from atopos.storage.sqlite_write_operations import name_of_registered
 from atopos.storage.sqlite_writer_frames import FrameReader, encode_frame, error_from_reply
 
 __all__ = ["RemoteWriter"]
+
+_log = logging.getLogger("atopos.storage")
 
 # Seconds a worker waits beyond a write's deadline for the writer process's answer (which
 # is WritersBusy when the write was not begun by then).
@@ -49,6 +54,7 @@ class RemoteWriter:
         self._ids = itertools.count()
         self._connection: _Connection | None = None
         self._connecting: asyncio.Task[_Connection] | None = None
+        self._has_told_socket_gone = False
 
     def start(self) -> None:
         """Nothing to start: the connection is made by the first write."""
@@ -83,6 +89,15 @@ class RemoteWriter:
         loop = asyncio.get_running_loop()
         try:
             _, connection = await loop.create_unix_connection(_Connection, str(self._socket_path))
+        except FileNotFoundError:
+            if not self._has_told_socket_gone:
+                self._has_told_socket_gone = True
+                _log.error(
+                    "writer process unreachable: its socket file is gone (a tmp cleaner may"
+                    " have removed its directory); every write fails until the node is"
+                    " restarted"
+                )
+            raise Unavailable(UNAVAILABLE_MESSAGE) from None
         except OSError:
             raise Unavailable(UNAVAILABLE_MESSAGE) from None
         return connection
