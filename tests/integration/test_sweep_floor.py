@@ -253,27 +253,47 @@ def test_a_swept_ticket_or_stamp_is_refused_after_a_restart_with_the_clock_back(
         assert views_left(client, url, created) == 1
 
 
-def test_the_nodes_own_sweeper_raises_its_decision_time(tmp_path: Path) -> None:
-    """Within one process: the sweeper's floor is followed at once, so a stamp whose record
-    it forgot is answered with a challenge ("clock") under a clock stepped back."""
+def test_a_worker_follows_the_floor_another_worker_raised_at_its_next_sweep(
+    tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    """Two workers on one writer process, as under `--workers N`: another worker sweeps
+    later than this one has decided so far; this worker's own next sweep reads the floor,
+    and from then on it answers a stamp whose record was forgotten with a challenge
+    ("clock"), as if its clock were the other's."""
     clock = SteppedClock(NOW)
     data_dir = tmp_path / "data"
     database = data_dir / "atopos.db"
-    with (
-        in_process_server(_config(data_dir, sweep_interval=0.05), clock) as url,
-        httpx.Client(timeout=30) as client,
-    ):
-        created = create(client, url, envelope(b"two views")[0], views=2, expires_in=3600)
-        sid = str(created["id"])
-        stamp = stamped(sid, NOW)
-        assert client.post(ticket_url(url, sid), json=stamp).status_code == 200
-        clock.set(REMEMBER_UNTIL + 1)  # no request at this time: only the sweeper sees it
-        _poll(lambda: stored_floor(database) >= REMEMBER_UNTIL + 1)
-        clock.set(NOW + 10)
-        floor = stored_floor(database)
-        _poll(lambda: _challenge_expiry(client, url, sid) >= floor + CHALLENGE_TTL)
-        refused_with(client.post(ticket_url(url, sid), json=stamp), "clock")
-        assert views_left(client, url, created) == 1
+    data_dir.mkdir(mode=0o700)
+    with writer_process(database) as socket_path:
+
+        def worker_store() -> SqliteSecretStore:
+            return SqliteSecretStore(
+                database, is_shared_by_processes=True, writer_socket=socket_path
+            )
+
+        other = worker_store()
+        with (
+            in_process_server(_config(data_dir, sweep_interval=0.05), clock, worker_store()) as url,
+            httpx.Client(timeout=30) as client,
+        ):
+            created = create(client, url, envelope(b"two views")[0], views=2, expires_in=3600)
+            sid = str(created["id"])
+            stamp = stamped(sid, NOW)
+            assert client.post(ticket_url(url, sid), json=stamp).status_code == 200
+            clock.set(NOW + 10)
+            # The other worker's sweep, at a time this one never saw (its clock was ahead).
+            loop_thread.run(other.start(REMEMBER_UNTIL + 1))
+            try:
+                assert stored_floor(database) == REMEMBER_UNTIL + 1
+                _poll(
+                    lambda: (
+                        _challenge_expiry(client, url, sid) == REMEMBER_UNTIL + 1 + CHALLENGE_TTL
+                    )
+                )
+                refused_with(client.post(ticket_url(url, sid), json=stamp), "clock")
+                assert views_left(client, url, created) == 1
+            finally:
+                loop_thread.run(other.aclose())
 
 
 def _poll(condition: Callable[[], bool], within: float = 10) -> None:
