@@ -2,7 +2,8 @@
 
 A sweep that forgets redeemed ticket ids up to S stores S as the SQLite store's sweep floor;
 the store refuses to record an id at or below it, and the node decides at
-`max(clock, floor)` (server/decision_time.py), loaded at start and raised by every sweep.
+`max(clock, floor, the latest time it decided at)` (server/decision_time.py), the floor read
+at start and after every sweep.
 So a ticket or stamp whose record was swept stays spent when the wall clock steps back
 before its expiry: in the running server, after a restart, and on a node of several
 workers (two stores on one writer process, as two workers write).
