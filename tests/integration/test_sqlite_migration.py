@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from atopos.storage.port import TicketUsed
 from atopos.storage.sqlite import SqliteSecretStore
 from tests.integration.store_scenarios import NOW, body, secret
 
@@ -211,3 +212,42 @@ def test_a_version_4_requests_table_gains_the_claim_lease(tmp_path: Path) -> Non
         )  # the current version; the lease column needs no bump
     finally:
         conn.close()
+
+
+def test_a_file_from_before_the_sweep_floor_gains_it_and_keeps_its_secrets(tmp_path: Path) -> None:
+    """The `meta` table of the sweep floor (docs/protocol/access.md, "Clock steps") is made
+    at open in a file from before it, like the claim lease's column: older code neither
+    reads nor needs it. The file's secrets and redeemed ticket ids are kept, and the first
+    sweep stores its floor."""
+    path = tmp_path / "atopos.db"
+    kept = secret(views=2)
+
+    async def write_before() -> None:
+        store = SqliteSecretStore(path)
+        await store.start(NOW)
+        try:
+            await store.create(kept, body(b"kept"))
+            revealed = await store.consume(kept.secret_id, b"t" * 16, NOW + 60, NOW)
+            await revealed.chunks.aclose()
+        finally:
+            await store.aclose()
+
+    asyncio.run(write_before())
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE meta")
+    conn.commit()
+    conn.close()
+
+    async def upgrade() -> tuple[int, int]:
+        store = SqliteSecretStore(path)
+        await store.start(NOW + 5)
+        try:
+            with pytest.raises(TicketUsed):
+                await store.consume(kept.secret_id, b"t" * 16, NOW + 60, NOW + 5)
+            info = await store.info(kept.secret_id, NOW + 5)
+            assert info is not None
+            return info.views_left, await store.sweep_floor()
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(upgrade()) == (1, NOW + 5)

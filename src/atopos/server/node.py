@@ -22,6 +22,7 @@ from atopos.server.access import AccessControl
 from atopos.server.client_address import ClientAddressSource, client_address_source
 from atopos.server.config import ServerConfig
 from atopos.server.cross_site import is_cross_site
+from atopos.server.decision_time import DecisionTime
 from atopos.server.identity import ClientId, EphemeralIdentifiers
 from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.ratelimit import UPLOAD_BUDGET, RateLimits, rate_limit_storage
@@ -43,10 +44,13 @@ class Node:
     client_addresses: ClientAddressSource
     limits: RateLimits
     access: AccessControl
+    # The time of every decision and stored time: the clock, floored (server/decision_time.py).
+    decision_time: DecisionTime
 
     def now(self) -> int:
-        """Whole seconds since the epoch: the unit of every stored time."""
-        return int(self.clock.now())
+        """Whole seconds since the epoch: the unit of every stored time. Never back between
+        calls, and never below the store's sweep floor once the product has read it."""
+        return self.decision_time.now()
 
     def client_identifier(self, scope: Scope) -> ClientId:
         """The ephemeral identifiers of the client behind an HTTP request or a WebSocket."""
@@ -124,6 +128,7 @@ def build_node(
         client_addresses=client_address_source(config.trusted_proxies),
         limits=limits,
         access=access,
+        decision_time=DecisionTime(clock),
     )
 
 

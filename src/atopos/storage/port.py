@@ -24,6 +24,7 @@ __all__ = [
     "Revealed",
     "SecretInfo",
     "SecretStore",
+    "TicketExpired",
     "TicketUsed",
     "spent_minute",
 ]
@@ -41,6 +42,17 @@ class TicketUsed(Refused):
 
     def __init__(self) -> None:
         super().__init__("This ticket was already used.")
+
+
+class TicketExpired(Refused):
+    """The ticket's id expires at or before the store's sweep floor: a sweep may have
+    forgotten it already, so it is never recorded again (docs/protocol/access.md, "Clock
+    steps"). `sweep_floor` is the floor the store holds, for the node to catch up with."""
+
+    def __init__(self, sweep_floor: int = 0) -> None:
+        # The wording of an expired ticket at the access layer (server/access.py).
+        super().__init__("The ticket is invalid or expired; start the reveal again.")
+        self.sweep_floor = sweep_floor
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,8 +144,9 @@ class SecretStore(Protocol):
     ) -> Revealed:
         """Atomically redeem the ticket and take one view; the last view burns the secret.
 
-        Raises TicketUsed when the ticket was redeemed before, Gone when the secret is
-        unknown, expired or has no views left. A failed call consumes nothing.
+        Raises TicketUsed when the ticket was redeemed before, TicketExpired when
+        `ticket_expires_at` is at or below the sweep floor, Gone when the secret is unknown,
+        expired or has no views left. A failed call consumes nothing.
         """
         ...
 
@@ -149,7 +162,15 @@ class SecretStore(Protocol):
 
     async def sweep(self, now: int) -> int:
         """Burn expired secrets, forget expired tickets and receipts; return how many
-        secrets."""
+        secrets. A store that forgets redeemed ticket ids itself raises its sweep floor to
+        the time it forgot them up to, at least `now`."""
+        ...
+
+    async def sweep_floor(self) -> int:
+        """The latest time up to which this store forgot redeemed ticket ids, written by
+        any node's sweep: the node takes no decision at an earlier time, whatever its clock
+        says (docs/protocol/access.md, "Clock steps"). 0 for a store that keeps none (Redis:
+        its keys expire on their own)."""
         ...
 
     async def check(self) -> None:

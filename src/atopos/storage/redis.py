@@ -363,6 +363,11 @@ class RedisSecretStore(RedisRequests):
         del now
         return 0
 
+    async def sweep_floor(self) -> int:
+        """None kept: Redis forgets ticket ids by their keys' TTL, on its own clock (a limit
+        docs/threat-model.md describes)."""
+        return 0
+
     # -- calling Redis ----------------------------------------------------------------------
 
     async def _script(

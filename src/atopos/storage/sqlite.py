@@ -10,6 +10,11 @@ snapshot that was opened before the consuming transaction deleted them.
 
 Each operation implements rows of the lifecycle table in `atopos.protocol.secret_lifecycle`
 (cited per method); EXPIRE is the `expires_at > now` test in every read and consume.
+
+The sweep floor (docs/protocol/access.md, "Clock steps"): a sweep that forgets redeemed
+ticket ids with `expires_at <= S` stores S in `meta` in the same transaction, never lowering
+it; a consume refuses a ticket id whose `expires_at` is at or below it (its record may be
+gone), and the node never decides at an earlier time (`sweep_floor`, server/decision_time.py).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from atopos.storage.port import (
     Receipts,
     Revealed,
     SecretInfo,
+    TicketExpired,
     TicketUsed,
     spent_minute,
 )
@@ -44,7 +50,13 @@ from atopos.storage.sqlite_write_operations import write_operation
 from atopos.storage.sqlite_writer import DEFAULT_LOCK_WAIT, GroupCommitWriter, Writes
 from atopos.storage.urls import sqlite_path
 
-__all__ = ["CHUNK_BYTES", "SqliteSecretStore", "connect_writer", "writers_lock_path"]
+__all__ = [
+    "CHUNK_BYTES",
+    "SqliteSecretStore",
+    "connect_writer",
+    "read_sweep_floor",
+    "writers_lock_path",
+]
 
 _SCHEMA_VERSION = 5
 _log = logging.getLogger("atopos.storage")
@@ -87,7 +99,14 @@ CREATE TABLE IF NOT EXISTS view_receipts (
     minute INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS view_receipts_by_owner ON view_receipts (owner);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 """
+# The `meta` row of the sweep floor: the latest S of a sweep that forgot the redeemed ticket
+# ids with `expires_at <= S` (module docstring).
+_SWEEP_FLOOR = "sweep_floor"
 _INFO = (
     "SELECT id, manage_hash, kind, size, views_left, created_at, expires_at, device_key,"
     " has_passphrase, access_key, kdf_fields FROM secrets WHERE id = ? AND expires_at > ?"
@@ -130,7 +149,8 @@ def connect_writer(path: Path) -> sqlite3.Connection:
                 " SELECT id, manage_hash, expires_at FROM secrets"
             )
         # Files made before the claim lease lack its column (the column has a default
-        # and older code never reads it).
+        # and older code never reads it). Likewise the `meta` table of the sweep floor, made
+        # by the script above in files from before it: older code neither reads nor needs it.
         columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
         if "claimed_until" not in columns:
             conn.execute("ALTER TABLE requests ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0")
@@ -338,6 +358,14 @@ class SqliteSecretStore(SqliteRequests):
             sweep_secrets, now, frozenset(self._uploading), self._removes_orphan_chunks
         )
 
+    async def sweep_floor(self) -> int:
+        """The stored floor, as committed by any process's sweep: a read of one row on this
+        process's reader connection (WAL readers see the last commit)."""
+        try:
+            return read_sweep_floor(self._reader_conn())
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
     async def _write(self, operation: Callable[..., T | Burned], *args: object) -> T:
         """Run a registered write operation (storage/sqlite_write_operations.py) with `args`,
         durably committed once this returns."""
@@ -413,6 +441,14 @@ def consume_secret(
     has_snapshot: bool,
 ) -> tuple[int, bytes | None] | Burned:
     """One view: (size, inline body or None), as `Burned` when it was the last one."""
+    floor = read_sweep_floor(conn)
+    if ticket_expires_at <= floor:
+        # A sweep may have forgotten this id already (its record had the same expires_at):
+        # recording it anew would let a replay through. Whoever decided before the floor
+        # rose (another worker, or this one just before the sweep) learns it here.
+        raise TicketExpired(floor)
+    # Never decide at an earlier time than a sweep did (a clock stepped back).
+    now = max(now, floor)
     if conn.execute("SELECT 1 FROM used_tickets WHERE id = ?", (ticket_id,)).fetchone():
         raise TicketUsed()
     # The last view (a one-view secret's only one) burns the row in one statement; the
@@ -466,8 +502,17 @@ def delete_secret(conn: sqlite3.Connection, secret_id: bytes) -> bool | Burned:
 def sweep_secrets(
     conn: sqlite3.Connection, now: int, uploading: frozenset[bytes], removes_orphans: bool
 ) -> int | Burned:
-    """Forget what expired; `removes_orphans`: also chunks without a secret row, except
+    """Forget what expired at `now`, or at the stored sweep floor when that is later, and
+    store that time as the floor; `removes_orphans`: also chunks without a secret row, except
     those of the `uploading` secrets."""
+    # S: never below an earlier sweep's (a clock stepped back, a worker that has not read
+    # the floor yet), so the floor never goes down.
+    now = max(now, read_sweep_floor(conn))
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+        (_SWEEP_FLOOR, now),
+    )
     expired = conn.execute(
         "DELETE FROM secrets WHERE expires_at <= ? RETURNING id", (now,)
     ).fetchall()
@@ -490,6 +535,12 @@ def sweep_secrets(
     if expired or orphans:
         return Burned(len(expired))
     return len(expired)
+
+
+def read_sweep_floor(conn: sqlite3.Connection) -> int:
+    """The sweep floor stored in the database on `conn` (0 before the first sweep)."""
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (_SWEEP_FLOOR,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 class _NeedsSnapshot(Exception):

@@ -44,6 +44,7 @@ from atopos.storage.port import (
     NewSecret,
     SecretInfo,
     SecretStore,
+    TicketExpired,
     TicketUsed,
 )
 
@@ -294,6 +295,12 @@ class SecretsApi:
         try:
             revealed = await self._store.consume(secret_id, ticket_id, remember_until, now)
         except TicketUsed:
+            await self._access.record_failure(ident)
+            raise
+        except TicketExpired as expired:
+            # Expired by the store's sweep floor (a sweep since `now`, maybe another
+            # worker's): decide no earlier from now on, and answer as for an expired ticket.
+            self._node.decision_time.raise_floor(expired.sweep_floor)
             await self._access.record_failure(ident)
             raise
         headers = {"content-length": str(revealed.size)}

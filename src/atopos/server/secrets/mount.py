@@ -69,7 +69,13 @@ class SecretsProduct:
 
     async def start(self) -> None:
         await self._store.start(self._node.now())
+        await self._follow_sweep_floor()
         self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _follow_sweep_floor(self) -> None:
+        """Decide no earlier than the store's sweep floor, as any process of the node last
+        raised it (docs/protocol/access.md, "Clock steps")."""
+        self._node.decision_time.raise_floor(await self._store.sweep_floor())
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -86,5 +92,6 @@ class SecretsProduct:
             await asyncio.sleep(self._node.config.sweep_interval)
             try:
                 await self._store.sweep(self._node.now())
+                await self._follow_sweep_floor()
             except AtoposError:
                 _log.warning("sweep failed; will retry")
