@@ -206,7 +206,8 @@ def test_device_page_makes_keeps_and_forgets_a_device(
 def test_a_browser_device_reveals_a_secret_bound_to_it_and_no_other_context_can(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:
-    device_context, device_guard = new_context()
+    # The challenge walk: it counts each reader's ticket requests (a stamp is one more).
+    device_context, device_guard = new_context(stamp=False)
     code = open_device_page(device_context, web_server.url)
 
     creator, _ = new_context()
@@ -217,7 +218,7 @@ def test_a_browser_device_reveals_a_secret_bound_to_it_and_no_other_context_can(
     assert status(web_server.url, links.manage)["is_bound"] is True
 
     # A second, fresh context holds the whole link but no device: no ticket is asked for.
-    stranger, stranger_guard = new_context()
+    stranger, stranger_guard = new_context(stamp=False)
     page = stranger.new_page()
     page.goto(links.share)
     page.get_by_role("button", name="Reveal secret").click()
@@ -228,7 +229,7 @@ def test_a_browser_device_reveals_a_secret_bound_to_it_and_no_other_context_can(
     assert status(web_server.url, links.manage)["views_left"] == 1
 
     # A context with a device of its own is refused at the ticket step (403), spending nothing.
-    other, other_guard = new_context()
+    other, other_guard = new_context(stamp=False)
     other_guard.allow_http_error(403)
     other_code = open_device_page(other, web_server.url)
     assert other_code != code
@@ -314,7 +315,8 @@ def test_a_secret_bound_by_the_cli_opens_in_the_browser_device(
         .stdout.decode()
         .strip()
     )
-    stranger, stranger_guard = new_context()
+    # The challenge walk: it asks that no ticket request is sent (a stamp would be one).
+    stranger, stranger_guard = new_context(stamp=False)
     page = stranger.new_page()
     page.goto(link)
     page.get_by_role("button", name="Reveal secret").click()
