@@ -265,6 +265,52 @@ def test_a_browser_device_reveals_a_secret_bound_to_it_and_no_other_context_can(
         status(web_server.url, links.manage)  # its one view is spent: gone
 
 
+def test_a_bound_secret_answers_the_stamp_with_a_challenge_and_only_its_device_goes_on(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """The stamp path, the page's default: a stamp carries no device proof, so the server
+    answers a bound secret's stamp with a challenge that says `is_bound`. A browser without
+    a device stops there, having spent nothing; the device signs that challenge and reveals."""
+    device_context, _ = new_context()
+    code = open_device_page(device_context, web_server.url)
+    creator, _ = new_context()
+    secret = "bound, and stamped first"
+    links = create_bound_secret(creator.new_page(), web_server.url, secret, code)
+    secret_id = urlsplit(links.share).path.rsplit("/", 1)[1]
+
+    stranger, _ = new_context()
+    page = stranger.new_page()
+    tickets = record_tickets(page)
+    page.goto(links.share)
+    page.get_by_role("button", name="Reveal secret").click()
+    wait_for_state(page, "bound")
+    expect(page.locator("#bound-title")).to_have_text(BOUND_ELSEWHERE)
+    # One request, the stamp (no device proof in it), and no ticket step after it.
+    assert [sorted(body) for body in tickets] == [["access_proof", "nonce", "reveal", "stamp"]]
+    assert status(web_server.url, links.manage)["views_left"] == 1
+
+    page = device_context.new_page()
+    tickets = record_tickets(page)
+    page.goto(links.share)
+    page.get_by_role("button", name="Reveal secret").click()
+    wait_for_state(page, "text")
+    assert page.locator("#secret-output").text_content() == secret
+    # The stamp, then the ticket step with a device proof over the challenge it was answered
+    # with, which revealed.
+    assert [("stamp" in body, "device_proof" in body) for body in tickets] == [
+        (True, False),
+        (False, True),
+    ]
+    assert verify_device_proof(
+        parse_device_code(code).signing_key,
+        b64url_decode(secret_id),
+        str(tickets[1]["challenge"]),
+        str(tickets[1]["device_proof"]),
+    )
+    with pytest.raises(httpx.HTTPStatusError):
+        status(web_server.url, links.manage)  # its one view is spent: gone
+
+
 def test_a_proof_that_is_dropped_on_the_way_is_refused_and_spends_nothing(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:
