@@ -45,9 +45,10 @@ PHONE = {"width": 390, "height": 844}
 
 NewContext = Callable[..., tuple[BrowserContext, Guard]]
 # The reveal page starts with a stamp (one request, docs/protocol/access.md "Stamp: a reveal
-# in one request") unless this browser turned stamps off. The suite's tests of the challenge
-# walk (which they count and route) run in contexts that turned it off; those of the stamp
-# ask for it (`new_context(stamp=True)`). Only on reveal pages (/s/...), so that no other
+# in one request") unless this browser turned stamps off. Contexts follow the product's
+# default (stamps on), so the suite runs what readers run; a test that pins the challenge
+# walk on purpose (counts or routes its requests, reads its progress) asks
+# `new_context(stamp=False)`, which sets this on reveal pages (/s/...) only, so that no other
 # page finds the key in its storage; about:blank has no storage at all.
 STAMP_OFF = """
 if (location.pathname.startsWith("/s/")) {
@@ -150,10 +151,10 @@ def new_context(browser: Browser, web_server: ServerProcess) -> Iterator[NewCont
     made: list[tuple[BrowserContext, Guard]] = []
 
     def make(
-        using: Browser | None = None, *, stamp: bool = False, **options: Any
+        using: Browser | None = None, *, stamp: bool = True, **options: Any
     ) -> tuple[BrowserContext, Guard]:
-        """A context of `using`, the test's own browser by default; `stamp`: its reveal
-        page starts with a stamp (else with the challenge)."""
+        """A context of `using`, the test's own browser by default; `stamp` (the default,
+        as in the product): its reveal page starts with a stamp (else with the challenge)."""
         options.setdefault("viewport", DESKTOP)
         options.setdefault("accept_downloads", True)
         context = (using or browser).new_context(**options)

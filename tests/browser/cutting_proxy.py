@@ -1,13 +1,15 @@
 """A TCP proxy on loopback that cuts the answer to a reveal: it forwards every connection to the
 server byte for byte, and when the browser asks for `…/reveal`, or for `…/ticket` with
-`"reveal":true` (the one-shot step, whose answer is the envelope), it passes on the answer's
-head and the first `body_bytes` of its body, then closes the connection. The browser sees what a
-dropped mobile connection or a restarted proxy does to a download: the body ends before its
-`Content-Length`."""
+`"reveal":true` (the one-shot step or a stamp, whose answer may be the envelope), and the answer
+is not JSON (a stamp answered with a challenge is, and goes through whole), it passes on the
+answer's head and the first `body_bytes` of its body, then closes the connection. The browser
+sees what a dropped mobile connection or a restarted proxy does to a download: the body ends
+before its `Content-Length`."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 __all__ = ["CuttingProxy"]
 
 _HEAD_END = b"\r\n\r\n"
+_JSON_HEAD = re.compile(rb"\r\ncontent-type:[ \t]*application/json", re.IGNORECASE)
 
 
 class CuttingProxy:
@@ -78,6 +81,13 @@ class CuttingProxy:
                 answer += data
                 head_end = answer.find(_HEAD_END)
                 if head_end < 0:
+                    continue
+                if _JSON_HEAD.search(answer[:head_end]):
+                    # Not the envelope: passed on whole (the browser asks nothing more on this
+                    # connection before it has read this answer).
+                    is_reveal.clear()
+                    client.sendall(answer)
+                    answer = b""
                     continue
                 limit = head_end + len(_HEAD_END) + self._body_bytes
                 if len(answer) >= limit:

@@ -206,7 +206,8 @@ def test_device_page_makes_keeps_and_forgets_a_device(
 def test_a_browser_device_reveals_a_secret_bound_to_it_and_no_other_context_can(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:
-    device_context, device_guard = new_context()
+    # The challenge walk: it counts each reader's ticket requests (a stamp is one more).
+    device_context, device_guard = new_context(stamp=False)
     code = open_device_page(device_context, web_server.url)
 
     creator, _ = new_context()
@@ -217,7 +218,7 @@ def test_a_browser_device_reveals_a_secret_bound_to_it_and_no_other_context_can(
     assert status(web_server.url, links.manage)["is_bound"] is True
 
     # A second, fresh context holds the whole link but no device: no ticket is asked for.
-    stranger, stranger_guard = new_context()
+    stranger, stranger_guard = new_context(stamp=False)
     page = stranger.new_page()
     page.goto(links.share)
     page.get_by_role("button", name="Reveal secret").click()
@@ -228,7 +229,7 @@ def test_a_browser_device_reveals_a_secret_bound_to_it_and_no_other_context_can(
     assert status(web_server.url, links.manage)["views_left"] == 1
 
     # A context with a device of its own is refused at the ticket step (403), spending nothing.
-    other, other_guard = new_context()
+    other, other_guard = new_context(stamp=False)
     other_guard.allow_http_error(403)
     other_code = open_device_page(other, web_server.url)
     assert other_code != code
@@ -260,6 +261,52 @@ def test_a_browser_device_reveals_a_secret_bound_to_it_and_no_other_context_can(
         str(tickets[0]["device_proof"]),
     )
     assert len(ticket_requests(device_guard)) == 1
+    with pytest.raises(httpx.HTTPStatusError):
+        status(web_server.url, links.manage)  # its one view is spent: gone
+
+
+def test_a_bound_secret_answers_the_stamp_with_a_challenge_and_only_its_device_goes_on(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """The stamp path, the page's default: a stamp carries no device proof, so the server
+    answers a bound secret's stamp with a challenge that says `is_bound`. A browser without
+    a device stops there, having spent nothing; the device signs that challenge and reveals."""
+    device_context, _ = new_context()
+    code = open_device_page(device_context, web_server.url)
+    creator, _ = new_context()
+    secret = "bound, and stamped first"
+    links = create_bound_secret(creator.new_page(), web_server.url, secret, code)
+    secret_id = urlsplit(links.share).path.rsplit("/", 1)[1]
+
+    stranger, _ = new_context()
+    page = stranger.new_page()
+    tickets = record_tickets(page)
+    page.goto(links.share)
+    page.get_by_role("button", name="Reveal secret").click()
+    wait_for_state(page, "bound")
+    expect(page.locator("#bound-title")).to_have_text(BOUND_ELSEWHERE)
+    # One request, the stamp (no device proof in it), and no ticket step after it.
+    assert [sorted(body) for body in tickets] == [["access_proof", "nonce", "reveal", "stamp"]]
+    assert status(web_server.url, links.manage)["views_left"] == 1
+
+    page = device_context.new_page()
+    tickets = record_tickets(page)
+    page.goto(links.share)
+    page.get_by_role("button", name="Reveal secret").click()
+    wait_for_state(page, "text")
+    assert page.locator("#secret-output").text_content() == secret
+    # The stamp, then the ticket step with a device proof over the challenge it was answered
+    # with, which revealed.
+    assert [("stamp" in body, "device_proof" in body) for body in tickets] == [
+        (True, False),
+        (False, True),
+    ]
+    assert verify_device_proof(
+        parse_device_code(code).signing_key,
+        b64url_decode(secret_id),
+        str(tickets[1]["challenge"]),
+        str(tickets[1]["device_proof"]),
+    )
     with pytest.raises(httpx.HTTPStatusError):
         status(web_server.url, links.manage)  # its one view is spent: gone
 
@@ -314,7 +361,8 @@ def test_a_secret_bound_by_the_cli_opens_in_the_browser_device(
         .stdout.decode()
         .strip()
     )
-    stranger, stranger_guard = new_context()
+    # The challenge walk: it asks that no ticket request is sent (a stamp would be one).
+    stranger, stranger_guard = new_context(stamp=False)
     page = stranger.new_page()
     page.goto(link)
     page.get_by_role("button", name="Reveal secret").click()

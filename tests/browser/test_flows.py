@@ -412,10 +412,12 @@ def test_proof_of_work_runs_in_workers_with_visible_progress(
     guard.check()
 
 
-def test_proof_of_work_screen(guarded: tuple[Page, Guard], web_server: ServerProcess) -> None:
+def test_proof_of_work_screen(new_context: NewContext, web_server: ServerProcess) -> None:
     """A screenshot of the puzzle step: the challenge is answered with a hard one so the
     workers are still busy when the picture is taken (the test never asks for a ticket)."""
-    page, _ = guarded
+    # The challenge walk: the hard puzzle is its routed challenge (a stamp would reveal).
+    context, _ = new_context(stamp=False)
+    page = context.new_page()
     links = create_text_secret(page, web_server.url, "slow")
     page.route(
         "**/api/v1/secrets/*/challenge",

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import DESKTOP, STAMP_OFF, NewContext
+from tests.browser.conftest import DESKTOP, NewContext
 from tests.browser.cutting_proxy import CuttingProxy
 from tests.browser.harness import (
     TIMEOUT_MS,
@@ -50,7 +50,6 @@ def proxied_page(browser: Browser) -> Iterator[tuple[Page, Guard, list[CuttingPr
     """A guarded page for a proxy the test starts (its origin is the proxy's)."""
     proxies: list[CuttingProxy] = []
     context = browser.new_context(viewport=DESKTOP)
-    context.add_init_script(STAMP_OFF)  # the challenge walk, whose reveal the proxy cuts
     context.set_default_timeout(TIMEOUT_MS)
     guard = Guard("")
     guard.watch(context)
