@@ -18,6 +18,7 @@ import dataclasses
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from bench.harness import end_process, free_port
 
@@ -195,6 +197,7 @@ class TorNetwork:
             )
         for node in (self.client, self.onion_host):
             _wait_bootstrapped(node, deadline)
+        _wait_circuits(self.socks_url, deadline)
         self.start_seconds = time.monotonic() - started
 
     def stop(self) -> None:
@@ -295,6 +298,57 @@ def _wait_bootstrapped(node: _Tor, deadline: float) -> None:
             return
         time.sleep(0.2)  # polling interval, not a wait for readiness
     raise TimeoutError(f"tor {node.nick} did not bootstrap: {node.log_text()[-2000:]}")
+
+
+# Isolated streams the network must carry before a test gets it: each SOCKS user name is a
+# circuit of its own (IsolateSOCKSAuth), as the tests' own names are.
+_PROBE_CIRCUITS = 4
+
+
+def _wait_circuits(socks_url: str, deadline: float) -> None:
+    """Until a GET through each of a few fresh circuits reaches a loopback listener.
+
+    "Bootstrapped 100%" says the client has a consensus and one circuit; a young network's
+    next circuits can still fail (a relay whose descriptor the client lacks yet), and the
+    SOCKS port then answers "general failure". Tests start once such failures are over."""
+    with socket.socket() as listener:
+        listener.bind((_HOST, 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        stop = threading.Event()
+
+        def answer() -> None:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.settimeout(5)
+                    with contextlib.suppress(OSError):
+                        conn.recv(4096)
+                        conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        try:
+            for circuit in range(_PROBE_CIRCUITS):
+                proxy = socks_url.replace("socks5h://", f"socks5h://probe{circuit}:x@")
+                last: Exception | None = None
+                while True:
+                    try:
+                        with httpx.Client(proxy=proxy, timeout=10) as client:
+                            if client.get(f"http://{_HOST}:{port}/").status_code == 204:
+                                break
+                    except httpx.HTTPError as exc:
+                        last = exc
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"no stream through circuit {circuit}: {last!r}")
+                    time.sleep(0.5)  # polling interval, not a wait for readiness
+        finally:
+            stop.set()
+            thread.join(timeout=5)
 
 
 # -- one network per session, shared by every Tor test module -----------------------------

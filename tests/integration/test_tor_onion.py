@@ -89,17 +89,35 @@ def start_onion_server(
         match = re.search(r"^http://([a-z2-7]{56}\.onion)/$", text, re.MULTILINE)
         if match and '"msg":"onion service published"' in text:
             server = OnionServer(process, log_path, port, f"http://{match.group(1)}")
-            if "--onion-only" not in extra:
-                try:
+            try:
+                if "--onion-only" not in extra:
                     wait_healthy(server.clearnet_url, process)
-                except BaseException:
-                    end_process(process)
-                    raise
+                _wait_reachable_over_tor(network, server, deadline)
+            except BaseException:
+                end_process(process)
+                raise
             return server
         if process.poll() is not None or time.monotonic() > deadline:
             end_process(process)
             raise RuntimeError(f"the onion service did not come up:\n{text[-3000:]}")
         time.sleep(0.1)  # polling interval, not a wait for readiness
+
+
+def _wait_reachable_over_tor(network: TorNetwork, server: OnionServer, deadline: float) -> None:
+    """Until a Tor client reaches the service: "published" follows the first directory's
+    receipt of the descriptor, and a client that asks another one before its copy arrives
+    is answered "general failure"."""
+    proxy = network.socks_url.replace("socks5h://", "socks5h://onion-probe:x@")
+    while True:
+        try:
+            with httpx.Client(proxy=proxy, timeout=30) as client:
+                if client.get(f"{server.onion_url}/healthz").status_code == 200:
+                    return
+        except httpx.HTTPError:
+            pass
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the onion service was published but no Tor client reached it")
+        time.sleep(0.5)  # polling interval, not a wait for readiness
 
 
 @pytest.fixture(scope="module")
