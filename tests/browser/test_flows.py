@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.conftest import SECURITY_LEVELS, NewContext, security_level
 from tests.browser.harness import (
@@ -124,6 +125,27 @@ def test_text_created_in_one_context_reveals_in_another_then_is_gone(
     for value in (share.path.rsplit("/", 1)[-1], share.fragment, urlsplit(links.manage).fragment):
         assert value not in log
     assert "door code" not in log
+
+
+def test_the_reveal_button_works_from_the_moment_it_shows(
+    new_context: NewContext, web_server: ServerProcess
+) -> None:
+    """The ready state and its button show once the page's module has wired the button: with
+    a slow script, a click on a button the static page showed early did nothing at all."""
+    creator, _ = new_context()
+    links = create_text_secret(creator.new_page(), web_server.url, "an early click")
+    reader, _ = new_context()
+    page = reader.new_page()
+
+    def slow_script(route: Route) -> None:
+        time.sleep(1.5)  # a slow network for this one script, not a wait for readiness
+        route.continue_()
+
+    page.route("**/static/js/reveal-page.js", slow_script)
+    page.goto(links.share, wait_until="commit")
+    page.get_by_role("button", name="Reveal secret").click(timeout=30_000)
+    wait_for_state(page, "text", timeout=30_000)
+    assert page.locator("#secret-output").text_content() == "an early click"
 
 
 def test_fragment_is_removed_from_address_bar_and_history(

@@ -773,7 +773,6 @@ if (!hasWebCrypto()) {
   showState("broken", { focus: false });
 } else {
   byId("shares-form").addEventListener("submit", submitShares);
-  if (firstShare !== null) showSharesForm();
   revealButton.addEventListener("click", run);
   byId("retry-button").addEventListener("click", run);
   passphraseForm.addEventListener("submit", submitPassphrase);
@@ -783,4 +782,8 @@ if (!hasWebCrypto()) {
     () => byId("secret-output").textContent,
     byId("copy-secret-status"),
   );
+  // Shown only now, with its button wired: shown by the static page, a click that came
+  // before this module ran did nothing (and without JavaScript the button never works).
+  if (firstShare !== null) showSharesForm();
+  else showState("ready", { focus: false });
 }
