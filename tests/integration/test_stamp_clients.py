@@ -224,7 +224,9 @@ def test_a_stamp_off_the_servers_clock_is_answered_with_a_challenge(served: Serv
 def test_a_server_at_more_bits_than_assumed_answers_a_challenge_and_is_remembered(
     tmp_path: Path,
 ) -> None:
-    for served in _serve(tmp_path, RecordingServer(), pow_bits=8):
+    # 16 bits against a stamp solved at 4: a 4-bit solution meets 16 by chance once in 4,096
+    # (at 8 it did once in 16, and the stamp was taken: a flaky test).
+    for served in _serve(tmp_path, RecordingServer(), pow_bits=16):
         with SecretsApi(served.url) as api:
             made = create_secret(api, b"harder", expires_in=600, views=2)
             served.wrapper.steps.clear()
@@ -233,7 +235,7 @@ def test_a_server_at_more_bits_than_assumed_answers_a_challenge_and_is_remembere
             assert bytes(out) == b"harder"
             assert served.wrapper.steps == ["ticket", "ticket"]
             # This process now solves this server's stamps at the bits it asked.
-            assert SERVER_BITS.assumed(served.url) == 8
+            assert SERVER_BITS.assumed(served.url) == 16
             served.wrapper.steps.clear()
             reveal_secret(api, made.share_link, out.extend, clock=served.clock)
             assert served.wrapper.steps == ["ticket"]
