@@ -28,7 +28,7 @@ from atopos.storage.port import SecretStore, TicketExpired
 from atopos.storage.sqlite import SqliteSecretStore
 from tests.api_client import create, envelope, reveal, solved, views_left
 from tests.integration.store_scenarios import NOW, StoreFactory, body, run_on, secret
-from tests.integration.test_lifecycle_stateful import LoopThread
+from tests.integration.test_lifecycle_stateful import LoopThread, loop_thread  # noqa: F401
 from tests.integration.test_stamp_reveal import refused_with, stamped, ticket_url
 from tests.integration.test_writer_process import writer_process
 from tests.servers import ManualClock, in_process_server
@@ -58,15 +58,6 @@ def stored_floor(database: Path) -> int:
     finally:
         conn.close()
     return 0 if row is None else int(row[0])
-
-
-@pytest.fixture
-def loop_thread() -> Iterator[LoopThread]:
-    runner = LoopThread()
-    try:
-        yield runner
-    finally:
-        runner.close()
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -196,7 +187,8 @@ def _refused_as_expired(answer: httpx.Response) -> None:
 
 
 def test_a_swept_ticket_is_refused_when_the_running_servers_clock_steps_back(
-    tmp_path: Path, loop_thread: LoopThread
+    tmp_path: Path,
+    loop_thread: LoopThread,  # noqa: F811
 ) -> None:
     clock = SteppedClock(NOW)
     data_dir = tmp_path / "data"
@@ -255,7 +247,8 @@ def test_a_swept_ticket_or_stamp_is_refused_after_a_restart_with_the_clock_back(
 
 
 def test_a_worker_follows_the_floor_another_worker_raised_at_its_next_sweep(
-    tmp_path: Path, loop_thread: LoopThread
+    tmp_path: Path,
+    loop_thread: LoopThread,  # noqa: F811
 ) -> None:
     """Two workers on one writer process, as under `--workers N`: another worker sweeps
     later than this one has decided so far; this worker's own next sweep reads the floor,
