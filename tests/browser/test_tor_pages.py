@@ -106,6 +106,7 @@ def test_a_proxied_chromium_reveals_a_secret_and_talks_in_a_room_on_the_onion(
         "ann",
         env={"ATOPOS_TOR": socks(tor_network, "ann")},
         options=("--tor",),
+        wait=TOR_TIMEOUT_MS / 1000,
     )
     try:
         member.wait_for(epoch_with(1))

@@ -106,7 +106,9 @@ class ScriptClient:
         name: str,
         env: dict[str, str] | None = None,
         options: tuple[str, ...] = (),
+        wait: float = WAIT,
     ) -> None:
+        self.wait = wait
         env = {**os.environ, "ATOPOS_HOME": str(home), **(env or {})}
         self.process = subprocess.Popen(
             [ATOPOS, "room", "join", link, "--script", "--name", name, *options],
@@ -129,7 +131,7 @@ class ScriptClient:
         for event in self.events:
             if match(event):
                 return event
-        deadline = time.monotonic() + WAIT
+        deadline = time.monotonic() + self.wait
         while time.monotonic() < deadline:
             try:
                 line = self._lines.get(timeout=0.1)
@@ -141,7 +143,14 @@ class ScriptClient:
             self.events.append(event)
             if match(event):
                 return event
-        raise AssertionError(f"event not seen; got {self.events}")
+        raise AssertionError(f"event not seen; got {self.events}; {self.state()}")
+
+    def state(self) -> str:
+        """Whether the client still runs, else its exit code and what it said on stderr."""
+        if self.process.poll() is None:
+            return "still running"
+        assert self.process.stderr is not None
+        return f"exited {self.process.returncode}: {self.process.stderr.read()!r}"
 
     def say(self, line: str) -> None:
         assert self.process.stdin is not None

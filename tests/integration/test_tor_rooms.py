@@ -15,6 +15,10 @@ from tests.integration.test_room_cli import ScriptClient, epoch_with
 from tests.integration.test_tor_onion import OnionServer, atopos, socks, start_onion_server
 from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
 
+# Each client builds its own circuit and rendezvous to the onion: seconds alone, but a loaded
+# CI machine once took longer than the room tests' 30 s (the CLI itself waits up to 120 s).
+TOR_WAIT = 150.0
+
 
 def room_links(output: str) -> dict[str, str]:
     """`room create`'s lines ("Creator link (keep it…): URL") by their label."""
@@ -66,6 +70,7 @@ def test_two_tor_clients_talk_in_a_room_on_the_onion_address(
         "ann",
         env={"ATOPOS_TOR": socks(tor_network, "ann")},
         options=("--tor",),
+        wait=TOR_WAIT,
     )
     bob = ScriptClient(
         home,
@@ -73,9 +78,13 @@ def test_two_tor_clients_talk_in_a_room_on_the_onion_address(
         "bob",
         env={"ATOPOS_TOR": socks(tor_network, "bob")},
         options=("--tor",),
+        wait=TOR_WAIT,
     )
     try:
-        ann_code = ann.wait_for(epoch_with(2))["safety_code"]
+        try:
+            ann_code = ann.wait_for(epoch_with(2))["safety_code"]
+        except AssertionError as error:
+            raise AssertionError(f"{error}; bob {bob.state()}") from None
         bob_code = bob.wait_for(epoch_with(2))["safety_code"]
         assert ann_code == bob_code
         ann.say("hello from ann over tor")

@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import ClassVar
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -257,3 +258,20 @@ def test_a_socks_proxy_without_its_package_is_one_clear_sentence(
     transport = Transport("http://127.0.0.1:9", proxy="socks5h://127.0.0.1:9050")
     with pytest.raises(InvalidInput, match="needs the socksio package"):
         transport.http_client()
+
+
+def test_through_a_socks_proxy_connecting_may_take_as_long_as_tor_does() -> None:
+    # A circuit, and to an onion service a rendezvous, is built while we connect: tor gives
+    # up after 2 minutes of it, so our 10 s for a direct connection would cut in first.
+    direct = Transport("http://127.0.0.1:9")
+    through_tor = Transport("http://x.onion", proxy="socks5h://127.0.0.1:9050")
+    assert direct.timeout.connect == 10.0
+    assert through_tor.timeout.connect == 120.0
+    assert through_tor.with_server("http://y.onion").timeout.connect == 120.0
+    assert through_tor.timeout.read == direct.timeout.read
+    chosen = httpx.Timeout(3.0)
+    assert (
+        Transport("http://x.onion", proxy="socks5h://127.0.0.1:9050", timeout=chosen).timeout
+        is chosen
+    )
+    assert Transport("http://a.example", proxy="http://127.0.0.1:3128").timeout.connect == 10.0

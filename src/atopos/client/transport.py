@@ -41,6 +41,7 @@ from atopos.errors import InvalidInput, NetworkError
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_WEBSOCKET_MESSAGE",
+    "PROXIED_TIMEOUT",
     "TlsPolicy",
     "Transport",
     "Verify",
@@ -50,6 +51,10 @@ __all__ = [
 Verify = ssl.SSLContext | str | bool
 # Connecting should be quick; a read may wait while the server stores 100 MiB.
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# Through a SOCKS proxy (Tor) connecting includes building a circuit, and to an onion service
+# a rendezvous: seconds usually, a minute at times. tor itself gives up after 2 minutes
+# (its SocksTimeout), with an error we can name; ours must not cut in before.
+PROXIED_TIMEOUT = httpx.Timeout(60.0, connect=120.0)
 # A room message is small; a relay must not make us buffer more than this in one frame.
 MAX_WEBSOCKET_MESSAGE = 1024 * 1024
 _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
@@ -92,6 +97,7 @@ class Transport:
     server: str
     tls: TlsPolicy = TlsPolicy()
     proxy: str | None = None
+    # The default becomes PROXIED_TIMEOUT through a SOCKS proxy.
     timeout: httpx.Timeout = dataclasses.field(default_factory=lambda: DEFAULT_TIMEOUT)
     # Carries the sync client's requests instead of connecting to `server` (`--mixnet`: the
     # mixnet's exit service asks the server); None connects directly or through `proxy`.
@@ -111,6 +117,9 @@ class Transport:
         object.__setattr__(self, "server", parse_server_url(self.server))
         if self.proxy is not None and _scheme(self.proxy) not in _PROXY_SCHEMES:
             raise InvalidInput("A proxy URL must start with http://, https:// or socks5h://.")
+        is_socks = self.proxy is not None and _scheme(self.proxy).startswith("socks")
+        if is_socks and self.timeout is DEFAULT_TIMEOUT:
+            object.__setattr__(self, "timeout", PROXIED_TIMEOUT)
 
     def with_server(self, server: str) -> Transport:
         """The same policy and proxy for another server (the one a link names)."""
