@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,24 +277,6 @@ def test_cli_creates_a_room_through_the_mixnet(
         mixnet_lab.run(service.close())
 
 
-class MixnetScriptClient(ScriptClient):
-    """`atopos room join --script --mixnet TOPOLOGY` as a child process."""
-
-    def __init__(self, home: Path, link: str, name: str, mixnet: list[str]) -> None:
-        env = {**os.environ, "ATOPOS_HOME": str(home)}
-        self.process = subprocess.Popen(
-            [ATOPOS, "room", "join", link, "--script", "--name", name, *mixnet],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.events = []
-        self._lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-
 def test_two_room_members_talk_through_the_mixnet(
     mixnet_lab: Lab, atopos_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -315,11 +294,11 @@ def test_two_room_members_talk_through_the_mixnet(
         label: link.replace(atopos_server.url, nowhere)
         for label, link in create_room(home, atopos_server.url, "--name", "Mixed").items()
     }
-    ann = MixnetScriptClient(home, links["Creator link"], "ann", mixnet)
-    bob: MixnetScriptClient | None = None
+    ann = ScriptClient(home, links["Creator link"], "ann", options=tuple(mixnet))
+    bob: ScriptClient | None = None
     try:
         ann.wait_for(epoch_with(1))
-        bob = MixnetScriptClient(home, links["Room link"], "bob", mixnet)
+        bob = ScriptClient(home, links["Room link"], "bob", options=tuple(mixnet))
         bob.wait_for(epoch_with(2))
         ann.wait_for(epoch_with(2))
         ann.say("hello through the mixnet")
@@ -378,7 +357,7 @@ def test_the_cli_carrying_a_room_sends_at_the_same_rate_idle_and_chatting(
     links = create_room(home, atopos_server.url, "--name", "Steady")
     window, lines = 8.0, 60
     launched = time.monotonic()
-    ann = MixnetScriptClient(home, links["Creator link"], "ann", mixnet)
+    ann = ScriptClient(home, links["Creator link"], "ann", options=tuple(mixnet))
     try:
         ann.wait_for(epoch_with(1))
         stream = _member_stream(mixnet_lab, launched)

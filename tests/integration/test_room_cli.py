@@ -108,15 +108,26 @@ class ScriptClient:
         options: tuple[str, ...] = (),
         wait: float = WAIT,
     ) -> None:
+        self._start(home, ("room", "join", link, "--script", "--name", name, *options), env, wait)
+
+    @classmethod
+    def with_arguments(cls, home: Path, arguments: tuple[str, ...]) -> ScriptClient:
+        """A client started as `atopos ARGUMENTS` (`room join --resume ... --script`)."""
+        client = cls.__new__(cls)
+        client._start(home, arguments, None, WAIT)
+        return client
+
+    def _start(
+        self, home: Path, arguments: tuple[str, ...], env: dict[str, str] | None, wait: float
+    ) -> None:
         self.wait = wait
-        env = {**os.environ, "ATOPOS_HOME": str(home), **(env or {})}
         self.process = subprocess.Popen(
-            [ATOPOS, "room", "join", link, "--script", "--name", name, *options],
+            [ATOPOS, *arguments],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env={**os.environ, "ATOPOS_HOME": str(home), **(env or {})},
         )
         self.events: list[dict[str, object]] = []
         self._lines: queue.Queue[str] = queue.Queue()
@@ -320,18 +331,9 @@ def test_extra_lock_creator_link_resume_and_wipe(relay: str, home: Path, tmp_pat
     assert fragment not in files[0].read_bytes()
     assert room_id not in files[0].read_bytes()
 
-    env = {**os.environ, "ATOPOS_HOME": str(home)}
-    ann = subprocess.Popen(
-        [ATOPOS, "room", "join", "--resume", "--passphrase-file", str(passphrase), "--script"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    client = ScriptClient.with_arguments(
+        home, ("room", "join", "--resume", "--passphrase-file", str(passphrase), "--script")
     )
-    client = ScriptClient.__new__(ScriptClient)
-    client.process, client.events, client._lines = ann, [], queue.Queue()
-    threading.Thread(target=client._read, daemon=True).start()
     client.wait_for(epoch_with(1))
     bob = ScriptClient(home, room_link, "bob")
     bob.wait_for(epoch_with(2))
