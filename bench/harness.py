@@ -473,6 +473,7 @@ def create_then_flow(
     create_script: str,
     flow_script: str,
     around: Callable[[str], contextlib.AbstractContextManager[None]] = _nothing,
+    prepare_flow: Callable[[list[list[str]], Path], None] | None = None,
 ) -> Phases:
     """Measured creates, then measured read flows on secrets made beforehand.
 
@@ -481,6 +482,9 @@ def create_then_flow(
     the warm-up and measured creates did not leave enough ids for the flow phase (flows are
     at least as slow as creates: each contains a write as well), an unmeasured create run
     tops them up. `around(phase)` wraps each measured wrk run ("create", "flow").
+    `prepare_flow(slices, flow_dir)` runs between the two, unmeasured: what a client computes
+    on its own device before it sends (not on the server's cores) goes to files the flow
+    script reads.
     """
 
     def creates(name: str, seconds: int) -> WrkResult:
@@ -514,6 +518,8 @@ def create_then_flow(
         ids = gather_lines(runs, "ids")
     flow_dir = plan.work / "flow"
     slices = write_slices(ids, plan.connections, flow_dir)
+    if prepare_flow is not None:
+        prepare_flow(slices, flow_dir)
     log(f"read flows: {plan.duration} s on {len(ids)} secrets made beforehand")
     with around("flow"):
         flow = run_wrk(

@@ -37,6 +37,16 @@ function M.lines(name)
   return items
 end
 
+-- The lines of <name>-<k>.txt, or nil when the harness wrote no such file.
+function M.lines_if_present(name)
+  local f = io.open(path(name), "r")
+  if f == nil then
+    return nil
+  end
+  f:close()
+  return M.lines(name)
+end
+
 -- Line-buffered: a thread's Lua state is never closed, so nothing may wait in a buffer.
 function M.appender(name)
   local f = assert(io.open(path(name), "w"))

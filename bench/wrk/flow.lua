@@ -4,12 +4,15 @@
 -- ticket with "reveal": true, as clients without stamps do; with BENCH_THREE_STEP=1
 -- challenge -> ticket -> reveal; on the ids of slice-<thread>.txt in order.
 -- Revealed ids go to revealed-<thread>.txt; `inflight` names a reveal sent but unanswered.
+-- The stamp flow's bodies come from stamped-<thread>.txt, line for line with the ids, when
+-- the harness made them beforehand (bench/secrets.py, prepare_stamped_requests); else they
+-- are signed here as they go (BENCH_STAMPS=live).
 local common = require("common")
 local access = require("access")
 local stamps = require("stamp")
 setup, done = common.setup, common.done({ "flows", "bad", "bad_body", "pos", "exhausted", "inflight" })
 flows, bad, bad_body, pos, exhausted, inflight = 0, 0, 0, 1, 0, ""
-local ids, revealed, size, step, token
+local ids, bodies, revealed, size, step, token
 local one_shot = os.getenv("BENCH_THREE_STEP") ~= "1"
 -- The first step of each flow: "stamp" (one request) or "challenge".
 local first_step = (one_shot and os.getenv("BENCH_FLOW") ~= "challenge") and "stamp" or "challenge"
@@ -17,6 +20,9 @@ local json = { ["Content-Type"] = "application/json" }
 
 function init(args)
   ids = common.lines("slice")
+  if first_step == "stamp" then
+    bodies = common.lines_if_present("stamped")
+  end
   revealed = common.appender("revealed")
   size = tonumber(os.getenv("BENCH_BODY_BYTES"))
   step = first_step
@@ -31,9 +37,12 @@ function request()
   end
   local base = "/api/v1/secrets/" .. id
   if step == "stamp" then
-    local stamp = stamps.make(id, os.time())
-    local body = '{"stamp":"' .. stamp .. '","nonce":0,"access_proof":"'
-      .. access.stamp_proof(id, stamp) .. '","reveal":true}'
+    local body = bodies and bodies[pos]
+    if body == nil then
+      local stamp = stamps.make(id, os.time())
+      body = '{"stamp":"' .. stamp .. '","nonce":0,"access_proof":"'
+        .. access.stamp_proof(id, stamp) .. '","reveal":true}'
+    end
     inflight = id
     return wrk.format("POST", base .. "/ticket", json, body)
   elseif step == "challenge" then
