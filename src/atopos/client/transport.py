@@ -115,10 +115,12 @@ class Transport:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", parse_server_url(self.server))
-        if self.proxy is not None and _scheme(self.proxy) not in _PROXY_SCHEMES:
+        if self.proxy is None:
+            return
+        scheme = _scheme(self.proxy)
+        if scheme not in _PROXY_SCHEMES:
             raise InvalidInput("A proxy URL must start with http://, https:// or socks5h://.")
-        is_socks = self.proxy is not None and _scheme(self.proxy).startswith("socks")
-        if is_socks and self.timeout is DEFAULT_TIMEOUT:
+        if scheme.startswith("socks") and self.timeout is DEFAULT_TIMEOUT:
             object.__setattr__(self, "timeout", PROXIED_TIMEOUT)
 
     def with_server(self, server: str) -> Transport:
