@@ -24,6 +24,7 @@ import dataclasses
 import importlib.util
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -36,6 +37,12 @@ from websockets.exceptions import InvalidHandshake, InvalidURI, ProxyError
 from atopos import __version__
 from atopos.client.links import parse_server_url
 from atopos.client.pinning import PinMismatch, parse_pins, pin_context
+from atopos.client.socks_deadline import (
+    ProxyRefused,
+    async_socks_transport,
+    open_socks_socket,
+    socks_transport,
+)
 from atopos.errors import InvalidInput, NetworkError
 
 __all__ = [
@@ -182,14 +189,24 @@ class Transport:
         options: dict[str, Any] = {}
         if scheme == "wss":
             options["ssl"] = self.tls.ssl_context()
-        if self.proxy is not None:
+        proxy = _proxy(self.proxy, socks_module="python_socks")
+        if proxy is not None:
             self.check_proxy()
+        opening = _Budget(self.timeout.connect)
+        sock: socket.socket | None = None
         try:
+            if proxy is not None and _scheme(proxy).startswith("socks"):
+                # Dialled here, not by websockets, whose SOCKS library caps it at 60 s.
+                default_port = {"ws": 80, "wss": 443}[scheme]
+                sock = await open_socks_socket(
+                    proxy, url.host, url.port or default_port, opening.left()
+                )
+                options["sock"] = sock
             async with connect(
                 target,
                 # None, not the default True: no proxy from the environment behind our back.
-                proxy=_proxy(self.proxy, socks_module="python_socks"),
-                open_timeout=self.timeout.connect,
+                proxy=None if sock is not None else proxy,
+                open_timeout=opening.left(),
                 max_size=MAX_WEBSOCKET_MESSAGE,
                 user_agent_header=_USER_AGENT,
                 compression=None,  # compressed frames inflate before max_size applies
@@ -204,13 +221,29 @@ class Transport:
             ) from exc
         except TimeoutError as exc:
             raise NetworkError(f"The server at {self.server} did not answer in time.") from exc
-        except ProxyError as exc:
+        except (ProxyError, ProxyRefused) as exc:
             assert self.proxy is not None
             raise _through_proxy_failed(self.proxy, self.server) from exc
         except (OSError, InvalidHandshake, InvalidURI) as exc:
             if self.proxy is not None and not _is_listening(self.proxy):
                 raise _proxy_unreachable(self.proxy) from exc
             raise NetworkError(f"Could not connect to the server at {self.server}.") from exc
+        finally:
+            if sock is not None:
+                sock.close()  # closed with the connection already, unless opening failed
+
+
+@dataclasses.dataclass(slots=True)
+class _Budget:
+    """What is left of a timeout (None: no limit) across the steps of opening."""
+
+    seconds: float | None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def left(self) -> float | None:
+        if self.seconds is None:
+            return None
+        return max(self.seconds - (time.monotonic() - self.started), 0.0)
 
 
 def _context_with_ca_file(path: Path) -> ssl.SSLContext:
@@ -260,11 +293,20 @@ def _client_options(
         # Mounted for every URL, with the environment's proxy settings off: NO_PROXY
         # would otherwise name hosts reached directly, around the proxy.
         options["trust_env"] = False
+        socks = _scheme(_proxy(proxy) or "").startswith("socks")
         if is_async:
-            inner_async = httpx.AsyncHTTPTransport(verify=checked_verify, proxy=_proxy(proxy))
+            inner_async = (
+                async_socks_transport(proxy, checked_verify)
+                if socks
+                else httpx.AsyncHTTPTransport(verify=checked_verify, proxy=proxy)
+            )
             options["mounts"] = {"all://": _AsyncProxiedTransport(inner_async, proxy, server)}
         else:
-            inner = httpx.HTTPTransport(verify=checked_verify, proxy=_proxy(proxy))
+            inner = (
+                socks_transport(proxy, checked_verify)
+                if socks
+                else httpx.HTTPTransport(verify=checked_verify, proxy=proxy)
+            )
             options["mounts"] = {"all://": _ProxiedTransport(inner, proxy, server)}
     else:
         options["proxy"] = _proxy(proxy)
