@@ -189,6 +189,7 @@ class TorNetwork:
                 torrc += _CLIENT.format(
                     host=_HOST, socksport=node.socks_port, controlport=node.control_port
                 )
+                torrc += f"Log info file {node.directory}/info.log\n"  # for diagnosis()
             (node.directory / "torrc").write_text(torrc)
             node.process = subprocess.Popen(
                 [TOR, "-f", str(node.directory / "torrc"), "--quiet"],
@@ -199,6 +200,21 @@ class TorNetwork:
             _wait_bootstrapped(node, deadline)
         _wait_circuits(self.socks_url, deadline)
         self.start_seconds = time.monotonic() - started
+
+    def diagnosis(self, lines: int = 30) -> str:
+        """The latest onion-service and circuit lines of the client's and the onion host's
+        info logs: what a failed Tor test prints, as the network is gone after the run."""
+        parts = []
+        for node in (self.client, self.onion_host):
+            if node is None:
+                continue
+            try:
+                text = (node.directory / "info.log").read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            relevant = [line for line in text.splitlines() if _DIAGNOSTIC.search(line)]
+            parts.append(f"--- tor {node.nick}, info log ---\n" + "\n".join(relevant[-lines:]))
+        return "\n".join(parts)
 
     def stop(self) -> None:
         nodes = [*self.authorities, *self.relays, self.client, self.onion_host]
@@ -299,6 +315,9 @@ def _wait_bootstrapped(node: _Tor, deadline: float) -> None:
         time.sleep(0.2)  # polling interval, not a wait for readiness
     raise TimeoutError(f"tor {node.nick} did not bootstrap: {node.log_text()[-2000:]}")
 
+
+# What `diagnosis` keeps of an info log: onion services, circuits and the failures of both.
+_DIAGNOSTIC = re.compile(r"hs_|rend|intro|descriptor|[Gg]iving up|fail|timed out")
 
 # Isolated streams the network must carry before a test gets it: each SOCKS user name is a
 # circuit of its own (IsolateSOCKSAuth), as the tests' own names are.

@@ -17,7 +17,12 @@ from playwright.sync_api import Error as PlaywrightError
 from tests.browser.harness import TIMEOUT_MS, Guard, reveal_text
 from tests.browser.test_room_pages import _join, _send, _state
 from tests.integration.test_room_cli import ScriptClient, epoch_with
-from tests.integration.test_tor_onion import OnionServer, atopos, socks, start_onion_server
+from tests.integration.test_tor_onion import (
+    OnionServer,
+    atopos_over_tor,
+    socks,
+    start_onion_server,
+)
 from tests.integration.test_tor_rooms import room_links
 from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
 
@@ -92,13 +97,14 @@ def test_a_proxied_chromium_reveals_a_secret_and_talks_in_a_room_on_the_onion(
     page = context.new_page()
 
     # Without the proxy a .onion name means nothing: reaching it proves the way.
-    created = atopos(
+    created = atopos_over_tor(
+        tor_network,
+        "secret-creator",
         "--tor",
         "--server",
         onion_node.onion_url,
         "secret",
         "create",
-        proxy=socks(tor_network, "secret-creator"),
         stdin=b"through the onion",
     )
     assert created.returncode == 0, created.stderr
@@ -109,13 +115,14 @@ def test_a_proxied_chromium_reveals_a_secret_and_talks_in_a_room_on_the_onion(
 
     home = tmp_path / "home"
     home.mkdir()
-    made = atopos(
+    made = atopos_over_tor(
+        tor_network,
+        "pages-room-creator",
         "--tor",
         "--server",
         onion_node.onion_url,
         "room",
         "create",
-        proxy=socks(tor_network, "room-creator"),
         home=home,
     )
     assert made.returncode == 0, made.stderr
@@ -124,7 +131,7 @@ def test_a_proxied_chromium_reveals_a_secret_and_talks_in_a_room_on_the_onion(
         home,
         links["Creator link"],
         "ann",
-        env={"ATOPOS_TOR": socks(tor_network, "ann")},
+        env={"ATOPOS_TOR": socks(tor_network, "pages-ann")},
         options=("--tor",),
         wait=TOR_TIMEOUT_MS / 1000,
     )

@@ -12,7 +12,12 @@ import pytest
 from bench.harness import end_process
 
 from tests.integration.test_room_cli import ScriptClient, epoch_with
-from tests.integration.test_tor_onion import OnionServer, atopos, socks, start_onion_server
+from tests.integration.test_tor_onion import (
+    OnionServer,
+    atopos_over_tor,
+    socks,
+    start_onion_server,
+)
 from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
 
 # Each client builds its own circuit and rendezvous to the onion: seconds alone, but a loaded
@@ -48,7 +53,9 @@ def test_two_tor_clients_talk_in_a_room_on_the_onion_address(
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    created = atopos(
+    created = atopos_over_tor(
+        tor_network,
+        "room-creator",
         "--tor",
         "--server",
         onion_node.onion_url,
@@ -56,7 +63,6 @@ def test_two_tor_clients_talk_in_a_room_on_the_onion_address(
         "create",
         "--name",
         "Over Tor",
-        proxy=socks(tor_network, "room-creator"),
         home=home,
     )
     assert created.returncode == 0, created.stderr
@@ -84,7 +90,7 @@ def test_two_tor_clients_talk_in_a_room_on_the_onion_address(
         try:
             ann_code = ann.wait_for(epoch_with(2))["safety_code"]
         except AssertionError as error:
-            raise AssertionError(f"{error}; bob {bob.state()}") from None
+            raise AssertionError(f"{error}; bob {bob.state()}\n{tor_network.diagnosis()}") from None
         bob_code = bob.wait_for(epoch_with(2))["safety_code"]
         assert ann_code == bob_code
         ann.say("hello from ann over tor")
