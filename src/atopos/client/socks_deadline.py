@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 import socket
 import ssl
-import time
 import typing
 
 import httpcore
 import httpx
+
+from atopos.clock import Clock, SystemClock
 
 __all__ = ["ProxyRefused", "async_socks_transport", "open_socks_socket", "socks_transport"]
 
@@ -97,15 +98,18 @@ def _pool_arguments(proxy: str, verify: ssl.SSLContext | str | bool) -> dict[str
     }
 
 
+_CLOCK: Clock = SystemClock()
+
+
 def _deadline(timeout: float | None) -> float:
-    return math.inf if timeout is None else time.monotonic() + timeout
+    return math.inf if timeout is None else _CLOCK.monotonic() + timeout
 
 
 def _left(deadline: float, timeout: float | None, expired: type[Exception]) -> float | None:
     """`timeout` if the caller chose one, else what is left before the deadline."""
     if timeout is not None or deadline == math.inf:
         return timeout
-    left = deadline - time.monotonic()
+    left = deadline - _CLOCK.monotonic()
     if left <= 0:
         raise expired("the proxy did not answer within the connect timeout")
     return left

@@ -24,7 +24,6 @@ import dataclasses
 import importlib.util
 import socket
 import ssl
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -43,6 +42,7 @@ from atopos.client.socks_deadline import (
     open_socks_socket,
     socks_transport,
 )
+from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput, NetworkError
 
 __all__ = [
@@ -238,12 +238,16 @@ class _Budget:
     """What is left of a timeout (None: no limit) across the steps of opening."""
 
     seconds: float | None
-    started: float = dataclasses.field(default_factory=time.monotonic)
+    clock: Clock = dataclasses.field(default_factory=SystemClock)
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = self.clock.monotonic()
 
     def left(self) -> float | None:
         if self.seconds is None:
             return None
-        return max(self.seconds - (time.monotonic() - self.started), 0.0)
+        return max(self.seconds - (self.clock.monotonic() - self.started), 0.0)
 
 
 def _context_with_ca_file(path: Path) -> ssl.SSLContext:
