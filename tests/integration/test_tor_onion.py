@@ -104,8 +104,9 @@ def start_onion_server(
 
 
 # Fresh circuits (each its own SOCKS user name) that must reach a new service before a test
-# gets it: a young service's first descriptor can name introduction points it has already
-# replaced, and a client then fails fast until it fetches the newer one.
+# gets it: twice in CI a young service that one probe had reached refused the next fresh
+# client at once (the tor logs were gone with the run; a first descriptor naming
+# introduction points the service has since replaced would do it).
 _REACH_PROBES = 3
 
 
@@ -147,8 +148,8 @@ def socks(network: TorNetwork, client: str) -> str:
     return network.socks_url.replace("socks5h://", f"socks5h://{client}:x@")
 
 
-# Tor answers "cannot reach" at once when a circuit fails (on this small network, a relay
-# not yet in the client's view); as a user would, a command is run again, on new circuits.
+# Tor can answer "cannot reach" at once when a circuit to the service fails; as a user
+# would, a command is run again, on new circuits (and a failure prints `diagnosis()`).
 _TOR_ATTEMPTS = 3
 
 
