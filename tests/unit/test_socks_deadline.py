@@ -28,10 +28,11 @@ SHORT = httpx.Timeout(10.0, connect=1.0)
 
 class _Socks5:
     """A SOCKS5 server (user name and password, CONNECT) that waits `delay` seconds before
-    its answer to a CONNECT, then carries the bytes both ways; `users` records each name."""
+    its answer to a CONNECT, then carries the bytes both ways, or with `refusal` answers
+    that reply code instead; `users` records each name."""
 
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
+    def __init__(self, delay: float, refusal: int | None = None) -> None:
+        self.delay, self.refusal = delay, refusal
         self.users: list[str] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -60,6 +61,11 @@ class _Socks5:
                 host = socket.inet_ntoa(await reader.readexactly(4))
             port = int.from_bytes(await reader.readexactly(2))
             await asyncio.sleep(self.delay)  # a circuit and a rendezvous being built
+            if self.refusal is not None:
+                writer.write(bytes([5, self.refusal]) + b"\x00\x01\x00\x00\x00\x00\x00\x00")
+                await writer.drain()
+                writer.close()
+                return
             target_reader, target_writer = await asyncio.open_connection(host, port)
             writer.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
             await asyncio.gather(_pipe(reader, target_writer), _pipe(target_reader, writer))
@@ -194,3 +200,31 @@ async def _websocket_echo(proxy_url: str) -> str | bytes:
         async with transport.websocket("/rooms/x") as connection:
             await connection.send("through the proxy")
             return await connection.recv()
+
+
+# 0x04: RFC 1928's "host unreachable"; 0xF0: tor's "onion service descriptor can not be
+# found", from a SocksPort with ExtendedErrors, a code httpx's SOCKS parser does not know.
+@pytest.mark.parametrize("refusal", [0x04, 0xF0])
+@pytest.mark.timeout(60)
+def test_a_proxy_that_cannot_reach_the_server_is_one_sentence_whatever_its_code(
+    refusal: int,
+) -> None:
+    proxy = _Socks5(delay=0, refusal=refusal)
+    try:
+        transport = Transport("http://x.onion", proxy=proxy.url, timeout=SHORT)
+
+        def sync_get() -> None:
+            with transport.http_client() as client:
+                client.get("/healthz")
+
+        for call in (
+            sync_get,
+            lambda: asyncio.run(_async_get(transport)),
+            lambda: asyncio.run(_open_websocket(transport)),
+        ):
+            error, _ = _timed(call)
+            assert isinstance(error, NetworkError), repr(error)
+            assert "could not reach the server at http://x.onion" in str(error)
+    finally:
+        proxy.close()
+    assert proxy.users == ["isolated-user"] * 3

@@ -24,7 +24,13 @@ import httpx
 
 from atopos.clock import Clock, SystemClock
 
-__all__ = ["ProxyRefused", "async_socks_transport", "open_socks_socket", "socks_transport"]
+__all__ = [
+    "ProxyRefused",
+    "async_socks_transport",
+    "open_socks_socket",
+    "socks_transport",
+    "unreadable_socks_answers",
+]
 
 
 class ProxyRefused(Exception):
@@ -77,6 +83,18 @@ async def open_socks_socket(
         return await dialer.connect(host, port, timeout=within)
     except ProxyError as exc:
         raise ProxyRefused(str(exc)) from exc
+
+
+def unreadable_socks_answers() -> tuple[type[Exception], ...]:
+    """What httpx lets through, unwrapped, when a SOCKS proxy's answer is not one its parser
+    (socksio) knows: any reply code outside RFC 1928's, such as tor's reasons why an onion
+    service cannot be reached (0xF0-0xF7, from a SocksPort with the ExtendedErrors flag).
+    Empty without socksio (no SOCKS through httpx then)."""
+    try:
+        from socksio.exceptions import SOCKSError
+    except ImportError:
+        return ()
+    return (SOCKSError,)
 
 
 def _pool_arguments(proxy: str, verify: ssl.SSLContext | str | bool) -> dict[str, typing.Any]:

@@ -41,6 +41,7 @@ from atopos.client.socks_deadline import (
     async_socks_transport,
     open_socks_socket,
     socks_transport,
+    unreadable_socks_answers,
 )
 from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput, NetworkError
@@ -322,12 +323,15 @@ class _ProxiedTransport(httpx.BaseTransport):
 
     def __init__(self, inner: httpx.HTTPTransport, proxy: str, server: str) -> None:
         self._inner, self._proxy, self._server = inner, proxy, server
+        self._unreadable = unreadable_socks_answers()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return self._inner.handle_request(request)
         except (httpx.ConnectError, httpx.ProxyError) as exc:
             raise _proxy_failure(exc, self._proxy, self._server) from exc
+        except self._unreadable as exc:
+            raise _through_proxy_failed(self._proxy, self._server) from exc
 
     def close(self) -> None:
         self._inner.close()
@@ -338,12 +342,15 @@ class _AsyncProxiedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncHTTPTransport, proxy: str, server: str) -> None:
         self._inner, self._proxy, self._server = inner, proxy, server
+        self._unreadable = unreadable_socks_answers()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return await self._inner.handle_async_request(request)
         except (httpx.ConnectError, httpx.ProxyError) as exc:
             raise _proxy_failure(exc, self._proxy, self._server) from exc
+        except self._unreadable as exc:
+            raise _through_proxy_failed(self._proxy, self._server) from exc
 
     async def aclose(self) -> None:
         await self._inner.aclose()
