@@ -138,21 +138,26 @@ async def _async_get(transport: Transport) -> None:
         await client.get("/healthz")
 
 
-@pytest.mark.timeout(60)
-def test_a_silent_socks_proxy_costs_a_request_the_connect_timeout_not_forever(
-    silent_proxy: str,
-) -> None:
-    transport = Transport("http://x.onion", proxy=silent_proxy, timeout=SHORT)
+def _each_way(transport: Transport) -> tuple[Callable[[], object], ...]:
+    """A sync GET, an async GET and a WebSocket opening, each through `transport`."""
 
     def sync_get() -> None:
         with transport.http_client() as client:
             client.get("/healthz")
 
-    for call in (
+    return (
         sync_get,
         lambda: asyncio.run(_async_get(transport)),
         lambda: asyncio.run(_open_websocket(transport)),
-    ):
+    )
+
+
+@pytest.mark.timeout(60)
+def test_a_silent_socks_proxy_costs_a_request_the_connect_timeout_not_forever(
+    silent_proxy: str,
+) -> None:
+    transport = Transport("http://x.onion", proxy=silent_proxy, timeout=SHORT)
+    for call in _each_way(transport):
         error, seconds = _timed(call)
         assert isinstance(error, httpx.TimeoutException | NetworkError), error
         assert "did not answer in time" in str(error) or isinstance(error, httpx.ReadTimeout)
@@ -212,16 +217,7 @@ def test_a_proxy_that_cannot_reach_the_server_is_one_sentence_whatever_its_code(
     proxy = _Socks5(delay=0, refusal=refusal)
     try:
         transport = Transport("http://x.onion", proxy=proxy.url, timeout=SHORT)
-
-        def sync_get() -> None:
-            with transport.http_client() as client:
-                client.get("/healthz")
-
-        for call in (
-            sync_get,
-            lambda: asyncio.run(_async_get(transport)),
-            lambda: asyncio.run(_open_websocket(transport)),
-        ):
+        for call in _each_way(transport):
             error, _ = _timed(call)
             assert isinstance(error, NetworkError), repr(error)
             assert "could not reach the server at http://x.onion" in str(error)

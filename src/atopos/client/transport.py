@@ -298,7 +298,8 @@ def _client_options(
         # Mounted for every URL, with the environment's proxy settings off: NO_PROXY
         # would otherwise name hosts reached directly, around the proxy.
         options["trust_env"] = False
-        socks = _scheme(_proxy(proxy) or "").startswith("socks")
+        _proxy(proxy)  # a SOCKS proxy needs socksio: one sentence if it is missing
+        socks = _scheme(proxy).startswith("socks")
         if is_async:
             inner_async = (
                 async_socks_transport(proxy, checked_verify)
