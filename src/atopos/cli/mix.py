@@ -14,7 +14,6 @@ from atopos.clock import SystemClock
 from atopos.crypto.base64url import b64url_encode
 from atopos.errors import InvalidInput
 from atopos.mixnet.node_keys import write_node_key
-from atopos.mixnet.node_process import parse_authority, serve_node
 from atopos.mixnet.settings import EXIT_SEND_RATE, ClientSettings, NodeSettings
 from atopos.protocol.mix_route import DEFAULT_MEAN_DELAY_MS
 from atopos.protocol.mix_topology import MAX_LAYERS
@@ -73,6 +72,10 @@ def _run(
     layer: int | None,
     settings: NodeSettings,
 ) -> None:
+    # Imported here: the node (asyncio, Sphinx) is a tenth of a second of every `atopos`
+    # command's start-up, and only these two commands run it.
+    from atopos.mixnet.node_process import parse_authority, serve_node
+
     asyncio.run(
         serve_node(
             topology_path=topology,
@@ -139,6 +142,7 @@ def exit_service(
     """Run the exit service whose key (made by `keygen`) the topology's `exits` names."""
     # Imported here: httpx and websockets are slow to load and the other commands need neither.
     from atopos.mixnet.exit_process import serve_exit
+    from atopos.mixnet.node_process import parse_authority
 
     settings = ClientSettings(send_rate=send_rate, mean_delay_ms=mean_delay_ms)
     asyncio.run(

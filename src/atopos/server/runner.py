@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -31,13 +32,15 @@ from atopos.server.config import ServerConfig
 from atopos.server.connection_guard import ConnectionLimits, guarded_http_protocol
 from atopos.server.keyfile import NodeKeys, load_key_file
 from atopos.server.logs import configure_logging
-from atopos.server.onion_service import OnionOptions, PublishedOnion, publish_onion_service
 from atopos.server.shared_counters import SharedCounterTable
 from atopos.server.websocket_protocol import QuietWebSocketProtocol
 from atopos.server.workers import WorkerSupervisor
 from atopos.server.writer_process import run_writer_process, writer_socket
 from atopos.storage.factory import open_store
 from atopos.storage.urls import sqlite_path
+
+if TYPE_CHECKING:
+    from atopos.server.onion_service import OnionOptions, PublishedOnion
 
 __all__ = [
     "NodeServer",
@@ -100,6 +103,9 @@ def serve(
         if onion is None or onion_listener is None:
             server.run(sockets=sockets)
             return
+        # Imported here: stem is a fifth of a second of every start-up, and only --onion uses it.
+        from atopos.server.onion_service import publish_onion_service
+
         with publish_onion_service(
             onion,
             onion_listener.getsockname()[1],
