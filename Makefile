@@ -36,8 +36,9 @@ typecheck: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python scripts/audit_deps.py
 
+# Two worker processes: most tests wait on servers, browsers and networks, not on a core.
 pytest: $(STAMP) system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 test: lint typecheck audit pytest
 

@@ -12,7 +12,8 @@ from tests.servers import ManualClock, ServerProcess, in_process_server
 
 _FUZZ_BUDGET = pytest.StashKey[float]()
 _FUZZ_ROUNDS = pytest.StashKey[list[tuple[str, int, float]]]()
-_REPORTS = pytest.StashKey[list[str]]()
+_REPORT_LINE = "atopos-report-line"
+_report_lines: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -20,7 +21,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "fuzz: a property or stateful test that `make fuzz` runs for a time budget"
     )
     config.stash[_FUZZ_ROUNDS] = []
-    config.stash[_REPORTS] = []
 
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselected: the budget is for what runs
@@ -28,8 +28,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The browser suite's session-wide Playwright (sync API) keeps an event loop running
     # in the main thread until the session ends; every later asyncio.run() would fail.
     items.sort(key=lambda item: "tests/browser/" in item.nodeid)
+    _group_shared_networks(items)
     fuzzed = sum(1 for item in items if item.get_closest_marker("fuzz") is not None)
     config.stash[_FUZZ_BUDGET] = FUZZ_SECONDS / fuzzed if fuzzed else 0.0
+
+
+# Tests on one of these fixtures run in one pytest-xdist worker (`make test` runs two), so
+# the session starts one private Tor network and one test mixnet, not one per worker. The
+# browser's Tor test stays out of the group: a worker that has run Playwright cannot run
+# asyncio.run() any more, so its browser tests must stay last (the sort above), and a group
+# runs where its first test falls in that order.
+_SHARED_NETWORKS = {"tor_network": "tor", "mixnet_lab": "mixnet"}
+
+
+def _group_shared_networks(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/browser/" in item.nodeid:
+            continue
+        for fixture, group in _SHARED_NETWORKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -59,11 +78,21 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect `report_line`'s lines; they travel in the report, so a test run by an xdist
+    worker still prints them in the controller's summary."""
+    if report.when != "call":
+        return
+    for name, line in report.user_properties:
+        if name == _REPORT_LINE:
+            _report_lines.append(f"{report.nodeid}: {line}")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     config = terminalreporter.config
-    if config.stash[_REPORTS]:
+    if _report_lines:
         terminalreporter.section("what the verification tests checked")
-        for line in config.stash[_REPORTS]:
+        for line in _report_lines:
             terminalreporter.write_line(line)
     if not IS_FUZZING:
         return
@@ -77,7 +106,7 @@ def report_line(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Print a line (the counts a test checked) in the run's summary, even when passing."""
 
     def report(line: str) -> None:
-        request.config.stash[_REPORTS].append(f"{request.node.nodeid}: {line}")
+        request.node.user_properties.append((_REPORT_LINE, line))
 
     return report
 
