@@ -26,29 +26,41 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)  # after -m/-k deselected: the budget is for what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The browser suite's session-wide Playwright (sync API) keeps an event loop running
-    # in the main thread until the session ends; every later asyncio.run() would fail.
-    items.sort(key=lambda item: "tests/browser/" in item.nodeid)
-    _group_shared_networks(items)
+    # in the main thread until the session ends; every later asyncio.run() would fail. So
+    # the browser tests come last, the Tor tests just before the other browser tests (the
+    # browser's own Tor test last of them).
+    items.sort(key=_run_order)
+    _group_for_workers(items)
     fuzzed = sum(1 for item in items if item.get_closest_marker("fuzz") is not None)
     config.stash[_FUZZ_BUDGET] = FUZZ_SECONDS / fuzzed if fuzzed else 0.0
 
 
-# Tests on one of these fixtures run in one pytest-xdist worker (`make test` runs two), so
-# the session starts one private Tor network and one test mixnet, not one per worker. The
-# browser's Tor test stays out of the group: a worker that has run Playwright cannot run
-# asyncio.run() any more, so its browser tests must stay last (the sort above), and a group
-# runs where its first test falls in that order.
+def _is_browser(item: pytest.Item) -> bool:
+    return "tests/browser/" in item.nodeid
+
+
+def _uses(item: pytest.Item, fixture: str) -> bool:
+    return fixture in getattr(item, "fixturenames", ())
+
+
+def _run_order(item: pytest.Item) -> tuple[bool, bool, bool]:
+    is_tor = _uses(item, "tor_network")
+    return (_is_browser(item) or is_tor, not is_tor, _is_browser(item))
+
+
+# `make test` runs two pytest-xdist workers (--dist loadgroup), each taking whole groups in
+# the order above: a test module by default, so its module-scoped fixtures (a built image, a
+# deployment, a loaded page) are made once; every Tor test, so the run starts one private
+# Tor network (the group falls just before the browser tests, so the worker that takes it
+# runs its browser test last); and every test on the test mixnet.
 _SHARED_NETWORKS = {"tor_network": "tor", "mixnet_lab": "mixnet"}
 
 
-def _group_shared_networks(items: list[pytest.Item]) -> None:
+def _group_for_workers(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/browser/" in item.nodeid:
-            continue
-        for fixture, group in _SHARED_NETWORKS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+        group = item.nodeid.split("::", 1)[0]
+        group = next((g for f, g in _SHARED_NETWORKS.items() if _uses(item, f)), group)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(tryfirst=True)

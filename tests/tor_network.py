@@ -31,6 +31,8 @@ import httpx
 import pytest
 from bench.harness import end_process, free_port
 
+from atopos.client.socks_deadline import socks_transport, unreadable_socks_answers
+
 __all__ = ["START_TIMEOUT", "TorNetwork", "require_tor", "tor_network"]
 
 START_TIMEOUT = 90.0
@@ -356,11 +358,14 @@ def _wait_circuits(socks_url: str, deadline: float) -> None:
                 proxy = socks_url.replace("socks5h://", f"socks5h://probe{circuit}:x@")
                 last: Exception | None = None
                 while True:
+                    # The CLI's transport: it bounds the SOCKS handshake too (plain httpx
+                    # would wait as long as tor does).
+                    client = httpx.Client(transport=socks_transport(proxy, True), timeout=10)
                     try:
-                        with httpx.Client(proxy=proxy, timeout=10) as client:
+                        with client:
                             if client.get(f"http://{_HOST}:{port}/").status_code == 204:
                                 break
-                    except httpx.HTTPError as exc:
+                    except (httpx.HTTPError, *unreadable_socks_answers()) as exc:
                         last = exc
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"no stream through circuit {circuit}: {last!r}")

@@ -26,6 +26,10 @@ from tests.integration.test_tor_onion import (
 from tests.integration.test_tor_rooms import room_links
 from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
 
+# A new onion service's hand-over alone may take _REACH_TIMEOUT (test_tor_onion.py), on top
+# of the network's start and the publication: more than pytest-timeout's default.
+pytestmark = pytest.mark.timeout(600)
+
 # Onion circuits on a loopback network are quick, but a first one takes a few seconds.
 TOR_TIMEOUT_MS = 2 * TIMEOUT_MS
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,9 +115,11 @@ def _build_args() -> list[str]:
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportedImage]:
     tmp = tmp_path_factory.mktemp("container")
+    # podman refuses a runroot path over 50 characters, which tmp_path's can be (pytest-xdist).
+    runroot = Path(tempfile.mkdtemp(prefix="atopos-podman-"))
     # A podman store of the test's own: nothing of the machine's store is used or left.
     podman = [
-        "podman", "--root", str(tmp / "storage"), "--runroot", str(tmp / "run"),
+        "podman", "--root", str(tmp / "storage"), "--runroot", str(runroot),
         "--cgroup-manager", "cgroupfs", "--events-backend", "none",
     ]  # fmt: skip
     seconds: dict[str, float] = {}
@@ -127,11 +130,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportedImage]:
         return done  # type: ignore[no-any-return]
 
     base_tar = tmp / "base.tar"
-    _timed(seconds, "mmdebstrap", lambda: sh(
-        "mmdebstrap", "--variant=minbase", "--mode=root", "--include=python3,python3-venv",
-        "bookworm", str(base_tar), *_host_sources(), stdin=subprocess.DEVNULL,
-    ))  # fmt: skip
     try:
+        _timed(seconds, "mmdebstrap", lambda: sh(
+            "mmdebstrap", "--variant=minbase", "--mode=root", "--include=python3,python3-venv",
+            "bookworm", str(base_tar), *_host_sources(), stdin=subprocess.DEVNULL,
+        ))  # fmt: skip
         _timed(seconds, "import", lambda: sh(*podman, "import", str(base_tar), BASE))
         _timed(seconds, "build", lambda: sh(
             *podman, "build", "--isolation=chroot", "--format", "docker",
@@ -155,6 +158,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportedImage]:
     finally:
         # Unmounts and removes every layer of the test's store (pytest removes the rest).
         subprocess.run([*podman, "rmi", "--all", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 @contextlib.contextmanager

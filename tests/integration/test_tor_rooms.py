@@ -20,6 +20,10 @@ from tests.integration.test_tor_onion import (
 )
 from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
 
+# A new onion service's hand-over alone may take _REACH_TIMEOUT (test_tor_onion.py), on top
+# of the network's start and the publication: more than pytest-timeout's default.
+pytestmark = pytest.mark.timeout(600)
+
 # Each client builds its own circuit and rendezvous to the onion: seconds alone, but a loaded
 # CI machine once took longer than the room tests' 30 s (the CLI itself waits up to 120 s).
 TOR_WAIT = 150.0

@@ -38,6 +38,7 @@ import stem.process  # type: ignore[import-untyped]
 from stem.control import Controller, EventType  # type: ignore[import-untyped]
 
 from atopos.errors import InvalidInput, Unavailable
+from atopos.server.unix_socket_path import require_short_socket_path
 
 __all__ = ["OnionOptions", "PublishedOnion", "publish_onion_service"]
 
@@ -203,6 +204,7 @@ def _launched_tor(options: OnionOptions, runtime: Path) -> Iterator[Any]:
     data = runtime / "tor"
     data.mkdir(mode=0o700)
     control = runtime / "control"
+    require_short_socket_path(control, "tor's control socket")
     lines = [
         f"DataDirectory {data}",
         f"ControlPort unix:{control}",

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from atopos.clock import SystemClock
+from atopos.server.unix_socket_path import require_short_socket_path
 from atopos.server.writer_socket_directory import SOCKET_NAME, locked_socket_directory
 from atopos.storage.sqlite import connect_writer, writers_lock_path
 from atopos.storage.sqlite_batches import BatchCommitter
@@ -49,6 +50,7 @@ def writer_socket(parent: Path | None = None) -> Iterator[WriterSocket]:
     temp_dir = Path(tempfile.gettempdir()) if parent is None else parent
     with locked_socket_directory(temp_dir) as directory:
         path = directory / SOCKET_NAME
+        require_short_socket_path(path, "the writer process's socket")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(path))
