@@ -339,6 +339,73 @@ def test_passphrase_secret_needs_the_passphrase(
     assert page.evaluate("window.__argon2Runs") == 1
 
 
+@pytest.fixture(scope="module")
+def short_challenge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("short-challenge-server")
+    process = ServerProcess(
+        data_dir=root / "data",
+        log_path=root / "server.log",
+        env={"ATOPOS_CHALLENGE_TTL": str(SHORT_CHALLENGE_TTL)},
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+SHORT_CHALLENGE_TTL = 2
+
+
+def test_a_challenge_that_expires_while_the_passphrase_is_stretched_is_asked_again(
+    browser: Browser, short_challenge_server: ServerProcess
+) -> None:
+    """A browser without WebAssembly can take longer to stretch the passphrase than the
+    challenge lives (120 s by default): its first ticket is refused, nothing is spent, and the
+    page asks for a fresh challenge and signs it with the key it already stretched. The slow
+    step is played here by holding the first ticket request past a 2-second challenge life."""
+    server = short_challenge_server
+    context = browser.new_context()
+    guard = Guard(server.url)
+    guard.watch(context)
+    guard.allow_http_error(403)  # the first ticket: its challenge expired, nothing spent
+    try:
+        page = context.new_page()
+        links = create_text_secret(
+            page, server.url, "outlived", passphrase="correct horse", views=1
+        )
+        seen: list[str] = []
+
+        def hold_the_first_ticket(route: Route) -> None:
+            seen.append("ticket")
+            if seen.count("ticket") == 1:
+                time.sleep(SHORT_CHALLENGE_TTL + 1.5)
+            route.continue_()
+
+        def count_challenge(route: Route) -> None:
+            seen.append("challenge")
+            route.continue_()
+
+        page.goto(links.share)
+        page.get_by_role("button", name="Reveal secret").click()
+        wait_for_state(page, "passphrase")
+        # From the walk with the passphrase on (the stamp before it was answered with a
+        # challenge that asks for one).
+        page.route("**/api/v1/secrets/*/ticket", hold_the_first_ticket)
+        page.route("**/api/v1/secrets/*/challenge", count_challenge)
+        page.evaluate(COUNT_ARGON2_RUNS)
+        page.get_by_label("Passphrase").fill("correct horse")
+        page.get_by_label("Passphrase").press("Enter")
+        wait_for_state(page, "text")
+        assert page.locator("#secret-output").text_content() == "outlived"
+        # The walk with the passphrase: a refused ticket, then a fresh challenge and ticket.
+        assert seen == ["challenge", "ticket", "challenge", "ticket"], seen
+        # The second walk signed with the key stretched for the first.
+        assert page.evaluate("window.__argon2Runs") == 1
+    finally:
+        context.close()
+
+
 def test_manage_page_shows_status_and_deletes(
     new_context: NewContext, web_server: ServerProcess
 ) -> None:

@@ -109,6 +109,14 @@ function isStampTurnedOff() {
 
 /** The secret is bound to a device this browser does not hold; nothing was spent. */
 /** The server refused the access proof: the link's key or the passphrase is wrong. */
+/** The ticket was refused after a passphrase was stretched: walk again with the key. */
+class ChallengeOutlived extends Error {
+  constructor() {
+    super("The challenge expired while the passphrase was checked; try again.");
+    this.name = "ChallengeOutlived";
+  }
+}
+
 class WrongKey extends Error {
   constructor(message, hadPassphrase) {
     super(message);
@@ -132,12 +140,28 @@ async function makeAccessProof(challenge, fields) {
   }
   let passphraseKey = null;
   if (argon2 !== null) {
-    forgetStretched();
-    passphraseKey = await derivePassphraseKey(passphrase, argon2.salt, argon2);
-    stretched = { key: passphraseKey, salt: argon2.salt, argon2 };
+    if (!isStretchedFor(argon2)) {
+      forgetStretched();
+      const key = await derivePassphraseKey(passphrase, argon2.salt, argon2);
+      stretched = { key, salt: argon2.salt, argon2 };
+    }
+    passphraseKey = stretched.key;
   }
   const key = await accessKeyOf(linkKey, passphraseKey);
   return key.signProof(decode(secretId), challenge);
+}
+
+/** Whether `stretched` is the passphrase under `argon2`'s salt and cost (a walk again). */
+function isStretchedFor(argon2) {
+  if (stretched === null) return false;
+  const { salt, argon2: cost } = stretched;
+  return (
+    cost.memoryKib === argon2.memoryKib &&
+    cost.iterations === argon2.iterations &&
+    cost.lanes === argon2.lanes &&
+    salt.length === argon2.salt.length &&
+    salt.every((byte, index) => byte === argon2.salt[index])
+  );
 }
 
 function forgetStretched() {
@@ -223,9 +247,20 @@ watchSlowPassphrase(report);
  * Walk the access path and return the reveal Response (one view spent), or null when the
  * secret needs a passphrase that has not been typed yet (nothing spent). Which request comes
  * next and what an answer means is access-path.js's; this page sends, signs, solves and shows
- * progress. A 429 is shown to the reader rather than waited out.
+ * progress. A 429 is shown to the reader rather than waited out. A challenge that expired
+ * while the passphrase was stretched is walked once more, with the stretched key.
  */
 async function spendView() {
+  try {
+    return await walkOnce();
+  } catch (error) {
+    if (!(error instanceof ChallengeOutlived)) throw error;
+    return await walkOnce();
+  }
+}
+
+/** One walk of a fresh access path. */
+async function walkOnce() {
   markStep("challenge");
   report(null, "");
   const path = new AccessPath(secretId, {
@@ -249,7 +284,7 @@ async function spendView() {
   }
 }
 
-/** `spendView`'s walk of `path`. */
+/** `walkOnce`'s walk of `path`. */
 async function walk(path) {
   let step = path.start();
   let answer = null;
@@ -327,6 +362,9 @@ async function walk(path) {
   // The server refused this device's proof: nothing was consumed.
   if (answeredAt === PathState.AWAITING_TICKET && failed.error === "refused") {
     if (path.challenge.is_bound === true) throw new BoundElsewhere(true);
+    // Without WebAssembly the passphrase step can outlast the challenge (120 s by
+    // default); nothing was spent, and the stretched key is kept for the next walk.
+    if (stretched !== null) throw new ChallengeOutlived();
   }
   throw errorFor(answer.status, answer.body, answer.retry_after);
 }
