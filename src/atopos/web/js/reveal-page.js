@@ -107,8 +107,6 @@ function isStampTurnedOff() {
   }
 }
 
-/** The secret is bound to a device this browser does not hold; nothing was spent. */
-/** The server refused the access proof: the link's key or the passphrase is wrong. */
 /** The ticket was refused after a passphrase was stretched: walk again with the key. */
 class ChallengeOutlived extends Error {
   constructor() {
@@ -117,6 +115,7 @@ class ChallengeOutlived extends Error {
   }
 }
 
+/** The server refused the access proof: the link's key or the passphrase is wrong. */
 class WrongKey extends Error {
   constructor(message, hadPassphrase) {
     super(message);
@@ -169,6 +168,7 @@ function forgetStretched() {
   stretched = null;
 }
 
+/** The secret is bound to a device this browser does not hold; nothing was spent. */
 class BoundElsewhere extends Error {
   constructor(isRefused) {
     super("This secret is bound to another device.");
