@@ -32,7 +32,7 @@ from tests.api_client import OCTETS, access_params, envelope
 from tests.servers import ATOPOS, wait_healthy
 from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
 
-# A new onion service's hand-over alone may take _REACH_TIMEOUT (test_tor_onion.py), on top
+# A new onion service's hand-over alone may take _REACH_TIMEOUT (below), on top
 # of the network's start and the publication: more than pytest-timeout's default.
 pytestmark = pytest.mark.timeout(600)
 
@@ -395,7 +395,7 @@ def test_a_temporary_directory_too_long_for_tors_control_socket_is_one_sentence(
 ) -> None:
     """tor itself would only say "Failed to bind one of the listener ports": the node names
     the path and the cure before it starts tor, exits 2 and leaves nothing behind."""
-    long_dir = tmp_path / ("t" * (107 - len(str(tmp_path))))
+    long_dir = tmp_path / ("t" * max(1, 107 - len(str(tmp_path))))
     long_dir.mkdir()
     done = subprocess.run(
         [ATOPOS, "serve", "--onion-only", "--port", str(free_port()), "--data", str(tmp_path)],

@@ -198,7 +198,7 @@ def test_a_worker_whose_socket_path_is_gone_says_so_once(tmp_path: Path, temp_di
 def test_a_temporary_directory_too_long_for_the_socket_is_one_sentence(tmp_path: Path) -> None:
     """bind() would fail with "AF_UNIX path too long", which the node used to report as an
     input/output error: it names the path and the cure, exits 2 and leaves nothing behind."""
-    long_dir = tmp_path / ("t" * (107 - len(str(tmp_path))))
+    long_dir = tmp_path / ("t" * max(1, 107 - len(str(tmp_path))))
     long_dir.mkdir()
     done = subprocess.run(
         [ATOPOS, "serve", "--workers", "2", "--port", str(free_port()), "--data", str(tmp_path)],
