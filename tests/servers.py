@@ -108,6 +108,23 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def serve_with_a_long_tmpdir(tmp_path: Path, *serve_args: str) -> tuple[Path, str]:
+    """`atopos serve ARGS` with a $TMPDIR (and no $XDG_RUNTIME_DIR) whose own path already
+    fills the 107 bytes of a Unix socket's path: the node must exit 2 and leave the directory
+    empty. The directory and the last line the node wrote to stderr."""
+    long_dir = tmp_path / ("t" * max(1, 107 - len(str(tmp_path))))
+    long_dir.mkdir()
+    done = subprocess.run(
+        [ATOPOS, "serve", *serve_args, "--port", str(free_port()), "--data", str(tmp_path)],
+        env={**os.environ, "TMPDIR": str(long_dir), "XDG_RUNTIME_DIR": ""},
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert not any(long_dir.iterdir())
+    return long_dir, done.stderr.decode().strip().splitlines()[-1]
+
+
 class ManualClock:
     """A clock the test moves by hand."""
 

@@ -33,7 +33,14 @@ from bench.harness import end_process, free_port
 
 from atopos.client.socks_deadline import socks_transport, unreadable_socks_answers
 
-__all__ = ["START_TIMEOUT", "TorNetwork", "require_tor", "tor_network"]
+__all__ = [
+    "START_TIMEOUT",
+    "TOR_TRY_ERRORS",
+    "TorNetwork",
+    "bounded_tor_client",
+    "require_tor",
+    "tor_network",
+]
 
 START_TIMEOUT = 90.0
 TOR = shutil.which("tor") or "/usr/bin/tor"
@@ -321,6 +328,17 @@ def _wait_bootstrapped(node: _Tor, deadline: float) -> None:
 # What `diagnosis` keeps of an info log: onion services, circuits and the failures of both.
 _DIAGNOSTIC = re.compile(r"hs_|rend|intro|descriptor|[Gg]iving up|fail|timed out")
 
+# What one try through tor's SOCKS port can end in: httpx's errors, and the SOCKS answers
+# its parser does not know (tor's onion-specific codes, 0xF0-0xF7).
+TOR_TRY_ERRORS = (httpx.HTTPError, *unreadable_socks_answers())
+
+
+def bounded_tor_client(proxy: str, timeout: float) -> httpx.Client:
+    """httpx through `proxy` on the CLI's transport, whose SOCKS handshake is bounded by the
+    connect timeout too: plain httpx waits as long as tor does (up to 120 s a rendezvous)."""
+    return httpx.Client(transport=socks_transport(proxy, verify=True), timeout=timeout)
+
+
 # Isolated streams the network must carry before a test gets it: each SOCKS user name is a
 # circuit of its own (IsolateSOCKSAuth), as the tests' own names are.
 _PROBE_CIRCUITS = 4
@@ -358,14 +376,11 @@ def _wait_circuits(socks_url: str, deadline: float) -> None:
                 proxy = socks_url.replace("socks5h://", f"socks5h://probe{circuit}:x@")
                 last: Exception | None = None
                 while True:
-                    # The CLI's transport: it bounds the SOCKS handshake too (plain httpx
-                    # would wait as long as tor does).
-                    client = httpx.Client(transport=socks_transport(proxy, True), timeout=10)
                     try:
-                        with client:
+                        with bounded_tor_client(proxy, timeout=10) as client:
                             if client.get(f"http://{_HOST}:{port}/").status_code == 204:
                                 break
-                    except (httpx.HTTPError, *unreadable_socks_answers()) as exc:
+                    except TOR_TRY_ERRORS as exc:
                         last = exc
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"no stream through circuit {circuit}: {last!r}")

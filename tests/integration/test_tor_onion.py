@@ -27,10 +27,14 @@ import httpx
 import pytest
 from bench.harness import end_process, free_port
 
-from atopos.client.socks_deadline import socks_transport, unreadable_socks_answers
 from tests.api_client import OCTETS, access_params, envelope
-from tests.servers import ATOPOS, wait_healthy
-from tests.tor_network import TorNetwork, tor_network  # noqa: F401 (the fixture)
+from tests.servers import ATOPOS, serve_with_a_long_tmpdir, wait_healthy
+from tests.tor_network import (  # noqa: F401 (tor_network: the fixture)
+    TOR_TRY_ERRORS,
+    TorNetwork,
+    bounded_tor_client,
+    tor_network,
+)
 
 # A new onion service's hand-over alone may take _REACH_TIMEOUT (below), on top
 # of the network's start and the publication: more than pytest-timeout's default.
@@ -133,9 +137,10 @@ def _wait_reachable_over_tor(network: TorNetwork, server: OnionServer) -> None:
         while True:
             tries += 1
             proxy = socks(network, f"onion-probe-{server.port}-{probe}-{tries}")
-            transport = socks_transport(proxy, verify=True)
-            client = httpx.Client(transport=transport, timeout=_PROBE_TIMEOUT)
-            with client, contextlib.suppress(httpx.HTTPError, *unreadable_socks_answers()):
+            with (
+                contextlib.suppress(*TOR_TRY_ERRORS),
+                bounded_tor_client(proxy, timeout=_PROBE_TIMEOUT) as client,
+            ):
                 if client.get(f"{server.onion_url}/healthz").status_code == 200:
                     break
             if server.process.poll() is not None or time.monotonic() > deadline:
@@ -395,20 +400,10 @@ def test_a_temporary_directory_too_long_for_tors_control_socket_is_one_sentence(
 ) -> None:
     """tor itself would only say "Failed to bind one of the listener ports": the node names
     the path and the cure before it starts tor, exits 2 and leaves nothing behind."""
-    long_dir = tmp_path / ("t" * max(1, 107 - len(str(tmp_path))))
-    long_dir.mkdir()
-    done = subprocess.run(
-        [ATOPOS, "serve", "--onion-only", "--port", str(free_port()), "--data", str(tmp_path)],
-        env={**os.environ, "TMPDIR": str(long_dir), "XDG_RUNTIME_DIR": ""},
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    last_line = done.stderr.decode().strip().splitlines()[-1]
+    long_dir, last_line = serve_with_a_long_tmpdir(tmp_path, "--onion-only")
     assert last_line.startswith("Error: The path of tor's control socket, "), last_line
     assert f"{long_dir}/atopos-onion-" in last_line
     assert "set TMPDIR to a shorter directory" in last_line
-    assert not any(long_dir.iterdir())
 
 
 def _processes_naming(directory: Path) -> list[int]:

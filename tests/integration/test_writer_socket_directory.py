@@ -13,18 +13,16 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from bench.harness import free_port
 
 from tests.integration import test_workers as workers
 from tests.integration import test_workers_writer_process as writer_tests
-from tests.servers import ATOPOS, ServerProcess, children_of
+from tests.servers import ServerProcess, children_of, serve_with_a_long_tmpdir
 
 _PREFIX = "atopos-writer-"
 _SOCKET = "writer.sock"
@@ -198,17 +196,7 @@ def test_a_worker_whose_socket_path_is_gone_says_so_once(tmp_path: Path, temp_di
 def test_a_temporary_directory_too_long_for_the_socket_is_one_sentence(tmp_path: Path) -> None:
     """bind() would fail with "AF_UNIX path too long", which the node used to report as an
     input/output error: it names the path and the cure, exits 2 and leaves nothing behind."""
-    long_dir = tmp_path / ("t" * max(1, 107 - len(str(tmp_path))))
-    long_dir.mkdir()
-    done = subprocess.run(
-        [ATOPOS, "serve", "--workers", "2", "--port", str(free_port()), "--data", str(tmp_path)],
-        env={**os.environ, "TMPDIR": str(long_dir)},
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    last_line = done.stderr.decode().strip().splitlines()[-1]
+    long_dir, last_line = serve_with_a_long_tmpdir(tmp_path, "--workers", "2")
     assert last_line.startswith("Error: The path of the writer process's socket, ")
     assert f"{long_dir}/{_PREFIX}" in last_line
     assert "set TMPDIR to a shorter directory" in last_line
-    assert not any(long_dir.iterdir())
