@@ -19,7 +19,8 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from nacl.bindings import crypto_core_ed25519_is_valid_point
+from nacl.bindings import crypto_core_ed25519_add
+from nacl.exceptions import RuntimeError as SodiumRuntimeError
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.challenge_proof import challenge_proof_message, verify_challenge_proof
@@ -80,46 +81,19 @@ DEVICE_CODE_CHARS = len(DEVICE_CODE_PREFIX) + (_CODE_BYTES * 4 + 2) // 3  # 5 + 
 # Ed25519 point validation (RFC 8032, section 5.1.3), plus a small-order check. OpenSSL
 # loads any 32 bytes as a public key; a small-order key would let anyone "prove" possession.
 _P = 2**255 - 19
-_D = -121665 * pow(121666, _P - 2, _P) % _P
-_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
-
-
-def _ed25519_decode(raw: bytes) -> tuple[int, int] | None:
-    # RFC 8032, section 5.1.3: one exponentiation finds the square root of u/v.
-    y = int.from_bytes(raw, "little")
-    sign = y >> 255
-    y &= (1 << 255) - 1
-    if y >= _P:
-        return None
-    u = (y * y - 1) % _P
-    v = (_D * y * y + 1) % _P
-    v3 = v * v * v % _P
-    x = u * v3 * pow(u * v3 * v3 * v, (_P - 5) // 8, _P) % _P
-    vx2 = v * x * x % _P
-    if vx2 == (-u) % _P:
-        x = x * _SQRT_M1 % _P
-    elif vx2 != u:
-        return None
-    if x == 0 and sign:
-        return None
-    if x & 1 != sign:
-        x = _P - x
-    return x, y
-
-
-def _has_small_order(x: int, y: int) -> bool:
-    """Whether the point times the cofactor 8 is the neutral point (0, 1): three doublings in
-    projective coordinates (RFC 8032, section 5.1.4, a = -1), with no inversion."""
-    px, py, pz = x, y, 1
-    for _ in range(3):
-        a, b = px * px % _P, py * py % _P
-        c = 2 * pz * pz % _P
-        h = a + b
-        e = h - (px + py) * (px + py)
-        g = a - b
-        f = c + g
-        px, py, pz = e * f % _P, g * h % _P, f * g % _P
-    return px == 0 and py == pz
+# The y of edwards25519's eight points of small order (orders 1, 2, 4 and 8): on the curve,
+# a point has small order exactly when its y is one of these (its x only picks the sign).
+_SMALL_ORDER_Y = frozenset(
+    {
+        0,
+        1,
+        _P - 1,
+        2707385501144840649318225287225658788936804267575313519463743609750303402022,
+        _P - 2707385501144840649318225287225658788936804267575313519463743609750303402022,
+    }
+)
+# (0, 1), the neutral point: adding it asks libsodium to decode the other point and nothing more.
+_NEUTRAL = (1).to_bytes(PUBLIC_KEY_BYTES, "little")
 
 
 def is_valid_ed25519_public_key(raw: bytes) -> bool:
@@ -127,15 +101,20 @@ def is_valid_ed25519_public_key(raw: bytes) -> bool:
     subgroup (so no signature can verify for every message)."""
     if len(raw) != PUBLIC_KEY_BYTES:
         return False
-    raw = bytes(raw)
-    # Fast path (libsodium, about a third of the Python below): it accepts only canonical
-    # points outside the small-order subgroup AND inside the prime-order one, a subset of
-    # what this check accepts (tests/unit/test_ed25519_point_check.py). A mixed-order point
-    # (a real key plus a torsion point) is refused there and judged below, as before.
-    if crypto_core_ed25519_is_valid_point(raw):
-        return True
-    point = _ed25519_decode(raw)
-    return point is not None and not _has_small_order(*point)
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    # Non-canonical (y >= p), or small order; x = 0 with the sign bit set (RFC 8032's one
+    # other non-canonical form) has y = 1 or p - 1, so it is refused here too.
+    if y >= _P or y in _SMALL_ORDER_Y:
+        return False
+    # Whether some x has x^2 = (y^2 - 1) / (d y^2 + 1): libsodium's decoding (ge25519_frombytes)
+    # fails exactly when none does. Its own is_valid_point also checks the prime-order
+    # subgroup, a scalar multiplication that costs twice this, and would refuse the mixed-order
+    # keys RFC 8032 and OpenSSL accept (tests/unit/test_ed25519_point_check.py).
+    try:
+        crypto_core_ed25519_add(bytes(raw), _NEUTRAL)
+    except SodiumRuntimeError:
+        return False
+    return True
 
 
 def is_valid_x25519_public_key(raw: bytes) -> bool:
