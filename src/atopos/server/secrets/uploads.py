@@ -72,6 +72,6 @@ def _check_sample(sample: bytearray) -> None:
 def _window_bits(sample_bytes: int) -> int:
     """The smallest zlib window that still reaches back over the whole sample (deflate
     matches at most the window less 262 bytes back): the same output length as the default
-    32 KiB window, and a small sample no longer pays for setting up the large one (a
-    600-byte create's sample took 66 µs, now 41)."""
+    32 KiB window, and a small sample no longer pays for setting up the large one
+    (docs/performance.md, "by taking parts away")."""
     return min(zlib.MAX_WBITS, max(9, (sample_bytes + _DEFLATE_LOOKAHEAD - 1).bit_length()))
