@@ -300,6 +300,7 @@ class _CpuSnapshot:
     machine: tuple[int, int]
     children: float  # CPU seconds of our reaped children (wrk)
     watched: dict[str, dict[int, dict[int, int]]]  # name -> pid -> tid -> ticks
+    names: dict[int, str] = dataclasses.field(default_factory=dict)  # pid -> /proc comm
 
 
 def _cpu_snapshot(watch: Mapping[str, int]) -> _CpuSnapshot:
@@ -309,7 +310,27 @@ def _cpu_snapshot(watch: Mapping[str, int]) -> _CpuSnapshot:
         machine=_machine_ticks(),
         children=usage.ru_utime + usage.ru_stime,
         watched={name: {p: _task_ticks(p) for p in _tree(pid)} for name, pid in watch.items()},
+        names={p: _comm(p) for pid in watch.values() for p in _tree(pid)},
     )
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _process_cores(
+    before: _CpuSnapshot, after: _CpuSnapshot, name: str, seconds: float
+) -> list[tuple[str, float]]:
+    """(process name, cores) of each process of `name`'s tree, busiest first."""
+    shares = []
+    for pid, threads in after.watched[name].items():
+        old = before.watched[name].get(pid, {})
+        ticks = sum(t - old.get(tid, 0) for tid, t in threads.items())
+        shares.append((after.names.get(pid, "?"), round(ticks / _TICK / seconds, 2)))
+    return sorted(shares, key=lambda share: -share[1])
 
 
 def _cpu_report(
@@ -337,6 +358,9 @@ def _cpu_report(
             report[name]["main_thread_cores"] = round(main / _TICK / seconds, 2)
         else:
             report[name]["processes"] = len(after.watched[name])
+            # Each process's share, busiest first: shows a worker left idle because the
+            # kernel gave the connections to the other (docs/performance.md).
+            report[name]["process_cores"] = _process_cores(before, after, name, seconds)
     # Whatever else ran on the machine meanwhile (and kernel work charged to no one of ours).
     report["other_cores"] = round(max(0.0, busy - accounted), 2)
     return report
