@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from bench.harness import end_process, free_port
 from starlette.types import ASGIApp
@@ -106,6 +107,20 @@ class ServerProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def fixture_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **options: Any
+) -> Iterator[ServerProcess]:
+    """A started server (`options` for ServerProcess) in a fresh directory `name`, stopped
+    when the fixture ends: `yield from` it in a module or session fixture."""
+    root = tmp_path_factory.mktemp(name)
+    process = ServerProcess(data_dir=root / "data", log_path=root / "server.log", **options)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def serve_with_a_long_tmpdir(tmp_path: Path, *serve_args: str) -> tuple[Path, str]:

@@ -24,7 +24,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, BrowserType, Page, expect
 
 from tests.browser.harness import TIMEOUT_MS, Guard
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, fixture_server
 
 CHROMIUM = os.environ.get("ATOPOS_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking switches Chromium tries to reach Google's services at
@@ -137,12 +137,7 @@ def at_the_safer_level(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the session: proof of work off, rate limits off."""
-    root = tmp_path_factory.mktemp("web-server")
-    process = ServerProcess(data_dir=root / "data", log_path=root / "server.log").start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from fixture_server(tmp_path_factory, "web-server")
 
 
 @pytest.fixture

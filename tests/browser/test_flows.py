@@ -9,7 +9,6 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,7 +24,7 @@ from tests.browser.harness import (
     state,
     wait_for_state,
 )
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, fixture_server
 
 
 def secret_status(server: ServerProcess, manage_link: str) -> httpx.Response:
@@ -343,23 +342,10 @@ def test_passphrase_secret_needs_the_passphrase(
 SHORT_CHALLENGE_TTL = 2
 
 
-def _module_server(
-    tmp_path_factory: pytest.TempPathFactory, name: str, **options: Any
-) -> Iterator[ServerProcess]:
-    """A server of this module's own (`options` for ServerProcess), for a module fixture."""
-    root = tmp_path_factory.mktemp(name)
-    process = ServerProcess(data_dir=root / "data", log_path=root / "server.log", **options)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 @pytest.fixture(scope="module")
 def short_challenge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     env = {"ATOPOS_CHALLENGE_TTL": str(SHORT_CHALLENGE_TTL)}
-    yield from _module_server(tmp_path_factory, "short-challenge-server", env=env)
+    yield from fixture_server(tmp_path_factory, "short-challenge-server", env=env)
 
 
 def test_a_challenge_that_expires_while_the_passphrase_is_stretched_is_asked_again(
@@ -466,7 +452,7 @@ def test_incomplete_share_links_say_so_and_fetch_nothing(
 
 @pytest.fixture(scope="module")
 def pow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    yield from _module_server(tmp_path_factory, "pow-server", pow_bits=14)
+    yield from fixture_server(tmp_path_factory, "pow-server", pow_bits=14)
 
 
 def test_proof_of_work_runs_in_workers_with_visible_progress(

@@ -28,19 +28,14 @@ from atopos.protocol.room_relay import RelayLimits
 from atopos.randomness import system_random_bytes
 from tests.integration.test_room_cli import ScriptClient, create_room, epoch_with
 from tests.mixnet_support import AUTHORITY, EXIT_KEY, EXIT_MAILBOX, Lab, Stream
-from tests.servers import ATOPOS, ServerProcess, free_port
+from tests.servers import ATOPOS, ServerProcess, fixture_server, free_port
 
 FAST = ClientSettings(send_rate=40.0, loop_rate=2.0, mean_delay_ms=5.0, loop_timeout=2.0)
 
 
 @pytest.fixture(scope="module")
 def atopos_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("exit-server")
-    server = ServerProcess(data_dir=tmp / "data", log_path=tmp / "server.log").start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from fixture_server(tmp_path_factory, "exit-server")
 
 
 class TimedExitStreams(ExitStreams):
