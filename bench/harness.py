@@ -305,12 +305,13 @@ class _CpuSnapshot:
 
 def _cpu_snapshot(watch: Mapping[str, int]) -> _CpuSnapshot:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    trees = {name: _tree(pid) for name, pid in watch.items()}
     return _CpuSnapshot(
         at=time.monotonic(),
         machine=_machine_ticks(),
         children=usage.ru_utime + usage.ru_stime,
-        watched={name: {p: _task_ticks(p) for p in _tree(pid)} for name, pid in watch.items()},
-        names={p: _comm(p) for pid in watch.values() for p in _tree(pid)},
+        watched={name: {p: _task_ticks(p) for p in tree} for name, tree in trees.items()},
+        names={p: _comm(p) for tree in trees.values() for p in tree},
     )
 
 
