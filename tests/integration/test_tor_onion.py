@@ -27,6 +27,7 @@ import httpx
 import pytest
 from bench.harness import end_process, free_port
 
+from atopos.client.socks_deadline import unreadable_socks_answers
 from tests.api_client import OCTETS, access_params, envelope
 from tests.servers import ATOPOS, serve_with_a_long_tmpdir, wait_healthy
 from tests.tor_network import (  # noqa: F401 (tor_network: the fixture)
@@ -198,6 +199,40 @@ def atopos_over_tor(
     return result
 
 
+# What a first connection through a fresh circuit can end in before any request reaches the
+# service: tor's refusal ("general failure", or an onion code socksio cannot read) or a timeout.
+_CIRCUIT_FAILURES = (
+    httpx.ProxyError,
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    *unreadable_socks_answers(),
+)
+
+
+@contextlib.contextmanager
+def onion_client(network: TorNetwork, client: str, onion_url: str) -> Iterator[httpx.Client]:
+    """httpx through Tor as the isolated `client`, once a GET of /healthz (which no limit
+    counts) has had an answer from the service. A fresh circuit can fail at once, before any
+    request arrives; as `atopos_over_tor` does, that is tried again on new circuits (at most
+    `_TOR_ATTEMPTS`). The client then keeps its connection, so its circuit, for the test."""
+    refusals: list[str] = []
+    for attempt in range(_TOR_ATTEMPTS):
+        name = client if attempt == 0 else f"{client}-again{attempt}"
+        with bounded_tor_client(socks(network, name), timeout=60) as connected:
+            try:
+                connected.get(f"{onion_url}/healthz")
+            except _CIRCUIT_FAILURES as exc:
+                refusals.append(f"{name}: {exc!r}")
+                continue
+            yield connected
+            return
+    raise AssertionError(
+        f"no circuit of {client} reached {onion_url}:\n"
+        + "\n".join(refusals)
+        + f"\n{network.diagnosis()}"
+    )
+
+
 def atopos(
     *args: str, proxy: str, stdin: bytes = b"", home: Path | None = None
 ) -> subprocess.CompletedProcess[bytes]:
@@ -262,8 +297,8 @@ def test_two_circuits_have_separate_budgets_and_difficulties(
     url = onion_server.onion_url
     body = envelope(b"x")[0]
     with (
-        httpx.Client(proxy=socks(tor_network, "alice"), timeout=60) as alice,
-        httpx.Client(proxy=socks(tor_network, "bob"), timeout=60) as bob,
+        onion_client(tor_network, "alice", url) as alice,
+        onion_client(tor_network, "bob", url) as bob,
     ):
         sid = alice.post(
             f"{url}/api/v1/secrets", params=access_params(body), content=body, headers=OCTETS
@@ -320,7 +355,7 @@ def test_the_onion_key_file_keeps_the_address(
     second = start_onion_server(tor_network, tmp_path / "second", "--onion-key-file", str(key_file))
     try:
         assert second.onion_url == first.onion_url
-        with httpx.Client(proxy=socks(tor_network, "keyfile"), timeout=60) as client:
+        with onion_client(tor_network, "keyfile", second.onion_url) as client:
             assert client.get(f"{second.onion_url}/healthz").json()["status"] == "ok"
     finally:
         _stop(second)
@@ -383,7 +418,7 @@ def test_onion_only_with_a_tor_of_its_own(
     try:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
-        with httpx.Client(proxy=socks(tor_network, "own-tor"), timeout=60) as client:
+        with onion_client(tor_network, "own-tor", server.onion_url) as client:
             assert client.get(f"{server.onion_url}/healthz").json()["status"] == "ok"
         (own,) = runtime.iterdir()
         tor_pids = _processes_naming(own)
