@@ -144,9 +144,14 @@ async def join(server: RelayServer, link: RoomLink, name: str, room_id: str | No
     return peer
 
 
-async def until(condition: Callable[[], bool], within: float = 10) -> None:
+async def until(
+    condition: Callable[[], bool], within: float = 10, explain: Callable[[], str] | None = None
+) -> None:
+    """Until `condition` holds; after `within` seconds an AssertionError, with what
+    `explain` says of the state then (for a failure seen only under CI's load)."""
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            said = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"condition not reached in {within} s{said}")
         await asyncio.sleep(0.01)

@@ -69,6 +69,12 @@ def room_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+def _log_tail(node: ServerProcess, lines: int = 30) -> str:
+    """The last lines a node logged above debug level (redis-py's debug lines would fill it)."""
+    said = [line for line in node.output().splitlines() if '"level":"debug"' not in line]
+    return "\n".join(said[-lines:])
+
+
 def _room_keys(client: object, room_id: str) -> list[bytes]:
     return list(client.scan_iter(match=f"*{room_id}*"))  # type: ignore[attr-defined]
 
@@ -266,15 +272,29 @@ def test_a_node_stopped_lets_its_members_leave_and_the_others_go_on(
         async def scenario() -> None:
             alice, bob, carol = await _talk_across(a, b, new)
             epoch = alice.member.epoch
-            node_b.stop()  # SIGTERM: a restart's first half
+            # SIGTERM, a restart's first half; in a thread, so that the members' clients
+            # go on reading (and answer the closing handshake) while the node stops.
+            stopping = time.monotonic()
+            await asyncio.to_thread(node_b.stop)
+            stopped = time.monotonic()
             for peer in (bob, carol):
                 assert await peer.closed(within=20) == 1012  # "service restart"
+
+            def explain() -> str:
+                return (
+                    f"node b stopped in {stopped - stopping:.1f} s; alice: {alice.member.state}, "
+                    f"epoch {alice.member.epoch} (was {epoch}), errors {alice.errors}, "
+                    f"events {[type(e).__name__ for e in alice.events]}\n"
+                    f"--- node a ---\n{_log_tail(node_a)}\n--- node b ---\n{_log_tail(node_b)}"
+                )
+
             await until(
                 lambda: (
                     sum(isinstance(e, MemberLeft) for e in alice.events) == 2
                     and alice.member.epoch > epoch
                 ),
                 within=10,
+                explain=explain,
             )
             await alice.say("alone now")
             await until(lambda: [t for _, t in alice.texts()] == ["from node b"])
