@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from tests.servers import ManualClock
@@ -22,7 +22,7 @@ from atopos.randomness import system_random_bytes
 from atopos.server.config import ServerConfig, rate_limits
 from atopos.server.identity import ClientId
 from atopos.server.node import build_node
-from atopos.server.ratelimit import RateLimits
+from atopos.server.ratelimit import RateLimits, _key_for
 from atopos.server.shared_counter_storage import SharedCounterStorage
 from atopos.server.shared_counters import BUCKET_SLOTS, DEFAULT_SLOTS, SharedCounterTable
 
@@ -290,3 +290,13 @@ def test_the_tables_lock_leaves_no_name_in_dev_shm() -> None:
         with contextlib.suppress(FileNotFoundError):  # another process's, removed meanwhile
             named.add(entry.stat().st_ino)
     assert not mapped & named  # ... that no name in /dev/shm reaches
+
+
+@pytest.mark.parametrize(
+    "item",
+    [RateLimitItemPerMinute(5), RateLimitItemPerMinute(2**70, 10), RateLimitItemPerHour(150)],
+)
+def test_the_direct_hit_counts_under_the_key_limits_reads(item: RateLimitItem) -> None:
+    """RateLimits hits the table without `limits`, whose reads (a refusal's wait, the failure
+    bits) must still find the counter: the key is the one `limits` builds."""
+    assert _key_for(item, "create", "client/56") == item.key_for("create", "client/56")

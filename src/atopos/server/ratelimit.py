@@ -26,6 +26,7 @@ from atopos.clock import Clock, SystemClock
 from atopos.errors import InvalidInput, RateLimited, Unavailable
 from atopos.server.identity import ClientId
 from atopos.server.shared_counter_storage import SharedCounterStorage
+from atopos.server.shared_counters import SharedCounterTable, TableBusy
 from atopos.storage.ephemeral_redis import UNAVAILABLE_MESSAGE, PersistenceCheck
 from atopos.storage.outage_log import OutageLog
 from atopos.storage.urls import REDIS_CLUSTER_SCHEMES, REDIS_SCHEMES
@@ -122,6 +123,11 @@ def _keys(client: ClientId | str) -> tuple[str, ...]:
     return (client,) if isinstance(client, str) else client.keys()
 
 
+def _key_for(item: RateLimitItem, name: str, key: str) -> str:
+    """`item.key_for(name, key)`, for string identifiers, without its list and conversions."""
+    return f"{item.namespace}/{name}/{key}/{item.amount}/{item.multiples}/{item.GRANULARITY.name}"
+
+
 def _storage_errors(storage: Storage) -> tuple[type[Exception], ...]:
     """What a storage raises when it cannot answer. `limits` wraps the client's RedisError in
     StorageError, but not the Cluster client's RedisClusterException (no node reachable)."""
@@ -147,6 +153,12 @@ class RateLimits:
         budget name; 0 leaves a route or budget unlimited."""
         storage = MemoryStorage() if storage is None else storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
+        # The workers' table is hit directly, under the key `limits` would use, so that its
+        # reads of the same counters (a refusal's wait, the failure bits) agree: its layers
+        # cost as much again as the table's own step, on every request (performance.md).
+        self._table: SharedCounterTable | None = (
+            storage.table if isinstance(storage, SharedCounterStorage) else None
+        )
         self._storage_errors = _storage_errors(storage)
         # Per route: the client's budget, then each wider network's, 4 times larger each.
         self._items = _scaled(RateLimitItemPerMinute, per_minute)
@@ -177,7 +189,7 @@ class RateLimits:
         if items is None:
             return
         for item, key in zip(items, _keys(client), strict=False):
-            if await self._ask(partial(self._limiter.hit, item, name, key, cost=cost)):
+            if await self._hit(item, name, key, cost):
                 continue
             stats = await self._ask(partial(self._limiter.get_window_stats, item, name, key))
             # `limits` reports reset times on its own wall clock.
@@ -186,7 +198,7 @@ class RateLimits:
 
     async def record_failure(self, client: ClientId | str) -> None:
         for item, key in zip(_FAILURE_WINDOWS, _keys(client), strict=False):
-            await self._ask(partial(self._limiter.hit, item, "failures", key))
+            await self._hit(item, "failures", key, 1)
 
     async def extra_bits(self, client: ClientId | str) -> int:
         """One bit per doubling of the failures counted for the client, or for a wider
@@ -197,6 +209,20 @@ class RateLimits:
             failures = item.amount - stats.remaining
             bits = max(bits, max(0, failures).bit_length() - _WIDER_STEP_BITS * step)
         return min(MAX_EXTRA_BITS, bits)
+
+    async def _hit(self, item: RateLimitItem, name: str, key: str, cost: int) -> bool:
+        """`limits`' sliding-window hit: True when `cost` was taken from the counter."""
+        table = self._table
+        if table is None:
+            return await self._ask(partial(self._limiter.hit, item, name, key, cost=cost))
+        try:
+            is_taken = table.acquire(
+                _key_for(item, name, key), item.get_expiry(), item.amount, cost
+            )
+        except TableBusy as exc:
+            raise self._unavailable(exc) from None
+        self._outages.up()
+        return is_taken
 
     async def _ask(self, question: Callable[[], Awaitable[T]]) -> T:
         """One question to the counters' storage, once they may be written there; a storage

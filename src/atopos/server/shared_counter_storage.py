@@ -23,6 +23,10 @@ class SharedCounterStorage(Storage, SlidingWindowCounterSupport):
         self._table = table
 
     @property
+    def table(self) -> SharedCounterTable:
+        return self._table
+
+    @property
     def base_exceptions(self) -> type[Exception]:
         return TableBusy
 
