@@ -211,10 +211,29 @@ _CIRCUIT_FAILURES = (
 
 @contextlib.contextmanager
 def onion_client(network: TorNetwork, client: str, onion_url: str) -> Iterator[httpx.Client]:
-    """httpx through Tor as the isolated `client`, once a GET of /healthz (which no limit
-    counts) has had an answer from the service. A fresh circuit can fail at once, before any
-    request arrives; as `atopos_over_tor` does, that is tried again on new circuits (at most
-    `_TOR_ATTEMPTS`). The client then keeps its connection, so its circuit, for the test."""
+    """httpx through Tor as the isolated `client` (or a fresh name after tor's refusal,
+    `_reaching_client`), once its circuit has reached the service. It keeps its connection,
+    so its circuit, for the test."""
+    with _reaching_client(network, client, onion_url) as (_, connected):
+        yield connected
+
+
+def reaching_name(network: TorNetwork, client: str, onion_url: str) -> str:
+    """A SOCKS user name for `client` whose circuit has just reached the service: a client
+    started with it (a room member, say, whose WebSocket is not tried again) reuses that
+    circuit instead of building its first one."""
+    with _reaching_client(network, client, onion_url) as (name, _):
+        return name
+
+
+@contextlib.contextmanager
+def _reaching_client(
+    network: TorNetwork, client: str, onion_url: str
+) -> Iterator[tuple[str, httpx.Client]]:
+    """A SOCKS user name and an httpx client through it, once a GET of /healthz (which no
+    limit counts) has had an answer from the service. A fresh circuit can fail at once,
+    before any request arrives; as `atopos_over_tor` does, that is tried again on new
+    circuits (at most `_TOR_ATTEMPTS`)."""
     refusals: list[str] = []
     for attempt in range(_TOR_ATTEMPTS):
         name = client if attempt == 0 else f"{client}-again{attempt}"
@@ -224,7 +243,7 @@ def onion_client(network: TorNetwork, client: str, onion_url: str) -> Iterator[h
             except _CIRCUIT_FAILURES as exc:
                 refusals.append(f"{name}: {exc!r}")
                 continue
-            yield connected
+            yield name, connected
             return
     raise AssertionError(
         f"no circuit of {client} reached {onion_url}:\n"
