@@ -153,11 +153,14 @@ class RateLimits:
         budget name; 0 leaves a route or budget unlimited."""
         storage = MemoryStorage() if storage is None else storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
-        # The workers' table is hit directly, under the key `limits` would use, so that its
-        # reads of the same counters (a refusal's wait, the failure bits) agree: its layers
-        # cost as much again as the table's own step, on every request (performance.md).
+        # The workers' table (in memory: no persistence check) is hit directly, under the
+        # key `limits` would use, so that its reads of the same counters (a refusal's wait,
+        # the failure bits) agree: its layers cost as much again as the table's own step, on
+        # every request (performance.md).
         self._table: SharedCounterTable | None = (
-            storage.table if isinstance(storage, SharedCounterStorage) else None
+            storage.table
+            if isinstance(storage, SharedCounterStorage) and persistence_check is None
+            else None
         )
         self._storage_errors = _storage_errors(storage)
         # Per route: the client's budget, then each wider network's, 4 times larger each.
