@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from atopos.client.links import parse_manage_link, parse_share_link
 from atopos.crypto.base64url import b64url_decode, b64url_encode
@@ -330,3 +333,31 @@ def test_no_secret_material_or_address_in_server_output_across_cli_flows(tmp_pat
 def envelope_for(content: bytes) -> tuple[bytes, bytes]:
     key = os.urandom(32)
     return seal(content, Metadata("text", len(content)), key, random_bytes=os.urandom), key
+
+
+def test_a_room_handshake_over_ipv6_logs_neither_address_nor_port(tmp_path: Path) -> None:
+    """uvicorn notes every WebSocket handshake as `address:port - "WebSocket …"` at info
+    level; over IPv6 with a five-digit port the address used to slip past the redaction, and
+    the port always did. The server writes JSON here (its output is a file)."""
+    server = ServerProcess(
+        data_dir=tmp_path / "data", log_path=tmp_path / "server.log", host="::1"
+    ).start()
+    ports: list[int] = []
+
+    async def handshake() -> None:
+        url = server.url.replace("http://", "ws://", 1) + "/api/v1/rooms/" + "A" * 22
+        async with connect(url, open_timeout=10, close_timeout=5) as websocket:
+            ports.append(websocket.local_address[1])
+            with contextlib.suppress(ConnectionClosed):
+                await asyncio.wait_for(websocket.recv(), timeout=10)
+
+    try:
+        asyncio.run(handshake())
+    finally:
+        server.stop()
+    output = server.output()
+    assert ports, "the handshake did not happen"
+    # The peer as uvicorn writes it (`::1:44944`, `[::1]:44944`); a JSON field's number
+    # (`"pid":44944`) is not a port.
+    assert not re.search(rf"[\w\]]:{ports[0]}\b", output)
+    assert "::1" not in output

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from atopos.server.identity import EphemeralIdentifiers, network_of
-from atopos.server.logs import RedactingJsonFormatter, redact
+from atopos.server.logs import RedactingJsonFormatter, configure_logging, redact
 
 
 def test_ipv6_counts_by_64() -> None:
@@ -73,3 +73,43 @@ def test_formatter_writes_json_without_exception_text() -> None:
     assert entry["route"] == "/api/v1/secrets/{id}"
     assert "AbCdEfGhIjKlMnOpQrStUv" not in line
     assert "Traceback" not in line
+
+
+@pytest.mark.parametrize(
+    ("line", "leaks"),
+    [
+        # uvicorn's WebSocket handshake line begins with the peer as `address:port`.
+        ("fd00::2:39836 - WebSocket /x [accepted]", ("fd00", "39836")),
+        ("2a02:8108:1a2b:3c4d:5e6f:7a8b:9c0d:1e2f:51234 - x", ("2a02", "1e2f", "51234")),
+        ("[2001:db8::1]:8443 - x", ("2001", "8443")),
+        ("::1:45678 - x", ("::1", "45678")),
+        ("203.0.113.9:5555 - x", ("203.0.113.9", "5555")),
+        ("tor-circuit:1234:35062 - x", ("1234", "35062")),
+        ("tor-circuit:48879 - x", ("48879",)),
+    ],
+)
+def test_redact_scrubs_peers_with_their_ports(line: str, leaks: tuple[str, ...]) -> None:
+    scrubbed = redact(line)
+    assert scrubbed.endswith(" - x") or "WebSocket" in scrubbed
+    for leak in leaks:
+        assert leak not in scrubbed, scrubbed
+
+
+@pytest.mark.parametrize("log_format", ["json", "human"])
+def test_uvicorn_info_notes_are_dropped_in_both_formats(
+    log_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging("debug", log_format)
+        logging.getLogger("uvicorn.error").info(
+            '%s - "WebSocket %s" [accepted]', "fd00::2:39836", "/x"
+        )
+        logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "WebSocket" not in err
+    assert "Invalid HTTP request received." in err

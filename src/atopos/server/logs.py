@@ -30,10 +30,15 @@ __all__ = [
 LOG_FORMATS = ("auto", "human", "json")
 
 _PATTERNS = (
-    # IPv4 addresses
-    re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"),
-    # IPv6 addresses (anything with three or more hex groups joined by colons)
-    re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"),
+    # Tor circuits as the onion listener names its peers (`tor-circuit:<id>`), with a port
+    re.compile(r"tor-circuit:\d+(?::\d+)?"),
+    # IPv4 addresses, with a port if one follows
+    re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])"),
+    # IPv6 addresses (three or more hex groups joined by colons), with a port if one
+    # follows unbracketed (`fd00::2:39836`: the port reads as one more group) or bracketed
+    re.compile(
+        r"(?<![\w:])\[?(?:[0-9A-Fa-f]{0,4}:){2,}[0-9A-Fa-f]{0,5}(?:\](?::\d{1,5})?)?(?![\w:])"
+    ),
     # base64url / hex tokens, ids and keys: 16 or more token characters in a row
     re.compile(r"[A-Za-z0-9_\-]{16,}"),
 )
@@ -96,8 +101,9 @@ class RedactingHumanFormatter(logging.Formatter):
 
 
 class _WithoutUvicornChatter(logging.Filter):
-    """uvicorn's own start and stop notes, which the human start-up lines replace (one of
-    them would print the listening address, redacted to nonsense)."""
+    """None of uvicorn's own notes at info level or below, in either format: its start and
+    stop notes (which our start-up lines replace) and one line per WebSocket handshake that
+    begins with the client's address and port (a Tor circuit's id on the onion listener)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name == "uvicorn.error" and record.levelno <= logging.INFO)
@@ -129,9 +135,9 @@ def configure_logging(level: str, log_format: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "human":
         handler.setFormatter(RedactingHumanFormatter())
-        handler.addFilter(_WithoutUvicornChatter())
     else:
         handler.setFormatter(RedactingJsonFormatter())
+    handler.addFilter(_WithoutUvicornChatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
