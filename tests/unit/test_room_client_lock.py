@@ -16,6 +16,7 @@ from atopos.client.rooms_lock import (
     STATE_PURPOSE,
     LockedRoomState,
     RoomState,
+    RoomStateReplaced,
     WrongRoomPassphrase,
     load_member,
 )
@@ -79,6 +80,28 @@ def test_the_loaded_member_reads_what_comes_next(tmp_path: Path) -> None:
     room.members["bob"].member = state.member  # type: ignore[attr-defined]
     room.say("ann", "after the restart")  # type: ignore[attr-defined]
     assert room.texts("bob")[-1] == (0, "after the restart")  # type: ignore[attr-defined]
+
+
+def test_an_older_copy_put_back_while_locked_is_refused(tmp_path: Path) -> None:
+    """Put back, the copy saved before bob's last message would rewind his sending chain:
+    his next message would reuse that message's key and nonce under AES-GCM."""
+    store, room, older = _saved_room(tmp_path)
+    bob = room.members["bob"].member  # type: ignore[attr-defined]
+    room.say("bob", "the plan is set")  # type: ignore[attr-defined]
+    store.save(RoomState(room.new.member_link.text(), "bob", bob))  # type: ignore[attr-defined]
+    store.lock()
+    newer = store.path.read_bytes()
+    store.path.write_bytes(older)
+    with pytest.raises(RoomStateReplaced):
+        store.open("correct horse")
+    assert not store.is_unlocked
+    # The state this process wrote last still opens, and a reopened state saves on.
+    store.path.write_bytes(newer)
+    state = store.open("correct horse")
+    assert state.member is not None
+    store.save(RoomState(room.new.member_link.text(), "bob", state.member))  # type: ignore[attr-defined]
+    store.lock()
+    assert store.open("correct horse").member is not None
 
 
 CALLS: list[str] = []

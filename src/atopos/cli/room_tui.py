@@ -31,7 +31,7 @@ from atopos.client.rooms import (
     RoomOutcome,
     RoomSession,
 )
-from atopos.client.rooms_lock import RoomState, WrongRoomPassphrase
+from atopos.client.rooms_lock import RoomState, RoomStateReplaced, WrongRoomPassphrase
 from atopos.client.transport import Transport
 from atopos.clock import Clock, SystemClock
 from atopos.errors import AtoposError
@@ -206,17 +206,20 @@ class RoomApp(App[None]):
             self.query_one("#input", Input).password = True
         self._update_side()
 
-    async def unlock(self, passphrase: str) -> bool:
-        """Open the state file with `passphrase` and give the member back to the session."""
+    async def unlock(self, passphrase: str) -> str | None:
+        """Open the state file with `passphrase` and give the member back to the session;
+        why not, as a line to show, when it did not open."""
         store = self.plan.store
         if store is None or self.session is None:
-            return True
+            return None
         try:
             state = store.open(passphrase)
+        except RoomStateReplaced as replaced:
+            return replaced.message
         except WrongRoomPassphrase:
-            return False
+            return "Wrong passphrase."
         if state.member is None:
-            return False
+            return "Wrong passphrase."
         self.is_locked = False
         with contextlib.suppress(Exception):
             self.query_one("#input", Input).password = False
@@ -225,7 +228,7 @@ class RoomApp(App[None]):
                 log.write(line)
         await self.session.resume(state.member)
         self._update_side()
-        return True
+        return None
 
     # -- input ---------------------------------------------------------------------------
 
@@ -237,8 +240,9 @@ class RoomApp(App[None]):
         text = message.value
         message.input.value = ""
         if self.is_locked:
-            if not await self.unlock(text):
-                self._show("Wrong passphrase.")
+            refusal = await self.unlock(text)
+            if refusal is not None:
+                self._show(refusal)
             return
         session = self.session
         if session is None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
+import hashlib
+import hmac
 import io
 import os
 import pickle
@@ -54,6 +56,7 @@ __all__ = [
     "STATE_PURPOSE",
     "LockedRoomState",
     "RoomState",
+    "RoomStateReplaced",
     "WrongRoomPassphrase",
     "dump_member",
     "load_member",
@@ -75,6 +78,18 @@ _ALLOWED_CLASSES = frozenset({("collections", "OrderedDict"), ("builtins", "set"
 class WrongRoomPassphrase(Refused):
     def __init__(self) -> None:
         super().__init__("The Extra Lock passphrase is wrong, or the room state was altered.")
+
+
+class RoomStateReplaced(WrongRoomPassphrase):
+    """The file is not the one this process last wrote: an older copy put back would rewind
+    the member's sending chains, and its next messages would reuse keys and nonces."""
+
+    def __init__(self) -> None:
+        Refused.__init__(
+            self,
+            "The room state file changed while the room was locked (an older or different "
+            "copy is in its place); it was not opened. Leave the room and join again.",
+        )
 
 
 @dataclass(slots=True)
@@ -137,6 +152,9 @@ class LockedRoomState:
         self._random = random_bytes
         self._file_key: bytes | None = None
         self._key_record: bytes | None = None
+        # The hash of what this process last wrote or opened: `open` refuses anything else
+        # (a copy saved earlier and put back while the room was locked).
+        self._last_seen: bytes | None = None
 
     @classmethod
     def create(
@@ -183,6 +201,7 @@ class LockedRoomState:
         )
         data = _LENGTH.pack(len(self._key_record)) + self._key_record + sealed
         write_private_file(self.path, data)
+        self._last_seen = hashlib.sha256(data).digest()
 
     def lock(self) -> None:
         """Forget the file key: nothing in memory opens the file until `open` again."""
@@ -196,6 +215,9 @@ class LockedRoomState:
             raise AtoposError("The room state file is gone.") from None
         except OSError:
             raise WrongRoomPassphrase from None  # not a file we wrote: nothing opens it
+        digest = hashlib.sha256(data).digest()
+        if self._last_seen is not None and not hmac.compare_digest(digest, self._last_seen):
+            raise RoomStateReplaced
         try:
             if len(data) < _LENGTH.size:
                 raise DecryptionFailed
@@ -207,6 +229,7 @@ class LockedRoomState:
         except DecryptionFailed:
             raise WrongRoomPassphrase from None
         self._file_key, self._key_record = file_key, key_record
+        self._last_seen = digest
         return state
 
     def wipe(self) -> None:
