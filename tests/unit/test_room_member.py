@@ -680,3 +680,16 @@ def test_local_input_is_checked_before_anything_is_sent() -> None:
     assert alice.outgoing() == []
     room.say("alice", "é" * 5000)  # long but within the limit
     assert room.texts("bob") == [(0, "é" * 5000)]
+
+
+@pytest.mark.parametrize("code", ["ended", "full", "rate_limited", "not_admitted", "stale"])
+def test_a_relay_error_frame_carries_a_relay_code(code: str) -> None:
+    assert decode_relay_frame(f'{{"t":"error","code":"{code}","message":"m"}}').code == code  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("code", ["bad_auth", "bad_signature", "undecryptable", "sequence_gap"])
+def test_a_member_only_code_in_a_relay_error_frame_is_malformed(code: str) -> None:
+    """rooms.md section 13: these name a member's own refusals; no relay sends them."""
+    with pytest.raises(RoomProtocolError) as refused_frame:
+        decode_relay_frame(f'{{"t":"error","code":"{code}","message":"m"}}')
+    assert refused_frame.value.code == "malformed"

@@ -53,7 +53,7 @@ MAX_HELD_FRAMES = 10_000
 UPDATE_CHECK_SECONDS = 5.0
 
 _GONE_CODES = frozenset({"ended"})
-_REFUSED_CODES = frozenset({"bad_proof", "not_admitted", "full", "rate_limited", "bad_auth"})
+_REFUSED_CODES = frozenset({"bad_proof", "not_admitted", "full", "rate_limited"})
 
 
 class Locked(AtoposError):
