@@ -26,7 +26,8 @@ from atopos.crypto.room_seal import open_secret, seal_aad
 from atopos.protocol.room_creation import NewRoom, make_room
 from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import MessageReceived
-from atopos.protocol.room_member import RoomMember
+from atopos.protocol.room_member import MemberState, RoomMember
+from atopos.protocol.room_relay import Action, CloseConnection, RelayRoom, SendText, WipeRoom
 from atopos.protocol.room_wire import (
     RelayedCommit,
     RelayedMessage,
@@ -97,6 +98,77 @@ def open_room(
     for position, name in enumerate(names):
         room.join(name, new.creator_link if position == 0 else None)
     return room
+
+
+# -- honest members over the real sans-I/O relay ----------------------------------------------
+
+RELAY_START = 1_000_000.0
+RELAY_CLOSE_CODES = {1000, 4400, 4403, 4404, 4408, 4429}
+
+
+class RelayHarness:
+    """Honest `RoomMember`s over the sans-I/O `RelayRoom` (tests/unit, tests/fuzz), plus raw
+    connections a test drives; `now` is the clock handed to the relay."""
+
+    def __init__(self, label: str, *, knock: bool = False) -> None:
+        self.new = make_room(
+            "https://x", SeededRandom(f"{label}/room"), name="Plans", ttl=3600, knock=knock
+        )
+        self.relay = RelayRoom(self.new.creation, created_at=RELAY_START)
+        self.now = RELAY_START
+        self.members: dict[int, RoomMember] = {}
+        self.events: dict[int, list[object]] = {}
+        self.closed: set[int] = set()
+        self.close_codes: dict[int, int] = {}
+        self.corpus: list[str] = []
+        self.next_id = 1
+        self.label = label
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendText):
+                for connection in action.connections:
+                    member = self.members.get(connection)
+                    if member is not None and connection not in self.closed:
+                        with contextlib.suppress(RoomProtocolError):  # members may refuse
+                            found = member.receive(action.text, self.now)
+                            self.events.setdefault(connection, []).extend(found)
+            elif isinstance(action, CloseConnection):
+                assert action.code in RELAY_CLOSE_CODES
+                self.closed.add(action.connection)
+                self.close_codes[action.connection] = action.code
+            else:
+                assert isinstance(action, WipeRoom)
+
+    def pump(self) -> None:
+        for _ in range(100):
+            moved = False
+            for connection, member in list(self.members.items()):
+                if connection in self.closed:
+                    continue
+                for text in member.outgoing():
+                    moved = True
+                    self.corpus.append(text)
+                    self.apply(self.relay.receive(connection, text, self.now))
+            if not moved:
+                return
+        raise AssertionError("the room did not settle")
+
+    def add_member(self, name: str, creator: bool = False) -> int:
+        connection = self.next_id
+        self.next_id += 1
+        link = self.new.creator_link if creator else self.new.member_link
+        self.members[connection] = RoomMember(link, name, SeededRandom(f"{self.label}/{name}"))
+        self.apply(self.relay.open(connection, SeededRandom(f"ch/{connection}")(32), self.now))
+        self.pump()
+        return connection
+
+    def active(self) -> list[RoomMember]:
+        return [
+            m
+            for c, m in self.members.items()
+            if c not in self.closed and m.state is MemberState.ACTIVE
+        ]
 
 
 # -- the attacker -------------------------------------------------------------------------------
@@ -252,6 +324,9 @@ def refused(connection: Connection) -> list[str]:
 
 __all__ = [
     "BASE_URL",
+    "RELAY_CLOSE_CODES",
+    "RELAY_START",
+    "RelayHarness",
     "Room",
     "RoomProtocolError",
     "SeededRandom",

@@ -6,88 +6,17 @@ the link joins and talks with the honest members."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atopos.protocol.room_creation import make_room
-from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import MessageReceived
-from atopos.protocol.room_member import MemberState, RoomMember
-from atopos.protocol.room_relay import (
-    Action,
-    CloseConnection,
-    RelayRoom,
-    RoomState,
-    SendText,
-    WipeRoom,
-)
+from atopos.protocol.room_member import MemberState
+from atopos.protocol.room_relay import RoomState
+from tests.rooms_support import RELAY_START as _START
+from tests.rooms_support import RelayHarness as Harness
 from tests.rooms_support import SeededRandom
-
-_CODES = {1000, 4400, 4403, 4404, 4408, 4429}
-_START = 1_000_000.0
-
-
-class Harness:
-    """Honest members over the sans-I/O relay, plus raw connections the fuzzer drives."""
-
-    def __init__(self, label: str) -> None:
-        self.new = make_room("https://x", SeededRandom(f"{label}/room"), name="Plans", ttl=3600)
-        self.relay = RelayRoom(self.new.creation, created_at=_START)
-        self.now = _START
-        self.members: dict[int, RoomMember] = {}
-        self.events: dict[int, list[object]] = {}
-        self.closed: set[int] = set()
-        self.corpus: list[str] = []
-        self.next_id = 1
-        self.label = label
-
-    def apply(self, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, SendText):
-                for connection in action.connections:
-                    member = self.members.get(connection)
-                    if member is not None and connection not in self.closed:
-                        with contextlib.suppress(RoomProtocolError):  # members may refuse
-                            found = member.receive(action.text, self.now)
-                            self.events.setdefault(connection, []).extend(found)
-            elif isinstance(action, CloseConnection):
-                assert action.code in _CODES
-                self.closed.add(action.connection)
-            else:
-                assert isinstance(action, WipeRoom)
-
-    def pump(self) -> None:
-        for _ in range(100):
-            moved = False
-            for connection, member in list(self.members.items()):
-                if connection in self.closed:
-                    continue
-                for text in member.outgoing():
-                    moved = True
-                    self.corpus.append(text)
-                    self.apply(self.relay.receive(connection, text, self.now))
-            if not moved:
-                return
-        raise AssertionError("the room did not settle")
-
-    def add_member(self, name: str, creator: bool = False) -> int:
-        connection = self.next_id
-        self.next_id += 1
-        link = self.new.creator_link if creator else self.new.member_link
-        self.members[connection] = RoomMember(link, name, SeededRandom(f"{self.label}/{name}"))
-        self.apply(self.relay.open(connection, SeededRandom(f"ch/{connection}")(32), self.now))
-        self.pump()
-        return connection
-
-    def active(self) -> list[RoomMember]:
-        return [
-            m
-            for c, m in self.members.items()
-            if c not in self.closed and m.state is MemberState.ACTIVE
-        ]
 
 
 def _seed_corpus() -> list[str]:

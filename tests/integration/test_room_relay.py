@@ -311,6 +311,38 @@ def test_a_client_that_stops_reading_is_dropped_and_the_room_goes_on(tmp_path: P
         asyncio.run(scenario())
 
 
+def test_a_reader_whose_backlog_passes_its_bytes_is_dropped_before_its_frames_do(
+    tmp_path: Path,
+) -> None:
+    # 600 big messages stay under the 1024-frame cap, and carol reads again long before a
+    # send could time out: only the byte cap can drop her.
+    limits = RoomNodeLimits(
+        relay=RelayLimits(frames_per_second=1e6, frame_burst=1e6),
+        queued_bytes_per_connection=256 * 1024,
+        send_timeout_seconds=60,
+    )
+    with relay_server(tmp_path, ManualClock(), limits) as server:
+        new = server.create_room()
+
+        async def scenario() -> None:
+            alice, bob, carol = await _three(server, new)
+            assert carol.task is not None
+            carol.task.cancel()  # carol stops reading; her socket buffers fill up
+            big = "x" * 16000
+            for _ in range(600):  # about 14 MB of frames for carol
+                await alice.say(big)
+                await asyncio.sleep(0)
+            carol.task = asyncio.create_task(carol.run())  # she reads again
+            assert await carol.closed(within=30) == 4408
+            await until(lambda: any(isinstance(e, MemberLeft) for e in bob.events), within=30)
+            await until(lambda: alice.member.epoch == bob.member.epoch == 4, within=30)
+            assert alice.close_code is None
+            await bob.say("still here")
+            await until(lambda: "still here" in [t for _, t in alice.texts()])
+
+        asyncio.run(scenario())
+
+
 def test_frame_limits_and_protocol_errors_close_with_their_codes(tmp_path: Path) -> None:
     limits = RoomNodeLimits(relay=RelayLimits(frames_per_second=1, frame_burst=5))
     with relay_server(tmp_path, ManualClock(), limits) as server:

@@ -11,6 +11,7 @@ the room. Which frame a connection may send in which state is one explicit table
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
@@ -178,7 +179,8 @@ CONNECTION_TRANSITIONS: tuple[Transition, ...] = (
     Transition(_U, "join", "room_has_room", _M),  # sends welcome; queues or knocks
     Transition(_U, "join", "room_full", _C),  # error full, 4429
     Transition(_U, "join", "bad_keys", _C),  # error malformed, 4400
-    Transition(_M, "commit", "from_committer_or_update", _M),  # fans out, schedules
+    Transition(_M, "commit", "not_a_commit_to_make", _C),  # error bad_commit, 4400
+    Transition(_M, "commit", "from_committer_or_update", _M),  # fans out, re-knocks, schedules
     Transition(_M, "commit", "stale", _M),  # dropped silently (section 12)
     Transition(_M, "msg", "from_roster_in_epoch", _M),  # fans out, `sent` to the author
     Transition(_M, "msg", "stale", _M),  # dropped silently (in flight across a commit)
@@ -269,10 +271,11 @@ class RelayRoom:
         if self.state is not RoomState.OPEN:
             self._error_to(out, connection, "ended", "The room has ended.")
             return out
+        # A connection does not count against the empty grace until it proves the link
+        # (`_after`): knowing the room id alone must not keep a room alive.
         self.connections[connection] = _Connection(
             connection, challenge, now, tokens=self.limits.frame_burst, refilled_at=now
         )
-        self.empty_since = None
         self._send(out, connection, Challenge(v=1, nonce=b64(challenge)))
         return out
 
@@ -414,22 +417,15 @@ class RelayRoom:
         )
         if self.creation.knock and self.roster:
             self.knocks[index] = item
-            self._fan_out(
-                out,
-                lambda seq: Knock(
-                    seq=seq,
-                    index=index,
-                    sign_key=item.sign_key,
-                    seal_key=item.seal_key,
-                    nonce=item.nonce,
-                    auth=item.auth,
-                    profile=item.profile,
-                ),
-            )
+            self._fan_out_knock(out, item)
             return
         self.queued_joins.append(item)
 
     def _on_commit(self, out: list[Action], record: _Connection, frame: Commit, now: float) -> None:
+        refusal = _impossible_commit(frame) or self._impossible_update(record, frame)
+        if refusal is not None:  # guard: not_a_commit_to_make
+            self._fail(out, record, "bad_commit", refusal, now)
+            return
         if not self._commit_is_current(record, frame):  # guard: stale (dropped, no error)
             return
         pending = self.pending
@@ -458,30 +454,73 @@ class RelayRoom:
                 sig=frame.sig,
             ),
         )
+        if frame.joins:
+            self._announce_knocks(out)
+
+    def _announce_knocks(self, out: list[Action]) -> None:
+        """Announce every waiting knock again after a commit that added members: a knock
+        went only to the members of its time, and without this a knocker whose members all
+        left, or who knocked before the member now present came in, would wait unheard
+        (section 11.3). Members who saw a knock before show it once."""
+        for item in list(self.knocks.values()):
+            self._fan_out_knock(out, item)
+
+    def _fan_out_knock(self, out: list[Action], item: JoinItem) -> None:
+        self._fan_out(
+            out,
+            lambda seq: Knock(
+                seq=seq,
+                index=item.index,
+                sign_key=item.sign_key,
+                seal_key=item.seal_key,
+                nonce=item.nonce,
+                auth=item.auth,
+                profile=item.profile,
+            ),
+        )
+
+    def _impossible_update(self, record: _Connection, frame: Commit) -> str | None:
+        """Why this `update` is one no honest member can send now, or None (guard
+        not_a_commit_to_make). Checked only when it would otherwise be current (the next
+        epoch, its own, nothing pending, from a roster member): then its author built it on
+        the relay's own roster, and 7.3 step 5 says what it may change."""
+        current = self.roster
+        if (
+            frame.reason != "update"
+            or frame.epoch != self.epoch + 1
+            or frame.committer != record.index
+            or self.pending is not None
+            or record.index not in current
+        ):
+            return None
+        if [item.index for item in frame.roster] != sorted(current):
+            return "An update keeps the roster's members."
+        for item in frame.roster:
+            kept = current[item.index]
+            if item.identity != kept.identity or item.profile != kept.profile:
+                return "An update keeps every identity and profile."
+            if item.index != record.index and item != kept:
+                return "An update changes only its committer's keys."
+        return None
 
     def _commit_is_current(self, record: _Connection, frame: Commit) -> bool:
         """Guard from_committer_or_update: the named committer's commit of the pending change
-        (same epoch, reason and roster as announced), or a roster member's update when
-        nothing is pending (the first one for an epoch wins)."""
+        (same epoch, reason, roster and joins as announced), or a roster member's update when
+        nothing is pending (the first one for an epoch wins; `_impossible_update` has checked
+        its content)."""
         if frame.epoch != self.epoch + 1 or frame.committer != record.index:
             return False
         if frame.reason == "update":
-            if self.pending is not None or record.index not in self.roster:
-                return False
-            current = self.roster
-            return len(frame.roster) == len(current) and all(
-                item.index in current
-                and item.identity == current[item.index].identity
-                and item.profile == current[item.index].profile
-                and (item.index == record.index or item == current[item.index])
-                for item in frame.roster
-            )
+            return self.pending is None and record.index in self.roster
         pending = self.pending
+        # A mismatch may be a commit of an earlier announcement of this epoch (the change
+        # was announced again meanwhile): stale, not a lie.
         return (
             pending is not None
             and pending.change.committer == frame.committer
             and pending.change.reason == frame.reason
             and list(pending.change.roster) == list(frame.roster)
+            and list(pending.change.joins) == list(frame.joins)
         )
 
     def _on_msg(self, out: list[Action], record: _Connection, frame: Message, now: float) -> None:
@@ -595,10 +634,13 @@ class RelayRoom:
         self._member_gone(out, committer, [], now)
 
     def _after(self, out: list[Action], now: float) -> None:
-        """Schedule the next change and note when the room became empty."""
+        """Schedule the next change and note when the room became empty: with no connection
+        that proved the link (a stranger who knows only the room id keeps nothing alive)."""
         if self.state is RoomState.OPEN:
             self._schedule(out, now)
-            if not self.connections and self.empty_since is None:
+            if any(c.state in (_U, _M) for c in self.connections.values()):
+                self.empty_since = None
+            elif self.empty_since is None:
                 self.empty_since = now
         elif self.state is RoomState.CLOSING and all(
             self.connections[c].has_left for c in self._member_ids()
@@ -742,6 +784,21 @@ class RelayRoom:
         out.append(CloseConnection(record.id, close or _CLOSE_FOR[code or "malformed"]))
         if was_member and record.index is not None and self.state is RoomState.OPEN:
             self._member_gone(out, record.index, [], now)
+
+
+def _impossible_commit(frame: Commit) -> str | None:
+    """Why no honest member sends this commit at any time, or None (guard
+    not_a_commit_to_make): its roster is in strictly ascending index order (so no index
+    twice), an update has no joins, and `sealed` has one entry per member of the new roster
+    but the committer, in index order (7.3 steps 5-6)."""
+    indices = [item.index for item in frame.roster]
+    if any(a >= b for a, b in itertools.pairwise(indices)):
+        return "The roster is not in ascending index order."
+    if frame.reason == "update" and frame.joins:
+        return "An update has no joins."
+    if [item.index for item in frame.sealed] != [i for i in indices if i != frame.committer]:
+        return "The commit does not seal to every member but its committer."
+    return None
 
 
 def _frame_type(frame: ClientFrame) -> str:

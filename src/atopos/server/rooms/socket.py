@@ -3,8 +3,9 @@
 Fan-out never waits on a slow reader. While a connection keeps up, each frame is written to
 its transport at once (the server's `SEND_NOW_EXTENSION`: no task, no queue). Once its
 transport is backed up, frames wait in a bounded backlog that a writer task, started only
-then, drains through ASGI with the send timeout. A reader whose backlog overflows, or whose
-one send takes longer than the send timeout, is closed 4408 (section 13). Binary messages
+then, drains through ASGI with the send timeout. A reader whose backlog overflows (in frames
+or in bytes: one frame may be 1 MiB), or whose one send takes longer than the send timeout,
+is closed 4408 (section 13). Binary messages
 are malformed (4400). Nothing about the room (its id, a frame) is logged.
 """
 
@@ -60,6 +61,8 @@ class _Outbox:
         "_backlog",
         "_close_code",
         "_is_reading",
+        "_max_bytes",
+        "_queued_bytes",
         "_send_now",
         "_size",
         "_timeout",
@@ -71,11 +74,18 @@ class _Outbox:
     )
 
     def __init__(
-        self, websocket: WebSocket, send_now: SendNow | None, size: int, timeout: float
+        self,
+        websocket: WebSocket,
+        send_now: SendNow | None,
+        size: int,
+        max_bytes: int,
+        timeout: float,
     ) -> None:
         self._websocket = websocket
         self._send_now = send_now
         self._size = size
+        self._max_bytes = max_bytes
+        self._queued_bytes = 0  # the backlog's frames, in characters (ASCII JSON: bytes)
         self._timeout = timeout
         self._backlog: deque[str] | None = None  # made when first needed (an empty one is ~600 B)
         self._writer: asyncio.Task[None] | None = None
@@ -93,11 +103,13 @@ class _Outbox:
         backlog = self._backlog
         if backlog is None:
             backlog = self._backlog = deque()
-        if len(backlog) >= self._size:
+        if len(backlog) >= self._size or self._queued_bytes + len(text) > self._max_bytes:
             backlog.clear()  # a reader this far behind is stalled: drop it, not the rest
+            self._queued_bytes = 0
             self.close(CLOSE_TIMEOUT)
             return
         backlog.append(text)
+        self._queued_bytes += len(text)
         self._start_writer()
 
     def close(self, code: int) -> None:
@@ -140,6 +152,7 @@ class _Outbox:
             while backlog:
                 # Taken off first: an overflow may clear the backlog while this send waits.
                 text = backlog.popleft()
+                self._queued_bytes -= len(text)
                 await asyncio.wait_for(self._websocket.send_text(text), self._timeout)
             if self._close_code is not None:
                 with contextlib.suppress(Exception):
@@ -203,7 +216,11 @@ class RoomSockets:
         limits = self._registry.limits
         send_now: SendNow | None = websocket.scope.get("extensions", {}).get(SEND_NOW_EXTENSION)
         outbox = _Outbox(
-            websocket, send_now, limits.queued_frames_per_connection, limits.send_timeout_seconds
+            websocket,
+            send_now,
+            limits.queued_frames_per_connection,
+            limits.queued_bytes_per_connection,
+            limits.send_timeout_seconds,
         )
         self._outboxes[connection] = outbox
         self._bus.subscribe(room_key, connection, outbox.put, outbox.close)

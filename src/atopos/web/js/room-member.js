@@ -131,6 +131,7 @@ const GUARDS = {
   commit: ["adds_me", "not_for_me", "keeps_me", "removes_me"],
   knock: ["verified", "forged"],
 };
+const KNOCK_FIELDS = ["index", "sign_key", "seal_key", "nonce", "auth", "profile"];
 const ROOM_FRAMES = new Set(["knock", "change", "commit", "msg", "sent", "left", "closing"]);
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -479,6 +480,11 @@ export class RoomMember {
   }
 
   async #onKnock(frame, events) {
+    const known = this.#knocks.get(frame.index);
+    if (known !== undefined && KNOCK_FIELDS.every((name) => known[name] === frame[name])) {
+      // The relay announces waiting knocks again when members join (section 11.3).
+      return "verified";
+    }
     const join = joinFromWire(frame);
     if (!(await joinerIsAuthentic(this.#secrets, join))) {
       this.#send({ t: "refuse", index: frame.index });
