@@ -380,6 +380,7 @@ class RelayDouble:
                 joins=frame.joins,
                 sealed=frame.sealed,
                 room_auth=frame.room_auth,
+                member_tag=frame.member_tag,
                 confirm=frame.confirm,
                 sig=frame.sig,
             )

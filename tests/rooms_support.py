@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.errors import DecryptionFailed
@@ -337,3 +338,119 @@ __all__ = [
     "read_with",
     "refused",
 ]
+
+
+# -- a relay that takes over a departed member's seat (rooms.md 14) -----------------------------
+
+
+@dataclass(frozen=True)
+class HostileReplay:
+    """A member's recorded steps from transcript.json, cut where a hostile relay acts, then
+    its frames; `error` is the code the member must refuse the last frame with (None: it
+    must accept every frame)."""
+
+    name: str
+    steps: list[dict[str, object]]
+    error: str | None
+
+
+def seat_takeover_replays(transcript: dict[str, Any]) -> list[HostileReplay]:
+    """From the recorded room (alice, bob, carol; carol leaves): alice's steps up to carol's
+    `left`, then what a relay holding the room link makes of carol's published signing seed
+    (an update in her name: refused for its member tag), and what a copy of carol's state
+    sends after alice saw her `left` (refused as from someone who left; the same commit
+    without the `left` is taken, so that refusal is the `left`'s doing)."""
+    from atopos.crypto.room_keys import derive_room_secrets
+    from atopos.crypto.room_roster import RosterEntry
+    from atopos.crypto.room_transcript import CommitReason, membership_after, transcript_after
+    from atopos.protocol.room_commit import build_commit, read_commit
+    from atopos.protocol.room_link import parse_room_link
+    from atopos.protocol.room_wire import Commit, Leave, Message, decode_client_frame
+    from atopos.protocol.room_wire import encode_frame as encode
+
+    members = {member["name"]: member for member in transcript["members"]}
+    alice, carol = members["alice"], members["carol"]
+    leave = decode_client_frame(next(t for t in carol["sent"] if '"t":"leave"' in t))
+    assert isinstance(leave, Leave)
+    frames = [step.get("receive") for step in alice["steps"]]
+    cut = next(
+        i
+        for i, text in enumerate(frames)
+        if isinstance(text, str) and text.startswith('{"t":"left"') and '"index":2' in text
+    )
+    prefix, left_step = alice["steps"][:cut], alice["steps"][cut]
+    left = decode_relay_frame(str(left_step["receive"]))
+    seq = left.seq  # type: ignore[union-attr]
+
+    # What the relay derives with the link: the room secrets and the last commit's state.
+    link = parse_room_link(members["bob"]["link"])
+    assert link.s_link is not None
+    room_id = link.room_id
+    secrets = derive_room_secrets(
+        link.s_link, b64url_decode(transcript["creation"]["s_relay"]), room_id
+    )
+    commits = [
+        f
+        for f in (decode_relay_frame(str(s["receive"])) for s in prefix if "receive" in s)
+        if isinstance(f, RelayedCommit)
+    ]
+    view = read_commit(room_id, commits[-1])
+    mine = MemberKeys.generate(SeededRandom("relay's own keys"))
+    forged = build_commit(
+        secrets=secrets,
+        committer=2,
+        epoch=view.epoch + 1,
+        reason=CommitReason.UPDATE,
+        roster=[
+            RosterEntry(e.index, e.identity, mine.sign_key, mine.seal_key, e.profile)
+            if e.index == 2
+            else e
+            for e in view.roster
+        ],
+        joins=[],
+        previous_link=secrets.epoch_base,  # the only epoch link it can derive
+        transcript=transcript_after(view.signing_input),
+        membership=membership_after(view.membership, view.reason, view.epoch, view.roster),
+        signer=MemberKeys(b64url_decode(leave.signing_keys[-1]), bytes(32)),
+        random_bytes=SeededRandom("relay's epoch"),
+    ).frame
+
+    # A copy of carol's state from just before she left, still able to tag and sign.
+    ghost = RoomMember(
+        parse_room_link(carol["link"]),
+        carol["name"],
+        SeededRandom(f"atopos room vectors/{carol['random_label']}"),
+    )
+    for step in carol["steps"]:
+        if step.get("command") == "leave":
+            break
+        if "receive" in step:
+            ghost.receive(step["receive"], 0)
+        else:
+            getattr(ghost, step["command"])(*step["args"])
+        ghost.outgoing()
+    ghost.send_text("still here")
+    ghost.update(0)
+    message, commit = map(decode_client_frame, ghost.outgoing())
+    assert isinstance(message, Message)
+    assert isinstance(commit, Commit)
+
+    def relayed(frame: Commit | Message, at: int) -> dict[str, object]:
+        fields = {f: getattr(frame, f) for f in frame.__struct_fields__}
+        made = RelayedCommit if isinstance(frame, Commit) else RelayedMessage
+        return {"receive": encode(made(seq=at, **fields))}
+
+    return [
+        HostileReplay("forged update, left withheld", [*prefix, relayed(forged, seq)], "bad_auth"),
+        HostileReplay("departed member's commit", [*prefix, relayed(commit, seq)], None),
+        HostileReplay(
+            "departed member's commit after left",
+            [*prefix, left_step, relayed(commit, seq + 1)],
+            "bad_commit",
+        ),
+        HostileReplay(
+            "departed member's message after left",
+            [*prefix, left_step, relayed(message, seq + 1)],
+            "bad_signature",
+        ),
+    ]

@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page
 
 from atopos.protocol.room_member import TRANSITIONS
 from tests.browser.harness import open_vector_page
+from tests.rooms_support import HostileReplay, seat_takeover_replays
 from tests.servers import ServerProcess
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "rooms"
@@ -257,6 +258,13 @@ async (c) => {
   const roomAuth = await m.webcrypto.hmac(raw(c.member_auth_key),
     m.transcript.commitAuthMessage(signingInput));
   same("room auth", enc(roomAuth), c.room_auth);
+  const previousLink = raw(c.previous_epoch_link);
+  same("member tag", enc(await m.transcript.memberTag(previousLink, roomId, signingInput)),
+    c.member_tag);
+  if (!(await m.transcript.verifyMemberTag(previousLink, roomId, signingInput,
+    raw(c.member_tag)))) failures.push("member tag does not verify");
+  if (await m.transcript.verifyMemberTag(new Uint8Array(32), roomId, signingInput,
+    raw(c.member_tag))) failures.push("member tag verifies under another epoch link");
   const after = await m.transcript.transcriptAfter(signingInput);
   same("transcript after", enc(after), c.transcript_after);
   same("confirm", enc(await m.transcript.confirmTag(epochSecret, roomId, after)), c.confirm);
@@ -503,3 +511,24 @@ def test_room_creation_gives_the_recorded_upload_and_links(page: Page) -> None:
     assert made["creator"] == links["alice"]
     assert made["member"] == links["bob"]
     assert made["reparsed"] == links["alice"]
+
+
+@pytest.mark.parametrize(
+    "case", seat_takeover_replays(_load("transcript.json")), ids=lambda case: case.name
+)
+def test_a_hostile_relay_cannot_take_over_a_departed_members_seat(
+    page: Page, case: HostileReplay
+) -> None:
+    """The frames of tests/unit/test_room_vectors.py's test of the same name, into the JS
+    member: a commit in a departed member's name made by a relay with the room link is
+    refused for its member tag; a departed member's own frames after its `left` are
+    refused."""
+    alice = next(m for m in _load("transcript.json")["members"] if m["name"] == "alice")
+    member = {"link": alice["link"], "name": "alice", "steps": case.steps}
+    random = _stream(alice["random_label"], 16384)
+    result = _run(page, _REPLAY, {"member": member, "random": random})
+    if case.error is None:
+        assert result.get("error") is None
+        assert result["state"] == "active"
+    else:
+        assert str(result.get("error")).split(":")[0] == f"RoomProtocolError {case.error}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from tests.rooms_support import (
     chains_of,
     frames_after,
@@ -19,11 +20,23 @@ from tests.rooms_support import (
 from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.errors import DecryptionFailed
 from atopos.crypto.room_keys import MemberKeys, open_invite_link
-from atopos.crypto.room_message import encrypt_message, message_aad
+from atopos.crypto.room_message import decrypt_message, encrypt_message, message_aad
+from atopos.crypto.room_ratchet import EpochChains
 from atopos.crypto.room_transcript import message_signing_input
 from atopos.protocol.room_events import EpochStarted, MessageReceived, RemovedFromRoom
 from atopos.protocol.room_member import MemberState
-from atopos.protocol.room_wire import RelayedMessage, b64, decode_relay_frame, encode_frame
+from atopos.protocol.room_wire import (
+    Commit,
+    Leave,
+    Left,
+    Message,
+    RelayedCommit,
+    RelayedMessage,
+    b64,
+    decode_client_frame,
+    decode_relay_frame,
+    encode_frame,
+)
 
 
 def _snapshot(room, name):  # type: ignore[no-untyped-def]
@@ -270,3 +283,119 @@ def test_a_relay_cannot_switch_knock_mode_off() -> None:
     assert refused(joiner) == ["undecryptable"]
     assert joiner.member.state is not MemberState.ACTIVE
     assert joiner.member.outgoing() == []  # it sends no join into a room it cannot trust
+
+
+def _forge_update_in_the_name_of(room, index, seed):  # type: ignore[no-untyped-def]
+    """What a relay holding the room link (hence member_auth_key) makes from a departed
+    member's published signing seed: an update in its name that swaps in the relay's own
+    X25519 key and seals an epoch secret of the relay's choosing to everyone else. It has
+    every value a member checks except epoch_link[n-1], so its member tag is a guess."""
+    from tests.rooms_support import SeededRandom
+
+    from atopos.crypto.room_keys import derive_room_secrets
+    from atopos.crypto.room_roster import RosterEntry
+    from atopos.crypto.room_transcript import CommitReason, membership_after, transcript_after
+    from atopos.protocol.room_commit import build_commit, read_commit
+    from atopos.protocol.room_wire import RelayedCommit
+
+    relay = room.relay
+    secrets = derive_room_secrets(
+        room.new.member_link.s_link, b64url_decode(relay.creation.s_relay), relay.room_id
+    )
+    last = [f for f in map(decode_relay_frame, relay.fanned) if isinstance(f, RelayedCommit)][-1]
+    view = read_commit(relay.room_id, last)
+    mine = MemberKeys.generate(SeededRandom("relay's own keys"))
+    roster = [
+        RosterEntry(e.index, e.identity, mine.sign_key, mine.seal_key, e.profile)
+        if e.index == index
+        else e
+        for e in view.roster
+    ]
+    built = build_commit(
+        secrets=secrets,
+        committer=index,
+        epoch=view.epoch + 1,
+        reason=CommitReason.UPDATE,
+        roster=roster,
+        joins=[],
+        previous_link=secrets.epoch_base,  # its best guess: the one link it can derive
+        transcript=transcript_after(view.signing_input),
+        membership=membership_after(view.membership, view.reason, view.epoch, view.roster),
+        signer=MemberKeys(seed, bytes(32)),
+        random_bytes=SeededRandom("relay's epoch"),
+    )
+    fields = {f: getattr(built.frame, f) for f in built.frame.__struct_fields__}
+    relay.fan_out(lambda seq: RelayedCommit(seq=seq, **fields))
+    return built
+
+
+def test_a_relay_with_the_link_cannot_take_over_a_departed_members_seat() -> None:
+    # Server compromise + a leaked link (rooms.md 14): carol leaves and publishes her signing
+    # seed; the relay keeps her leave (and `left`) from the others and commits an update in
+    # her name. Without the member tag (7.2) alice and bob would take that epoch, whose
+    # secret the relay chose, with the same safety code, and the relay would read on.
+    room = open_room("alice", "bob", "carol")
+    alice, bob, carol = (room.members[n] for n in ("alice", "bob", "carol"))
+    epoch, code = alice.member.epoch, alice.member.safety_code
+    carol.member.leave()
+    (leave_text,) = carol.member.outgoing()  # the relay withholds it
+    carol.is_closed = True
+    leave = decode_client_frame(leave_text)
+    assert isinstance(leave, Leave)
+    seed = b64url_decode(leave.signing_keys[-1])
+    built = _forge_update_in_the_name_of(room, carol.index, seed)
+    for victim in (alice, bob):
+        assert [error.code for error in victim.errors] == ["bad_auth"]
+        assert victim.member.epoch == epoch
+        assert victim.member.safety_code == code
+        assert victim.member.state is MemberState.ACTIVE
+        assert not [e for e in victim.events if isinstance(e, EpochStarted) and e.epoch > epoch]
+    room.say("alice", "only for alice and bob")
+    assert room.texts("bob")[-1] == (0, "only for alice and bob")
+    # Nothing the relay chose opens what alice sent next: it is still in the old epoch.
+    chains = EpochChains(
+        built.epoch_secret, room.relay.room_id, built.frame.epoch, [0, 1, 2], carol.index
+    )
+    messages = [
+        frame
+        for frame in map(decode_relay_frame, room.relay.fanned)
+        if isinstance(frame, RelayedMessage) and frame.sender == 0
+    ]
+    assert messages[-1].epoch == epoch
+    for frame in messages:
+        key = chains.receive_key(frame.sender, frame.counter)
+        aad = message_aad(room.relay.room_id, frame.epoch, frame.sender, frame.counter)
+        with pytest.raises(DecryptionFailed):
+            decrypt_message(key, aad, b64url_decode(frame.ct))
+
+
+def test_a_member_refuses_commits_and_messages_from_someone_it_saw_leave() -> None:
+    # Defence in depth: a departed member (or whoever holds a copy of its state) that the
+    # relay lets back in after its `left` is refused, even with a valid member tag.
+    room = open_room("alice", "bob", "carol")
+    alice, bob, carol = (room.members[n] for n in ("alice", "bob", "carol"))
+    epoch = alice.member.epoch
+    ghost = copy.deepcopy(carol.member)
+    carol.member.leave()
+    (leave_text,) = carol.member.outgoing()
+    carol.is_closed = True
+    leave = decode_client_frame(leave_text)
+    assert isinstance(leave, Leave)
+    # the relay fans out `left` but schedules nothing yet
+    room.relay.fan_out(
+        lambda seq: Left(seq=seq, index=carol.index, signing_keys=leave.signing_keys)
+    )
+    ghost.send_text("still here")
+    ghost.update(0)
+    message_text, commit_text = ghost.outgoing()
+    message, commit = decode_client_frame(message_text), decode_client_frame(commit_text)
+    assert isinstance(message, Message)
+    assert isinstance(commit, Commit)
+    message_fields = {f: getattr(message, f) for f in message.__struct_fields__}
+    room.relay.fan_out(lambda seq: RelayedMessage(seq=seq, **message_fields))
+    commit_fields = {f: getattr(commit, f) for f in commit.__struct_fields__}
+    room.relay.fan_out(lambda seq: RelayedCommit(seq=seq, **commit_fields))
+    for victim in (alice, bob):
+        assert [error.code for error in victim.errors] == ["bad_signature", "bad_commit"]
+        assert victim.member.epoch == epoch
+        assert not [e for e in victim.events if isinstance(e, MessageReceived)]

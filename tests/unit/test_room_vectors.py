@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.rooms_support import HostileReplay, seat_takeover_replays
 
 from atopos.crypto.base64url import b64url_decode as raw
 from atopos.crypto.errors import DecryptionFailed
@@ -52,12 +53,14 @@ from atopos.crypto.room_transcript import (
     commit_signing_input,
     confirm_tag,
     joins_hash,
+    member_tag,
     membership_after,
     membership_start,
     message_signing_input,
     sealed_hash,
     transcript_after,
     transcript_start,
+    verify_member_tag,
 )
 from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import MessageReceived
@@ -262,6 +265,10 @@ def test_commit() -> None:
     assert b64(committer.sign(signing_input)) == case["sig"]
     room = RoomSecrets(room_id, bytes(32), raw(case["member_auth_key"]), bytes(32), bytes(32))
     assert b64(member_auth_tag(room, commit_auth_message(signing_input))) == case["room_auth"]
+    previous_link = raw(case["previous_epoch_link"])
+    assert b64(member_tag(previous_link, room_id, signing_input)) == case["member_tag"]
+    assert verify_member_tag(previous_link, room_id, signing_input, raw(case["member_tag"]))
+    assert not verify_member_tag(bytes(32), room_id, signing_input, raw(case["member_tag"]))
     after = transcript_after(signing_input)
     assert b64(after) == case["transcript_after"]
     assert b64(confirm_tag(epoch_secret, room_id, after)) == case["confirm"]
@@ -316,3 +323,33 @@ def test_invalid_frames(side: str, case: dict[str, Any]) -> None:
     with pytest.raises(RoomProtocolError) as caught:
         decode(case["frame"])
     assert caught.value.code == case["error"]
+
+
+@pytest.mark.parametrize(
+    "case", seat_takeover_replays(_load("transcript.json")), ids=lambda case: case.name
+)
+def test_a_hostile_relay_cannot_take_over_a_departed_members_seat(
+    case: HostileReplay,
+) -> None:
+    """rooms.md 7.3 and 14: the recorded room's alice, shown a commit the relay made in
+    carol's name with her published seed (and `left` withheld), or carol's copied state
+    speaking after her `left`, refuses it; the same frames go to the browser client."""
+    alice = next(m for m in _load("transcript.json")["members"] if m["name"] == "alice")
+    replay = RoomMember(parse_room_link(alice["link"]), "alice", _Stream(alice["random_label"]))
+    *before, hostile = case.steps
+    for step in before:
+        if "receive" in step:
+            replay.receive(str(step["receive"]), 0)
+        else:
+            getattr(replay, str(step["command"]))(*step["args"])  # type: ignore[misc]
+        replay.outgoing()
+    epoch = replay.epoch
+    assert epoch is not None
+    if case.error is None:
+        replay.receive(str(hostile["receive"]), 0)
+        assert replay.epoch == epoch + 1
+        return
+    with pytest.raises(RoomProtocolError) as caught:
+        replay.receive(str(hostile["receive"]), 0)
+    assert caught.value.code == case.error
+    assert replay.epoch == epoch

@@ -27,12 +27,14 @@ __all__ = [
     "commit_signing_input",
     "confirm_tag",
     "joins_hash",
+    "member_tag",
     "membership_after",
     "membership_start",
     "message_signing_input",
     "sealed_hash",
     "transcript_after",
     "transcript_start",
+    "verify_member_tag",
 ]
 
 _COMMIT_LABEL = b"atopos/room/v1/commit\x00"
@@ -46,6 +48,8 @@ _MEMBERSHIP_START_LABEL = b"atopos/room/v1/membership-start\x00"
 _MESSAGE_SIG_LABEL = b"atopos/room/v1/message-sig\x00"
 _ADMIT_LABEL = b"atopos/room/v1/admit\x00"
 _CONFIRM_INFO = b"atopos/room/v1/confirm"
+_MEMBERSHIP_KEY_INFO = b"atopos/room/v1/membership-tag"
+_MEMBER_TAG_LABEL = b"atopos/room/v1/member-tag\x00"
 
 
 class CommitReason(IntEnum):
@@ -132,6 +136,22 @@ def commit_signing_input(
 def commit_auth_message(signing_input: bytes) -> bytes:
     """What the committer MACs with the member-auth key: the relay cannot make a commit."""
     return _COMMIT_AUTH_LABEL + signing_input
+
+
+def member_tag(previous_link: bytes, room_id: bytes, signing_input: bytes) -> bytes:
+    """HMAC(HKDF(epoch_link[n-1], salt room_id, info ".../membership-tag"), label ||
+    signing input): only members of epoch n-1 hold epoch_link[n-1], so neither the relay nor
+    a link holder can make it, even with a departed member's published signing seed."""
+    key = derive_key(previous_link, info=_MEMBERSHIP_KEY_INFO, salt=bytes(room_id))
+    return hmac.new(key, _MEMBER_TAG_LABEL + signing_input, hashlib.sha256).digest()
+
+
+def verify_member_tag(
+    previous_link: bytes, room_id: bytes, signing_input: bytes, tag: bytes
+) -> bool:
+    """Constant-time check of a commit's member tag against epoch_link[n-1]."""
+    expected = member_tag(previous_link, room_id, signing_input)
+    return hmac.compare_digest(expected, bytes(tag))
 
 
 def transcript_start(room_id: bytes) -> bytes:

@@ -32,8 +32,10 @@ from atopos.crypto.room_transcript import (
     commit_signing_input,
     confirm_tag,
     joins_hash,
+    member_tag,
     sealed_hash,
     transcript_after,
+    verify_member_tag,
 )
 from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_wire import (
@@ -54,6 +56,7 @@ __all__ = [
     "build_commit",
     "check_change",
     "check_joins",
+    "check_member_tag",
     "check_room_auth",
     "check_sealed_to_all",
     "check_signature",
@@ -147,6 +150,7 @@ class CommitView:
     roster_digest: bytes
     signing_input: bytes
     room_auth: bytes
+    member_tag: bytes
     confirm: bytes
     sig: bytes
 
@@ -189,6 +193,7 @@ def read_commit(room_id: bytes, frame: RelayedCommit) -> CommitView:
         roster_digest=digest,
         signing_input=signing_input,
         room_auth=unb64(frame.room_auth),
+        member_tag=unb64(frame.member_tag),
         confirm=unb64(frame.confirm),
         sig=unb64(frame.sig),
     )
@@ -219,7 +224,8 @@ def build_commit(
     random_bytes: RandomBytes,
 ) -> BuiltCommit:
     """Sections 7.1-7.2: a fresh epoch secret sealed to every member but the committer, in
-    index order, signed, MACed with the member-auth key and confirmed."""
+    index order, signed, MACed with the member-auth key, tagged with the previous epoch's
+    link (`previous_link`: the epoch base for a founding commit) and confirmed."""
     room_id = secrets.room_id
     digest = roster_hash(roster)
     fresh = draw(random_bytes, SECRET_BYTES)
@@ -259,6 +265,7 @@ def build_commit(
             for s in sealed
         ],
         room_auth=b64(member_auth_tag(secrets, commit_auth_message(signing_input))),
+        member_tag=b64(member_tag(previous_link, room_id, signing_input)),
         confirm=b64(confirm_tag(epoch_secret, room_id, transcript_after(signing_input))),
         sig=b64(signer.sign(signing_input)),
     )
@@ -373,3 +380,10 @@ def check_signature(signer: RosterEntry | None, view: CommitView) -> None:
 def check_room_auth(secrets: RoomSecrets, view: CommitView) -> None:
     if not verify_member_auth(secrets, commit_auth_message(view.signing_input), view.room_auth):
         raise RoomProtocolError("bad_auth", "The commit was not made by a room member.")
+
+
+def check_member_tag(previous_link: bytes, room_id: bytes, view: CommitView) -> None:
+    """Section 7.3 step 3: made by a member of the previous epoch (who holds its epoch link),
+    not by the relay with a link and a departed member's published signing seed."""
+    if not verify_member_tag(previous_link, room_id, view.signing_input, view.member_tag):
+        raise RoomProtocolError("bad_auth", "The commit was not made by a member of this epoch.")

@@ -65,6 +65,7 @@ from atopos.protocol.room_commit import (
     build_commit,
     check_change,
     check_joins,
+    check_member_tag,
     check_room_auth,
     check_sealed_to_all,
     check_signature,
@@ -269,6 +270,9 @@ class RoomMember:
         self._announced: Change | None = None
         self._pending: _PendingCommit | None = None
         self._knocks: dict[int, Knock] = {}
+        # Members of the current roster the relay said left: they may not commit or send
+        # any more (their signing seeds are public). Pruned to the roster at every commit.
+        self._left: set[int] = set()
         self._names: dict[int, str] = {}
         self._outbox: list[str] = []
         self._undelivered: set[tuple[int, int]] = set()
@@ -413,6 +417,12 @@ class RoomMember:
                 self._undelivered.discard((frame.epoch, frame.counter))
                 events.append(MessageDelivered(frame.epoch, frame.counter, frame.seq))
             case Left():
+                if (
+                    self._epoch is not None
+                    and frame.index != self.index
+                    and self._epoch.entry(frame.index) is not None
+                ):
+                    self._left.add(frame.index)
                 events.append(MemberLeft(frame.index, len(frame.signing_keys)))
             case Closing():
                 events.append(RoomClosing(frame.seconds, frame.reason))
@@ -778,6 +788,7 @@ class RoomMember:
             self._keys = pending.new_keys
         self._pending = None
         self._announced = None
+        self._left &= staying
         if self._epoch is not None:
             for sender in self._epoch.roster:
                 missing = self._epoch.chains.skipped_counters(sender.index)
@@ -839,6 +850,9 @@ class RoomMember:
         if view.reason is CommitReason.FOUND:
             if view.committer != self.index or len(view.roster) != 1:
                 raise RoomProtocolError("bad_commit", "Only a lone joiner founds an epoch.")
+            # Keyed by the epoch base: any holder of both shards could make it, so it adds
+            # nothing to room_auth here; it is checked so that every commit carries one.
+            check_member_tag(self._epoch_base(), self.room_id, view)
             return
         # The joiner cannot check earlier membership; the safety code is how people compare.
         joined = {j.index for j in view.joins}
@@ -854,6 +868,12 @@ class RoomMember:
             raise RoomProtocolError("stale", "The commit is not for the next epoch.")
         if view.reason is CommitReason.FOUND:
             raise RoomProtocolError("bad_commit", "A founding commit in a room with members.")
+        # Only members of this epoch hold its link: the relay, even with the room link and a
+        # departed member's published signing seed, cannot commit in that member's name.
+        assert self._epoch_link is not None
+        check_member_tag(self._epoch_link, self.room_id, view)
+        if view.committer in self._left:
+            raise RoomProtocolError("bad_commit", "The committer has left the room.")
         if not (
             _equal(view.transcript, self._transcript) and _equal(view.membership, self._membership)
         ):
@@ -907,8 +927,9 @@ class RoomMember:
         if holder is None or holder.number != frame.epoch:
             raise RoomProtocolError("stale", "The message is for an epoch this member lacks.")
         sender = holder.entry(frame.sender)
-        # A sender left out of the current epoch may not send late into the previous one.
-        if sender is None or self._epoch.entry(frame.sender) is None:
+        # A sender left out of the current epoch may not send late into the previous one, nor
+        # may one the relay said left (its signing seeds are public).
+        if sender is None or self._epoch.entry(frame.sender) is None or frame.sender in self._left:
             raise RoomProtocolError("bad_signature", "The sender is not a member.")
         ciphertext = unb64(frame.ct)
         signed = message_signing_input(
@@ -965,6 +986,7 @@ class RoomMember:
         self._epoch_link = None
         self._pending = None
         self._knocks.clear()
+        self._left.clear()
 
 
 def _is_sealable_name(name: str) -> bool:

@@ -450,6 +450,7 @@ class RelayRoom:
                 joins=frame.joins,
                 sealed=frame.sealed,
                 room_auth=frame.room_auth,
+                member_tag=frame.member_tag,
                 confirm=frame.confirm,
                 sig=frame.sig,
             ),

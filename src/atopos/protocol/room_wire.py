@@ -170,6 +170,7 @@ class Commit(_Frame, tag="commit", frozen=True):
     joins: _Joins
     sealed: _Sealed
     room_auth: B32
+    member_tag: B32
     confirm: B32
     sig: B64
 
@@ -270,6 +271,7 @@ class RelayedCommit(_Frame, tag="commit", frozen=True):
     joins: _Joins
     sealed: _Sealed
     room_auth: B32
+    member_tag: B32
     confirm: B32
     sig: B64
 

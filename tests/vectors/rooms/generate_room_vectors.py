@@ -429,9 +429,11 @@ def commits() -> dict[str, Any]:
     membership_next = sha(
         b"atopos/room/v1/membership\x00" + membership + struct.pack(">Q", epoch) + identity_digest
     )
+    membership_key = hkdf(previous_link, room_id, b"atopos/room/v1/membership-tag")
     return {
         "description": "rooms.md sections 6-7: a change commit at epoch 7 by index 0 adding "
-        "index 4 (admitted by 0) to a roster of 0, 3, 4; reason byte 2.",
+        "index 4 (admitted by 0) to a roster of 0, 3, 4; reason byte 2. The member tag is "
+        "keyed by previous_epoch_link (epoch_link[6]).",
         "room_id": b64(room_id),
         "epoch": epoch,
         "roster": [
@@ -458,6 +460,8 @@ def commits() -> dict[str, Any]:
         "sig": b64(ed_sign(committer["sign_seed"], signing_input)),
         "member_auth_key": b64(member_auth_key),
         "room_auth": b64(mac(member_auth_key, b"atopos/room/v1/commit-auth\x00" + signing_input)),
+        "membership_key": b64(membership_key),
+        "member_tag": b64(mac(membership_key, b"atopos/room/v1/member-tag\x00" + signing_input)),
         "transcript_after": b64(transcript_next),
         "confirm": b64(mac(confirm_key, transcript_next)),
         "membership_after": b64(membership_next),
@@ -499,6 +503,24 @@ def invalid_frames() -> dict[str, Any]:
         "sig": sig,
     }
 
+    commit = {
+        "t": "commit",
+        "seq": 4,
+        "epoch": 2,
+        "committer": 0,
+        "reason": "update",
+        "transcript": key,
+        "membership": key,
+        "roster": [],
+        "joins": [],
+        "sealed": [],
+        "room_auth": key,
+        "member_tag": key,
+        "confirm": key,
+        "sig": sig,
+    }
+    client_commit = {k: v for k, v in commit.items() if k != "seq"}
+
     def text(document: Any) -> str:
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
 
@@ -533,6 +555,9 @@ def invalid_frames() -> dict[str, Any]:
         ("key with a trailing newline", variant(prove, key=key + "\n"), "malformed"),
         ("not an object", text([prove]), "malformed"),
         ("not JSON", text(prove)[:-1], "malformed"),
+        ("commit", text(client_commit), None),
+        ("commit without member_tag", variant(client_commit, member_tag=KeyError), "malformed"),
+        ("commit with a null member_tag", variant(client_commit, member_tag=None), "malformed"),
     ]
     relay = [
         ("valid", text(message), None),
@@ -553,6 +578,9 @@ def invalid_frames() -> dict[str, Any]:
         ),
         ("boolean as integer", variant(message, sender=True), "malformed"),
         ("string as integer", variant(message, sender="0"), "malformed"),
+        ("commit", text(commit), None),
+        ("commit without member_tag", variant(commit, member_tag=KeyError), "malformed"),
+        ("commit with a short member_tag", variant(commit, member_tag=key[:-1]), "malformed"),
     ]
     return {
         "description": "rooms.md section 10: frames a decoder must refuse with the given "

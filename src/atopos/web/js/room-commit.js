@@ -15,8 +15,10 @@ import {
   commitSigningInput,
   confirmTag,
   joinsHash,
+  memberTag,
   sealedHash,
   transcriptAfter,
+  verifyMemberTag,
 } from "./room-transcript.js";
 import { ed25519Verify, hkdf } from "./room-webcrypto.js";
 import { bytesOf, concatBytes, u64 } from "./room-bytes.js";
@@ -140,6 +142,7 @@ export async function readCommit(roomId, frame) {
     rosterDigest,
     signingInput,
     roomAuth: unb64(frame.room_auth),
+    memberTag: unb64(frame.member_tag),
     confirm: unb64(frame.confirm),
     sig: unb64(frame.sig),
     entry(index) {
@@ -153,7 +156,10 @@ export async function readCommit(roomId, frame) {
 
 // -- building -------------------------------------------------------------------------------
 
-/** Sections 7.1-7.2: {frame, signingInput, epochSecret}. */
+/**
+ * Sections 7.1-7.2: {frame, signingInput, epochSecret}; `previousLink` is epoch_link[n-1]
+ * (the epoch base for a founding commit): it seeds the epoch secret and keys the member tag.
+ */
 export async function buildCommit({
   secrets,
   committer,
@@ -211,6 +217,7 @@ export async function buildCommit({
       secret: b64(s.sealed),
     })),
     room_auth: b64(await memberAuthTag(secrets, commitAuthMessage(signingInput))),
+    member_tag: b64(await memberTag(previousLink, roomId, signingInput)),
     confirm: b64(await confirmTag(epochSecret, roomId, await transcriptAfter(signingInput))),
     sig: b64(await signer.sign(signingInput)),
   };
@@ -336,5 +343,15 @@ export async function checkSignature(signer, view) {
 export async function checkRoomAuth(secrets, view) {
   if (!(await verifyMemberAuth(secrets, commitAuthMessage(view.signingInput), view.roomAuth))) {
     throw new RoomProtocolError("bad_auth", "The commit was not made by a room member.");
+  }
+}
+
+/**
+ * Section 7.3 step 3: made by a member of the previous epoch (who holds its epoch link), not
+ * by the relay with a link and a departed member's published signing seed.
+ */
+export async function checkMemberTag(previousLink, roomId, view) {
+  if (!(await verifyMemberTag(previousLink, roomId, view.signingInput, view.memberTag))) {
+    throw new RoomProtocolError("bad_auth", "The commit was not made by a member of this epoch.");
   }
 }

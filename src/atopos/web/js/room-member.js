@@ -16,6 +16,7 @@ import {
   buildCommit,
   checkChange,
   checkJoins,
+  checkMemberTag,
   checkRoomAuth,
   checkSealedToAll,
   checkSignature,
@@ -209,6 +210,9 @@ export class RoomMember {
   #announced = null;
   #pending = null; // {epoch, signingInput, epochSecret, newKeys}
   #knocks = new Map();
+  // Members of the current roster the relay said left: they may not commit or send any more
+  // (their signing seeds are public). Pruned to the roster at every commit.
+  #left = new Set();
   #names = new Map();
   #outbox = [];
   #undelivered = new Set();
@@ -355,6 +359,13 @@ export class RoomMember {
         break;
       }
       case "left":
+        if (
+          this.#epoch !== null &&
+          frame.index !== this.index &&
+          this.#entry(this.#epoch, frame.index) !== undefined
+        ) {
+          this.#left.add(frame.index);
+        }
         events.push({
           kind: "MemberLeft",
           index: frame.index,
@@ -773,6 +784,7 @@ export class RoomMember {
     }
     this.#pending = null;
     this.#announced = null;
+    for (const index of [...this.#left]) if (!staying.has(index)) this.#left.delete(index);
     if (this.#epoch !== null) {
       for (const sender of this.#epoch.roster) {
         const missing = this.#epoch.chains.skippedCounters(sender.index);
@@ -839,6 +851,9 @@ export class RoomMember {
       if (view.committer !== this.index || view.roster.length !== 1) {
         throw new RoomProtocolError("bad_commit", "Only a lone joiner founds an epoch.");
       }
+      // Keyed by the epoch base: any holder of both shards could make it, so it adds nothing
+      // to room_auth here; it is checked so that every commit carries one.
+      await checkMemberTag(this.#secrets.epochBase, this.roomId, view);
       return;
     }
     const joined = new Set(view.joins.map((j) => j.index));
@@ -853,6 +868,12 @@ export class RoomMember {
     }
     if (view.reason === CommitReason.found) {
       throw new RoomProtocolError("bad_commit", "A founding commit in a room with members.");
+    }
+    // Only members of this epoch hold its link: the relay, even with the room link and a
+    // departed member's published signing seed, cannot commit in that member's name.
+    await checkMemberTag(this.#epochLink, this.roomId, view);
+    if (this.#left.has(view.committer)) {
+      throw new RoomProtocolError("bad_commit", "The committer has left the room.");
     }
     if (
       !bytesEqual(view.transcript, this.#transcript) ||
@@ -904,7 +925,13 @@ export class RoomMember {
       throw new RoomProtocolError("stale", "The message is for an epoch this member lacks.");
     }
     const sender = this.#entry(holder, frame.sender);
-    if (sender === undefined || this.#entry(this.#epoch, frame.sender) === undefined) {
+    // A sender left out of the current epoch may not send late into the previous one, nor may
+    // one the relay said left (its signing seeds are public).
+    if (
+      sender === undefined ||
+      this.#entry(this.#epoch, frame.sender) === undefined ||
+      this.#left.has(frame.sender)
+    ) {
       throw new RoomProtocolError("bad_signature", "The sender is not a member.");
     }
     const ciphertext = unb64(frame.ct);
@@ -1026,6 +1053,7 @@ export class RoomMember {
         newKeys: pending.newKeys?.toSnapshot() ?? null,
       },
       knocks: new Map(this.#knocks),
+      left: new Set(this.#left),
       names: new Map(this.#names),
       outbox: [...this.#outbox],
       undelivered: new Set(this.#undelivered),
@@ -1108,6 +1136,7 @@ export class RoomMember {
       signSeed?.fill(0);
     }
     this.#knocks = s.knocks;
+    this.#left = s.left;
     this.#names = s.names;
     this.#outbox = s.outbox;
     this.#undelivered = s.undelivered;
@@ -1125,6 +1154,7 @@ export class RoomMember {
     this.#pending?.epochSecret.fill(0);
     this.#pending = null;
     this.#knocks.clear();
+    this.#left.clear();
     this.#keys.wipe();
   }
 }

@@ -2,7 +2,7 @@
 // fixed byte strings for commits, admissions and messages, the transcript and membership
 // hashes and the confirmation tag. Nothing signed or MACed is JSON.
 
-import { bytesOf, concatBytes, u16, u32, u64, u8 } from "./room-bytes.js";
+import { bytesEqual, bytesOf, concatBytes, u16, u32, u64, u8 } from "./room-bytes.js";
 import { identityHash } from "./room-roster.js";
 import { hkdf, hmac, sha256 } from "./room-webcrypto.js";
 
@@ -20,6 +20,8 @@ const MEMBERSHIP_START_LABEL = bytesOf("atopos/room/v1/membership-start\0");
 const MESSAGE_SIG_LABEL = bytesOf("atopos/room/v1/message-sig\0");
 const ADMIT_LABEL = bytesOf("atopos/room/v1/admit\0");
 const CONFIRM_INFO = bytesOf("atopos/room/v1/confirm");
+const MEMBERSHIP_KEY_INFO = bytesOf("atopos/room/v1/membership-tag");
+const MEMBER_TAG_LABEL = bytesOf("atopos/room/v1/member-tag\0");
 
 /** joins: [{index, signKey, sealKey, nonce, auth, profile, admittedBy?, admission?}]. */
 export function joinsHash(joins) {
@@ -67,6 +69,25 @@ export function commitSigningInput(
 
 export function commitAuthMessage(signingInput) {
   return concatBytes([COMMIT_AUTH_LABEL, signingInput]);
+}
+
+/**
+ * HMAC(HKDF(epoch_link[n-1], salt room_id, ".../membership-tag"), label || signing input):
+ * only members of epoch n-1 hold its link, so neither the relay nor a link holder can make
+ * it, even with a departed member's published signing seed.
+ */
+export async function memberTag(previousLink, roomId, signingInput) {
+  const key = await hkdf(previousLink, roomId, MEMBERSHIP_KEY_INFO);
+  try {
+    return await hmac(key, concatBytes([MEMBER_TAG_LABEL, signingInput]));
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** Constant-time check of a commit's member tag against epoch_link[n-1]. */
+export async function verifyMemberTag(previousLink, roomId, signingInput, tag) {
+  return bytesEqual(await memberTag(previousLink, roomId, signingInput), tag);
 }
 
 export function transcriptStart(roomId) {

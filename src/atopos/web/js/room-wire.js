@@ -118,6 +118,7 @@ const COMMIT_FIELDS = [
   ["joins", JOINS],
   ["sealed", SEALED],
   ["room_auth", B32],
+  ["member_tag", B32],
   ["confirm", B32],
   ["sig", B64],
 ];
