@@ -93,6 +93,42 @@ def test_a_snapshot_after_message_n_cannot_decrypt_messages_up_to_n() -> None:
     assert read_with(values, keys, frames, snapshot.room_id, chains_of(snapshot)) == []
 
 
+def test_a_copy_taken_after_leave_opens_nothing_even_with_every_frame() -> None:
+    """After `leave` the member holds no X25519 key: with it, a copy plus the commit the
+    relay kept would open the epoch secret again, and every message of the epoch."""
+    room = open_room("alice", "bob")
+    for number in range(3):
+        room.say("alice", f"secret {number}")
+    bob = room.members["bob"].member
+    bob.leave()
+    room.relay.pump()
+    seized = copy.deepcopy(bob)
+    values, keys = held_values(seized)
+    assert keys == []
+    frames = list(room.relay.fanned)
+    assert any('"t":"commit"' in t for t in frames) and any('"t":"msg"' in t for t in frames)
+    assert read_with(values, keys, frames, seized.room_id, chains_of(seized)) == []
+
+
+def test_within_an_epoch_a_copy_and_the_commit_open_the_epoch_until_a_self_update() -> None:
+    """What rooms.md section 14 no longer claims: the X25519 key that opened an epoch's
+    commit is kept until the member's next self-update, so a copy of the member's state
+    plus the commit (the relay has it) opens that epoch's messages, read ones included. A
+    copy taken after the self-update does not open them."""
+    room = open_room("alice", "bob")
+    for number in range(3):
+        room.say("alice", f"secret {number}")
+    frames = list(room.relay.fanned)
+    during, _ = _snapshot(room, "bob")
+    values, keys = held_values(during)
+    assert len(read_with(values, keys, frames, during.room_id, chains_of(during))) == 3
+    room.members["bob"].member.update(0)
+    room.relay.pump()
+    after, _ = _snapshot(room, "bob")
+    values, keys = held_values(after)
+    assert read_with(values, keys, frames, after.room_id, chains_of(after)) == []
+
+
 def test_out_of_order_keys_are_kept_only_until_used() -> None:
     room = open_room("alice", "bob")
     held: list[str] = []

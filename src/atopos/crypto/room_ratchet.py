@@ -4,8 +4,9 @@ chain_key[0] = HKDF(ikm = epoch_secret, salt = room_id, info ".../sender" || u64
 u32(sender)); each step takes material = HMAC(chain_key, 0x01) and moves on to
 chain_key = HMAC(chain_key, 0x02); the message key and nonce are HKDF(material, info
 ".../message-key"), 32 + 12 bytes. Every chain key and message key is dropped once used,
-and the epoch secret itself is dropped as soon as the chains are derived, so a copy of the
-state taken later opens nothing sent before (forward secrecy inside the epoch).
+and the epoch secret itself is dropped as soon as the chains are derived, so the chains of
+a copy of the state taken later open nothing sent before. (The member's X25519 key, kept
+until its next self-update, still opens the epoch's commit: rooms.md, section 14.)
 
 Out-of-order delivery: a receiver keeps the material of skipped counters, at most
 `MAX_SKIPPED_KEYS` per epoch (the oldest is forgotten first) and never jumps more than

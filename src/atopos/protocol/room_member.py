@@ -255,7 +255,7 @@ class RoomMember:
         self._random = random_bytes
         self._update_after_messages = update_after_messages
         self._update_after_seconds = update_after_seconds
-        self._keys = MemberKeys.generate(random_bytes)
+        self._held_keys: MemberKeys | None = MemberKeys.generate(random_bytes)
         self._published_seeds: list[bytes] = []
         self._challenge: bytes | None = None
         self._secrets: RoomSecrets | None = None
@@ -978,8 +978,22 @@ class RoomMember:
         self._send(End(sig=b64(key.sign(end_proof_message(self.room_id, self._challenge)))))
         self._move("end")
 
+    @property
+    def _keys(self) -> MemberKeys:
+        """This member's current key pairs; gone once it has left or been removed."""
+        if self._held_keys is None:
+            raise RoomProtocolError("unexpected", "This member has left: its keys are gone.")
+        return self._held_keys
+
+    @_keys.setter
+    def _keys(self, keys: MemberKeys) -> None:
+        self._held_keys = keys
+
     def _wipe(self) -> None:
-        """Drop every secret this object holds (Python cannot zero memory; it can let go)."""
+        """Drop every secret this object holds (Python cannot zero memory; it can let go),
+        the X25519 key too: with it and a commit the relay kept, a copy of this object
+        would open that commit's epoch secret again, and every message of the epoch."""
+        self._held_keys = None
         self._secrets = None
         self._epoch = None
         self._previous = None
