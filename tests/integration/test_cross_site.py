@@ -20,6 +20,8 @@ CROSS_SITE = [
     {"sec-fetch-site": "same-site"},
     {"origin": "https://evil.example"},
     {"origin": "null"},
+    # No URL at all (an unclosed IPv6 bracket): no origin of ours, and no 500.
+    {"origin": "http://["},
 ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import httpx
@@ -432,7 +433,9 @@ def test_room_creation_refusals(tmp_path: Path) -> None:
         assert answer.status_code == 422
 
 
-def test_cross_site_websockets_are_refused(tmp_path: Path) -> None:
+def test_cross_site_websockets_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with relay_server(tmp_path, ManualClock()) as server:
         new = server.create_room()
 
@@ -440,6 +443,12 @@ def test_cross_site_websockets_are_refused(tmp_path: Path) -> None:
             with pytest.raises(InvalidStatus) as refused:
                 await _raw(server, _room_key(new), origin="https://evil.example")
             assert refused.value.response.status_code == 403
+            # An Origin that is no URL at all is another site's too (not a 500).
+            with pytest.raises(InvalidStatus) as malformed:
+                await _raw(server, _room_key(new), origin="http://[")
+            assert malformed.value.response.status_code == 403
+            # Refused as cross-site, not as an error of ours.
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
             same_site = await _raw(server, _room_key(new), origin=server.url)
             assert '"challenge"' in str(await same_site.recv())
             await same_site.close()

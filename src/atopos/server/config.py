@@ -103,6 +103,8 @@ class ServerConfig:
     idle_timeout: float = _GUARD_DEFAULTS.idle_timeout
     max_connections: int = _GUARD_DEFAULTS.max_connections
     max_connections_per_client: int = _GUARD_DEFAULTS.max_connections_per_client
+    max_head_bytes: int = _GUARD_DEFAULTS.max_head_bytes
+    body_min_rate: int = _GUARD_DEFAULTS.body_min_rate
     # Disk quota (docs/operations.md): how large the store may grow, and how many bytes one
     # client may upload per hour (its wider IPv6 networks 4 and 16 times more); 0: no quota.
     storage_quota_bytes: int = 10 * GiB
@@ -123,6 +125,8 @@ class ServerConfig:
             max_connections=self.max_connections,
             max_connections_per_client=self.max_connections_per_client,
             exempt_peers=frozenset(self.trusted_proxies),
+            max_head_bytes=self.max_head_bytes,
+            body_min_rate=self.body_min_rate,
         )
 
     def room_limits(self) -> RoomNodeLimits:
@@ -276,6 +280,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_size(text: str) -> int:
+    value = parse_size(text)
+    if value < 1:
+        raise ValueError("not a positive size")
+    return value
+
+
 class InvalidSetting(InvalidInput, ValueError):
     """An ATOPOS_* variable that does not parse (one sentence for the operator)."""
 
@@ -348,6 +359,10 @@ SETTINGS: tuple[Setting, ...] = (
     _setting("ATOPOS_IDLE_TIMEOUT", "idle_timeout", _seconds, _SECONDS),
     _setting("ATOPOS_MAX_CONNECTIONS", "max_connections", _count, _WHOLE),
     _setting("ATOPOS_MAX_CONNECTIONS_PER_CLIENT", "max_connections_per_client", _count, _WHOLE),
+    _setting("ATOPOS_MAX_HEADER_SIZE", "max_head_bytes", _positive_size, _SIZE),
+    _setting(
+        "ATOPOS_BODY_MIN_RATE", "body_min_rate", _positive_size, "bytes a second, such as 16K"
+    ),
     _setting("ATOPOS_ROOM_MAX_MEMBERS", "room_max_members", _count, _WHOLE),
     _setting("ATOPOS_MAX_ROOMS", "max_rooms", _count, _WHOLE),
     _setting("ATOPOS_ROOM_CONNECTIONS_PER_CLIENT", "room_connections_per_client", _count, _WHOLE),

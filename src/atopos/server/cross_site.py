@@ -32,7 +32,13 @@ def is_cross_site(scope: Scope) -> bool:
     host = headers.get(b"host", b"").decode("latin-1").strip().lower()
     text = origin.decode("latin-1").strip().lower()
     # "null" (a sandboxed frame, a file:// page) is never our own origin.
-    return text == "null" or urlsplit(text).netloc != host
+    if text == "null":
+        return True
+    try:
+        return urlsplit(text).netloc != host
+    except ValueError:
+        # No URL at all ("http://[" has an unclosed IPv6 bracket): no origin of ours.
+        return True
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

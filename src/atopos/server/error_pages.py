@@ -5,8 +5,9 @@ Only requests that ask for HTML (`Accept: text/html`, which every browser sends 
 navigates) outside `/api/` get the page; API clients, and every `/api/` route, keep the JSON
 error of `server/errors.py`. The page is static text of ours: nothing from the request is
 written into it, and its asset links are relative (`../` once per folder of the request
-path), so it keeps working behind a proxy that mounts Atopos under a path. The security
-headers and the CSP come from the edge middleware, as for every response.
+path), so it keeps working behind a proxy that mounts Atopos under a path; past 16 folders
+they start at `/`, so that a page's size does not grow with its path. The security headers
+and the CSP come from the edge middleware, as for every response.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 _TEMPLATE = (resources.files("atopos.web") / "pages" / "error.html").read_text("utf-8")
 _HEADERS = {"x-robots-tag": "noindex, nofollow"}
+_MAX_RELATIVE_DEPTH = 16
 # Status -> (title, sentence). Anything else gets the generic pair.
 _WORDING = {
     404: (
@@ -61,7 +63,10 @@ def _wants_html(request: Request) -> bool:
 def _error_page(status: int, path: str, headers: Mapping[str, str] | None) -> Response:
     title, message = _WORDING.get(status, _GENERIC)
     # From /a/b/c the server root is ../../ (the browser resolves against the last folder).
-    root = "../" * max(path.count("/") - 1, 0)
+    # Deeper than any page of ours under any mount, the root is "/": the page's size must
+    # not grow with the path (its root is written five times).
+    depth = path.count("/") - 1
+    root = "../" * max(depth, 0) if depth <= _MAX_RELATIVE_DEPTH else "/"
     body = (
         _TEMPLATE.replace("{root}", root)
         .replace("{title}", html.escape(title))
