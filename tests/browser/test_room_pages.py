@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 
 from atopos.clock import SystemClock
 from atopos.crypto import pow as proof_of_work
+from atopos.crypto.room_safety import safety_code_lines
 from atopos.protocol.room_creation import make_room
 from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import (
@@ -176,7 +177,8 @@ def _send(page: Page, text: str) -> None:
 
 
 def _safety(page: Page) -> str:
-    return page.locator("#safety-code").text_content() or ""
+    """The shown safety code in its canonical form (the page breaks it into three lines)."""
+    return " ".join((page.locator("#safety-code").text_content() or "").split())
 
 
 def _create_in_browser(page: Page, server: RoomServer, **fields: Any) -> dict[str, Any]:
@@ -249,6 +251,9 @@ def test_two_browsers_and_two_python_members_talk_with_one_safety_code(
     assert dave.member.safety_code == code
     expect(alice.locator("#safety-code")).to_have_text(code)
     expect(carol.locator("#safety-code")).to_have_text(code)
+    # 60 digits, shown as three lines of four 5-digit groups to compare line by line
+    for page in (alice, carol):
+        assert page.locator("#safety-code").inner_text() == "\n".join(safety_code_lines(code))
     _send(alice, "hello from alice")
     _send(carol, "hello from carol")
     bob.do(lambda m: m.send_text("hello from bob"))

@@ -281,7 +281,8 @@ async (c) => {
 _SAFETY = """
 async (c) => {
   const m = await window.roomTools.load();
-  return [await m.safety.safetyCode(m.b64.decode(c.room_id), m.b64.decode(c.membership))];
+  const code = await m.safety.safetyCode(m.b64.decode(c.room_id), m.b64.decode(c.membership));
+  return [code, m.safety.safetyCodeLines(code)];
 }
 """
 
@@ -418,7 +419,9 @@ def test_commit(page: Page) -> None:
 
 @pytest.mark.parametrize("case", _load("safety.json")["cases"])
 def test_safety_code(page: Page, case: dict[str, Any]) -> None:
-    assert _run(page, _SAFETY, case) == [case["code"]]
+    groups = case["code"].split(" ")
+    lines = [" ".join(groups[i : i + 4]) for i in range(0, 12, 4)]
+    assert _run(page, _SAFETY, case) == [case["code"], lines]
 
 
 _INVALID = _load("invalid_frames.json")

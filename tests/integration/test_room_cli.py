@@ -21,6 +21,7 @@ import pytest
 from atopos.cli.room_lock import LockPlan
 from atopos.cli.room_tui import RoomApp
 from atopos.client.transport import Transport
+from atopos.crypto.room_safety import safety_code_lines
 from atopos.protocol.room_creation import make_room
 from atopos.randomness import system_random_bytes
 from tests.integration.test_room_cli_relay import running_relay
@@ -223,6 +224,10 @@ def test_three_clients_two_scripts_and_a_tui_share_order_and_safety_code(
     ann_code = ann.wait_for(epoch_with(3))["safety_code"]
     bob_code = bob.wait_for(epoch_with(3))["safety_code"]
     assert ann_code == bob_code == tui_code
+    # the window shows the 60 digits as three lines of four groups
+    assert tui_code is not None
+    shown = [f"  {line}" for line in safety_code_lines(tui_code)]
+    assert any(lines[i : i + 3] == shown for i in range(len(lines))), lines
     # the same order per sender everywhere
     assert ann.messages() == [("bob", "one from bob"), ("cat", "hi from cat")]
     assert bob.messages() == [

@@ -34,6 +34,7 @@ from atopos.client.rooms import (
 from atopos.client.rooms_lock import RoomState, RoomStateReplaced, WrongRoomPassphrase
 from atopos.client.transport import Transport
 from atopos.clock import Clock, SystemClock
+from atopos.crypto.room_safety import safety_code_lines
 from atopos.errors import AtoposError
 from atopos.protocol.room_errors import RoomProtocolError
 from atopos.protocol.room_events import (
@@ -130,9 +131,11 @@ class RoomApp(App[None]):
                 if event.is_safety_code_changed or self.safety_code is None:
                     self.safety_code = event.safety_code
                     self._show(
-                        f"Safety code: {event.safety_code} (compare it with the others "
-                        "over another channel)."
+                        "Safety code (compare it with the others over another channel, "
+                        "line by line):"
                     )
+                    for line in safety_code_lines(event.safety_code):
+                        self._show(f"  {line}")
                 self._show(f"(epoch {event.epoch}: {event.reason})")
             case MessageReceived():
                 self._show(f"{event.name} [{event.sender}]: {event.text}")
@@ -173,7 +176,9 @@ class RoomApp(App[None]):
         parts = ["Members:"]
         parts += [f"  [{index}] {visible_text(name)[:20]}" for index, name in self.members]
         parts.append("")
-        parts.append(f"Safety code:\n  {self.safety_code or '…'}")
+        parts.append("Safety code:")
+        code_lines = safety_code_lines(self.safety_code) if self.safety_code else ("…",)
+        parts += [f"  {line}" for line in code_lines]
         if self.expires_at is not None:
             left = max(0, int(self.expires_at - self._clock.now()))
             parts.append(f"\nEnds in {left // 3600}h {left % 3600 // 60:02d}m")

@@ -475,16 +475,19 @@ def safety() -> dict[str, Any]:
     for number in range(5):
         room_id = stream(f"safety/{number}/room", 16)
         membership = stream(f"safety/{number}/membership", 32)
-        digest = sha(b"atopos/room/v1/safety\x00" + room_id + membership)
-        digits = f"{int.from_bytes(digest[:8], 'big') % 10**12:012d}"
+        digest = hashlib.sha512(b"atopos/room/v1/safety\x00" + room_id + membership).digest()
+        groups = [int.from_bytes(digest[5 * i : 5 * i + 5], "big") % 100000 for i in range(12)]
         cases.append(
             {
                 "room_id": b64(room_id),
                 "membership": b64(membership),
-                "code": " ".join(digits[i : i + 4] for i in range(0, 12, 4)),
+                "code": " ".join(f"{group:05d}" for group in groups),
             }
         )
-    return {"description": "rooms.md section 9: safety codes.", "cases": cases}
+    return {
+        "description": "rooms.md section 9: safety codes (12 groups of 5 digits from SHA-512).",
+        "cases": cases,
+    }
 
 
 # -- frames a decoder must refuse -------------------------------------------------------------

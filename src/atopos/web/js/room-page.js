@@ -17,6 +17,7 @@ import { relayUrl } from "./room-api.js";
 import { isSealableName } from "./room-keys.js";
 import { parseRoomLink } from "./room-link.js";
 import { MemberState, RoomMember } from "./room-member.js";
+import { safetyCodeLines } from "./room-safety.js";
 import { missingRoomAlgorithms } from "./room-support.js";
 import { wipeOriginStorage } from "./room-wipe.js";
 import {
@@ -304,13 +305,12 @@ function onRelayError(code) {
 function onEpoch(event) {
   const first = !isInRoom;
   renderMembers();
-  const code = byId("safety-code");
-  code.textContent = event.safetyCode;
+  showSafetyCode(event.safetyCode);
   if (first) {
     isInRoom = true;
     // Locked meanwhile: the room view comes back with the unlock.
     if (!isIdleLocked) showState("room");
-    notice(`You joined. Safety code: ${event.safetyCode}. Compare it with the others.`);
+    notice("You joined. Compare the safety code with the others, line by line.");
     byId("end-button").hidden = link.creatorSecret === null;
     byId("message-input").focus();
     return;
@@ -318,7 +318,12 @@ function onEpoch(event) {
   for (const index of event.joined) notice(`${nameOf(index)} joined.`);
   for (const index of event.left) notice(`${nameOf(index)} is out of the room.`);
   if (event.reason === "update") notice("The room's keys were renewed.");
-  if (event.isSafetyCodeChanged) notice(`The safety code changed: ${event.safetyCode}.`);
+  if (event.isSafetyCodeChanged) notice("The safety code changed: compare it again.");
+}
+
+/** The code in three lines of four groups (the CSS keeps the line breaks), or "…". */
+function showSafetyCode(code) {
+  byId("safety-code").textContent = code ? safetyCodeLines(code).join("\n") : "…";
 }
 
 function onClose(event) {
@@ -442,7 +447,7 @@ function restorePageView(view) {
   byId("joining-message").textContent = view.joiningMessage;
   if (isInRoom) {
     renderMembers();
-    byId("safety-code").textContent = member.safetyCode ?? "…";
+    showSafetyCode(member.safetyCode);
     byId("end-button").hidden = link.creatorSecret === null;
   }
 }

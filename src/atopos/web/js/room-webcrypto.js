@@ -1,7 +1,7 @@
 // The WebCrypto operations the room protocol is built from (rooms.md "Notation"): HKDF-SHA256,
-// HMAC-SHA256, SHA-256, AES-256-GCM, Ed25519 and X25519. Nothing here is home-made: each
-// function is one or two crypto.subtle calls. Private keys become non-extractable CryptoKeys
-// as soon as their public half is known.
+// HMAC-SHA256, SHA-256, SHA-512 (the safety code), AES-256-GCM, Ed25519 and X25519. Nothing
+// here is home-made: each function is one or two crypto.subtle calls. Private keys become
+// non-extractable CryptoKeys as soon as their public half is known.
 
 import { decode } from "./base64url.js";
 import { importRawPrivateKey, isValidEd25519PublicKey } from "./device.js";
@@ -33,6 +33,11 @@ export async function hmac(key, data) {
 
 export async function sha256(data) {
   return new Uint8Array(await subtle.digest("SHA-256", data));
+}
+
+/** SHA-512, for the safety code only (rooms.md section 9). */
+export async function sha512(data) {
+  return new Uint8Array(await subtle.digest("SHA-512", data));
 }
 
 /** An AES-256-GCM key (non-extractable) from 32 raw bytes. */
