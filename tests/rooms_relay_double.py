@@ -202,7 +202,7 @@ class RelayDouble:
             case Refuse():
                 self.on_refuse(frame.index)
             case Leave():
-                self.on_leave(connection, list(frame.signing_keys))
+                self.on_leave(connection, frame)
             case End():
                 message = end_proof_message(self.room_id, connection.challenge)
                 verifier = b64url_decode(self.creation.creator_verifier)
@@ -288,12 +288,16 @@ class RelayDouble:
                 self.close(connection, "not_admitted")
         self.schedule()
 
-    def on_leave(self, connection: Connection, signing_keys: list[str]) -> None:
+    def on_leave(self, connection: Connection, leave: Leave | None) -> None:
+        """A `leave` (its sealed seeds passed on unread), or a dropped connection (None)."""
         connection.is_closed = True
         index = connection.index
         if index is None:
             return
-        self.fan_out(lambda seq: Left(seq=seq, index=index, signing_keys=signing_keys))
+        published = (
+            {} if leave is None else {"epoch": leave.epoch, "sealed_seeds": leave.sealed_seeds}
+        )
+        self.fan_out(lambda seq: Left(seq=seq, index=index, **published))
         if index in self.roster:
             self.queued_leaves.append(index)
         self.queued_joins = [j for j in self.queued_joins if j.index != index]

@@ -356,11 +356,15 @@ class HostileReplay:
 
 def seat_takeover_replays(transcript: dict[str, Any]) -> list[HostileReplay]:
     """From the recorded room (alice, bob, carol; carol leaves): alice's steps up to carol's
-    `left`, then what a relay holding the room link makes of carol's published signing seed
-    (an update in her name: refused for its member tag), and what a copy of carol's state
-    sends after alice saw her `left` (refused as from someone who left; the same commit
-    without the `left` is taken, so that refusal is the `left`'s doing)."""
+    `left`, then what a relay holding the room link and carol's signing seed makes of them
+    (an update in her name: refused for its member tag). Her `leave` no longer shows the
+    relay that seed (it is sealed under the epoch link, rooms.md 11.4); a member of her epoch
+    can open it, which is where it is taken from here, so the member tag is shown to hold
+    on its own. Then what a copy of carol's state sends after alice saw her `left` (refused
+    as from someone who left; the same commit without the `left` is taken, so that refusal
+    is the `left`'s doing)."""
     from atopos.crypto.room_keys import derive_room_secrets
+    from atopos.crypto.room_published_seeds import open_published_seeds
     from atopos.crypto.room_roster import RosterEntry
     from atopos.crypto.room_transcript import CommitReason, membership_after, transcript_after
     from atopos.protocol.room_commit import build_commit, read_commit
@@ -395,6 +399,28 @@ def seat_takeover_replays(transcript: dict[str, Any]) -> list[HostileReplay]:
         if isinstance(f, RelayedCommit)
     ]
     view = read_commit(room_id, commits[-1])
+    # A copy of carol's state from just before she left, still able to tag and sign.
+    ghost = RoomMember(
+        parse_room_link(carol["link"]),
+        carol["name"],
+        SeededRandom(f"atopos room vectors/{carol['random_label']}"),
+    )
+    for step in carol["steps"]:
+        if step.get("command") == "leave":
+            break
+        if "receive" in step:
+            ghost.receive(step["receive"], 0)
+        else:
+            getattr(ghost, step["command"])(*step["args"])
+        ghost.outgoing()
+    # Carol's seeds, opened as a member of her last epoch can (the relay cannot).
+    assert leave.epoch is not None
+    assert leave.sealed_seeds is not None
+    assert ghost._epoch_link is not None
+    (seed,) = open_published_seeds(
+        ghost._epoch_link, room_id, leave.epoch, 2, b64url_decode(leave.sealed_seeds)
+    )
+    assert seed == ghost._keys.signing_seed()
     mine = MemberKeys.generate(SeededRandom("relay's own keys"))
     forged = build_commit(
         secrets=secrets,
@@ -411,24 +437,10 @@ def seat_takeover_replays(transcript: dict[str, Any]) -> list[HostileReplay]:
         previous_link=secrets.epoch_base,  # the only epoch link it can derive
         transcript=transcript_after(view.signing_input),
         membership=membership_after(view.membership, view.reason, view.epoch, view.roster),
-        signer=MemberKeys(b64url_decode(leave.signing_keys[-1]), bytes(32)),
+        signer=MemberKeys(seed, bytes(32)),
         random_bytes=SeededRandom("relay's epoch"),
     ).frame
 
-    # A copy of carol's state from just before she left, still able to tag and sign.
-    ghost = RoomMember(
-        parse_room_link(carol["link"]),
-        carol["name"],
-        SeededRandom(f"atopos room vectors/{carol['random_label']}"),
-    )
-    for step in carol["steps"]:
-        if step.get("command") == "leave":
-            break
-        if "receive" in step:
-            ghost.receive(step["receive"], 0)
-        else:
-            getattr(ghost, step["command"])(*step["args"])
-        ghost.outgoing()
     ghost.send_text("still here")
     ghost.update(0)
     message, commit = map(decode_client_frame, ghost.outgoing())

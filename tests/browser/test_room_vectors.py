@@ -49,6 +49,7 @@ window.roomTools = {
     b64: await import("/static/js/base64url.js"),
     keys: await import("/static/js/room-keys.js"),
     seal: await import("/static/js/room-seal.js"),
+    seeds: await import("/static/js/room-published-seeds.js"),
     ratchet: await import("/static/js/room-ratchet.js"),
     message: await import("/static/js/room-message.js"),
     roster: await import("/static/js/room-roster.js"),
@@ -129,6 +130,36 @@ async (c) => {
   const message = m.keys.memberAuthMessage(roomId, challenge, raw(member.sign_key),
     raw(member.seal_key), profile);
   same("member auth", enc(await m.keys.memberAuthTag(room, message)), member.auth);
+  return failures;
+}
+"""
+
+_PUBLISHED_SEEDS = """
+async (c) => {
+  const m = await window.roomTools.load();
+  const { failures, same } = window.roomTools.checker();
+  const raw = m.b64.decode, enc = m.b64.encode;
+  const roomId = raw(c.room_id), link = raw(c.epoch_link);
+  same("key", enc(await m.seeds.publishedSeedsKey(link, roomId, c.index)), c.key);
+  same("aad", enc(m.seeds.publishedSeedsAad(roomId, c.epoch, c.index)), c.aad);
+  const seeds = c.seeds.map(raw);
+  const sealed = await m.seeds.sealPublishedSeeds(
+    link, roomId, c.epoch, c.index, seeds, () => raw(c.nonce),
+  );
+  same("sealed seeds", enc(sealed), c.sealed_seeds);
+  const opened = await m.seeds.openPublishedSeeds(link, roomId, c.epoch, c.index, sealed);
+  same("opened seeds", JSON.stringify(opened.map(enc)), JSON.stringify(c.seeds));
+  const refusals = [
+    ...c.invalid.map((bad) => [bad.name, link, bad.epoch, bad.index, raw(bad.sealed_seeds)]),
+    ["another epoch link", new Uint8Array(32), c.epoch, c.index, sealed],
+  ];
+  for (const [name, key, epoch, index, value] of refusals) {
+    let refused = false;
+    try {
+      await m.seeds.openPublishedSeeds(key, roomId, epoch, index, value);
+    } catch (error) { refused = error.name === "RoomDecryptionFailed"; }
+    same(`${name} does not open`, refused, true);
+  }
   return failures;
 }
 """
@@ -373,6 +404,11 @@ def test_key_schedule(page: Page, case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", _load("sealing.json")["cases"])
 def test_sealing(page: Page, case: dict[str, Any]) -> None:
     assert _run(page, _SEALING, case) == []
+
+
+@pytest.mark.parametrize("case", _load("published_seeds.json")["cases"])
+def test_published_seeds(page: Page, case: dict[str, Any]) -> None:
+    assert _run(page, _PUBLISHED_SEEDS, case) == []
 
 
 @pytest.mark.parametrize("case", _load("ratchet.json")["cases"])

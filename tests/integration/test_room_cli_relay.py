@@ -125,7 +125,7 @@ def relay_app() -> tuple[Starlette, dict[str, NetworkRelay]]:
                 relay.settle()
         except WebSocketDisconnect:
             if not connection.is_closed:
-                relay.on_leave(connection, [])
+                relay.on_leave(connection, None)
                 relay.settle()
         finally:
             with contextlib.suppress(Exception):

@@ -351,11 +351,11 @@ def test_frame_limits_and_protocol_errors_close_with_their_codes(tmp_path: Path)
         key = _room_key(new)
 
         async def scenario() -> None:
-            too_big = '{"t":"leave","signing_keys":["' + "A" * 70000 + '"]}'
+            too_big = '{"t":"leave","epoch":1,"sealed_seeds":"' + "A" * 70000 + '"}'
             assert await _close_code_after(await _raw(server, key), too_big) == 4400
             assert await _close_code_after(await _raw(server, key), "not json") == 4400
             assert await _close_code_after(await _raw(server, key), b"\x00binary") == 4400
-            early = '{"t":"leave","signing_keys":[]}'  # legal frame, wrong state
+            early = '{"t":"leave"}'  # legal frame, wrong state
             assert await _close_code_after(await _raw(server, key), early) == 4400
             bad_proof = (
                 '{"t":"prove","kind":"link","key":"'

@@ -56,7 +56,7 @@ class MemorySocket:
 
     async def close(self) -> None:
         if not self.connection.is_closed:
-            self.relay.on_leave(self.connection, [])
+            self.relay.on_leave(self.connection, None)
             self.relay.settle()
 
     def cut(self) -> None:

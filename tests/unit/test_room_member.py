@@ -693,3 +693,42 @@ def test_a_member_only_code_in_a_relay_error_frame_is_malformed(code: str) -> No
     with pytest.raises(RoomProtocolError) as refused_frame:
         decode_relay_frame(f'{{"t":"error","code":"{code}","message":"m"}}')
     assert refused_frame.value.code == "malformed"
+
+
+def test_a_leave_seals_every_seed_for_the_epoch_and_at_most_the_newest_64() -> None:
+    # rooms.md 11.4: the seeds come out, oldest first, for a holder of the epoch link only;
+    # a member that signed with more than 64 keys publishes the newest 64 (the frame's cap).
+    from atopos.crypto.base64url import b64url_decode
+    from atopos.crypto.errors import DecryptionFailed
+    from atopos.crypto.room_published_seeds import open_published_seeds
+    from atopos.protocol.room_wire import Leave, decode_client_frame
+
+    room = open_room("alice", "bob")
+    bob = room.members["bob"].member
+    older = [bytes([number]) * 32 for number in range(70)]
+    bob._published_seeds = list(older)  # as if bob had made 70 self-updates
+    current = bob._keys.signing_seed()
+    link, epoch, index = bob._epoch_link, bob.epoch, bob.index
+    assert link is not None
+    assert epoch is not None
+    assert index is not None
+    bob.leave()
+    (text,) = bob.outgoing()
+    leave = decode_client_frame(text)
+    assert isinstance(leave, Leave)
+    assert leave.epoch == epoch
+    assert leave.published_seeds == 64
+    assert leave.sealed_seeds is not None
+    sealed = b64url_decode(leave.sealed_seeds)
+    assert open_published_seeds(link, bob.room_id, epoch, index, sealed) == [*older[-63:], current]
+    with pytest.raises(DecryptionFailed):
+        open_published_seeds(link, bob.room_id, epoch, index + 1, sealed)
+    assert bob._published_seeds == []  # dropped with every other key
+
+
+def test_a_joiner_with_no_epoch_leaves_publishing_nothing() -> None:
+    room = open_room("alice", "bob", knock=True)
+    bob = room.members["bob"].member
+    assert bob.state is MemberState.WAITING
+    bob.leave()
+    assert bob.outgoing() == ['{"t":"leave"}']

@@ -298,3 +298,60 @@ def test_a_knock_is_announced_to_a_member_admitted_after_it_and_shown_once_to_th
     harness.members[carol].admit(1)
     harness.pump()
     assert harness.members[bob].state is MemberState.ACTIVE
+
+
+# -- leaving ------------------------------------------------------------------------------------
+
+
+def _lefts(actions: list[Any]) -> list[Document]:
+    return [
+        json.loads(action.text)
+        for action in actions
+        if isinstance(action, SendText) and action.text.startswith('{"t":"left"')
+    ]
+
+
+def test_the_relay_passes_sealed_seeds_on_unread_and_publishes_none_for_a_drop() -> None:
+    # rooms.md 11.4 and 12: a member's `leave` carries its epoch and sealed seeds, which the
+    # relay copies into `left`; a knocker with no epoch publishes nothing, nor does a drop.
+    harness = RelayHarness("sealed-seeds", knock=True)
+    alice = harness.add_member("alice", creator=True)
+    for name in ("bob", "carol"):
+        joiner = harness.add_member(name)
+        harness.members[alice].admit(harness.members[joiner].index)  # type: ignore[arg-type]
+        harness.pump()
+    bob, carol = alice + 1, alice + 2
+    dave = harness.add_member("dave")  # knocks, never admitted
+    assert harness.members[dave].state is MemberState.WAITING
+
+    harness.members[dave].leave()
+    (nothing,) = harness.members[dave].outgoing()
+    assert nothing == '{"t":"leave"}'
+    actions = harness.relay.receive(dave, nothing, harness.now)
+    assert [(d["index"], "epoch" in d, "sealed_seeds" in d) for d in _lefts(actions)] == [
+        (3, False, False)
+    ]
+    harness.apply(actions)
+
+    harness.members[bob].leave()
+    (leave_text,) = harness.members[bob].outgoing()
+    leave = json.loads(leave_text)
+    assert set(leave) == {"t", "epoch", "sealed_seeds"}
+    assert leave["epoch"] == harness.members[alice].epoch
+    actions = harness.relay.receive(bob, leave_text, harness.now)
+    (left,) = _lefts(actions)
+    assert (left["index"], left["epoch"], left["sealed_seeds"]) == (
+        1,
+        leave["epoch"],
+        leave["sealed_seeds"],
+    )
+    harness.apply(actions)
+
+    actions = harness.relay.closed(carol, harness.now)
+    (dropped,) = _lefts(actions)
+    assert set(dropped) == {"t", "seq", "index"}
+    harness.apply(actions)
+    published = [
+        (e.index, e.published_keys) for e in harness.events[alice] if isinstance(e, MemberLeft)
+    ]
+    assert published == [(3, 0), (1, 1), (2, 0)]

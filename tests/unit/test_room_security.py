@@ -15,21 +15,30 @@ from tests.rooms_support import (
     held_values,
     open_room,
     read_with,
+    refused,
 )
 
 from atopos.crypto.base64url import b64url_decode
 from atopos.crypto.errors import DecryptionFailed
 from atopos.crypto.room_keys import MemberKeys, open_invite_link
 from atopos.crypto.room_message import decrypt_message, encrypt_message, message_aad
+from atopos.crypto.room_published_seeds import open_published_seeds
 from atopos.crypto.room_ratchet import EpochChains
 from atopos.crypto.room_transcript import message_signing_input
-from atopos.protocol.room_events import EpochStarted, MessageReceived, RemovedFromRoom
+from atopos.protocol.room_errors import RoomProtocolError
+from atopos.protocol.room_events import (
+    EpochStarted,
+    MessageReceived,
+    RelayError,
+    RemovedFromRoom,
+)
 from atopos.protocol.room_member import MemberState
 from atopos.protocol.room_wire import (
     Commit,
     Leave,
     Left,
     Message,
+    Refuse,
     RelayedCommit,
     RelayedMessage,
     b64,
@@ -242,15 +251,28 @@ def test_deniability_a_forger_with_published_keys_makes_an_equally_valid_transcr
     real = [t for t in frames_after(room.relay, seq) if '"t":"msg"' in t]
     room.relay.end("creator")
     published = {
-        frame.index: frame.signing_keys
+        frame.index: frame
         for frame in map(decode_relay_frame, room.relay.fanned)
-        if type(frame).__name__ == "Left"
+        if isinstance(frame, Left)
     }
     assert set(published) == {0, 1, 2}  # every member published its signing keys
+    # They are sealed under the epoch link (rooms.md 11.4), which carol's view holds: it
+    # opens every member's seeds.
+    assert carol_view._epoch_link is not None
+    seeds = {
+        index: open_published_seeds(
+            carol_view._epoch_link,
+            carol_view.room_id,
+            frame.epoch,  # type: ignore[arg-type]
+            index,
+            b64url_decode(frame.sealed_seeds),  # type: ignore[arg-type]
+        )
+        for index, frame in published.items()
+    }
     # The forger writes a different message "from bob" with carol's view and bob's seed.
     real_frame = decode_relay_frame(real[0])
     assert isinstance(real_frame, RelayedMessage)
-    bob_seed = b64url_decode(published[1][-1])
+    bob_seed = seeds[1][-1]
     forger_keys = MemberKeys(bob_seed, bytes(32))
     key = carol_view._epoch.chains.receive_key(1, 0)
     aad = message_aad(carol_view.room_id, real_frame.epoch, 1, 0)
@@ -367,19 +389,20 @@ def _forge_update_in_the_name_of(room, index, seed):  # type: ignore[no-untyped-
 
 
 def test_a_relay_with_the_link_cannot_take_over_a_departed_members_seat() -> None:
-    # Server compromise + a leaked link (rooms.md 14): carol leaves and publishes her signing
-    # seed; the relay keeps her leave (and `left`) from the others and commits an update in
-    # her name. Without the member tag (7.2) alice and bob would take that epoch, whose
-    # secret the relay chose, with the same safety code, and the relay would read on.
+    # Server compromise + a leaked link (rooms.md 14): carol leaves; the relay keeps her
+    # leave (and `left`) from the others and commits an update in her name. Her `leave`
+    # seals her seed (11.4), so the relay does not have it; it is taken from carol here, to
+    # show that the member tag (7.2) holds on its own. Without it, alice and bob would take
+    # that epoch, whose secret the relay chose, with the same safety code, and the relay
+    # would read on.
     room = open_room("alice", "bob", "carol")
     alice, bob, carol = (room.members[n] for n in ("alice", "bob", "carol"))
     epoch, code = alice.member.epoch, alice.member.safety_code
+    seed = carol.member._keys.signing_seed()
     carol.member.leave()
     (leave_text,) = carol.member.outgoing()  # the relay withholds it
     carol.is_closed = True
-    leave = decode_client_frame(leave_text)
-    assert isinstance(leave, Leave)
-    seed = b64url_decode(leave.signing_keys[-1])
+    assert isinstance(decode_client_frame(leave_text), Leave)
     built = _forge_update_in_the_name_of(room, carol.index, seed)
     for victim in (alice, bob):
         assert [error.code for error in victim.errors] == ["bad_auth"]
@@ -420,7 +443,9 @@ def test_a_member_refuses_commits_and_messages_from_someone_it_saw_leave() -> No
     assert isinstance(leave, Leave)
     # the relay fans out `left` but schedules nothing yet
     room.relay.fan_out(
-        lambda seq: Left(seq=seq, index=carol.index, signing_keys=leave.signing_keys)
+        lambda seq: Left(
+            seq=seq, index=carol.index, epoch=leave.epoch, sealed_seeds=leave.sealed_seeds
+        )
     )
     ghost.send_text("still here")
     ghost.update(0)
@@ -436,3 +461,105 @@ def test_a_member_refuses_commits_and_messages_from_someone_it_saw_leave() -> No
         assert [error.code for error in victim.errors] == ["bad_signature", "bad_commit"]
         assert victim.member.epoch == epoch
         assert not [e for e in victim.events if isinstance(e, MessageReceived)]
+
+
+def _knock_room_whose_carol_left(label: str):  # type: ignore[no-untyped-def]
+    """A knock-mode room of alice, bob and carol (each admitted by alice); carol leaves and
+    the relay withholds her `leave` (so no `left`: alice and bob still count her in); then
+    mallory, who holds the room link, knocks. Returns the room, carol's signing seed (taken
+    from her state before she left) and her `leave` frame."""
+    room = open_room("alice", knock=True, label=label)
+    for name in ("bob", "carol"):
+        joiner = room.join(name)
+        room.members["alice"].member.admit(joiner.index)
+        room.relay.pump()
+        assert joiner.member.state is MemberState.ACTIVE
+    carol = room.members["carol"]
+    seed = carol.member._keys.signing_seed()  # carol made no update: her one seed
+    carol.member.leave()
+    (leave_text,) = carol.member.outgoing()  # withheld by the relay
+    carol.is_closed = True
+    mallory = room.join("mallory")
+    assert mallory.member.state is MemberState.WAITING
+    return room, seed, leave_text
+
+
+def _forge_admission(room, admitted_by: int, seed: bytes) -> None:  # type: ignore[no-untyped-def]
+    """The relay turns mallory's knock into a join admitted by `admitted_by`, with an
+    admission (11.3) signed by `seed`, and announces the change."""
+    import msgspec
+
+    from atopos.crypto.room_transcript import admission_message
+
+    relay = room.relay
+    knock = relay.knocks.pop(room.members["mallory"].index)
+    message = admission_message(
+        relay.room_id,
+        knock.index,
+        b64url_decode(knock.nonce),
+        b64url_decode(knock.sign_key),
+        b64url_decode(knock.seal_key),
+    )
+    signature = MemberKeys(seed, bytes(32)).sign(message)
+    relay.queued_joins.append(
+        msgspec.structs.replace(knock, admitted_by=admitted_by, admission=b64(signature))
+    )
+    relay.schedule()
+    relay.pump()
+
+
+def test_a_departed_members_seed_admits_a_link_holder_when_the_relay_has_it() -> None:
+    # The capability the leave used to hand the relay (rooms.md 14, 18): with carol's seed
+    # and her `left` withheld, a relay holding the link admits mallory in knock mode
+    # without any member's consent. Before the fix her `leave` carried this very seed in
+    # the clear (`signing_keys`); the next test shows it no longer yields it.
+    room, seed, _ = _knock_room_whose_carol_left("admission with the seed")
+    carol_index = room.members["carol"].index
+    _forge_admission(room, carol_index, seed)
+    mallory = room.members["mallory"].member
+    assert mallory.state is MemberState.ACTIVE
+    for name in ("alice", "bob"):
+        member = room.members[name].member
+        assert room.members[name].errors == []
+        assert (mallory.index, "mallory") in member.members
+        assert member.safety_code == mallory.safety_code  # a join the others cannot tell
+
+
+def test_a_relay_with_the_link_cannot_admit_a_link_holder_with_a_departed_members_leave() -> None:
+    # The same attack with what the relay has: every frame it saw, carol's `leave` (and the
+    # `left` it would pass on) included. Her seeds are sealed under her epoch's link (11.4):
+    # no value it saw, nor any 32 bytes inside one, is a signing seed or signs as carol, and
+    # an admission signed with such bytes is refused by the committer (alice), so mallory
+    # stays out. Fails on the clear `signing_keys` of the old `leave`.
+    room, seed, leave_text = _knock_room_whose_carol_left("admission without the seed")
+    alice, bob, carol = (room.members[n] for n in ("alice", "bob", "carol"))
+    leave = decode_client_frame(leave_text)
+    seen, _ = held_values(leave_text, room.relay.seen)
+    assert not any(seed in value for value in seen)  # not a field, not inside one
+    carol_key = next(e.sign_key for e in alice.member._epoch.roster if e.index == carol.index)
+    assert carol_key == MemberKeys(seed, bytes(32)).sign_key
+    windows = {
+        value[at : at + 32] for value in held_values(leave_text)[0] for at in range(len(value) - 31)
+    }
+    candidates = windows | {value for value in seen if len(value) == 32}
+    assert all(MemberKeys(c, bytes(32)).sign_key != carol_key for c in candidates)
+    # The clear form is gone from the wire: a decoder refuses it.
+    clear = '{"t":"leave","signing_keys":["' + b64(seed) + '"]}'
+    with pytest.raises(RoomProtocolError) as error:
+        decode_client_frame(clear)
+    assert error.value.code == "malformed"
+    # The relay's best guess: the 32 bytes where the seed sits inside the sealed value.
+    assert isinstance(leave, Leave)
+    assert leave.sealed_seeds is not None
+    guess = b64url_decode(leave.sealed_seeds)[12:44]
+    epoch, code = alice.member.epoch, alice.member.safety_code
+    _forge_admission(room, carol.index, guess)
+    mallory = room.members["mallory"]
+    assert mallory.member.state is MemberState.CLOSED
+    assert [e.code for e in mallory.events if isinstance(e, RelayError)] == ["not_admitted"]
+    assert refused(alice) == []  # a bad admission is answered with `refuse`, not an error
+    assert encode_frame(Refuse(index=mallory.index)) in room.relay.seen
+    for member in (alice.member, bob.member):
+        assert member.epoch == epoch
+        assert member.safety_code == code
+        assert mallory.index not in {index for index, _ in member.members}

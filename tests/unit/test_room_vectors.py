@@ -35,6 +35,12 @@ from atopos.crypto.room_keys import (
     seal_metadata,
 )
 from atopos.crypto.room_message import decrypt_message, encrypt_message, message_aad
+from atopos.crypto.room_published_seeds import (
+    open_published_seeds,
+    published_seeds_aad,
+    published_seeds_key,
+    seal_published_seeds,
+)
 from atopos.crypto.room_ratchet import (
     EpochChains,
     derive_chain_key,
@@ -288,6 +294,25 @@ def test_safety_code(case: dict[str, Any]) -> None:
     assert safety_code(raw(case["room_id"]), raw(case["membership"])) == case["code"]
 
 
+@pytest.mark.parametrize("case", _load("published_seeds.json")["cases"])
+def test_published_seeds(case: dict[str, Any]) -> None:
+    room_id, link = raw(case["room_id"]), raw(case["epoch_link"])
+    epoch, index = case["epoch"], case["index"]
+    seeds = [raw(seed) for seed in case["seeds"]]
+    assert b64(published_seeds_key(link, room_id, index)) == case["key"]
+    assert b64(published_seeds_aad(room_id, epoch, index)) == case["aad"]
+    sealed = seal_published_seeds(link, room_id, epoch, index, seeds, lambda n: raw(case["nonce"]))
+    assert b64(sealed) == case["sealed_seeds"]
+    assert open_published_seeds(link, room_id, epoch, index, sealed) == seeds
+    for bad in case["invalid"]:
+        with pytest.raises(DecryptionFailed):
+            open_published_seeds(
+                link, room_id, bad["epoch"], bad["index"], raw(bad["sealed_seeds"])
+            )
+    with pytest.raises(DecryptionFailed):  # another epoch link opens nothing
+        open_published_seeds(bytes(32), room_id, epoch, index, sealed)
+
+
 @pytest.mark.parametrize("member", _load("transcript.json")["members"], ids=lambda m: m["name"])
 def test_transcript_replays_to_the_same_frames(member: dict[str, Any]) -> None:
     link = parse_room_link(member["link"])
@@ -332,7 +357,7 @@ def test_a_hostile_relay_cannot_take_over_a_departed_members_seat(
     case: HostileReplay,
 ) -> None:
     """rooms.md 7.3 and 14: the recorded room's alice, shown a commit the relay made in
-    carol's name with her published seed (and `left` withheld), or carol's copied state
+    carol's name with her signing seed (and `left` withheld), or carol's copied state
     speaking after her `left`, refuses it; the same frames go to the browser client."""
     alice = next(m for m in _load("transcript.json")["members"] if m["name"] == "alice")
     replay = RoomMember(parse_room_link(alice["link"]), "alice", _Stream(alice["random_label"]))

@@ -100,6 +100,9 @@ class SequenceGap:
 
 @dataclass(frozen=True, slots=True)
 class MemberLeft:
+    """Member `index` left, publishing `published_keys` signing seeds (sealed for the
+    members of its epoch, section 11.4; 0: it vanished or had no epoch)."""
+
     index: int
     published_keys: int
 

@@ -44,6 +44,7 @@ from atopos.crypto.room_keys import (
     verify_signature,
 )
 from atopos.crypto.room_message import MAX_BODY_BYTES, decrypt_message, encrypt_message, message_aad
+from atopos.crypto.room_published_seeds import MAX_PUBLISHED_SEEDS, seal_published_seeds
 from atopos.crypto.room_ratchet import EpochChains, MessageKeyUnavailable
 from atopos.crypto.room_roster import RosterEntry
 from atopos.crypto.room_safety import safety_code
@@ -423,7 +424,7 @@ class RoomMember:
                     and self._epoch.entry(frame.index) is not None
                 ):
                     self._left.add(frame.index)
-                events.append(MemberLeft(frame.index, len(frame.signing_keys)))
+                events.append(MemberLeft(frame.index, frame.published_seeds))
             case Closing():
                 events.append(RoomClosing(frame.seconds, frame.reason))
                 self._send_leave()
@@ -959,12 +960,23 @@ class RoomMember:
     # -- leaving and ending ---------------------------------------------------------------
 
     def _send_leave(self) -> None:
-        seeds = [*self._published_seeds, self._keys.signing_seed()]
-        self._send(Leave(signing_keys=[b64(seed) for seed in seeds]))
+        # The seeds are sealed under this epoch's link (section 11.4): the members of the
+        # epoch can read them (deniability), the relay cannot sign with them. Without an
+        # epoch this member signed nothing any member accepted, and publishes nothing.
+        if self._epoch is None or self._epoch_link is None or self.index is None:
+            self._send(Leave())
+        else:
+            # At most 64 fit in a frame (10.1): the newest, which signed the latest epochs.
+            seeds = [*self._published_seeds, self._keys.signing_seed()][-MAX_PUBLISHED_SEEDS:]
+            sealed = seal_published_seeds(
+                self._epoch_link, self.room_id, self._epoch.number, self.index, seeds, self._random
+            )
+            self._send(Leave(epoch=self._epoch.number, sealed_seeds=b64(sealed)))
         self._wipe()
 
     def leave(self) -> None:
-        """Leave: publish every signing seed this member used (deniability), drop all keys."""
+        """Leave: publish every signing seed this member used, sealed for the members of its
+        epoch (deniability), and drop all keys."""
         self._allowed("leave")
         self._send_leave()
         self._move("leave")
@@ -994,6 +1006,7 @@ class RoomMember:
         the X25519 key too: with it and a commit the relay kept, a copy of this object
         would open that commit's epoch secret again, and every message of the epoch."""
         self._held_keys = None
+        self._published_seeds = []
         self._secrets = None
         self._epoch = None
         self._previous = None

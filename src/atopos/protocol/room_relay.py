@@ -197,7 +197,7 @@ CONNECTION_TRANSITIONS: tuple[Transition, ...] = (
 )
 # Any other (state, frame): error unexpected, 4400. A malformed or too large frame: 4400.
 # Over the frame rate: error rate_limited, 4429. A dropped connection in any state: closed
-# (a member's drop is a leave with no published keys).
+# (a member's drop is a leave with no published seeds).
 
 ROOM_TRANSITIONS: tuple[tuple[RoomState, str, RoomState], ...] = (
     (RoomState.OPEN, "end by creator | ttl reached | empty past grace", RoomState.CLOSING),
@@ -314,7 +314,7 @@ class RelayRoom:
         was_member = record.state is ConnectionState.MEMBER
         record.state = ConnectionState.CLOSED
         if was_member and record.index is not None and self.state is RoomState.OPEN:
-            self._member_gone(out, record.index, [], now)
+            self._member_gone(out, record.index, None, now)
         self._after(out, now)
         return out
 
@@ -589,14 +589,13 @@ class RelayRoom:
             # `ended` so that every member sees the end (section 11.4).
             if not record.has_left and index is not None:
                 record.has_left = True
-                keys = frame.signing_keys
-                self._fan_out(out, lambda seq: Left(seq=seq, index=index, signing_keys=keys))
+                self._fan_out(out, lambda seq: _left(seq, index, frame))
             return
         record.state = ConnectionState.CLOSED
         del self.connections[record.id]
         out.append(CloseConnection(record.id, CLOSE_NORMAL))
         if index is not None:
-            self._member_gone(out, index, list(frame.signing_keys), now)
+            self._member_gone(out, index, frame, now)
 
     def _on_end(self, out: list[Action], record: _Connection, frame: End, now: float) -> None:
         message = end_proof_message(self.room_id, record.challenge)
@@ -608,10 +607,8 @@ class RelayRoom:
 
     # -- membership, scheduling, ending ----------------------------------------------------------
 
-    def _member_gone(
-        self, out: list[Action], index: int, signing_keys: list[str], now: float
-    ) -> None:
-        self._fan_out(out, lambda seq: Left(seq=seq, index=index, signing_keys=signing_keys))
+    def _member_gone(self, out: list[Action], index: int, leave: Leave | None, now: float) -> None:
+        self._fan_out(out, lambda seq: _left(seq, index, leave))
         self.knocks.pop(index, None)
         self.queued_joins = [j for j in self.queued_joins if j.index != index]
         if index in self.roster and index not in self.queued_leaves:
@@ -632,7 +629,7 @@ class RelayRoom:
                 del self.connections[record.id]
                 record.state = ConnectionState.CLOSED
                 out.append(CloseConnection(record.id, CLOSE_TIMEOUT))
-        self._member_gone(out, committer, [], now)
+        self._member_gone(out, committer, None, now)
 
     def _after(self, out: list[Action], now: float) -> None:
         """Schedule the next change and note when the room became empty: with no connection
@@ -784,7 +781,7 @@ class RelayRoom:
             self._send(out, record.id, Error(code=code, message=message))
         out.append(CloseConnection(record.id, close or _CLOSE_FOR[code or "malformed"]))
         if was_member and record.index is not None and self.state is RoomState.OPEN:
-            self._member_gone(out, record.index, [], now)
+            self._member_gone(out, record.index, None, now)
 
 
 def _impossible_commit(frame: Commit) -> str | None:
@@ -804,3 +801,11 @@ def _impossible_commit(frame: Commit) -> str | None:
 
 def _frame_type(frame: ClientFrame) -> str:
     return type(frame).__struct_config__.tag  # type: ignore[return-value]
+
+
+def _left(seq: int, index: int, leave: Leave | None) -> Left:
+    """The `left` for member `index`: its sealed seeds passed on unread (the relay holds no
+    epoch link, section 11.4); none for a member that vanished."""
+    if leave is None:
+        return Left(seq=seq, index=index)
+    return Left(seq=seq, index=index, epoch=leave.epoch, sealed_seeds=leave.sealed_seeds)

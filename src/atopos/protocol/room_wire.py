@@ -15,6 +15,12 @@ from typing import Annotated, Literal, TypeAlias
 import msgspec
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
+from atopos.crypto.room_published_seeds import (
+    MAX_PUBLISHED_SEEDS,
+    MAX_SEALED_SEEDS_BYTES,
+    MIN_SEALED_SEEDS_BYTES,
+    sealed_seed_count,
+)
 from atopos.protocol.room_errors import RoomProtocolError
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "RelayedMessage",
     "RosterItem",
     "SealedItem",
+    "SealedSeeds",
     "Sent",
     "Unlock",
     "Welcome",
@@ -63,7 +70,7 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 MAX_MEMBERS = 500
-MAX_PUBLISHED_KEYS = 64
+MAX_PUBLISHED_KEYS = MAX_PUBLISHED_SEEDS
 # A commit or change for 500 members is about 250 KB; every other frame is far smaller.
 MAX_FRAME_CHARS = 1 << 20
 MAX_CONTROL_FRAME_CHARS = 1 << 16
@@ -78,6 +85,11 @@ def _exact(size: int) -> str:
     full, rest = divmod(size, 3)
     tail = {0: "", 1: _ALPHABET + "[AQgw]", 2: _ALPHABET * 2 + "[AEIMQUYcgkosw048]"}[rest]
     return rf"^(?:{_ALPHABET}{{4}}){{{full}}}{tail}\Z"
+
+
+def _chars(size: int) -> int:
+    """How many characters unpadded base64url spells `size` bytes with."""
+    return (size * 4 + 2) // 3
 
 
 def _binary(size: int) -> object:
@@ -95,6 +107,16 @@ Ciphertext = Annotated[
         min_length=_MIN_CIPHERTEXT_CHARS,
         max_length=_MAX_CIPHERTEXT_CHARS,
         pattern=rf"^{_ALPHABET}+\Z",
+    ),
+]
+# Sealed signing seeds (section 11.4): canonical base64url of 12 + 32k + 16 bytes, 1 <= k <= 64;
+# the pattern and bounds here, the exact size in `_check_published`.
+SealedSeeds = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=_chars(MIN_SEALED_SEEDS_BYTES),
+        max_length=_chars(MAX_SEALED_SEEDS_BYTES),
+        pattern=rf"^(?:{_ALPHABET}{{4}})*(?:{_ALPHABET}[AQgw]|{_ALPHABET}{{2}}[AEIMQUYcgkosw048])?\Z",
     ),
 ]
 Index = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
@@ -135,7 +157,16 @@ _Roster = Annotated[list[RosterItem], msgspec.Meta(max_length=MAX_MEMBERS)]
 _Joins = Annotated[list[JoinItem], msgspec.Meta(max_length=MAX_MEMBERS)]
 _Sealed = Annotated[list[SealedItem], msgspec.Meta(max_length=MAX_MEMBERS)]
 _Indices = Annotated[list[Index], msgspec.Meta(max_length=MAX_MEMBERS)]
-_PublishedKeys = Annotated[list[B32], msgspec.Meta(max_length=MAX_PUBLISHED_KEYS)]
+Epoch = Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)]
+
+
+def _check_published(epoch: int | None, sealed_seeds: str | None) -> None:
+    """`epoch` and `sealed_seeds` come together or not at all (a leaver with no epoch
+    publishes nothing), and the seeds are 12 + 32k + 16 bytes (ValueError, hence malformed)."""
+    if (epoch is None) != (sealed_seeds is None):
+        raise ValueError("epoch and sealed_seeds come together")
+    if sealed_seeds is not None:
+        sealed_seed_count(len(b64url_decode(sealed_seeds)))
 
 
 # -- member -> relay -----------------------------------------------------------------------
@@ -196,10 +227,20 @@ class Refuse(_Frame, tag="refuse", frozen=True):
     index: Index
 
 
-class Leave(_Frame, tag="leave", frozen=True):
-    """The member leaves and publishes every Ed25519 seed it signed with (deniability)."""
+class Leave(_Frame, tag="leave", frozen=True, omit_defaults=True):
+    """The member leaves and publishes every Ed25519 seed it signed with (deniability),
+    sealed under its epoch's link (section 11.4); a member with no epoch sends neither."""
 
-    signing_keys: _PublishedKeys
+    epoch: Epoch | None = None
+    sealed_seeds: SealedSeeds | None = None
+
+    def __post_init__(self) -> None:
+        _check_published(self.epoch, self.sealed_seeds)
+
+    @property
+    def published_seeds(self) -> int:
+        """How many seeds it published (sealed): 0 for none."""
+        return _seed_count(self.sealed_seeds)
 
 
 class End(_Frame, tag="end", frozen=True):
@@ -293,14 +334,26 @@ class Sent(_Frame, tag="sent", frozen=True):
     counter: Count
 
 
-class Left(_Frame, tag="left", frozen=True):
+class Left(_Frame, tag="left", frozen=True, omit_defaults=True):
+    """A member left: its `leave`'s sealed seeds passed on unchanged (neither when it
+    vanished or had no epoch)."""
+
     seq: Count
     index: Index
-    signing_keys: _PublishedKeys
+    epoch: Epoch | None = None
+    sealed_seeds: SealedSeeds | None = None
+
+    def __post_init__(self) -> None:
+        _check_published(self.epoch, self.sealed_seeds)
+
+    @property
+    def published_seeds(self) -> int:
+        """How many seeds it published (sealed): 0 for none."""
+        return _seed_count(self.sealed_seeds)
 
 
 class Closing(_Frame, tag="closing", frozen=True):
-    """The room ends in `seconds`: members leave (publishing their keys) before it does."""
+    """The room ends in `seconds`: members leave (publishing their sealed seeds) before it does."""
 
     seq: Count
     seconds: Annotated[int, msgspec.Meta(ge=0, le=60)]
@@ -381,6 +434,10 @@ def decode_relay_frame(data: str | bytes) -> RelayFrame:
 def encode_frame(frame: ClientFrame | RelayFrame) -> str:
     """Compact JSON, fields in declaration order: what goes into the text message."""
     return _ENCODER.encode(frame).decode("utf-8")
+
+
+def _seed_count(sealed_seeds: str | None) -> int:
+    return 0 if sealed_seeds is None else sealed_seed_count(len(b64url_decode(sealed_seeds)))
 
 
 def b64(data: bytes) -> str:

@@ -490,6 +490,83 @@ def safety() -> dict[str, Any]:
     }
 
 
+# -- section 11.4 ------------------------------------------------------------------------------
+
+
+def published_seeds_key(epoch_link: bytes, room_id: bytes, index: int) -> bytes:
+    return hkdf(epoch_link, room_id, b"atopos/room/v1/published-seeds" + struct.pack(">I", index))
+
+
+def published_seeds_aad(room_id: bytes, epoch: int, index: int) -> bytes:
+    return b"atopos/room/v1/published-seeds\x00" + room_id + struct.pack(">QI", epoch, index)
+
+
+def seal_seeds(
+    epoch_link: bytes, room_id: bytes, epoch: int, index: int, seeds: list[bytes], nonce: bytes
+) -> bytes:
+    key = published_seeds_key(epoch_link, room_id, index)
+    aad = published_seeds_aad(room_id, epoch, index)
+    return nonce + AESGCM(key).encrypt(nonce, b"".join(seeds), aad)
+
+
+def published_seeds() -> dict[str, Any]:
+    cases = []
+    for number, (epoch, index, count) in enumerate([(1, 0, 1), (5, 2, 3), (9, 70000, 64)]):
+        label = f"published-seeds/{number}"
+        room_id = stream(label + "/room", 16)
+        epoch_link = stream(label + "/epoch_link", 32)
+        seeds = [stream(f"{label}/seed/{i}", 32) for i in range(count)]
+        nonce = stream(label + "/nonce", 12)
+        sealed = seal_seeds(epoch_link, room_id, epoch, index, seeds, nonce)
+        cases.append(
+            {
+                "room_id": b64(room_id),
+                "epoch": epoch,
+                "index": index,
+                "epoch_link": b64(epoch_link),
+                "key": b64(published_seeds_key(epoch_link, room_id, index)),
+                "aad": b64(published_seeds_aad(room_id, epoch, index)),
+                "nonce": b64(nonce),
+                "seeds": [b64(seed) for seed in seeds],
+                "sealed_seeds": b64(sealed),
+                "invalid": [
+                    {
+                        "name": "tag changed",
+                        "epoch": epoch,
+                        "index": index,
+                        "sealed_seeds": b64(sealed[:-1] + bytes([sealed[-1] ^ 1])),
+                    },
+                    {
+                        "name": "one byte short",
+                        "epoch": epoch,
+                        "index": index,
+                        "sealed_seeds": b64(sealed[:-1]),
+                    },
+                    {
+                        "name": "another epoch",
+                        "epoch": epoch + 1,
+                        "index": index,
+                        "sealed_seeds": b64(sealed),
+                    },
+                    {
+                        "name": "another member",
+                        "epoch": epoch,
+                        "index": index + 1,
+                        "sealed_seeds": b64(sealed),
+                    },
+                ],
+            }
+        )
+    return {
+        "description": "rooms.md section 11.4: a leaving member's signing seeds sealed under "
+        "its epoch's link (key = HKDF(epoch_link, salt room_id, info label || u32(index)); "
+        "sealed_seeds = nonce || AES-256-GCM(key, nonce, seeds, aad)). Each `invalid` entry "
+        "(opened with the case's epoch_link and room_id, and its own epoch and index) must "
+        "fail to open.",
+        "cases": cases,
+    }
+
+
 # -- frames a decoder must refuse -------------------------------------------------------------
 
 
@@ -523,6 +600,13 @@ def invalid_frames() -> dict[str, Any]:
         "sig": sig,
     }
     client_commit = {k: v for k, v in commit.items() if k != "seq"}
+
+    def sealed(count: int, extra: int = 0) -> str:
+        return b64(stream("invalid/sealed_seeds", 12 + 32 * count + 16 + extra))
+
+    leave = {"t": "leave", "epoch": 3, "sealed_seeds": sealed(2)}
+    left = {"t": "left", "seq": 5, "index": 2, "epoch": 3, "sealed_seeds": sealed(1)}
+    non_canonical = sealed(2)[:-1] + "B"  # 92 bytes: the last character carries 2 zero bits
 
     def text(document: Any) -> str:
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
@@ -561,6 +645,38 @@ def invalid_frames() -> dict[str, Any]:
         ("commit", text(client_commit), None),
         ("commit without member_tag", variant(client_commit, member_tag=KeyError), "malformed"),
         ("commit with a null member_tag", variant(client_commit, member_tag=None), "malformed"),
+        ("leave", text(leave), None),
+        ("leave with no epoch (publishes nothing)", text({"t": "leave"}), None),
+        ("leave with 64 sealed seeds", variant(leave, sealed_seeds=sealed(64)), None),
+        (
+            "leave with clear signing_keys",
+            text({"t": "leave", "signing_keys": [key]}),
+            "malformed",
+        ),
+        (
+            "leave with signing_keys beside sealed_seeds",
+            variant(leave, signing_keys=[]),
+            "malformed",
+        ),
+        ("leave with sealed_seeds and no epoch", variant(leave, epoch=KeyError), "malformed"),
+        (
+            "leave with an epoch and no sealed_seeds",
+            variant(leave, sealed_seeds=KeyError),
+            "malformed",
+        ),
+        ("leave with epoch 0", variant(leave, epoch=0), "malformed"),
+        ("leave sealing no seed", variant(leave, sealed_seeds=sealed(0)), "malformed"),
+        ("leave sealing 65 seeds", variant(leave, sealed_seeds=sealed(65)), "malformed"),
+        (
+            "leave sealing part of a seed",
+            variant(leave, sealed_seeds=sealed(1, extra=1)),
+            "malformed",
+        ),
+        (
+            "leave with non-canonical sealed_seeds",
+            variant(leave, sealed_seeds=non_canonical),
+            "malformed",
+        ),
     ]
     relay = [
         ("valid", text(message), None),
@@ -584,6 +700,25 @@ def invalid_frames() -> dict[str, Any]:
         ("commit", text(commit), None),
         ("commit without member_tag", variant(commit, member_tag=KeyError), "malformed"),
         ("commit with a short member_tag", variant(commit, member_tag=key[:-1]), "malformed"),
+        ("left", text(left), None),
+        ("left of a member that vanished", text({"t": "left", "seq": 5, "index": 2}), None),
+        (
+            "left with clear signing_keys",
+            text({"t": "left", "seq": 5, "index": 2, "signing_keys": [key]}),
+            "malformed",
+        ),
+        (
+            "left with an empty signing_keys list",
+            text({"t": "left", "seq": 5, "index": 2, "signing_keys": []}),
+            "malformed",
+        ),
+        ("left with sealed_seeds and no epoch", variant(left, epoch=KeyError), "malformed"),
+        ("left with a null epoch", variant(left, epoch=None), "malformed"),
+        (
+            "left sealing part of a seed",
+            variant(left, sealed_seeds=sealed(2, extra=2)),
+            "malformed",
+        ),
     ]
     return {
         "description": "rooms.md section 10: frames a decoder must refuse with the given "
@@ -692,6 +827,7 @@ FILES = {
     "messages.json": messages,
     "commits.json": commits,
     "safety.json": safety,
+    "published_seeds.json": published_seeds,
     "invalid_frames.json": invalid_frames,
     "transcript.json": transcript,
 }

@@ -45,6 +45,11 @@ import {
 } from "./room-keys.js";
 import { RoomLink } from "./room-link.js";
 import { decryptMessage, encryptMessage, MAX_BODY_BYTES, messageAad } from "./room-message.js";
+import {
+  MAX_PUBLISHED_SEEDS,
+  sealedSeedCount,
+  sealPublishedSeeds,
+} from "./room-published-seeds.js";
 import { EpochChains, MessageKeyUnavailable } from "./room-ratchet.js";
 import { rostersEqual } from "./room-roster.js";
 import { safetyCode } from "./room-safety.js";
@@ -369,12 +374,15 @@ export class RoomMember {
         events.push({
           kind: "MemberLeft",
           index: frame.index,
-          publishedKeys: frame.signing_keys.length,
+          // how many seeds it published, sealed (none: it vanished or had no epoch)
+          publishedKeys: frame.sealed_seeds
+            ? sealedSeedCount(unb64(frame.sealed_seeds).length)
+            : 0,
         });
         break;
       case "closing":
         events.push({ kind: "RoomClosing", seconds: frame.seconds, reason: frame.reason });
-        this.#sendLeave();
+        await this.#sendLeave();
         break;
     }
     this.#move(event, guard);
@@ -973,17 +981,46 @@ export class RoomMember {
 
   // -- leaving and ending -------------------------------------------------------------------
 
+  /** Drops every key at once and resolves when the `leave` frame is queued. The seeds are
+   * sealed under this epoch's link (rooms.md 11.4): the members of the epoch can read them
+   * (deniability), the relay cannot sign with them. Without an epoch this member signed
+   * nothing any member accepted, and publishes nothing. */
   #sendLeave() {
-    const seeds = [...this.#publishedSeeds, this.#keys.signingSeed()];
-    this.#send({ t: "leave", signing_keys: seeds.map(b64) });
+    const epoch = this.#epoch?.number ?? null;
+    const link = this.#epochLink?.slice() ?? null;
+    const index = this.index;
+    let seeds = null;
+    if (epoch !== null && link !== null && index !== null) {
+      seeds = [...this.#publishedSeeds.map((seed) => seed.slice()), this.#keys.signingSeed()];
+      // At most 64 fit in a frame (10.1): the newest, which signed the latest epochs.
+      const older = seeds.splice(0, Math.max(0, seeds.length - MAX_PUBLISHED_SEEDS));
+      for (const seed of older) seed.fill(0);
+    }
     this.#wipe();
+    return this.#sendSealedSeeds(epoch, link, index, seeds);
   }
 
-  /** Leave: publish every signing seed this member used (deniability), drop all keys. */
-  leave() {
+  async #sendSealedSeeds(epoch, link, index, seeds) {
+    if (seeds === null) {
+      this.#send({ t: "leave" });
+      return;
+    }
+    try {
+      const sealed = await sealPublishedSeeds(link, this.roomId, epoch, index, seeds, this.#random);
+      this.#send({ t: "leave", epoch, sealed_seeds: b64(sealed) });
+    } finally {
+      link.fill(0);
+      for (const seed of seeds) seed.fill(0);
+    }
+  }
+
+  /** Leave: publish every signing seed this member used, sealed for the members of its
+   * epoch (deniability), and drop all keys (at once: only the sealing is awaited). */
+  async leave() {
     this.#allowed("leave");
-    this.#sendLeave();
+    const sending = this.#sendLeave();
     this.#move("leave");
+    await sending;
   }
 
   /** End the room now (creator link only): sign this connection's challenge. */
@@ -1155,6 +1192,8 @@ export class RoomMember {
     this.#pending = null;
     this.#knocks.clear();
     this.#left.clear();
+    for (const seed of this.#publishedSeeds) seed.fill(0);
+    this.#publishedSeeds = [];
     this.#keys.wipe();
   }
 }

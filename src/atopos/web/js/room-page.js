@@ -620,7 +620,7 @@ function fail(message) {
 
 function leave() {
   run(async () => {
-    member.leave();
+    await member.leave();
     flush();
     // The leave frame is on its way; the relay closes, or we do after a moment.
     setTimeout(() => finish("left"), 1500);
@@ -629,16 +629,16 @@ function leave() {
 
 async function panic() {
   const current = member;
+  // leave() drops every key before it returns; only sealing the published seeds is awaited,
+  // while the page is torn down, and the leave frame goes out on the old socket then.
+  let leaving = null;
   if (
     current !== null &&
     (current.state === MemberState.ACTIVE || current.state === MemberState.WAITING)
   ) {
-    try {
-      current.leave();
-      flush();
-    } catch {
-      // leaving is best effort: the relay also sees the connection drop
-    }
+    leaving = current.leave().then(() => current.outgoing());
+    // leaving is best effort: the relay also sees the connection drop
+    leaving.catch(() => {});
   }
   finished = true;
   stopTimers();
@@ -647,8 +647,13 @@ async function panic() {
   if (socket !== null) {
     const closing = socket;
     socket = null;
-    // Give the leave frame a moment to go out before closing.
-    setTimeout(() => closing.close(1000), 200);
+    (leaving ?? Promise.resolve([]))
+      .then((frames) => {
+        if (closing.readyState === WebSocket.OPEN) for (const frame of frames) closing.send(frame);
+      })
+      .catch(() => {})
+      // Give the leave frame a moment to go out before closing.
+      .finally(() => setTimeout(() => closing.close(1000), 200));
   }
   for (const id of ["messages", "members", "knocks"]) byId(id).replaceChildren();
   byId("room-title").textContent = "Room";

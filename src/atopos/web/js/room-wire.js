@@ -6,10 +6,16 @@
 
 import { decode, encode } from "./base64url.js";
 import { RoomProtocolError } from "./room-errors.js";
+import {
+  MAX_PUBLISHED_SEEDS,
+  MAX_SEALED_SEEDS_BYTES,
+  MIN_SEALED_SEEDS_BYTES,
+  sealedSeedCount,
+} from "./room-published-seeds.js";
 
 export const PROTOCOL_VERSION = 1;
 export const MAX_MEMBERS = 500;
-export const MAX_PUBLISHED_KEYS = 64;
+export const MAX_PUBLISHED_KEYS = MAX_PUBLISHED_SEEDS;
 export const MAX_FRAME_CHARS = 1 << 20;
 export const MAX_CONTROL_FRAME_CHARS = 1 << 16;
 const MAX_CIPHERTEXT_CHARS = 23232;
@@ -104,7 +110,18 @@ const ROSTER = listOf(ROSTER_ITEM, MAX_MEMBERS);
 const JOINS = listOf(JOIN_ITEM, MAX_MEMBERS);
 const SEALED = listOf(SEALED_ITEM, MAX_MEMBERS);
 const INDICES = listOf(INDEX, MAX_MEMBERS);
-const PUBLISHED_KEYS = listOf(B32, MAX_PUBLISHED_KEYS);
+// Sealed signing seeds (11.4): canonical base64url of 12 + 32k + 16 bytes, 1 ≤ k ≤ 64.
+const chars = (size) => Math.floor((size * 4 + 2) / 3);
+const CANONICAL_PATTERN = new RegExp(
+  `^(?:${ALPHABET}{4})*(?:${ALPHABET}[AQgw]|${ALPHABET}{2}[AEIMQUYcgkosw048])?$`,
+);
+const SEALED_SEEDS = (value) =>
+  typeof value === "string" &&
+  value.length >= chars(MIN_SEALED_SEEDS_BYTES) &&
+  value.length <= chars(MAX_SEALED_SEEDS_BYTES) &&
+  CANONICAL_PATTERN.test(value) &&
+  sealedSeedCount(decode(value).length) !== null;
+const EPOCH = (value) => COUNT(value) && value >= 1;
 const REASON = oneOf("found", "change", "update");
 const END_REASON = oneOf("creator", "ttl", "empty");
 
@@ -150,7 +167,10 @@ export const CLIENT_FRAMES = Object.freeze({
     ["sig", B64],
   ],
   refuse: [["index", INDEX]],
-  leave: [["signing_keys", PUBLISHED_KEYS]],
+  leave: [
+    ["epoch", optional(EPOCH)],
+    ["sealed_seeds", optional(SEALED_SEEDS)],
+  ],
   end: [["sig", B64]],
 });
 
@@ -201,7 +221,8 @@ export const RELAY_FRAMES = Object.freeze({
   left: [
     ["seq", COUNT],
     ["index", INDEX],
-    ["signing_keys", PUBLISHED_KEYS],
+    ["epoch", optional(EPOCH)],
+    ["sealed_seeds", optional(SEALED_SEEDS)],
   ],
   closing: [
     ["seq", COUNT],
@@ -229,6 +250,12 @@ export const RELAY_FRAMES = Object.freeze({
   ],
 });
 const LARGE = new Set(["commit", "change"]);
+
+// Rules across fields: `epoch` and `sealed_seeds` of leave and left come together or not at
+// all (a leaver with no epoch publishes nothing).
+const isPresent = (frame, name) => Object.hasOwn(frame, name) && frame[name] !== null;
+const paired = (frame) => isPresent(frame, "epoch") === isPresent(frame, "sealed_seeds");
+const FRAME_RULES = { leave: paired, left: paired };
 
 /** True when every number token in the JSON text is an integer without fraction/exponent. */
 function hasOnlyPlainIntegers(text) {
@@ -268,7 +295,8 @@ function decodeWith(table, data) {
   if (
     fields === null ||
     !hasOnlyPlainIntegers(data) ||
-    !matches([["t", oneOf(frame.t)], ...fields], frame)
+    !matches([["t", oneOf(frame.t)], ...fields], frame) ||
+    !(FRAME_RULES[frame.t]?.(frame) ?? true)
   ) {
     throw new RoomProtocolError("malformed", "The frame is not a valid room frame.");
   }
