@@ -112,7 +112,9 @@ def _build_args() -> list[str]:
     return ["--volume", f"{cert}:/run/host-ca.crt:ro", "--build-arg", "PIP_CERT=/run/host-ca.crt"]
 
 
-@pytest.fixture(scope="module")
+# The session's, not the module's: pytest-xdist may run another module's test between this
+# module's two, and a module fixture would then be built again (about 100 s, seen in CI).
+@pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportedImage]:
     tmp = tmp_path_factory.mktemp("container")
     # podman refuses a runroot path over 50 characters, which tmp_path's can be (pytest-xdist).
