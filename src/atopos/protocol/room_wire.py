@@ -16,7 +16,6 @@ import msgspec
 
 from atopos.crypto.base64url import b64url_decode, b64url_encode
 from atopos.crypto.room_published_seeds import (
-    MAX_PUBLISHED_SEEDS,
     MAX_SEALED_SEEDS_BYTES,
     MIN_SEALED_SEEDS_BYTES,
     sealed_seed_count,
@@ -31,7 +30,6 @@ __all__ = [
     "MAX_CONTROL_FRAME_CHARS",
     "MAX_FRAME_CHARS",
     "MAX_MEMBERS",
-    "MAX_PUBLISHED_KEYS",
     "PROTOCOL_VERSION",
     "Admit",
     "BProfile",
@@ -70,7 +68,6 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 MAX_MEMBERS = 500
-MAX_PUBLISHED_KEYS = MAX_PUBLISHED_SEEDS
 # A commit or change for 500 members is about 250 KB; every other frame is far smaller.
 MAX_FRAME_CHARS = 1 << 20
 MAX_CONTROL_FRAME_CHARS = 1 << 16
@@ -165,8 +162,7 @@ def _check_published(epoch: int | None, sealed_seeds: str | None) -> None:
     publishes nothing), and the seeds are 12 + 32k + 16 bytes (ValueError, hence malformed)."""
     if (epoch is None) != (sealed_seeds is None):
         raise ValueError("epoch and sealed_seeds come together")
-    if sealed_seeds is not None:
-        sealed_seed_count(len(b64url_decode(sealed_seeds)))
+    _seed_count(sealed_seeds)
 
 
 # -- member -> relay -----------------------------------------------------------------------

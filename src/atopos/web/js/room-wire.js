@@ -7,7 +7,6 @@
 import { decode, encode } from "./base64url.js";
 import { RoomProtocolError } from "./room-errors.js";
 import {
-  MAX_PUBLISHED_SEEDS,
   MAX_SEALED_SEEDS_BYTES,
   MIN_SEALED_SEEDS_BYTES,
   sealedSeedCount,
@@ -15,7 +14,6 @@ import {
 
 export const PROTOCOL_VERSION = 1;
 export const MAX_MEMBERS = 500;
-export const MAX_PUBLISHED_KEYS = MAX_PUBLISHED_SEEDS;
 export const MAX_FRAME_CHARS = 1 << 20;
 export const MAX_CONTROL_FRAME_CHARS = 1 << 16;
 const MAX_CIPHERTEXT_CHARS = 23232;
